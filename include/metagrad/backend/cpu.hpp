@@ -1,0 +1,9 @@
+// metagrad/backend/cpu.hpp — umbrella of the CPU backend: threads, the fused elementwise loop driver,
+// reductions and evaluation into tensors.
+#pragma once
+
+#include "../expr.hpp"
+#include "cpu/assign.hpp"
+#include "cpu/elementwise.hpp"
+#include "cpu/parallel.hpp"
+#include "cpu/reduce.hpp"

@@ -1,0 +1,126 @@
+// metagrad/backend/cpu/assign.hpp — evaluation of an expression into a Tensor (construction,
+// assignment, compound assignment, eval): shape checks, destination passing for boundary nodes, and
+// aliasing (in place when the destination is only read element-for-element, else via a temporary).
+// Include <metagrad/metagrad.hpp> instead.
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <utility>
+
+#include "../../core/error.hpp"
+#include "../../core/print.hpp"
+#include "../../core/tensor.hpp"
+#include "../../expr/node.hpp"
+#include "elementwise.hpp"
+
+METAGRAD_NAMESPACE_BEGIN
+
+namespace detail {
+
+/// True when a plan reads the memory of `dst` other than exactly element-for-element.
+template <class Plan, class T, int R>
+bool reads_other_elements_of(const Plan& plan, const Tensor<T, R>& dst) {
+  if (!dst.defined() || dst.numel() == 0) return false;
+  const char* dlo = reinterpret_cast<const char*>(dst.data());
+  const char* dhi = dlo;
+  for (int d = 0; d < R; ++d) {
+    const index_t span = (dst.shape()[d] - 1) * dst.strides()[d] * static_cast<index_t>(sizeof(T));
+    (span < 0 ? dlo : dhi) += span;
+  }
+  dhi += sizeof(T);
+  bool hazard = false;
+  plan.visit_leaves(
+      [&](const void* ptr, const void* lo, const void* hi, const auto& strides, bool remapped) {
+        const char* l = static_cast<const char*>(lo);
+        const char* h = static_cast<const char*>(hi);
+        if (h <= dlo || l >= dhi) return;
+        bool same = !remapped && ptr == static_cast<const void*>(dst.data());
+        if constexpr (std::remove_cvref_t<decltype(strides)>::size() == R)
+          for (int d = 0; d < R; ++d) same &= strides[d] == dst.strides()[d] || dst.shape()[d] == 1;
+        else
+          same = false;
+        hazard |= !same;
+      },
+      false, dst.shape());
+  return hazard;
+}
+
+template <class T, int R>
+struct assigner<Tensor<T, R>> {
+  using Dst = Tensor<T, R>;
+
+  /// dst = e: in place when dst already has e's shape, else into new storage (then re-seats dst).
+  template <class E>
+  static void assign(Dst& dst, const E& e) {
+    const auto es = e.shape();
+    Shape<R> s;
+    for (int d = 0; d < R; ++d) s[d] = d < R - E::rank ? 1 : es[d - (R - E::rank)];
+    if (dst.defined() && dst.shape() == s) {
+      write(dst, e);
+    } else {
+      Dst fresh;
+      fresh.allocate(s, dst.defined() ? dst.device() : Device::cpu());
+      write(fresh, e);
+      dst = std::move(fresh);
+    }
+  }
+
+  /// dst.assign(e): into dst's existing memory; e must broadcast to dst's shape.
+  template <class E>
+  static void assign_inplace(Dst& dst, const E& e) {
+    if (!dst.defined()) throw shape_error("assign: the destination tensor is empty (default-constructed)");
+    check_broadcastable_to(e.shape(), dst.shape(), "assign");
+    write(dst, e);
+  }
+
+  template <class E>
+  static void write(Dst& dst, const E& e) {
+    if constexpr (E::rank == R && requires { e.eval_into(dst); }) {
+      if (e.shape() == dst.shape()) {  // destination passing: a boundary node at the root writes directly
+        e.eval_into(dst);
+        return;
+      }
+    }
+    const auto plan = lower_expr(e, dst.shape());
+    if (reads_other_elements_of(plan, dst)) {
+      Dst tmp;
+      tmp.allocate(dst.shape(), dst.device());
+      cpu::run_elementwise(tmp.data(), tmp.strides(), tmp.shape(), plan);
+      cpu::run_elementwise(dst.data(), dst.strides(), dst.shape(), lower_expr(tmp, dst.shape()));
+    } else {
+      cpu::run_elementwise(dst.data(), dst.strides(), dst.shape(), plan);
+    }
+  }
+};
+
+}  // namespace detail
+
+/// Evaluates an expression into a new tensor of its own shape and dtype (one fused pass).
+template <expression E>
+auto eval(const E& e) {
+  using ER = std::remove_cvref_t<E>;
+  return Tensor<typename ER::value_type, ER::rank>(e);
+}
+
+/// A contiguous tensor with the expression's values: the tensor itself when it already is contiguous
+/// (no copy), otherwise one fused pass.
+template <expression E>
+auto contiguous(const E& e) {
+  using ER = std::remove_cvref_t<E>;
+  if constexpr (is_tensor_v<ER>) {
+    if (e.is_contiguous()) return e;
+    return e.clone();
+  } else {
+    return eval(e);
+  }
+}
+
+/// Prints an expression by evaluating it first.
+template <expression E>
+  requires(!is_tensor_v<std::remove_cvref_t<E>>)
+std::ostream& operator<<(std::ostream& os, const E& e) {
+  return os << eval(e);
+}
+
+METAGRAD_NAMESPACE_END

@@ -1,0 +1,123 @@
+// metagrad/expr/node.hpp — what every expression node shares: how operands are stored (closure
+// semantics), how a Tensor leaf lowers to a LeafPlan, scalar constants, and lower_expr(), the one entry
+// point that lowers any expression to a plan of a given target shape. Include <metagrad/expr.hpp>.
+#pragma once
+
+#include <type_traits>
+
+#include "../core/config.hpp"
+#include "../core/dtype.hpp"
+#include "../core/expr_base.hpp"
+#include "../core/shape.hpp"
+#include "../core/tensor.hpp"
+#include "plan.hpp"
+
+METAGRAD_NAMESPACE_BEGIN
+
+template <class T>
+inline constexpr bool is_tensor_v = false;
+template <class T, int R>
+inline constexpr bool is_tensor_v<Tensor<T, R>> = true;
+
+/// Leaves that a node keeps by reference when they are named (lvalues): a Tensor is read at evaluation
+/// time, so `auto e = a * b; a = ...; eval(e)` sees the new a. Leaf types of later layers specialise it.
+template <class T>
+inline constexpr bool stored_by_reference_v = is_tensor_v<T>;
+
+/// How a node stores an operand of (forwarding) type E: named leaves by const reference, everything else
+/// (rvalue subexpressions, temporaries, named non-leaf expressions, which are small) by value, so
+/// `auto h = W * x + b;` never dangles.
+template <class E>
+using closure_t = std::conditional_t<std::is_lvalue_reference_v<E> && stored_by_reference_v<std::remove_cvref_t<E>>,
+                                     const std::remove_cvref_t<E>&, std::remove_cvref_t<E>>;
+
+/// A constant broadcast to any shape.
+template <dtype T>
+class ScalarExpr : public ExprBase<ScalarExpr<T>> {
+ public:
+  using value_type = T;
+  static constexpr int rank = 0;
+  explicit ScalarExpr(T v) : value_(v) {}
+  Shape<0> shape() const { return {}; }
+  T value() const { return value_; }
+  template <int RT>
+  ScalarPlan<T, RT> lower(const Shape<RT>&) const {
+    return {value_};
+  }
+
+ private:
+  T value_;
+};
+
+template <class T>
+inline constexpr bool is_scalar_expr_v = false;
+template <class T>
+inline constexpr bool is_scalar_expr_v<ScalarExpr<T>> = true;
+
+namespace detail {
+
+/// Strides of a rank-RC layout read at a rank-RT target, right-aligned; broadcast axes get stride 0.
+template <int RC, int RT>
+Array<index_t, RT> broadcast_strides(const Shape<RC>& shape, const Strides<RC>& strides, const Shape<RT>& target,
+                                     bool& same_layout) {
+  static_assert(RC <= RT, "metagrad: an operand cannot have a higher rank than the result it is broadcast to");
+  Array<index_t, RT> s{};
+  same_layout = true;
+  for (int d = 0; d < RT; ++d) {
+    const int c = d - (RT - RC);
+    if (c < 0) {
+      same_layout &= target[d] == 1;
+      continue;
+    }
+    const bool bcast = shape[c] == 1 && target[d] != 1;
+    s[d] = shape[c] == 1 ? 0 : strides[c];
+    same_layout &= !bcast;
+  }
+  return s;
+}
+
+/// LeafPlan for memory at `ptr` with the given layout, read at `target`.
+template <class T, int RC, int RT>
+LeafPlan<T, RT> lower_leaf(const T* ptr, const Shape<RC>& shape, const Strides<RC>& strides, const Shape<RT>& target) {
+  bool same = false;
+  auto s = broadcast_strides(shape, strides, target, same);
+  return {ptr, s, same && is_contiguous(shape, strides)};
+}
+
+}  // namespace detail
+
+/// Lowers any expression to a plan of rank RT that yields its elements broadcast to `target`.
+/// @pre the expression's shape broadcasts to `target` (callers check and throw shape_error).
+template <class E, int RT>
+auto lower_expr(const E& e, const Shape<RT>& target) {
+  if constexpr (is_tensor_v<E>)
+    return detail::lower_leaf(e.data(), e.shape(), e.strides(), target);
+  else
+    return e.lower(target);
+}
+
+/// The plan type of E lowered at rank RT.
+template <class E, int RT>
+using plan_t = decltype(lower_expr(std::declval<const E&>(), std::declval<const Shape<RT>&>()));
+
+/// Wraps a plan of a non-leaf at its own shape so it can be read at `target` (broadcasting); leaf plans
+/// are re-strided instead. Used by nodes whose own shape is not passed down (views, boundaries).
+template <class P, int RC, int RT>
+auto broadcast_plan(const P& p, const Shape<RC>& own, const Shape<RT>& target) {
+  if constexpr (is_leaf_plan_v<P>) {
+    bool same = false;
+    auto s = detail::broadcast_strides(own, p.strides, target, same);
+    return LeafPlan<typename P::value_type, RT>{p.ptr, s, same && p.flat_ok};
+  } else {
+    AxisMapPlan<P, RT> m{p, {}, own, true};
+    for (int d = 0; d < RC; ++d) {
+      const int t = d + (RT - RC);
+      m.map[d] = own[d] == 1 && target[t] != 1 ? -1 : t;
+      m.order_kept &= own[d] == target[t];
+    }
+    for (int d = 0; d < RT - RC; ++d) m.order_kept &= target[d] == 1;
+    return m;
+  }
+}
+
+METAGRAD_NAMESPACE_END

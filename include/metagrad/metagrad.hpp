@@ -1,0 +1,11 @@
+// metagrad/metagrad.hpp — the umbrella header: everything the build can use. Include this one.
+//
+// metagrad is a header-only C++20 deep-learning library in which the computation graph is a C++ type:
+// expressions build nodes, lowering turns them into trivially copyable plans, and each elementwise region
+// runs as one fused loop (CPU) or kernel (CUDA).
+#pragma once
+
+#include "core.hpp"
+#include "expr.hpp"
+#include "backend/cpu.hpp"
+

@@ -1,0 +1,61 @@
+// metagrad/ops/unary_math.hpp — scalar functors of the mathematical functions: exponentials and
+// logarithms, powers and roots, trigonometric and hyperbolic functions, erf. Float versions are the
+// branch-free, vectorisable approximations of core/math.hpp; integer inputs compute in float.
+// Include <metagrad/expr.hpp> instead.
+#pragma once
+
+#include <cmath>
+
+#include "../core/config.hpp"
+#include "../core/math.hpp"
+#include "traits.hpp"
+
+METAGRAD_NAMESPACE_BEGIN
+namespace ops {
+
+#define METAGRAD_FLOAT_UNARY_OP_(Name, str, body)                 \
+  struct Name {                                                 \
+    static constexpr const char* name = str;                    \
+    template <class T>                                          \
+    METAGRAD_HD METAGRAD_INLINE float_of_t<T> operator()(T a) const { \
+      using F = float_of_t<T>;                                  \
+      const F x = static_cast<F>(a);                            \
+      return body;                                              \
+    }                                                           \
+  };
+
+METAGRAD_FLOAT_UNARY_OP_(Exp, "exp", math::exp(x))
+METAGRAD_FLOAT_UNARY_OP_(Exp2, "exp2", math::exp2(x))
+METAGRAD_FLOAT_UNARY_OP_(Expm1, "expm1", math::expm1(x))
+METAGRAD_FLOAT_UNARY_OP_(Log, "log", math::log(x))
+METAGRAD_FLOAT_UNARY_OP_(Log2, "log2", math::log2(x))
+METAGRAD_FLOAT_UNARY_OP_(Log1p, "log1p", math::log1p(x))
+// sqrt is one instruction; it vectorises once errno is off (the CMake target passes -fno-math-errno).
+METAGRAD_FLOAT_UNARY_OP_(Sqrt, "sqrt", std::sqrt(x))
+METAGRAD_FLOAT_UNARY_OP_(Rsqrt, "rsqrt", F(1) / std::sqrt(x))
+METAGRAD_FLOAT_UNARY_OP_(Sin, "sin", math::sin(x))
+METAGRAD_FLOAT_UNARY_OP_(Cos, "cos", math::cos(x))
+METAGRAD_FLOAT_UNARY_OP_(Tan, "tan", math::tan(x))
+METAGRAD_FLOAT_UNARY_OP_(Asin, "asin", math::asin(x))
+METAGRAD_FLOAT_UNARY_OP_(Acos, "acos", math::acos(x))
+METAGRAD_FLOAT_UNARY_OP_(Atan, "atan", math::atan(x))
+METAGRAD_FLOAT_UNARY_OP_(Sinh, "sinh", math::sinh(x))
+METAGRAD_FLOAT_UNARY_OP_(Cosh, "cosh", math::cosh(x))
+METAGRAD_FLOAT_UNARY_OP_(Tanh, "tanh", math::tanh(x))
+METAGRAD_FLOAT_UNARY_OP_(Erf, "erf", math::erf(x))
+#undef METAGRAD_FLOAT_UNARY_OP_
+
+/// x raised to a fixed exponent (the common pow(x, 2.0) etc.); small integer exponents multiply.
+struct PowScalar {
+  static constexpr const char* name = "pow";
+  double p;
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE float_of_t<T> operator()(T a) const {
+    using F = float_of_t<T>;
+    const F x = static_cast<F>(a);
+    return p == 2.0 ? x * x : (p == 1.0 ? x : (p == 0.5 ? std::sqrt(x) : math::pow(x, static_cast<F>(p))));
+  }
+};
+
+}  // namespace ops
+METAGRAD_NAMESPACE_END
