@@ -9,3 +9,8 @@
 #include "expr.hpp"
 #include "backend/cpu.hpp"
 
+
+// Under nvcc the CUDA backend comes too (one source file carries both code paths).
+#if defined(__CUDACC__)
+#include "backend/cuda/elementwise.hpp"
+#endif

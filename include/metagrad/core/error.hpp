@@ -38,4 +38,10 @@ class device_error : public error {
   using error::error;
 };
 
+/// A failed CUDA runtime or library call: the message names the call, the error code and its text.
+class cuda_error : public error {
+ public:
+  using error::error;
+};
+
 METAGRAD_NAMESPACE_END

@@ -8,9 +8,13 @@
 #include <utility>
 
 #include "config.hpp"
+#include "dtype.hpp"
 #include "shape.hpp"
 
 METAGRAD_NAMESPACE_BEGIN
+
+template <dtype T, int Rank>
+class Tensor;
 
 namespace detail {
 // Defined in expr/view.hpp. Member calls below name it with a dependent argument, so it is only needed
@@ -83,6 +87,14 @@ class ExprBase {
   auto reshape(const Shape<N>& s) && {
     return detail::expr_ops<Derived>::reshape(std::move(*this).derived(), s);
   }
+  /// Evaluates the expression into a new tensor (one fused pass).
+  auto eval() const {
+    return Tensor<typename Derived::value_type, Derived::rank>(derived());
+  }
+  /// Evaluates a one-element expression and returns its value: sum(x).item().
+  /// @throws shape_error when the expression has more than one element.
+  auto item() const { return eval().item(); }
+
   /// x.flatten(): rank-1 view of all elements.
   auto flatten() const& { return reshape({index_t{-1}}); }
   auto flatten() && { return std::move(*this).reshape({index_t{-1}}); }

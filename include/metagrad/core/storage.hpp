@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <new>
 #include <string>
@@ -60,9 +61,17 @@ class Storage {
     while (now > peak && !c.peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
     }
   }
+  /// Adopts memory the caller allocated (host or device), released through `deleter` (which may do
+  /// nothing, for memory the caller keeps owning). Not counted in memory_stats().
+  Storage(void* data, std::size_t bytes, Device device, std::function<void(void*)> deleter)
+      : data_(data), bytes_(bytes), device_(device), deleter_(std::move(deleter)), counted_(false) {}
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
   ~Storage() {
+    if (!counted_) {
+      if (deleter_) deleter_(data_);
+      return;
+    }
     std::free(data_);
     detail::memory_counters().current.fetch_sub(static_cast<std::int64_t>(bytes_), std::memory_order_relaxed);
   }
@@ -75,6 +84,8 @@ class Storage {
   void* data_ = nullptr;
   std::size_t bytes_ = 0;
   Device device_;
+  std::function<void(void*)> deleter_;
+  bool counted_ = true;
 };
 
 METAGRAD_NAMESPACE_END

@@ -213,6 +213,15 @@ class Tensor : public ExprBase<Tensor<T, Rank>> {
     return t;
   }
 
+  /// A contiguous tensor over memory the caller owns (host, or device memory with Device::cuda), like
+  /// torch::from_blob: no copy, nothing freed. @pre `data` holds shape.numel() elements and outlives the
+  /// tensor and its copies.
+  static Tensor from_blob(T* data, const Shape<Rank>& shape, Device device = Device::cpu()) {
+    auto st = std::make_shared<Storage>(static_cast<void*>(data), static_cast<std::size_t>(shape.numel()) * sizeof(T),
+                                        device, nullptr);
+    return from_storage(std::move(st), 0, shape, contiguous_strides(shape));
+  }
+
   /// Gives this tensor fresh, contiguous storage of `shape` (contents unspecified unless zero_fill).
   void allocate(const Shape<Rank>& shape, Device device = Device::cpu(), bool zero_fill = false) {
     storage_ = std::make_shared<Storage>(static_cast<std::size_t>(shape.numel()) * sizeof(T), device);
