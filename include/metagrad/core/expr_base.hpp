@@ -70,6 +70,22 @@ class ExprBase {
   METAGRAD_VIEW_MEMBER_(broadcast_to)
 #undef METAGRAD_VIEW_MEMBER_
 
+  // Braced-list forms of the members above: a forwarding pack cannot deduce x.permute({1, 0, 2}).
+#define METAGRAD_VIEW_LIST_MEMBER_(name, Elem)                                           \
+  template <int N>                                                                     \
+  auto name(const Elem (&list)[N]) const& {                                            \
+    return detail::expr_ops<Derived>::name(derived(), list);                           \
+  }                                                                                    \
+  template <int N>                                                                     \
+  auto name(const Elem (&list)[N])&& {                                                 \
+    return detail::expr_ops<Derived>::name(std::move(*this).derived(), list);          \
+  }
+  METAGRAD_VIEW_LIST_MEMBER_(permute, int)
+  METAGRAD_VIEW_LIST_MEMBER_(slice, Slice)
+  METAGRAD_VIEW_LIST_MEMBER_(expand, index_t)
+  METAGRAD_VIEW_LIST_MEMBER_(broadcast_to, index_t)
+#undef METAGRAD_VIEW_LIST_MEMBER_
+
   /// x.reshape({2, -1}): same elements in row-major order, new extents; one extent may be -1.
   template <int N>
   auto reshape(const index_t (&dims)[N]) const& {

@@ -161,8 +161,10 @@ class ReshapeExpr : public ExprBase<ReshapeExpr<A, RO>> {
       const value_type* ptr = cp.ptr;
       if (!is_contiguous(cs, Strides<AE::rank>(cp.strides))) {
         // A non-contiguous tensor has no strided view with the new extents in general: copy it once
-        // (torch.reshape does the same).
-        copy_ = Tensor<value_type, AE::rank>(a_);
+        // (torch.reshape does the same). A tensor operand needs clone(): constructing a Tensor from a
+        // Tensor only copies the handle.
+        if constexpr (is_tensor_v<AE>) copy_ = a_.clone();
+        else copy_ = Tensor<value_type, AE::rank>(a_);
         ptr = copy_.data();
       }
       LeafPlan<value_type, RO> leaf{ptr, contiguous_strides(shape_), true};

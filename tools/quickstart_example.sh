@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# tools/quickstart_example.sh — build and run one example program.
+#
+#   bash tools/quickstart_example.sh [name]      # name defaults to 01_tensors (examples/01_tensors.cpp)
+#
+# Installs cmake and a C++ compiler with apt when they are missing (Debian/Ubuntu; sudo when not root),
+# configures a Release build in build/, builds just that example and runs it from the repository root.
+# A fresh build/ is configured without tests and benches so this needs no test libraries;
+# tools/run_tests.sh turns them on later in the same build/.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+NAME=${1:-01_tensors}
+NAME=${NAME%.cpp}
+NAME=${NAME##*/}
+BUILD_DIR=${BUILD_DIR:-build}
+JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+
+if [[ ! -f examples/${NAME}.cpp && ! -f examples/${NAME}.cu ]]; then
+  echo "quickstart_example.sh: no example named '${NAME}'. Available:" >&2
+  for f in examples/*.cpp examples/*.cu; do
+    [[ -e $f ]] && echo "  $(basename "${f%.*}")" >&2
+  done
+  exit 1
+fi
+
+# ensure_packages PKG... — apt-get install the packages dpkg does not report as installed.
+ensure_packages() {
+  if ! command -v dpkg >/dev/null 2>&1; then
+    echo "quickstart_example.sh: no dpkg here; assuming these are installed: $*" >&2
+    return 0
+  fi
+  local missing=() pkg
+  for pkg in "$@"; do
+    dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$pkg")
+  done
+  if [[ ${#missing[@]} -eq 0 ]]; then
+    return 0
+  fi
+  local sudo=()
+  if [[ $(id -u) -ne 0 ]]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+      echo "quickstart_example.sh: missing packages: ${missing[*]}; install them as root" >&2
+      exit 1
+    fi
+    sudo=(sudo)
+  fi
+  echo "==> Installing ${missing[*]}"
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+ensure_packages cmake make g++
+
+configure_args=(-S . -B "${BUILD_DIR}" -DCMAKE_BUILD_TYPE=Release -DMETAGRAD_BUILD_EXAMPLES=ON)
+if [[ ! -f ${BUILD_DIR}/CMakeCache.txt ]]; then
+  configure_args+=(-DMETAGRAD_BUILD_TESTS=OFF -DMETAGRAD_BUILD_BENCH=OFF)
+fi
+echo "==> Configuring ${BUILD_DIR}"
+cmake "${configure_args[@]}"
+
+echo "==> Building ${NAME}"
+cmake --build "${BUILD_DIR}" --target "${NAME}" --parallel "${JOBS}"
+
+echo "==> Running ${BUILD_DIR}/examples/${NAME}"
+exec "${BUILD_DIR}/examples/${NAME}"

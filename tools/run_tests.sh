@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# tools/run_tests.sh — build everything and run the whole test suite, as CI does.
+#
+#   bash tools/run_tests.sh
+#
+# Installs the build and test dependencies with apt when they are missing (Debian/Ubuntu; sudo when not
+# root), configures a Release build in build/ with tests, benches and examples on, builds it, runs every
+# CTest test (unit tests, compile-fail tests, the single-header test, the consumer projects, and the CUDA
+# tests when nvcc is present; benches are built but not run), and checks that
+# single_include/metagrad/metagrad.hpp matches a fresh amalgamation.
+#
+# Environment: BUILD_DIR (default build), BUILD_TYPE (default Release), JOBS (default: nproc),
+# CMAKE_ARGS (extra arguments for the configure step).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+BUILD_DIR=${BUILD_DIR:-build}
+BUILD_TYPE=${BUILD_TYPE:-Release}
+JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+
+# ensure_packages PKG... — apt-get install the packages dpkg does not report as installed.
+ensure_packages() {
+  if ! command -v dpkg >/dev/null 2>&1; then
+    echo "run_tests.sh: no dpkg here; assuming these are installed: $*" >&2
+    return 0
+  fi
+  local missing=() pkg
+  for pkg in "$@"; do
+    dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$pkg")
+  done
+  if [[ ${#missing[@]} -eq 0 ]]; then
+    return 0
+  fi
+  local sudo=()
+  if [[ $(id -u) -ne 0 ]]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+      echo "run_tests.sh: missing packages: ${missing[*]}; install them as root (apt-get install ${missing[*]})" >&2
+      exit 1
+    fi
+    sudo=(sudo)
+  fi
+  echo "==> Installing ${missing[*]}"
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+ensure_packages cmake make g++ doctest-dev libbenchmark-dev libeigen3-dev libomp-dev python3
+
+echo "==> Configuring ${BUILD_DIR} (${BUILD_TYPE})"
+# shellcheck disable=SC2086  # CMAKE_ARGS is a list of arguments
+cmake -S . -B "${BUILD_DIR}" -DCMAKE_BUILD_TYPE="${BUILD_TYPE}" \
+  -DMETAGRAD_BUILD_TESTS=ON -DMETAGRAD_BUILD_BENCH=ON -DMETAGRAD_BUILD_EXAMPLES=ON ${CMAKE_ARGS:-}
+
+echo "==> Building with ${JOBS} jobs"
+cmake --build "${BUILD_DIR}" --parallel "${JOBS}"
+
+status=0
+echo "==> Running the tests"
+ctest --test-dir "${BUILD_DIR}" --output-on-failure --no-tests=error --parallel "${JOBS}" || status=1
+
+echo "==> Checking single_include/metagrad/metagrad.hpp"
+python3 tools/amalgamate.py --check || status=1
+
+if [[ ${status} -eq 0 ]]; then
+  echo "==> All tests passed"
+else
+  echo "==> FAILED (see above)" >&2
+fi
+exit "${status}"
