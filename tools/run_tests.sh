@@ -19,31 +19,9 @@ BUILD_DIR=${BUILD_DIR:-build}
 BUILD_TYPE=${BUILD_TYPE:-Release}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
-# ensure_packages PKG... — apt-get install the packages dpkg does not report as installed.
-ensure_packages() {
-  if ! command -v dpkg >/dev/null 2>&1; then
-    echo "run_tests.sh: no dpkg here; assuming these are installed: $*" >&2
-    return 0
-  fi
-  local missing=() pkg
-  for pkg in "$@"; do
-    dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$pkg")
-  done
-  if [[ ${#missing[@]} -eq 0 ]]; then
-    return 0
-  fi
-  local sudo=()
-  if [[ $(id -u) -ne 0 ]]; then
-    if ! command -v sudo >/dev/null 2>&1; then
-      echo "run_tests.sh: missing packages: ${missing[*]}; install them as root (apt-get install ${missing[*]})" >&2
-      exit 1
-    fi
-    sudo=(sudo)
-  fi
-  echo "==> Installing ${missing[*]}"
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-}
+SCRIPT_NAME=run_tests.sh
+# shellcheck source=tools/ensure_packages.sh
+source tools/ensure_packages.sh
 
 ensure_packages cmake make g++ doctest-dev libbenchmark-dev libeigen3-dev libomp-dev python3
 

@@ -14,3 +14,7 @@
 #if defined(__CUDACC__)
 #include "backend/cuda/elementwise.hpp"
 #endif
+
+// Internal helper macros end here (STYLE.md); the METAGRAD_HD / METAGRAD_INLINE / namespace macros stay
+// defined because user-written ops use them.
+#undef METAGRAD_FLOAT_UNARY_OP_

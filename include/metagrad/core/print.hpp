@@ -108,10 +108,12 @@ struct Printer {
         maxabs = std::max(maxabs, std::fabs(v));
         if (v != 0) minabs = std::min(minabs, std::fabs(v));
       });
+      // torch's rule (_tensor_str._Formatter; NumPy's is the same up to precision): scientific when the
+      // non-zero magnitudes span more than three decades or exceed 1e8 (or, for non-integral values, go
+      // below 1e-4), so that no shown value loses its leading digits to a fixed point.
       using M = typename ElementFormatter<T>::Mode;
-      fmt.mode = integral && maxabs < 1e16 ? M::integral
-                 : (maxabs >= 1e8 || (minabs < 1e-4 && minabs != INFINITY)) ? M::scientific
-                                                                           : M::fixed;
+      const bool wide = minabs != INFINITY && (maxabs / minabs > 1000 || maxabs > 1e8);
+      fmt.mode = wide ? M::scientific : integral ? M::integral : minabs < 1e-4 ? M::scientific : M::fixed;
     }
     fmt.precision = print_options().precision;
     Array<index_t, R> idx{};
@@ -155,7 +157,7 @@ std::string to_string(const Tensor<T, R>& t) {
   p.choose_format();
   std::string out = "tensor(";
   Array<index_t, R> idx{};
-  if (t.numel() == 0) out += std::string(static_cast<std::size_t>(R), '[') + std::string(static_cast<std::size_t>(R), ']');
+  if (t.numel() == 0) out += "[]";  // any shape with no elements, as torch and NumPy print it
   else p.print(out, idx, 0, 7);
   return out + ", " + tail;
 }

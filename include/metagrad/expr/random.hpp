@@ -51,14 +51,16 @@ struct RandomPlan {
   PhiloxStream stream;
   Array<index_t, R> strides;  // contiguous strides of the draw's shape (0 on broadcast axes)
   RandomKind kind;
-  double a, b;  // uniform: [a, b); normal: mean a, std b; integer: [a, b)
+  bool flat_ok;
+  double a, b;          // uniform: [a, b); normal: mean a, standard deviation b
+  std::int64_t lo, hi;  // integer: [lo, hi), kept exact beyond 2^53
 
   METAGRAD_HD METAGRAD_INLINE T draw(std::uint64_t i) const {
     if constexpr (std::is_floating_point_v<T>) {
       if (kind == RandomKind::normal) return static_cast<T>(a) + static_cast<T>(b) * rand_normal<T>(stream, i);
       return static_cast<T>(a) + static_cast<T>(b - a) * rand_uniform<T>(stream, i);
     } else {
-      return static_cast<T>(rand_int(stream, i, static_cast<std::int64_t>(a), static_cast<std::int64_t>(b)));
+      return static_cast<T>(rand_int(stream, i, lo, hi));
     }
   }
   template <class I>
@@ -70,7 +72,6 @@ struct RandomPlan {
     return draw(static_cast<std::uint64_t>(i));
   }
   bool is_flat() const { return flat_ok; }
-  bool flat_ok;
   template <class F>
   void visit_leaves(F&&, bool, const Array<index_t, R>&) const {}
 };
@@ -81,14 +82,15 @@ class RandomExpr : public ExprBase<RandomExpr<T, N>> {
  public:
   using value_type = T;
   static constexpr int rank = N;
-  RandomExpr(Shape<N> shape, PhiloxStream stream, RandomKind kind, double a, double b)
-      : shape_(shape), stream_(stream), kind_(kind), a_(a), b_(b) {}
+  RandomExpr(Shape<N> shape, PhiloxStream stream, RandomKind kind, double a, double b, std::int64_t lo = 0,
+             std::int64_t hi = 0)
+      : shape_(shape), stream_(stream), kind_(kind), a_(a), b_(b), lo_(lo), hi_(hi) {}
   Shape<N> shape() const { return shape_; }
   template <int RT>
   RandomPlan<T, RT> lower(const Shape<RT>& target) const {
     bool same = false;
     const auto st = detail::broadcast_strides(shape_, contiguous_strides(shape_), target, same);
-    return {stream_, st, kind_, a_, b_, same};
+    return {stream_, st, kind_, same, a_, b_, lo_, hi_};
   }
 
  private:
@@ -96,6 +98,7 @@ class RandomExpr : public ExprBase<RandomExpr<T, N>> {
   PhiloxStream stream_;
   RandomKind kind_;
   double a_, b_;
+  std::int64_t lo_, hi_;
 };
 
 /// Uniform draws in [low, high), lazily (fuses into the expression that uses them).
@@ -130,8 +133,8 @@ Tensor<T, N> randint(std::int64_t low, std::int64_t high, const index_t (&dims)[
   static_assert(integer_dtype<T>, "metagrad: randint makes int32 or int64 tensors");
   if (high <= low)
     throw shape_error("randint: empty range [" + std::to_string(low) + ", " + std::to_string(high) + ")");
-  return Tensor<T, N>(RandomExpr<T, N>(detail::shape_from(dims), gen.next_stream(), RandomKind::integer,
-                                       static_cast<double>(low), static_cast<double>(high)));
+  return Tensor<T, N>(
+      RandomExpr<T, N>(detail::shape_from(dims), gen.next_stream(), RandomKind::integer, 0.0, 0.0, low, high));
 }
 
 METAGRAD_NAMESPACE_END

@@ -5,6 +5,7 @@
 // of an assignment. Include <metagrad/expr.hpp> instead.
 #pragma once
 
+#include <concepts>
 #include <string>
 #include <type_traits>
 
@@ -65,18 +66,27 @@ class ReduceExpr : public ExprBase<ReduceExpr<Red, A, K, Keep>> {
     if (!dst.defined() || !(dst.shape() == os)) dst.allocate(os);
     const auto plan = lower_expr(a_, in);
     bool alias = false;
-    const char* lo = reinterpret_cast<const char*>(dst.data());
-    const char* hi = lo + dst.numel() * static_cast<index_t>(sizeof(value_type));
-    plan.visit_leaves(
-        [&](const void*, const void* l, const void* h, const auto&, bool) {
-          alias |= !(static_cast<const char*>(h) <= lo || static_cast<const char*>(l) >= hi);
-        },
-        false, in);
-    if (alias) {  // the input reads the destination: reduce into fresh memory, then re-seat dst
+    // The bytes dst spans through its strides (a strided destination reaches past numel elements).
+    index_t lo_off = 0, hi_off = 0;
+    for (int d = 0; d < RD; ++d) {
+      const index_t span = (os[d] - 1) * dst.strides()[d];
+      (span < 0 ? lo_off : hi_off) += span;
+    }
+    const char* lo = reinterpret_cast<const char*>(dst.data() + lo_off);
+    const char* hi = reinterpret_cast<const char*>(dst.data() + hi_off + 1);
+    if (os.numel() > 0)
+      plan.visit_leaves(
+          [&](const void*, const void* l, const void* h, const auto&, bool) {
+            alias |= !(static_cast<const char*>(h) <= lo || static_cast<const char*>(l) >= hi);
+          },
+          false, in);
+    if (alias) {
+      // The input reads the destination: reduce into fresh memory, then copy into dst's own memory, so that
+      // other handles and views of it see the result (as `x = x.t()` does for elementwise expressions).
       Tensor<value_type, RD> tmp;
       tmp.allocate(os);
       run_reduction(red_, plan, in, mask_, tmp.data(), ost_for(tmp));
-      dst = std::move(tmp);
+      dst.assign(tmp);
       return;
     }
     run_reduction(red_, plan, in, mask_, dst.data(), ost_for(dst));
@@ -187,9 +197,15 @@ METAGRAD_REDUCTION_(logsumexp, ops::LogSumExpReducer)
 #undef METAGRAD_REDUCTION_
 
 /// Variance with `ddof` delta degrees of freedom (0: population, NumPy's default; 1: sample, torch's).
+/// The ddof of the all-axes form is a deduced integer, so that var(x, {1}) is the variance over axis 1 (a braced
+/// list deduces nothing) rather than over all axes with ddof 1.
 template <expression A>
-auto var(A&& a, int ddof = 0) {
-  return detail::reduce_all(ops::VarReducer{ddof, false}, std::forward<A>(a));
+auto var(A&& a) {
+  return detail::reduce_all(ops::VarReducer{0, false}, std::forward<A>(a));
+}
+template <expression A, std::integral D>
+auto var(A&& a, D ddof) {
+  return detail::reduce_all(ops::VarReducer{static_cast<int>(ddof), false}, std::forward<A>(a));
 }
 template <expression A, int K>
 auto var(A&& a, const int (&axes)[K], int ddof = 0) {
@@ -202,8 +218,12 @@ auto var(A&& a, const int (&axes)[K], KeepDims, int ddof = 0) {
 /// Standard deviation, sqrt(var(...)) (named stddev: a function called std would make `std::` ambiguous
 /// after `using namespace metagrad`).
 template <expression A>
-auto stddev(A&& a, int ddof = 0) {
-  return detail::reduce_all(ops::VarReducer{ddof, true}, std::forward<A>(a));
+auto stddev(A&& a) {
+  return detail::reduce_all(ops::VarReducer{0, true}, std::forward<A>(a));
+}
+template <expression A, std::integral D>
+auto stddev(A&& a, D ddof) {
+  return detail::reduce_all(ops::VarReducer{static_cast<int>(ddof), true}, std::forward<A>(a));
 }
 template <expression A, int K>
 auto stddev(A&& a, const int (&axes)[K], int ddof = 0) {
@@ -222,10 +242,16 @@ inline ops::NormReducer norm_reducer(double p) {
 }  // namespace detail
 
 /// The p-norm (default 2); p = INFINITY is the max-norm, p = 0 counts non-zeros.
-/// @throws metagrad::error for p < 0 or NaN.
+/// @throws metagrad::error for p < 0 or NaN. As for var, p of the all-axes form is deduced, so that norm(x, {1})
+/// is the norm over axis 1.
 template <expression A>
-auto norm(A&& a, double p = 2.0) {
-  return detail::reduce_all(detail::norm_reducer(p), std::forward<A>(a));
+auto norm(A&& a) {
+  return detail::reduce_all(detail::norm_reducer(2.0), std::forward<A>(a));
+}
+template <expression A, class P>
+  requires std::is_arithmetic_v<P>
+auto norm(A&& a, P p) {
+  return detail::reduce_all(detail::norm_reducer(static_cast<double>(p)), std::forward<A>(a));
 }
 template <expression A, int K>
 auto norm(A&& a, const int (&axes)[K], double p = 2.0) {

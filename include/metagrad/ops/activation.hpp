@@ -10,26 +10,15 @@
 METAGRAD_NAMESPACE_BEGIN
 namespace ops {
 
-#define METAGRAD_ACTIVATION_OP_(Name, str, body)                  \
-  struct Name {                                                 \
-    static constexpr const char* name = str;                    \
-    template <class T>                                          \
-    METAGRAD_HD METAGRAD_INLINE float_of_t<T> operator()(T a) const { \
-      using F = float_of_t<T>;                                  \
-      const F x = static_cast<F>(a);                            \
-      return body;                                              \
-    }                                                           \
-  };
 
-METAGRAD_ACTIVATION_OP_(Sigmoid, "sigmoid", math::sigmoid(x))
+METAGRAD_FLOAT_UNARY_OP_(Sigmoid, "sigmoid", math::sigmoid(x))
 // x < 0 rather than x > 0 so that NaN passes through, as in torch.
-METAGRAD_ACTIVATION_OP_(Relu, "relu", x < F(0) ? F(0) : x)
+METAGRAD_FLOAT_UNARY_OP_(Relu, "relu", x < F(0) ? F(0) : x)
 // SELU constants from Klambauer et al. 2017, as in torch.nn.SELU.
-METAGRAD_ACTIVATION_OP_(Selu, "selu",
+METAGRAD_FLOAT_UNARY_OP_(Selu, "selu",
                         F(1.0507009873554805) * (x > F(0) ? x : F(1.6732632423543772) * math::expm1(x)))
-METAGRAD_ACTIVATION_OP_(Softplus, "softplus", math::softplus(x))
-METAGRAD_ACTIVATION_OP_(Silu, "silu", x * math::sigmoid(x))
-#undef METAGRAD_ACTIVATION_OP_
+METAGRAD_FLOAT_UNARY_OP_(Softplus, "softplus", math::softplus(x))
+METAGRAD_FLOAT_UNARY_OP_(Silu, "silu", x * math::sigmoid(x))
 
 /// x for x >= 0, slope * x otherwise.
 struct LeakyRelu {

@@ -73,7 +73,8 @@ struct Fmod {
     if constexpr (std::is_floating_point_v<T>) {
       return std::fmod(a, b);
     } else {
-      return b == 0 ? T(0) : static_cast<T>(a % b);
+      // a % -1 is 0, but INT_MIN % -1 overflows (and traps on x86): answer it without dividing.
+      return b == 0 || b == T(-1) ? T(0) : static_cast<T>(a % b);
     }
   }
 };

@@ -13,16 +13,6 @@
 METAGRAD_NAMESPACE_BEGIN
 namespace ops {
 
-#define METAGRAD_FLOAT_UNARY_OP_(Name, str, body)                 \
-  struct Name {                                                 \
-    static constexpr const char* name = str;                    \
-    template <class T>                                          \
-    METAGRAD_HD METAGRAD_INLINE float_of_t<T> operator()(T a) const { \
-      using F = float_of_t<T>;                                  \
-      const F x = static_cast<F>(a);                            \
-      return body;                                              \
-    }                                                           \
-  };
 
 METAGRAD_FLOAT_UNARY_OP_(Exp, "exp", math::exp(x))
 METAGRAD_FLOAT_UNARY_OP_(Exp2, "exp2", math::exp2(x))
@@ -43,7 +33,6 @@ METAGRAD_FLOAT_UNARY_OP_(Sinh, "sinh", math::sinh(x))
 METAGRAD_FLOAT_UNARY_OP_(Cosh, "cosh", math::cosh(x))
 METAGRAD_FLOAT_UNARY_OP_(Tanh, "tanh", math::tanh(x))
 METAGRAD_FLOAT_UNARY_OP_(Erf, "erf", math::erf(x))
-#undef METAGRAD_FLOAT_UNARY_OP_
 
 /// x raised to a fixed exponent (the common pow(x, 2.0) etc.); small integer exponents multiply.
 struct PowScalar {
@@ -53,7 +42,9 @@ struct PowScalar {
   METAGRAD_HD METAGRAD_INLINE float_of_t<T> operator()(T a) const {
     using F = float_of_t<T>;
     const F x = static_cast<F>(a);
-    return p == 2.0 ? x * x : (p == 1.0 ? x : (p == 0.5 ? std::sqrt(x) : math::pow(x, static_cast<F>(p))));
+    // pow(-inf, 0.5) is +inf and pow(-0, 0.5) is +0 (C pow), where sqrt gives NaN and -0.
+    const F root = x == -(F(1) / F(0)) ? F(1) / F(0) : std::sqrt(x) + F(0);
+    return p == 2.0 ? x * x : (p == 1.0 ? x : (p == 0.5 ? root : math::pow(x, static_cast<F>(p))));
   }
 };
 

@@ -11,6 +11,13 @@
 #include "../../core/shape.hpp"
 #include "parallel.hpp"
 
+// A loop over a plan that cannot vectorise (bool outputs, integer division, libm calls in double) is still
+// correct; clang would otherwise warn at every such instantiation of an `omp simd` loop.
+#if defined(__clang__)
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wpass-failed"
+#endif
+
 METAGRAD_NAMESPACE_BEGIN
 namespace cpu {
 
@@ -86,3 +93,7 @@ void run_elementwise(T* out, const Strides<R>& ostr, const Shape<R>& shape, cons
 
 }  // namespace cpu
 METAGRAD_NAMESPACE_END
+
+#if defined(__clang__)
+#pragma clang diagnostic pop
+#endif

@@ -22,11 +22,22 @@ inline int& thread_setting() {
 }
 }  // namespace detail
 
+#if defined(_OPENMP)
+namespace detail {
+// OpenMP's own default (OMP_NUM_THREADS or the core count), read before set_num_threads first changes it.
+inline int omp_default_threads() {
+  static const int n = omp_get_max_threads();
+  return n;
+}
+}  // namespace detail
+#endif
+
 /// Sets the number of CPU threads fused loops and reductions use (n <= 0 restores the default).
 inline void set_num_threads(int n) {
   detail::thread_setting() = n > 0 ? n : 0;
 #if defined(_OPENMP)
-  if (n > 0) omp_set_num_threads(n);
+  const int fallback = detail::omp_default_threads();  // read before the first change
+  omp_set_num_threads(n > 0 ? n : fallback);
 #endif
 }
 

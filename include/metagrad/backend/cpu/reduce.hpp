@@ -18,6 +18,13 @@ namespace detail {
 // can keep them in one vector register.
 inline constexpr int reduce_lanes = 8;
 
+// One accumulator in a vector: a std::vector<bool> of the all/any accumulators would pack them into bits,
+// which cannot bind to Acc& and which two threads cannot write side by side.
+template <class Acc>
+struct AccCell {
+  Acc a;
+};
+
 template <class T, class Red, class Get>
 auto reduce_run(const Red& red, index_t n, Get&& get) {
   using Acc = typename Red::template acc_t<T>;
@@ -75,18 +82,18 @@ void reduce(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bo
     if (M == 1) {
       // One result: split the range over threads, merge the partials in order (deterministic).
       const int chunks = static_cast<int>(std::min<index_t>(num_threads(), (N + parallel_grain - 1) / parallel_grain));
-      std::vector<Acc> part(static_cast<std::size_t>(chunks > 0 ? chunks : 1), red.template init<T>());
+      std::vector<detail::AccCell<Acc>> part(static_cast<std::size_t>(chunks > 0 ? chunks : 1), {red.template init<T>()});
       parallel_for(chunks, [&](index_t cb, index_t ce) {
         for (index_t c = cb; c < ce; ++c) {
           const index_t b = N * c / chunks, e = N * (c + 1) / chunks;
           Acc a = detail::reduce_run<T>(red, e - b, [&](index_t r) { return plan.flat(b + r); });
           // Positions inside a chunk are relative; shift them by re-merging with an offset-aware add.
           if constexpr (requires { a.index; }) a.index = a.index >= 0 ? a.index + b : a.index;
-          part[static_cast<std::size_t>(c)] = a;
+          part[static_cast<std::size_t>(c)].a = a;
         }
       }, parallel_grain, 1);
-      Acc acc = part[0];
-      for (std::size_t c = 1; c < part.size(); ++c) acc = red.template merge<T>(acc, part[c]);
+      Acc acc = part[0].a;
+      for (std::size_t c = 1; c < part.size(); ++c) acc = red.template merge<T>(acc, part[c].a);
       out[0] = static_cast<Out>(red.template finish<T>(acc, N));
       return;
     }
@@ -103,13 +110,13 @@ void reduce(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bo
   if (flat && prefix) {
     // Element (r, m) is flat(r * M + m): walk rows, accumulating a vector of M partial results.
     parallel_for(M, [&](index_t mb, index_t me) {
-      std::vector<Acc> acc(static_cast<std::size_t>(me - mb), red.template init<T>());
+      std::vector<detail::AccCell<Acc>> acc(static_cast<std::size_t>(me - mb), {red.template init<T>()});
       for (index_t r = 0; r < N; ++r) {
         const index_t base = r * M;
-        for (index_t m = mb; m < me; ++m) red.template add<T>(acc[static_cast<std::size_t>(m - mb)], plan.flat(base + m), r);
+        for (index_t m = mb; m < me; ++m) red.template add<T>(acc[static_cast<std::size_t>(m - mb)].a, plan.flat(base + m), r);
       }
       for (index_t m = mb; m < me; ++m)
-        out[out_offset(m)] = static_cast<Out>(red.template finish<T>(acc[static_cast<std::size_t>(m - mb)], N));
+        out[out_offset(m)] = static_cast<Out>(red.template finish<T>(acc[static_cast<std::size_t>(m - mb)].a, N));
     }, N);
     return;
   }
