@@ -290,6 +290,8 @@ TEST_CASE("errors: reductions") {
   }
 }
 
+// A build with the CUDA backend serves Device::cuda; these are the errors of one without it.
+#if !defined(METAGRAD_WITH_CUDA)
 TEST_CASE("errors: CUDA devices in a build without the CUDA backend") {
   SUBCASE("storage on a CUDA device throws device_error and says how to get it") {
     const std::string msg = message_of<mg::device_error>([] { (void)mg::zeros<float>({2}, mg::Device::cuda()); });
@@ -306,11 +308,12 @@ TEST_CASE("errors: CUDA devices in a build without the CUDA backend") {
     CHECK(t.to(mg::Device::cpu()).data() == t.data());  // already there: the same tensor
   }
 }
+#endif
 
 TEST_CASE("errors: every exception is a metagrad::error and a std::runtime_error") {
   CHECK_THROWS_AS((void)mg::eval(mg::ones<float>({2}) + mg::ones<float>({3})), mg::error);
   CHECK_THROWS_AS((void)mg::zeros<float>({2})(5), mg::error);
-  CHECK_THROWS_AS((void)mg::zeros<float>({2}, mg::Device::cuda()), std::runtime_error);
+  CHECK_THROWS_AS((void)mg::Shape<1>{-1}, std::runtime_error);
   static_assert(std::is_base_of_v<mg::error, mg::shape_error>);
   static_assert(std::is_base_of_v<mg::error, mg::index_error>);
   static_assert(std::is_base_of_v<mg::error, mg::io_error>);

@@ -9,8 +9,10 @@
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
+#include <iterator>
 #include <limits>
 #include <metagrad/core/math.hpp>
+#include <numbers>
 #include <random>
 #include <sstream>
 #include <string>
@@ -26,10 +28,9 @@ constexpr double kDInf = std::numeric_limits<double>::infinity();
 constexpr float kTrigLimit = 0x1.8p31f;  // sin, cos and tan are accurate below, NaN above
 
 // Values every sweep includes: signed zeros, infinities, NaN, the extremes of the normal and subnormal ranges.
-const std::initializer_list<float> kEdges = {0.0f,    -0.0f,    kInf,         -kInf,         kNaN,   FLT_MAX, -FLT_MAX,
-                                             FLT_MIN, -FLT_MIN, FLT_TRUE_MIN, -FLT_TRUE_MIN, 1e-40f, -1e-40f, 1e-30f,
-                                             -1e-30f, 1e30f,    -1e30f,       1.0f,          -1.0f,  0.5f,    -0.5f,
-                                             2.0f,    -2.0f,    1e-7f,        -1e-7f,        100.0f, -100.0f};
+constexpr float kEdges[] = {0.0f,         -0.0f,         kInf,   -kInf,   kNaN,   FLT_MAX, -FLT_MAX, FLT_MIN, -FLT_MIN,
+                            FLT_TRUE_MIN, -FLT_TRUE_MIN, 1e-40f, -1e-40f, 1e-30f, -1e-30f, 1e30f,    -1e30f,  1.0f,
+                            -1.0f,        0.5f,          -0.5f,  2.0f,    -2.0f,  1e-7f,   -1e-7f,   100.0f,  -100.0f};
 
 std::string hex(double v) {
   std::ostringstream os;
@@ -59,7 +60,7 @@ std::vector<float> sweep_inputs(float lo, float hi, Keep keep, int n = 1 << 17) 
   for (int i = 0; i <= n; ++i) xs.push_back(lo + (hi - lo) * static_cast<float>(i) / static_cast<float>(n));
   for (int i = 0; i < n; ++i) xs.push_back(uniform(rng));
   for (int i = 0; i < n; ++i) xs.push_back(std::bit_cast<float>(any_bits(rng)));
-  xs.insert(xs.end(), kEdges.begin(), kEdges.end());
+  xs.insert(xs.end(), std::begin(kEdges), std::end(kEdges));
   std::erase_if(xs, [&](float x) { return !keep(x); });
   return xs;
 }
@@ -117,7 +118,7 @@ double softplus_ref(double x) { return std::max(x, 0.0) + std::log1p(std::exp(-s
 double gelu_erf_ref(double x) { return x == -kDInf ? -0.0 : 0.5 * x * std::erfc(-x / std::sqrt(2.0)); }
 double gelu_tanh_ref(double x) {
   if (x == -kDInf) return -0.0;
-  return x / (1.0 + std::exp(-2.0 * std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+  return x / (1.0 + std::exp(-2.0 * std::sqrt(2.0 / std::numbers::pi) * (x + 0.044715 * x * x * x)));
 }
 
 }  // namespace

@@ -33,14 +33,14 @@ std::uint64_t ulp_distance(T a, T b) {
   if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b) ? 0 : far;
   if (a == b) return 0;
   if (std::isinf(a) || std::isinf(b)) return far;
-  using Bits = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
-  // Map the sign-magnitude bit patterns onto one monotonic integer line (-0 and +0 both land on 0).
-  auto ordered = [](T x) {
-    const Bits b = std::bit_cast<Bits>(x);
-    return b < 0 ? -static_cast<__int128>(b & std::numeric_limits<Bits>::max()) : static_cast<__int128>(b);
-  };
-  const __int128 d = ordered(a) - ordered(b);
-  return static_cast<std::uint64_t>(d < 0 ? -d : d);
+  using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  // In sign-magnitude form the magnitude bits count ulps from zero: the distance is their difference for equal
+  // signs and their sum across zero (-0 and +0 both have magnitude 0).
+  constexpr Bits sign = Bits{1} << (sizeof(T) * 8 - 1);
+  const Bits ba = std::bit_cast<Bits>(a), bb = std::bit_cast<Bits>(b);
+  const std::uint64_t ma = ba & ~sign, mb = bb & ~sign;
+  if ((ba & sign) != (bb & sign)) return ma + mb;
+  return ma > mb ? ma - mb : mb - ma;
 }
 
 /// Bitwise identity, with every NaN equal to every NaN: the flat and the strided loop run the same functor,

@@ -52,8 +52,8 @@ TEST_CASE_TEMPLATE("elementwise: fmod, minimum and maximum match the C++ referen
     check_exact(a, b, [](const auto& x, const auto& y) { return mg::fmod(x, y); }, [](T x, T y) -> T {
       if constexpr (std::is_floating_point_v<T>)
         return static_cast<T>(std::fmod(static_cast<long double>(x), static_cast<long double>(y)));
-      else  // the remainder of the truncating division, computed in 128 bits so that min % -1 is defined
-        return y == 0 ? T(0) : static_cast<T>(static_cast<__int128>(x) % static_cast<__int128>(y));
+      else  // the remainder of the truncating division; by -1 it is 0 (min % -1 itself would overflow)
+        return y == 0 || y == -1 ? T(0) : static_cast<T>(x % y);
     });
   }
   SUBCASE("minimum and maximum propagate NaN") {

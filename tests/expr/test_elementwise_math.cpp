@@ -119,3 +119,21 @@ TEST_CASE("elementwise math: integer and bool inputs compute in float") {
     check_unary(x, [](const auto& v) { return mg::atan(v); }, [](auto v) { return std::atan(v); }, {3, 2});
   }
 }
+
+TEST_CASE("elementwise math: the ulp distance the bounds above are measured with") {
+  const float one_up = std::nextafter(1.0f, 2.0f);
+  CHECK(ulp_distance(1.0f, one_up) == 1);
+  CHECK(ulp_distance(one_up, 1.0f) == 1);
+  CHECK(ulp_distance(1.0f, std::nextafter(std::nextafter(1.0f, 0.0f), 0.0f)) == 2);
+  CHECK(ulp_distance(0.0f, -0.0f) == 0);
+  const float tiny = std::numeric_limits<float>::denorm_min();
+  CHECK(ulp_distance(tiny, -tiny) == 2);
+  CHECK(ulp_distance(std::nextafter(0.0, 1.0), 0.0) == 1);
+  CHECK(ulp_distance(2.0, std::nextafter(2.0, 3.0)) == 1);
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  CHECK(ulp_distance(nan, -nan) == 0);
+  CHECK(ulp_distance(nan, 1.0f) > 1000000);
+  CHECK(ulp_distance(inf, inf) == 0);
+  CHECK(ulp_distance(inf, std::numeric_limits<float>::max()) > 1000000);
+  CHECK(ulp_distance(-inf, inf) > 1000000);
+}
