@@ -363,15 +363,15 @@ TEST_CASE("math: softplus is within 2 ulp and exact at the special values") {
   check_special(f, softplus_ref, {kInf, -kInf, kNaN, -200.0f, FLT_MAX});
 }
 
-TEST_CASE("math: gelu_erf is within 2.5 ulp, its negative tail included, and exact at the special values") {
+TEST_CASE("math: gelu_erf is within 3 ulp, its negative tail included, and exact at the special values") {
   auto f = [](float x) { return mm::gelu_erf(x); };
-  check_accuracy(f, gelu_erf_ref, sweep_inputs(-16.0f, 8.0f), 2.5);
+  check_accuracy(f, gelu_erf_ref, sweep_inputs(-16.0f, 8.0f), 3.0);
   check_special(f, gelu_erf_ref, {0.0f, -0.0f, kInf, -kInf, kNaN, -20.0f, FLT_MAX, -FLT_MAX});
 }
 
-TEST_CASE("math: gelu_tanh is within 3.5 ulp, its negative tail included, and exact at the special values") {
+TEST_CASE("math: gelu_tanh is within 4 ulp, its negative tail included, and exact at the special values") {
   auto f = [](float x) { return mm::gelu_tanh(x); };
-  check_accuracy(f, gelu_tanh_ref, sweep_inputs(-12.0f, 12.0f), 3.5);
+  check_accuracy(f, gelu_tanh_ref, sweep_inputs(-12.0f, 12.0f), 4.0);
   check_special(f, gelu_tanh_ref, {0.0f, -0.0f, kInf, -kInf, kNaN, -20.0f, FLT_MAX, -FLT_MAX});
 }
 
