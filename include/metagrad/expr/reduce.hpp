@@ -66,20 +66,21 @@ class ReduceExpr : public ExprBase<ReduceExpr<Red, A, K, Keep>> {
     if (!dst.defined() || !(dst.shape() == os)) dst.allocate(os);
     const auto plan = lower_expr(a_, in);
     bool alias = false;
-    // The bytes dst spans through its strides (a strided destination reaches past numel elements).
-    index_t lo_off = 0, hi_off = 0;
-    for (int d = 0; d < RD; ++d) {
-      const index_t span = (os[d] - 1) * dst.strides()[d];
-      (span < 0 ? lo_off : hi_off) += span;
-    }
-    const char* lo = reinterpret_cast<const char*>(dst.data() + lo_off);
-    const char* hi = reinterpret_cast<const char*>(dst.data() + hi_off + 1);
-    if (os.numel() > 0)
+    if (os.numel() > 0) {  // an empty dst has no memory (data() is null) and cannot alias
+      // The bytes dst spans through its strides (a strided destination reaches past numel elements).
+      index_t lo_off = 0, hi_off = 0;
+      for (int d = 0; d < RD; ++d) {
+        const index_t span = (os[d] - 1) * dst.strides()[d];
+        (span < 0 ? lo_off : hi_off) += span;
+      }
+      const char* lo = reinterpret_cast<const char*>(dst.data() + lo_off);
+      const char* hi = reinterpret_cast<const char*>(dst.data() + hi_off + 1);
       plan.visit_leaves(
           [&](const void*, const void* l, const void* h, const auto&, bool) {
             alias |= !(static_cast<const char*>(h) <= lo || static_cast<const char*>(l) >= hi);
           },
           false, in);
+    }
     if (alias) {
       // The input reads the destination: reduce into fresh memory, then copy into dst's own memory, so that
       // other handles and views of it see the result (as `x = x.t()` does for elementwise expressions).
