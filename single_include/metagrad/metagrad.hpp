@@ -2773,6 +2773,19 @@ using float_of_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 template <class T>
 inline constexpr bool is_bool_v = std::is_same_v<T, bool>;
 
+/// Integer arithmetic that wraps around on overflow (two's complement, as NumPy and torch behave) instead
+/// of the undefined behaviour of signed overflow: the operation runs on the unsigned type, and C++20
+/// defines the conversion back. Floating-point values pass through unchanged.
+template <class T>
+struct wrapping {
+  using U = typename std::conditional_t<std::is_integral_v<T> && !std::is_same_v<T, bool>, std::make_unsigned<T>,
+                                        std::type_identity<T>>::type;
+  METAGRAD_HD METAGRAD_INLINE static T add(T a, T b) { return static_cast<T>(static_cast<U>(a) + static_cast<U>(b)); }
+  METAGRAD_HD METAGRAD_INLINE static T sub(T a, T b) { return static_cast<T>(static_cast<U>(a) - static_cast<U>(b)); }
+  METAGRAD_HD METAGRAD_INLINE static T mul(T a, T b) { return static_cast<T>(static_cast<U>(a) * static_cast<U>(b)); }
+  METAGRAD_HD METAGRAD_INLINE static T neg(T a) { return static_cast<T>(U(0) - static_cast<U>(a)); }
+};
+
 }  // namespace ops
 
 // A functor whose argument converts to float_of_t<T> first, named `x` in `body` (with F its type).
@@ -2865,7 +2878,7 @@ struct Add {
   template <class T>
   METAGRAD_HD METAGRAD_INLINE T operator()(T a, T b) const {
     METAGRAD_NO_BOOL_ARITH_(T, "+");
-    return static_cast<T>(a + b);
+    return wrapping<T>::add(a, b);
   }
 };
 
@@ -2874,7 +2887,7 @@ struct Sub {
   template <class T>
   METAGRAD_HD METAGRAD_INLINE T operator()(T a, T b) const {
     METAGRAD_NO_BOOL_ARITH_(T, "-");
-    return static_cast<T>(a - b);
+    return wrapping<T>::sub(a, b);
   }
 };
 
@@ -2883,7 +2896,7 @@ struct Mul {
   template <class T>
   METAGRAD_HD METAGRAD_INLINE T operator()(T a, T b) const {
     METAGRAD_NO_BOOL_ARITH_(T, "*");
-    return static_cast<T>(a * b);
+    return wrapping<T>::mul(a, b);
   }
 };
 
@@ -2903,7 +2916,7 @@ struct Neg {
   template <class T>
   METAGRAD_HD METAGRAD_INLINE T operator()(T a) const {
     METAGRAD_NO_BOOL_ARITH_(T, "unary -");
-    return static_cast<T>(-a);
+    return std::is_floating_point_v<T> ? static_cast<T>(-a) : wrapping<T>::neg(a);
   }
 };
 
@@ -3103,7 +3116,7 @@ struct Abs {
     else if constexpr (std::is_same_v<T, bool>)
       return a;
     else
-      return a < 0 ? static_cast<T>(-a) : a;
+      return a < 0 ? wrapping<T>::neg(a) : a;  // abs(INT_MIN) wraps to INT_MIN, as in NumPy
   }
 };
 
@@ -3126,7 +3139,7 @@ struct Square {
   template <class T>
   METAGRAD_HD METAGRAD_INLINE T operator()(T a) const {
     static_assert(!std::is_same_v<T, bool>, "metagrad: square is not defined on bool expressions");
-    return static_cast<T>(a * a);
+    return wrapping<T>::mul(a, a);
   }
 };
 
@@ -4508,9 +4521,12 @@ inline constexpr index_t parallel_grain = 1 << 15;
 
 namespace cpu {
 
-/// Calls f(begin, end) over [0, n) split into at most num_threads() contiguous chunks (one chunk when n is
-/// small or `weight` work units per element say the pass is cheap). Chunk boundaries are multiples of
-/// `align` elements so vector loops keep aligned bodies.
+/// Calls f(begin, end) over [0, n) on up to num_threads() threads (on the calling thread alone when n is
+/// small or `weight` work units per element say the pass is cheap). Large ranges go out in blocks of about
+/// 2^18 work units dealt round-robin, so the threads stream through neighbouring memory at any moment
+/// (with one contiguous half each, two threads of a bandwidth-bound pass ran slower than one). Block
+/// boundaries are multiples of `align` elements so vector loops keep aligned bodies. The split depends
+/// only on n, weight and the thread count, never on timing.
 template <class F>
 void parallel_for(index_t n, F&& f, index_t weight = 1, index_t align = 16) {
   const int threads = num_threads();
@@ -4518,16 +4534,18 @@ void parallel_for(index_t n, F&& f, index_t weight = 1, index_t align = 16) {
     if (n > 0) f(index_t{0}, n);
     return;
   }
-  const index_t chunks = std::min<index_t>(threads, (n * weight + parallel_grain - 1) / parallel_grain);
-#if defined(_OPENMP)
-#pragma omp parallel for num_threads(static_cast<int>(chunks)) schedule(static, 1)
-#endif
-  for (index_t c = 0; c < chunks; ++c) {
-    index_t b = n * c / chunks, e = n * (c + 1) / chunks;
-    b = c == 0 ? 0 : b / align * align;
-    e = c == chunks - 1 ? n : e / align * align;
-    if (b < e) f(b, e);
+  const index_t team = std::min<index_t>(threads, (n * weight + parallel_grain - 1) / parallel_grain);
+  constexpr index_t block_units = index_t{1} << 18;
+  index_t block = std::max<index_t>(align, block_units / std::max<index_t>(weight, 1) / align * align);
+  index_t blocks = (n + block - 1) / block;
+  if (blocks < team) {  // fewer blocks than threads: one even, aligned share each
+    block = ((n + team - 1) / team + align - 1) / align * align;
+    blocks = (n + block - 1) / block;
   }
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(static_cast<int>(team)) schedule(static, 1)
+#endif
+  for (index_t c = 0; c < blocks; ++c) f(c * block, std::min(n, (c + 1) * block));
 }
 
 }  // namespace cpu

@@ -159,3 +159,26 @@ TEST_CASE("elementwise: result dtypes follow the promotion rules") {
     CHECK(mg::eval(mg::where(b, i, 2.5)).to_vector() == std::vector<double>{3.0, 2.5});
   }
 }
+
+TEST_CASE("elementwise: integer overflow wraps around (two's complement) instead of being undefined") {
+  using metagrad::index_t;
+  using metagrad::Tensor;
+  using I = std::int32_t;
+  constexpr I hi = std::numeric_limits<I>::max(), lo = std::numeric_limits<I>::min();
+  Tensor<I, 1> a = {hi, lo, 7};
+  // Reference: the exact result in int64, reduced modulo 2^32 into [lo, hi].
+  auto wrap = [](std::int64_t v) {
+    std::int64_t m = ((v - lo) % (std::int64_t{1} << 32) + (std::int64_t{1} << 32)) % (std::int64_t{1} << 32);
+    return static_cast<I>(m + lo);
+  };
+  const Tensor<I, 1> sum1 = a + 1, diff = a - 1, prod = a * 3, neg = -a, absolute = metagrad::abs(a), sq = metagrad::square(a);
+  for (index_t i = 0; i < 3; ++i) {
+    const std::int64_t v = a(i);
+    CHECK(sum1(i) == wrap(v + 1));
+    CHECK(diff(i) == wrap(v - 1));
+    CHECK(prod(i) == wrap(v * 3));
+    CHECK(neg(i) == wrap(-v));
+    CHECK(absolute(i) == wrap(v < 0 ? -v : v));
+    CHECK(sq(i) == wrap(v * v));
+  }
+}

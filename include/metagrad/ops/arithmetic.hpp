@@ -21,7 +21,7 @@ struct Add {
   template <class T>
   METAGRAD_HD METAGRAD_INLINE T operator()(T a, T b) const {
     METAGRAD_NO_BOOL_ARITH_(T, "+");
-    return static_cast<T>(a + b);
+    return wrapping<T>::add(a, b);
   }
 };
 
@@ -30,7 +30,7 @@ struct Sub {
   template <class T>
   METAGRAD_HD METAGRAD_INLINE T operator()(T a, T b) const {
     METAGRAD_NO_BOOL_ARITH_(T, "-");
-    return static_cast<T>(a - b);
+    return wrapping<T>::sub(a, b);
   }
 };
 
@@ -39,7 +39,7 @@ struct Mul {
   template <class T>
   METAGRAD_HD METAGRAD_INLINE T operator()(T a, T b) const {
     METAGRAD_NO_BOOL_ARITH_(T, "*");
-    return static_cast<T>(a * b);
+    return wrapping<T>::mul(a, b);
   }
 };
 
@@ -59,7 +59,7 @@ struct Neg {
   template <class T>
   METAGRAD_HD METAGRAD_INLINE T operator()(T a) const {
     METAGRAD_NO_BOOL_ARITH_(T, "unary -");
-    return static_cast<T>(-a);
+    return std::is_floating_point_v<T> ? static_cast<T>(-a) : wrapping<T>::neg(a);
   }
 };
 

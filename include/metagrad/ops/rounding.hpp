@@ -20,7 +20,7 @@ struct Abs {
     else if constexpr (std::is_same_v<T, bool>)
       return a;
     else
-      return a < 0 ? static_cast<T>(-a) : a;
+      return a < 0 ? wrapping<T>::neg(a) : a;  // abs(INT_MIN) wraps to INT_MIN, as in NumPy
   }
 };
 
@@ -43,7 +43,7 @@ struct Square {
   template <class T>
   METAGRAD_HD METAGRAD_INLINE T operator()(T a) const {
     static_assert(!std::is_same_v<T, bool>, "metagrad: square is not defined on bool expressions");
-    return static_cast<T>(a * a);
+    return wrapping<T>::mul(a, a);
   }
 };
 

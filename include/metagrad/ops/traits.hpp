@@ -17,6 +17,19 @@ using float_of_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 template <class T>
 inline constexpr bool is_bool_v = std::is_same_v<T, bool>;
 
+/// Integer arithmetic that wraps around on overflow (two's complement, as NumPy and torch behave) instead
+/// of the undefined behaviour of signed overflow: the operation runs on the unsigned type, and C++20
+/// defines the conversion back. Floating-point values pass through unchanged.
+template <class T>
+struct wrapping {
+  using U = typename std::conditional_t<std::is_integral_v<T> && !std::is_same_v<T, bool>, std::make_unsigned<T>,
+                                        std::type_identity<T>>::type;
+  METAGRAD_HD METAGRAD_INLINE static T add(T a, T b) { return static_cast<T>(static_cast<U>(a) + static_cast<U>(b)); }
+  METAGRAD_HD METAGRAD_INLINE static T sub(T a, T b) { return static_cast<T>(static_cast<U>(a) - static_cast<U>(b)); }
+  METAGRAD_HD METAGRAD_INLINE static T mul(T a, T b) { return static_cast<T>(static_cast<U>(a) * static_cast<U>(b)); }
+  METAGRAD_HD METAGRAD_INLINE static T neg(T a) { return static_cast<T>(U(0) - static_cast<U>(a)); }
+};
+
 }  // namespace ops
 
 // A functor whose argument converts to float_of_t<T> first, named `x` in `body` (with F its type).

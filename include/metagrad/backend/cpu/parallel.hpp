@@ -56,9 +56,12 @@ inline constexpr index_t parallel_grain = 1 << 15;
 
 namespace cpu {
 
-/// Calls f(begin, end) over [0, n) split into at most num_threads() contiguous chunks (one chunk when n is
-/// small or `weight` work units per element say the pass is cheap). Chunk boundaries are multiples of
-/// `align` elements so vector loops keep aligned bodies.
+/// Calls f(begin, end) over [0, n) on up to num_threads() threads (on the calling thread alone when n is
+/// small or `weight` work units per element say the pass is cheap). Large ranges go out in blocks of about
+/// 2^18 work units dealt round-robin, so the threads stream through neighbouring memory at any moment
+/// (with one contiguous half each, two threads of a bandwidth-bound pass ran slower than one). Block
+/// boundaries are multiples of `align` elements so vector loops keep aligned bodies. The split depends
+/// only on n, weight and the thread count, never on timing.
 template <class F>
 void parallel_for(index_t n, F&& f, index_t weight = 1, index_t align = 16) {
   const int threads = num_threads();
@@ -66,16 +69,18 @@ void parallel_for(index_t n, F&& f, index_t weight = 1, index_t align = 16) {
     if (n > 0) f(index_t{0}, n);
     return;
   }
-  const index_t chunks = std::min<index_t>(threads, (n * weight + parallel_grain - 1) / parallel_grain);
-#if defined(_OPENMP)
-#pragma omp parallel for num_threads(static_cast<int>(chunks)) schedule(static, 1)
-#endif
-  for (index_t c = 0; c < chunks; ++c) {
-    index_t b = n * c / chunks, e = n * (c + 1) / chunks;
-    b = c == 0 ? 0 : b / align * align;
-    e = c == chunks - 1 ? n : e / align * align;
-    if (b < e) f(b, e);
+  const index_t team = std::min<index_t>(threads, (n * weight + parallel_grain - 1) / parallel_grain);
+  constexpr index_t block_units = index_t{1} << 18;
+  index_t block = std::max<index_t>(align, block_units / std::max<index_t>(weight, 1) / align * align);
+  index_t blocks = (n + block - 1) / block;
+  if (blocks < team) {  // fewer blocks than threads: one even, aligned share each
+    block = ((n + team - 1) / team + align - 1) / align * align;
+    blocks = (n + block - 1) / block;
   }
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(static_cast<int>(team)) schedule(static, 1)
+#endif
+  for (index_t c = 0; c < blocks; ++c) f(c * block, std::min(n, (c + 1) * block));
 }
 
 }  // namespace cpu
