@@ -1706,7 +1706,8 @@ METAGRAD_HD METAGRAD_INLINE double softplus(double x) {
 }
 
 /// x/2 erfc(-x / sqrt 2), which equals x/2 (1 + erf(x / sqrt 2)) without its cancellation for negative x.
-/// gelu_erf(-inf) = -0.
+/// gelu_erf(-inf) = -0. Far in the negative tail the relative error grows like x^2 ulp: erfc's condition
+/// number there amplifies the rounding of its argument (the float version avoids it with extra precision).
 METAGRAD_HD METAGRAD_INLINE double gelu_erf(double x) {
 #if defined(__CUDA_ARCH__)
   const double res = 0.5 * x * ::erfc(-0.7071067811865476 * x);
@@ -1717,7 +1718,8 @@ METAGRAD_HD METAGRAD_INLINE double gelu_erf(double x) {
 }
 
 /// x sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3)), which equals the tanh form without its cancellation for negative x.
-/// gelu_tanh(-inf) = -0.
+/// gelu_tanh(-inf) = -0. In the negative tail the relative error grows like |2v| ulp (v the sigmoid's
+/// argument), for the same reason as gelu_erf.
 METAGRAD_HD METAGRAD_INLINE double gelu_tanh(double x) {
   const double res = x * math::sigmoid(1.5957691216057308 * (x + 0.044715 * x * x * x));
   return x < -DBL_MAX ? -0.0 : res;  // x = -inf (DBL_MAX, unlike numeric_limits, is usable in device code)
@@ -3681,12 +3683,13 @@ struct MomentAcc {
   double n, mean, m2;
 };
 
-/// Variance (or standard deviation) with `ddof` delta degrees of freedom, by Welford's single-pass
-/// update and Chan et al.'s merge of partial moments: no catastrophic cancellation, one read of the data.
-struct VarReducer {
-  static constexpr const char* name = "var";
+/// Variance (or, with TakeSqrt, standard deviation) with `ddof` delta degrees of freedom, by Welford's
+/// single-pass update and Chan et al.'s merge of partial moments: no catastrophic cancellation, one read
+/// of the data.
+template <bool TakeSqrt>
+struct MomentReducer {
+  static constexpr const char* name = TakeSqrt ? "stddev" : "var";
   int ddof = 0;
-  bool take_sqrt = false;
   template <class T> using acc_t = MomentAcc;
   template <class T> using out_t = float_of_t<T>;
   template <class T> METAGRAD_HD acc_t<T> init() const { return {0, 0, 0}; }
@@ -3707,9 +3710,12 @@ struct VarReducer {
   template <class T> METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
     const double den = a.n - ddof;
     const double v = den > 0 ? a.m2 / den : std::numeric_limits<double>::quiet_NaN();
-    return static_cast<out_t<T>>(take_sqrt ? std::sqrt(v) : v);
+    return static_cast<out_t<T>>(TakeSqrt ? std::sqrt(v) : v);
   }
 };
+
+using VarReducer = MomentReducer<false>;
+using StdReducer = MomentReducer<true>;
 
 template <class F>
 struct LseAcc {
@@ -3962,37 +3968,37 @@ METAGRAD_REDUCTION_(logsumexp, ops::LogSumExpReducer)
 /// list deduces nothing) rather than over all axes with ddof 1.
 template <expression A>
 auto var(A&& a) {
-  return detail::reduce_all(ops::VarReducer{0, false}, std::forward<A>(a));
+  return detail::reduce_all(ops::VarReducer{0}, std::forward<A>(a));
 }
 template <expression A, std::integral D>
 auto var(A&& a, D ddof) {
-  return detail::reduce_all(ops::VarReducer{static_cast<int>(ddof), false}, std::forward<A>(a));
+  return detail::reduce_all(ops::VarReducer{static_cast<int>(ddof)}, std::forward<A>(a));
 }
 template <expression A, int K>
 auto var(A&& a, const int (&axes)[K], int ddof = 0) {
-  return detail::reduce_axes(ops::VarReducer{ddof, false}, std::forward<A>(a), axes);
+  return detail::reduce_axes(ops::VarReducer{ddof}, std::forward<A>(a), axes);
 }
 template <expression A, int K>
 auto var(A&& a, const int (&axes)[K], KeepDims, int ddof = 0) {
-  return detail::reduce_axes_keep(ops::VarReducer{ddof, false}, std::forward<A>(a), axes);
+  return detail::reduce_axes_keep(ops::VarReducer{ddof}, std::forward<A>(a), axes);
 }
 /// Standard deviation, sqrt(var(...)) (named stddev: a function called std would make `std::` ambiguous
 /// after `using namespace metagrad`).
 template <expression A>
 auto stddev(A&& a) {
-  return detail::reduce_all(ops::VarReducer{0, true}, std::forward<A>(a));
+  return detail::reduce_all(ops::StdReducer{0}, std::forward<A>(a));
 }
 template <expression A, std::integral D>
 auto stddev(A&& a, D ddof) {
-  return detail::reduce_all(ops::VarReducer{static_cast<int>(ddof), true}, std::forward<A>(a));
+  return detail::reduce_all(ops::StdReducer{static_cast<int>(ddof)}, std::forward<A>(a));
 }
 template <expression A, int K>
 auto stddev(A&& a, const int (&axes)[K], int ddof = 0) {
-  return detail::reduce_axes(ops::VarReducer{ddof, true}, std::forward<A>(a), axes);
+  return detail::reduce_axes(ops::StdReducer{ddof}, std::forward<A>(a), axes);
 }
 template <expression A, int K>
 auto stddev(A&& a, const int (&axes)[K], KeepDims, int ddof = 0) {
-  return detail::reduce_axes_keep(ops::VarReducer{ddof, true}, std::forward<A>(a), axes);
+  return detail::reduce_axes_keep(ops::StdReducer{ddof}, std::forward<A>(a), axes);
 }
 
 namespace detail {

@@ -716,7 +716,8 @@ METAGRAD_HD METAGRAD_INLINE double softplus(double x) {
 }
 
 /// x/2 erfc(-x / sqrt 2), which equals x/2 (1 + erf(x / sqrt 2)) without its cancellation for negative x.
-/// gelu_erf(-inf) = -0.
+/// gelu_erf(-inf) = -0. Far in the negative tail the relative error grows like x^2 ulp: erfc's condition
+/// number there amplifies the rounding of its argument (the float version avoids it with extra precision).
 METAGRAD_HD METAGRAD_INLINE double gelu_erf(double x) {
 #if defined(__CUDA_ARCH__)
   const double res = 0.5 * x * ::erfc(-0.7071067811865476 * x);
@@ -727,7 +728,8 @@ METAGRAD_HD METAGRAD_INLINE double gelu_erf(double x) {
 }
 
 /// x sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3)), which equals the tanh form without its cancellation for negative x.
-/// gelu_tanh(-inf) = -0.
+/// gelu_tanh(-inf) = -0. In the negative tail the relative error grows like |2v| ulp (v the sigmoid's
+/// argument), for the same reason as gelu_erf.
 METAGRAD_HD METAGRAD_INLINE double gelu_tanh(double x) {
   const double res = x * math::sigmoid(1.5957691216057308 * (x + 0.044715 * x * x * x));
   return x < -DBL_MAX ? -0.0 : res;  // x = -inf (DBL_MAX, unlike numeric_limits, is usable in device code)

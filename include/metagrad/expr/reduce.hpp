@@ -202,37 +202,37 @@ METAGRAD_REDUCTION_(logsumexp, ops::LogSumExpReducer)
 /// list deduces nothing) rather than over all axes with ddof 1.
 template <expression A>
 auto var(A&& a) {
-  return detail::reduce_all(ops::VarReducer{0, false}, std::forward<A>(a));
+  return detail::reduce_all(ops::VarReducer{0}, std::forward<A>(a));
 }
 template <expression A, std::integral D>
 auto var(A&& a, D ddof) {
-  return detail::reduce_all(ops::VarReducer{static_cast<int>(ddof), false}, std::forward<A>(a));
+  return detail::reduce_all(ops::VarReducer{static_cast<int>(ddof)}, std::forward<A>(a));
 }
 template <expression A, int K>
 auto var(A&& a, const int (&axes)[K], int ddof = 0) {
-  return detail::reduce_axes(ops::VarReducer{ddof, false}, std::forward<A>(a), axes);
+  return detail::reduce_axes(ops::VarReducer{ddof}, std::forward<A>(a), axes);
 }
 template <expression A, int K>
 auto var(A&& a, const int (&axes)[K], KeepDims, int ddof = 0) {
-  return detail::reduce_axes_keep(ops::VarReducer{ddof, false}, std::forward<A>(a), axes);
+  return detail::reduce_axes_keep(ops::VarReducer{ddof}, std::forward<A>(a), axes);
 }
 /// Standard deviation, sqrt(var(...)) (named stddev: a function called std would make `std::` ambiguous
 /// after `using namespace metagrad`).
 template <expression A>
 auto stddev(A&& a) {
-  return detail::reduce_all(ops::VarReducer{0, true}, std::forward<A>(a));
+  return detail::reduce_all(ops::StdReducer{0}, std::forward<A>(a));
 }
 template <expression A, std::integral D>
 auto stddev(A&& a, D ddof) {
-  return detail::reduce_all(ops::VarReducer{static_cast<int>(ddof), true}, std::forward<A>(a));
+  return detail::reduce_all(ops::StdReducer{static_cast<int>(ddof)}, std::forward<A>(a));
 }
 template <expression A, int K>
 auto stddev(A&& a, const int (&axes)[K], int ddof = 0) {
-  return detail::reduce_axes(ops::VarReducer{ddof, true}, std::forward<A>(a), axes);
+  return detail::reduce_axes(ops::StdReducer{ddof}, std::forward<A>(a), axes);
 }
 template <expression A, int K>
 auto stddev(A&& a, const int (&axes)[K], KeepDims, int ddof = 0) {
-  return detail::reduce_axes_keep(ops::VarReducer{ddof, true}, std::forward<A>(a), axes);
+  return detail::reduce_axes_keep(ops::StdReducer{ddof}, std::forward<A>(a), axes);
 }
 
 namespace detail {

@@ -144,12 +144,13 @@ struct MomentAcc {
   double n, mean, m2;
 };
 
-/// Variance (or standard deviation) with `ddof` delta degrees of freedom, by Welford's single-pass
-/// update and Chan et al.'s merge of partial moments: no catastrophic cancellation, one read of the data.
-struct VarReducer {
-  static constexpr const char* name = "var";
+/// Variance (or, with TakeSqrt, standard deviation) with `ddof` delta degrees of freedom, by Welford's
+/// single-pass update and Chan et al.'s merge of partial moments: no catastrophic cancellation, one read
+/// of the data.
+template <bool TakeSqrt>
+struct MomentReducer {
+  static constexpr const char* name = TakeSqrt ? "stddev" : "var";
   int ddof = 0;
-  bool take_sqrt = false;
   template <class T> using acc_t = MomentAcc;
   template <class T> using out_t = float_of_t<T>;
   template <class T> METAGRAD_HD acc_t<T> init() const { return {0, 0, 0}; }
@@ -170,9 +171,12 @@ struct VarReducer {
   template <class T> METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
     const double den = a.n - ddof;
     const double v = den > 0 ? a.m2 / den : std::numeric_limits<double>::quiet_NaN();
-    return static_cast<out_t<T>>(take_sqrt ? std::sqrt(v) : v);
+    return static_cast<out_t<T>>(TakeSqrt ? std::sqrt(v) : v);
   }
 };
+
+using VarReducer = MomentReducer<false>;
+using StdReducer = MomentReducer<true>;
 
 template <class F>
 struct LseAcc {
