@@ -14,7 +14,6 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
-
 #include <metagrad/metagrad.hpp>
 
 #if defined(METAGRAD_BENCH_HAVE_EIGEN)
@@ -94,8 +93,7 @@ void tanh_chain_metagrad(benchmark::State& state) {
 void tanh_chain_hand(benchmark::State& state) {
   auto& D = data();
   float* __restrict y = D.y.data();
-  const float *__restrict a = D.a.data(), *__restrict x = D.x.data(), *__restrict b = D.b.data(),
-              *__restrict c = D.c.data(), *__restrict d = D.d.data();
+  const float* __restrict a = D.a.data(), * __restrict x = D.x.data(), * __restrict b = D.b.data(), * __restrict c = D.c.data(), * __restrict d = D.d.data();
   for (auto _ : state) {
     hand_loop(static_cast<int>(state.range(0)),
               [&](std::int64_t i) { y[i] = mg::math::tanh(a[i] * x[i] + b[i]) * c[i] + d[i] * d[i]; });
@@ -131,8 +129,7 @@ void affine_metagrad(benchmark::State& state) {
 void affine_hand(benchmark::State& state) {
   auto& D = data();
   float* __restrict y = D.y.data();
-  const float *__restrict x = D.x.data(), *__restrict m = D.a.data(), *__restrict s = D.c.data(),
-              *__restrict b = D.b.data();
+  const float* __restrict x = D.x.data(), * __restrict m = D.a.data(), * __restrict s = D.c.data(), * __restrict b = D.b.data();
   for (auto _ : state) {
     hand_loop(static_cast<int>(state.range(0)), [&](std::int64_t i) { y[i] = (x[i] - m[i]) * s[i] + b[i]; });
     benchmark::ClobberMemory();
@@ -154,11 +151,11 @@ void sum_of_squares_metagrad(benchmark::State& state) {
 
 void sum_of_squares_hand(benchmark::State& state) {
   auto& D = data();
-  const float *__restrict x = D.x.data(), *__restrict m = D.a.data();
+  const float* __restrict x = D.x.data(), * __restrict m = D.a.data();
   for (auto _ : state) {
     double r = 0;
 #if defined(_OPENMP)
-#pragma omp parallel for simd num_threads(static_cast<int>(state.range(0))) schedule(static) reduction(+ : r)
+#pragma omp parallel for simd num_threads(static_cast <int>(state.range(0))) schedule(static) reduction(+ : r)
 #endif
     for (std::int64_t i = 0; i < kN; ++i) {
       const double t = x[i] - m[i];
@@ -236,7 +233,12 @@ void threads_1_2(benchmark::internal::Benchmark* b) {
 BENCHMARK(triad_hand)->Name("triad/hand")->Apply(threads_1_2);
 BENCHMARK(tanh_chain_metagrad)->Name("tanh_chain/metagrad")->Apply(threads_1_2);
 BENCHMARK(tanh_chain_hand)->Name("tanh_chain/hand")->Apply(threads_1_2);
-BENCHMARK(tanh_chain_hand_libm)->Name("tanh_chain/hand_libm")->ArgName("threads")->Arg(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(tanh_chain_hand_libm)
+    ->Name("tanh_chain/hand_libm")
+    ->ArgName("threads")
+    ->Arg(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(affine_metagrad)->Name("affine/metagrad")->Apply(threads_1_2);
 BENCHMARK(affine_hand)->Name("affine/hand")->Apply(threads_1_2);
 BENCHMARK(sum_of_squares_metagrad)->Name("sum_of_squares/metagrad")->Apply(threads_1_2);

@@ -2,9 +2,8 @@
 // pass, view without copying, reduce, and print.
 //
 //   cmake -S . -B build && cmake --build build --target 01_tensors && ./build/examples/01_tensors
-#include <metagrad/metagrad.hpp>
-
 #include <iostream>
+#include <metagrad/metagrad.hpp>
 
 using namespace metagrad;
 
@@ -22,8 +21,8 @@ int main() {
   std::cout << "tanh(a * 0.5 + b) * 2 + noise^2 =\n" << y << "\n\n";
 
   // --- in-place updates and aliasing --------------------------------------------------------------
-  y += 1;           // y = y + 1, in place
-  y = y * y - y;    // reads and writes y element-for-element: still one pass, in place
+  y += 1;         // y = y + 1, in place
+  y = y * y - y;  // reads and writes y element-for-element: still one pass, in place
   std::cout << "after y += 1; y = y*y - y:\n" << y << "\n\n";
 
   // --- views cost nothing --------------------------------------------------------------------------

@@ -10,6 +10,14 @@
 // expressions build nodes, lowering turns them into trivially copyable plans, and each elementwise region
 // runs as one fused loop (CPU) or kernel (CUDA).
 
+// #include <metagrad/backend/cpu.hpp>
+// metagrad/backend/cpu.hpp — umbrella of the CPU backend: threads, the fused elementwise loop driver,
+// reductions and evaluation into tensors.
+
+// #include <metagrad/expr.hpp>
+// metagrad/expr.hpp — umbrella of the expression layer: elementwise nodes and their front-ends, views,
+// reductions, random draws, and the lowered kernel form (plans).
+
 // #include <metagrad/core.hpp>
 // metagrad/core.hpp — umbrella of the core layer: configuration, dtypes, shapes, devices, storage,
 // Tensor, creation functions, the Philox generator, vectorisable math and printing.
@@ -105,7 +113,7 @@ enum class DType : std::uint8_t { f32, f64, i32, i64, b8 };
 /// The element types a Tensor may hold: float, double, int32, int64 and bool.
 template <class T>
 concept dtype = std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, std::int32_t> ||
-                std::is_same_v<T, std::int64_t> || std::is_same_v<T, bool>;
+    std::is_same_v<T, std::int64_t> || std::is_same_v<T, bool>;
 
 template <class T>
 concept floating_dtype = std::is_same_v<T, float> || std::is_same_v<T, double>;
@@ -123,11 +131,16 @@ inline constexpr DType dtype_of = std::is_same_v<T, float>          ? DType::f32
 /// NumPy-style name of a dtype ("float32", "int64", "bool", ...).
 constexpr const char* dtype_name(DType d) {
   switch (d) {
-    case DType::f32: return "float32";
-    case DType::f64: return "float64";
-    case DType::i32: return "int32";
-    case DType::i64: return "int64";
-    case DType::b8: return "bool";
+    case DType::f32:
+      return "float32";
+    case DType::f64:
+      return "float64";
+    case DType::i32:
+      return "int32";
+    case DType::i64:
+      return "int64";
+    case DType::b8:
+      return "bool";
   }
   return "?";
 }
@@ -243,8 +256,8 @@ struct Shape : Array<index_t, Rank> {
   constexpr Shape() : Array<index_t, Rank>{} {}
   constexpr Shape(std::initializer_list<index_t> dims) : Array<index_t, Rank>{} {
     if (static_cast<int>(dims.size()) != Rank)
-      throw shape_error("Shape: " + std::to_string(dims.size()) + " extents given for a rank-" +
-                        std::to_string(Rank) + " shape");
+      throw shape_error("Shape: " + std::to_string(dims.size()) + " extents given for a rank-" + std::to_string(Rank) +
+                        " shape");
     int i = 0;
     for (index_t d : dims) {
       if (d < 0) throw shape_error("Shape: negative extent " + std::to_string(d));
@@ -321,7 +334,8 @@ void check_broadcastable_to(const Shape<RF>& from, const Shape<RT>& to, const ch
     const index_t f = from[i], t = to[i + (RT - RF)];
     ok = f == t || f == 1;
   }
-  if (!ok) throw shape_error(std::string(op) + ": shape " + to_string(from) + " cannot be broadcast to " + to_string(to));
+  if (!ok)
+    throw shape_error(std::string(op) + ": shape " + to_string(from) + " cannot be broadcast to " + to_string(to));
 }
 
 /// Normalises a possibly negative axis against `rank`; throws index_error naming `op` when out of range.
@@ -429,13 +443,13 @@ class ExprBase {
   const Derived& derived() const& { return static_cast<const Derived&>(*this); }
   Derived&& derived() && { return static_cast<Derived&&>(*this); }
 
-#define METAGRAD_VIEW_MEMBER_(name)                                                  \
-  template <class... A>                                                            \
-  auto name(A&&... a) const& {                                                     \
-    return detail::expr_ops<Derived>::name(derived(), std::forward<A>(a)...);      \
-  }                                                                                \
-  template <class... A>                                                            \
-  auto name(A&&... a)&& {                                                          \
+#define METAGRAD_VIEW_MEMBER_(name)                                                            \
+  template <class... A>                                                                        \
+  auto name(A&&... a) const& {                                                                 \
+    return detail::expr_ops<Derived>::name(derived(), std::forward<A>(a)...);                  \
+  }                                                                                            \
+  template <class... A>                                                                        \
+  auto name(A&&... a)&& {                                                                      \
     return detail::expr_ops<Derived>::name(std::move(*this).derived(), std::forward<A>(a)...); \
   }
   /// x.permute({1, 0, 2}): axes reordered; output axis i is input axis perm[i].
@@ -458,14 +472,14 @@ class ExprBase {
 #undef METAGRAD_VIEW_MEMBER_
 
   // Braced-list forms of the members above: a forwarding pack cannot deduce x.permute({1, 0, 2}).
-#define METAGRAD_VIEW_LIST_MEMBER_(name, Elem)                                           \
-  template <int N>                                                                     \
-  auto name(const Elem (&list)[N]) const& {                                            \
-    return detail::expr_ops<Derived>::name(derived(), list);                           \
-  }                                                                                    \
-  template <int N>                                                                     \
-  auto name(const Elem (&list)[N])&& {                                                 \
-    return detail::expr_ops<Derived>::name(std::move(*this).derived(), list);          \
+#define METAGRAD_VIEW_LIST_MEMBER_(name, Elem)                                \
+  template <int N>                                                            \
+  auto name(const Elem(&list)[N]) const& {                                    \
+    return detail::expr_ops<Derived>::name(derived(), list);                  \
+  }                                                                           \
+  template <int N>                                                            \
+  auto name(const Elem(&list)[N])&& {                                         \
+    return detail::expr_ops<Derived>::name(std::move(*this).derived(), list); \
   }
   METAGRAD_VIEW_LIST_MEMBER_(permute, int)
   METAGRAD_VIEW_LIST_MEMBER_(slice, Slice)
@@ -491,9 +505,7 @@ class ExprBase {
     return detail::expr_ops<Derived>::reshape(std::move(*this).derived(), s);
   }
   /// Evaluates the expression into a new tensor (one fused pass).
-  auto eval() const {
-    return Tensor<typename Derived::value_type, Derived::rank>(derived());
-  }
+  auto eval() const { return Tensor<typename Derived::value_type, Derived::rank>(derived()); }
   /// Evaluates a one-element expression and returns its value: sum(x).item().
   /// @throws shape_error when the expression has more than one element.
   auto item() const { return eval().item(); }
@@ -513,7 +525,9 @@ class ExprBase {
 
 /// True for every metagrad expression type (tensors, leaves, nodes), after removing cv-ref.
 template <class E>
-concept expression = requires { std::remove_cvref_t<E>::is_metagrad_expression; };
+concept expression = requires {
+  std::remove_cvref_t<E>::is_metagrad_expression;
+};
 
 template <class E>
 using expr_value_t = typename std::remove_cvref_t<E>::value_type;
@@ -642,8 +656,8 @@ void flatten_list(const L& list, Shape<Rank>& shape, std::vector<T>& out, int de
     const auto n = static_cast<index_t>(list.size());
     if (first && shape[depth] == 0) shape[depth] = n;
     if (shape[depth] != n)
-      throw shape_error("Tensor: ragged initializer list (axis " + std::to_string(depth) + " has " +
-                        std::to_string(n) + " elements where " + std::to_string(shape[depth]) + " were expected)");
+      throw shape_error("Tensor: ragged initializer list (axis " + std::to_string(depth) + " has " + std::to_string(n) +
+                        " elements where " + std::to_string(shape[depth]) + " were expected)");
     bool f = first;
     for (const auto& sub : list) {
       flatten_list<T, Rank>(sub, shape, out, depth + 1, f);
@@ -672,9 +686,7 @@ class Tensor : public ExprBase<Tensor<T, Rank>> {
   explicit Tensor(const Shape<Rank>& shape, Device device = Device::cpu()) { allocate(shape, device, true); }
 
   /// A tensor from (nested) braces: Tensor<float, 2> m = {{1, 2}, {3, 4}}.
-  Tensor(typename detail::nested_list<T, Rank>::type list)
-    requires(Rank > 0)
-  {
+  Tensor(typename detail::nested_list<T, Rank>::type list) requires(Rank > 0) {
     std::vector<T> flat;
     Shape<Rank> s;
     detail::flatten_list<T, Rank>(list, s, flat, 0, true);
@@ -684,8 +696,8 @@ class Tensor : public ExprBase<Tensor<T, Rank>> {
 
   /// Evaluates an expression into a new tensor in one fused pass.
   template <expression E>
-    requires(!std::is_same_v<std::remove_cvref_t<E>, Tensor>)
-  Tensor(const E& e) {  // NOLINT(google-explicit-constructor): `Tensor y = expr;` is the intended use
+  requires(!std::is_same_v<std::remove_cvref_t<E>, Tensor>)
+      Tensor(const E& e) {  // NOLINT(google-explicit-constructor): `Tensor y = expr;` is the intended use
     check_assignable<E>();
     detail::assigner<Tensor>::assign(*this, e);
   }
@@ -699,8 +711,7 @@ class Tensor : public ExprBase<Tensor<T, Rank>> {
   /// values), else into new storage. Reads of this tensor inside `e` are handled: `y = y + 1` runs in
   /// place, `x = x.t()` goes through a temporary.
   template <expression E>
-    requires(!std::is_same_v<std::remove_cvref_t<E>, Tensor>)
-  Tensor& operator=(const E& e) {
+  requires(!std::is_same_v<std::remove_cvref_t<E>, Tensor>) Tensor& operator=(const E& e) {
     check_assignable<E>();
     detail::assigner<Tensor>::assign(*this, e);
     return *this;
@@ -753,15 +764,9 @@ class Tensor : public ExprBase<Tensor<T, Rank>> {
   /// Element at the given indices (negative indices count from the end).
   /// @throws index_error when an index is out of range.
   template <class... I>
-    requires(std::is_integral_v<I> && ...)
-  T& operator()(I... idx) {
-    return data_[offset_of(idx...)];
-  }
+  requires(std::is_integral_v<I>&&...) T& operator()(I... idx) { return data_[offset_of(idx...)]; }
   template <class... I>
-    requires(std::is_integral_v<I> && ...)
-  const T& operator()(I... idx) const {
-    return data_[offset_of(idx...)];
-  }
+  requires(std::is_integral_v<I>&&...) const T& operator()(I... idx) const { return data_[offset_of(idx...)]; }
 
   /// The only element of a one-element tensor. @throws shape_error otherwise.
   T item() const {
@@ -789,7 +794,8 @@ class Tensor : public ExprBase<Tensor<T, Rank>> {
   /// A copy on `device` (this tensor itself when it is already there).
   Tensor to(Device device) const {
     if (device == device_) return *this;
-    throw device_error("Tensor::to(" + device.str() + "): the CUDA backend is not part of this build; compile with nvcc");
+    throw device_error("Tensor::to(" + device.str() +
+                       "): the CUDA backend is not part of this build; compile with nvcc");
   }
 
   /// Vector of all elements in row-major order.
@@ -966,7 +972,8 @@ Tensor<T, 1> linspace(double start, double stop, index_t num, bool endpoint = tr
 template <dtype T, int N>
 Tensor<T, N> from_vector(const std::vector<T>& values, const Shape<N>& shape) {
   if (static_cast<index_t>(values.size()) != shape.numel())
-    throw shape_error("from_vector: " + std::to_string(values.size()) + " values cannot fill shape " + to_string(shape));
+    throw shape_error("from_vector: " + std::to_string(values.size()) + " values cannot fill shape " +
+                      to_string(shape));
   Tensor<T, N> t;
   t.allocate(shape);
   std::copy(values.begin(), values.end(), t.data());
@@ -2147,8 +2154,10 @@ struct Printer {
     for (std::size_t k = 0; k < s.size(); ++k) {
       if (k) {
         out += ',';
-        if (d == R - 1) out += ' ';
-        else out += std::string(static_cast<std::size_t>(R - 1 - d), '\n') + std::string(indent + 1, ' ');
+        if (d == R - 1)
+          out += ' ';
+        else
+          out += std::string(static_cast<std::size_t>(R - 1 - d), '\n') + std::string(indent + 1, ' ');
       }
       if (s[k] < 0) {
         out += "...";
@@ -2175,8 +2184,10 @@ std::string to_string(const Tensor<T, R>& t) {
   p.choose_format();
   std::string out = "tensor(";
   Array<index_t, R> idx{};
-  if (t.numel() == 0) out += "[]";  // any shape with no elements, as torch and NumPy print it
-  else p.print(out, idx, 0, 7);
+  if (t.numel() == 0)
+    out += "[]";  // any shape with no elements, as torch and NumPy print it
+  else
+    p.print(out, idx, 0, 7);
   return out + ", " + tail;
 }
 
@@ -2191,11 +2202,6 @@ METAGRAD_NAMESPACE_END
 // #include <metagrad/core/storage.hpp> (inlined above)
 // #include <metagrad/core/tensor.hpp> (inlined above)
 // end of <metagrad/core.hpp>
-// #include <metagrad/expr.hpp>
-// metagrad/expr.hpp — umbrella of the expression layer: elementwise nodes and their front-ends, views,
-// reductions, random draws, and the lowered kernel form (plans).
-
-// #include <metagrad/core.hpp> (inlined above)
 // #include <metagrad/expr/elementwise.hpp>
 // metagrad/expr/elementwise.hpp — the elementwise expression nodes UnaryExpr, BinaryExpr and
 // TernaryExpr. They hold their operands (closure semantics, see node.hpp) and a functor from ops/, and
@@ -2634,7 +2640,7 @@ class BinaryExpr : public ExprBase<BinaryExpr<Op, A, B>> {
   template <int RT>
   auto lower(const Shape<RT>& target) const {
     return BinaryPlan<Op, compute_type, plan_t<AE, RT>, plan_t<BE, RT>>{op_, lower_expr(a_, target),
-                                                                         lower_expr(b_, target)};
+                                                                        lower_expr(b_, target)};
   }
 
  private:
@@ -2683,13 +2689,14 @@ class TernaryExpr : public ExprBase<TernaryExpr<Op, A, B, C>> {
 /// their type (x * 2.0 stays float32), integer tensors keep theirs for integer scalars and take the
 /// scalar's floating type otherwise; a bool tensor takes the scalar's type.
 template <class T, class S>
-using scalar_dtype_t =
-    std::conditional_t<std::is_floating_point_v<T>, T,
-                       std::conditional_t<std::is_floating_point_v<S>, std::conditional_t<std::is_same_v<S, float>, float, double>,
-                                          std::conditional_t<std::is_same_v<T, bool>,
-                                                             std::conditional_t<std::is_same_v<S, bool>, bool,
-                                                                                std::conditional_t<(sizeof(S) > 4), std::int64_t, std::int32_t>>,
-                                                             T>>>;
+using scalar_dtype_t = std::conditional_t<
+    std::is_floating_point_v<T>, T,
+    std::conditional_t<
+        std::is_floating_point_v<S>, std::conditional_t<std::is_same_v<S, float>, float, double>,
+        std::conditional_t<std::is_same_v<T, bool>,
+                           std::conditional_t<std::is_same_v<S, bool>, bool,
+                                              std::conditional_t<(sizeof(S) > 4), std::int64_t, std::int32_t>>,
+                           T>>>;
 
 /// An operand of a binary front-end: an expression, or a C++ arithmetic scalar.
 template <class X>
@@ -2703,7 +2710,8 @@ decltype(auto) as_operand(X&& x) {
   if constexpr (expression<X>)
     return std::forward<X>(x);
   else
-    return ScalarExpr<scalar_dtype_t<T, std::remove_cvref_t<X>>>(static_cast<scalar_dtype_t<T, std::remove_cvref_t<X>>>(x));
+    return ScalarExpr<scalar_dtype_t<T, std::remove_cvref_t<X>>>(
+        static_cast<scalar_dtype_t<T, std::remove_cvref_t<X>>>(x));
 }
 template <class T, class X>
 using operand_closure_t = closure_t<decltype(as_operand<T>(std::declval<X>()))>;
@@ -2722,12 +2730,12 @@ auto make_unary(Op op, A&& a) {
 
 /// op(a, b) for operands of which at least one is an expression.
 template <class Op, operand A, operand B>
-  requires(expression<A> || expression<B>)
-auto make_binary(Op op, A&& a, B&& b) {
+requires(expression<A> || expression<B>) auto make_binary(Op op, A&& a, B&& b) {
   using T = typename detail::partner_dtype<A, B>::type;
   using CA = detail::operand_closure_t<T, A&&>;
   using CB = detail::operand_closure_t<T, B&&>;
-  return BinaryExpr<Op, CA, CB>(op, detail::as_operand<T>(std::forward<A>(a)), detail::as_operand<T>(std::forward<B>(b)));
+  return BinaryExpr<Op, CA, CB>(op, detail::as_operand<T>(std::forward<A>(a)),
+                                detail::as_operand<T>(std::forward<B>(b)));
 }
 
 /// op(a, b, c); scalars among b and c adopt the dtype of the other, or of a.
@@ -2792,7 +2800,7 @@ struct wrapping {
 
 // A functor whose argument converts to float_of_t<T> first, named `x` in `body` (with F its type).
 // Used by the families of ops/ that compute in floating point; undefined by the umbrella header.
-#define METAGRAD_FLOAT_UNARY_OP_(Name, str, body)                       \
+#define METAGRAD_FLOAT_UNARY_OP_(Name, str, body)                     \
   struct Name {                                                       \
     static constexpr const char* name = str;                          \
     template <class T>                                                \
@@ -2812,10 +2820,9 @@ METAGRAD_FLOAT_UNARY_OP_(Sigmoid, "sigmoid", math::sigmoid(x))
 // x < 0 rather than x > 0 so that NaN passes through, as in torch.
 METAGRAD_FLOAT_UNARY_OP_(Relu, "relu", x < F(0) ? F(0) : x)
 // SELU constants from Klambauer et al. 2017, as in torch.nn.SELU.
-METAGRAD_FLOAT_UNARY_OP_(Selu, "selu",
-                        F(1.0507009873554805) * (x > F(0) ? x : F(1.6732632423543772) * math::expm1(x)))
+METAGRAD_FLOAT_UNARY_OP_(Selu, "selu", F(1.0507009873554805) * (x > F(0) ? x : F(1.6732632423543772) * math::expm1(x)))
 METAGRAD_FLOAT_UNARY_OP_(Softplus, "softplus", math::softplus(x))
-METAGRAD_FLOAT_UNARY_OP_(Silu, "silu", x * math::sigmoid(x))
+METAGRAD_FLOAT_UNARY_OP_(Silu, "silu", x* math::sigmoid(x))
 
 /// x for x >= 0, slope * x otherwise.
 struct LeakyRelu {
@@ -2871,8 +2878,9 @@ METAGRAD_NAMESPACE_END
 METAGRAD_NAMESPACE_BEGIN
 namespace ops {
 
-#define METAGRAD_NO_BOOL_ARITH_(T, what)                                                                       \
-  static_assert(!is_bool_v<T>, "metagrad: " what " is not defined on bool expressions; convert with cast<int>(e) " \
+#define METAGRAD_NO_BOOL_ARITH_(T, what)                                                         \
+  static_assert(!is_bool_v<T>, "metagrad: " what                                                 \
+                               " is not defined on bool expressions; convert with cast<int>(e) " \
                                "or use logical_and / logical_or")
 
 struct Add {
@@ -3001,13 +3009,13 @@ METAGRAD_NAMESPACE_END
 METAGRAD_NAMESPACE_BEGIN
 namespace ops {
 
-#define METAGRAD_COMPARE_OP_(Name, str, expr)                                  \
-  struct Name {                                                              \
-    static constexpr const char* name = str;                                 \
-    template <class T>                                                       \
-    METAGRAD_HD METAGRAD_INLINE bool operator()(T a, T b) const {            \
-      return expr;                                                           \
-    }                                                                        \
+#define METAGRAD_COMPARE_OP_(Name, str, expr)                     \
+  struct Name {                                                   \
+    static constexpr const char* name = str;                      \
+    template <class T>                                            \
+    METAGRAD_HD METAGRAD_INLINE bool operator()(T a, T b) const { \
+      return expr;                                                \
+    }                                                             \
   };
 // IEEE semantics: every comparison with NaN is false except !=.
 METAGRAD_COMPARE_OP_(Equal, "eq", a == b)
@@ -3156,16 +3164,16 @@ struct Clamp {
   }
 };
 
-#define METAGRAD_ROUNDING_OP_(Name, str, fn)                            \
-  struct Name {                                                       \
-    static constexpr const char* name = str;                          \
-    template <class T>                                                \
-    METAGRAD_HD METAGRAD_INLINE T operator()(T a) const {             \
-      if constexpr (std::is_floating_point_v<T>)                      \
-        return fn(a);                                                 \
-      else                                                            \
-        return a;                                                     \
-    }                                                                 \
+#define METAGRAD_ROUNDING_OP_(Name, str, fn)              \
+  struct Name {                                           \
+    static constexpr const char* name = str;              \
+    template <class T>                                    \
+    METAGRAD_HD METAGRAD_INLINE T operator()(T a) const { \
+      if constexpr (std::is_floating_point_v<T>)          \
+        return fn(a);                                     \
+      else                                                \
+        return a;                                         \
+    }                                                     \
   };
 METAGRAD_ROUNDING_OP_(Floor, "floor", std::floor)
 METAGRAD_ROUNDING_OP_(Ceil, "ceil", std::ceil)
@@ -3234,11 +3242,10 @@ METAGRAD_NAMESPACE_BEGIN
 
 // --- operators ----------------------------------------------------------------------------------
 
-#define METAGRAD_BINARY_OPERATOR_(sym, Op)                      \
-  template <operand A, operand B>                               \
-    requires(expression<A> || expression<B>)                    \
-  auto operator sym(A&& a, B&& b) {                             \
-    return make_binary(ops::Op{}, std::forward<A>(a), std::forward<B>(b)); \
+#define METAGRAD_BINARY_OPERATOR_(sym, Op)                                   \
+  template <operand A, operand B>                                            \
+  requires(expression<A> || expression<B>) auto operator sym(A&& a, B&& b) { \
+    return make_binary(ops::Op{}, std::forward<A>(a), std::forward<B>(b));   \
   }
 METAGRAD_BINARY_OPERATOR_(+, Add)
 METAGRAD_BINARY_OPERATOR_(-, Sub)
@@ -3269,10 +3276,9 @@ auto operator!(A&& a) {
 
 // --- named binary functions ---------------------------------------------------------------------
 
-#define METAGRAD_BINARY_FUNCTION_(name, Op)                     \
-  template <operand A, operand B>                               \
-    requires(expression<A> || expression<B>)                    \
-  auto name(A&& a, B&& b) {                                     \
+#define METAGRAD_BINARY_FUNCTION_(name, Op)                                \
+  template <operand A, operand B>                                          \
+  requires(expression<A> || expression<B>) auto name(A&& a, B&& b) {       \
     return make_binary(ops::Op{}, std::forward<A>(a), std::forward<B>(b)); \
   }
 /// Elementwise minimum / maximum, NaN-propagating (torch.minimum / torch.maximum).
@@ -3289,8 +3295,7 @@ METAGRAD_BINARY_FUNCTION_(logical_xor, LogicalXor)
 
 /// a to the power b elementwise (b may be an expression or a scalar).
 template <operand A, operand B>
-  requires(expression<A> || expression<B>)
-auto pow(A&& a, B&& b) {
+requires(expression<A> || expression<B>) auto pow(A&& a, B&& b) {
   if constexpr (expression<A> && std::is_arithmetic_v<std::remove_cvref_t<B>>)
     return make_unary(ops::PowScalar{static_cast<double>(b)}, std::forward<A>(a));
   else
@@ -3299,9 +3304,9 @@ auto pow(A&& a, B&& b) {
 
 // --- unary functions ----------------------------------------------------------------------------
 
-#define METAGRAD_UNARY_FUNCTION_(name, Op)          \
-  template <expression A>                         \
-  auto name(A&& a) {                              \
+#define METAGRAD_UNARY_FUNCTION_(name, Op)            \
+  template <expression A>                             \
+  auto name(A&& a) {                                  \
     return make_unary(ops::Op{}, std::forward<A>(a)); \
   }
 METAGRAD_UNARY_FUNCTION_(exp, Exp)
@@ -3572,64 +3577,110 @@ METAGRAD_HD METAGRAD_INLINE bool is_nan(T v) {
 
 struct SumReducer {
   static constexpr const char* name = "sum";
-  template <class T> using acc_t = sum_acc_t<T>;
-  template <class T> using out_t = sum_out_t<T>;
-  template <class T> METAGRAD_HD acc_t<T> init() const { return acc_t<T>(0); }
-  template <class T> METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const { a += static_cast<acc_t<T>>(v); }
-  template <class T> METAGRAD_HD acc_t<T> merge(acc_t<T> a, acc_t<T> b) const { return a + b; }
-  template <class T> METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const { return static_cast<out_t<T>>(a); }
+  template <class T>
+  using acc_t = sum_acc_t<T>;
+  template <class T>
+  using out_t = sum_out_t<T>;
+  template <class T>
+  METAGRAD_HD acc_t<T> init() const {
+    return acc_t<T>(0);
+  }
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
+    a += static_cast<acc_t<T>>(v);
+  }
+  template <class T>
+  METAGRAD_HD acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
+    return a + b;
+  }
+  template <class T>
+  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
+    return static_cast<out_t<T>>(a);
+  }
 };
 
 struct MeanReducer {
   static constexpr const char* name = "mean";
-  template <class T> using acc_t = double;
-  template <class T> using out_t = float_of_t<T>;
-  template <class T> METAGRAD_HD acc_t<T> init() const { return 0.0; }
-  template <class T> METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const { a += static_cast<double>(v); }
-  template <class T> METAGRAD_HD acc_t<T> merge(acc_t<T> a, acc_t<T> b) const { return a + b; }
+  template <class T>
+  using acc_t = double;
+  template <class T>
+  using out_t = float_of_t<T>;
+  template <class T>
+  METAGRAD_HD acc_t<T> init() const {
+    return 0.0;
+  }
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
+    a += static_cast<double>(v);
+  }
+  template <class T>
+  METAGRAD_HD acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
+    return a + b;
+  }
   /// The mean of no elements is NaN (NumPy).
-  template <class T> METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t n) const {
+  template <class T>
+  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t n) const {
     return static_cast<out_t<T>>(n ? a / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN());
   }
 };
 
 struct ProdReducer {
   static constexpr const char* name = "prod";
-  template <class T> using acc_t = sum_acc_t<T>;
-  template <class T> using out_t = sum_out_t<T>;
-  template <class T> METAGRAD_HD acc_t<T> init() const { return acc_t<T>(1); }
-  template <class T> METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
+  template <class T>
+  using acc_t = sum_acc_t<T>;
+  template <class T>
+  using out_t = sum_out_t<T>;
+  template <class T>
+  METAGRAD_HD acc_t<T> init() const {
+    return acc_t<T>(1);
+  }
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
     if constexpr (std::is_integral_v<acc_t<T>>)  // wrap-around instead of signed-overflow UB
       a = static_cast<acc_t<T>>(static_cast<std::uint64_t>(a) * static_cast<std::uint64_t>(static_cast<acc_t<T>>(v)));
     else
       a *= static_cast<acc_t<T>>(v);
   }
-  template <class T> METAGRAD_HD acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
+  template <class T>
+  METAGRAD_HD acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
     acc_t<T> r = a;
     add<acc_t<T>>(r, b, 0);
     return r;
   }
-  template <class T> METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const { return static_cast<out_t<T>>(a); }
+  template <class T>
+  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
+    return static_cast<out_t<T>>(a);
+  }
 };
 
 /// max / min propagate NaN (torch.max, numpy.max). Reducing an empty range is an error the node reports.
 template <bool IsMax>
 struct ExtremumReducer {
   static constexpr const char* name = IsMax ? "max" : "min";
-  template <class T> using acc_t = T;
-  template <class T> using out_t = T;
-  template <class T> METAGRAD_HD acc_t<T> init() const {
+  template <class T>
+  using acc_t = T;
+  template <class T>
+  using out_t = T;
+  template <class T>
+  METAGRAD_HD acc_t<T> init() const {
     if constexpr (std::is_floating_point_v<T>)
       return IsMax ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::infinity();
     else
       return IsMax ? std::numeric_limits<T>::lowest() : std::numeric_limits<T>::max();
   }
-  template <class T> METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const { a = merge<T>(a, v); }
-  template <class T> METAGRAD_HD METAGRAD_INLINE acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
+    a = merge<T>(a, v);
+  }
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
     const bool take_b = IsMax ? (b > a) : (b < a);
     return is_nan(a) ? a : (take_b || is_nan(b) ? b : a);
   }
-  template <class T> METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const { return a; }
+  template <class T>
+  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
+    return a;
+  }
 };
 using MaxReducer = ExtremumReducer<true>;
 using MinReducer = ExtremumReducer<false>;
@@ -3645,12 +3696,21 @@ struct ArgAcc {
 template <bool IsMax>
 struct ArgExtremumReducer {
   static constexpr const char* name = IsMax ? "argmax" : "argmin";
-  template <class T> using acc_t = ArgAcc<T>;
-  template <class T> using out_t = std::int64_t;
-  template <class T> METAGRAD_HD acc_t<T> init() const { return {ExtremumReducer<IsMax>{}.template init<T>(), -1}; }
-  template <class T> METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t i) const { a = merge<T>(a, {v, i}); }
+  template <class T>
+  using acc_t = ArgAcc<T>;
+  template <class T>
+  using out_t = std::int64_t;
+  template <class T>
+  METAGRAD_HD acc_t<T> init() const {
+    return {ExtremumReducer<IsMax>{}.template init<T>(), -1};
+  }
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t i) const {
+    a = merge<T>(a, {v, i});
+  }
   // Partial results may interleave positions (vector lanes), so ties and NaNs compare indices.
-  template <class T> METAGRAD_HD METAGRAD_INLINE acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
     if (b.index < 0) return a;
     if (a.index < 0) return b;
     const bool an = is_nan(a.value), bn = is_nan(b.value);
@@ -3658,7 +3718,10 @@ struct ArgExtremumReducer {
     const bool better = IsMax ? (b.value > a.value) : (b.value < a.value);
     return better || (b.value == a.value && b.index < a.index) ? b : a;
   }
-  template <class T> METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const { return a.index; }
+  template <class T>
+  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
+    return a.index;
+  }
 };
 using ArgMaxReducer = ArgExtremumReducer<true>;
 using ArgMinReducer = ArgExtremumReducer<false>;
@@ -3667,14 +3730,26 @@ using ArgMinReducer = ArgExtremumReducer<false>;
 template <bool IsAll>
 struct BoolReducer {
   static constexpr const char* name = IsAll ? "all" : "any";
-  template <class T> using acc_t = bool;
-  template <class T> using out_t = bool;
-  template <class T> METAGRAD_HD acc_t<T> init() const { return IsAll; }
-  template <class T> METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
+  template <class T>
+  using acc_t = bool;
+  template <class T>
+  using out_t = bool;
+  template <class T>
+  METAGRAD_HD acc_t<T> init() const {
+    return IsAll;
+  }
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
     a = IsAll ? (a && v != T(0)) : (a || v != T(0));
   }
-  template <class T> METAGRAD_HD acc_t<T> merge(acc_t<T> a, acc_t<T> b) const { return IsAll ? (a && b) : (a || b); }
-  template <class T> METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const { return a; }
+  template <class T>
+  METAGRAD_HD acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
+    return IsAll ? (a && b) : (a || b);
+  }
+  template <class T>
+  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
+    return a;
+  }
 };
 using AllReducer = BoolReducer<true>;
 using AnyReducer = BoolReducer<false>;
@@ -3690,24 +3765,32 @@ template <bool TakeSqrt>
 struct MomentReducer {
   static constexpr const char* name = TakeSqrt ? "stddev" : "var";
   int ddof = 0;
-  template <class T> using acc_t = MomentAcc;
-  template <class T> using out_t = float_of_t<T>;
-  template <class T> METAGRAD_HD acc_t<T> init() const { return {0, 0, 0}; }
-  template <class T> METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
+  template <class T>
+  using acc_t = MomentAcc;
+  template <class T>
+  using out_t = float_of_t<T>;
+  template <class T>
+  METAGRAD_HD acc_t<T> init() const {
+    return {0, 0, 0};
+  }
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
     const double x = static_cast<double>(v);
     a.n += 1;
     const double d = x - a.mean;
     a.mean += d / a.n;
     a.m2 += d * (x - a.mean);
   }
-  template <class T> METAGRAD_HD acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
+  template <class T>
+  METAGRAD_HD acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
     if (b.n == 0) return a;
     if (a.n == 0) return b;
     const double n = a.n + b.n, d = b.mean - a.mean;
     return {n, a.mean + d * b.n / n, a.m2 + b.m2 + d * d * a.n * b.n / n};
   }
   /// NaN when n <= ddof (NumPy).
-  template <class T> METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
+  template <class T>
+  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
     const double den = a.n - ddof;
     const double v = den > 0 ? a.m2 / den : std::numeric_limits<double>::quiet_NaN();
     return static_cast<out_t<T>>(TakeSqrt ? std::sqrt(v) : v);
@@ -3726,16 +3809,21 @@ struct LseAcc {
 /// sum when the maximum grows, so no exp overflows. One exp per element.
 struct LogSumExpReducer {
   static constexpr const char* name = "logsumexp";
-  template <class T> using acc_t = LseAcc<float_of_t<T>>;
-  template <class T> using out_t = float_of_t<T>;
-  template <class T> METAGRAD_HD acc_t<T> init() const {
+  template <class T>
+  using acc_t = LseAcc<float_of_t<T>>;
+  template <class T>
+  using out_t = float_of_t<T>;
+  template <class T>
+  METAGRAD_HD acc_t<T> init() const {
     using F = float_of_t<T>;
     return {-std::numeric_limits<F>::infinity(), F(0)};
   }
-  template <class T> METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
     a = merge<T>(a, {static_cast<float_of_t<T>>(v), float_of_t<T>(1)});
   }
-  template <class T> METAGRAD_HD METAGRAD_INLINE acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
     using F = float_of_t<T>;
     const F inf = std::numeric_limits<F>::infinity();
     if (is_nan(a.max) || is_nan(b.max)) return {a.max + b.max, F(1)};
@@ -3745,7 +3833,8 @@ struct LogSumExpReducer {
     return a.max >= b.max ? acc_t<T>{a.max, a.sum + b.sum * math::exp(b.max - a.max)}
                           : acc_t<T>{b.max, b.sum + a.sum * math::exp(a.max - b.max)};
   }
-  template <class T> METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
+  template <class T>
+  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
     return a.sum > 0 ? a.max + math::log(a.sum) : a.max;  // empty or all -inf: -inf
   }
 };
@@ -3754,22 +3843,35 @@ struct LogSumExpReducer {
 struct NormReducer {
   static constexpr const char* name = "norm";
   double p = 2.0;
-  template <class T> using acc_t = double;
-  template <class T> using out_t = float_of_t<T>;
-  template <class T> METAGRAD_HD acc_t<T> init() const { return 0.0; }
-  template <class T> METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
-    const double x = std::fabs(static_cast<double>(v));
-    if (p == 2.0) a += x * x;
-    else if (p == 1.0) a += x;
-    else if (p == 0.0) a += x != 0.0 ? 1.0 : 0.0;
-    else if (std::isinf(p)) a = merge<T>(a, x);
-    else a += std::pow(x, p);
+  template <class T>
+  using acc_t = double;
+  template <class T>
+  using out_t = float_of_t<T>;
+  template <class T>
+  METAGRAD_HD acc_t<T> init() const {
+    return 0.0;
   }
-  template <class T> METAGRAD_HD acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
+    const double x = std::fabs(static_cast<double>(v));
+    if (p == 2.0)
+      a += x * x;
+    else if (p == 1.0)
+      a += x;
+    else if (p == 0.0)
+      a += x != 0.0 ? 1.0 : 0.0;
+    else if (std::isinf(p))
+      a = merge<T>(a, x);
+    else
+      a += std::pow(x, p);
+  }
+  template <class T>
+  METAGRAD_HD acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
     if (std::isinf(p)) return is_nan(a) || is_nan(b) ? a + b : (a > b ? a : b);
     return a + b;
   }
-  template <class T> METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
+  template <class T>
+  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
     if (p == 2.0) return static_cast<out_t<T>>(std::sqrt(a));
     if (p == 1.0 || p == 0.0 || std::isinf(p)) return static_cast<out_t<T>>(a);
     return static_cast<out_t<T>>(std::pow(a, 1.0 / p));
@@ -3864,16 +3966,20 @@ class ReduceExpr : public ExprBase<ReduceExpr<Red, A, K, Keep>> {
   Strides<RI> ost_for(const Tensor<value_type, RD>& t) const {
     Strides<RI> ost{};
     for (int d = 0, o = 0; d < RI; ++d) {
-      if (Keep) ost[d] = t.strides()[d];
-      else if (!mask_[d]) ost[d] = t.strides()[o++];
+      if (Keep)
+        ost[d] = t.strides()[d];
+      else if (!mask_[d])
+        ost[d] = t.strides()[o++];
     }
     return ost;
   }
   Shape<rank> out_shape(const Shape<RI>& in) const {
     Shape<rank> s;
     for (int d = 0, o = 0; d < RI; ++d) {
-      if (Keep) s[o++] = mask_[d] ? 1 : in[d];
-      else if (!mask_[d]) s[o++] = in[d];
+      if (Keep)
+        s[o++] = mask_[d] ? 1 : in[d];
+      else if (!mask_[d])
+        s[o++] = in[d];
     }
     return s;
   }
@@ -3926,23 +4032,23 @@ auto reduce_axes_keep(Red red, A&& a, const int (&axes)[K]) {
 //   f(e, axis)                over one axis
 //   f(e, {a, b})              over the listed axes (negative axes count from the end)
 //   f(e, {a, b}, keepdims)    the same, keeping the reduced axes with extent 1
-#define METAGRAD_REDUCTION_(fname, Red)                                                         \
-  template <expression A>                                                                       \
-  auto fname(A&& a) {                                                                           \
-    return detail::reduce_all(Red{}, std::forward<A>(a));                                       \
-  }                                                                                             \
-  template <expression A>                                                                       \
-  auto fname(A&& a, int axis) {                                                                 \
-    const int axes[1] = {axis};                                                                 \
-    return detail::reduce_axes(Red{}, std::forward<A>(a), axes);                                \
-  }                                                                                             \
-  template <expression A, int K>                                                                \
-  auto fname(A&& a, const int (&axes)[K]) {                                                     \
-    return detail::reduce_axes(Red{}, std::forward<A>(a), axes);                                \
-  }                                                                                             \
-  template <expression A, int K>                                                                \
-  auto fname(A&& a, const int (&axes)[K], KeepDims) {                                           \
-    return detail::reduce_axes_keep(Red{}, std::forward<A>(a), axes);                           \
+#define METAGRAD_REDUCTION_(fname, Red)                               \
+  template <expression A>                                             \
+  auto fname(A&& a) {                                                 \
+    return detail::reduce_all(Red{}, std::forward<A>(a));             \
+  }                                                                   \
+  template <expression A>                                             \
+  auto fname(A&& a, int axis) {                                       \
+    const int axes[1] = {axis};                                       \
+    return detail::reduce_axes(Red{}, std::forward<A>(a), axes);      \
+  }                                                                   \
+  template <expression A, int K>                                      \
+  auto fname(A&& a, const int(&axes)[K]) {                            \
+    return detail::reduce_axes(Red{}, std::forward<A>(a), axes);      \
+  }                                                                   \
+  template <expression A, int K>                                      \
+  auto fname(A&& a, const int(&axes)[K], KeepDims) {                  \
+    return detail::reduce_axes_keep(Red{}, std::forward<A>(a), axes); \
   }
 /// Sum (double accumulation for floats, int64 for integers and bool).
 METAGRAD_REDUCTION_(sum, ops::SumReducer)
@@ -4016,10 +4122,8 @@ auto norm(A&& a) {
   return detail::reduce_all(detail::norm_reducer(2.0), std::forward<A>(a));
 }
 template <expression A, class P>
-  requires std::is_arithmetic_v<P>
-auto norm(A&& a, P p) {
-  return detail::reduce_all(detail::norm_reducer(static_cast<double>(p)), std::forward<A>(a));
-}
+requires std::is_arithmetic_v<P>
+auto norm(A&& a, P p) { return detail::reduce_all(detail::norm_reducer(static_cast<double>(p)), std::forward<A>(a)); }
 template <expression A, int K>
 auto norm(A&& a, const int (&axes)[K], double p = 2.0) {
   return detail::reduce_axes(detail::norm_reducer(p), std::forward<A>(a), axes);
@@ -4196,8 +4300,10 @@ class ReshapeExpr : public ExprBase<ReshapeExpr<A, RO>> {
         // A non-contiguous tensor has no strided view with the new extents in general: copy it once
         // (torch.reshape does the same). A tensor operand needs clone(): constructing a Tensor from a
         // Tensor only copies the handle.
-        if constexpr (is_tensor_v<AE>) copy_ = a_.clone();
-        else copy_ = Tensor<value_type, AE::rank>(a_);
+        if constexpr (is_tensor_v<AE>)
+          copy_ = a_.clone();
+        else
+          copy_ = Tensor<value_type, AE::rank>(a_);
         ptr = copy_.data();
       }
       LeafPlan<value_type, RO> leaf{ptr, contiguous_strides(shape_), true};
@@ -4413,9 +4519,9 @@ auto select(A&& a, int axis, index_t i) {
 namespace detail {
 template <class D>
 struct expr_ops {
-#define METAGRAD_FORWARD_VIEW_(name) \
-  template <class Self, class... Args> \
-  static auto name(Self&& self, Args&&... args) { \
+#define METAGRAD_FORWARD_VIEW_(name)                                              \
+  template <class Self, class... Args>                                            \
+  static auto name(Self&& self, Args&&... args) {                                 \
     return metagrad::name(std::forward<Self>(self), std::forward<Args>(args)...); \
   }
   METAGRAD_FORWARD_VIEW_(permute)
@@ -4439,11 +4545,6 @@ struct expr_ops {
 METAGRAD_NAMESPACE_END
 // end of <metagrad/expr/view.hpp>
 // end of <metagrad/expr.hpp>
-// #include <metagrad/backend/cpu.hpp>
-// metagrad/backend/cpu.hpp — umbrella of the CPU backend: threads, the fused elementwise loop driver,
-// reductions and evaluation into tensors.
-
-// #include <metagrad/expr.hpp> (inlined above)
 // #include <metagrad/backend/cpu/assign.hpp>
 // metagrad/backend/cpu/assign.hpp — evaluation of an expression into a Tensor (construction,
 // assignment, compound assignment, eval): shape checks, destination passing for boundary nodes, and
@@ -4549,7 +4650,7 @@ void parallel_for(index_t n, F&& f, index_t weight = 1, index_t align = 16) {
     blocks = (n + block - 1) / block;
   }
 #if defined(_OPENMP)
-#pragma omp parallel for num_threads(static_cast<int>(team)) schedule(static, 1)
+#pragma omp parallel for num_threads(static_cast <int>(team)) schedule(static, 1)
 #endif
   for (index_t c = 0; c < blocks; ++c) f(c * block, std::min(n, (c + 1) * block));
 }
@@ -4576,13 +4677,12 @@ bool fits_int32(const Plan& plan, const Shape<R>& shape, const Strides<R>& out_s
   if (shape.numel() >= lim) return false;
   bool ok = true;
   index_t span = 0;
-  for (int d = 0; d < R; ++d) span += (shape[d] > 0 ? shape[d] - 1 : 0) * (out_strides[d] < 0 ? -out_strides[d] : out_strides[d]);
+  for (int d = 0; d < R; ++d)
+    span += (shape[d] > 0 ? shape[d] - 1 : 0) * (out_strides[d] < 0 ? -out_strides[d] : out_strides[d]);
   ok &= span < lim;
-  plan.visit_leaves(
-      [&](const void*, const void* lo, const void* hi, const auto&, bool) {
-        ok &= static_cast<const char*>(hi) - static_cast<const char*>(lo) < lim;
-      },
-      false, shape);
+  plan.visit_leaves([&](const void*, const void* lo, const void* hi, const auto&,
+                        bool) { ok &= static_cast<const char*>(hi) - static_cast<const char*>(lo) < lim; },
+                    false, shape);
   return ok;
 }
 
@@ -4750,15 +4850,11 @@ auto contiguous(const E& e) {
 
 /// The text form of an expression (evaluated first), as for a tensor.
 template <expression E>
-  requires(!is_tensor_v<std::remove_cvref_t<E>>)
-std::string to_string(const E& e) {
-  return to_string(eval(e));
-}
+requires(!is_tensor_v<std::remove_cvref_t<E>>) std::string to_string(const E& e) { return to_string(eval(e)); }
 
 /// Prints an expression by evaluating it first.
 template <expression E>
-  requires(!is_tensor_v<std::remove_cvref_t<E>>)
-std::ostream& operator<<(std::ostream& os, const E& e) {
+requires(!is_tensor_v<std::remove_cvref_t<E>>) std::ostream& operator<<(std::ostream& os, const E& e) {
   return os << eval(e);
 }
 
@@ -4813,7 +4909,7 @@ auto reduce_run(const Red& red, index_t n, Get&& get) {
 /// on reduced axes is ignored).
 template <class Red, class Plan, class Out, int R>
 void reduce(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bool, R>& reduce, Out* out,
-                   const Strides<R>& out_strides) {
+            const Strides<R>& out_strides) {
   using T = typename Plan::value_type;
   using Acc = typename Red::template acc_t<T>;
   index_t M = 1, N = 1;
@@ -4842,77 +4938,93 @@ void reduce(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bo
   const bool suffix = last_kept < first_red;  // every reduced axis after every kept one
   bool prefix = true;                         // every reduced axis before every kept one
   for (int d = 0, seen_kept = 0; d < R; ++d) {
-    if (!reduce[d]) seen_kept = 1;
-    else if (seen_kept) prefix = false;
+    if (!reduce[d])
+      seen_kept = 1;
+    else if (seen_kept)
+      prefix = false;
   }
 
   if (flat && suffix) {
     if (M == 1) {
       // One result: split the range over threads, merge the partials in order (deterministic).
       const int chunks = static_cast<int>(std::min<index_t>(num_threads(), (N + parallel_grain - 1) / parallel_grain));
-      std::vector<detail::AccCell<Acc>> part(static_cast<std::size_t>(chunks > 0 ? chunks : 1), {red.template init<T>()});
-      parallel_for(chunks, [&](index_t cb, index_t ce) {
-        for (index_t c = cb; c < ce; ++c) {
-          const index_t b = N * c / chunks, e = N * (c + 1) / chunks;
-          Acc a = detail::reduce_run<T>(red, e - b, [&](index_t r) { return plan.flat(b + r); });
-          // Positions inside a chunk are relative; shift them by re-merging with an offset-aware add.
-          if constexpr (requires { a.index; }) a.index = a.index >= 0 ? a.index + b : a.index;
-          part[static_cast<std::size_t>(c)].a = a;
-        }
-      }, parallel_grain, 1);
+      std::vector<detail::AccCell<Acc>> part(static_cast<std::size_t>(chunks > 0 ? chunks : 1),
+                                             {red.template init<T>()});
+      parallel_for(
+          chunks,
+          [&](index_t cb, index_t ce) {
+            for (index_t c = cb; c < ce; ++c) {
+              const index_t b = N * c / chunks, e = N * (c + 1) / chunks;
+              Acc a = detail::reduce_run<T>(red, e - b, [&](index_t r) { return plan.flat(b + r); });
+              // Positions inside a chunk are relative; shift them by re-merging with an offset-aware add.
+              if constexpr (requires { a.index; }) a.index = a.index >= 0 ? a.index + b : a.index;
+              part[static_cast<std::size_t>(c)].a = a;
+            }
+          },
+          parallel_grain, 1);
       Acc acc = part[0].a;
       for (std::size_t c = 1; c < part.size(); ++c) acc = red.template merge<T>(acc, part[c].a);
       out[0] = static_cast<Out>(red.template finish<T>(acc, N));
       return;
     }
-    parallel_for(M, [&](index_t mb, index_t me) {
-      for (index_t m = mb; m < me; ++m) {
-        const index_t base = m * N;
-        const Acc a = detail::reduce_run<T>(red, N, [&](index_t r) { return plan.flat(base + r); });
-        out[out_offset(m)] = static_cast<Out>(red.template finish<T>(a, N));
-      }
-    }, N, 1);
+    parallel_for(
+        M,
+        [&](index_t mb, index_t me) {
+          for (index_t m = mb; m < me; ++m) {
+            const index_t base = m * N;
+            const Acc a = detail::reduce_run<T>(red, N, [&](index_t r) { return plan.flat(base + r); });
+            out[out_offset(m)] = static_cast<Out>(red.template finish<T>(a, N));
+          }
+        },
+        N, 1);
     return;
   }
 
   if (flat && prefix) {
     // Element (r, m) is flat(r * M + m): walk rows, accumulating a vector of M partial results.
-    parallel_for(M, [&](index_t mb, index_t me) {
-      std::vector<detail::AccCell<Acc>> acc(static_cast<std::size_t>(me - mb), {red.template init<T>()});
-      for (index_t r = 0; r < N; ++r) {
-        const index_t base = r * M;
-        for (index_t m = mb; m < me; ++m) red.template add<T>(acc[static_cast<std::size_t>(m - mb)].a, plan.flat(base + m), r);
-      }
-      for (index_t m = mb; m < me; ++m)
-        out[out_offset(m)] = static_cast<Out>(red.template finish<T>(acc[static_cast<std::size_t>(m - mb)].a, N));
-    }, N);
+    parallel_for(
+        M,
+        [&](index_t mb, index_t me) {
+          std::vector<detail::AccCell<Acc>> acc(static_cast<std::size_t>(me - mb), {red.template init<T>()});
+          for (index_t r = 0; r < N; ++r) {
+            const index_t base = r * M;
+            for (index_t m = mb; m < me; ++m)
+              red.template add<T>(acc[static_cast<std::size_t>(m - mb)].a, plan.flat(base + m), r);
+          }
+          for (index_t m = mb; m < me; ++m)
+            out[out_offset(m)] = static_cast<Out>(red.template finish<T>(acc[static_cast<std::size_t>(m - mb)].a, N));
+        },
+        N);
     return;
   }
 
   // General case: for each kept position walk the reduced sub-space with a multi-index.
-  parallel_for(M, [&](index_t mb, index_t me) {
-    Array<index_t, R> idx{};
-    for (index_t m = mb; m < me; ++m) {
-      index_t rem = m;
-      for (int d = R - 1; d >= 0; --d)
-        if (!reduce[d]) {
-          idx[d] = rem % in[d];
-          rem /= in[d];
-        } else {
-          idx[d] = 0;
+  parallel_for(
+      M,
+      [&](index_t mb, index_t me) {
+        Array<index_t, R> idx{};
+        for (index_t m = mb; m < me; ++m) {
+          index_t rem = m;
+          for (int d = R - 1; d >= 0; --d)
+            if (!reduce[d]) {
+              idx[d] = rem % in[d];
+              rem /= in[d];
+            } else {
+              idx[d] = 0;
+            }
+          Acc a = red.template init<T>();
+          for (index_t r = 0; r < N; ++r) {
+            red.template add<T>(a, plan.at(idx), r);
+            for (int d = R - 1; d >= 0; --d) {  // odometer over the reduced axes
+              if (!reduce[d]) continue;
+              if (++idx[d] < in[d]) break;
+              idx[d] = 0;
+            }
+          }
+          out[out_offset(m)] = static_cast<Out>(red.template finish<T>(a, N));
         }
-      Acc a = red.template init<T>();
-      for (index_t r = 0; r < N; ++r) {
-        red.template add<T>(a, plan.at(idx), r);
-        for (int d = R - 1; d >= 0; --d) {  // odometer over the reduced axes
-          if (!reduce[d]) continue;
-          if (++idx[d] < in[d]) break;
-          idx[d] = 0;
-        }
-      }
-      out[out_offset(m)] = static_cast<Out>(red.template finish<T>(a, N));
-    }
-  }, N);
+      },
+      N);
 }
 
 }  // namespace cpu
@@ -4927,6 +5039,8 @@ void run_reduction(const Red& red, const Plan& plan, const Shape<R>& in, const A
 METAGRAD_NAMESPACE_END
 // end of <metagrad/backend/cpu/reduce.hpp>
 // end of <metagrad/backend/cpu.hpp>
+// #include <metagrad/core.hpp> (inlined above)
+// #include <metagrad/expr.hpp> (inlined above)
 
 // Under nvcc the CUDA backend comes too (one source file carries both code paths).
 #if defined(__CUDACC__)
@@ -4956,8 +5070,8 @@ namespace cuda {
 /// Throws cuda_error naming `what` when `status` is not cudaSuccess.
 inline void check(cudaError_t status, const char* what) {
   if (status != cudaSuccess)
-    throw cuda_error(std::string(what) + " failed: " + cudaGetErrorName(status) + " (" + std::to_string(static_cast<int>(status)) +
-                     "): " + cudaGetErrorString(status));
+    throw cuda_error(std::string(what) + " failed: " + cudaGetErrorName(status) + " (" +
+                     std::to_string(static_cast<int>(status)) + "): " + cudaGetErrorString(status));
 }
 
 /// Number of CUDA devices visible (0 when there is no driver or no GPU; never throws).
@@ -4982,7 +5096,8 @@ template <class T, class Plan, class I, int R>
 __global__ void elementwise_strided(T* __restrict__ out, const Strides<R> ostr, const Shape<R> shape, const Plan plan,
                                     I n) {
   const I stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
-  for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < n; i += stride) {
+  for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < n;
+       i += stride) {
     Array<I, R> idx{};
     I rem = i, off = 0;
     for (int d = R - 1; d >= 0; --d) {
@@ -5010,7 +5125,8 @@ void run_elementwise(T* out, const Strides<R>& ostr, const Shape<R>& shape, cons
   const bool small = cpu::fits_int32<Plan, T, R>(plan, shape, ostr);
   if (flat) {
     if (small)
-      kernels::elementwise_flat<T, Plan, std::int32_t><<<grid, block, 0, stream>>>(out, plan, static_cast<std::int32_t>(n));
+      kernels::elementwise_flat<T, Plan, std::int32_t>
+          <<<grid, block, 0, stream>>>(out, plan, static_cast<std::int32_t>(n));
     else
       kernels::elementwise_flat<T, Plan, std::int64_t><<<grid, block, 0, stream>>>(out, plan, n);
   } else {

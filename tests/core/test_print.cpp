@@ -68,7 +68,8 @@ TEST_CASE("print: floating number formats") {
     CHECK(mg::to_string(mg::Tensor<float, 1>{1e-5f, 1, 1e9f}) ==
           "tensor([1.0000e-05, 1.0000e+00, 1.0000e+09], shape=[3], dtype=float32)");
     // Non-zero magnitudes more than three decades apart.
-    CHECK(mg::to_string(mg::Tensor<float, 1>{0.5f, 2000}) == "tensor([5.0000e-01, 2.0000e+03], shape=[2], dtype=float32)");
+    CHECK(mg::to_string(mg::Tensor<float, 1>{0.5f, 2000}) ==
+          "tensor([5.0000e-01, 2.0000e+03], shape=[2], dtype=float32)");
     // A small value alone.
     CHECK(mg::to_string(mg::Tensor<float, 1>{1.234e-5f, 0.5f}) ==
           "tensor([1.2340e-05, 5.0000e-01], shape=[2], dtype=float32)");
@@ -77,14 +78,16 @@ TEST_CASE("print: floating number formats") {
     // Negative values widen the column; zero does not count as a magnitude.
     CHECK(mg::to_string(mg::Tensor<float, 1>{-1e-5f, 0, 1}) ==
           "tensor([-1.0000e-05,  0.0000e+00,  1.0000e+00], shape=[3], dtype=float32)");
-    CHECK(mg::to_string(mg::Tensor<float, 1>{0, 0.5f, 200}) == "tensor([  0.0000,   0.5000, 200.0000], shape=[3], dtype=float32)");
+    CHECK(mg::to_string(mg::Tensor<float, 1>{0, 0.5f, 200}) ==
+          "tensor([  0.0000,   0.5000, 200.0000], shape=[3], dtype=float32)");
   }
   SUBCASE("nan and inf take part in the column width only") {
     CHECK(mg::to_string(mg::Tensor<float, 1>{kNaN, kInf, -kInf, 1.5f}) ==
           "tensor([   nan,    inf,   -inf, 1.5000], shape=[4], dtype=float32)");
     CHECK(mg::to_string(mg::Tensor<float, 1>{kNaN, 1, 2}) == "tensor([nan,  1.,  2.], shape=[3], dtype=float32)");
     CHECK(mg::to_string(mg::Tensor<float, 1>{kNaN, kNaN}) == "tensor([nan, nan], shape=[2], dtype=float32)");
-    CHECK(mg::to_string(mg::Tensor<double, 1>{-kInf, 1e-6}) == "tensor([      -inf, 1.0000e-06], shape=[2], dtype=float64)");
+    CHECK(mg::to_string(mg::Tensor<double, 1>{-kInf, 1e-6}) ==
+          "tensor([      -inf, 1.0000e-06], shape=[2], dtype=float64)");
   }
   SUBCASE("columns align across rows") {
     CHECK(mg::to_string(mg::Tensor<float, 2>{{-1.5f, 20.25f}, {300.125f, -4}}) ==
@@ -106,7 +109,8 @@ TEST_CASE("print: integer and bool tensors") {
         "        [-3, 40]], shape=[2, 2], dtype=int64)");
   CHECK(mg::to_string(mg::Tensor<std::int64_t, 1>{std::int64_t{1} << 40}) ==
         "tensor([1099511627776], shape=[1], dtype=int64)");
-  CHECK(mg::to_string(mg::Tensor<bool, 1>{true, false, true}) == "tensor([ true, false,  true], shape=[3], dtype=bool)");
+  CHECK(mg::to_string(mg::Tensor<bool, 1>{true, false, true}) ==
+        "tensor([ true, false,  true], shape=[3], dtype=bool)");
   CHECK(mg::to_string(mg::Tensor<bool, 2>{{true}, {true}}) ==
         "tensor([[true],\n"
         "        [true]], shape=[2, 1], dtype=bool)");

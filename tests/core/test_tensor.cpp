@@ -108,12 +108,11 @@ TEST_CASE_TEMPLATE("tensor: construction of every dtype", T, float, double, std:
     CHECK(mg::full_like(a, T(1)).to_vector() == std::vector<T>(10, T(1)));
   }
   SUBCASE("dtype names follow NumPy") {
-    CHECK(std::string(mg::dtype_name<T>()) ==
-          (std::is_same_v<T, float>          ? "float32"
-           : std::is_same_v<T, double>       ? "float64"
-           : std::is_same_v<T, std::int32_t> ? "int32"
-           : std::is_same_v<T, std::int64_t> ? "int64"
-                                             : "bool"));
+    CHECK(std::string(mg::dtype_name<T>()) == (std::is_same_v<T, float>          ? "float32"
+                                               : std::is_same_v<T, double>       ? "float64"
+                                               : std::is_same_v<T, std::int32_t> ? "int32"
+                                               : std::is_same_v<T, std::int64_t> ? "int64"
+                                                                                 : "bool"));
   }
 }
 
@@ -137,7 +136,9 @@ TEST_CASE("tensor: copies share storage, clone() does not") {
     a(1, 1) = -4;
     CHECK(c(1, 1) == 4);
   }
-  SUBCASE("clone() of a default-constructed tensor is undefined") { CHECK_FALSE(mg::Tensor<float, 1>().clone().defined()); }
+  SUBCASE("clone() of a default-constructed tensor is undefined") {
+    CHECK_FALSE(mg::Tensor<float, 1>().clone().defined());
+  }
   SUBCASE("assigning a tensor re-seats the handle; assign() copies values") {
     mg::Tensor<float, 2> b = mg::zeros<float>({2, 2});
     const float* old = b.data();

@@ -5,9 +5,8 @@
 
 #include <cmath>
 #include <cstdio>
-#include <vector>
-
 #include <metagrad/metagrad.hpp>
+#include <vector>
 
 using namespace metagrad;
 
@@ -72,10 +71,12 @@ TEST_CASE("cuda: the strided path handles broadcasts and transposed views") {
   DeviceCopy<float, 2> m(hm), out(zeros<float>({53, 37}));
   DeviceCopy<float, 1> r(hr);
   const auto expr = exp(m.tensor.t()) - r.tensor;
-  cuda::run_elementwise(out.tensor.data(), out.tensor.strides(), out.tensor.shape(), lower_expr(expr, out.tensor.shape()));
+  cuda::run_elementwise(out.tensor.data(), out.tensor.strides(), out.tensor.shape(),
+                        lower_expr(expr, out.tensor.shape()));
   cuda::check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   const auto got = out.download();
   const Tensor<float, 2> want = exp(hm.t()) - hr;
   for (index_t i = 0; i < 53; ++i)
-    for (index_t j = 0; j < 37; ++j) REQUIRE(got[static_cast<std::size_t>(i * 37 + j)] == doctest::Approx(want(i, j)).epsilon(1e-5));
+    for (index_t j = 0; j < 37; ++j)
+      REQUIRE(got[static_cast<std::size_t>(i * 37 + j)] == doctest::Approx(want(i, j)).epsilon(1e-5));
 }

@@ -9,8 +9,8 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <metagrad/metagrad.hpp>
 #include <random>
@@ -72,9 +72,9 @@ std::string show(T v) {
 template <class T>
 std::vector<T> edge_values() {
   using L = std::numeric_limits<T>;
-  std::vector<T> base = {T(0),      T(0.5),      T(1),       T(1.5),        T(2),         T(2.5),     T(3),
-                         T(10),     T(100),      T(1e-3),    T(1e-10),      T(1e-30),     T(1e30),    L::max(),
-                         L::min(),  L::denorm_min(), L::infinity(), T(0.875), T(4), T(20), T(30)};
+  std::vector<T> base = {T(0),     T(0.5),          T(1),          T(1.5),   T(2),     T(2.5),  T(3),
+                         T(10),    T(100),          T(1e-3),       T(1e-10), T(1e-30), T(1e30), L::max(),
+                         L::min(), L::denorm_min(), L::infinity(), T(0.875), T(4),     T(20),   T(30)};
   std::vector<T> out;
   for (T v : base) {
     out.push_back(v);
@@ -98,10 +98,18 @@ std::vector<T> random_values(std::mt19937& rng, std::size_t n, double max_magnit
   for (std::size_t i = 0; i < n; ++i) {
     double v;
     switch (i % 4) {
-      case 0: v = unit(rng); break;
-      case 1: v = ten(rng); break;
-      case 2: v = std::pow(10.0, mid(rng)); break;
-      default: v = std::pow(10.0, all(rng)); break;
+      case 0:
+        v = unit(rng);
+        break;
+      case 1:
+        v = ten(rng);
+        break;
+      case 2:
+        v = std::pow(10.0, mid(rng));
+        break;
+      default:
+        v = std::pow(10.0, all(rng));
+        break;
     }
     out[i] = static_cast<T>(i % 4 >= 2 && neg(rng) ? -v : v);
   }
@@ -290,8 +298,8 @@ void check_unary(const std::vector<T>& in, Op&& op, Ref&& ref, Bound bound) {
     }
   }
   const R wx = static_cast<R>(in[worst_i]);
-  CHECK_MESSAGE(bad == 0, bad, " of ", in.size(), " results beyond the bound; worst (", worst, " ulp) at x = ",
-                show(in[worst_i]), ": got ", show(got[worst_i]), ", want ",
+  CHECK_MESSAGE(bad == 0, bad, " of ", in.size(), " results beyond the bound; worst (", worst,
+                " ulp) at x = ", show(in[worst_i]), ": got ", show(got[worst_i]), ", want ",
                 show(static_cast<double>(ref(static_cast<RefT>(wx)))));
 }
 

@@ -48,8 +48,8 @@ mg::Tensor<T, R> random_tensor(const mg::Shape<R>& s, double lo, double hi) {
     if constexpr (std::is_same_v<T, bool>) {
       t.data()[i] = std::bernoulli_distribution(0.5)(rng());
     } else if constexpr (std::is_integral_v<T>) {
-      t.data()[i] = static_cast<T>(std::uniform_int_distribution<long long>(static_cast<long long>(lo),
-                                                                             static_cast<long long>(hi))(rng()));
+      t.data()[i] = static_cast<T>(
+          std::uniform_int_distribution<long long>(static_cast<long long>(lo), static_cast<long long>(hi))(rng()));
     } else {
       t.data()[i] = static_cast<T>(std::uniform_real_distribution<double>(lo, hi)(rng()));
     }
@@ -133,31 +133,34 @@ inline double ref_norm(const std::vector<double>& v, double p) {
   double a = 0;
   for (double x : v) {
     const double ax = std::fabs(x);
-    if (std::isinf(p)) a = std::max(a, ax);
-    else if (p == 0) a += ax != 0;
-    else a += std::pow(ax, p);
+    if (std::isinf(p))
+      a = std::max(a, ax);
+    else if (p == 0)
+      a += ax != 0;
+    else
+      a += std::pow(ax, p);
   }
   return std::isinf(p) || p == 0 ? a : std::pow(a, 1 / p);
 }
 
 // --- the reductions under test, each with its calling forms, its reference and its tolerance -------------
-#define REDUCTION_FORMS_(fn)                                             \
-  template <class E>                                                     \
-  auto over_all(const E& e) const {                                      \
-    return mg::fn(e);                                                    \
-  }                                                                      \
-  template <class E>                                                     \
-  auto over_axis(const E& e, int a) const {                              \
-    return mg::fn(e, a);                                                 \
-  }                                                                      \
-  template <class E, int K>                                              \
-  auto over_axes(const E& e, const int (&a)[K]) const {                  \
-    return mg::fn(e, a);                                                 \
-  }                                                                      \
-  template <class E, int K>                                              \
-  auto over_axes_keep(const E& e, const int (&a)[K]) const {             \
-    return mg::fn(e, a, mg::keepdims);                                   \
-  }                                                                      \
+#define REDUCTION_FORMS_(fn)                                \
+  template <class E>                                        \
+  auto over_all(const E& e) const {                         \
+    return mg::fn(e);                                       \
+  }                                                         \
+  template <class E>                                        \
+  auto over_axis(const E& e, int a) const {                 \
+    return mg::fn(e, a);                                    \
+  }                                                         \
+  template <class E, int K>                                 \
+  auto over_axes(const E& e, const int(&a)[K]) const {      \
+    return mg::fn(e, a);                                    \
+  }                                                         \
+  template <class E, int K>                                 \
+  auto over_axes_keep(const E& e, const int(&a)[K]) const { \
+    return mg::fn(e, a, mg::keepdims);                      \
+  }                                                         \
   static constexpr bool has_axis_form = true;
 
 struct Sum {
@@ -167,7 +170,9 @@ struct Sum {
 };
 struct Mean {
   REDUCTION_FORMS_(mean)
-  double ref(const std::vector<double>& v) const { return v.empty() ? kNaN : ref_sum(v) / static_cast<double>(v.size()); }
+  double ref(const std::vector<double>& v) const {
+    return v.empty() ? kNaN : ref_sum(v) / static_cast<double>(v.size());
+  }
   double atol = 1e-6;
 };
 struct Prod {
@@ -217,23 +222,23 @@ struct LogSumExp {
 #undef REDUCTION_FORMS_
 
 // var / stddev / norm take a parameter and have no single-int axis form.
-#define PARAM_REDUCTION_FORMS_(fn, param)                                \
-  template <class E>                                                     \
-  auto over_all(const E& e) const {                                      \
-    return mg::fn(e, param);                                             \
-  }                                                                      \
-  template <class E>                                                     \
-  auto over_axis(const E& e, int) const {                                \
-    return mg::fn(e, param);                                             \
-  }                                                                      \
-  template <class E, int K>                                              \
-  auto over_axes(const E& e, const int (&a)[K]) const {                  \
-    return mg::fn(e, a, param);                                          \
-  }                                                                      \
-  template <class E, int K>                                              \
-  auto over_axes_keep(const E& e, const int (&a)[K]) const {             \
-    return mg::fn(e, a, mg::keepdims, param);                            \
-  }                                                                      \
+#define PARAM_REDUCTION_FORMS_(fn, param)                   \
+  template <class E>                                        \
+  auto over_all(const E& e) const {                         \
+    return mg::fn(e, param);                                \
+  }                                                         \
+  template <class E>                                        \
+  auto over_axis(const E& e, int) const {                   \
+    return mg::fn(e, param);                                \
+  }                                                         \
+  template <class E, int K>                                 \
+  auto over_axes(const E& e, const int(&a)[K]) const {      \
+    return mg::fn(e, a, param);                             \
+  }                                                         \
+  template <class E, int K>                                 \
+  auto over_axes_keep(const E& e, const int(&a)[K]) const { \
+    return mg::fn(e, a, mg::keepdims, param);               \
+  }                                                         \
   static constexpr bool has_axis_form = false;
 
 struct Var {
@@ -305,7 +310,8 @@ void check_against_ref(const Op& op, const mg::Tensor<T, R>& x, const mg::Array<
     const double want = op.ref(g[m]);
     const double have = static_cast<double>(vals[m]);
     if (!close(have, want, rtol_of<U>(), std::is_floating_point_v<U> ? op.atol : 0)) {
-      if (!bad) first = "output " + std::to_string(m) + ": got " + std::to_string(have) + ", want " + std::to_string(want);
+      if (!bad)
+        first = "output " + std::to_string(m) + ": got " + std::to_string(have) + ", want " + std::to_string(want);
       ++bad;
     }
   }

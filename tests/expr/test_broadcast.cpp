@@ -42,9 +42,7 @@ std::string format_dims(const Dims& d) {
   return s + "]";
 }
 
-index_t count(const Dims& d) {
-  return std::accumulate(d.begin(), d.end(), index_t{1}, std::multiplies<>());
-}
+index_t count(const Dims& d) { return std::accumulate(d.begin(), d.end(), index_t{1}, std::multiplies<>()); }
 
 // Row-major offset in an operand of extents `in` of the output multi-index `out_idx` (right-aligned; an
 // operand axis of extent 1 always reads its element 0).
@@ -222,7 +220,8 @@ TEST_CASE("broadcast: three operands of where() broadcast together") {
   for (int trial = 0; trial < 60; ++trial) {
     const Dims out = random_dims(rng, 3);
     const Dims dc = compatible_with(rng, out, 3), da = compatible_with(rng, out, 2), db = compatible_with(rng, out, 1);
-    const auto vc = random_values(rng, count(dc)), va = random_values(rng, count(da)), vb = random_values(rng, count(db));
+    const auto vc = random_values(rng, count(dc)), va = random_values(rng, count(da)),
+               vb = random_values(rng, count(db));
     const auto c = make_tensor<3>(rng, vc, dc, trial % 2 == 0);
     const auto a = make_tensor<2>(rng, va, da, trial % 2 == 1);
     const auto b = make_tensor<1>(rng, vb, db, false);
@@ -350,10 +349,18 @@ TEST_CASE("broadcast: assign() writes a broadcast expression into existing memor
         CHECK(mismatches == 0);
       };
       switch (ds.size()) {
-        case 1: check(make_tensor<1>(rng, vs, ds, false)); break;
-        case 2: check(make_tensor<2>(rng, vs, ds, true)); break;
-        case 3: check(make_tensor<3>(rng, vs, ds, true)); break;
-        default: check(make_tensor<4>(rng, vs, ds, true)); break;
+        case 1:
+          check(make_tensor<1>(rng, vs, ds, false));
+          break;
+        case 2:
+          check(make_tensor<2>(rng, vs, ds, true));
+          break;
+        case 3:
+          check(make_tensor<3>(rng, vs, ds, true));
+          break;
+        default:
+          check(make_tensor<4>(rng, vs, ds, true));
+          break;
       }
     }
   }

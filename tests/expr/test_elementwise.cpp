@@ -33,14 +33,27 @@ TEST_CASE_TEMPLATE("elementwise: + - * / and negation match the C++ reference ex
   all_pairs(values_of<T>(rng, false), a, b, rng);
   using W = wide_t<T>;
   using R = result_t<T>;  // true division: integers divide as float
-  SUBCASE("add") { check_exact(a, b, [](const auto& x, const auto& y) { return x + y; }, [](T x, T y) { return static_cast<T>(W(x) + W(y)); }); }
-  SUBCASE("sub") { check_exact(a, b, [](const auto& x, const auto& y) { return x - y; }, [](T x, T y) { return static_cast<T>(W(x) - W(y)); }); }
-  SUBCASE("mul") { check_exact(a, b, [](const auto& x, const auto& y) { return x * y; }, [](T x, T y) { return static_cast<T>(W(x) * W(y)); }); }
-  SUBCASE("true division, by zero included") {
-    check_exact(a, b, [](const auto& x, const auto& y) { return x / y; },
-                [](T x, T y) { return static_cast<R>(wide_t<R>(static_cast<R>(x)) / wide_t<R>(static_cast<R>(y))); });
+  SUBCASE("add") {
+    check_exact(
+        a, b, [](const auto& x, const auto& y) { return x + y; }, [](T x, T y) { return static_cast<T>(W(x) + W(y)); });
   }
-  SUBCASE("negation") { check_exact(a, [](const auto& x) { return -x; }, [](T x) { return static_cast<T>(-x); }); }
+  SUBCASE("sub") {
+    check_exact(
+        a, b, [](const auto& x, const auto& y) { return x - y; }, [](T x, T y) { return static_cast<T>(W(x) - W(y)); });
+  }
+  SUBCASE("mul") {
+    check_exact(
+        a, b, [](const auto& x, const auto& y) { return x * y; }, [](T x, T y) { return static_cast<T>(W(x) * W(y)); });
+  }
+  SUBCASE("true division, by zero included") {
+    check_exact(
+        a, b, [](const auto& x, const auto& y) { return x / y; },
+        [](T x, T y) { return static_cast<R>(wide_t<R>(static_cast<R>(x)) / wide_t<R>(static_cast<R>(y))); });
+  }
+  SUBCASE("negation") {
+    check_exact(
+        a, [](const auto& x) { return -x; }, [](T x) { return static_cast<T>(-x); });
+  }
 }
 
 TEST_CASE_TEMPLATE("elementwise: fmod, minimum and maximum match the C++ reference", T, float, double, std::int32_t,
@@ -49,12 +62,14 @@ TEST_CASE_TEMPLATE("elementwise: fmod, minimum and maximum match the C++ referen
   std::vector<T> a, b;
   all_pairs(values_of<T>(rng, true), a, b, rng);
   SUBCASE("fmod takes the sign of the dividend; integer fmod by 0 gives 0") {
-    check_exact(a, b, [](const auto& x, const auto& y) { return mg::fmod(x, y); }, [](T x, T y) -> T {
-      if constexpr (std::is_floating_point_v<T>)
-        return static_cast<T>(std::fmod(static_cast<long double>(x), static_cast<long double>(y)));
-      else  // the remainder of the truncating division; by -1 it is 0 (min % -1 itself would overflow)
-        return y == 0 || y == -1 ? T(0) : static_cast<T>(x % y);
-    });
+    check_exact(
+        a, b, [](const auto& x, const auto& y) { return mg::fmod(x, y); },
+        [](T x, T y) -> T {
+          if constexpr (std::is_floating_point_v<T>)
+            return static_cast<T>(std::fmod(static_cast<long double>(x), static_cast<long double>(y)));
+          else  // the remainder of the truncating division; by -1 it is 0 (min % -1 itself would overflow)
+            return y == 0 || y == -1 ? T(0) : static_cast<T>(x % y);
+        });
   }
   SUBCASE("minimum and maximum propagate NaN") {
     const auto lo = [](T x, T y) -> T {
@@ -68,8 +83,10 @@ TEST_CASE_TEMPLATE("elementwise: fmod, minimum and maximum match the C++ referen
       return x < y ? y : x;
     };
     // Which zero minimum(-0, +0) returns is not specified.
-    check_exact(a, b, [](const auto& x, const auto& y) { return mg::minimum(x, y); }, lo, true);
-    check_exact(a, b, [](const auto& x, const auto& y) { return mg::maximum(x, y); }, hi, true);
+    check_exact(
+        a, b, [](const auto& x, const auto& y) { return mg::minimum(x, y); }, lo, true);
+    check_exact(
+        a, b, [](const auto& x, const auto& y) { return mg::maximum(x, y); }, hi, true);
   }
 }
 
@@ -171,7 +188,8 @@ TEST_CASE("elementwise: integer overflow wraps around (two's complement) instead
     std::int64_t m = ((v - lo) % (std::int64_t{1} << 32) + (std::int64_t{1} << 32)) % (std::int64_t{1} << 32);
     return static_cast<I>(m + lo);
   };
-  const Tensor<I, 1> sum1 = a + 1, diff = a - 1, prod = a * 3, neg = -a, absolute = metagrad::abs(a), sq = metagrad::square(a);
+  const Tensor<I, 1> sum1 = a + 1, diff = a - 1, prod = a * 3, neg = -a, absolute = metagrad::abs(a),
+                     sq = metagrad::square(a);
   for (index_t i = 0; i < 3; ++i) {
     const std::int64_t v = a(i);
     CHECK(sum1(i) == wrap(v + 1));

@@ -57,47 +57,55 @@ TEST_CASE_TEMPLATE("elementwise activations: match their definitions within the 
   std::mt19937 rng(91011);
   const auto x = math_inputs<T>(rng);
   SUBCASE("sigmoid") {
-    check_unary(x, [](const auto& e) { return mg::sigmoid(e); }, [](auto v) { return sigmoid_ref(v); }, {2.40, 4});
+    check_unary(
+        x, [](const auto& e) { return mg::sigmoid(e); }, [](auto v) { return sigmoid_ref(v); }, {2.40, 4});
   }
   SUBCASE("softplus") {
-    check_unary(x, [](const auto& e) { return mg::softplus(e); },
-                [](auto v) { return v > 0 ? v + std::log1p(std::exp(-v)) : std::log1p(std::exp(v)); }, {1.75, 4});
+    check_unary(
+        x, [](const auto& e) { return mg::softplus(e); },
+        [](auto v) { return v > 0 ? v + std::log1p(std::exp(-v)) : std::log1p(std::exp(v)); }, {1.75, 4});
   }
   SUBCASE("silu") {
     // x sigmoid(x): twice sigmoid's bound and the final rounding; where sigmoid(x) is subnormal its error is
     // absolute (a few subnormal spacings) and multiplied by x.
     Bound b{2 * 2.40 + 0.5, 2 * 4 + 0.5};
     b.per_x_if_tiny = 4;
-    check_unary(x, [](const auto& e) { return mg::silu(e); }, [](auto v) { return v * sigmoid_ref(v); }, b);
+    check_unary(
+        x, [](const auto& e) { return mg::silu(e); }, [](auto v) { return v * sigmoid_ref(v); }, b);
   }
   SUBCASE("relu passes NaN through") {
-    check_unary(x, [](const auto& e) { return mg::relu(e); },
-                [](auto v) { return std::isnan(v) ? v : (v > 0 ? v : decltype(v)(0)); }, {0, 0});
+    check_unary(
+        x, [](const auto& e) { return mg::relu(e); },
+        [](auto v) { return std::isnan(v) ? v : (v > 0 ? v : decltype(v)(0)); }, {0, 0});
   }
   // leaky_relu, elu, selu: each constant is rounded to the compute type (1 ulp), then multiplied.
   SUBCASE("leaky_relu") {
-    check_unary(x, [](const auto& e) { return mg::leaky_relu(e, 0.01); },
-                [](auto v) { return v < 0 ? decltype(v)(0.01L) * v : v; }, {1.5, 1.5});
+    check_unary(
+        x, [](const auto& e) { return mg::leaky_relu(e, 0.01); },
+        [](auto v) { return v < 0 ? decltype(v)(0.01L) * v : v; }, {1.5, 1.5});
   }
   SUBCASE("elu") {
-    check_unary(x, [](const auto& e) { return mg::elu(e, 0.3); },
-                [](auto v) { return v > 0 ? v : decltype(v)(0.3L) * std::expm1(v); }, {2 * 1.56 + 1.5, 2 * 2 + 1.5});
+    check_unary(
+        x, [](const auto& e) { return mg::elu(e, 0.3); },
+        [](auto v) { return v > 0 ? v : decltype(v)(0.3L) * std::expm1(v); }, {2 * 1.56 + 1.5, 2 * 2 + 1.5});
   }
   SUBCASE("selu") {
-    check_unary(x, [](const auto& e) { return mg::selu(e); },
-                [](auto v) {
-                  using X = decltype(v);
-                  return X(1.05070098735548049341933498529460270L) *
-                         (v > 0 ? v : X(1.67326324235437728481704299167171454L) * std::expm1(v));
-                },
-                {2 * 1.56 + 3.5, 2 * 2 + 3.5});
+    check_unary(
+        x, [](const auto& e) { return mg::selu(e); },
+        [](auto v) {
+          using X = decltype(v);
+          return X(1.05070098735548049341933498529460270L) *
+                 (v > 0 ? v : X(1.67326324235437728481704299167171454L) * std::expm1(v));
+        },
+        {2 * 1.56 + 3.5, 2 * 2 + 3.5});
   }
   SUBCASE("gelu, exact erf form") {
     // Double: the formula rounds x / sqrt(2) (about 1.5 ulp with its constant) before erfc, whose relative
     // sensitivity to its argument u is 2u^2 = x^2, so the bound grows by 2 x^2 ulps in the negative tail.
     Bound b{2.63, 4};
     b.d_per_x2 = 2;
-    check_unary(x, [](const auto& e) { return mg::gelu(e); }, [](auto v) { return gelu_erf_ref(v); }, b);
+    check_unary(
+        x, [](const auto& e) { return mg::gelu(e); }, [](auto v) { return gelu_erf_ref(v); }, b);
   }
   SUBCASE("gelu, tanh approximation") {
     // Float: x < -12 is documented to give -0. Double: sigmoid(2v) with 2v rounded (about 2 ulp), and the
@@ -105,13 +113,14 @@ TEST_CASE_TEMPLATE("elementwise activations: match their definitions within the 
     Bound b{3.52, 6};
     b.d_per_x2 = 4;
     b.d_per_x3 = 0.3;
-    check_unary(x, [](const auto& e) { return mg::gelu(e, true); },
-                [](auto v) {
-                  if constexpr (for_float<decltype(v)>)
-                    if (v < -12) return decltype(v)(-0.0);
-                  return gelu_tanh_ref(v);
-                },
-                b);
+    check_unary(
+        x, [](const auto& e) { return mg::gelu(e, true); },
+        [](auto v) {
+          if constexpr (for_float<decltype(v)>)
+            if (v < -12) return decltype(v)(-0.0);
+          return gelu_tanh_ref(v);
+        },
+        b);
   }
 }
 

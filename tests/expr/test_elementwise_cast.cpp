@@ -41,33 +41,47 @@ TEST_CASE("elementwise: cast converts as documented") {
     auto dx = values_of<double>(rng, true);
     dx.insert(dx.end(), {2147483647.9, 2147483648.0, -2147483648.9, -2147483649.0, 9223372036854774784.0,
                          9223372036854775808.0, -9223372036854775808.0, -9223372036854777856.0});
-    check_exact(fx, [](const auto& e) { return mg::cast<std::int32_t>(e); }, [](float v) { return saturating_cast<std::int32_t>(v); });
-    check_exact(fx, [](const auto& e) { return mg::cast<std::int64_t>(e); }, [](float v) { return saturating_cast<std::int64_t>(v); });
-    check_exact(dx, [](const auto& e) { return mg::cast<std::int32_t>(e); }, [](double v) { return saturating_cast<std::int32_t>(v); });
-    check_exact(dx, [](const auto& e) { return mg::cast<std::int64_t>(e); }, [](double v) { return saturating_cast<std::int64_t>(v); });
+    check_exact(
+        fx, [](const auto& e) { return mg::cast<std::int32_t>(e); },
+        [](float v) { return saturating_cast<std::int32_t>(v); });
+    check_exact(
+        fx, [](const auto& e) { return mg::cast<std::int64_t>(e); },
+        [](float v) { return saturating_cast<std::int64_t>(v); });
+    check_exact(
+        dx, [](const auto& e) { return mg::cast<std::int32_t>(e); },
+        [](double v) { return saturating_cast<std::int32_t>(v); });
+    check_exact(
+        dx, [](const auto& e) { return mg::cast<std::int64_t>(e); },
+        [](double v) { return saturating_cast<std::int64_t>(v); });
   }
   SUBCASE("to bool tests != 0 (NaN is true); from bool gives 0 or 1") {
     const auto fx = values_of<float>(rng, true);
-    check_exact(fx, [](const auto& e) { return mg::cast<bool>(e); }, [](float v) { return v != 0.0f; });
+    check_exact(
+        fx, [](const auto& e) { return mg::cast<bool>(e); }, [](float v) { return v != 0.0f; });
     const auto bt = mg::Tensor<bool, 1>{false, true, true};
     CHECK(mg::eval(mg::cast<float>(bt)).to_vector() == std::vector<float>{0, 1, 1});
     CHECK(mg::eval(mg::cast<std::int64_t>(bt)).to_vector() == std::vector<std::int64_t>{0, 1, 1});
     const auto ix = values_of<std::int32_t>(rng, true);
-    check_exact(ix, [](const auto& e) { return mg::cast<bool>(e); }, [](std::int32_t v) { return v != 0; });
+    check_exact(
+        ix, [](const auto& e) { return mg::cast<bool>(e); }, [](std::int32_t v) { return v != 0; });
   }
   SUBCASE("between floating types and from integers, C++ conversion (round to nearest)") {
     const auto dx = values_of<double>(rng, true);
-    check_exact(dx, [](const auto& e) { return mg::cast<float>(e); }, [](double v) { return static_cast<float>(v); });
+    check_exact(
+        dx, [](const auto& e) { return mg::cast<float>(e); }, [](double v) { return static_cast<float>(v); });
     const auto fx = values_of<float>(rng, true);
-    check_exact(fx, [](const auto& e) { return mg::cast<double>(e); }, [](float v) { return static_cast<double>(v); });
+    check_exact(
+        fx, [](const auto& e) { return mg::cast<double>(e); }, [](float v) { return static_cast<double>(v); });
     const auto lx = values_of<std::int64_t>(rng, true);
-    check_exact(lx, [](const auto& e) { return mg::cast<float>(e); }, [](std::int64_t v) { return static_cast<float>(v); });
+    check_exact(
+        lx, [](const auto& e) { return mg::cast<float>(e); }, [](std::int64_t v) { return static_cast<float>(v); });
     // int64 to int32 keeps the low 32 bits (modular since C++20).
-    check_exact(lx, [](const auto& e) { return mg::cast<std::int32_t>(e); }, [](std::int64_t v) { return static_cast<std::int32_t>(v); });
+    check_exact(
+        lx, [](const auto& e) { return mg::cast<std::int32_t>(e); },
+        [](std::int64_t v) { return static_cast<std::int32_t>(v); });
   }
   SUBCASE("Tensor::to<U>() is cast<U>") {
     const mg::Tensor<float, 1> f = {1.9f, -1.9f, std::numeric_limits<float>::quiet_NaN(), 1e20f};
     CHECK(f.to<std::int32_t>().to_vector() == std::vector<std::int32_t>{1, -1, 0, INT32_MAX});
   }
 }
-

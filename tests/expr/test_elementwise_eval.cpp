@@ -57,7 +57,8 @@ TEST_CASE("elementwise eval: assignment to a tensor of the same shape writes in 
     y /= row;
     CHECK(y.data() == storage);
     for (index_t i = 0; i < 3; ++i)
-      for (index_t j = 0; j < 4; ++j) CHECK(view(i, j) == static_cast<float>(i * 4 + j + (j + 1)) / static_cast<float>(j + 1));
+      for (index_t j = 0; j < 4; ++j)
+        CHECK(view(i, j) == static_cast<float>(i * 4 + j + (j + 1)) / static_cast<float>(j + 1));
   }
   SUBCASE("integer tensors too") {
     mg::Tensor<std::int64_t, 1> k = {1, 2, 3};
@@ -134,9 +135,10 @@ TEST_CASE("elementwise eval: expressions are closures over their operands") {
   SUBCASE("named tensors are held by reference, temporaries by value") {
     using Ref = const mg::Tensor<float, 1>&;
     static_assert(std::is_same_v<decltype(a * b), mg::BinaryExpr<mg::ops::Mul, Ref, Ref>>);
-    static_assert(std::is_same_v<decltype(a * b + c),
-                                 mg::BinaryExpr<mg::ops::Add, mg::BinaryExpr<mg::ops::Mul, Ref, Ref>, Ref>>);
-    static_assert(std::is_same_v<decltype(mg::ones<float>({3}) * a), mg::BinaryExpr<mg::ops::Mul, mg::Tensor<float, 1>, Ref>>);
+    static_assert(
+        std::is_same_v<decltype(a * b + c), mg::BinaryExpr<mg::ops::Add, mg::BinaryExpr<mg::ops::Mul, Ref, Ref>, Ref>>);
+    static_assert(
+        std::is_same_v<decltype(mg::ones<float>({3}) * a), mg::BinaryExpr<mg::ops::Mul, mg::Tensor<float, 1>, Ref>>);
   }
   SUBCASE("an expression evaluated later sees the operands' values at that time") {
     auto e = a * b + c;
@@ -147,7 +149,7 @@ TEST_CASE("elementwise eval: expressions are closures over their operands") {
     CHECK(mg::eval(e).to_vector() == std::vector<float>{100, 200, 300});
   }
   SUBCASE("an expression built from temporaries does not dangle") {
-    auto e = (a + b) * 2.0f;                                        // a + b is held by value
+    auto e = (a + b) * 2.0f;                                              // a + b is held by value
     auto f = mg::exp(mg::full<float>({3}, 0.0f)) * mg::arange<float>(3);  // temporary tensors held by value
     auto make = [] { return mg::full<float>({3}, 2.0f) * mg::arange<float>(1, 4); };
     auto g = make();
@@ -183,8 +185,9 @@ TEST_CASE("elementwise eval: a long fused chain matches a scalar loop") {
     for (std::size_t i = 0; i < n; ++i) {
       const double z = double(va[i]) * vx[i] + vb[i], t = std::tanh(z);
       const double ref = t * vc[i] + double(vd[i]) * vd[i];
-      const double tol = u * (2 * std::fabs(vc[i]) * (1 - t * t) * (std::fabs(double(va[i]) * vx[i]) + std::fabs(vb[i])) +
-                              7 * std::fabs(vc[i] * t) + 3 * double(vd[i]) * vd[i]);
+      const double tol =
+          u * (2 * std::fabs(vc[i]) * (1 - t * t) * (std::fabs(double(va[i]) * vx[i]) + std::fabs(vb[i])) +
+               7 * std::fabs(vc[i] * t) + 3 * double(vd[i]) * vd[i]);
       if (!(std::fabs(got[i] - ref) <= tol) && bad++ == 0) first = i;
     }
     CHECK_MESSAGE(bad == 0, bad, " elements beyond the bound, first at ", first, ": got ", show(got[first]));
@@ -251,7 +254,8 @@ TEST_CASE("elementwise eval: operands spanning more than 2 GiB take the 64-bit i
     return;
   }
   auto* base = static_cast<float*>(region);
-  for (int j = 0; j < 3; ++j) base[j] = static_cast<float>(j + 1), base[row_stride + j] = static_cast<float>(10 * (j + 1));
+  for (int j = 0; j < 3; ++j)
+    base[j] = static_cast<float>(j + 1), base[row_stride + j] = static_cast<float>(10 * (j + 1));
   {
     auto storage = std::make_shared<mg::Storage>(region, bytes, mg::Device::cpu(), nullptr);
     const auto x = mg::Tensor<float, 2>::from_storage(storage, 0, mg::Shape<2>{2, 3}, mg::Strides<2>{{row_stride, 1}});

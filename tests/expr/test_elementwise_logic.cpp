@@ -39,7 +39,8 @@ TEST_CASE_TEMPLATE("elementwise: comparisons and logic give bool with IEEE seman
   std::vector<T> a, b;
   all_pairs(values_of<T>(rng, true), a, b, rng, 500);
   static_assert(std::is_same_v<mg::expr_value_t<decltype(mg::Tensor<T, 1>{} < mg::Tensor<T, 1>{})>, bool>);
-  static_assert(std::is_same_v<mg::expr_value_t<decltype(mg::logical_xor(mg::Tensor<T, 1>{}, mg::Tensor<T, 1>{}))>, bool>);
+  static_assert(
+      std::is_same_v<mg::expr_value_t<decltype(mg::logical_xor(mg::Tensor<T, 1>{}, mg::Tensor<T, 1>{}))>, bool>);
   static_assert(std::is_same_v<mg::expr_value_t<decltype(!mg::Tensor<T, 1>{})>, bool>);
   static_assert(std::is_same_v<mg::expr_value_t<decltype(mg::isnan(mg::Tensor<T, 1>{}))>, bool>);
 
@@ -49,7 +50,9 @@ TEST_CASE_TEMPLATE("elementwise: comparisons and logic give bool with IEEE seman
         [](const auto& x, const auto& y) {
           return bit(x == y, 0) + bit(x != y, 1) + bit(x < y, 2) + bit(x <= y, 3) + bit(x > y, 4) + bit(x >= y, 5);
         },
-        [](T x, T y) { return bits_of({x == y, x != y, x < y, x <= y, x > y, x >= y}); });
+        [](T x, T y) {
+          return bits_of({x == y, x != y, x<y, x <= y, x> y, x >= y});
+        });
   }
   SUBCASE("logic reads non-zero (NaN included) as true") {
     check_exact(
@@ -74,14 +77,17 @@ TEST_CASE_TEMPLATE("elementwise: comparisons and logic give bool with IEEE seman
         });
   }
   SUBCASE("where selects elementwise") {
-    check_exact(a, b, [](const auto& x, const auto& y) { return mg::where(x < y, x, y); },
-                [](T x, T y) { return x < y ? x : y; });
+    check_exact(
+        a, b, [](const auto& x, const auto& y) { return mg::where(x < y, x, y); },
+        [](T x, T y) { return x < y ? x : y; });
     if constexpr (!std::is_same_v<T, bool>) {
       // A scalar branch takes the dtype of the other branch.
-      check_exact(a, b, [](const auto& x, const auto& y) { return mg::where(x >= y, x, 3); },
-                  [](T x, T y) { return x >= y ? x : T(3); });
-      check_exact(a, b, [](const auto& x, const auto& y) { return mg::where(x != y, 5, y); },
-                  [](T x, T y) { return x != y ? T(5) : y; });
+      check_exact(
+          a, b, [](const auto& x, const auto& y) { return mg::where(x >= y, x, 3); },
+          [](T x, T y) { return x >= y ? x : T(3); });
+      check_exact(
+          a, b, [](const auto& x, const auto& y) { return mg::where(x != y, 5, y); },
+          [](T x, T y) { return x != y ? T(5) : y; });
     }
   }
 }

@@ -4,8 +4,8 @@
 //
 // Float results must lie within the maximum error documented beside each function in core/math.hpp, in its metric:
 // ulps (of the correctly rounded result) against the exact value, here the double-precision std:: value. The double
-// versions call libm; their references are computed in long double, and they must be within 2 ulp. Trigonometric and hyperbolic functions are in
-// test_elementwise_trig.cpp, activations in test_elementwise_activation.cpp.
+// versions call libm; their references are computed in long double, and they must be within 2 ulp. Trigonometric and
+// hyperbolic functions are in test_elementwise_trig.cpp, activations in test_elementwise_activation.cpp.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -24,22 +24,40 @@ TEST_CASE_TEMPLATE("elementwise math: exponentials and logarithms match std:: wi
                    double, std::int32_t) {
   std::mt19937 rng(1234);
   const auto x = math_inputs<T>(rng);
-  SUBCASE("exp") { check_unary(x, [](const auto& e) { return mg::exp(e); }, [](auto v) { return std::exp(v); }, {1.17, 2}); }
-  SUBCASE("exp2") { check_unary(x, [](const auto& e) { return mg::exp2(e); }, [](auto v) { return std::exp2(v); }, {1.22, 2}); }
-  SUBCASE("expm1") {
-    check_unary(x, [](const auto& e) { return mg::expm1(e); }, [](auto v) { return std::expm1(v); }, {1.56, 2});
+  SUBCASE("exp") {
+    check_unary(
+        x, [](const auto& e) { return mg::exp(e); }, [](auto v) { return std::exp(v); }, {1.17, 2});
   }
-  SUBCASE("log") { check_unary(x, [](const auto& e) { return mg::log(e); }, [](auto v) { return std::log(v); }, {0.89, 2}); }
-  SUBCASE("log2") { check_unary(x, [](const auto& e) { return mg::log2(e); }, [](auto v) { return std::log2(v); }, {1.44, 2}); }
+  SUBCASE("exp2") {
+    check_unary(
+        x, [](const auto& e) { return mg::exp2(e); }, [](auto v) { return std::exp2(v); }, {1.22, 2});
+  }
+  SUBCASE("expm1") {
+    check_unary(
+        x, [](const auto& e) { return mg::expm1(e); }, [](auto v) { return std::expm1(v); }, {1.56, 2});
+  }
+  SUBCASE("log") {
+    check_unary(
+        x, [](const auto& e) { return mg::log(e); }, [](auto v) { return std::log(v); }, {0.89, 2});
+  }
+  SUBCASE("log2") {
+    check_unary(
+        x, [](const auto& e) { return mg::log2(e); }, [](auto v) { return std::log2(v); }, {1.44, 2});
+  }
   SUBCASE("log1p") {
-    check_unary(x, [](const auto& e) { return mg::log1p(e); }, [](auto v) { return std::log1p(v); }, {0.90, 2});
+    check_unary(
+        x, [](const auto& e) { return mg::log1p(e); }, [](auto v) { return std::log1p(v); }, {0.90, 2});
   }
   // sqrt is correctly rounded (IEEE): 0.5 ulp. rsqrt is 1 / sqrt(x): the relative error of the rounded root (at
   // most 2^-24, so at most 1 ulp of any result) and the final rounding.
-  SUBCASE("sqrt") { check_unary(x, [](const auto& e) { return mg::sqrt(e); }, [](auto v) { return std::sqrt(v); }, {0.5, 0.5}); }
+  SUBCASE("sqrt") {
+    check_unary(
+        x, [](const auto& e) { return mg::sqrt(e); }, [](auto v) { return std::sqrt(v); }, {0.5, 0.5});
+  }
   SUBCASE("rsqrt") {
-    check_unary(x, [](const auto& e) { return mg::rsqrt(e); }, [](auto v) { return decltype(v)(1) / std::sqrt(v); },
-                {1.5, 1.5});
+    check_unary(
+        x, [](const auto& e) { return mg::rsqrt(e); }, [](auto v) { return decltype(v)(1) / std::sqrt(v); },
+        {1.5, 1.5});
   }
 }
 
@@ -48,10 +66,10 @@ TEST_CASE_TEMPLATE("elementwise math: pow and atan2 match std:: within the docum
   using L = std::numeric_limits<T>;
   // Every pair of edge values (the special cases of std::pow and std::atan2), then random bases at several
   // magnitudes with exponents in [-10, 10], half of them integers (negative bases give NaN for the others).
-  const std::vector<T> edges = {T(0),    T(-0.0),  T(1),   T(-1),     T(0.5),  T(-0.5),        T(2),
-                                T(-2),   T(3),     T(-3),  T(2.5),    T(-2.5), T(1e30),        T(-1e30),
-                                T(1e-30), L::max(), L::min(), L::denorm_min(), L::infinity(), -L::infinity(),
-                                L::quiet_NaN()};
+  const std::vector<T> edges = {T(0),          T(-0.0),        T(1),          T(-1),    T(0.5),   T(-0.5),
+                                T(2),          T(-2),          T(3),          T(-3),    T(2.5),   T(-2.5),
+                                T(1e30),       T(-1e30),       T(1e-30),      L::max(), L::min(), L::denorm_min(),
+                                L::infinity(), -L::infinity(), L::quiet_NaN()};
   std::vector<T> a, b;
   for (T u : edges)
     for (T v : edges) a.push_back(u), b.push_back(v);
@@ -64,12 +82,14 @@ TEST_CASE_TEMPLATE("elementwise math: pow and atan2 match std:: within the docum
     b.push_back(static_cast<T>(coin(rng) ? std::round(e) : e));
   }
   SUBCASE("pow(tensor, tensor)") {
-    check_binary(a, b, [](const auto& x, const auto& y) { return mg::pow(x, y); },
-                 [](auto x, auto y) { return std::pow(x, y); }, std::is_same_v<T, float> ? 1.35 : 2);
+    check_binary(
+        a, b, [](const auto& x, const auto& y) { return mg::pow(x, y); }, [](auto x, auto y) { return std::pow(x, y); },
+        std::is_same_v<T, float> ? 1.35 : 2);
   }
   SUBCASE("atan2(y, x)") {
-    check_binary(a, b, [](const auto& y, const auto& x) { return mg::atan2(y, x); },
-                 [](auto y, auto x) { return std::atan2(y, x); }, std::is_same_v<T, float> ? 2.22 : 2);
+    check_binary(
+        a, b, [](const auto& y, const auto& x) { return mg::atan2(y, x); },
+        [](auto y, auto x) { return std::atan2(y, x); }, std::is_same_v<T, float> ? 2.22 : 2);
   }
   SUBCASE("pow(tensor, scalar) agrees with std::pow, special values included") {
     // pow(x, 2), pow(x, 1) and pow(x, 0.5) take shortcuts (x * x, x, sqrt); they must keep pow's semantics.
@@ -116,8 +136,10 @@ TEST_CASE("elementwise math: integer and bool inputs compute in float") {
   SUBCASE("int64 inputs through the flat and the strided loop") {
     std::mt19937 rng(1415);
     const auto x = math_inputs<std::int64_t>(rng);
-    check_unary(x, [](const auto& v) { return mg::log1p(v); }, [](auto v) { return std::log1p(v); }, {0.90, 2});
-    check_unary(x, [](const auto& v) { return mg::atan(v); }, [](auto v) { return std::atan(v); }, {2.30, 2});
+    check_unary(
+        x, [](const auto& v) { return mg::log1p(v); }, [](auto v) { return std::log1p(v); }, {0.90, 2});
+    check_unary(
+        x, [](const auto& v) { return mg::atan(v); }, [](auto v) { return std::atan(v); }, {2.30, 2});
   }
 }
 

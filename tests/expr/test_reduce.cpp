@@ -14,7 +14,6 @@
 
 using namespace reduce_test;
 
-
 TEST_CASE_TEMPLATE("reduce: sum over every set of axes", T, float, double, std::int32_t, std::int64_t, bool) {
   SUBCASE("against a naive loop on random shapes") { check_random_shapes<Sum, T>(Sum{}, -2, 2); }
   SUBCASE("sum of integers and bools is int64, of floats the same float") {
@@ -33,8 +32,10 @@ TEST_CASE_TEMPLATE("reduce: mean over every set of axes", T, float, double, std:
 
 TEST_CASE_TEMPLATE("reduce: prod over every set of axes", T, float, double, std::int64_t) {
   // Integers in [-1, 2] over at most 3^3 elements stay far from overflow; floats in [0.5, 1.5) likewise.
-  if constexpr (std::is_integral_v<T>) check_random_shapes<Prod, T>(Prod{}, -1, 2, 3);
-  else check_random_shapes<Prod, T>(Prod{}, 0.5, 1.5);
+  if constexpr (std::is_integral_v<T>)
+    check_random_shapes<Prod, T>(Prod{}, -1, 2, 3);
+  else
+    check_random_shapes<Prod, T>(Prod{}, 0.5, 1.5);
   if constexpr (std::is_floating_point_v<T>) check_random_shapes<Prod, T>(Prod{}, -1.5, 1.5, 4);
 }
 

@@ -128,8 +128,8 @@ TEST_CASE("reduce: reductions of views take the strided path") {
     check_rank3_forms_of(Var{1}, ref, view);
   }
   SUBCASE("a slice with negative and positive steps") {
-    const auto view = base.slice({mg::Slice{mg::Slice::none, mg::Slice::none, -2}, mg::Slice{1, 4},
-                                  mg::Slice{5, 0, -2}});
+    const auto view =
+        base.slice({mg::Slice{mg::Slice::none, mg::Slice::none, -2}, mg::Slice{1, 4}, mg::Slice{5, 0, -2}});
     const mg::Tensor<float, 3> ref = view;
     REQUIRE(ref.shape() == mg::Shape<3>{3, 3, 3});
     check_rank3_forms_of(Mean{}, ref, view);

@@ -194,7 +194,8 @@ TEST_CASE_TEMPLATE("reduce: logsumexp is stable for large and infinite values", 
           doctest::Approx(1000 + std::log(2.0)).epsilon(tol));
     CHECK(static_cast<double>(item(mg::logsumexp(mg::Tensor<T, 1>{-1000, -1000, -1000}))) ==
           doctest::Approx(-1000 + std::log(3.0)).epsilon(tol));
-    CHECK(static_cast<double>(item(mg::logsumexp(mg::Tensor<T, 1>{1000, -1000}))) == doctest::Approx(1000).epsilon(tol));
+    CHECK(static_cast<double>(item(mg::logsumexp(mg::Tensor<T, 1>{1000, -1000}))) ==
+          doctest::Approx(1000).epsilon(tol));
     CHECK(static_cast<double>(item(mg::logsumexp(mg::Tensor<T, 1>{999, 1000, 1001}))) ==
           doctest::Approx(1001 + std::log(1 + std::exp(-1.0) + std::exp(-2.0))).epsilon(tol));
   }

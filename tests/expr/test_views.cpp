@@ -54,8 +54,8 @@ std::string idx_str(const Idx<R>& i) {
 // Checks that `got` has shape `want_shape` and got[i] == want(i) everywhere (one CHECK for the whole tensor).
 template <class T, int R, class F>
 void check_values(const mg::Tensor<T, R>& got, const mg::Shape<R>& want_shape, F&& want) {
-  REQUIRE_MESSAGE(got.shape() == want_shape, "got shape " << mg::to_string(got.shape()) << ", want "
-                                                          << mg::to_string(want_shape));
+  REQUIRE_MESSAGE(got.shape() == want_shape,
+                  "got shape " << mg::to_string(got.shape()) << ", want " << mg::to_string(want_shape));
   index_t bad = 0;
   std::string first;
   for_each_index(want_shape, [&](const Idx<R>& i) {
@@ -140,8 +140,9 @@ TEST_CASE("views: permute matches index arithmetic for every permutation") {
     const auto s = random_shape<4>();
     const auto x = random_tensor(s);
     const mg::Tensor<float, 4> y = x.permute({-1, 0, -2, 1});  // {3, 0, 2, 1}
-    check_values(y, mg::Shape<4>{s[3], s[0], s[2], s[1]},
-                 [&](const Idx<4>& o) { return at(x, Idx<4>{o[1], o[3], o[2], o[0]}); });
+    check_values(y, mg::Shape<4>{s[3], s[0], s[2], s[1]}, [&](const Idx<4>& o) {
+      return at(x, Idx<4>{o[1], o[3], o[2], o[0]});
+    });
   }
   SUBCASE("a repeated axis throws index_error") {
     const auto x = random_tensor(mg::Shape<3>{2, 3, 4});
@@ -154,19 +155,23 @@ TEST_CASE("views: transpose and t") {
   const auto s = random_shape<3>(2, 5);
   const auto x = random_tensor(s);
   SUBCASE("transpose swaps two axes, negative axes allowed") {
-    check_values(mg::Tensor<float, 3>(x.transpose(0, 2)), mg::Shape<3>{s[2], s[1], s[0]},
-                 [&](const Idx<3>& o) { return at(x, Idx<3>{o[2], o[1], o[0]}); });
-    check_values(mg::Tensor<float, 3>(x.transpose(-1, 1)), mg::Shape<3>{s[0], s[2], s[1]},
-                 [&](const Idx<3>& o) { return at(x, Idx<3>{o[0], o[2], o[1]}); });
+    check_values(mg::Tensor<float, 3>(x.transpose(0, 2)), mg::Shape<3>{s[2], s[1], s[0]}, [&](const Idx<3>& o) {
+      return at(x, Idx<3>{o[2], o[1], o[0]});
+    });
+    check_values(mg::Tensor<float, 3>(x.transpose(-1, 1)), mg::Shape<3>{s[0], s[2], s[1]}, [&](const Idx<3>& o) {
+      return at(x, Idx<3>{o[0], o[2], o[1]});
+    });
     check_values(mg::Tensor<float, 3>(x.transpose(1, 1)), s, [&](const Idx<3>& o) { return at(x, o); });
   }
   SUBCASE("t() of a matrix and of a matrix expression") {
     const auto m = random_tensor(random_shape<2>(1, 7));
     const auto ms = m.shape();
-    check_values(mg::Tensor<float, 2>(m.t()), mg::Shape<2>{ms[1], ms[0]},
-                 [&](const Idx<2>& o) { return at(m, Idx<2>{o[1], o[0]}); });
-    check_values(mg::Tensor<float, 2>((m - 1).t()), mg::Shape<2>{ms[1], ms[0]},
-                 [&](const Idx<2>& o) { return at(m, Idx<2>{o[1], o[0]}) - 1; });
+    check_values(mg::Tensor<float, 2>(m.t()), mg::Shape<2>{ms[1], ms[0]}, [&](const Idx<2>& o) {
+      return at(m, Idx<2>{o[1], o[0]});
+    });
+    check_values(mg::Tensor<float, 2>((m - 1).t()), mg::Shape<2>{ms[1], ms[0]}, [&](const Idx<2>& o) {
+      return at(m, Idx<2>{o[1], o[0]}) - 1;
+    });
   }
   SUBCASE("an axis out of range throws index_error") { CHECK_THROWS_AS(x.transpose(0, 3), mg::index_error); }
 }
@@ -221,10 +226,7 @@ TEST_CASE("views: slice follows Python semantics") {
     const mg::Shape<3> ws{static_cast<index_t>(i0.size()), static_cast<index_t>(i1.size()),
                           static_cast<index_t>(i2.size())};
     CHECK(ws == mg::Shape<3>{2, 6, 3});
-    auto f = [&](const Idx<3>& o) {
-      return at(x, Idx<3>{i0[o[0]], i1[o[1]],
-                          i2[o[2]]});
-    };
+    auto f = [&](const Idx<3>& o) { return at(x, Idx<3>{i0[o[0]], i1[o[1]], i2[o[2]]}); };
     check_values(mg::Tensor<float, 3>(x.slice(sl)), ws, f);
     check_values(mg::Tensor<float, 3>((x + 0).slice(sl)), ws, f);
     check_values(mg::Tensor<float, 3>(x.slice({Slice{}, Slice{}, Slice{}})), x.shape(),
@@ -255,8 +257,7 @@ TEST_CASE("views: select") {
           if (d != axis) ws[k++] = s[d];
         auto f = [&](const Idx<2>& o) {
           Idx<3> full{};
-          for (int d = 0, k = 0; d < 3; ++d)
-            full[d] = d == axis ? ii : o[k++];
+          for (int d = 0, k = 0; d < 3; ++d) full[d] = d == axis ? ii : o[k++];
           return at(x, full);
         };
         CAPTURE(axis);
@@ -278,10 +279,12 @@ TEST_CASE("views: select") {
 TEST_CASE("views: squeeze and unsqueeze") {
   const auto x = random_tensor(mg::Shape<3>{3, 1, 4});
   SUBCASE("squeeze removes an axis of extent 1") {
-    check_values(mg::Tensor<float, 2>(x.squeeze(1)), mg::Shape<2>{3, 4},
-                 [&](const Idx<2>& o) { return at(x, Idx<3>{o[0], 0, o[1]}); });
-    check_values(mg::Tensor<float, 2>((x * 3).squeeze(-2)), mg::Shape<2>{3, 4},
-                 [&](const Idx<2>& o) { return 3 * at(x, Idx<3>{o[0], 0, o[1]}); });
+    check_values(mg::Tensor<float, 2>(x.squeeze(1)), mg::Shape<2>{3, 4}, [&](const Idx<2>& o) {
+      return at(x, Idx<3>{o[0], 0, o[1]});
+    });
+    check_values(mg::Tensor<float, 2>((x * 3).squeeze(-2)), mg::Shape<2>{3, 4}, [&](const Idx<2>& o) {
+      return 3 * at(x, Idx<3>{o[0], 0, o[1]});
+    });
   }
   SUBCASE("squeeze of an axis longer than 1 throws shape_error") {
     CHECK_THROWS_AS(x.squeeze(0), mg::shape_error);
@@ -316,7 +319,8 @@ TEST_CASE("views: broadcast_to and expand") {
                  [&](const Idx<3>& o) { return 2 * f(o); });
   }
   SUBCASE("broadcasting to the same shape is the identity") {
-    check_values(mg::Tensor<float, 2>(mg::broadcast_to(v, {3, 1})), v.shape(), [&](const Idx<2>& o) { return at(v, o); });
+    check_values(mg::Tensor<float, 2>(mg::broadcast_to(v, {3, 1})), v.shape(),
+                 [&](const Idx<2>& o) { return at(v, o); });
   }
   SUBCASE("incompatible shapes throw shape_error") {
     CHECK_THROWS_AS(mg::broadcast_to(v, {2, 4, 4}), mg::shape_error);
@@ -382,7 +386,8 @@ TEST_CASE("views: views of views") {
   const auto x = random_tensor(mg::Shape<4>{3, 4, 5, 2});
   SUBCASE("permute, then slice, then select, then transpose") {
     // p: (5, 3, 2, 4) = x[i1?]: p[a, b, c, d] = x[b, d, a, c]
-    const mg::Tensor<float, 2> y = x.permute({2, 0, 3, 1}).slice(0, 4, 0, -2).select(2, 1).transpose(0, 1).select(2, -1);
+    const mg::Tensor<float, 2> y =
+        x.permute({2, 0, 3, 1}).slice(0, 4, 0, -2).select(2, 1).transpose(0, 1).select(2, -1);
     // after slice: a' -> a = 4 - 2a' (a' in 0..1); select(2,1): c = 1 -> (a', b, d); transpose -> (b, a', d);
     // select(2, -1): d = 3 -> (b, a').
     check_values(y, mg::Shape<2>{3, 2}, [&](const Idx<2>& o) { return at(x, Idx<4>{o[0], 3, 4 - 2 * o[1], 1}); });
@@ -490,9 +495,12 @@ TEST_CASE("views: a view reads the tensor's current values") {
     const auto v = x.t();
     const auto w = (x * 2).slice(1, 1, 3);
     x.assign(y);
-    check_values(mg::Tensor<float, 2>(v), mg::Shape<2>{4, 3}, [&](const Idx<2>& o) { return at(y, Idx<2>{o[1], o[0]}); });
-    check_values(mg::Tensor<float, 2>(w), mg::Shape<2>{3, 2},
-                 [&](const Idx<2>& o) { return 2 * at(y, Idx<2>{o[0], o[1] + 1}); });
+    check_values(mg::Tensor<float, 2>(v), mg::Shape<2>{4, 3}, [&](const Idx<2>& o) {
+      return at(y, Idx<2>{o[1], o[0]});
+    });
+    check_values(mg::Tensor<float, 2>(w), mg::Shape<2>{3, 2}, [&](const Idx<2>& o) {
+      return 2 * at(y, Idx<2>{o[0], o[1] + 1});
+    });
   }
   SUBCASE("assign() of a broadcast expression fills the tensor") {
     const auto row = random_tensor(mg::Shape<1>{4});
@@ -555,8 +563,9 @@ TEST_CASE("views: views compose with broadcasting in binary ops") {
   const auto b = random_tensor(mg::Shape<1>{4});
   const auto c = random_tensor(mg::Shape<2>{3, 4});
   SUBCASE("a transposed tensor plus a row vector") {
-    check_values(mg::Tensor<float, 2>(a.t() + b), mg::Shape<2>{3, 4},
-                 [&](const Idx<2>& o) { return at(a, Idx<2>{o[1], o[0]}) + at(b, Idx<1>{o[1]}); });
+    check_values(mg::Tensor<float, 2>(a.t() + b), mg::Shape<2>{3, 4}, [&](const Idx<2>& o) {
+      return at(a, Idx<2>{o[1], o[0]}) + at(b, Idx<1>{o[1]});
+    });
   }
   SUBCASE("a column made by unsqueeze broadcasts across columns") {
     check_values(mg::Tensor<float, 2>(a * b.unsqueeze(1)), mg::Shape<2>{4, 3},
@@ -564,20 +573,25 @@ TEST_CASE("views: views compose with broadcasting in binary ops") {
   }
   SUBCASE("a selected row of an expression broadcasts against a view") {
     check_values(mg::Tensor<float, 2>(c - (a * 2).t().select(1, 0).unsqueeze(1)), mg::Shape<2>{3, 4},
-                 [&](const Idx<2>& o) { return at(c, o) - 2 * at(a, Idx<2>{0, o[0]}); });
+                 [&](const Idx<2>& o) {
+                   return at(c, o) - 2 * at(a, Idx<2>{0, o[0]});
+                 });
   }
   SUBCASE("a reversed slice broadcast to a higher rank") {
     check_values(mg::Tensor<float, 3>(c.slice(1, Slice::none, Slice::none, -1) + a.t().unsqueeze(0).slice(0, 0, 1) +
                                       mg::zeros<float>({2, 1, 1})),
-                 mg::Shape<3>{2, 3, 4},
-                 [&](const Idx<3>& o) { return at(c, Idx<2>{o[1], 3 - o[2]}) + at(a, Idx<2>{o[2], o[1]}); });
+                 mg::Shape<3>{2, 3, 4}, [&](const Idx<3>& o) {
+                   return at(c, Idx<2>{o[1], 3 - o[2]}) + at(a, Idx<2>{o[2], o[1]});
+                 });
   }
   SUBCASE("a broadcast non-leaf view: reshape of a sum, broadcast over a new axis") {
     const auto r = random_tensor(mg::Shape<1>{12});
     check_values(mg::Tensor<float, 3>((r + 1).reshape({3, 4}) * mg::ones<float>({2, 1, 1})), mg::Shape<3>{2, 3, 4},
                  [&](const Idx<3>& o) { return at(r, Idx<1>{o[1] * 4 + o[2]}) + 1; });
     check_values(mg::Tensor<float, 3>((c + 0).t().unsqueeze(0) + mg::zeros<float>({2, 4, 3})), mg::Shape<3>{2, 4, 3},
-                 [&](const Idx<3>& o) { return at(c, Idx<2>{o[2], o[1]}); });
+                 [&](const Idx<3>& o) {
+                   return at(c, Idx<2>{o[2], o[1]});
+                 });
   }
   SUBCASE("shapes that do not broadcast throw shape_error") {
     CHECK_THROWS_AS((mg::Tensor<float, 2>(a.t() + c.t())), mg::shape_error);

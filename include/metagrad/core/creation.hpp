@@ -110,7 +110,8 @@ Tensor<T, 1> linspace(double start, double stop, index_t num, bool endpoint = tr
 template <dtype T, int N>
 Tensor<T, N> from_vector(const std::vector<T>& values, const Shape<N>& shape) {
   if (static_cast<index_t>(values.size()) != shape.numel())
-    throw shape_error("from_vector: " + std::to_string(values.size()) + " values cannot fill shape " + to_string(shape));
+    throw shape_error("from_vector: " + std::to_string(values.size()) + " values cannot fill shape " +
+                      to_string(shape));
   Tensor<T, N> t;
   t.allocate(shape);
   std::copy(values.begin(), values.end(), t.data());

@@ -15,7 +15,7 @@ enum class DType : std::uint8_t { f32, f64, i32, i64, b8 };
 /// The element types a Tensor may hold: float, double, int32, int64 and bool.
 template <class T>
 concept dtype = std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, std::int32_t> ||
-                std::is_same_v<T, std::int64_t> || std::is_same_v<T, bool>;
+    std::is_same_v<T, std::int64_t> || std::is_same_v<T, bool>;
 
 template <class T>
 concept floating_dtype = std::is_same_v<T, float> || std::is_same_v<T, double>;
@@ -33,11 +33,16 @@ inline constexpr DType dtype_of = std::is_same_v<T, float>          ? DType::f32
 /// NumPy-style name of a dtype ("float32", "int64", "bool", ...).
 constexpr const char* dtype_name(DType d) {
   switch (d) {
-    case DType::f32: return "float32";
-    case DType::f64: return "float64";
-    case DType::i32: return "int32";
-    case DType::i64: return "int64";
-    case DType::b8: return "bool";
+    case DType::f32:
+      return "float32";
+    case DType::f64:
+      return "float64";
+    case DType::i32:
+      return "int32";
+    case DType::i64:
+      return "int64";
+    case DType::b8:
+      return "bool";
   }
   return "?";
 }

@@ -42,13 +42,13 @@ class ExprBase {
   const Derived& derived() const& { return static_cast<const Derived&>(*this); }
   Derived&& derived() && { return static_cast<Derived&&>(*this); }
 
-#define METAGRAD_VIEW_MEMBER_(name)                                                  \
-  template <class... A>                                                            \
-  auto name(A&&... a) const& {                                                     \
-    return detail::expr_ops<Derived>::name(derived(), std::forward<A>(a)...);      \
-  }                                                                                \
-  template <class... A>                                                            \
-  auto name(A&&... a)&& {                                                          \
+#define METAGRAD_VIEW_MEMBER_(name)                                                            \
+  template <class... A>                                                                        \
+  auto name(A&&... a) const& {                                                                 \
+    return detail::expr_ops<Derived>::name(derived(), std::forward<A>(a)...);                  \
+  }                                                                                            \
+  template <class... A>                                                                        \
+  auto name(A&&... a)&& {                                                                      \
     return detail::expr_ops<Derived>::name(std::move(*this).derived(), std::forward<A>(a)...); \
   }
   /// x.permute({1, 0, 2}): axes reordered; output axis i is input axis perm[i].
@@ -71,14 +71,14 @@ class ExprBase {
 #undef METAGRAD_VIEW_MEMBER_
 
   // Braced-list forms of the members above: a forwarding pack cannot deduce x.permute({1, 0, 2}).
-#define METAGRAD_VIEW_LIST_MEMBER_(name, Elem)                                           \
-  template <int N>                                                                     \
-  auto name(const Elem (&list)[N]) const& {                                            \
-    return detail::expr_ops<Derived>::name(derived(), list);                           \
-  }                                                                                    \
-  template <int N>                                                                     \
-  auto name(const Elem (&list)[N])&& {                                                 \
-    return detail::expr_ops<Derived>::name(std::move(*this).derived(), list);          \
+#define METAGRAD_VIEW_LIST_MEMBER_(name, Elem)                                \
+  template <int N>                                                            \
+  auto name(const Elem(&list)[N]) const& {                                    \
+    return detail::expr_ops<Derived>::name(derived(), list);                  \
+  }                                                                           \
+  template <int N>                                                            \
+  auto name(const Elem(&list)[N])&& {                                         \
+    return detail::expr_ops<Derived>::name(std::move(*this).derived(), list); \
   }
   METAGRAD_VIEW_LIST_MEMBER_(permute, int)
   METAGRAD_VIEW_LIST_MEMBER_(slice, Slice)
@@ -104,9 +104,7 @@ class ExprBase {
     return detail::expr_ops<Derived>::reshape(std::move(*this).derived(), s);
   }
   /// Evaluates the expression into a new tensor (one fused pass).
-  auto eval() const {
-    return Tensor<typename Derived::value_type, Derived::rank>(derived());
-  }
+  auto eval() const { return Tensor<typename Derived::value_type, Derived::rank>(derived()); }
   /// Evaluates a one-element expression and returns its value: sum(x).item().
   /// @throws shape_error when the expression has more than one element.
   auto item() const { return eval().item(); }
@@ -126,7 +124,9 @@ class ExprBase {
 
 /// True for every metagrad expression type (tensors, leaves, nodes), after removing cv-ref.
 template <class E>
-concept expression = requires { std::remove_cvref_t<E>::is_metagrad_expression; };
+concept expression = requires {
+  std::remove_cvref_t<E>::is_metagrad_expression;
+};
 
 template <class E>
 using expr_value_t = typename std::remove_cvref_t<E>::value_type;

@@ -129,8 +129,10 @@ struct Printer {
     for (std::size_t k = 0; k < s.size(); ++k) {
       if (k) {
         out += ',';
-        if (d == R - 1) out += ' ';
-        else out += std::string(static_cast<std::size_t>(R - 1 - d), '\n') + std::string(indent + 1, ' ');
+        if (d == R - 1)
+          out += ' ';
+        else
+          out += std::string(static_cast<std::size_t>(R - 1 - d), '\n') + std::string(indent + 1, ' ');
       }
       if (s[k] < 0) {
         out += "...";
@@ -157,8 +159,10 @@ std::string to_string(const Tensor<T, R>& t) {
   p.choose_format();
   std::string out = "tensor(";
   Array<index_t, R> idx{};
-  if (t.numel() == 0) out += "[]";  // any shape with no elements, as torch and NumPy print it
-  else p.print(out, idx, 0, 7);
+  if (t.numel() == 0)
+    out += "[]";  // any shape with no elements, as torch and NumPy print it
+  else
+    p.print(out, idx, 0, 7);
   return out + ", " + tail;
 }
 

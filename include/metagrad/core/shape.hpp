@@ -39,8 +39,8 @@ struct Shape : Array<index_t, Rank> {
   constexpr Shape() : Array<index_t, Rank>{} {}
   constexpr Shape(std::initializer_list<index_t> dims) : Array<index_t, Rank>{} {
     if (static_cast<int>(dims.size()) != Rank)
-      throw shape_error("Shape: " + std::to_string(dims.size()) + " extents given for a rank-" +
-                        std::to_string(Rank) + " shape");
+      throw shape_error("Shape: " + std::to_string(dims.size()) + " extents given for a rank-" + std::to_string(Rank) +
+                        " shape");
     int i = 0;
     for (index_t d : dims) {
       if (d < 0) throw shape_error("Shape: negative extent " + std::to_string(d));
@@ -117,7 +117,8 @@ void check_broadcastable_to(const Shape<RF>& from, const Shape<RT>& to, const ch
     const index_t f = from[i], t = to[i + (RT - RF)];
     ok = f == t || f == 1;
   }
-  if (!ok) throw shape_error(std::string(op) + ": shape " + to_string(from) + " cannot be broadcast to " + to_string(to));
+  if (!ok)
+    throw shape_error(std::string(op) + ": shape " + to_string(from) + " cannot be broadcast to " + to_string(to));
 }
 
 /// Normalises a possibly negative axis against `rank`; throws index_error naming `op` when out of range.

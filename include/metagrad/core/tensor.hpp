@@ -43,8 +43,8 @@ void flatten_list(const L& list, Shape<Rank>& shape, std::vector<T>& out, int de
     const auto n = static_cast<index_t>(list.size());
     if (first && shape[depth] == 0) shape[depth] = n;
     if (shape[depth] != n)
-      throw shape_error("Tensor: ragged initializer list (axis " + std::to_string(depth) + " has " +
-                        std::to_string(n) + " elements where " + std::to_string(shape[depth]) + " were expected)");
+      throw shape_error("Tensor: ragged initializer list (axis " + std::to_string(depth) + " has " + std::to_string(n) +
+                        " elements where " + std::to_string(shape[depth]) + " were expected)");
     bool f = first;
     for (const auto& sub : list) {
       flatten_list<T, Rank>(sub, shape, out, depth + 1, f);
@@ -73,9 +73,7 @@ class Tensor : public ExprBase<Tensor<T, Rank>> {
   explicit Tensor(const Shape<Rank>& shape, Device device = Device::cpu()) { allocate(shape, device, true); }
 
   /// A tensor from (nested) braces: Tensor<float, 2> m = {{1, 2}, {3, 4}}.
-  Tensor(typename detail::nested_list<T, Rank>::type list)
-    requires(Rank > 0)
-  {
+  Tensor(typename detail::nested_list<T, Rank>::type list) requires(Rank > 0) {
     std::vector<T> flat;
     Shape<Rank> s;
     detail::flatten_list<T, Rank>(list, s, flat, 0, true);
@@ -85,8 +83,8 @@ class Tensor : public ExprBase<Tensor<T, Rank>> {
 
   /// Evaluates an expression into a new tensor in one fused pass.
   template <expression E>
-    requires(!std::is_same_v<std::remove_cvref_t<E>, Tensor>)
-  Tensor(const E& e) {  // NOLINT(google-explicit-constructor): `Tensor y = expr;` is the intended use
+  requires(!std::is_same_v<std::remove_cvref_t<E>, Tensor>)
+      Tensor(const E& e) {  // NOLINT(google-explicit-constructor): `Tensor y = expr;` is the intended use
     check_assignable<E>();
     detail::assigner<Tensor>::assign(*this, e);
   }
@@ -100,8 +98,7 @@ class Tensor : public ExprBase<Tensor<T, Rank>> {
   /// values), else into new storage. Reads of this tensor inside `e` are handled: `y = y + 1` runs in
   /// place, `x = x.t()` goes through a temporary.
   template <expression E>
-    requires(!std::is_same_v<std::remove_cvref_t<E>, Tensor>)
-  Tensor& operator=(const E& e) {
+  requires(!std::is_same_v<std::remove_cvref_t<E>, Tensor>) Tensor& operator=(const E& e) {
     check_assignable<E>();
     detail::assigner<Tensor>::assign(*this, e);
     return *this;
@@ -154,15 +151,9 @@ class Tensor : public ExprBase<Tensor<T, Rank>> {
   /// Element at the given indices (negative indices count from the end).
   /// @throws index_error when an index is out of range.
   template <class... I>
-    requires(std::is_integral_v<I> && ...)
-  T& operator()(I... idx) {
-    return data_[offset_of(idx...)];
-  }
+  requires(std::is_integral_v<I>&&...) T& operator()(I... idx) { return data_[offset_of(idx...)]; }
   template <class... I>
-    requires(std::is_integral_v<I> && ...)
-  const T& operator()(I... idx) const {
-    return data_[offset_of(idx...)];
-  }
+  requires(std::is_integral_v<I>&&...) const T& operator()(I... idx) const { return data_[offset_of(idx...)]; }
 
   /// The only element of a one-element tensor. @throws shape_error otherwise.
   T item() const {
@@ -190,7 +181,8 @@ class Tensor : public ExprBase<Tensor<T, Rank>> {
   /// A copy on `device` (this tensor itself when it is already there).
   Tensor to(Device device) const {
     if (device == device_) return *this;
-    throw device_error("Tensor::to(" + device.str() + "): the CUDA backend is not part of this build; compile with nvcc");
+    throw device_error("Tensor::to(" + device.str() +
+                       "): the CUDA backend is not part of this build; compile with nvcc");
   }
 
   /// Vector of all elements in row-major order.

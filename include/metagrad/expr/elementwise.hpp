@@ -65,7 +65,7 @@ class BinaryExpr : public ExprBase<BinaryExpr<Op, A, B>> {
   template <int RT>
   auto lower(const Shape<RT>& target) const {
     return BinaryPlan<Op, compute_type, plan_t<AE, RT>, plan_t<BE, RT>>{op_, lower_expr(a_, target),
-                                                                         lower_expr(b_, target)};
+                                                                        lower_expr(b_, target)};
   }
 
  private:
@@ -114,13 +114,14 @@ class TernaryExpr : public ExprBase<TernaryExpr<Op, A, B, C>> {
 /// their type (x * 2.0 stays float32), integer tensors keep theirs for integer scalars and take the
 /// scalar's floating type otherwise; a bool tensor takes the scalar's type.
 template <class T, class S>
-using scalar_dtype_t =
-    std::conditional_t<std::is_floating_point_v<T>, T,
-                       std::conditional_t<std::is_floating_point_v<S>, std::conditional_t<std::is_same_v<S, float>, float, double>,
-                                          std::conditional_t<std::is_same_v<T, bool>,
-                                                             std::conditional_t<std::is_same_v<S, bool>, bool,
-                                                                                std::conditional_t<(sizeof(S) > 4), std::int64_t, std::int32_t>>,
-                                                             T>>>;
+using scalar_dtype_t = std::conditional_t<
+    std::is_floating_point_v<T>, T,
+    std::conditional_t<
+        std::is_floating_point_v<S>, std::conditional_t<std::is_same_v<S, float>, float, double>,
+        std::conditional_t<std::is_same_v<T, bool>,
+                           std::conditional_t<std::is_same_v<S, bool>, bool,
+                                              std::conditional_t<(sizeof(S) > 4), std::int64_t, std::int32_t>>,
+                           T>>>;
 
 /// An operand of a binary front-end: an expression, or a C++ arithmetic scalar.
 template <class X>
@@ -134,7 +135,8 @@ decltype(auto) as_operand(X&& x) {
   if constexpr (expression<X>)
     return std::forward<X>(x);
   else
-    return ScalarExpr<scalar_dtype_t<T, std::remove_cvref_t<X>>>(static_cast<scalar_dtype_t<T, std::remove_cvref_t<X>>>(x));
+    return ScalarExpr<scalar_dtype_t<T, std::remove_cvref_t<X>>>(
+        static_cast<scalar_dtype_t<T, std::remove_cvref_t<X>>>(x));
 }
 template <class T, class X>
 using operand_closure_t = closure_t<decltype(as_operand<T>(std::declval<X>()))>;
@@ -153,12 +155,12 @@ auto make_unary(Op op, A&& a) {
 
 /// op(a, b) for operands of which at least one is an expression.
 template <class Op, operand A, operand B>
-  requires(expression<A> || expression<B>)
-auto make_binary(Op op, A&& a, B&& b) {
+requires(expression<A> || expression<B>) auto make_binary(Op op, A&& a, B&& b) {
   using T = typename detail::partner_dtype<A, B>::type;
   using CA = detail::operand_closure_t<T, A&&>;
   using CB = detail::operand_closure_t<T, B&&>;
-  return BinaryExpr<Op, CA, CB>(op, detail::as_operand<T>(std::forward<A>(a)), detail::as_operand<T>(std::forward<B>(b)));
+  return BinaryExpr<Op, CA, CB>(op, detail::as_operand<T>(std::forward<A>(a)),
+                                detail::as_operand<T>(std::forward<B>(b)));
 }
 
 /// op(a, b, c); scalars among b and c adopt the dtype of the other, or of a.

@@ -16,11 +16,10 @@ METAGRAD_NAMESPACE_BEGIN
 
 // --- operators ----------------------------------------------------------------------------------
 
-#define METAGRAD_BINARY_OPERATOR_(sym, Op)                      \
-  template <operand A, operand B>                               \
-    requires(expression<A> || expression<B>)                    \
-  auto operator sym(A&& a, B&& b) {                             \
-    return make_binary(ops::Op{}, std::forward<A>(a), std::forward<B>(b)); \
+#define METAGRAD_BINARY_OPERATOR_(sym, Op)                                   \
+  template <operand A, operand B>                                            \
+  requires(expression<A> || expression<B>) auto operator sym(A&& a, B&& b) { \
+    return make_binary(ops::Op{}, std::forward<A>(a), std::forward<B>(b));   \
   }
 METAGRAD_BINARY_OPERATOR_(+, Add)
 METAGRAD_BINARY_OPERATOR_(-, Sub)
@@ -51,10 +50,9 @@ auto operator!(A&& a) {
 
 // --- named binary functions ---------------------------------------------------------------------
 
-#define METAGRAD_BINARY_FUNCTION_(name, Op)                     \
-  template <operand A, operand B>                               \
-    requires(expression<A> || expression<B>)                    \
-  auto name(A&& a, B&& b) {                                     \
+#define METAGRAD_BINARY_FUNCTION_(name, Op)                                \
+  template <operand A, operand B>                                          \
+  requires(expression<A> || expression<B>) auto name(A&& a, B&& b) {       \
     return make_binary(ops::Op{}, std::forward<A>(a), std::forward<B>(b)); \
   }
 /// Elementwise minimum / maximum, NaN-propagating (torch.minimum / torch.maximum).
@@ -71,8 +69,7 @@ METAGRAD_BINARY_FUNCTION_(logical_xor, LogicalXor)
 
 /// a to the power b elementwise (b may be an expression or a scalar).
 template <operand A, operand B>
-  requires(expression<A> || expression<B>)
-auto pow(A&& a, B&& b) {
+requires(expression<A> || expression<B>) auto pow(A&& a, B&& b) {
   if constexpr (expression<A> && std::is_arithmetic_v<std::remove_cvref_t<B>>)
     return make_unary(ops::PowScalar{static_cast<double>(b)}, std::forward<A>(a));
   else
@@ -81,9 +78,9 @@ auto pow(A&& a, B&& b) {
 
 // --- unary functions ----------------------------------------------------------------------------
 
-#define METAGRAD_UNARY_FUNCTION_(name, Op)          \
-  template <expression A>                         \
-  auto name(A&& a) {                              \
+#define METAGRAD_UNARY_FUNCTION_(name, Op)            \
+  template <expression A>                             \
+  auto name(A&& a) {                                  \
     return make_unary(ops::Op{}, std::forward<A>(a)); \
   }
 METAGRAD_UNARY_FUNCTION_(exp, Exp)

@@ -98,16 +98,20 @@ class ReduceExpr : public ExprBase<ReduceExpr<Red, A, K, Keep>> {
   Strides<RI> ost_for(const Tensor<value_type, RD>& t) const {
     Strides<RI> ost{};
     for (int d = 0, o = 0; d < RI; ++d) {
-      if (Keep) ost[d] = t.strides()[d];
-      else if (!mask_[d]) ost[d] = t.strides()[o++];
+      if (Keep)
+        ost[d] = t.strides()[d];
+      else if (!mask_[d])
+        ost[d] = t.strides()[o++];
     }
     return ost;
   }
   Shape<rank> out_shape(const Shape<RI>& in) const {
     Shape<rank> s;
     for (int d = 0, o = 0; d < RI; ++d) {
-      if (Keep) s[o++] = mask_[d] ? 1 : in[d];
-      else if (!mask_[d]) s[o++] = in[d];
+      if (Keep)
+        s[o++] = mask_[d] ? 1 : in[d];
+      else if (!mask_[d])
+        s[o++] = in[d];
     }
     return s;
   }
@@ -160,23 +164,23 @@ auto reduce_axes_keep(Red red, A&& a, const int (&axes)[K]) {
 //   f(e, axis)                over one axis
 //   f(e, {a, b})              over the listed axes (negative axes count from the end)
 //   f(e, {a, b}, keepdims)    the same, keeping the reduced axes with extent 1
-#define METAGRAD_REDUCTION_(fname, Red)                                                         \
-  template <expression A>                                                                       \
-  auto fname(A&& a) {                                                                           \
-    return detail::reduce_all(Red{}, std::forward<A>(a));                                       \
-  }                                                                                             \
-  template <expression A>                                                                       \
-  auto fname(A&& a, int axis) {                                                                 \
-    const int axes[1] = {axis};                                                                 \
-    return detail::reduce_axes(Red{}, std::forward<A>(a), axes);                                \
-  }                                                                                             \
-  template <expression A, int K>                                                                \
-  auto fname(A&& a, const int (&axes)[K]) {                                                     \
-    return detail::reduce_axes(Red{}, std::forward<A>(a), axes);                                \
-  }                                                                                             \
-  template <expression A, int K>                                                                \
-  auto fname(A&& a, const int (&axes)[K], KeepDims) {                                           \
-    return detail::reduce_axes_keep(Red{}, std::forward<A>(a), axes);                           \
+#define METAGRAD_REDUCTION_(fname, Red)                               \
+  template <expression A>                                             \
+  auto fname(A&& a) {                                                 \
+    return detail::reduce_all(Red{}, std::forward<A>(a));             \
+  }                                                                   \
+  template <expression A>                                             \
+  auto fname(A&& a, int axis) {                                       \
+    const int axes[1] = {axis};                                       \
+    return detail::reduce_axes(Red{}, std::forward<A>(a), axes);      \
+  }                                                                   \
+  template <expression A, int K>                                      \
+  auto fname(A&& a, const int(&axes)[K]) {                            \
+    return detail::reduce_axes(Red{}, std::forward<A>(a), axes);      \
+  }                                                                   \
+  template <expression A, int K>                                      \
+  auto fname(A&& a, const int(&axes)[K], KeepDims) {                  \
+    return detail::reduce_axes_keep(Red{}, std::forward<A>(a), axes); \
   }
 /// Sum (double accumulation for floats, int64 for integers and bool).
 METAGRAD_REDUCTION_(sum, ops::SumReducer)
@@ -250,10 +254,8 @@ auto norm(A&& a) {
   return detail::reduce_all(detail::norm_reducer(2.0), std::forward<A>(a));
 }
 template <expression A, class P>
-  requires std::is_arithmetic_v<P>
-auto norm(A&& a, P p) {
-  return detail::reduce_all(detail::norm_reducer(static_cast<double>(p)), std::forward<A>(a));
-}
+requires std::is_arithmetic_v<P>
+auto norm(A&& a, P p) { return detail::reduce_all(detail::norm_reducer(static_cast<double>(p)), std::forward<A>(a)); }
 template <expression A, int K>
 auto norm(A&& a, const int (&axes)[K], double p = 2.0) {
   return detail::reduce_axes(detail::norm_reducer(p), std::forward<A>(a), axes);

@@ -163,8 +163,10 @@ class ReshapeExpr : public ExprBase<ReshapeExpr<A, RO>> {
         // A non-contiguous tensor has no strided view with the new extents in general: copy it once
         // (torch.reshape does the same). A tensor operand needs clone(): constructing a Tensor from a
         // Tensor only copies the handle.
-        if constexpr (is_tensor_v<AE>) copy_ = a_.clone();
-        else copy_ = Tensor<value_type, AE::rank>(a_);
+        if constexpr (is_tensor_v<AE>)
+          copy_ = a_.clone();
+        else
+          copy_ = Tensor<value_type, AE::rank>(a_);
         ptr = copy_.data();
       }
       LeafPlan<value_type, RO> leaf{ptr, contiguous_strides(shape_), true};
@@ -380,9 +382,9 @@ auto select(A&& a, int axis, index_t i) {
 namespace detail {
 template <class D>
 struct expr_ops {
-#define METAGRAD_FORWARD_VIEW_(name) \
-  template <class Self, class... Args> \
-  static auto name(Self&& self, Args&&... args) { \
+#define METAGRAD_FORWARD_VIEW_(name)                                              \
+  template <class Self, class... Args>                                            \
+  static auto name(Self&& self, Args&&... args) {                                 \
     return metagrad::name(std::forward<Self>(self), std::forward<Args>(args)...); \
   }
   METAGRAD_FORWARD_VIEW_(permute)

@@ -10,15 +10,13 @@
 METAGRAD_NAMESPACE_BEGIN
 namespace ops {
 
-
 METAGRAD_FLOAT_UNARY_OP_(Sigmoid, "sigmoid", math::sigmoid(x))
 // x < 0 rather than x > 0 so that NaN passes through, as in torch.
 METAGRAD_FLOAT_UNARY_OP_(Relu, "relu", x < F(0) ? F(0) : x)
 // SELU constants from Klambauer et al. 2017, as in torch.nn.SELU.
-METAGRAD_FLOAT_UNARY_OP_(Selu, "selu",
-                        F(1.0507009873554805) * (x > F(0) ? x : F(1.6732632423543772) * math::expm1(x)))
+METAGRAD_FLOAT_UNARY_OP_(Selu, "selu", F(1.0507009873554805) * (x > F(0) ? x : F(1.6732632423543772) * math::expm1(x)))
 METAGRAD_FLOAT_UNARY_OP_(Softplus, "softplus", math::softplus(x))
-METAGRAD_FLOAT_UNARY_OP_(Silu, "silu", x * math::sigmoid(x))
+METAGRAD_FLOAT_UNARY_OP_(Silu, "silu", x* math::sigmoid(x))
 
 /// x for x >= 0, slope * x otherwise.
 struct LeakyRelu {

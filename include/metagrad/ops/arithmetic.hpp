@@ -12,8 +12,9 @@
 METAGRAD_NAMESPACE_BEGIN
 namespace ops {
 
-#define METAGRAD_NO_BOOL_ARITH_(T, what)                                                                       \
-  static_assert(!is_bool_v<T>, "metagrad: " what " is not defined on bool expressions; convert with cast<int>(e) " \
+#define METAGRAD_NO_BOOL_ARITH_(T, what)                                                         \
+  static_assert(!is_bool_v<T>, "metagrad: " what                                                 \
+                               " is not defined on bool expressions; convert with cast<int>(e) " \
                                "or use logical_and / logical_or")
 
 struct Add {

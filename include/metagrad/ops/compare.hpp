@@ -10,13 +10,13 @@
 METAGRAD_NAMESPACE_BEGIN
 namespace ops {
 
-#define METAGRAD_COMPARE_OP_(Name, str, expr)                                  \
-  struct Name {                                                              \
-    static constexpr const char* name = str;                                 \
-    template <class T>                                                       \
-    METAGRAD_HD METAGRAD_INLINE bool operator()(T a, T b) const {            \
-      return expr;                                                           \
-    }                                                                        \
+#define METAGRAD_COMPARE_OP_(Name, str, expr)                     \
+  struct Name {                                                   \
+    static constexpr const char* name = str;                      \
+    template <class T>                                            \
+    METAGRAD_HD METAGRAD_INLINE bool operator()(T a, T b) const { \
+      return expr;                                                \
+    }                                                             \
   };
 // IEEE semantics: every comparison with NaN is false except !=.
 METAGRAD_COMPARE_OP_(Equal, "eq", a == b)

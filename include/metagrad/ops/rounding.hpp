@@ -58,16 +58,16 @@ struct Clamp {
   }
 };
 
-#define METAGRAD_ROUNDING_OP_(Name, str, fn)                            \
-  struct Name {                                                       \
-    static constexpr const char* name = str;                          \
-    template <class T>                                                \
-    METAGRAD_HD METAGRAD_INLINE T operator()(T a) const {             \
-      if constexpr (std::is_floating_point_v<T>)                      \
-        return fn(a);                                                 \
-      else                                                            \
-        return a;                                                     \
-    }                                                                 \
+#define METAGRAD_ROUNDING_OP_(Name, str, fn)              \
+  struct Name {                                           \
+    static constexpr const char* name = str;              \
+    template <class T>                                    \
+    METAGRAD_HD METAGRAD_INLINE T operator()(T a) const { \
+      if constexpr (std::is_floating_point_v<T>)          \
+        return fn(a);                                     \
+      else                                                \
+        return a;                                         \
+    }                                                     \
   };
 METAGRAD_ROUNDING_OP_(Floor, "floor", std::floor)
 METAGRAD_ROUNDING_OP_(Ceil, "ceil", std::ceil)

@@ -34,7 +34,7 @@ struct wrapping {
 
 // A functor whose argument converts to float_of_t<T> first, named `x` in `body` (with F its type).
 // Used by the families of ops/ that compute in floating point; undefined by the umbrella header.
-#define METAGRAD_FLOAT_UNARY_OP_(Name, str, body)                       \
+#define METAGRAD_FLOAT_UNARY_OP_(Name, str, body)                     \
   struct Name {                                                       \
     static constexpr const char* name = str;                          \
     template <class T>                                                \

@@ -13,7 +13,6 @@
 METAGRAD_NAMESPACE_BEGIN
 namespace ops {
 
-
 METAGRAD_FLOAT_UNARY_OP_(Exp, "exp", math::exp(x))
 METAGRAD_FLOAT_UNARY_OP_(Exp2, "exp2", math::exp2(x))
 METAGRAD_FLOAT_UNARY_OP_(Expm1, "expm1", math::expm1(x))

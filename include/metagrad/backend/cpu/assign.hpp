@@ -118,15 +118,11 @@ auto contiguous(const E& e) {
 
 /// The text form of an expression (evaluated first), as for a tensor.
 template <expression E>
-  requires(!is_tensor_v<std::remove_cvref_t<E>>)
-std::string to_string(const E& e) {
-  return to_string(eval(e));
-}
+requires(!is_tensor_v<std::remove_cvref_t<E>>) std::string to_string(const E& e) { return to_string(eval(e)); }
 
 /// Prints an expression by evaluating it first.
 template <expression E>
-  requires(!is_tensor_v<std::remove_cvref_t<E>>)
-std::ostream& operator<<(std::ostream& os, const E& e) {
+requires(!is_tensor_v<std::remove_cvref_t<E>>) std::ostream& operator<<(std::ostream& os, const E& e) {
   return os << eval(e);
 }
 

@@ -29,13 +29,12 @@ bool fits_int32(const Plan& plan, const Shape<R>& shape, const Strides<R>& out_s
   if (shape.numel() >= lim) return false;
   bool ok = true;
   index_t span = 0;
-  for (int d = 0; d < R; ++d) span += (shape[d] > 0 ? shape[d] - 1 : 0) * (out_strides[d] < 0 ? -out_strides[d] : out_strides[d]);
+  for (int d = 0; d < R; ++d)
+    span += (shape[d] > 0 ? shape[d] - 1 : 0) * (out_strides[d] < 0 ? -out_strides[d] : out_strides[d]);
   ok &= span < lim;
-  plan.visit_leaves(
-      [&](const void*, const void* lo, const void* hi, const auto&, bool) {
-        ok &= static_cast<const char*>(hi) - static_cast<const char*>(lo) < lim;
-      },
-      false, shape);
+  plan.visit_leaves([&](const void*, const void* lo, const void* hi, const auto&,
+                        bool) { ok &= static_cast<const char*>(hi) - static_cast<const char*>(lo) < lim; },
+                    false, shape);
   return ok;
 }
 

@@ -78,7 +78,7 @@ void parallel_for(index_t n, F&& f, index_t weight = 1, index_t align = 16) {
     blocks = (n + block - 1) / block;
   }
 #if defined(_OPENMP)
-#pragma omp parallel for num_threads(static_cast<int>(team)) schedule(static, 1)
+#pragma omp parallel for num_threads(static_cast <int>(team)) schedule(static, 1)
 #endif
   for (index_t c = 0; c < blocks; ++c) f(c * block, std::min(n, (c + 1) * block));
 }

@@ -45,7 +45,7 @@ auto reduce_run(const Red& red, index_t n, Get&& get) {
 /// on reduced axes is ignored).
 template <class Red, class Plan, class Out, int R>
 void reduce(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bool, R>& reduce, Out* out,
-                   const Strides<R>& out_strides) {
+            const Strides<R>& out_strides) {
   using T = typename Plan::value_type;
   using Acc = typename Red::template acc_t<T>;
   index_t M = 1, N = 1;
@@ -74,77 +74,93 @@ void reduce(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bo
   const bool suffix = last_kept < first_red;  // every reduced axis after every kept one
   bool prefix = true;                         // every reduced axis before every kept one
   for (int d = 0, seen_kept = 0; d < R; ++d) {
-    if (!reduce[d]) seen_kept = 1;
-    else if (seen_kept) prefix = false;
+    if (!reduce[d])
+      seen_kept = 1;
+    else if (seen_kept)
+      prefix = false;
   }
 
   if (flat && suffix) {
     if (M == 1) {
       // One result: split the range over threads, merge the partials in order (deterministic).
       const int chunks = static_cast<int>(std::min<index_t>(num_threads(), (N + parallel_grain - 1) / parallel_grain));
-      std::vector<detail::AccCell<Acc>> part(static_cast<std::size_t>(chunks > 0 ? chunks : 1), {red.template init<T>()});
-      parallel_for(chunks, [&](index_t cb, index_t ce) {
-        for (index_t c = cb; c < ce; ++c) {
-          const index_t b = N * c / chunks, e = N * (c + 1) / chunks;
-          Acc a = detail::reduce_run<T>(red, e - b, [&](index_t r) { return plan.flat(b + r); });
-          // Positions inside a chunk are relative; shift them by re-merging with an offset-aware add.
-          if constexpr (requires { a.index; }) a.index = a.index >= 0 ? a.index + b : a.index;
-          part[static_cast<std::size_t>(c)].a = a;
-        }
-      }, parallel_grain, 1);
+      std::vector<detail::AccCell<Acc>> part(static_cast<std::size_t>(chunks > 0 ? chunks : 1),
+                                             {red.template init<T>()});
+      parallel_for(
+          chunks,
+          [&](index_t cb, index_t ce) {
+            for (index_t c = cb; c < ce; ++c) {
+              const index_t b = N * c / chunks, e = N * (c + 1) / chunks;
+              Acc a = detail::reduce_run<T>(red, e - b, [&](index_t r) { return plan.flat(b + r); });
+              // Positions inside a chunk are relative; shift them by re-merging with an offset-aware add.
+              if constexpr (requires { a.index; }) a.index = a.index >= 0 ? a.index + b : a.index;
+              part[static_cast<std::size_t>(c)].a = a;
+            }
+          },
+          parallel_grain, 1);
       Acc acc = part[0].a;
       for (std::size_t c = 1; c < part.size(); ++c) acc = red.template merge<T>(acc, part[c].a);
       out[0] = static_cast<Out>(red.template finish<T>(acc, N));
       return;
     }
-    parallel_for(M, [&](index_t mb, index_t me) {
-      for (index_t m = mb; m < me; ++m) {
-        const index_t base = m * N;
-        const Acc a = detail::reduce_run<T>(red, N, [&](index_t r) { return plan.flat(base + r); });
-        out[out_offset(m)] = static_cast<Out>(red.template finish<T>(a, N));
-      }
-    }, N, 1);
+    parallel_for(
+        M,
+        [&](index_t mb, index_t me) {
+          for (index_t m = mb; m < me; ++m) {
+            const index_t base = m * N;
+            const Acc a = detail::reduce_run<T>(red, N, [&](index_t r) { return plan.flat(base + r); });
+            out[out_offset(m)] = static_cast<Out>(red.template finish<T>(a, N));
+          }
+        },
+        N, 1);
     return;
   }
 
   if (flat && prefix) {
     // Element (r, m) is flat(r * M + m): walk rows, accumulating a vector of M partial results.
-    parallel_for(M, [&](index_t mb, index_t me) {
-      std::vector<detail::AccCell<Acc>> acc(static_cast<std::size_t>(me - mb), {red.template init<T>()});
-      for (index_t r = 0; r < N; ++r) {
-        const index_t base = r * M;
-        for (index_t m = mb; m < me; ++m) red.template add<T>(acc[static_cast<std::size_t>(m - mb)].a, plan.flat(base + m), r);
-      }
-      for (index_t m = mb; m < me; ++m)
-        out[out_offset(m)] = static_cast<Out>(red.template finish<T>(acc[static_cast<std::size_t>(m - mb)].a, N));
-    }, N);
+    parallel_for(
+        M,
+        [&](index_t mb, index_t me) {
+          std::vector<detail::AccCell<Acc>> acc(static_cast<std::size_t>(me - mb), {red.template init<T>()});
+          for (index_t r = 0; r < N; ++r) {
+            const index_t base = r * M;
+            for (index_t m = mb; m < me; ++m)
+              red.template add<T>(acc[static_cast<std::size_t>(m - mb)].a, plan.flat(base + m), r);
+          }
+          for (index_t m = mb; m < me; ++m)
+            out[out_offset(m)] = static_cast<Out>(red.template finish<T>(acc[static_cast<std::size_t>(m - mb)].a, N));
+        },
+        N);
     return;
   }
 
   // General case: for each kept position walk the reduced sub-space with a multi-index.
-  parallel_for(M, [&](index_t mb, index_t me) {
-    Array<index_t, R> idx{};
-    for (index_t m = mb; m < me; ++m) {
-      index_t rem = m;
-      for (int d = R - 1; d >= 0; --d)
-        if (!reduce[d]) {
-          idx[d] = rem % in[d];
-          rem /= in[d];
-        } else {
-          idx[d] = 0;
+  parallel_for(
+      M,
+      [&](index_t mb, index_t me) {
+        Array<index_t, R> idx{};
+        for (index_t m = mb; m < me; ++m) {
+          index_t rem = m;
+          for (int d = R - 1; d >= 0; --d)
+            if (!reduce[d]) {
+              idx[d] = rem % in[d];
+              rem /= in[d];
+            } else {
+              idx[d] = 0;
+            }
+          Acc a = red.template init<T>();
+          for (index_t r = 0; r < N; ++r) {
+            red.template add<T>(a, plan.at(idx), r);
+            for (int d = R - 1; d >= 0; --d) {  // odometer over the reduced axes
+              if (!reduce[d]) continue;
+              if (++idx[d] < in[d]) break;
+              idx[d] = 0;
+            }
+          }
+          out[out_offset(m)] = static_cast<Out>(red.template finish<T>(a, N));
         }
-      Acc a = red.template init<T>();
-      for (index_t r = 0; r < N; ++r) {
-        red.template add<T>(a, plan.at(idx), r);
-        for (int d = R - 1; d >= 0; --d) {  // odometer over the reduced axes
-          if (!reduce[d]) continue;
-          if (++idx[d] < in[d]) break;
-          idx[d] = 0;
-        }
-      }
-      out[out_offset(m)] = static_cast<Out>(red.template finish<T>(a, N));
-    }
-  }, N);
+      },
+      N);
 }
 
 }  // namespace cpu

@@ -22,8 +22,8 @@ namespace cuda {
 /// Throws cuda_error naming `what` when `status` is not cudaSuccess.
 inline void check(cudaError_t status, const char* what) {
   if (status != cudaSuccess)
-    throw cuda_error(std::string(what) + " failed: " + cudaGetErrorName(status) + " (" + std::to_string(static_cast<int>(status)) +
-                     "): " + cudaGetErrorString(status));
+    throw cuda_error(std::string(what) + " failed: " + cudaGetErrorName(status) + " (" +
+                     std::to_string(static_cast<int>(status)) + "): " + cudaGetErrorString(status));
 }
 
 /// Number of CUDA devices visible (0 when there is no driver or no GPU; never throws).
@@ -48,7 +48,8 @@ template <class T, class Plan, class I, int R>
 __global__ void elementwise_strided(T* __restrict__ out, const Strides<R> ostr, const Shape<R> shape, const Plan plan,
                                     I n) {
   const I stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
-  for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < n; i += stride) {
+  for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < n;
+       i += stride) {
     Array<I, R> idx{};
     I rem = i, off = 0;
     for (int d = R - 1; d >= 0; --d) {
@@ -76,7 +77,8 @@ void run_elementwise(T* out, const Strides<R>& ostr, const Shape<R>& shape, cons
   const bool small = cpu::fits_int32<Plan, T, R>(plan, shape, ostr);
   if (flat) {
     if (small)
-      kernels::elementwise_flat<T, Plan, std::int32_t><<<grid, block, 0, stream>>>(out, plan, static_cast<std::int32_t>(n));
+      kernels::elementwise_flat<T, Plan, std::int32_t>
+          <<<grid, block, 0, stream>>>(out, plan, static_cast<std::int32_t>(n));
     else
       kernels::elementwise_flat<T, Plan, std::int64_t><<<grid, block, 0, stream>>>(out, plan, n);
   } else {
