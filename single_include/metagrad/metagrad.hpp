@@ -309,6 +309,21 @@ constexpr bool is_contiguous(const Shape<Rank>& s, const Strides<Rank>& st) {
   return true;
 }
 
+/// Element offsets [lo, hi] of the first and last elements a (shape, strides) layout reaches; strides may
+/// be negative. @pre every extent is at least 1.
+struct OffsetRange {
+  index_t lo = 0, hi = 0;
+};
+template <int Rank>
+constexpr OffsetRange offset_range(const Array<index_t, Rank>& shape, const Strides<Rank>& strides) {
+  OffsetRange r;
+  for (int d = 0; d < Rank; ++d) {
+    const index_t span = (shape[d] - 1) * strides[d];
+    (span < 0 ? r.lo : r.hi) += span;
+  }
+  return r;
+}
+
 /// NumPy broadcasting of two shapes, right-aligned; throws shape_error naming `op` and both shapes.
 template <int RA, int RB>
 Shape<(RA > RB ? RA : RB)> broadcast_shapes(const Shape<RA>& a, const Shape<RB>& b, const char* op) {
@@ -2278,13 +2293,10 @@ struct LeafPlan {
   /// Address range touched for a target of extents `shape` (strides may be negative).
   template <class F>
   void visit_leaves(F&& f, bool remapped, const Array<index_t, R>& shape) const {
-    index_t lo = 0, hi = 0;
-    for (int d = 0; d < R; ++d) {
+    for (int d = 0; d < R; ++d)
       if (shape[d] == 0) return;
-      const index_t span = (shape[d] - 1) * strides[d];
-      (span < 0 ? lo : hi) += span;
-    }
-    f(static_cast<const void*>(ptr), static_cast<const void*>(ptr + lo), static_cast<const void*>(ptr + hi + 1),
+    const auto r = offset_range(shape, strides);
+    f(static_cast<const void*>(ptr), static_cast<const void*>(ptr + r.lo), static_cast<const void*>(ptr + r.hi + 1),
       strides, remapped);
   }
 };
@@ -3936,13 +3948,9 @@ class ReduceExpr : public ExprBase<ReduceExpr<Red, A, K, Keep>> {
     bool alias = false;
     if (os.numel() > 0) {  // an empty dst has no memory (data() is null) and cannot alias
       // The bytes dst spans through its strides (a strided destination reaches past numel elements).
-      index_t lo_off = 0, hi_off = 0;
-      for (int d = 0; d < RD; ++d) {
-        const index_t span = (os[d] - 1) * dst.strides()[d];
-        (span < 0 ? lo_off : hi_off) += span;
-      }
-      const char* lo = reinterpret_cast<const char*>(dst.data() + lo_off);
-      const char* hi = reinterpret_cast<const char*>(dst.data() + hi_off + 1);
+      const auto r = offset_range(os, dst.strides());
+      const char* lo = reinterpret_cast<const char*>(dst.data() + r.lo);
+      const char* hi = reinterpret_cast<const char*>(dst.data() + r.hi + 1);
       plan.visit_leaves(
           [&](const void*, const void* l, const void* h, const auto&, bool) {
             alias |= !(static_cast<const char*>(h) <= lo || static_cast<const char*>(l) >= hi);
@@ -4754,13 +4762,9 @@ namespace detail {
 template <class Plan, class T, int R>
 bool reads_other_elements_of(const Plan& plan, const Tensor<T, R>& dst) {
   if (!dst.defined() || dst.numel() == 0) return false;
-  const char* dlo = reinterpret_cast<const char*>(dst.data());
-  const char* dhi = dlo;
-  for (int d = 0; d < R; ++d) {
-    const index_t span = (dst.shape()[d] - 1) * dst.strides()[d] * static_cast<index_t>(sizeof(T));
-    (span < 0 ? dlo : dhi) += span;
-  }
-  dhi += sizeof(T);
+  const auto r = offset_range(dst.shape(), dst.strides());
+  const char* dlo = reinterpret_cast<const char*>(dst.data() + r.lo);
+  const char* dhi = reinterpret_cast<const char*>(dst.data() + r.hi + 1);
   bool hazard = false;
   plan.visit_leaves(
       [&](const void* ptr, const void* lo, const void* hi, const auto& strides, bool remapped) {

@@ -92,6 +92,21 @@ constexpr bool is_contiguous(const Shape<Rank>& s, const Strides<Rank>& st) {
   return true;
 }
 
+/// Element offsets [lo, hi] of the first and last elements a (shape, strides) layout reaches; strides may
+/// be negative. @pre every extent is at least 1.
+struct OffsetRange {
+  index_t lo = 0, hi = 0;
+};
+template <int Rank>
+constexpr OffsetRange offset_range(const Array<index_t, Rank>& shape, const Strides<Rank>& strides) {
+  OffsetRange r;
+  for (int d = 0; d < Rank; ++d) {
+    const index_t span = (shape[d] - 1) * strides[d];
+    (span < 0 ? r.lo : r.hi) += span;
+  }
+  return r;
+}
+
 /// NumPy broadcasting of two shapes, right-aligned; throws shape_error naming `op` and both shapes.
 template <int RA, int RB>
 Shape<(RA > RB ? RA : RB)> broadcast_shapes(const Shape<RA>& a, const Shape<RB>& b, const char* op) {

@@ -50,13 +50,10 @@ struct LeafPlan {
   /// Address range touched for a target of extents `shape` (strides may be negative).
   template <class F>
   void visit_leaves(F&& f, bool remapped, const Array<index_t, R>& shape) const {
-    index_t lo = 0, hi = 0;
-    for (int d = 0; d < R; ++d) {
+    for (int d = 0; d < R; ++d)
       if (shape[d] == 0) return;
-      const index_t span = (shape[d] - 1) * strides[d];
-      (span < 0 ? lo : hi) += span;
-    }
-    f(static_cast<const void*>(ptr), static_cast<const void*>(ptr + lo), static_cast<const void*>(ptr + hi + 1),
+    const auto r = offset_range(shape, strides);
+    f(static_cast<const void*>(ptr), static_cast<const void*>(ptr + r.lo), static_cast<const void*>(ptr + r.hi + 1),
       strides, remapped);
   }
 };

@@ -68,13 +68,9 @@ class ReduceExpr : public ExprBase<ReduceExpr<Red, A, K, Keep>> {
     bool alias = false;
     if (os.numel() > 0) {  // an empty dst has no memory (data() is null) and cannot alias
       // The bytes dst spans through its strides (a strided destination reaches past numel elements).
-      index_t lo_off = 0, hi_off = 0;
-      for (int d = 0; d < RD; ++d) {
-        const index_t span = (os[d] - 1) * dst.strides()[d];
-        (span < 0 ? lo_off : hi_off) += span;
-      }
-      const char* lo = reinterpret_cast<const char*>(dst.data() + lo_off);
-      const char* hi = reinterpret_cast<const char*>(dst.data() + hi_off + 1);
+      const auto r = offset_range(os, dst.strides());
+      const char* lo = reinterpret_cast<const char*>(dst.data() + r.lo);
+      const char* hi = reinterpret_cast<const char*>(dst.data() + r.hi + 1);
       plan.visit_leaves(
           [&](const void*, const void* l, const void* h, const auto&, bool) {
             alias |= !(static_cast<const char*>(h) <= lo || static_cast<const char*>(l) >= hi);

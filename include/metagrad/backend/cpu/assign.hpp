@@ -22,13 +22,9 @@ namespace detail {
 template <class Plan, class T, int R>
 bool reads_other_elements_of(const Plan& plan, const Tensor<T, R>& dst) {
   if (!dst.defined() || dst.numel() == 0) return false;
-  const char* dlo = reinterpret_cast<const char*>(dst.data());
-  const char* dhi = dlo;
-  for (int d = 0; d < R; ++d) {
-    const index_t span = (dst.shape()[d] - 1) * dst.strides()[d] * static_cast<index_t>(sizeof(T));
-    (span < 0 ? dlo : dhi) += span;
-  }
-  dhi += sizeof(T);
+  const auto r = offset_range(dst.shape(), dst.strides());
+  const char* dlo = reinterpret_cast<const char*>(dst.data() + r.lo);
+  const char* dhi = reinterpret_cast<const char*>(dst.data() + r.hi + 1);
   bool hazard = false;
   plan.visit_leaves(
       [&](const void* ptr, const void* lo, const void* hi, const auto& strides, bool remapped) {
