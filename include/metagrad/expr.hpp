@@ -5,6 +5,8 @@
 #include "core.hpp"
 #include "expr/elementwise.hpp"
 #include "expr/functions.hpp"
+#include "expr/leaf.hpp"
+#include "expr/matmul.hpp"
 #include "expr/node.hpp"
 #include "expr/plan.hpp"
 #include "expr/random.hpp"

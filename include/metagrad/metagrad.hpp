@@ -5,9 +5,11 @@
 // runs as one fused loop (CPU) or kernel (CUDA).
 #pragma once
 
+#include "autodiff.hpp"
 #include "backend/cpu.hpp"
 #include "core.hpp"
 #include "expr.hpp"
+#include "graph.hpp"
 
 // Under nvcc the CUDA backend comes too (one source file carries both code paths).
 #if defined(__CUDACC__)

@@ -5,5 +5,7 @@
 #include "../expr.hpp"
 #include "cpu/assign.hpp"
 #include "cpu/elementwise.hpp"
+#include "cpu/gemm.hpp"
+#include "cpu/matmul.hpp"
 #include "cpu/parallel.hpp"
 #include "cpu/reduce.hpp"

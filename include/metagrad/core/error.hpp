@@ -32,6 +32,12 @@ class io_error : public error {
   using error::error;
 };
 
+/// An Input read before a tensor was bound to it.
+class unbound_error : public error {
+ public:
+  using error::error;
+};
+
 /// A request the build cannot serve (e.g. a CUDA device from a file not compiled by nvcc).
 class device_error : public error {
  public:

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -31,6 +32,8 @@ class UnaryExpr : public ExprBase<UnaryExpr<Op, A>> {
   Shape<rank> shape() const { return a_.shape(); }
   const AE& operand() const { return a_; }
   const Op& op() const { return op_; }
+  auto children() const { return std::tie(a_); }
+  bool same_params(const UnaryExpr& o) const { return detail::bits_equal(op_, o.op_); }
 
   template <int RT>
   auto lower(const Shape<RT>& target) const {
@@ -61,6 +64,8 @@ class BinaryExpr : public ExprBase<BinaryExpr<Op, A, B>> {
   const AE& lhs() const { return a_; }
   const BE& rhs() const { return b_; }
   const Op& op() const { return op_; }
+  auto children() const { return std::tie(a_, b_); }
+  bool same_params(const BinaryExpr& o) const { return detail::bits_equal(op_, o.op_); }
 
   template <int RT>
   auto lower(const Shape<RT>& target) const {
@@ -96,6 +101,9 @@ class TernaryExpr : public ExprBase<TernaryExpr<Op, A, B, C>> {
   const AE& first() const { return a_; }
   const BE& second() const { return b_; }
   const CE& third() const { return c_; }
+  const Op& op() const { return op_; }
+  auto children() const { return std::tie(a_, b_, c_); }
+  bool same_params(const TernaryExpr& o) const { return detail::bits_equal(op_, o.op_); }
 
   template <int RT>
   auto lower(const Shape<RT>& target) const {

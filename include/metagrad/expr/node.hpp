@@ -3,6 +3,8 @@
 // point that lowers any expression to a plan of a given target shape. Include <metagrad/expr.hpp>.
 #pragma once
 
+#include <cstring>
+#include <tuple>
 #include <type_traits>
 
 #include "../core/config.hpp"
@@ -31,6 +33,20 @@ template <class E>
 using closure_t = std::conditional_t<std::is_lvalue_reference_v<E> && stored_by_reference_v<std::remove_cvref_t<E>>,
                                      const std::remove_cvref_t<E>&, std::remove_cvref_t<E>>;
 
+namespace detail {
+/// Bitwise equality of two trivially copyable values (op functors with parameters, scalars): equal bits
+/// mean equal behaviour, which is all that merging duplicate nodes needs (NaN == NaN here, and 0.0 and
+/// -0.0 differ, both harmlessly).
+template <class T>
+bool bits_equal(const T& a, const T& b) {
+  static_assert(std::is_trivially_copyable_v<T>, "metagrad: node parameters must be trivially copyable");
+  if constexpr (std::is_empty_v<T>)
+    return true;
+  else
+    return std::memcmp(&a, &b, sizeof(T)) == 0;
+}
+}  // namespace detail
+
 /// A constant broadcast to any shape.
 template <dtype T>
 class ScalarExpr : public ExprBase<ScalarExpr<T>> {
@@ -40,6 +56,7 @@ class ScalarExpr : public ExprBase<ScalarExpr<T>> {
   explicit ScalarExpr(T v) : value_(v) {}
   Shape<0> shape() const { return {}; }
   T value() const { return value_; }
+  bool same_params(const ScalarExpr& o) const { return detail::bits_equal(value_, o.value_); }
   template <int RT>
   ScalarPlan<T, RT> lower(const Shape<RT>&) const {
     return {value_};
@@ -119,5 +136,36 @@ auto broadcast_plan(const P& p, const Shape<RC>& own, const Shape<RT>& target) {
     return m;
   }
 }
+
+/// What every boundary node (reduction, matmul, ...) shares: the tensor it materialises into when it is
+/// evaluated on its own, and the slot a compiled Program binds it to, from which it is then only read.
+/// A copy starts unbound and with no cache of its own, so copies never write into each other's memory.
+template <class T, int R>
+class BoundaryBase {
+ public:
+  BoundaryBase() = default;
+  BoundaryBase(const BoundaryBase&) {}
+  BoundaryBase& operator=(const BoundaryBase&) { return *this; }
+
+  /// Makes this node read `t` (filled by the Program) instead of evaluating itself; nullptr unbinds.
+  void bind_slot(const Tensor<T, R>* t) const { slot_ = t; }
+  const Tensor<T, R>* bound_slot() const { return slot_; }
+
+ protected:
+  /// The node's value: the bound slot, or a fresh evaluation into the node's own cache.
+  template <class Self>
+  const Tensor<T, R>& materialise(const Self& self) const {
+    if (slot_) return *slot_;
+    self.eval_into(cache_);
+    return cache_;
+  }
+
+ private:
+  mutable const Tensor<T, R>* slot_ = nullptr;
+  mutable Tensor<T, R> cache_;
+};
+
+template <class E>
+concept boundary_expression = requires(const E& e) { e.bound_slot(); };
 
 METAGRAD_NAMESPACE_END

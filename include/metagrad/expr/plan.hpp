@@ -242,4 +242,198 @@ struct ReshapePlan {
   }
 };
 
+/// The child's elements converted to T.
+template <class T, class C>
+struct ConvertPlan {
+  using value_type = T;
+  static constexpr int rank = C::rank;
+  C c;
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE T at(const Array<I, rank>& idx) const {
+    return static_cast<T>(c.at(idx));
+  }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE T flat(I i) const {
+    return static_cast<T>(c.flat(i));
+  }
+  bool is_flat() const { return c.is_flat(); }
+  template <class F>
+  void visit_leaves(F&& f, bool remapped, const Array<index_t, rank>& shape) const {
+    c.visit_leaves(f, remapped, shape);
+  }
+};
+
+/// A child of the target's shape scattered into a zero background: element idx is the child's element
+/// (idx - start) / step where that is a whole in-range index on every axis, else 0 (the adjoint of slice).
+template <class C>
+struct UnslicePlan {
+  using value_type = typename C::value_type;
+  static constexpr int rank = C::rank;
+  C c;
+  Array<index_t, rank> start, step, count;
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE value_type at(const Array<I, rank>& idx) const {
+    Array<I, rank> ci{};
+    bool inside = true;
+    for (int d = 0; d < rank; ++d) {
+      const I off = idx[d] - static_cast<I>(start[d]);
+      const I st = static_cast<I>(step[d]);
+      const I q = off / st;
+      inside &= q * st == off && q >= 0 && q < static_cast<I>(count[d]);
+      ci[d] = inside ? q : I(0);
+    }
+    return inside ? c.at(ci) : value_type(0);
+  }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE value_type flat(I) const {
+    return value_type(0);  // never used: is_flat() is false
+  }
+  bool is_flat() const { return false; }
+  template <class F>
+  void visit_leaves(F&& f, bool, const Array<index_t, rank>&) const {
+    c.visit_leaves(f, true, count);
+  }
+};
+
+/// A run-time choice between a fused child (`g`, read in place) and a materialised tensor (`cache`): the
+/// adjoint of an operand that may or may not have been broadcast (an extent-1 axis is only known at run
+/// time). Drivers never run this form when every choice is "fused": with_static_plan() strips it to its
+/// child first, so the common case keeps its vectorised flat loop.
+template <class G, class T, int R>
+struct SumToPlan {
+  using value_type = T;
+  static constexpr int rank = R;
+  G g;
+  LeafPlan<T, R> cache;
+  bool use_cache;
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE T at(const Array<I, R>& idx) const {
+    return use_cache ? cache.at(idx) : static_cast<T>(g.at(idx));
+  }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE T flat(I i) const {
+    return use_cache ? cache.flat(i) : static_cast<T>(g.flat(i));
+  }
+  bool is_flat() const { return use_cache ? cache.is_flat() : g.is_flat(); }
+  template <class F>
+  void visit_leaves(F&& f, bool remapped, const Array<index_t, R>& shape) const {
+    if (use_cache)
+      cache.visit_leaves(f, remapped, shape);
+    else
+      g.visit_leaves(f, remapped, shape);
+  }
+};
+
+// --- run-time choices -----------------------------------------------------------------------------
+
+template <class P>
+inline constexpr bool has_choice_v = false;
+template <class G, class T, int R>
+inline constexpr bool has_choice_v<SumToPlan<G, T, R>> = true;
+template <class Op, class C>
+inline constexpr bool has_choice_v<UnaryPlan<Op, C>> = has_choice_v<C>;
+template <class Op, class U, class A, class B>
+inline constexpr bool has_choice_v<BinaryPlan<Op, U, A, B>> = has_choice_v<A> || has_choice_v<B>;
+template <class Op, class U, class A, class B, class C>
+inline constexpr bool has_choice_v<TernaryPlan<Op, U, A, B, C>> = has_choice_v<A> || has_choice_v<B> || has_choice_v<C>;
+template <class C, int R>
+inline constexpr bool has_choice_v<AxisMapPlan<C, R>> = has_choice_v<C>;
+template <class C>
+inline constexpr bool has_choice_v<SlicePlan<C>> = has_choice_v<C>;
+template <class C, int R>
+inline constexpr bool has_choice_v<ReshapePlan<C, R>> = has_choice_v<C>;
+template <class T, class C>
+inline constexpr bool has_choice_v<ConvertPlan<T, C>> = has_choice_v<C>;
+template <class C>
+inline constexpr bool has_choice_v<UnslicePlan<C>> = has_choice_v<C>;
+
+namespace detail {
+// True when every run-time choice in the plan takes its fused child.
+template <class P>
+bool all_fused(const P& p) {
+  if constexpr (!has_choice_v<P>)
+    return true;
+  else if constexpr (requires { p.use_cache; })
+    return !p.use_cache && all_fused(p.g);
+  else if constexpr (requires { p.b; p.c; })
+    return all_fused(p.a) && all_fused(p.b) && all_fused(p.c);
+  else if constexpr (requires { p.b; })
+    return all_fused(p.a) && all_fused(p.b);
+  else
+    return all_fused(p.c);
+}
+
+template <class P>
+auto strip_choices(const P& p);
+
+template <class Op, class C>
+auto rebuild_plan(const UnaryPlan<Op, C>& p) {
+  auto c = strip_choices(p.c);
+  return UnaryPlan<Op, decltype(c)>{p.op, c};
+}
+template <class Op, class U, class A, class B>
+auto rebuild_plan(const BinaryPlan<Op, U, A, B>& p) {
+  auto a = strip_choices(p.a);
+  auto b = strip_choices(p.b);
+  return BinaryPlan<Op, U, decltype(a), decltype(b)>{p.op, a, b};
+}
+template <class Op, class U, class A, class B, class C>
+auto rebuild_plan(const TernaryPlan<Op, U, A, B, C>& p) {
+  auto a = strip_choices(p.a);
+  auto b = strip_choices(p.b);
+  auto c = strip_choices(p.c);
+  return TernaryPlan<Op, U, decltype(a), decltype(b), decltype(c)>{p.op, a, b, c};
+}
+template <class C, int R>
+auto rebuild_plan(const AxisMapPlan<C, R>& p) {
+  auto c = strip_choices(p.c);
+  return AxisMapPlan<decltype(c), R>{c, p.map, p.child_shape, p.order_kept};
+}
+template <class C>
+auto rebuild_plan(const SlicePlan<C>& p) {
+  auto c = strip_choices(p.c);
+  return SlicePlan<decltype(c)>{c, p.start, p.step, p.child_shape};
+}
+template <class C, int R>
+auto rebuild_plan(const ReshapePlan<C, R>& p) {
+  auto c = strip_choices(p.c);
+  return ReshapePlan<decltype(c), R>{c, p.out_strides, p.child_shape};
+}
+template <class T, class C>
+auto rebuild_plan(const ConvertPlan<T, C>& p) {
+  auto c = strip_choices(p.c);
+  return ConvertPlan<T, decltype(c)>{c};
+}
+template <class C>
+auto rebuild_plan(const UnslicePlan<C>& p) {
+  auto c = strip_choices(p.c);
+  return UnslicePlan<decltype(c)>{c, p.start, p.step, p.count};
+}
+// The plan with every choice replaced by its fused child. @pre all_fused(p).
+template <class P>
+auto strip_choices(const P& p) {
+  if constexpr (!has_choice_v<P>) {
+    return p;
+  } else if constexpr (requires { p.use_cache; }) {
+    auto g = strip_choices(p.g);
+    if constexpr (std::is_same_v<typename decltype(g)::value_type, typename P::value_type>)
+      return g;
+    else
+      return ConvertPlan<typename P::value_type, decltype(g)>{g};
+  } else {
+    return rebuild_plan(p);
+  }
+}
+}  // namespace detail
+
+/// Calls f with the plan itself, or, when it has run-time choices that all take their fused child, with
+/// the plan stripped of them (a different type, without the branches). Every driver runs plans through it.
+template <class P, class F>
+decltype(auto) with_static_plan(const P& p, F&& f) {
+  if constexpr (has_choice_v<P>) {
+    if (detail::all_fused(p)) return f(detail::strip_choices(p));
+  }
+  return f(p);
+}
+
 METAGRAD_NAMESPACE_END

@@ -7,6 +7,7 @@
 
 #include <concepts>
 #include <string>
+#include <tuple>
 #include <type_traits>
 
 #include "../core/error.hpp"
@@ -24,7 +25,9 @@ inline constexpr KeepDims keepdims{};
 
 /// Reduction of operand A over K axes with reducer Red; rank A::rank when Keep, else A::rank - K.
 template <class Red, class A, int K, bool Keep>
-class ReduceExpr : public ExprBase<ReduceExpr<Red, A, K, Keep>> {
+class ReduceExpr : public ExprBase<ReduceExpr<Red, A, K, Keep>>,
+                   public BoundaryBase<typename Red::template out_t<typename std::remove_cvref_t<A>::value_type>,
+                                       Keep ? std::remove_cvref_t<A>::rank : std::remove_cvref_t<A>::rank - K> {
   using AE = std::remove_cvref_t<A>;
   static constexpr int RI = AE::rank;
   using in_type = typename AE::value_type;
@@ -48,12 +51,17 @@ class ReduceExpr : public ExprBase<ReduceExpr<Red, A, K, Keep>> {
   const AE& operand() const { return a_; }
   const Red& reducer() const { return red_; }
   const Array<bool, RI>& reduced_axes() const { return mask_; }
+  static constexpr bool keeps_dims = Keep;
+  auto children() const { return std::tie(a_); }
+  bool same_params(const ReduceExpr& o) const {
+    return detail::bits_equal(red_, o.red_) && detail::bits_equal(mask_, o.mask_);
+  }
 
-  /// Materialises the result (once per evaluation) and reads it as a leaf.
+  /// Materialises the result (once per evaluation, or reads the slot a Program bound) and reads it as a leaf.
   template <int RT>
   auto lower(const Shape<RT>& target) const {
-    eval_into(cache_);
-    return broadcast_plan(lower_expr(cache_, cache_.shape()), cache_.shape(), target);
+    const auto& v = this->materialise(*this);
+    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
   }
 
   /// Writes the reduction into `dst` (re-allocated when its shape differs).
@@ -124,7 +132,6 @@ class ReduceExpr : public ExprBase<ReduceExpr<Red, A, K, Keep>> {
   Red red_;
   A a_;
   Array<bool, RI> mask_{};
-  mutable Tensor<value_type, rank> cache_;
 };
 
 namespace detail {

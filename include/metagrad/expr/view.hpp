@@ -5,6 +5,7 @@
 #pragma once
 
 #include <limits>
+#include <tuple>
 #include <string>
 #include <utility>
 
@@ -29,18 +30,27 @@ class AxisMapExpr : public ExprBase<AxisMapExpr<A, RO>> {
   static constexpr int rank = RO;
 
   AxisMapExpr(A a, Array<int, RO> from, const char* op) : a_(std::forward<A>(a)), from_(from) {
-    const auto cs = a_.shape();
     int named[RC > 0 ? RC : 1] = {};
     for (int i = 0; i < RO; ++i) {
       if (from_[i] >= RC) throw index_error(std::string(op) + ": axis " + std::to_string(from_[i]) + " out of range");
       if (from_[i] >= 0 && named[from_[i]]++)
         throw index_error(std::string(op) + ": axis " + std::to_string(from_[i]) + " appears twice");
     }
-    for (int c = 0; c < RC; ++c)
-      if (!named[c] && cs[c] != 1)
-        throw shape_error(std::string(op) + ": axis " + std::to_string(c) + " of shape " + to_string(cs) +
-                          " has extent " + std::to_string(cs[c]) + ", not 1");
+    // Only a squeeze reads the operand's shape here, so a permute or unsqueeze of an Input that is not
+    // bound yet can be built (and differentiated) before the first run.
+    bool squeezes = false;
+    for (int c = 0; c < RC; ++c) squeezes |= !named[c];
+    if (squeezes) {
+      const auto cs = a_.shape();
+      for (int c = 0; c < RC; ++c)
+        if (!named[c] && cs[c] != 1)
+          throw shape_error(std::string(op) + ": axis " + std::to_string(c) + " of shape " + to_string(cs) +
+                            " has extent " + std::to_string(cs[c]) + ", not 1");
+    }
   }
+  /// Without checks: for maps derived from a checked one (gradients), where the operand may not be bound yet.
+  struct unchecked_t {};
+  AxisMapExpr(A a, Array<int, RO> from, unchecked_t) : a_(std::forward<A>(a)), from_(from) {}
 
   Shape<RO> shape() const {
     const auto cs = a_.shape();
@@ -50,6 +60,8 @@ class AxisMapExpr : public ExprBase<AxisMapExpr<A, RO>> {
   }
   const AE& operand() const { return a_; }
   const Array<int, RO>& axes() const { return from_; }
+  auto children() const { return std::tie(a_); }
+  bool same_params(const AxisMapExpr& o) const { return detail::bits_equal(from_, o.from_); }
 
   template <int RT>
   auto lower(const Shape<RT>& target) const {
@@ -95,6 +107,13 @@ class SliceExpr : public ExprBase<SliceExpr<A>> {
 
   Shape<rank> shape() const { return count_; }
   const AE& operand() const { return a_; }
+  const Array<index_t, rank>& starts() const { return start_; }
+  const Array<index_t, rank>& steps() const { return step_; }
+  auto children() const { return std::tie(a_); }
+  bool same_params(const SliceExpr& o) const {
+    return detail::bits_equal(start_, o.start_) && detail::bits_equal(step_, o.step_) &&
+           detail::bits_equal(count_, o.count_);
+  }
 
   template <int RT>
   auto lower(const Shape<RT>& target) const {
@@ -135,7 +154,9 @@ class SliceExpr : public ExprBase<SliceExpr<A>> {
   Shape<rank> source_shape_{};
 };
 
-/// The operand's elements in row-major order with new extents.
+/// The operand's elements in row-major order with new extents. The extents (one may be -1) are resolved
+/// against the operand's shape whenever the shape is needed, so a reshape of an Input adapts to each
+/// binding (a flatten of a batch works for every batch size).
 template <class A, int RO>
 class ReshapeExpr : public ExprBase<ReshapeExpr<A, RO>> {
   using AE = std::remove_cvref_t<A>;
@@ -144,18 +165,23 @@ class ReshapeExpr : public ExprBase<ReshapeExpr<A, RO>> {
   using value_type = typename AE::value_type;
   static constexpr int rank = RO;
 
-  /// @throws shape_error when the sizes disagree or more than one extent is -1.
-  ReshapeExpr(A a, Shape<RO> s) : a_(std::forward<A>(a)), shape_(resolve(a_.shape(), s)) {}
+  /// @throws shape_error (when the shape is needed) if the sizes disagree or more than one extent is -1.
+  ReshapeExpr(A a, Shape<RO> s) : a_(std::forward<A>(a)), spec_(s) {
+    try {
+      (void)resolve(a_.shape(), spec_);  // report a bad reshape where it is written, when the shape is known
+    } catch (const unbound_error&) {
+    }
+  }
 
-  Shape<RO> shape() const { return shape_; }
+  Shape<RO> shape() const { return resolve(a_.shape(), spec_); }
   const AE& operand() const { return a_; }
+  auto children() const { return std::tie(a_); }
+  bool same_params(const ReshapeExpr& o) const { return detail::bits_equal(spec_, o.spec_); }
 
   template <int RT>
   auto lower(const Shape<RT>& target) const {
     const auto cs = a_.shape();
-    if (cs.numel() != shape_.numel())
-      throw shape_error("reshape: the operand now has shape " + to_string(cs) + ", which cannot be viewed as " +
-                        to_string(shape_));
+    const auto shape = resolve(cs, spec_);
     auto cp = lower_expr(a_, cs);
     if constexpr (is_leaf_plan_v<decltype(cp)>) {
       const value_type* ptr = cp.ptr;
@@ -169,10 +195,10 @@ class ReshapeExpr : public ExprBase<ReshapeExpr<A, RO>> {
           copy_ = Tensor<value_type, AE::rank>(a_);
         ptr = copy_.data();
       }
-      LeafPlan<value_type, RO> leaf{ptr, contiguous_strides(shape_), true};
-      return broadcast_plan(leaf, shape_, target);
+      LeafPlan<value_type, RO> leaf{ptr, contiguous_strides(shape), true};
+      return broadcast_plan(leaf, shape, target);
     } else {
-      return broadcast_plan(ReshapePlan<decltype(cp), RO>{cp, contiguous_strides(shape_), cs}, shape_, target);
+      return broadcast_plan(ReshapePlan<decltype(cp), RO>{cp, contiguous_strides(shape), cs}, shape, target);
     }
   }
 
@@ -198,7 +224,7 @@ class ReshapeExpr : public ExprBase<ReshapeExpr<A, RO>> {
     return s;
   }
   A a_;
-  Shape<RO> shape_;
+  Shape<RO> spec_;
   mutable Tensor<value_type, AE::rank> copy_;
 };
 

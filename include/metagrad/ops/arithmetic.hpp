@@ -24,6 +24,14 @@ struct Add {
     METAGRAD_NO_BOOL_ARITH_(T, "+");
     return wrapping<T>::add(a, b);
   }
+  template <class G, class A, class B, class Y>
+  auto grad_lhs(const G& g, const A&, const B&, const Y&) const {
+    return g;
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_rhs(const G& g, const A&, const B&, const Y&) const {
+    return g;
+  }
 };
 
 struct Sub {
@@ -33,6 +41,14 @@ struct Sub {
     METAGRAD_NO_BOOL_ARITH_(T, "-");
     return wrapping<T>::sub(a, b);
   }
+  template <class G, class A, class B, class Y>
+  auto grad_lhs(const G& g, const A&, const B&, const Y&) const {
+    return g;
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_rhs(const G& g, const A&, const B&, const Y&) const {
+    return -g;
+  }
 };
 
 struct Mul {
@@ -41,6 +57,14 @@ struct Mul {
   METAGRAD_HD METAGRAD_INLINE T operator()(T a, T b) const {
     METAGRAD_NO_BOOL_ARITH_(T, "*");
     return wrapping<T>::mul(a, b);
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_lhs(const G& g, const A&, const B& b, const Y&) const {
+    return g * b;
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_rhs(const G& g, const A& a, const B&, const Y&) const {
+    return g * a;
   }
 };
 
@@ -53,6 +77,14 @@ struct Div {
     using F = float_of_t<T>;
     return static_cast<F>(a) / static_cast<F>(b);
   }
+  template <class G, class A, class B, class Y>
+  auto grad_lhs(const G& g, const A&, const B& b, const Y&) const {
+    return g / b;
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_rhs(const G& g, const A&, const B& b, const Y& y) const {
+    return -(g * y / b);
+  }
 };
 
 struct Neg {
@@ -61,6 +93,10 @@ struct Neg {
   METAGRAD_HD METAGRAD_INLINE T operator()(T a) const {
     METAGRAD_NO_BOOL_ARITH_(T, "unary -");
     return std::is_floating_point_v<T> ? static_cast<T>(-a) : wrapping<T>::neg(a);
+  }
+  template <class G, class X, class Y>
+  auto grad(const G& g, const X&, const Y&) const {
+    return -g;
   }
 };
 
@@ -78,6 +114,15 @@ struct Fmod {
       return b == 0 || b == T(-1) ? T(0) : static_cast<T>(a % b);
     }
   }
+  /// fmod(a, b) = a - trunc(a / b) * b, and trunc is piecewise constant.
+  template <class G, class A, class B, class Y>
+  auto grad_lhs(const G& g, const A&, const B&, const Y&) const {
+    return g;
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_rhs(const G& g, const A& a, const B& b, const Y&) const {
+    return -(g * trunc(a / b));
+  }
 };
 
 /// Elementwise minimum; NaN if either operand is NaN (torch.minimum).
@@ -90,6 +135,15 @@ struct Minimum {
     } else {
       return b < a ? b : a;
     }
+  }
+  /// Ties split the adjoint evenly between the operands (as the max/min reductions do).
+  template <class G, class A, class B, class Y>
+  auto grad_lhs(const G& g, const A& a, const B& b, const Y&) const {
+    return where(a < b, g, where(a == b, g * 0.5, 0));
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_rhs(const G& g, const A& a, const B& b, const Y&) const {
+    return where(b < a, g, where(a == b, g * 0.5, 0));
   }
 };
 
@@ -104,6 +158,15 @@ struct Maximum {
       return a < b ? b : a;
     }
   }
+  /// Ties split the adjoint evenly between the operands.
+  template <class G, class A, class B, class Y>
+  auto grad_lhs(const G& g, const A& a, const B& b, const Y&) const {
+    return where(a > b, g, where(a == b, g * 0.5, 0));
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_rhs(const G& g, const A& a, const B& b, const Y&) const {
+    return where(b > a, g, where(a == b, g * 0.5, 0));
+  }
 };
 
 /// a to the power b, computed in the floating type of T (std::pow semantics for special values).
@@ -114,6 +177,14 @@ struct Pow {
     using F = float_of_t<T>;
     return math::pow(static_cast<F>(a), static_cast<F>(b));
   }
+  template <class G, class A, class B, class Y>
+  auto grad_lhs(const G& g, const A& a, const B& b, const Y&) const {
+    return g * b * pow(a, b - 1);
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_rhs(const G& g, const A& a, const B&, const Y& y) const {
+    return g * y * log(a);
+  }
 };
 
 /// atan2(y, x): the angle of (x, y) in (-pi, pi].
@@ -123,6 +194,14 @@ struct Atan2 {
   METAGRAD_HD METAGRAD_INLINE float_of_t<T> operator()(T y, T x) const {
     using F = float_of_t<T>;
     return math::atan2(static_cast<F>(y), static_cast<F>(x));
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_lhs(const G& g, const A& y, const B& x, const Y&) const {
+    return g * x / (square(x) + square(y));
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_rhs(const G& g, const A& y, const B& x, const Y&) const {
+    return -(g * y / (square(x) + square(y)));
   }
 };
 

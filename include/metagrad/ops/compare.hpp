@@ -47,6 +47,14 @@ struct Where {
   METAGRAD_HD METAGRAD_INLINE T operator()(bool c, T a, T b) const {
     return c ? a : b;
   }
+  template <class G, class C, class A, class B, class Y>
+  auto grad_second(const G& g, const C& c, const A&, const B&, const Y&) const {
+    return where(c, g, 0);
+  }
+  template <class G, class C, class A, class B, class Y>
+  auto grad_third(const G& g, const C& c, const A&, const B&, const Y&) const {
+    return where(c, 0, g);
+  }
 };
 
 /// Tests for special floating values (false for integers).
@@ -86,6 +94,7 @@ struct IsFinite {
 template <class U>
 struct Cast {
   static constexpr const char* name = "cast";
+  using target_type = U;
   template <class T>
   METAGRAD_HD METAGRAD_INLINE U operator()(T a) const {
     if constexpr (std::is_same_v<U, bool>) {

@@ -22,6 +22,11 @@ struct Abs {
     else
       return a < 0 ? wrapping<T>::neg(a) : a;  // abs(INT_MIN) wraps to INT_MIN, as in NumPy
   }
+  /// d|x| = sign(x) (0 at 0, the subgradient torch uses).
+  template <class G, class X, class Y>
+  auto grad(const G& g, const X& x, const Y&) const {
+    return g * sign(x);
+  }
 };
 
 /// -1, 0 or 1 (NaN stays NaN; sign(-0.0) is 0).
@@ -45,6 +50,10 @@ struct Square {
     static_assert(!std::is_same_v<T, bool>, "metagrad: square is not defined on bool expressions");
     return wrapping<T>::mul(a, a);
   }
+  template <class G, class X, class Y>
+  auto grad(const G& g, const X& x, const Y&) const {
+    return g * (x * 2);
+  }
 };
 
 /// min(max(x, lo), hi); NaN passes through.
@@ -55,6 +64,11 @@ struct Clamp {
   METAGRAD_HD METAGRAD_INLINE T operator()(T a) const {
     const T l = static_cast<T>(lo), h = static_cast<T>(hi);
     return a < l ? l : (a > h ? h : a);
+  }
+  /// The adjoint passes where lo <= x <= hi (boundaries included, as in torch).
+  template <class G, class X, class Y>
+  auto grad(const G& g, const X& x, const Y&) const {
+    return where((x >= lo) && (x <= hi), g, 0);
   }
 };
 

@@ -32,9 +32,12 @@ struct wrapping {
 
 }  // namespace ops
 
-// A functor whose argument converts to float_of_t<T> first, named `x` in `body` (with F its type).
-// Used by the families of ops/ that compute in floating point; undefined by the umbrella header.
-#define METAGRAD_FLOAT_UNARY_OP_(Name, str, body)                     \
+// A functor whose argument converts to float_of_t<T> first, named `x` in `body` (with F its type), and its
+// derivative rule `grad_body`: an expression in the adjoint g, the operand x and the node's value y (all
+// metagrad expressions; the functions it names are found by argument-dependent lookup when autodiff
+// instantiates it, so ops/ needs nothing from the layers above). Used by the families of ops/ that compute
+// in floating point; undefined by the umbrella header.
+#define METAGRAD_FLOAT_UNARY_OP_(Name, str, body, grad_body)          \
   struct Name {                                                       \
     static constexpr const char* name = str;                          \
     template <class T>                                                \
@@ -42,6 +45,12 @@ struct wrapping {
       using F = float_of_t<T>;                                        \
       const F x = static_cast<F>(a);                                  \
       return body;                                                    \
+    }                                                                 \
+    template <class G, class X, class Y>                              \
+    auto grad(const G& g, const X& x, const Y& y) const {             \
+      (void)x;                                                        \
+      (void)y;                                                        \
+      return grad_body;                                               \
     }                                                                 \
   };
 METAGRAD_NAMESPACE_END

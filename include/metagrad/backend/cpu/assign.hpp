@@ -12,6 +12,7 @@
 #include "../../core/print.hpp"
 #include "../../core/tensor.hpp"
 #include "../../expr/node.hpp"
+#include "../../ops/arithmetic.hpp"
 #include "elementwise.hpp"
 
 METAGRAD_NAMESPACE_BEGIN
@@ -72,6 +73,19 @@ struct assigner<Tensor<T, R>> {
 
   template <class E>
   static void write(Dst& dst, const E& e) {
+    if constexpr (requires { e.rhs().accumulate_into(dst); e.lhs().data(); }) {
+      // dst = dst + boundary (what dst += matmul(a, b) becomes): accumulate in the library call (beta = 1).
+      if constexpr (std::is_same_v<std::remove_cvref_t<decltype(e.op())>, ops::Add> &&
+                    std::is_same_v<std::remove_cvref_t<decltype(e.lhs())>, Dst> &&
+                    std::remove_cvref_t<decltype(e.rhs())>::rank == R) {
+        const auto& l = e.lhs();
+        if (l.data() == dst.data() && l.shape() == dst.shape() && l.strides() == dst.strides() &&
+            e.rhs().shape() == dst.shape()) {
+          e.rhs().accumulate_into(dst);
+          return;
+        }
+      }
+    }
     if constexpr (E::rank == R && requires { e.eval_into(dst); }) {
       if (e.shape() == dst.shape()) {  // destination passing: a boundary node at the root writes directly
         e.eval_into(dst);

@@ -81,13 +81,16 @@ void run_plan(T* out, const Strides<R>& ostr, const Shape<R>& shape, const Plan&
 /// Writes every element of `plan` (lowered at `shape`) to out (strides in elements).
 /// @pre the plan does not read `out` except element-for-element at the same index.
 template <class T, int R, class Plan>
-void run_elementwise(T* out, const Strides<R>& ostr, const Shape<R>& shape, const Plan& plan) {
+void run_elementwise(T* out, const Strides<R>& ostr, const Shape<R>& shape, const Plan& plan_in) {
   if (shape.numel() == 0) return;
-  const bool flat = plan.is_flat() && is_contiguous(shape, ostr);
-  if (fits_int32<Plan, T, R>(plan, shape, ostr))
-    detail::run_plan<std::int32_t>(out, ostr, shape, plan, flat);
-  else
-    detail::run_plan<std::int64_t>(out, ostr, shape, plan, flat);
+  with_static_plan(plan_in, [&](const auto& plan) {
+    using P = std::remove_cvref_t<decltype(plan)>;
+    const bool flat = plan.is_flat() && is_contiguous(shape, ostr);
+    if (fits_int32<P, T, R>(plan, shape, ostr))
+      detail::run_plan<std::int32_t>(out, ostr, shape, plan, flat);
+    else
+      detail::run_plan<std::int64_t>(out, ostr, shape, plan, flat);
+  });
 }
 
 }  // namespace cpu

@@ -1,0 +1,387 @@
+// metagrad/graph/program.hpp — compile(outputs...) and the Program it returns. The Program owns copies of
+// the output expressions and runs the compile-time Plan (graph/plan.hpp): every boundary node type once, in
+// order, into its buffer slot (or straight into the output it is the root of), then the fused elementwise
+// outputs. Slots are sized on the first run and reused; later runs with the same shapes allocate nothing.
+// Include <metagrad/graph.hpp> instead.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../core/error.hpp"
+#include "../core/storage.hpp"
+#include "../core/tensor.hpp"
+#include "plan.hpp"
+
+METAGRAD_NAMESPACE_BEGIN
+
+namespace graph::detail {
+
+// Whether two nodes of the same type compute the same value: same parameters (axes, scalars, op
+// parameters) and equal children, down to the leaves (the same Input/Param/tensor).
+template <class E>
+bool same_node(const E& a, const E& b) {
+  if (&a == &b) return true;
+  if constexpr (is_tensor_v<E>) {
+    return false;  // distinct tensor objects may be re-assigned independently
+  } else if constexpr (requires { a.identity(); }) {
+    return a.identity() == b.identity();
+  } else {
+    if constexpr (requires { a.same_params(b); }) {
+      if (!a.same_params(b)) return false;
+    }
+    if constexpr (requires { a.like(); }) {  // the expression a node takes its shape from
+      if (!same_node(a.like(), b.like())) return false;
+    }
+    if constexpr (requires { a.children(); }) {
+      return std::apply(
+          [&](const auto&... ca) {
+            return std::apply([&](const auto&... cb) { return (same_node(ca, cb) && ...); }, b.children());
+          },
+          a.children());
+    } else {
+      return false;  // a leaf without identity (a random draw): never merged
+    }
+  }
+}
+
+// Calls f(node) for every boundary node under e (e included), children first.
+template <class E, class F>
+void for_each_boundary(const E& e, F& f) {
+  if constexpr (requires { e.children(); })
+    std::apply([&](const auto&... c) { (for_each_boundary(c, f), ...); }, e.children());
+  if constexpr (boundary_expression<E>) f(e);
+}
+
+template <class G>
+using group_tensor_t = Tensor<typename G::value_type, G::rank>;
+
+// The run-time state of one group (one boundary node type).
+template <class G>
+struct GroupState {
+  const G* rep = nullptr;                // the node that is evaluated
+  group_tensor_t<G> view;                // where its result is this run (a slot view or an output)
+  std::vector<const G*> others;          // same type, different value: evaluated at the same step
+  std::vector<std::unique_ptr<group_tensor_t<G>>> other_values;
+  std::size_t occurrences = 0;
+};
+
+template <class Tuple>
+struct group_states;
+template <class... G>
+struct group_states<std::tuple<G...>> {
+  using type = std::tuple<GroupState<G>...>;
+};
+
+inline std::string bytes_text(std::size_t b) {
+  std::ostringstream os;
+  if (b >= (1u << 20))
+    os << static_cast<double>(b) / (1 << 20) << " MiB";
+  else if (b >= 1024)
+    os << static_cast<double>(b) / 1024 << " KiB";
+  else
+    os << b << " B";
+  return os.str();
+}
+
+template <class G>
+std::string node_name(const G& g) {
+  if constexpr (requires { g.reducer(); })
+    return std::string("reduce ") + std::remove_cvref_t<decltype(g.reducer())>::name;
+  else if constexpr (requires { g.alpha(); })
+    return "matmul (GEMM)";
+  else if constexpr (requires { g.materialised(); })
+    return "sum_to (adjoint of a broadcast)";
+  else
+    return "boundary";
+}
+
+template <class E>
+std::string shape_text(const E& e) {
+  try {
+    return to_string(e.shape());
+  } catch (const unbound_error&) {
+    return "[?]";
+  }
+}
+}  // namespace graph::detail
+
+/// Memory a Program plans to use, from the shapes of its currently bound inputs.
+struct MemoryPlan {
+  std::size_t slot_bytes = 0;          ///< the shared buffer slots, together
+  std::size_t output_bytes = 0;        ///< the outputs the Program returns
+  std::size_t intermediate_bytes = 0;  ///< what every boundary result would take with a buffer of its own
+  std::size_t peak_bytes = 0;          ///< slot_bytes + output_bytes
+  std::size_t slots = 0;
+  std::size_t steps = 0;
+};
+
+/// A compiled set of outputs (see compile()). Move-only; owns copies of the expressions.
+template <class... Outs>
+class Program {
+  using P = graph::Plan<Outs...>;
+  using Groups = typename P::group_tuple;
+  static constexpr std::size_t NG = P::num_groups;
+  static constexpr std::size_t NO = sizeof...(Outs);
+
+  struct State {
+    std::tuple<Outs...> outs;
+    typename graph::detail::group_states<Groups>::type groups;
+    std::vector<std::shared_ptr<Storage>> slots;
+    std::vector<std::size_t> slot_bytes;
+    std::tuple<Tensor<typename Outs::value_type, Outs::rank>...> results;
+    std::size_t runs = 0;
+    explicit State(const Outs&... o) : outs(o...), slots(P::num_slots), slot_bytes(P::num_slots, 0) {}
+  };
+
+ public:
+  using result_type = std::tuple<Tensor<typename Outs::value_type, Outs::rank>...>;
+
+  explicit Program(const Outs&... outs) : s_(std::make_unique<State>(outs...)) { bind_nodes(); }
+  Program(Program&&) noexcept = default;
+  Program& operator=(Program&&) noexcept = default;
+
+  /// Runs the program on the tensors bound to its Inputs (bind them first, or pass x.bind(t) here, which
+  /// binds as it is evaluated) and returns the outputs. The returned tensors are the Program's own buffers,
+  /// overwritten by the next run: clone() what must outlive it.
+  /// @throws unbound_error when an Input is not bound; shape_error when the bound shapes do not fit.
+  template <class... Bindings>
+  const result_type& run(const Bindings&...) {
+    size_slots();
+    run_steps(std::make_index_sequence<NG>{});
+    write_outputs(std::make_index_sequence<NO>{});
+    ++s_->runs;
+    return s_->results;
+  }
+  template <class... Bindings>
+  const result_type& operator()(const Bindings&... b) {
+    return run(b...);
+  }
+
+  /// Runs and writes output k into dsts[k] (each re-allocated only when its shape differs).
+  template <class... Dst>
+  void run_into(Dst&... dsts) {
+    static_assert(sizeof...(Dst) == NO, "metagrad: run_into needs one destination tensor per output");
+    const auto& r = run();
+    std::size_t k = 0;
+    auto put = [&](auto& d, const auto& v) {
+      d = v.clone();
+      ++k;
+    };
+    std::apply([&](const auto&... v) { (put(dsts, v), ...); }, r);
+  }
+
+  /// The memory the plan needs for the current bindings (no run needed).
+  MemoryPlan memory_plan() const {
+    MemoryPlan m;
+    m.slots = P::num_slots;
+    m.steps = NG;
+    std::vector<std::size_t> slot(P::num_slots, 0);
+    for_groups([&](auto g, const auto& st) {
+      const std::size_t b = group_bytes(*st.rep);
+      m.intermediate_bytes += P::output_of[g] == P::none ? b : 0;
+      if (P::slot_of[g] != P::none && slot[P::slot_of[g]] < b) slot[P::slot_of[g]] = b;
+    });
+    for (auto b : slot) m.slot_bytes += b;
+    std::apply([&](const auto&... o) { ((m.output_bytes += bytes_of(o)), ...); }, s_->outs);
+    m.peak_bytes = m.slot_bytes + m.output_bytes;
+    return m;
+  }
+
+  /// A readable account of the plan: its steps (boundary nodes with their fused inputs), the fused output
+  /// kernels, the buffer slots and the peak memory, for the current bindings (shapes show as [?] where an
+  /// Input is not bound yet).
+  std::string describe() const {
+    std::ostringstream os;
+    os << "Program: " << NG << " boundary step" << (NG == 1 ? "" : "s") << ", " << NO << " output"
+       << (NO == 1 ? "" : "s") << ", " << P::num_slots << " buffer slot" << (P::num_slots == 1 ? "" : "s") << "\n";
+    for_groups([&](auto g, const auto& st) {
+      os << "  step " << g << ": " << graph::detail::node_name(*st.rep) << " -> "
+         << graph::detail::shape_text(*st.rep);
+      if (P::output_of[g] != P::none)
+        os << ", written into output " << P::output_of[g];
+      else
+        os << ", slot " << P::slot_of[g];
+      if (P::last_use[g] == P::none)
+        os << ", not read";
+      else if (P::last_use[g] == NG)
+        os << ", read by the outputs";
+      else
+        os << ", last read by step " << P::last_use[g];
+      if (st.occurrences > 1) os << " (" << st.occurrences << " uses merged)";
+      if (!st.others.empty()) os << " (+" << st.others.size() << " of the same type with other parameters)";
+      os << "\n";
+    });
+    std::size_t k = 0;
+    std::apply(
+        [&](const auto&... o) {
+          (
+              [&] {
+                os << "  output " << k << ": " << graph::detail::shape_text(o);
+                if constexpr (boundary_expression<std::remove_cvref_t<decltype(o)>>)
+                  os << ", the result of step " << index_of_output_group(k);
+                else
+                  os << ", one fused elementwise kernel";
+                os << "\n";
+                ++k;
+              }(),
+              ...);
+        },
+        s_->outs);
+    try {
+      const auto m = memory_plan();
+      os << "  memory: slots " << graph::detail::bytes_text(m.slot_bytes) << " + outputs "
+         << graph::detail::bytes_text(m.output_bytes) << " = peak " << graph::detail::bytes_text(m.peak_bytes)
+         << " (unshared intermediates would take " << graph::detail::bytes_text(m.intermediate_bytes) << ")\n";
+    } catch (const unbound_error&) {
+      os << "  memory: bind the inputs to see the sizes\n";
+    }
+    return os.str();
+  }
+
+  static constexpr std::size_t steps() { return NG; }
+  static constexpr std::size_t slots() { return P::num_slots; }
+  std::size_t runs() const { return s_->runs; }
+  const std::tuple<Outs...>& outputs() const { return s_->outs; }
+
+ private:
+  template <class F, std::size_t... G>
+  void for_groups_impl(F&& f, std::index_sequence<G...>) const {
+    (f(std::integral_constant<std::size_t, G>{}, std::get<G>(s_->groups)), ...);
+  }
+  template <class F>
+  void for_groups(F&& f) const {
+    for_groups_impl(f, std::make_index_sequence<NG>{});
+  }
+
+  static std::size_t index_of_output_group(std::size_t k) {
+    for (std::size_t g = 0; g < NG; ++g)
+      if (P::output_of[g] == k) return g;
+    return P::none;
+  }
+
+  template <class E>
+  static std::size_t bytes_of(const E& e) {
+    return static_cast<std::size_t>(e.shape().numel()) * sizeof(typename E::value_type);
+  }
+  template <class G>
+  static std::size_t group_bytes(const G& g) {
+    if constexpr (requires { g.materialised(); }) {
+      if (!g.materialised()) return 0;
+    }
+    return bytes_of(g);
+  }
+
+  // Binds every boundary node in the outputs to its group's tensor: equal nodes of one type share the
+  // representative's result; a node of the same type but other parameters gets a tensor of its own and is
+  // evaluated at the same step (its children are the same groups, so the plan's order and lifetimes hold).
+  void bind_nodes() {
+    auto visit = [&](const auto& node) {
+      using G = std::remove_cvref_t<decltype(node)>;
+      constexpr std::size_t g = graph::detail::index_of<G, typename P::groups>::value;
+      auto& st = std::get<g>(s_->groups);
+      ++st.occurrences;
+      if (!st.rep) {
+        st.rep = &node;
+        node.bind_slot(&st.view);
+      } else if (graph::detail::same_node(*st.rep, node)) {
+        node.bind_slot(&st.view);
+      } else {
+        for (std::size_t i = 0; i < st.others.size(); ++i)
+          if (graph::detail::same_node(*st.others[i], node)) {
+            node.bind_slot(st.other_values[i].get());
+            return;
+          }
+        st.others.push_back(&node);
+        st.other_values.push_back(std::make_unique<graph::detail::group_tensor_t<G>>());
+        node.bind_slot(st.other_values.back().get());
+      }
+    };
+    std::apply([&](const auto&... o) { (graph::detail::for_each_boundary(o, visit), ...); }, s_->outs);
+  }
+
+  // Grows slot storage to fit this run's shapes (nothing is allocated when they fit).
+  void size_slots() {
+    std::vector<std::size_t>& need = s_->slot_bytes;
+    for_groups([&](auto g, const auto& st) {
+      if constexpr (P::slot_of[decltype(g)::value] != P::none) {
+        const std::size_t b = group_bytes(*st.rep);
+        auto& slot = s_->slots[P::slot_of[decltype(g)::value]];
+        if (!slot || slot->bytes() < b) {
+          slot.reset();  // free the old one first: peak memory, not old + new
+          slot = std::make_shared<Storage>(b, Device::cpu());
+        }
+        (void)need;
+      }
+    });
+  }
+
+  template <std::size_t G>
+  void run_step() {
+    using Node = std::tuple_element_t<G, Groups>;
+    auto& st = std::get<G>(s_->groups);
+    const Node& n = *st.rep;
+    if constexpr (requires { n.materialised(); }) {
+      if (!n.materialised()) return;  // a sum_to that is the identity this run: fused into its readers
+    }
+    const auto shape = n.shape();
+    if constexpr (P::output_of[G] != P::none) {
+      auto& out = std::get<P::output_of[G]>(s_->results);
+      if (!out.defined() || !(out.shape() == shape)) out.allocate(shape);
+      st.view = out;
+    } else {
+      st.view = graph::detail::group_tensor_t<Node>::from_storage(s_->slots[P::slot_of[G]], 0, shape,
+                                                                  contiguous_strides(shape));
+    }
+    n.eval_into(st.view);
+    for (std::size_t i = 0; i < st.others.size(); ++i) st.others[i]->eval_into(*st.other_values[i]);
+  }
+  template <std::size_t... G>
+  void run_steps(std::index_sequence<G...>) {
+    (run_step<G>(), ...);
+  }
+
+  template <std::size_t K>
+  void write_output() {
+    using O = std::tuple_element_t<K, std::tuple<Outs...>>;
+    const O& o = std::get<K>(s_->outs);
+    auto& out = std::get<K>(s_->results);
+    if constexpr (boundary_expression<O>) {
+      constexpr std::size_t g = graph::detail::index_of<O, typename P::groups>::value;
+      if constexpr (P::output_of[g] == K) {
+        bool done = true;
+        if constexpr (requires { o.materialised(); }) done = std::get<g>(s_->groups).rep->materialised();
+        if (done) return;  // the step wrote it
+      }
+    }
+    detail::assigner<Tensor<typename O::value_type, O::rank>>::assign(out, o);
+  }
+  template <std::size_t... K>
+  void write_outputs(std::index_sequence<K...>) {
+    (write_output<K>(), ...);
+  }
+
+  std::unique_ptr<State> s_;
+};
+
+/// Compiles output expressions into a Program: their boundary nodes (reductions, matrix products, ...)
+/// deduplicated by type and parameters, ordered, with buffer slots shared between nodes whose lifetimes do
+/// not overlap. The expressions are copied; Inputs and Params stay shared with the caller's.
+/// @code
+///   auto [dW, db] = grad(loss, W, b);
+///   auto step = compile(loss, dW, db);
+///   auto& [l, gW, gb] = step.run(x.bind(batch));
+/// @endcode
+template <expression... Outs>
+auto compile(const Outs&... outs) {
+  static_assert(sizeof...(Outs) > 0, "metagrad: compile() needs at least one output expression");
+  return Program<std::remove_cvref_t<Outs>...>(outs...);
+}
+
+METAGRAD_NAMESPACE_END
