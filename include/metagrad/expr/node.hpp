@@ -121,7 +121,9 @@ using plan_t = decltype(lower_expr(std::declval<const E&>(), std::declval<const 
 /// are re-strided instead. Used by nodes whose own shape is not passed down (views, boundaries).
 template <class P, int RC, int RT>
 auto broadcast_plan(const P& p, const Shape<RC>& own, const Shape<RT>& target) {
-  if constexpr (is_leaf_plan_v<P>) {
+  if constexpr (is_constant_plan_v<P>) {
+    return ScalarPlan<typename P::value_type, RT>{p.at(Array<index_t, RC>{})};
+  } else if constexpr (is_leaf_plan_v<P>) {
     bool same = false;
     auto s = detail::broadcast_strides(own, p.strides, target, same);
     return LeafPlan<typename P::value_type, RT>{p.ptr, s, same && p.flat_ok};

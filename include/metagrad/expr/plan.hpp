@@ -324,6 +324,21 @@ struct SumToPlan {
   }
 };
 
+/// Plans whose value does not depend on the index (constants and functions of constants): lowering folds
+/// them to a ScalarPlan, so that a broadcast constant (the adjoint 1 of a sum, say) keeps a loop flat.
+template <class P>
+inline constexpr bool is_constant_plan_v = false;
+template <class T, int R>
+inline constexpr bool is_constant_plan_v<ScalarPlan<T, R>> = true;
+template <class Op, class C>
+inline constexpr bool is_constant_plan_v<UnaryPlan<Op, C>> = is_constant_plan_v<C>;
+template <class Op, class U, class A, class B>
+inline constexpr bool is_constant_plan_v<BinaryPlan<Op, U, A, B>> = is_constant_plan_v<A> && is_constant_plan_v<B>;
+template <class C, int R>
+inline constexpr bool is_constant_plan_v<AxisMapPlan<C, R>> = is_constant_plan_v<C>;
+template <class T, class C>
+inline constexpr bool is_constant_plan_v<ConvertPlan<T, C>> = is_constant_plan_v<C>;
+
 // --- run-time choices -----------------------------------------------------------------------------
 
 template <class P>

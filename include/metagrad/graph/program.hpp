@@ -45,6 +45,8 @@ bool same_node(const E& a, const E& b) {
             return std::apply([&](const auto&... cb) { return (same_node(ca, cb) && ...); }, b.children());
           },
           a.children());
+    } else if constexpr (requires { a.same_params(b); }) {
+      return true;  // a leaf compared by its parameters (a scalar constant)
     } else {
       return false;  // a leaf without identity (a random draw): never merged
     }

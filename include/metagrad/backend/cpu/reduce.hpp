@@ -31,6 +31,17 @@ auto reduce_run(const Red& red, index_t n, Get&& get) {
   Acc lanes[reduce_lanes];
   for (int k = 0; k < reduce_lanes; ++k) lanes[k] = red.template init<T>();
   index_t r = 0;
+  // The fused input is first evaluated a chunk at a time into an L1-resident buffer: that loop is the
+  // plain elementwise loop, which vectorises however heavy the math, where interleaving it with the
+  // accumulator updates does not. Summing the buffer is then cheap.
+  constexpr index_t chunk = 512;
+  T buf[chunk];
+  for (; r + chunk <= n; r += chunk) {
+    METAGRAD_SIMD_LOOP
+    for (index_t j = 0; j < chunk; ++j) buf[j] = get(r + j);
+    for (index_t j = 0; j < chunk; j += reduce_lanes)
+      for (int k = 0; k < reduce_lanes; ++k) red.template add<T>(lanes[k], buf[j + k], r + j + k);
+  }
   for (; r + reduce_lanes <= n; r += reduce_lanes)
     for (int k = 0; k < reduce_lanes; ++k) red.template add<T>(lanes[k], get(r + k), r + k);
   for (; r < n; ++r) red.template add<T>(lanes[r % reduce_lanes], get(r), r);
@@ -84,8 +95,13 @@ void reduce(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bo
     if (M == 1) {
       // One result: split the range over threads, merge the partials in order (deterministic).
       const int chunks = static_cast<int>(std::min<index_t>(num_threads(), (N + parallel_grain - 1) / parallel_grain));
-      std::vector<detail::AccCell<Acc>> part(static_cast<std::size_t>(chunks > 0 ? chunks : 1),
-                                             {red.template init<T>()});
+      // Partials live on the stack for any sane thread count (steady-state runs must not allocate).
+      const std::size_t nparts = static_cast<std::size_t>(chunks > 0 ? chunks : 1);
+      detail::AccCell<Acc> small[64];
+      std::vector<detail::AccCell<Acc>> big;
+      if (nparts > 64) big.resize(nparts);
+      detail::AccCell<Acc>* part = nparts > 64 ? big.data() : small;
+      for (std::size_t c = 0; c < nparts; ++c) part[c].a = red.template init<T>();
       parallel_for(
           chunks,
           [&](index_t cb, index_t ce) {
@@ -99,7 +115,7 @@ void reduce(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bo
           },
           parallel_grain, 1);
       Acc acc = part[0].a;
-      for (std::size_t c = 1; c < part.size(); ++c) acc = red.template merge<T>(acc, part[c].a);
+      for (std::size_t c = 1; c < nparts; ++c) acc = red.template merge<T>(acc, part[c].a);
       out[0] = static_cast<Out>(red.template finish<T>(acc, N));
       return;
     }
@@ -121,7 +137,10 @@ void reduce(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bo
     parallel_for(
         M,
         [&](index_t mb, index_t me) {
-          std::vector<detail::AccCell<Acc>> acc(static_cast<std::size_t>(me - mb), {red.template init<T>()});
+          // Per-thread scratch that only grows, so steady-state runs allocate nothing.
+          thread_local std::vector<detail::AccCell<Acc>> acc;
+          if (acc.size() < static_cast<std::size_t>(me - mb)) acc.resize(static_cast<std::size_t>(me - mb));
+          for (index_t m = mb; m < me; ++m) acc[static_cast<std::size_t>(m - mb)].a = red.template init<T>();
           for (index_t r = 0; r < N; ++r) {
             const index_t base = r * M;
             for (index_t m = mb; m < me; ++m)
