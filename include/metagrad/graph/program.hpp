@@ -206,6 +206,12 @@ class Program {
     for_groups([&](auto g, const auto& st) {
       os << "  step " << g << ": " << graph::detail::node_name(*st.rep) << " -> "
          << graph::detail::shape_text(*st.rep);
+      if constexpr (requires { st.rep->materialised(); }) {
+        try {
+          if (!st.rep->materialised()) os << " [no broadcast with these shapes: fused into its readers, no buffer]";
+        } catch (const unbound_error&) {
+        }
+      }
       if (P::output_of[g] != P::none)
         os << ", written into output " << P::output_of[g];
       else
