@@ -36,6 +36,13 @@ requires requires(const E& e) { e.children(); }
 struct children_of<E> {
   using type = decltype(std::declval<const E&>().children());
 };
+// BroadcastExpr (expr/view.hpp) declares no children(): without this its operand would look constant, and a
+// leaf read through broadcast_to would have its gradient dropped (or fail the "does not depend" check).
+template <class A, int RO>
+requires(!requires(const BroadcastExpr<A, RO>& e) { e.children(); })
+struct children_of<BroadcastExpr<A, RO>> {
+  using type = std::tuple<const std::remove_cvref_t<A>&>;
+};
 template <class E>
 using children_t = typename children_of<E>::type;
 
@@ -71,14 +78,14 @@ decltype(auto) operand_value(const AE& c) {
   }
 }
 
-template <class L, class E, class G>
-auto backprop(const L& leaf, const E& e, const G& g);
+template <class W, class E, class G>
+auto backprop(const W& w, const E& e, const G& g);
 
 // Continue into child `c` (closure type A) with adjoint `adj` when it depends on L.
-template <class L, class A, class AE, class Adj>
-auto into(const L& leaf, const AE& c, Adj&& adj) {
-  if constexpr (depends_on<AE, L>::value)
-    return backprop(leaf, c, std::forward<Adj>(adj));
+template <class W, class A, class AE, class Adj>
+auto into(const W& w, const AE& c, Adj&& adj) {
+  if constexpr (depends_on<AE, typename W::target>::value)
+    return backprop(w, c, std::forward<Adj>(adj));
   else
     return std::tuple<>();
 }
@@ -92,16 +99,16 @@ auto sum_to(Adj&& adj, const X& x) {
 
 // --- rules for each node kind ---------------------------------------------------------------------
 
-template <class L, class Op, class A, class G>
-auto backprop_node(const L& leaf, const UnaryExpr<Op, A>& e, const G& g) {
+template <class W, class Op, class A, class G>
+auto backprop_node(const W& w, const UnaryExpr<Op, A>& e, const G& g) {
   using AE = std::remove_cvref_t<A>;
   const auto& x = operand_value<A>(e.operand());
   if constexpr (requires { e.op().grad(g, x, e); }) {
-    return into<L, A>(leaf, e.operand(), e.op().grad(g, x, e));
+    return into<W, A>(w, e.operand(), e.op().grad(g, x, e));
   } else if constexpr (requires { typename Op::target_type; }) {
     // cast: the adjoint converts back; a cast to or from an integer type has none.
     if constexpr (is_floating_v<typename Op::target_type> && is_floating_v<typename AE::value_type>)
-      return into<L, A>(leaf, e.operand(), cast<typename AE::value_type>(g));
+      return into<W, A>(w, e.operand(), cast<typename AE::value_type>(g));
     else
       return std::tuple<>();
   } else {
@@ -109,22 +116,22 @@ auto backprop_node(const L& leaf, const UnaryExpr<Op, A>& e, const G& g) {
   }
 }
 
-template <class L, class Op, class A, class B, class G>
-auto backprop_node(const L& leaf, const BinaryExpr<Op, A, B>& e, const G& g) {
+template <class W, class Op, class A, class B, class G>
+auto backprop_node(const W& w, const BinaryExpr<Op, A, B>& e, const G& g) {
   using AE = std::remove_cvref_t<A>;
   using BE = std::remove_cvref_t<B>;
   const auto& a = operand_value<A>(e.lhs());
   const auto& b = operand_value<B>(e.rhs());
   if constexpr (requires { e.op().grad_lhs(g, a, b, e); }) {
     auto left = [&] {
-      if constexpr (depends_on<AE, L>::value)
-        return into<L, A>(leaf, e.lhs(), sum_to(e.op().grad_lhs(g, a, b, e), a));
+      if constexpr (depends_on<AE, typename W::target>::value)
+        return into<W, A>(w, e.lhs(), sum_to(e.op().grad_lhs(g, a, b, e), a));
       else
         return std::tuple<>();
     };
     auto right = [&] {
-      if constexpr (depends_on<BE, L>::value)
-        return into<L, B>(leaf, e.rhs(), sum_to(e.op().grad_rhs(g, a, b, e), b));
+      if constexpr (depends_on<BE, typename W::target>::value)
+        return into<W, B>(w, e.rhs(), sum_to(e.op().grad_rhs(g, a, b, e), b));
       else
         return std::tuple<>();
     };
@@ -134,30 +141,30 @@ auto backprop_node(const L& leaf, const BinaryExpr<Op, A, B>& e, const G& g) {
   }
 }
 
-template <class L, class Op, class C, class A, class B, class G>
-auto backprop_node(const L& leaf, const TernaryExpr<Op, C, A, B>& e, const G& g) {
+template <class W, class Op, class C, class A, class B, class G>
+auto backprop_node(const W& w, const TernaryExpr<Op, C, A, B>& e, const G& g) {
   using AE = std::remove_cvref_t<A>;
   using BE = std::remove_cvref_t<B>;
   const auto& c = operand_value<C>(e.first());
   const auto& a = operand_value<A>(e.second());
   const auto& b = operand_value<B>(e.third());
   auto second = [&] {
-    if constexpr (depends_on<AE, L>::value)
-      return into<L, A>(leaf, e.second(), sum_to(e.op().grad_second(g, c, a, b, e), a));
+    if constexpr (depends_on<AE, typename W::target>::value)
+      return into<W, A>(w, e.second(), sum_to(e.op().grad_second(g, c, a, b, e), a));
     else
       return std::tuple<>();
   };
   auto third = [&] {
-    if constexpr (depends_on<BE, L>::value)
-      return into<L, B>(leaf, e.third(), sum_to(e.op().grad_third(g, c, a, b, e), b));
+    if constexpr (depends_on<BE, typename W::target>::value)
+      return into<W, B>(w, e.third(), sum_to(e.op().grad_third(g, c, a, b, e), b));
     else
       return std::tuple<>();
   };
   return std::tuple_cat(second(), third());
 }
 
-template <class L, class A, int RO, class G>
-auto backprop_node(const L& leaf, const AxisMapExpr<A, RO>& e, const G& g) {
+template <class W, class A, int RO, class G>
+auto backprop_node(const W& w, const AxisMapExpr<A, RO>& e, const G& g) {
   constexpr int RC = std::remove_cvref_t<A>::rank;
   // Child axis c came from output axis i where from[i] == c; a squeezed child axis (extent 1) comes back as
   // a new axis; an inserted output axis (extent 1) is dropped.
@@ -166,45 +173,45 @@ auto backprop_node(const L& leaf, const AxisMapExpr<A, RO>& e, const G& g) {
   for (int i = 0; i < RO; ++i)
     if (e.axes()[i] >= 0) inv[e.axes()[i]] = i;
   using M = AxisMapExpr<G, RC>;
-  return into<L, A>(leaf, e.operand(), M(g, inv, typename M::unchecked_t{}));
+  return into<W, A>(w, e.operand(), M(g, inv, typename M::unchecked_t{}));
 }
 
-template <class L, class A, class G>
-auto backprop_node(const L& leaf, const SliceExpr<A>& e, const G& g) {
+template <class W, class A, class G>
+auto backprop_node(const W& w, const SliceExpr<A>& e, const G& g) {
   using X = std::remove_cvref_t<decltype(operand_value<A>(e.operand()))>;
-  return into<L, A>(leaf, e.operand(),
+  return into<W, A>(w, e.operand(),
                     UnsliceExpr<G, X>(g, operand_value<A>(e.operand()), e.starts(), e.steps(), e.shape()));
 }
 
-template <class L, class A, int RO, class G>
-auto backprop_node(const L& leaf, const ReshapeExpr<A, RO>& e, const G& g) {
+template <class W, class A, int RO, class G>
+auto backprop_node(const W& w, const ReshapeExpr<A, RO>& e, const G& g) {
   using X = std::remove_cvref_t<decltype(operand_value<A>(e.operand()))>;
-  return into<L, A>(leaf, e.operand(), ReshapeLikeExpr<G, X>(g, operand_value<A>(e.operand())));
+  return into<W, A>(w, e.operand(), ReshapeLikeExpr<G, X>(g, operand_value<A>(e.operand())));
 }
 
-template <class L, class A, int RO, class G>
-auto backprop_node(const L& leaf, const BroadcastExpr<A, RO>& e, const G& g) {
-  return into<L, A>(leaf, e.operand(), sum_to(g, operand_value<A>(e.operand())));
+template <class W, class A, int RO, class G>
+auto backprop_node(const W& w, const BroadcastExpr<A, RO>& e, const G& g) {
+  return into<W, A>(w, e.operand(), sum_to(g, operand_value<A>(e.operand())));
 }
 
-template <class L, class A, class X, class G>
-auto backprop_node(const L& leaf, const BroadcastLikeExpr<A, X>& e, const G& g) {
-  return into<L, A>(leaf, e.operand(), sum_to(g, e.operand()));
+template <class W, class A, class X, class G>
+auto backprop_node(const W& w, const BroadcastLikeExpr<A, X>& e, const G& g) {
+  return into<W, A>(w, e.operand(), sum_to(g, e.operand()));
 }
 
-template <class L, class G2, class X, class G>
-auto backprop_node(const L& leaf, const SumToExpr<G2, X>& e, const G& g) {
-  return into<L, G2>(leaf, e.operand(), BroadcastLikeExpr<G, G2>(g, e.operand()));
+template <class W, class G2, class X, class G>
+auto backprop_node(const W& w, const SumToExpr<G2, X>& e, const G& g) {
+  return into<W, G2>(w, e.operand(), BroadcastLikeExpr<G, G2>(g, e.operand()));
 }
 
-template <class L, class G2, class X, class G>
-auto backprop_node(const L& leaf, const UnsliceExpr<G2, X>& e, const G& g) {
-  return into<L, G2>(leaf, e.operand(), SliceExpr<G>(g, e.starts(), e.steps(), e.operand().shape()));
+template <class W, class G2, class X, class G>
+auto backprop_node(const W& w, const UnsliceExpr<G2, X>& e, const G& g) {
+  return into<W, G2>(w, e.operand(), SliceExpr<G>(g, e.starts(), e.steps(), e.operand().shape()));
 }
 
-template <class L, class G2, class X, class G>
-auto backprop_node(const L& leaf, const ReshapeLikeExpr<G2, X>& e, const G& g) {
-  return into<L, G2>(leaf, e.operand(), ReshapeLikeExpr<G, G2>(g, e.operand()));
+template <class W, class G2, class X, class G>
+auto backprop_node(const W& w, const ReshapeLikeExpr<G2, X>& e, const G& g) {
+  return into<W, G2>(w, e.operand(), ReshapeLikeExpr<G, G2>(g, e.operand()));
 }
 
 // Reductions: the adjoint of each output element goes back to the elements it combined.
@@ -216,8 +223,8 @@ Array<int, K> axes_of(const Array<bool, R>& mask) {
   return a;
 }
 
-template <class L, class Red, class A, int K, bool Keep, class G>
-auto backprop_node(const L& leaf, const ReduceExpr<Red, A, K, Keep>& e, const G& g) {
+template <class W, class Red, class A, int K, bool Keep, class G>
+auto backprop_node(const W& w, const ReduceExpr<Red, A, K, Keep>& e, const G& g) {
   using AE = std::remove_cvref_t<A>;
   constexpr int RI = AE::rank;
   using T = typename AE::value_type;
@@ -241,37 +248,37 @@ auto backprop_node(const L& leaf, const ReduceExpr<Red, A, K, Keep>& e, const G&
   if constexpr (!is_floating_v<T>) {
     return std::tuple<>();
   } else if constexpr (std::is_same_v<Red, ops::SumReducer>) {
-    return into<L, A>(leaf, e.operand(), expand(g));
+    return into<W, A>(w, e.operand(), expand(g));
   } else if constexpr (std::is_same_v<Red, ops::MeanReducer>) {
-    return into<L, A>(leaf, e.operand(), expand(g) / ReduceCountExpr<F, XV>(x, mask));
+    return into<W, A>(w, e.operand(), expand(g) / ReduceCountExpr<F, XV>(x, mask));
   } else if constexpr (std::is_same_v<Red, ops::ProdReducer>) {
-    return into<L, A>(leaf, e.operand(), expand(g) * expand(e) / x);
+    return into<W, A>(w, e.operand(), expand(g) * expand(e) / x);
   } else if constexpr (std::is_same_v<Red, ops::MaxReducer> || std::is_same_v<Red, ops::MinReducer>) {
     // Ties share the adjoint evenly: each maximum gets g / (number of maxima).
     auto hit = cast<T>(x == expand(e));
     auto count = ReduceExpr<ops::SumReducer, decltype(hit), K, Keep>(ops::SumReducer{}, hit, axes);
-    return into<L, A>(leaf, e.operand(), expand(g) * hit / expand(count));
+    return into<W, A>(w, e.operand(), expand(g) * hit / expand(count));
   } else if constexpr (std::is_same_v<Red, ops::VarReducer> || std::is_same_v<Red, ops::StdReducer>) {
     auto centred = x - expand(ReduceExpr<ops::MeanReducer, XV, K, Keep>(ops::MeanReducer{}, x, axes));
     auto n = ReduceCountExpr<F, XV>(x, mask, e.reducer().ddof);
     if constexpr (std::is_same_v<Red, ops::VarReducer>)
-      return into<L, A>(leaf, e.operand(), expand(g) * 2 * centred / n);
+      return into<W, A>(w, e.operand(), expand(g) * 2 * centred / n);
     else
-      return into<L, A>(leaf, e.operand(), expand(g) * centred / (n * expand(e)));
+      return into<W, A>(w, e.operand(), expand(g) * centred / (n * expand(e)));
   } else if constexpr (std::is_same_v<Red, ops::LogSumExpReducer>) {
-    return into<L, A>(leaf, e.operand(), expand(g) * exp(x - expand(e)));
+    return into<W, A>(w, e.operand(), expand(g) * exp(x - expand(e)));
   } else if constexpr (std::is_same_v<Red, ops::NormReducer>) {
     // d ||x||_p = sign(x) (|x| / ||x||)^(p-1); p = 0 (a count) has gradient 0.
     const double p = e.reducer().p;
-    return into<L, A>(leaf, e.operand(),
+    return into<W, A>(w, e.operand(),
                       expand(g) * sign(x) * pow(abs(x) / expand(e), p == 0 ? 0.0 : p - 1) * (p == 0 ? 0.0 : 1.0));
   } else {
     return std::tuple<>();  // argmax, argmin, all, any: piecewise constant
   }
 }
 
-template <class L, class A, class B, class G>
-auto backprop_node(const L& leaf, const MatmulExpr<A, B>& e, const G& g) {
+template <class W, class A, class B, class G>
+auto backprop_node(const W& w, const MatmulExpr<A, B>& e, const G& g) {
   using AE = std::remove_cvref_t<A>;
   using BE = std::remove_cvref_t<B>;
   const auto& a = operand_value<A>(e.lhs());
@@ -279,29 +286,117 @@ auto backprop_node(const L& leaf, const MatmulExpr<A, B>& e, const G& g) {
   // C = alpha A B: dA = alpha G B^T, dB = alpha A^T G, as GEMMs with transpose flags (no copies), summed
   // over broadcast batch axes.
   auto left = [&] {
-    if constexpr (depends_on<AE, L>::value)
-      return into<L, A>(leaf, e.lhs(), sum_to(matmul(g, transpose(b, -1, -2), e.alpha()), a));
+    if constexpr (depends_on<AE, typename W::target>::value)
+      return into<W, A>(w, e.lhs(), sum_to(matmul(g, transpose(b, -1, -2), e.alpha()), a));
     else
       return std::tuple<>();
   };
   auto right = [&] {
-    if constexpr (depends_on<BE, L>::value)
-      return into<L, B>(leaf, e.rhs(), sum_to(matmul(transpose(a, -1, -2), g, e.alpha()), b));
+    if constexpr (depends_on<BE, typename W::target>::value)
+      return into<W, B>(w, e.rhs(), sum_to(matmul(transpose(a, -1, -2), g, e.alpha()), b));
     else
       return std::tuple<>();
   };
   return std::tuple_cat(left(), right());
 }
 
-template <class L, class E, class G>
-auto backprop(const L& leaf, const E& e, const G& g) {
-  if constexpr (std::is_same_v<E, L>) {
-    if (e.identity() != leaf.identity())
-      throw error("grad: two different objects named '" + e.name() + "' and '" + leaf.name() +
-                  "' share one tag type; each Input and Param needs its own tag");
+template <class W, class A, class B, class G>
+auto backprop_node(const W& w, const SelectExpr<A, B>& e, const G& g) {
+  // Only the chosen branch is the value; the other gets a zero adjoint (the choice is a constant).
+  auto first = [&] {
+    if constexpr (depends_on<A, typename W::target>::value)
+      return into<W, A>(w, e.first_branch(), g * (e.takes_first() ? 1.0 : 0.0));
+    else
+      return std::tuple<>();
+  };
+  auto second = [&] {
+    if constexpr (depends_on<B, typename W::target>::value)
+      return into<W, B>(w, e.second_branch(), g * (e.takes_first() ? 0.0 : 1.0));
+    else
+      return std::tuple<>();
+  };
+  return std::tuple_cat(first(), second());
+}
+
+// --- the walk ---------------------------------------------------------------------------------------
+
+template <class... T>
+struct types {};
+
+template <class... L>
+struct cat;
+template <>
+struct cat<> {
+  using type = types<>;
+};
+template <class... A>
+struct cat<types<A...>> {
+  using type = types<A...>;
+};
+template <class... A, class... B, class... R>
+struct cat<types<A...>, types<B...>, R...> {
+  using type = typename cat<types<A..., B...>, R...>::type;
+};
+
+template <class T, class List>
+struct has_type;
+template <class T, class... U>
+struct has_type<T, types<U...>> : std::bool_constant<(std::is_same_v<T, U> || ...)> {};
+
+template <class T, class List>
+struct count_of;
+template <class T, class... U>
+struct count_of<T, types<U...>> : std::integral_constant<int, (int(std::is_same_v<T, U>) + ... + 0)> {};
+
+template <class Tuple>
+struct nodes_in;
+/// Every node type of E's tree (E included), children first, with repeats.
+template <class E>
+using nodes_t = typename cat<typename nodes_in<children_t<E>>::type, types<E>>::type;
+template <class... C>
+struct nodes_in<std::tuple<C...>> {
+  using type = typename cat<types<>, nodes_t<std::remove_cvref_t<C>>...>::type;
+};
+
+template <class Done, class Todo, class All, class... Leaves>
+struct shared_impl;
+template <class Done, class All, class... Leaves>
+struct shared_impl<Done, types<>, All, Leaves...> {
+  using type = Done;
+};
+template <class... D, class T, class... R, class All, class... Leaves>
+struct shared_impl<types<D...>, types<T, R...>, All, Leaves...> {
+  static constexpr bool take = !has_type<T, types<D...>>::value && count_of<T, All>::value > 1 &&
+                               !std::is_same_v<children_t<T>, std::tuple<>> && (depends_on<T, Leaves>::value || ...);
+  using type =
+      typename shared_impl<std::conditional_t<take, types<D..., T>, types<D...>>, types<R...>, All, Leaves...>::type;
+};
+/// The node types that occur more than once in Y and lead to one of the leaves: where adjoints meet.
+template <class Y, class... Leaves>
+using shared_t = typename shared_impl<types<>, nodes_t<Y>, nodes_t<Y>, Leaves...>::type;
+
+/// A walk towards `Target` (a leaf, or a shared node type) that stops at the nodes in `Shared`: their
+/// adjoints are summed first and propagated from them once.
+template <class Target, class Shared>
+struct Walk {
+  using target = Target;
+  using shared = Shared;
+  const Target* node;
+};
+
+template <class W, class E, class G>
+auto backprop(const W& w, const E& e, const G& g) {
+  if constexpr (std::is_same_v<E, typename W::target>) {
+    if constexpr (variable<E>) {
+      if (e.identity() != w.node->identity())
+        throw error("grad: two different objects named '" + e.name() + "' and '" + w.node->name() +
+                    "' share one tag type; each Input and Param needs its own tag");
+    }
     return std::tuple<G>(g);
+  } else if constexpr (has_type<E, typename W::shared>::value) {
+    return std::tuple<>();  // reached again from the shared node, with the sum of its adjoints
   } else {
-    return backprop_node(leaf, e, g);
+    return backprop_node(w, e, g);
   }
 }
 
@@ -316,6 +411,90 @@ auto cast_to(const C& c) {
 template <class T, class... C>
 auto sum_contributions(const std::tuple<C...>& t) {
   return std::apply([](const auto&... c) { return (cast_to<T>(c) + ...); }, t);
+}
+
+// The first occurrence of node type T in e's tree.
+template <class T, class E>
+const T* find_first(const E& e) {
+  if constexpr (std::is_same_v<T, E>) {
+    return &e;
+  } else if constexpr (has_type<T, nodes_t<E>>::value) {
+    const T* found = nullptr;
+    std::apply([&](const auto&... c) { ((found = found ? found : find_first<T>(c)), ...); }, e.children());
+    return found;
+  } else {
+    return nullptr;
+  }
+}
+
+// Whether every occurrence of T in e's tree is the same node as `first` (equal parameters and leaves).
+template <class T, class E>
+bool all_equal(const E& e, const T& first) {
+  if constexpr (std::is_same_v<T, E>) {
+    return same_node(e, first);
+  } else if constexpr (has_type<T, nodes_t<E>>::value) {
+    return std::apply([&](const auto&... c) { return (all_equal<T>(c, first) && ...); }, e.children());
+  } else {
+    return true;
+  }
+}
+
+/// Reverse accumulation over the expression *graph*: the adjoint of a shared node type S is the sum of
+/// what reaches it from the root and from the shared nodes above it; a leaf's gradient is what reaches it
+/// from the root and from every shared node above it.
+template <class Y, class Shared>
+struct Accumulator {
+  const Y& y;
+
+  // Contributions (a tuple of expressions) reaching node type / leaf Target, given its object `node`.
+  template <class Target>
+  auto contributions(const Target* node) const {
+    const Walk<Target, Shared> w{node};
+    const ScalarExpr<typename Y::value_type> one(1);
+    return std::tuple_cat(backprop(w, y, one), from_shared(node, Shared{}));
+  }
+
+  template <class Target, class... S>
+  auto from_shared([[maybe_unused]] const Target* node, types<S...>) const {
+    return std::tuple_cat(from_one<Target, S>(node)...);
+  }
+  template <class Target, class S>
+  auto from_one(const Target* node) const {
+    if constexpr (std::is_same_v<Target, S> || !depends_on<S, Target>::value) {
+      return std::tuple<>();
+    } else {
+      const S* s = find_first<S>(y);
+      auto adj = contributions<S>(s);
+      if constexpr (std::tuple_size_v<decltype(adj)> == 0) {
+        return std::tuple<>();
+      } else {
+        using T = typename S::value_type;
+        const Walk<Target, Shared> w{node};
+        return backprop_node(w, *s, sum_contributions<T>(adj));  // S's own rule, though S is shared
+      }
+    }
+  }
+};
+
+// The gradient of y with respect to `leaf` with adjoints summed at the node types in Shared.
+template <class Shared, class Y, class L>
+auto gradient_of(const Y& y, const L& leaf) {
+  using T = typename L::value_type;
+  const Accumulator<Y, Shared> acc{y};
+  auto parts = acc.template contributions<L>(&leaf);
+  if constexpr (std::tuple_size_v<decltype(parts)> == 0)
+    // Every path to the leaf is piecewise constant: the gradient is zero everywhere.
+    return BroadcastLikeExpr<ScalarExpr<T>, L>(ScalarExpr<T>(0), leaf);
+  else
+    return BroadcastLikeExpr<decltype(sum_contributions<T>(parts)), L>(sum_contributions<T>(parts), leaf);
+}
+
+template <class Y, class... S>
+bool shared_nodes_equal(const Y& y, types<S...>) {
+  return ([&] {
+    const S* first = find_first<S>(y);
+    return first && all_equal<S>(y, *first);
+  }() && ...);
 }
 
 }  // namespace detail
@@ -339,18 +518,20 @@ auto grad(const Y& y, const Leaves&... leaves) {
                 "for, and any stop_gradient on the way)");
   static_assert((detail::is_floating_v<typename Leaves::value_type> && ...),
                 "metagrad: grad(y, x...): every leaf must have a floating-point dtype");
-  const ScalarExpr<typename YE::value_type> one(1);
-  return std::make_tuple([&](const auto& leaf) {
-    using LE = std::remove_cvref_t<decltype(leaf)>;
-    using T = typename LE::value_type;
-    auto parts = detail::backprop(leaf, y, one);
-    if constexpr (std::tuple_size_v<decltype(parts)> == 0)
-      // Every path to the leaf is piecewise constant: the gradient is zero everywhere.
-      return BroadcastLikeExpr<ScalarExpr<T>, LE>(ScalarExpr<T>(0), leaf);
-    else
-      return BroadcastLikeExpr<decltype(detail::sum_contributions<T>(parts)), LE>(
-          detail::sum_contributions<T>(parts), leaf);
-  }(leaves)...);
+  using Shared = detail::shared_t<YE, Leaves...>;
+  if constexpr (std::is_same_v<Shared, detail::types<>>) {
+    return std::make_tuple(detail::gradient_of<Shared>(y, leaves)...);
+  } else {
+    // Summing adjoints where a subexpression is used twice is right when its uses are one value; the
+    // check is made here, once, and the result picks the branch (see SelectExpr).
+    const bool merge = detail::shared_nodes_equal(y, Shared{});
+    auto pick = [&](const auto& leaf) {
+      auto merged = detail::gradient_of<Shared>(y, leaf);
+      auto separate = detail::gradient_of<detail::types<>>(y, leaf);
+      return SelectExpr<decltype(merged), decltype(separate)>(merged, separate, merge);
+    };
+    return std::make_tuple(pick(leaves)...);
+  }
 }
 
 METAGRAD_NAMESPACE_END

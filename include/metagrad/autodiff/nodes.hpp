@@ -252,4 +252,43 @@ class ReduceCountExpr : public ExprBase<ReduceCountExpr<T, X>> {
   index_t offset_;
 };
 
+/// One of two expressions of the same dtype and rank, chosen once, when it is built. grad() returns one
+/// when a subexpression type occurs more than once: the first branch sums the adjoints of equal
+/// occurrences before propagating them (one backward pass through the shared part); the second
+/// propagates each occurrence separately, which is what is right when occurrences of one type turn out
+/// to differ in their run-time parameters (x * 2 beside x * 3). A Program evaluates only the chosen branch.
+template <class A, class B>
+class SelectExpr : public ExprBase<SelectExpr<A, B>>, public BoundaryBase<typename A::value_type, A::rank> {
+ public:
+  using value_type = typename A::value_type;
+  static constexpr int rank = A::rank;
+  static_assert(std::is_same_v<value_type, typename B::value_type> && rank == B::rank);
+  SelectExpr(A a, B b, bool take_first) : a_(std::move(a)), b_(std::move(b)), first_(take_first) {}
+  Shape<rank> shape() const { return first_ ? a_.shape() : b_.shape(); }
+  bool takes_first() const { return first_; }
+  const A& first_branch() const { return a_; }
+  const B& second_branch() const { return b_; }
+  auto children() const { return std::tie(a_, b_); }
+  bool same_params(const SelectExpr& o) const { return first_ == o.first_; }
+
+  template <int RD>
+  void eval_into(Tensor<value_type, RD>& dst) const {
+    static_assert(RD == rank);
+    if (first_)
+      detail::assigner<Tensor<value_type, RD>>::assign(dst, a_);
+    else
+      detail::assigner<Tensor<value_type, RD>>::assign(dst, b_);
+  }
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto& v = this->materialise(*this);
+    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
+  }
+
+ private:
+  A a_;
+  B b_;
+  bool first_;
+};
+
 METAGRAD_NAMESPACE_END

@@ -167,6 +167,39 @@ class BoundaryBase {
   mutable Tensor<T, R> cache_;
 };
 
+namespace detail {
+/// Whether two nodes of the same type compute the same value: same parameters (axes, scalars, op
+/// parameters) and equal children, down to the leaves (the same Input/Param/tensor).
+template <class E>
+bool same_node(const E& a, const E& b) {
+  if (&a == &b) return true;
+  if constexpr (is_tensor_v<E>) {
+    return false;  // distinct tensor objects may be re-assigned independently
+  } else if constexpr (requires { a.identity(); }) {
+    return a.identity() == b.identity();
+  } else {
+    if constexpr (requires { a.same_params(b); }) {
+      if (!a.same_params(b)) return false;
+    }
+    if constexpr (requires { a.like(); }) {  // the expression a node takes its shape from
+      if (!same_node(a.like(), b.like())) return false;
+    }
+    if constexpr (requires { a.children(); }) {
+      return std::apply(
+          [&](const auto&... ca) {
+            return std::apply([&](const auto&... cb) { return (same_node(ca, cb) && ...); }, b.children());
+          },
+          a.children());
+    } else if constexpr (requires { a.same_params(b); }) {
+      return true;  // a leaf compared by its parameters (a scalar constant)
+    } else {
+      return false;  // a leaf without identity (a random draw): never merged
+    }
+  }
+}
+
+}  // namespace detail
+
 template <class E>
 concept boundary_expression = requires(const E& e) { e.bound_slot(); };
 

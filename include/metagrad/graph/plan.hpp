@@ -154,18 +154,17 @@ constexpr auto last_use(TypeList<Outs...>, std::index_sequence<I...>) {
   // wherever it is read: they live as long as it does. Parents come after children, so one backward sweep
   // carries this through chains of such nodes.
   constexpr std::array<bool, Groups::size> may_fuse{!always_materialised<std::tuple_element_t<I, GT>>()...};
-  std::array<std::array<std::size_t, Groups::size>, Groups::size> reads{};
-  std::array<std::size_t, Groups::size> nreads{};
+  std::array<std::array<bool, Groups::size>, Groups::size> reads{};
   (
       [&] {
         for (std::size_t r : indices<Groups, typename direct_of<std::tuple_element_t<I, GT>>::type>::value)
-          reads[I][nreads[I]++] = r;
+          reads[I][r] = true;
       }(),
       ...);
   for (std::size_t g = Groups::size; g-- > 0;)
     if (may_fuse[g] && last[g] != none)
-      for (std::size_t j = 0; j < nreads[g]; ++j)
-        if (last[reads[g][j]] == none || last[reads[g][j]] < last[g]) last[reads[g][j]] = last[g];
+      for (std::size_t r = 0; r < Groups::size; ++r)
+        if (reads[g][r] && (last[r] == none || last[r] < last[g])) last[r] = last[g];
   return last;
 }
 

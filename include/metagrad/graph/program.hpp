@@ -23,41 +23,20 @@ METAGRAD_NAMESPACE_BEGIN
 
 namespace graph::detail {
 
-// Whether two nodes of the same type compute the same value: same parameters (axes, scalars, op
-// parameters) and equal children, down to the leaves (the same Input/Param/tensor).
-template <class E>
-bool same_node(const E& a, const E& b) {
-  if (&a == &b) return true;
-  if constexpr (is_tensor_v<E>) {
-    return false;  // distinct tensor objects may be re-assigned independently
-  } else if constexpr (requires { a.identity(); }) {
-    return a.identity() == b.identity();
-  } else {
-    if constexpr (requires { a.same_params(b); }) {
-      if (!a.same_params(b)) return false;
-    }
-    if constexpr (requires { a.like(); }) {  // the expression a node takes its shape from
-      if (!same_node(a.like(), b.like())) return false;
-    }
-    if constexpr (requires { a.children(); }) {
-      return std::apply(
-          [&](const auto&... ca) {
-            return std::apply([&](const auto&... cb) { return (same_node(ca, cb) && ...); }, b.children());
-          },
-          a.children());
-    } else if constexpr (requires { a.same_params(b); }) {
-      return true;  // a leaf compared by its parameters (a scalar constant)
-    } else {
-      return false;  // a leaf without identity (a random draw): never merged
-    }
-  }
-}
+using metagrad::detail::same_node;
 
 // Calls f(node) for every boundary node under e (e included), children first.
 template <class E, class F>
 void for_each_boundary(const E& e, F& f) {
-  if constexpr (requires { e.children(); })
+  if constexpr (requires { e.takes_first(); }) {
+    // A SelectExpr: only the chosen branch is ever evaluated.
+    if (e.takes_first())
+      for_each_boundary(e.first_branch(), f);
+    else
+      for_each_boundary(e.second_branch(), f);
+  } else if constexpr (requires { e.children(); }) {
     std::apply([&](const auto&... c) { (for_each_boundary(c, f), ...); }, e.children());
+  }
   if constexpr (boundary_expression<E>) f(e);
 }
 
@@ -100,6 +79,9 @@ std::string node_name(const G& g) {
     return "matmul (GEMM)";
   else if constexpr (requires { g.materialised(); })
     return "sum_to (adjoint of a broadcast)";
+  else if constexpr (requires { g.takes_first(); })
+    return g.takes_first() ? "gradient (adjoints summed at shared subexpressions)"
+                           : "gradient (shared subexpressions differ: propagated separately)";
   else
     return "boundary";
 }
@@ -186,6 +168,7 @@ class Program {
     m.steps = NG;
     std::vector<std::size_t> slot(P::num_slots, 0);
     for_groups([&](auto g, const auto& st) {
+      if (!st.rep) return;  // only in the branch of a SelectExpr that is not taken
       const std::size_t b = group_bytes(*st.rep);
       m.intermediate_bytes += P::output_of[g] == P::none ? b : 0;
       if (P::slot_of[g] != P::none && slot[P::slot_of[g]] < b) slot[P::slot_of[g]] = b;
@@ -204,6 +187,10 @@ class Program {
     os << "Program: " << NG << " boundary step" << (NG == 1 ? "" : "s") << ", " << NO << " output"
        << (NO == 1 ? "" : "s") << ", " << P::num_slots << " buffer slot" << (P::num_slots == 1 ? "" : "s") << "\n";
     for_groups([&](auto g, const auto& st) {
+      if (!st.rep) {
+        os << "  step " << g << ": skipped (in a branch not taken)\n";
+        return;
+      }
       os << "  step " << g << ": " << graph::detail::node_name(*st.rep) << " -> "
          << graph::detail::shape_text(*st.rep);
       if constexpr (requires { st.rep->materialised(); }) {
@@ -319,6 +306,7 @@ class Program {
     std::vector<std::size_t>& need = s_->slot_bytes;
     for_groups([&](auto g, const auto& st) {
       if constexpr (P::slot_of[decltype(g)::value] != P::none) {
+        if (!st.rep) return;
         const std::size_t b = group_bytes(*st.rep);
         auto& slot = s_->slots[P::slot_of[decltype(g)::value]];
         if (!slot || slot->bytes() < b) {
@@ -334,6 +322,7 @@ class Program {
   void run_step() {
     using Node = std::tuple_element_t<G, Groups>;
     auto& st = std::get<G>(s_->groups);
+    if (!st.rep) return;  // only in the branch of a SelectExpr that is not taken
     const Node& n = *st.rep;
     if constexpr (requires { n.materialised(); }) {
       if (!n.materialised()) return;  // a sum_to that is the identity this run: fused into its readers
@@ -365,6 +354,7 @@ class Program {
       if constexpr (P::output_of[g] == K) {
         bool done = true;
         if constexpr (requires { o.materialised(); }) done = std::get<g>(s_->groups).rep->materialised();
+        (void)o;
         if (done) return;  // the step wrote it
       }
     }
