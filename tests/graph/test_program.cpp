@@ -223,3 +223,47 @@ TEST_CASE("graph: describe() names the steps, slots and memory before any run") 
   CHECK(after.find("peak") != std::string::npos);
   CHECK(program.runs() == 0);
 }
+
+namespace {
+int count_occurrences(const std::string& text, const std::string& word) {
+  int n = 0;
+  for (auto p = text.find(word); p != std::string::npos; p = text.find(word, p + 1)) ++n;
+  return n;
+}
+}  // namespace
+
+TEST_CASE("graph: adjoints are summed where a subexpression is used twice") {
+  Input<struct sx_, double, 2> x("x");
+  Input<struct sy_, double, 2> y("y");
+  Param<struct sw_, double, 2> w("w", randn<double>({6, 4}));
+  Tensor<double, 2> xv = randn<double>({5, 6});
+  Tensor<double, 2> yv = zeros<double>({5, 4});
+  for (index_t i = 0; i < 5; ++i) yv(i, i % 4) = 1.0;
+  x.bind(xv);
+  y.bind(yv);
+
+  SUBCASE("softmax cross-entropy reads the logits twice, the backward pass runs one GEMM") {
+    auto z = matmul(x, w);
+    auto loss = mean(logsumexp(z, {1}) - sum(z * y, {1}));
+    auto [dw] = grad(loss, w);
+    auto program = compile(loss, dw);
+    const std::string d = program.describe();
+    CHECK(count_occurrences(d, "matmul (GEMM)") == 2);  // forward and dW, not forward and two dW parts
+    CHECK(d.find("summed at shared") != std::string::npos);
+    // dW = x^T (softmax(z) - y) / batch, computed here by hand.
+    Tensor<double, 2> zv = matmul(xv, w.value());
+    Tensor<double, 2> p = exp(zv - logsumexp(zv, {1}, keepdims));
+    Tensor<double, 2> expect = matmul(t(xv), p - yv) * (1.0 / 5.0);
+    const auto& [l, gw] = program.run();
+    check_close(gw, expect, 1e-10);
+  }
+  SUBCASE("uses of one type with different values are propagated separately") {
+    auto loss = sum(3.0 * x * x + 2.0 * x);  // (3 * x) and (2 * x) have one type
+    auto [dx] = grad(loss, x);
+    Tensor<double, 2> expect = 6.0 * xv + 2.0;
+    check_close(Tensor<double, 2>(dx), expect, 1e-12);
+    auto program = compile(dx);
+    CHECK(program.describe().find("propagated separately") != std::string::npos);
+    check_close(std::get<0>(program.run()), expect, 1e-12);
+  }
+}
