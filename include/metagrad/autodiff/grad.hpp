@@ -252,7 +252,14 @@ auto backprop_node(const W& w, const ReduceExpr<Red, A, K, Keep>& e, const G& g)
   } else if constexpr (std::is_same_v<Red, ops::MeanReducer>) {
     return into<W, A>(w, e.operand(), expand(g) / ReduceCountExpr<F, XV>(x, mask));
   } else if constexpr (std::is_same_v<Red, ops::ProdReducer>) {
-    return into<W, A>(w, e.operand(), expand(g) * expand(e) / x);
+    // d prod / d x_i is the product of the other elements: prod / x_i where x_i != 0. At a zero that is 0 / 0;
+    // there it is the product of the non-zero elements when x_i is its group's only zero, else 0.
+    auto zero = x == T(0);
+    auto nonzero = where(zero, T(1), x);
+    auto nonzero_prod = ReduceExpr<ops::ProdReducer, decltype(nonzero), K, Keep>(ops::ProdReducer{}, nonzero, axes);
+    auto zeros = ReduceExpr<ops::SumReducer, decltype(cast<T>(zero)), K, Keep>(ops::SumReducer{}, cast<T>(zero), axes);
+    return into<W, A>(w, e.operand(),
+                      expand(g) * where(zero, expand(nonzero_prod) * cast<T>(expand(zeros) == T(1)), expand(e) / x));
   } else if constexpr (std::is_same_v<Red, ops::MaxReducer> || std::is_same_v<Red, ops::MinReducer>) {
     // Ties share the adjoint evenly: each maximum gets g / (number of maxima).
     auto hit = cast<T>(x == expand(e));
@@ -285,17 +292,29 @@ auto backprop_node(const W& w, const MatmulExpr<A, B>& e, const G& g) {
   const auto& b = operand_value<B>(e.rhs());
   // C = alpha A B: dA = alpha G B^T, dB = alpha A^T G, as GEMMs with transpose flags (no copies), summed
   // over broadcast batch axes.
+  // Plain matrix products (no batch axes) need no sum_to: the product already has the operand's shape.
+  constexpr bool batched = MatmulExpr<A, B>::batch_rank > 0;
   auto left = [&] {
-    if constexpr (depends_on<AE, typename W::target>::value)
-      return into<W, A>(w, e.lhs(), sum_to(matmul(g, transpose(b, -1, -2), e.alpha()), a));
-    else
+    if constexpr (depends_on<AE, typename W::target>::value) {
+      auto d = matmul(g, transpose(b, -1, -2), e.alpha());
+      if constexpr (batched)
+        return into<W, A>(w, e.lhs(), sum_to(d, a));
+      else
+        return into<W, A>(w, e.lhs(), d);
+    } else {
       return std::tuple<>();
+    }
   };
   auto right = [&] {
-    if constexpr (depends_on<BE, typename W::target>::value)
-      return into<W, B>(w, e.rhs(), sum_to(matmul(transpose(a, -1, -2), g, e.alpha()), b));
-    else
+    if constexpr (depends_on<BE, typename W::target>::value) {
+      auto d = matmul(transpose(a, -1, -2), g, e.alpha());
+      if constexpr (batched)
+        return into<W, B>(w, e.rhs(), sum_to(d, b));
+      else
+        return into<W, B>(w, e.rhs(), d);
+    } else {
       return std::tuple<>();
+    }
   };
   return std::tuple_cat(left(), right());
 }
@@ -486,7 +505,7 @@ auto gradient_of(const Y& y, const L& leaf) {
     // Every path to the leaf is piecewise constant: the gradient is zero everywhere.
     return BroadcastLikeExpr<ScalarExpr<T>, L>(ScalarExpr<T>(0), leaf);
   else
-    return BroadcastLikeExpr<decltype(sum_contributions<T>(parts)), L>(sum_contributions<T>(parts), leaf);
+    return sum_contributions<T>(parts);  // every contribution already has the leaf's shape
 }
 
 template <class Y, class... S>

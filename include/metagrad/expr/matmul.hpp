@@ -105,8 +105,8 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
     if (!dst.defined() || !(dst.shape() == os)) {
       if (beta != value_type(0))
         throw shape_error("matmul: cannot accumulate into a tensor of shape " +
-                          (dst.defined() ? to_string(dst.shape()) : std::string("(empty)")) + "; the product has shape " +
-                          to_string(os));
+                          (dst.defined() ? to_string(dst.shape()) : std::string("(empty)")) +
+                          "; the product has shape " + to_string(os));
       dst.allocate(os);
     }
     if (os.numel() == 0) return;
@@ -160,11 +160,35 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
       for (int d = 0; d < RX; ++d) usable &= st[d] >= 0;
     }
     if (!usable) {
-      // A computed operand (or an unusable layout) is evaluated once into a contiguous buffer.
-      if (!copy.defined() || !(copy.shape() == xs)) copy.allocate(xs);
-      cpu_or_backend_fill(copy, p, xs);
+      // A computed operand (or an unusable layout) is evaluated once into a contiguous buffer. A computed
+      // operand seen through a transpose of its last two axes (the gradients' t(h)) is evaluated as it is
+      // and handed over with a transpose flag: never a transposed copy.
+      bool swapped = false;
+      if constexpr (requires {
+                      x.axes();
+                      x.operand();
+                    }) {
+        if constexpr (std::remove_cvref_t<decltype(x.operand())>::rank == RX) {
+          const auto& ax = x.axes();
+          swapped = RX >= 2 && ax[RX - 1] == RX - 2 && ax[RX - 2] == RX - 1;
+          for (int d = 0; d < RX - 2; ++d) swapped &= ax[d] == d;
+          if (swapped) {
+            Shape<RX> is = xs;
+            is[RX - 2] = xs[RX - 1];
+            is[RX - 1] = xs[RX - 2];
+            if (!copy.defined() || !(copy.shape() == is)) copy.allocate(is);
+            cpu_or_backend_fill(copy, lower_expr(x.operand(), is), is);
+            st = copy.strides();
+            std::swap(st[RX - 2], st[RX - 1]);
+          }
+        }
+      }
+      if (!swapped) {
+        if (!copy.defined() || !(copy.shape() == xs)) copy.allocate(xs);
+        cpu_or_backend_fill(copy, p, xs);
+        st = copy.strides();
+      }
       ptr = copy.data();
-      st = copy.strides();
       for (int d = 0; d < RX; ++d)
         if (xs[d] == 1) st[d] = 0;
       o.layout = detail::matrix_layout(o.rows, o.cols, st[RX - 2], st[RX - 1]);
@@ -226,15 +250,14 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
 
   static Shape<rank> out_shape(const Shape<RA>& as, const Shape<RB>& bs) {
     if (as[RA - 1] != bs[RB - 2])
-      throw shape_error("matmul: the inner extents of " + to_string(as) + " and " + to_string(bs) +
-                        " disagree (" + std::to_string(as[RA - 1]) + " vs " + std::to_string(bs[RB - 2]) + ")");
+      throw shape_error("matmul: the inner extents of " + to_string(as) + " and " + to_string(bs) + " disagree (" +
+                        std::to_string(as[RA - 1]) + " vs " + std::to_string(bs[RB - 2]) + ")");
     Shape<rank> s;
     for (int d = 0; d < batch_rank; ++d) {
       const int ca = d - (batch_rank - (RA - 2)), cb = d - (batch_rank - (RB - 2));
       const index_t ea = ca < 0 ? 1 : as[ca], eb = cb < 0 ? 1 : bs[cb];
       if (ea != eb && ea != 1 && eb != 1)
-        throw shape_error("matmul: the batch axes of " + to_string(as) + " and " + to_string(bs) +
-                          " do not broadcast");
+        throw shape_error("matmul: the batch axes of " + to_string(as) + " and " + to_string(bs) + " do not broadcast");
       s[d] = ea == 1 ? eb : ea;
     }
     s[rank - 2] = as[RA - 2];
@@ -256,21 +279,13 @@ auto matmul(A&& a, B&& b, double alpha = 1.0) {
   return MatmulExpr<closure_t<A&&>, closure_t<B&&>>(std::forward<A>(a), std::forward<B>(b), static_cast<T>(alpha));
 }
 
-// s * matmul(a, b) and matmul(a, b) * s fold s into the GEMM's alpha.
-template <class S, class A, class B>
-requires std::is_arithmetic_v<S>
-auto operator*(S s, const MatmulExpr<A, B>& m) {
-  return m.scaled(static_cast<typename MatmulExpr<A, B>::value_type>(s));
-}
+// s * matmul(a, b) and matmul(a, b) * s fold s into the GEMM's alpha when the product is a temporary. A
+// named product (auto z = matmul(a, b); z * s) stays one node that other uses share, and the factor is an
+// elementwise multiply: folding it would make a second GEMM.
 template <class S, class A, class B>
 requires std::is_arithmetic_v<S>
 auto operator*(S s, MatmulExpr<A, B>&& m) {
   return std::move(m).scaled(static_cast<typename MatmulExpr<A, B>::value_type>(s));
-}
-template <class S, class A, class B>
-requires std::is_arithmetic_v<S>
-auto operator*(const MatmulExpr<A, B>& m, S s) {
-  return m.scaled(static_cast<typename MatmulExpr<A, B>::value_type>(s));
 }
 template <class S, class A, class B>
 requires std::is_arithmetic_v<S>

@@ -134,107 +134,145 @@ constexpr bool always_materialised() {
     return true;
 }
 
+/// Everything the plan derives from the group types, as plain arrays (indices are group numbers unless a
+/// name says step).
+template <std::size_t N>
+struct Schedule {
+  std::array<std::size_t, N> order{};     // order[step]: the group evaluated at that step
+  std::array<std::size_t, N> step_of{};   // step_of[group]
+  std::array<std::size_t, N> last_use{};  // last_use[group]: the last step reading it (N: outputs; none: unread)
+  std::array<std::size_t, N> output_of{};
+  std::array<std::size_t, N> slot_of{};
+  std::size_t slots = 0;
+};
+
 template <class Groups, class... Outs, std::size_t... I>
-constexpr auto last_use(TypeList<Outs...>, std::index_sequence<I...>) {
+constexpr auto schedule(TypeList<Outs...>, std::index_sequence<I...>) {
+  constexpr std::size_t N = Groups::size;
   using GT = typename to_tuple<Groups>::type;
-  std::array<std::size_t, Groups::size> last{};
-  for (auto& l : last) l = none;
-  (
-      [&] {
-        for (std::size_t r : indices<Groups, typename direct_of<std::tuple_element_t<I, GT>>::type>::value) last[r] = I;
-      }(),
-      ...);
-  // Outputs are evaluated after the last step: whatever they read lives to the end.
-  (
-      [&] {
-        for (std::size_t r : reads_of<Groups, Outs>()) last[r] = Groups::size;
-      }(),
-      ...);
-  // A node that may be fused into its readers at run time (sum_to of equal ranks) reads its own inputs
-  // wherever it is read: they live as long as it does. Parents come after children, so one backward sweep
-  // carries this through chains of such nodes.
-  constexpr std::array<bool, Groups::size> may_fuse{!always_materialised<std::tuple_element_t<I, GT>>()...};
-  std::array<std::array<bool, Groups::size>, Groups::size> reads{};
+  Schedule<N> sc{};
+  std::array<std::array<bool, N>, N> reads{};  // reads[g][r]: group g's evaluation reads group r
   (
       [&] {
         for (std::size_t r : indices<Groups, typename direct_of<std::tuple_element_t<I, GT>>::type>::value)
           reads[I][r] = true;
       }(),
       ...);
-  for (std::size_t g = Groups::size; g-- > 0;)
-    if (may_fuse[g] && last[g] != none)
-      for (std::size_t r = 0; r < Groups::size; ++r)
-        if (reads[g][r] && (last[r] == none || last[r] < last[g])) last[r] = last[g];
-  return last;
-}
+  std::array<bool, N> by_output{};
+  (
+      [&] {
+        for (std::size_t r : reads_of<Groups, Outs>()) by_output[r] = true;
+      }(),
+      ...);
+  // A node that may be fused into its readers at run time (sum_to of equal ranks) reads its own inputs
+  // wherever it is read; for lifetimes, its readers read them too.
+  constexpr std::array<bool, N> may_fuse{!always_materialised<std::tuple_element_t<I, GT>>()...};
+  for (std::size_t g = N; g-- > 0;)
+    if (may_fuse[g])
+      for (std::size_t r = 0; r < N; ++r)
+        if (reads[g][r]) {
+          by_output[r] = by_output[r] || by_output[g];
+          for (std::size_t h = 0; h < N; ++h)
+            if (reads[h][g]) reads[h][r] = true;
+        }
 
-template <class Groups, class... Outs>
-constexpr auto output_of(TypeList<Outs...>) {
-  std::array<std::size_t, Groups::size> out{};
-  for (auto& o : out) o = none;
+  // List scheduling: of the nodes whose inputs are ready, take the one that ends the most lifetimes (it is
+  // the last reader of the most results), so that a backward pass consumes forward results soon after its
+  // adjoints exist; ties go to the earliest in post-order (the order the expressions were written in).
+  std::array<std::size_t, N> readers_left{};
+  for (std::size_t g = 0; g < N; ++g)
+    for (std::size_t r = 0; r < N; ++r)
+      if (reads[g][r]) ++readers_left[r];
+  std::array<bool, N> done{};
+  for (std::size_t step = 0; step < N; ++step) {
+    std::size_t best = none;
+    int best_score = -1;
+    for (std::size_t g = 0; g < N; ++g) {
+      if (done[g]) continue;
+      bool ready = true;
+      int score = 0;
+      for (std::size_t r = 0; r < N; ++r)
+        if (reads[g][r]) {
+          ready = ready && done[r];
+          score += readers_left[r] == 1 && !by_output[r] ? 1 : 0;
+        }
+      if (ready && score > best_score) {
+        best = g;
+        best_score = score;
+      }
+    }
+    done[best] = true;
+    sc.order[step] = best;
+    sc.step_of[best] = step;
+    for (std::size_t r = 0; r < N; ++r)
+      if (reads[best][r]) --readers_left[r];
+  }
+
+  for (std::size_t g = 0; g < N; ++g) {
+    sc.last_use[g] = by_output[g] ? N : none;
+    if (!by_output[g])
+      for (std::size_t h = 0; h < N; ++h)
+        if (reads[h][g] && (sc.last_use[g] == none || sc.step_of[h] > sc.last_use[g])) sc.last_use[g] = sc.step_of[h];
+  }
+
+  for (auto& o : sc.output_of) o = none;
   std::size_t k = 0;
   (
       [&] {
         if constexpr (is_boundary_v<Outs>) {
           const std::size_t g = index_of<Outs, Groups>::value;
-          if (out[g] == none) out[g] = k;
+          if (sc.output_of[g] == none) sc.output_of[g] = k;
         }
         ++k;
       }(),
       ...);
-  return out;
-}
 
-template <std::size_t N>
-struct Slots {
-  std::array<std::size_t, N> slot_of{};
-  std::size_t count = 0;
-};
-
-// Greedy interval colouring in step order: a slot is free again once the step that last reads its holder is
-// done (not during that step: the node computed then may still be reading it).
-template <std::size_t N>
-constexpr Slots<N> assign_slots(const std::array<std::size_t, N>& last, const std::array<std::size_t, N>& out_of) {
-  Slots<N> s{};
+  // Greedy interval colouring in step order: a slot is free again once the step that last reads its holder
+  // is done (not during that step: the node computed then may still be reading it).
   std::array<std::size_t, N + 1> free_after{};
-  for (std::size_t g = 0; g < N; ++g) {
-    if (out_of[g] != none) {
-      s.slot_of[g] = none;
+  for (std::size_t step = 0; step < N; ++step) {
+    const std::size_t g = sc.order[step];
+    if (sc.output_of[g] != none) {
+      sc.slot_of[g] = none;
       continue;
     }
     std::size_t pick = none;
-    for (std::size_t k = 0; k < s.count && pick == none; ++k)
-      if (free_after[k] < g) pick = k;
-    if (pick == none) pick = s.count++;
-    s.slot_of[g] = pick;
-    free_after[pick] = last[g] == none ? g : last[g];
+    for (std::size_t j = 0; j < sc.slots && pick == none; ++j)
+      if (free_after[j] < step) pick = j;
+    if (pick == none) pick = sc.slots++;
+    sc.slot_of[g] = pick;
+    free_after[pick] = sc.last_use[g] == none ? step : sc.last_use[g];
   }
-  return s;
+  return sc;
 }
 }  // namespace detail
 
 /// The plan of a set of outputs, all of it compile-time constants.
 template <class... Outs>
 struct Plan {
-  /// The distinct boundary node types, in evaluation order (every node after the nodes it reads).
+  /// The distinct boundary node types (group numbers index this list, in post-order).
   using groups = detail::unique_t<detail::concat_t<TypeList<>, detail::boundaries_t<Outs>...>>;
   using group_tuple = typename detail::to_tuple<groups>::type;
   static constexpr std::size_t num_groups = groups::size;
   static constexpr std::size_t num_outputs = sizeof...(Outs);
   static constexpr std::size_t none = detail::none;
-  /// last_use[g]: the last step that reads group g's result (num_groups: an output; none: nothing does).
-  static constexpr std::array<std::size_t, num_groups> last_use =
-      detail::last_use<groups>(TypeList<Outs...>{}, std::make_index_sequence<num_groups>{});
-  /// output_of[g]: the output whose root is group g (its result is written straight into it), or none.
-  static constexpr std::array<std::size_t, num_groups> output_of = detail::output_of<groups>(TypeList<Outs...>{});
 
  private:
-  static constexpr detail::Slots<num_groups> slots_ = detail::assign_slots(last_use, output_of);
+  static constexpr detail::Schedule<num_groups> s_ =
+      detail::schedule<groups>(TypeList<Outs...>{}, std::make_index_sequence<num_groups>{});
 
  public:
+  /// order[step]: the group evaluated at each step (every group after the groups it reads).
+  static constexpr std::array<std::size_t, num_groups> order = s_.order;
+  /// step_of[g]: the step at which group g is evaluated.
+  static constexpr std::array<std::size_t, num_groups> step_of = s_.step_of;
+  /// last_use[g]: the last step that reads group g's result (num_groups: an output; none: nothing does).
+  static constexpr std::array<std::size_t, num_groups> last_use = s_.last_use;
+  /// output_of[g]: the output whose root is group g (its result is written straight into it), or none.
+  static constexpr std::array<std::size_t, num_groups> output_of = s_.output_of;
   /// slot_of[g]: the buffer slot holding group g's result (none for a group written into an output).
-  static constexpr std::array<std::size_t, num_groups> slot_of = slots_.slot_of;
-  static constexpr std::size_t num_slots = slots_.count;
+  static constexpr std::array<std::size_t, num_groups> slot_of = s_.slot_of;
+  static constexpr std::size_t num_slots = s_.slots;
 };
 
 }  // namespace graph

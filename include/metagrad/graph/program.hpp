@@ -100,7 +100,7 @@ std::string shape_text(const E& e) {
 struct MemoryPlan {
   std::size_t slot_bytes = 0;          ///< the shared buffer slots, together
   std::size_t output_bytes = 0;        ///< the outputs the Program returns
-  std::size_t intermediate_bytes = 0;  ///< what every boundary result would take with a buffer of its own
+  std::size_t intermediate_bytes = 0;  ///< every boundary result and output with a buffer of its own (no plan)
   std::size_t peak_bytes = 0;          ///< slot_bytes + output_bytes
   std::size_t slots = 0;
   std::size_t steps = 0;
@@ -170,11 +170,17 @@ class Program {
     for_groups([&](auto g, const auto& st) {
       if (!st.rep) return;  // only in the branch of a SelectExpr that is not taken
       const std::size_t b = group_bytes(*st.rep);
-      m.intermediate_bytes += P::output_of[g] == P::none ? b : 0;
+      m.intermediate_bytes += b;
       if (P::slot_of[g] != P::none && slot[P::slot_of[g]] < b) slot[P::slot_of[g]] = b;
     });
     for (auto b : slot) m.slot_bytes += b;
-    std::apply([&](const auto&... o) { ((m.output_bytes += bytes_of(o)), ...); }, s_->outs);
+    std::size_t k = 0;
+    auto add_output = [&](const auto& o) {
+      const std::size_t b = bytes_of(o);
+      m.output_bytes += b;
+      if (index_of_output_group(k++) == P::none) m.intermediate_bytes += b;  // not already counted as a step
+    };
+    std::apply([&](const auto&... o) { (add_output(o), ...); }, s_->outs);
     m.peak_bytes = m.slot_bytes + m.output_bytes;
     return m;
   }
@@ -186,12 +192,13 @@ class Program {
     std::ostringstream os;
     os << "Program: " << NG << " boundary step" << (NG == 1 ? "" : "s") << ", " << NO << " output"
        << (NO == 1 ? "" : "s") << ", " << P::num_slots << " buffer slot" << (P::num_slots == 1 ? "" : "s") << "\n";
-    for_groups([&](auto g, const auto& st) {
+    for_steps([&](auto g, const auto& st) {
+      const std::size_t step = P::step_of[decltype(g)::value];
       if (!st.rep) {
-        os << "  step " << g << ": skipped (in a branch not taken)\n";
+        os << "  step " << step << ": skipped (in a branch not taken)\n";
         return;
       }
-      os << "  step " << g << ": " << graph::detail::node_name(*st.rep) << " -> "
+      os << "  step " << step << ": " << graph::detail::node_name(*st.rep) << " -> "
          << graph::detail::shape_text(*st.rep);
       if constexpr (requires { st.rep->materialised(); }) {
         try {
@@ -220,7 +227,7 @@ class Program {
               [&] {
                 os << "  output " << k << ": " << graph::detail::shape_text(o);
                 if constexpr (boundary_expression<std::remove_cvref_t<decltype(o)>>)
-                  os << ", the result of step " << index_of_output_group(k);
+                  os << ", the result of step " << P::step_of[index_of_output_group(k)];
                 else
                   os << ", one fused elementwise kernel";
                 os << "\n";
@@ -233,7 +240,7 @@ class Program {
       const auto m = memory_plan();
       os << "  memory: slots " << graph::detail::bytes_text(m.slot_bytes) << " + outputs "
          << graph::detail::bytes_text(m.output_bytes) << " = peak " << graph::detail::bytes_text(m.peak_bytes)
-         << " (unshared intermediates would take " << graph::detail::bytes_text(m.intermediate_bytes) << ")\n";
+         << " (a buffer per result would take " << graph::detail::bytes_text(m.intermediate_bytes) << ")\n";
     } catch (const unbound_error&) {
       os << "  memory: bind the inputs to see the sizes\n";
     }
@@ -253,6 +260,15 @@ class Program {
   template <class F>
   void for_groups(F&& f) const {
     for_groups_impl(f, std::make_index_sequence<NG>{});
+  }
+  // f(group, state) for every group, in the order of the steps.
+  template <class F, std::size_t... S>
+  void for_steps_impl(F&& f, std::index_sequence<S...>) const {
+    (f(std::integral_constant<std::size_t, P::order[S]>{}, std::get<P::order[S]>(s_->groups)), ...);
+  }
+  template <class F>
+  void for_steps(F&& f) const {
+    for_steps_impl(f, std::make_index_sequence<NG>{});
   }
 
   static std::size_t index_of_output_group(std::size_t k) {
@@ -339,9 +355,9 @@ class Program {
     n.eval_into(st.view);
     for (std::size_t i = 0; i < st.others.size(); ++i) st.others[i]->eval_into(*st.other_values[i]);
   }
-  template <std::size_t... G>
-  void run_steps(std::index_sequence<G...>) {
-    (run_step<G>(), ...);
+  template <std::size_t... S>
+  void run_steps(std::index_sequence<S...>) {
+    (run_step<P::order[S]>(), ...);
   }
 
   template <std::size_t K>

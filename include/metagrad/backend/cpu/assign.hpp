@@ -71,6 +71,11 @@ struct assigner<Tensor<T, R>> {
     write(dst, e);
   }
 
+  template <class Plan>
+  static void run_copy(Dst& dst, const Plan& plan) {
+    cpu::run_elementwise(dst.data(), dst.strides(), dst.shape(), plan);
+  }
+
   template <class E>
   static void write(Dst& dst, const E& e) {
     if constexpr (requires { e.rhs().accumulate_into(dst); e.lhs().data(); }) {
@@ -82,6 +87,17 @@ struct assigner<Tensor<T, R>> {
         if (l.data() == dst.data() && l.shape() == dst.shape() && l.strides() == dst.strides() &&
             e.rhs().shape() == dst.shape()) {
           e.rhs().accumulate_into(dst);
+          return;
+        }
+      }
+    }
+    if constexpr (boundary_expression<E>) {
+      // A node a Program has already evaluated into its slot is read, not evaluated again.
+      bool fused = false;  // a sum_to that is its operand this run has nothing in its slot
+      if constexpr (requires { e.materialised(); }) fused = !e.materialised();
+      if (const auto* slot = e.bound_slot(); slot && !fused) {
+        if constexpr (E::rank == R) {
+          if (slot->data() != dst.data()) run_copy(dst, lower_expr(*slot, dst.shape()));
           return;
         }
       }

@@ -153,6 +153,45 @@ void reduce(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bo
     return;
   }
 
+  if (prefix && N > 1) {
+    // Reduced axes leading, input not flat (a broadcast or a view inside it): walk the input in row-major
+    // order through multi-indices, rows of reduced positions outside, kept positions inside, so that the
+    // reads stay sequential and each output keeps one accumulator (not a column walk per output).
+    int nred = 0;
+    for (int d = 0; d < R; ++d) nred += reduce[d] ? 1 : 0;
+    parallel_for(
+        M,
+        [&](index_t mb, index_t me) {
+          thread_local std::vector<detail::AccCell<Acc>> acc;
+          if (acc.size() < static_cast<std::size_t>(me - mb)) acc.resize(static_cast<std::size_t>(me - mb));
+          for (index_t m = mb; m < me; ++m) acc[static_cast<std::size_t>(m - mb)].a = red.template init<T>();
+          Array<index_t, R> idx{};
+          for (index_t r = 0; r < N; ++r) {
+            index_t rem = r;
+            for (int d = nred - 1; d >= 0; --d) {
+              idx[d] = rem % in[d];
+              rem /= in[d];
+            }
+            rem = mb;
+            for (int d = R - 1; d >= nred; --d) {
+              idx[d] = rem % in[d];
+              rem /= in[d];
+            }
+            for (index_t m = mb; m < me; ++m) {
+              red.template add<T>(acc[static_cast<std::size_t>(m - mb)].a, plan.at(idx), r);
+              for (int d = R - 1; d >= nred; --d) {  // odometer over the kept axes
+                if (++idx[d] < in[d]) break;
+                idx[d] = 0;
+              }
+            }
+          }
+          for (index_t m = mb; m < me; ++m)
+            out[out_offset(m)] = static_cast<Out>(red.template finish<T>(acc[static_cast<std::size_t>(m - mb)].a, N));
+        },
+        N);
+    return;
+  }
+
   // General case: for each kept position walk the reduced sub-space with a multi-index.
   parallel_for(
       M,
