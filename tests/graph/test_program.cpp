@@ -13,6 +13,12 @@ using namespace metagrad;
 
 // --- a counting global allocator: every operator new in the process is counted -----------------------
 
+// GCC pairs the inlined replacement operator new (malloc) with std::free in operator delete and warns of a
+// mismatch that is not one: both sides of the pair are replaced here.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
 namespace {
 std::atomic<long> g_news{0};
 }  // namespace

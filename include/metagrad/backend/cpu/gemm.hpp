@@ -99,7 +99,7 @@ struct GemmShape {
   static constexpr index_t mc = (1024 / splat / mr) * mr;
 };
 
-// Below this many multiply-adds a product runs on one thread: waking a team costs microseconds, as long as
+// The least work, in multiply-adds, worth a thread of its own: waking a team costs microseconds, as long as
 // a 64 x 64 x 64 product takes.
 inline constexpr double gemm_parallel_work = 262144.0;
 
@@ -371,14 +371,26 @@ void gemm_builtin_run(int threads, bool trans_a, bool trans_b, index_t M, index_
       parallel_grain, 1);
 }
 
-/// Threads a product of `work` multiply-adds may use: one for a small product or inside a parallel region
-/// (nested teams would only add overhead).
+/// Threads a product of `work` multiply-adds may use: at least gemm_parallel_work each, and one inside a
+/// parallel region (nested teams would only add overhead).
 inline int gemm_threads(double work) {
-  if (work < gemm_parallel_work) return 1;
+  if (work < 2 * gemm_parallel_work) return 1;
 #if defined(_OPENMP)
   if (omp_in_parallel()) return 1;
 #endif
-  return num_threads();
+  return static_cast<int>(std::min<double>(num_threads(), work / gemm_parallel_work));
+}
+
+// Whether batch items of `work` multiply-adds each go to one thread, side by side: those too small for more
+// than one thread each. OpenBLAS runs products of at most 2^18 multiply-adds on the calling thread
+// (SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD in its interface/gemm.c); a larger call would start its
+// own threads under ours, so with CBLAS only those go side by side.
+inline bool gemm_batch_side_by_side(double work) {
+#if defined(METAGRAD_WITH_BLAS)
+  return work <= gemm_parallel_work;
+#else
+  return work < 2 * gemm_parallel_work;
+#endif
 }
 
 inline std::string gemm_sizes(index_t M, index_t N, index_t K, bool trans_a, bool trans_b) {
@@ -480,8 +492,8 @@ void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, 
 /// gemm() over `batch` independent products: item b reads A + b * stride_a and B + b * stride_b and updates
 /// C + b * stride_c (strides in elements). A stride of 0 for A or B broadcasts one matrix to every item.
 /// Each item is computed exactly as gemm() would compute it alone. Items too small to use several threads
-/// each (at most 2^18 multiply-adds, where OpenBLAS itself stays on one thread) run side by side on the
-/// CPU threads; larger ones run one after another, each threaded.
+/// each (up to about 2^18 multiply-adds, 64^3) run side by side on the CPU threads; larger ones run one
+/// after another, each threaded.
 /// @pre as gemm(); the batch items of C do not overlap one another.
 /// @throws metagrad::error as gemm(), and for a negative batch or stride_c == 0 with batch > 1 (every item
 ///         would write the same matrix).
@@ -497,13 +509,12 @@ void gemm_batched(index_t batch, bool trans_a, bool trans_b, index_t M, index_t 
     throw error("matmul: batched output with stride 0 would have every item of the batch of " + std::to_string(batch) +
                 " write the same matrix " + detail::gemm_sizes(M, N, K, trans_a, trans_b));
   const double work = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
-  if (work >= detail::gemm_parallel_work || K == 0 || alpha == T(0)) {
+  if (!detail::gemm_batch_side_by_side(work) || K == 0 || alpha == T(0)) {
     for (index_t b = 0; b < batch; ++b)
       gemm(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b, ldb, beta, C + b * stride_c, ldc);
     return;
   }
-  // Small items: threads over the batch, each item on one thread. Concurrent calls into OpenBLAS are safe
-  // (its pthread and OpenMP builds lock their buffer pool) and below 2^18 multiply-adds it starts no threads.
+  // Concurrent calls into OpenBLAS are safe: its threaded builds lock the pool its buffers come from.
   const index_t weight = std::max<index_t>(1, static_cast<index_t>(work) / 8);
   parallel_for(
       batch,
