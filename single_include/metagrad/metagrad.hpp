@@ -10,17 +10,28 @@
 // expressions build nodes, lowering turns them into trivially copyable plans, and each elementwise region
 // runs as one fused loop (CPU) or kernel (CUDA).
 
-// #include <metagrad/backend/cpu.hpp>
-// metagrad/backend/cpu.hpp — umbrella of the CPU backend: threads, the fused elementwise loop driver,
-// reductions and evaluation into tensors.
+// #include <metagrad/autodiff.hpp>
+// metagrad/autodiff.hpp — umbrella of the autodiff layer: grad(), stop_gradient() and the nodes gradients
+// are made of.
 
-// #include <metagrad/expr.hpp>
-// metagrad/expr.hpp — umbrella of the expression layer: elementwise nodes and their front-ends, views,
-// reductions, random draws, and the lowered kernel form (plans).
+// #include <metagrad/autodiff/grad.hpp>
+// metagrad/autodiff/grad.hpp — grad(y, x1, x2, ...): reverse-mode differentiation done by the C++ compiler.
+// The walk starts at the scalar y with adjoint 1 and descends the expression type; at every node the
+// op's rule (ops/ for elementwise functors, below for views, reductions and matmul) maps the node's adjoint
+// to the adjoints of the children that depend on the requested leaf. What reaches the leaf is summed. The
+// results are ordinary expressions, fused and deduplicated like any other; nothing happens at run time
+// but their evaluation. Include <metagrad/autodiff.hpp> instead.
 
-// #include <metagrad/core.hpp>
-// metagrad/core.hpp — umbrella of the core layer: configuration, dtypes, shapes, devices, storage,
-// Tensor, creation functions, the Philox generator, vectorisable math and printing.
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+// #include <metagrad/core/error.hpp>
+// metagrad/core/error.hpp — the exception types metagrad throws. Include <metagrad/core.hpp> instead.
+
+#include <stdexcept>
+#include <string>
 
 // #include <metagrad/core/config.hpp>
 // metagrad/core/config.hpp — configuration macros shared by every header: the versioned namespace,
@@ -86,15 +97,63 @@
 #define METAGRAD_WITH_CUDA 1
 #endif
 // end of <metagrad/core/config.hpp>
-// #include <metagrad/core/creation.hpp>
-// metagrad/core/creation.hpp — functions that make filled tensors: zeros, ones, full, arange, linspace,
-// from_vector, and *_like variants. Random tensors are in <metagrad/expr/random.hpp>. Include
-// <metagrad/core.hpp> instead.
+
+METAGRAD_NAMESPACE_BEGIN
+
+/// Base of every exception metagrad throws.
+class error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Run-time shape mismatch: the message names the operation and the shapes involved.
+class shape_error : public error {
+ public:
+  using error::error;
+};
+
+/// Out-of-range element access or axis.
+class index_error : public error {
+ public:
+  using error::error;
+};
+
+/// Malformed or unreadable file: the message names the path and what was expected.
+class io_error : public error {
+ public:
+  using error::error;
+};
+
+/// An Input read before a tensor was bound to it.
+class unbound_error : public error {
+ public:
+  using error::error;
+};
+
+/// A request the build cannot serve (e.g. a CUDA device from a file not compiled by nvcc).
+class device_error : public error {
+ public:
+  using error::error;
+};
+
+/// A failed CUDA runtime or library call: the message names the call, the error code and its text.
+class cuda_error : public error {
+ public:
+  using error::error;
+};
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/core/error.hpp>
+// #include <metagrad/expr/elementwise.hpp>
+// metagrad/expr/elementwise.hpp — the elementwise expression nodes UnaryExpr, BinaryExpr and
+// TernaryExpr. They hold their operands (closure semantics, see node.hpp) and a functor from ops/, and
+// never compute: lowering pushes the target shape down to the leaves, so broadcasting costs a stride of
+// 0 and the whole tree becomes one fused loop. Include <metagrad/expr.hpp> instead.
 
 #include <algorithm>
-#include <cmath>
-#include <string>
-#include <vector>
+#include <tuple>
+#include <type_traits>
+#include <utility>
 
 // #include <metagrad/core/dtype.hpp>
 // metagrad/core/dtype.hpp — the element types a tensor may hold, their names, and the promotion rule of
@@ -167,54 +226,6 @@ using promote_t = std::conditional_t<(detail::dtype_rank<A> >= detail::dtype_ran
 
 METAGRAD_NAMESPACE_END
 // end of <metagrad/core/dtype.hpp>
-// #include <metagrad/core/error.hpp>
-// metagrad/core/error.hpp — the exception types metagrad throws. Include <metagrad/core.hpp> instead.
-
-#include <stdexcept>
-#include <string>
-
-// #include <metagrad/core/config.hpp> (inlined above)
-
-METAGRAD_NAMESPACE_BEGIN
-
-/// Base of every exception metagrad throws.
-class error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-/// Run-time shape mismatch: the message names the operation and the shapes involved.
-class shape_error : public error {
- public:
-  using error::error;
-};
-
-/// Out-of-range element access or axis.
-class index_error : public error {
- public:
-  using error::error;
-};
-
-/// Malformed or unreadable file: the message names the path and what was expected.
-class io_error : public error {
- public:
-  using error::error;
-};
-
-/// A request the build cannot serve (e.g. a CUDA device from a file not compiled by nvcc).
-class device_error : public error {
- public:
-  using error::error;
-};
-
-/// A failed CUDA runtime or library call: the message names the call, the error code and its text.
-class cuda_error : public error {
- public:
-  using error::error;
-};
-
-METAGRAD_NAMESPACE_END
-// end of <metagrad/core/error.hpp>
 // #include <metagrad/core/shape.hpp>
 // metagrad/core/shape.hpp — fixed-rank extents and strides (Shape<Rank>), the device-safe Array used by
 // kernels, contiguous strides and NumPy broadcasting. Include <metagrad/core.hpp> instead.
@@ -363,57 +374,17 @@ inline int normalize_axis(int axis, int rank, const char* op) {
 
 METAGRAD_NAMESPACE_END
 // end of <metagrad/core/shape.hpp>
-// #include <metagrad/core/tensor.hpp>
-// metagrad/core/tensor.hpp — Tensor<T, Rank>: an n-dimensional array of static rank and run-time extents
-// on shared, reference-counted storage (offset + strides, so views and copies of the handle cost
-// nothing). A Tensor is also the leaf expression every fused expression reads. Include
-// <metagrad/core.hpp> instead.
+// #include <metagrad/expr/node.hpp>
+// metagrad/expr/node.hpp — what every expression node shares: how operands are stored (closure
+// semantics), how a Tensor leaf lowers to a LeafPlan, scalar constants, and lower_expr(), the one entry
+// point that lowers any expression to a plan of a given target shape. Include <metagrad/expr.hpp>.
 
-#include <initializer_list>
-#include <memory>
-#include <string>
+#include <cstring>
+#include <tuple>
 #include <type_traits>
-#include <vector>
 
 // #include <metagrad/core/config.hpp> (inlined above)
-// #include <metagrad/core/device.hpp>
-// metagrad/core/device.hpp — where a tensor lives: the CPU, or CUDA device n. Include <metagrad/core.hpp>.
-
-#include <string>
-
-// #include <metagrad/core/config.hpp> (inlined above)
-
-METAGRAD_NAMESPACE_BEGIN
-
-/// A memory space and the processor that computes on it. Only the CPU is served by this release's
-/// backends; `Device::cuda(n)` is reserved for the CUDA backend and asking a CPU-only build for it throws
-/// `device_error`.
-class Device {
- public:
-  enum class Kind : unsigned char { cpu, cuda };
-
-  constexpr Device() = default;
-  static constexpr Device cpu() { return Device(Kind::cpu, 0); }
-  static constexpr Device cuda(int index = 0) { return Device(Kind::cuda, index); }
-
-  constexpr Kind kind() const { return kind_; }
-  constexpr int index() const { return index_; }
-  constexpr bool is_cpu() const { return kind_ == Kind::cpu; }
-  constexpr bool is_cuda() const { return kind_ == Kind::cuda; }
-  constexpr bool operator==(const Device&) const = default;
-
-  std::string str() const { return is_cpu() ? std::string("cpu") : "cuda:" + std::to_string(index_); }
-
- private:
-  constexpr Device(Kind k, int i) : kind_(k), index_(i) {}
-  Kind kind_ = Kind::cpu;
-  int index_ = 0;
-};
-
-METAGRAD_NAMESPACE_END
-// end of <metagrad/core/device.hpp>
 // #include <metagrad/core/dtype.hpp> (inlined above)
-// #include <metagrad/core/error.hpp> (inlined above)
 // #include <metagrad/core/expr_base.hpp>
 // metagrad/core/expr_base.hpp — the CRTP base every expression (Tensor included) derives from. It marks
 // a type as a metagrad expression and gives it the view member functions (reshape, permute, t, slice,
@@ -552,6 +523,59 @@ inline constexpr int expr_rank_v = std::remove_cvref_t<E>::rank;
 
 METAGRAD_NAMESPACE_END
 // end of <metagrad/core/expr_base.hpp>
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/core/tensor.hpp>
+// metagrad/core/tensor.hpp — Tensor<T, Rank>: an n-dimensional array of static rank and run-time extents
+// on shared, reference-counted storage (offset + strides, so views and copies of the handle cost
+// nothing). A Tensor is also the leaf expression every fused expression reads. Include
+// <metagrad/core.hpp> instead.
+
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/device.hpp>
+// metagrad/core/device.hpp — where a tensor lives: the CPU, or CUDA device n. Include <metagrad/core.hpp>.
+
+#include <string>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+/// A memory space and the processor that computes on it. Only the CPU is served by this release's
+/// backends; `Device::cuda(n)` is reserved for the CUDA backend and asking a CPU-only build for it throws
+/// `device_error`.
+class Device {
+ public:
+  enum class Kind : unsigned char { cpu, cuda };
+
+  constexpr Device() = default;
+  static constexpr Device cpu() { return Device(Kind::cpu, 0); }
+  static constexpr Device cuda(int index = 0) { return Device(Kind::cuda, index); }
+
+  constexpr Kind kind() const { return kind_; }
+  constexpr int index() const { return index_; }
+  constexpr bool is_cpu() const { return kind_ == Kind::cpu; }
+  constexpr bool is_cuda() const { return kind_ == Kind::cuda; }
+  constexpr bool operator==(const Device&) const = default;
+
+  std::string str() const { return is_cpu() ? std::string("cpu") : "cuda:" + std::to_string(index_); }
+
+ private:
+  constexpr Device(Kind k, int i) : kind_(k), index_(i) {}
+  Kind kind_ = Kind::cpu;
+  int index_ = 0;
+};
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/core/device.hpp>
+// #include <metagrad/core/dtype.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/expr_base.hpp> (inlined above)
 // #include <metagrad/core/shape.hpp> (inlined above)
 // #include <metagrad/core/storage.hpp>
 // metagrad/core/storage.hpp — reference-counted, 64-byte aligned memory blocks shared by a tensor and
@@ -889,127 +913,842 @@ class Tensor : public ExprBase<Tensor<T, Rank>> {
 
 METAGRAD_NAMESPACE_END
 // end of <metagrad/core/tensor.hpp>
+// #include <metagrad/expr/plan.hpp>
+// metagrad/expr/plan.hpp — the lowered kernel form of an expression (DESIGN.md, "Kernel form"): small,
+// trivially copyable structs of raw pointers, strides, scalars and child plans whose element access is
+// METAGRAD_HD. A CPU loop or a CUDA kernel (by value) runs a plan; leaf tags never appear in a plan's
+// type, so graphs of the same structure share one kernel. Include <metagrad/expr.hpp> instead.
+//
+// Every plan P of target rank R provides
+//   using value_type;                     the element type it yields
+//   P::rank == R
+//   template <class I> T at(const Array<I, R>& idx) const   element at a multi-index (I = int32/int64)
+//   template <class I> T flat(I i) const  element i in row-major order, valid when is_flat()
+//   bool is_flat() const                  host side: every leaf is contiguous and of the target's shape
+//   template <class F> void visit_leaves(F&& f, bool remapped) const
+//                                         host side: f(ptr, byte_begin, byte_end, strides, remapped)
+
+#include <type_traits>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
 
 METAGRAD_NAMESPACE_BEGIN
 
 namespace detail {
-template <int N>
-Shape<N> shape_from(const index_t (&dims)[N]) {
-  Shape<N> s;
-  for (int i = 0; i < N; ++i) {
-    if (dims[i] < 0) throw shape_error("metagrad: negative extent " + std::to_string(dims[i]) + " in a shape");
-    s[i] = dims[i];
-  }
-  return s;
+template <class I, int R>
+METAGRAD_HD METAGRAD_INLINE I dot_index(const Array<I, R>& idx, const Array<index_t, R>& strides) {
+  I off = 0;
+  for (int d = 0; d < R; ++d) off += idx[d] * static_cast<I>(strides[d]);
+  return off;
 }
 }  // namespace detail
 
-/// A tensor of `shape` with every element `value`.
-template <dtype T, int N>
-Tensor<T, N> full(const Shape<N>& shape, T value, Device device = Device::cpu()) {
-  Tensor<T, N> t;
-  t.allocate(shape, device);
-  std::fill(t.data(), t.data() + shape.numel(), value);
-  return t;
-}
-template <dtype T = float, int N>
-Tensor<T, N> full(const index_t (&dims)[N], T value, Device device = Device::cpu()) {
-  return full<T, N>(detail::shape_from(dims), value, device);
+/// A tensor read through strides (0 on broadcast axes).
+template <class T, int R>
+struct LeafPlan {
+  using value_type = T;
+  static constexpr int rank = R;
+  const T* ptr;
+  Array<index_t, R> strides;
+  bool flat_ok;
+
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE T at(const Array<I, R>& idx) const {
+    return ptr[detail::dot_index(idx, strides)];
+  }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE T flat(I i) const {
+    return ptr[i];
+  }
+  bool is_flat() const { return flat_ok; }
+  /// Address range touched for a target of extents `shape` (strides may be negative).
+  template <class F>
+  void visit_leaves(F&& f, bool remapped, const Array<index_t, R>& shape) const {
+    for (int d = 0; d < R; ++d)
+      if (shape[d] == 0) return;
+    const auto r = offset_range(shape, strides);
+    f(static_cast<const void*>(ptr), static_cast<const void*>(ptr + r.lo), static_cast<const void*>(ptr + r.hi + 1),
+      strides, remapped);
+  }
+};
+
+template <class P>
+inline constexpr bool is_leaf_plan_v = false;
+template <class T, int R>
+inline constexpr bool is_leaf_plan_v<LeafPlan<T, R>> = true;
+
+/// A constant.
+template <class T, int R>
+struct ScalarPlan {
+  using value_type = T;
+  static constexpr int rank = R;
+  T value;
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE T at(const Array<I, R>&) const {
+    return value;
+  }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE T flat(I) const {
+    return value;
+  }
+  bool is_flat() const { return true; }
+  template <class F>
+  void visit_leaves(F&&, bool, const Array<index_t, R>&) const {}
+};
+
+/// op(child).
+template <class Op, class C>
+struct UnaryPlan {
+  using value_type = decltype(std::declval<const Op&>()(std::declval<typename C::value_type>()));
+  static constexpr int rank = C::rank;
+  Op op;
+  C c;
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE value_type at(const Array<I, rank>& idx) const {
+    return op(c.at(idx));
+  }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE value_type flat(I i) const {
+    return op(c.flat(i));
+  }
+  bool is_flat() const { return c.is_flat(); }
+  template <class F>
+  void visit_leaves(F&& f, bool remapped, const Array<index_t, rank>& shape) const {
+    c.visit_leaves(f, remapped, shape);
+  }
+};
+
+/// op(a, b), both operands converted to the promoted type U first.
+template <class Op, class U, class A, class B>
+struct BinaryPlan {
+  using value_type = decltype(std::declval<const Op&>()(std::declval<U>(), std::declval<U>()));
+  static constexpr int rank = A::rank;
+  Op op;
+  A a;
+  B b;
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE value_type at(const Array<I, rank>& idx) const {
+    return op(static_cast<U>(a.at(idx)), static_cast<U>(b.at(idx)));
+  }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE value_type flat(I i) const {
+    return op(static_cast<U>(a.flat(i)), static_cast<U>(b.flat(i)));
+  }
+  bool is_flat() const { return a.is_flat() && b.is_flat(); }
+  template <class F>
+  void visit_leaves(F&& f, bool remapped, const Array<index_t, rank>& shape) const {
+    a.visit_leaves(f, remapped, shape);
+    b.visit_leaves(f, remapped, shape);
+  }
+};
+
+/// op(a, b, c) with b and c converted to U (the condition of `where` keeps its bool type).
+template <class Op, class U, class A, class B, class C>
+struct TernaryPlan {
+  using value_type =
+      decltype(std::declval<const Op&>()(std::declval<typename A::value_type>(), std::declval<U>(), std::declval<U>()));
+  static constexpr int rank = A::rank;
+  Op op;
+  A a;
+  B b;
+  C c;
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE value_type at(const Array<I, rank>& idx) const {
+    return op(a.at(idx), static_cast<U>(b.at(idx)), static_cast<U>(c.at(idx)));
+  }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE value_type flat(I i) const {
+    return op(a.flat(i), static_cast<U>(b.flat(i)), static_cast<U>(c.flat(i)));
+  }
+  bool is_flat() const { return a.is_flat() && b.is_flat() && c.is_flat(); }
+  template <class F>
+  void visit_leaves(F&& f, bool remapped, const Array<index_t, rank>& shape) const {
+    a.visit_leaves(f, remapped, shape);
+    b.visit_leaves(f, remapped, shape);
+    c.visit_leaves(f, remapped, shape);
+  }
+};
+
+/// Reads a rank-RC child plan from rank-R indices: child axis d takes target axis map[d], or index 0 when
+/// map[d] < 0. Covers broadcasting (right-aligned, extent-1 axes pinned to 0), permute, squeeze and
+/// unsqueeze of non-leaf expressions. `order_kept` says row-major order is unchanged (flat reads pass
+/// through).
+template <class C, int R>
+struct AxisMapPlan {
+  using value_type = typename C::value_type;
+  static constexpr int rank = R;
+  static constexpr int child_rank = C::rank;
+  C c;
+  Array<int, child_rank> map;
+  Array<index_t, child_rank> child_shape;
+  bool order_kept;
+
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE value_type at(const Array<I, R>& idx) const {
+    Array<I, child_rank> ci{};
+    for (int d = 0; d < child_rank; ++d) ci[d] = map[d] >= 0 ? idx[map[d]] : I(0);
+    return c.at(ci);
+  }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE value_type flat(I i) const {
+    return c.flat(i);
+  }
+  bool is_flat() const { return order_kept && c.is_flat(); }
+  template <class F>
+  void visit_leaves(F&& f, bool, const Array<index_t, R>&) const {
+    c.visit_leaves(f, true, child_shape);
+  }
+};
+
+/// A strided window of a non-leaf child: child index = start + idx * step, per axis.
+template <class C>
+struct SlicePlan {
+  using value_type = typename C::value_type;
+  static constexpr int rank = C::rank;
+  C c;
+  Array<index_t, rank> start, step, child_shape;
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE value_type at(const Array<I, rank>& idx) const {
+    Array<I, rank> ci{};
+    for (int d = 0; d < rank; ++d) ci[d] = static_cast<I>(start[d]) + idx[d] * static_cast<I>(step[d]);
+    return c.at(ci);
+  }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE value_type flat(I i) const {
+    return c.flat(i);
+  }
+  bool is_flat() const { return false; }
+  template <class F>
+  void visit_leaves(F&& f, bool, const Array<index_t, rank>&) const {
+    c.visit_leaves(f, true, child_shape);
+  }
+};
+
+/// A non-leaf child of another shape with the same elements in row-major order: the target index is
+/// linearised and unravelled into the child's extents. Flat reads pass straight through.
+template <class C, int R>
+struct ReshapePlan {
+  using value_type = typename C::value_type;
+  static constexpr int rank = R;
+  static constexpr int child_rank = C::rank;
+  C c;
+  Array<index_t, R> out_strides;  // contiguous strides of the reshaped extents
+  Array<index_t, child_rank> child_shape;
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE value_type at(const Array<I, R>& idx) const {
+    I lin = detail::dot_index(idx, out_strides);
+    Array<I, child_rank> ci{};
+    for (int d = child_rank - 1; d >= 0; --d) {
+      const I ext = static_cast<I>(child_shape[d]);
+      ci[d] = lin % ext;
+      lin /= ext;
+    }
+    return c.at(ci);
+  }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE value_type flat(I i) const {
+    return c.flat(i);
+  }
+  bool is_flat() const { return c.is_flat(); }
+  template <class F>
+  void visit_leaves(F&& f, bool, const Array<index_t, R>&) const {
+    c.visit_leaves(f, true, child_shape);
+  }
+};
+
+/// The child's elements converted to T.
+template <class T, class C>
+struct ConvertPlan {
+  using value_type = T;
+  static constexpr int rank = C::rank;
+  C c;
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE T at(const Array<I, rank>& idx) const {
+    return static_cast<T>(c.at(idx));
+  }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE T flat(I i) const {
+    return static_cast<T>(c.flat(i));
+  }
+  bool is_flat() const { return c.is_flat(); }
+  template <class F>
+  void visit_leaves(F&& f, bool remapped, const Array<index_t, rank>& shape) const {
+    c.visit_leaves(f, remapped, shape);
+  }
+};
+
+/// A child of the target's shape scattered into a zero background: element idx is the child's element
+/// (idx - start) / step where that is a whole in-range index on every axis, else 0 (the adjoint of slice).
+template <class C>
+struct UnslicePlan {
+  using value_type = typename C::value_type;
+  static constexpr int rank = C::rank;
+  C c;
+  Array<index_t, rank> start, step, count;
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE value_type at(const Array<I, rank>& idx) const {
+    Array<I, rank> ci{};
+    bool inside = true;
+    for (int d = 0; d < rank; ++d) {
+      const I off = idx[d] - static_cast<I>(start[d]);
+      const I st = static_cast<I>(step[d]);
+      const I q = off / st;
+      inside &= q * st == off && q >= 0 && q < static_cast<I>(count[d]);
+      ci[d] = inside ? q : I(0);
+    }
+    return inside ? c.at(ci) : value_type(0);
+  }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE value_type flat(I) const {
+    return value_type(0);  // never used: is_flat() is false
+  }
+  bool is_flat() const { return false; }
+  template <class F>
+  void visit_leaves(F&& f, bool, const Array<index_t, rank>&) const {
+    c.visit_leaves(f, true, count);
+  }
+};
+
+/// A run-time choice between a fused child (`g`, read in place) and a materialised tensor (`cache`): the
+/// adjoint of an operand that may or may not have been broadcast (an extent-1 axis is only known at run
+/// time). Drivers never run this form when every choice is "fused": with_static_plan() strips it to its
+/// child first, so the common case keeps its vectorised flat loop.
+template <class G, class T, int R>
+struct SumToPlan {
+  using value_type = T;
+  static constexpr int rank = R;
+  G g;
+  LeafPlan<T, R> cache;
+  bool use_cache;
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE T at(const Array<I, R>& idx) const {
+    return use_cache ? cache.at(idx) : static_cast<T>(g.at(idx));
+  }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE T flat(I i) const {
+    return use_cache ? cache.flat(i) : static_cast<T>(g.flat(i));
+  }
+  bool is_flat() const { return use_cache ? cache.is_flat() : g.is_flat(); }
+  template <class F>
+  void visit_leaves(F&& f, bool remapped, const Array<index_t, R>& shape) const {
+    if (use_cache)
+      cache.visit_leaves(f, remapped, shape);
+    else
+      g.visit_leaves(f, remapped, shape);
+  }
+};
+
+/// Plans whose value does not depend on the index (constants and functions of constants): lowering folds
+/// them to a ScalarPlan, so that a broadcast constant (the adjoint 1 of a sum, say) keeps a loop flat.
+template <class P>
+inline constexpr bool is_constant_plan_v = false;
+template <class T, int R>
+inline constexpr bool is_constant_plan_v<ScalarPlan<T, R>> = true;
+template <class Op, class C>
+inline constexpr bool is_constant_plan_v<UnaryPlan<Op, C>> = is_constant_plan_v<C>;
+template <class Op, class U, class A, class B>
+inline constexpr bool is_constant_plan_v<BinaryPlan<Op, U, A, B>> = is_constant_plan_v<A>&& is_constant_plan_v<B>;
+template <class C, int R>
+inline constexpr bool is_constant_plan_v<AxisMapPlan<C, R>> = is_constant_plan_v<C>;
+template <class T, class C>
+inline constexpr bool is_constant_plan_v<ConvertPlan<T, C>> = is_constant_plan_v<C>;
+
+// --- run-time choices -----------------------------------------------------------------------------
+
+template <class P>
+inline constexpr bool has_choice_v = false;
+template <class G, class T, int R>
+inline constexpr bool has_choice_v<SumToPlan<G, T, R>> = true;
+template <class Op, class C>
+inline constexpr bool has_choice_v<UnaryPlan<Op, C>> = has_choice_v<C>;
+template <class Op, class U, class A, class B>
+inline constexpr bool has_choice_v<BinaryPlan<Op, U, A, B>> = has_choice_v<A> || has_choice_v<B>;
+template <class Op, class U, class A, class B, class C>
+inline constexpr bool has_choice_v<TernaryPlan<Op, U, A, B, C>> = has_choice_v<A> || has_choice_v<B> || has_choice_v<C>;
+template <class C, int R>
+inline constexpr bool has_choice_v<AxisMapPlan<C, R>> = has_choice_v<C>;
+template <class C>
+inline constexpr bool has_choice_v<SlicePlan<C>> = has_choice_v<C>;
+template <class C, int R>
+inline constexpr bool has_choice_v<ReshapePlan<C, R>> = has_choice_v<C>;
+template <class T, class C>
+inline constexpr bool has_choice_v<ConvertPlan<T, C>> = has_choice_v<C>;
+template <class C>
+inline constexpr bool has_choice_v<UnslicePlan<C>> = has_choice_v<C>;
+
+namespace detail {
+// True when every run-time choice in the plan takes its fused child.
+template <class P>
+bool all_fused(const P& p) {
+  if constexpr (!has_choice_v<P>)
+    return true;
+  else if constexpr (requires { p.use_cache; })
+    return !p.use_cache && all_fused(p.g);
+  else if constexpr (requires {
+                       p.b;
+                       p.c;
+                     })
+    return all_fused(p.a) && all_fused(p.b) && all_fused(p.c);
+  else if constexpr (requires { p.b; })
+    return all_fused(p.a) && all_fused(p.b);
+  else
+    return all_fused(p.c);
 }
 
-/// zeros<float>({2, 3}).
-template <dtype T = float, int N>
-Tensor<T, N> zeros(const index_t (&dims)[N], Device device = Device::cpu()) {
-  return full<T, N>(detail::shape_from(dims), T(0), device);
-}
-template <dtype T = float, int N>
-Tensor<T, N> zeros(const Shape<N>& shape, Device device = Device::cpu()) {
-  return full<T, N>(shape, T(0), device);
-}
+template <class P>
+auto strip_choices(const P& p);
 
-/// ones<float>({2, 3}).
-template <dtype T = float, int N>
-Tensor<T, N> ones(const index_t (&dims)[N], Device device = Device::cpu()) {
-  return full<T, N>(detail::shape_from(dims), T(1), device);
+template <class Op, class C>
+auto rebuild_plan(const UnaryPlan<Op, C>& p) {
+  auto c = strip_choices(p.c);
+  return UnaryPlan<Op, decltype(c)>{p.op, c};
 }
-template <dtype T = float, int N>
-Tensor<T, N> ones(const Shape<N>& shape, Device device = Device::cpu()) {
-  return full<T, N>(shape, T(1), device);
+template <class Op, class U, class A, class B>
+auto rebuild_plan(const BinaryPlan<Op, U, A, B>& p) {
+  auto a = strip_choices(p.a);
+  auto b = strip_choices(p.b);
+  return BinaryPlan<Op, U, decltype(a), decltype(b)>{p.op, a, b};
 }
+template <class Op, class U, class A, class B, class C>
+auto rebuild_plan(const TernaryPlan<Op, U, A, B, C>& p) {
+  auto a = strip_choices(p.a);
+  auto b = strip_choices(p.b);
+  auto c = strip_choices(p.c);
+  return TernaryPlan<Op, U, decltype(a), decltype(b), decltype(c)>{p.op, a, b, c};
+}
+template <class C, int R>
+auto rebuild_plan(const AxisMapPlan<C, R>& p) {
+  auto c = strip_choices(p.c);
+  return AxisMapPlan<decltype(c), R>{c, p.map, p.child_shape, p.order_kept};
+}
+template <class C>
+auto rebuild_plan(const SlicePlan<C>& p) {
+  auto c = strip_choices(p.c);
+  return SlicePlan<decltype(c)>{c, p.start, p.step, p.child_shape};
+}
+template <class C, int R>
+auto rebuild_plan(const ReshapePlan<C, R>& p) {
+  auto c = strip_choices(p.c);
+  return ReshapePlan<decltype(c), R>{c, p.out_strides, p.child_shape};
+}
+template <class T, class C>
+auto rebuild_plan(const ConvertPlan<T, C>& p) {
+  auto c = strip_choices(p.c);
+  return ConvertPlan<T, decltype(c)>{c};
+}
+template <class C>
+auto rebuild_plan(const UnslicePlan<C>& p) {
+  auto c = strip_choices(p.c);
+  return UnslicePlan<decltype(c)>{c, p.start, p.step, p.count};
+}
+// The plan with every choice replaced by its fused child. @pre all_fused(p).
+template <class P>
+auto strip_choices(const P& p) {
+  if constexpr (!has_choice_v<P>) {
+    return p;
+  } else if constexpr (requires { p.use_cache; }) {
+    auto g = strip_choices(p.g);
+    if constexpr (std::is_same_v<typename decltype(g)::value_type, typename P::value_type>)
+      return g;
+    else
+      return ConvertPlan<typename P::value_type, decltype(g)>{g};
+  } else {
+    return rebuild_plan(p);
+  }
+}
+}  // namespace detail
 
-/// A tensor of the same shape, dtype and device as `like`, filled with zeros / ones / value.
-template <dtype T, int N>
-Tensor<T, N> zeros_like(const Tensor<T, N>& like) {
-  return zeros<T>(like.shape(), like.device());
-}
-template <dtype T, int N>
-Tensor<T, N> ones_like(const Tensor<T, N>& like) {
-  return ones<T>(like.shape(), like.device());
-}
-template <dtype T, int N>
-Tensor<T, N> full_like(const Tensor<T, N>& like, T value) {
-  return full<T>(like.shape(), value, like.device());
-}
-
-/// start, start + step, ... below stop (above it for a negative step), as numpy.arange.
-/// @throws shape_error for step == 0.
-template <dtype T = float>
-Tensor<T, 1> arange(double start, double stop, double step = 1.0) {
-  if (step == 0 || !std::isfinite(start) || !std::isfinite(stop) || !std::isfinite(step))
-    throw shape_error("arange: step must be non-zero and all bounds finite");
-  const double n = std::ceil((stop - start) / step);
-  const index_t count = n > 0 ? static_cast<index_t>(n) : 0;
-  Tensor<T, 1> t;
-  t.allocate(Shape<1>{count});
-  for (index_t i = 0; i < count; ++i) t.data()[i] = static_cast<T>(start + static_cast<double>(i) * step);
-  return t;
-}
-/// 0, 1, ..., stop - 1.
-template <dtype T = float>
-Tensor<T, 1> arange(double stop) {
-  return arange<T>(0.0, stop, 1.0);
-}
-
-/// `num` evenly spaced values from start to stop inclusive (exclusive of stop when endpoint == false).
-template <dtype T = float>
-Tensor<T, 1> linspace(double start, double stop, index_t num, bool endpoint = true) {
-  if (num < 0) throw shape_error("linspace: num must be >= 0, got " + std::to_string(num));
-  Tensor<T, 1> t;
-  t.allocate(Shape<1>{num});
-  const index_t div = endpoint ? num - 1 : num;
-  const double step = div > 0 ? (stop - start) / static_cast<double>(div) : 0.0;
-  for (index_t i = 0; i < num; ++i) t.data()[i] = static_cast<T>(start + static_cast<double>(i) * step);
-  if (endpoint && num > 1) t.data()[num - 1] = static_cast<T>(stop);  // exact end point, as numpy
-  return t;
-}
-
-/// A tensor of `shape` holding `values` in row-major order. @throws shape_error when the sizes differ.
-template <dtype T, int N>
-Tensor<T, N> from_vector(const std::vector<T>& values, const Shape<N>& shape) {
-  if (static_cast<index_t>(values.size()) != shape.numel())
-    throw shape_error("from_vector: " + std::to_string(values.size()) + " values cannot fill shape " +
-                      to_string(shape));
-  Tensor<T, N> t;
-  t.allocate(shape);
-  std::copy(values.begin(), values.end(), t.data());
-  return t;
-}
-template <dtype T, int N>
-Tensor<T, N> from_vector(const std::vector<T>& values, const index_t (&dims)[N]) {
-  return from_vector(values, detail::shape_from(dims));
-}
-/// A rank-1 tensor holding `values`.
-template <dtype T>
-Tensor<T, 1> from_vector(const std::vector<T>& values) {
-  return from_vector(values, Shape<1>{static_cast<index_t>(values.size())});
+/// Calls f with the plan itself, or, when it has run-time choices that all take their fused child, with
+/// the plan stripped of them (a different type, without the branches). Every driver runs plans through it.
+template <class P, class F>
+decltype(auto) with_static_plan(const P& p, F&& f) {
+  if constexpr (has_choice_v<P>) {
+    if (detail::all_fused(p)) return f(detail::strip_choices(p));
+  }
+  return f(p);
 }
 
 METAGRAD_NAMESPACE_END
-// end of <metagrad/core/creation.hpp>
-// #include <metagrad/core/device.hpp> (inlined above)
-// #include <metagrad/core/dtype.hpp> (inlined above)
-// #include <metagrad/core/error.hpp> (inlined above)
-// #include <metagrad/core/expr_base.hpp> (inlined above)
+// end of <metagrad/expr/plan.hpp>
+
+METAGRAD_NAMESPACE_BEGIN
+
+template <class T>
+inline constexpr bool is_tensor_v = false;
+template <class T, int R>
+inline constexpr bool is_tensor_v<Tensor<T, R>> = true;
+
+/// Leaves that a node keeps by reference when they are named (lvalues): a Tensor is read at evaluation
+/// time, so `auto e = a * b; a = ...; eval(e)` sees the new a. Leaf types of later layers specialise it.
+template <class T>
+inline constexpr bool stored_by_reference_v = is_tensor_v<T>;
+
+/// How a node stores an operand of (forwarding) type E: named leaves by const reference, everything else
+/// (rvalue subexpressions, temporaries, named non-leaf expressions, which are small) by value, so
+/// `auto h = W * x + b;` never dangles.
+template <class E>
+using closure_t = std::conditional_t<std::is_lvalue_reference_v<E> && stored_by_reference_v<std::remove_cvref_t<E>>,
+                                     const std::remove_cvref_t<E>&, std::remove_cvref_t<E>>;
+
+namespace detail {
+/// Bitwise equality of two trivially copyable values (op functors with parameters, scalars): equal bits
+/// mean equal behaviour, which is all that merging duplicate nodes needs (NaN == NaN here, and 0.0 and
+/// -0.0 differ, both harmlessly).
+template <class T>
+bool bits_equal(const T& a, const T& b) {
+  static_assert(std::is_trivially_copyable_v<T>, "metagrad: node parameters must be trivially copyable");
+  if constexpr (std::is_empty_v<T>)
+    return true;
+  else
+    return std::memcmp(&a, &b, sizeof(T)) == 0;
+}
+}  // namespace detail
+
+/// A constant broadcast to any shape.
+template <dtype T>
+class ScalarExpr : public ExprBase<ScalarExpr<T>> {
+ public:
+  using value_type = T;
+  static constexpr int rank = 0;
+  explicit ScalarExpr(T v) : value_(v) {}
+  Shape<0> shape() const { return {}; }
+  T value() const { return value_; }
+  bool same_params(const ScalarExpr& o) const { return detail::bits_equal(value_, o.value_); }
+  template <int RT>
+  ScalarPlan<T, RT> lower(const Shape<RT>&) const {
+    return {value_};
+  }
+
+ private:
+  T value_;
+};
+
+template <class T>
+inline constexpr bool is_scalar_expr_v = false;
+template <class T>
+inline constexpr bool is_scalar_expr_v<ScalarExpr<T>> = true;
+
+namespace detail {
+
+/// Strides of a rank-RC layout read at a rank-RT target, right-aligned; broadcast axes get stride 0.
+template <int RC, int RT>
+Array<index_t, RT> broadcast_strides(const Shape<RC>& shape, const Strides<RC>& strides, const Shape<RT>& target,
+                                     bool& same_layout) {
+  static_assert(RC <= RT, "metagrad: an operand cannot have a higher rank than the result it is broadcast to");
+  Array<index_t, RT> s{};
+  same_layout = true;
+  for (int d = 0; d < RT; ++d) {
+    const int c = d - (RT - RC);
+    if (c < 0) {
+      same_layout &= target[d] == 1;
+      continue;
+    }
+    const bool bcast = shape[c] == 1 && target[d] != 1;
+    s[d] = shape[c] == 1 ? 0 : strides[c];
+    same_layout &= !bcast;
+  }
+  return s;
+}
+
+/// LeafPlan for memory at `ptr` with the given layout, read at `target`.
+template <class T, int RC, int RT>
+LeafPlan<T, RT> lower_leaf(const T* ptr, const Shape<RC>& shape, const Strides<RC>& strides, const Shape<RT>& target) {
+  bool same = false;
+  auto s = broadcast_strides(shape, strides, target, same);
+  return {ptr, s, same && is_contiguous(shape, strides)};
+}
+
+}  // namespace detail
+
+/// Lowers any expression to a plan of rank RT that yields its elements broadcast to `target`.
+/// @pre the expression's shape broadcasts to `target` (callers check and throw shape_error).
+template <class E, int RT>
+auto lower_expr(const E& e, const Shape<RT>& target) {
+  if constexpr (is_tensor_v<E>)
+    return detail::lower_leaf(e.data(), e.shape(), e.strides(), target);
+  else
+    return e.lower(target);
+}
+
+/// The plan type of E lowered at rank RT.
+template <class E, int RT>
+using plan_t = decltype(lower_expr(std::declval<const E&>(), std::declval<const Shape<RT>&>()));
+
+/// Wraps a plan of a non-leaf at its own shape so it can be read at `target` (broadcasting); leaf plans
+/// are re-strided instead. Used by nodes whose own shape is not passed down (views, boundaries).
+template <class P, int RC, int RT>
+auto broadcast_plan(const P& p, const Shape<RC>& own, const Shape<RT>& target) {
+  if constexpr (is_constant_plan_v<P>) {
+    return ScalarPlan<typename P::value_type, RT>{p.at(Array<index_t, RC>{})};
+  } else if constexpr (is_leaf_plan_v<P>) {
+    bool same = false;
+    auto s = detail::broadcast_strides(own, p.strides, target, same);
+    return LeafPlan<typename P::value_type, RT>{p.ptr, s, same && p.flat_ok};
+  } else {
+    AxisMapPlan<P, RT> m{p, {}, own, true};
+    for (int d = 0; d < RC; ++d) {
+      const int t = d + (RT - RC);
+      m.map[d] = own[d] == 1 && target[t] != 1 ? -1 : t;
+      m.order_kept &= own[d] == target[t];
+    }
+    for (int d = 0; d < RT - RC; ++d) m.order_kept &= target[d] == 1;
+    return m;
+  }
+}
+
+/// What every boundary node (reduction, matmul, ...) shares: the tensor it materialises into when it is
+/// evaluated on its own, and the slot a compiled Program binds it to, from which it is then only read.
+/// A copy starts unbound and with no cache of its own, so copies never write into each other's memory.
+template <class T, int R>
+class BoundaryBase {
+ public:
+  BoundaryBase() = default;
+  BoundaryBase(const BoundaryBase&) {}
+  BoundaryBase& operator=(const BoundaryBase&) { return *this; }
+
+  /// Makes this node read `t` (filled by the Program) instead of evaluating itself; nullptr unbinds.
+  void bind_slot(const Tensor<T, R>* t) const { slot_ = t; }
+  const Tensor<T, R>* bound_slot() const { return slot_; }
+
+ protected:
+  /// The node's value: the bound slot, or a fresh evaluation into the node's own cache.
+  template <class Self>
+  const Tensor<T, R>& materialise(const Self& self) const {
+    if (slot_) return *slot_;
+    self.eval_into(cache_);
+    return cache_;
+  }
+
+ private:
+  mutable const Tensor<T, R>* slot_ = nullptr;
+  mutable Tensor<T, R> cache_;
+};
+
+namespace detail {
+/// Whether two nodes of the same type compute the same value: same parameters (axes, scalars, op
+/// parameters) and equal children, down to the leaves (the same Input/Param/tensor).
+template <class E>
+bool same_node(const E& a, const E& b) {
+  if (&a == &b) return true;
+  if constexpr (is_tensor_v<E>) {
+    return false;  // distinct tensor objects may be re-assigned independently
+  } else if constexpr (requires { a.identity(); }) {
+    return a.identity() == b.identity();
+  } else {
+    if constexpr (requires { a.same_params(b); }) {
+      if (!a.same_params(b)) return false;
+    }
+    if constexpr (requires { a.like(); }) {  // the expression a node takes its shape from
+      if (!same_node(a.like(), b.like())) return false;
+    }
+    if constexpr (requires { a.children(); }) {
+      return std::apply(
+          [&](const auto&... ca) {
+            return std::apply([&](const auto&... cb) { return (same_node(ca, cb) && ...); }, b.children());
+          },
+          a.children());
+    } else if constexpr (requires { a.same_params(b); }) {
+      return true;  // a leaf compared by its parameters (a scalar constant)
+    } else {
+      return false;  // a leaf without identity (a random draw): never merged
+    }
+  }
+}
+
+}  // namespace detail
+
+template <class E>
+concept boundary_expression = requires(const E& e) {
+  e.bound_slot();
+};
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/expr/node.hpp>
+// #include <metagrad/expr/plan.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+/// op(a) elementwise. `A` is the closure type of the operand (a value, or a const reference to a leaf).
+template <class Op, class A>
+class UnaryExpr : public ExprBase<UnaryExpr<Op, A>> {
+  using AE = std::remove_cvref_t<A>;
+
+ public:
+  using operand_type = AE;
+  using value_type = decltype(std::declval<const Op&>()(std::declval<typename AE::value_type>()));
+  static_assert(dtype<value_type>, "metagrad: an elementwise op produced a type that is not a tensor dtype");
+  static constexpr int rank = AE::rank;
+
+  UnaryExpr(Op op, A a) : op_(op), a_(std::forward<A>(a)) {}
+
+  Shape<rank> shape() const { return a_.shape(); }
+  const AE& operand() const { return a_; }
+  const Op& op() const { return op_; }
+  auto children() const { return std::tie(a_); }
+  bool same_params(const UnaryExpr& o) const { return detail::bits_equal(op_, o.op_); }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    return UnaryPlan<Op, plan_t<AE, RT>>{op_, lower_expr(a_, target)};
+  }
+
+ private:
+  Op op_;
+  A a_;
+};
+
+/// op(a, b) elementwise with NumPy broadcasting; both operands convert to promote_t of their dtypes.
+template <class Op, class A, class B>
+class BinaryExpr : public ExprBase<BinaryExpr<Op, A, B>> {
+  using AE = std::remove_cvref_t<A>;
+  using BE = std::remove_cvref_t<B>;
+
+ public:
+  using compute_type = promote_t<typename AE::value_type, typename BE::value_type>;
+  using value_type = decltype(std::declval<const Op&>()(std::declval<compute_type>(), std::declval<compute_type>()));
+  static_assert(dtype<value_type>, "metagrad: an elementwise op produced a type that is not a tensor dtype");
+  static constexpr int rank = AE::rank > BE::rank ? AE::rank : BE::rank;
+
+  BinaryExpr(Op op, A a, B b) : op_(op), a_(std::forward<A>(a)), b_(std::forward<B>(b)) {}
+
+  /// @throws shape_error naming the op and both shapes when they do not broadcast.
+  Shape<rank> shape() const { return broadcast_shapes(a_.shape(), b_.shape(), Op::name); }
+  const AE& lhs() const { return a_; }
+  const BE& rhs() const { return b_; }
+  const Op& op() const { return op_; }
+  auto children() const { return std::tie(a_, b_); }
+  bool same_params(const BinaryExpr& o) const { return detail::bits_equal(op_, o.op_); }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    return BinaryPlan<Op, compute_type, plan_t<AE, RT>, plan_t<BE, RT>>{op_, lower_expr(a_, target),
+                                                                        lower_expr(b_, target)};
+  }
+
+ private:
+  Op op_;
+  A a_;
+  B b_;
+};
+
+/// op(a, b, c) elementwise with broadcasting; `a` keeps its type (the condition of where), b and c
+/// convert to their promoted type.
+template <class Op, class A, class B, class C>
+class TernaryExpr : public ExprBase<TernaryExpr<Op, A, B, C>> {
+  using AE = std::remove_cvref_t<A>;
+  using BE = std::remove_cvref_t<B>;
+  using CE = std::remove_cvref_t<C>;
+
+ public:
+  using compute_type = promote_t<typename BE::value_type, typename CE::value_type>;
+  using value_type = decltype(std::declval<const Op&>()(std::declval<typename AE::value_type>(),
+                                                        std::declval<compute_type>(), std::declval<compute_type>()));
+  static constexpr int rank = std::max({AE::rank, BE::rank, CE::rank});
+
+  TernaryExpr(Op op, A a, B b, C c) : op_(op), a_(std::forward<A>(a)), b_(std::forward<B>(b)), c_(std::forward<C>(c)) {}
+
+  Shape<rank> shape() const {
+    return broadcast_shapes(broadcast_shapes(a_.shape(), b_.shape(), Op::name), c_.shape(), Op::name);
+  }
+  const AE& first() const { return a_; }
+  const BE& second() const { return b_; }
+  const CE& third() const { return c_; }
+  const Op& op() const { return op_; }
+  auto children() const { return std::tie(a_, b_, c_); }
+  bool same_params(const TernaryExpr& o) const { return detail::bits_equal(op_, o.op_); }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    return TernaryPlan<Op, compute_type, plan_t<AE, RT>, plan_t<BE, RT>, plan_t<CE, RT>>{
+        op_, lower_expr(a_, target), lower_expr(b_, target), lower_expr(c_, target)};
+  }
+
+ private:
+  Op op_;
+  A a_;
+  B b_;
+  C c_;
+};
+
+/// The dtype a plain C++ scalar takes when combined with an expression of dtype T: floating tensors keep
+/// their type (x * 2.0 stays float32), integer tensors keep theirs for integer scalars and take the
+/// scalar's floating type otherwise; a bool tensor takes the scalar's type.
+template <class T, class S>
+using scalar_dtype_t = std::conditional_t<
+    std::is_floating_point_v<T>, T,
+    std::conditional_t<
+        std::is_floating_point_v<S>, std::conditional_t<std::is_same_v<S, float>, float, double>,
+        std::conditional_t<std::is_same_v<T, bool>,
+                           std::conditional_t<std::is_same_v<S, bool>, bool,
+                                              std::conditional_t<(sizeof(S) > 4), std::int64_t, std::int32_t>>,
+                           T>>>;
+
+/// An operand of a binary front-end: an expression, or a C++ arithmetic scalar.
+template <class X>
+concept operand = expression<X> || std::is_arithmetic_v<std::remove_cvref_t<X>>;
+
+namespace detail {
+// Turns a scalar into ScalarExpr of the dtype it takes beside an expression of dtype T; forwards
+// expressions unchanged.
+template <class T, class X>
+decltype(auto) as_operand(X&& x) {
+  if constexpr (expression<X>)
+    return std::forward<X>(x);
+  else
+    return ScalarExpr<scalar_dtype_t<T, std::remove_cvref_t<X>>>(
+        static_cast<scalar_dtype_t<T, std::remove_cvref_t<X>>>(x));
+}
+template <class T, class X>
+using operand_closure_t = closure_t<decltype(as_operand<T>(std::declval<X>()))>;
+
+template <class X, class Y>
+struct partner_dtype {
+  using type = expr_value_t<std::conditional_t<expression<X>, X, Y>>;
+};
+}  // namespace detail
+
+/// op(e) for an expression e.
+template <class Op, expression A>
+auto make_unary(Op op, A&& a) {
+  return UnaryExpr<Op, closure_t<A&&>>(op, std::forward<A>(a));
+}
+
+/// op(a, b) for operands of which at least one is an expression.
+template <class Op, operand A, operand B>
+requires(expression<A> || expression<B>) auto make_binary(Op op, A&& a, B&& b) {
+  using T = typename detail::partner_dtype<A, B>::type;
+  using CA = detail::operand_closure_t<T, A&&>;
+  using CB = detail::operand_closure_t<T, B&&>;
+  return BinaryExpr<Op, CA, CB>(op, detail::as_operand<T>(std::forward<A>(a)),
+                                detail::as_operand<T>(std::forward<B>(b)));
+}
+
+/// op(a, b, c); scalars among b and c adopt the dtype of the other, or of a.
+template <class Op, expression A, operand B, operand C>
+auto make_ternary(Op op, A&& a, B&& b, C&& c) {
+  using T = typename detail::partner_dtype<B, std::conditional_t<expression<C>, C, A>>::type;
+  using CB = detail::operand_closure_t<T, B&&>;
+  using CC = detail::operand_closure_t<T, C&&>;
+  return TernaryExpr<Op, closure_t<A&&>, CB, CC>(op, std::forward<A>(a), detail::as_operand<T>(std::forward<B>(b)),
+                                                 detail::as_operand<T>(std::forward<C>(c)));
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/expr/elementwise.hpp>
+// #include <metagrad/expr/functions.hpp>
+// metagrad/expr/functions.hpp — the elementwise front-ends users call: arithmetic and comparison
+// operators, where, cast, and the mathematical and activation functions. They only build nodes; nothing
+// is computed until the expression is assigned or evaluated. Include <metagrad/expr.hpp> instead.
+
+#include <utility>
+
+// #include <metagrad/ops/activation.hpp>
+// metagrad/ops/activation.hpp — scalar functors of the neural-network activations: sigmoid, relu,
+// leaky_relu, elu, selu, gelu (erf and tanh forms), softplus, silu. Integer inputs compute in float.
+// Include <metagrad/expr.hpp> instead.
+
+// #include <metagrad/core/config.hpp> (inlined above)
 // #include <metagrad/core/math.hpp>
 // metagrad/core/math.hpp — the scalar math functions fused elementwise loops call: exp, exp2, expm1, log, log2,
 // log1p, sin, cos, tan, asin, acos, atan, atan2, sinh, cosh, tanh, erf, pow, sigmoid, softplus and the two GELUs,
@@ -1751,6 +2490,3336 @@ METAGRAD_HD METAGRAD_INLINE double gelu_tanh(double x) {
 
 METAGRAD_NAMESPACE_END
 // end of <metagrad/core/math.hpp>
+// #include <metagrad/ops/traits.hpp>
+// metagrad/ops/traits.hpp — type helpers shared by the scalar functors of ops/. Include <metagrad/expr.hpp>.
+
+#include <type_traits>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/dtype.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace ops {
+
+/// The floating type a mathematical function of T computes in: double stays double, everything else
+/// (float, integers, bool) computes in float, as torch does for integer tensors.
+template <class T>
+using float_of_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
+
+template <class T>
+inline constexpr bool is_bool_v = std::is_same_v<T, bool>;
+
+/// Integer arithmetic that wraps around on overflow (two's complement, as NumPy and torch behave) instead
+/// of the undefined behaviour of signed overflow: the operation runs on the unsigned type, and C++20
+/// defines the conversion back. Floating-point values pass through unchanged.
+template <class T>
+struct wrapping {
+  using U = typename std::conditional_t<std::is_integral_v<T> && !std::is_same_v<T, bool>, std::make_unsigned<T>,
+                                        std::type_identity<T>>::type;
+  METAGRAD_HD METAGRAD_INLINE static T add(T a, T b) { return static_cast<T>(static_cast<U>(a) + static_cast<U>(b)); }
+  METAGRAD_HD METAGRAD_INLINE static T sub(T a, T b) { return static_cast<T>(static_cast<U>(a) - static_cast<U>(b)); }
+  METAGRAD_HD METAGRAD_INLINE static T mul(T a, T b) { return static_cast<T>(static_cast<U>(a) * static_cast<U>(b)); }
+  METAGRAD_HD METAGRAD_INLINE static T neg(T a) { return static_cast<T>(U(0) - static_cast<U>(a)); }
+};
+
+}  // namespace ops
+
+// A functor whose argument converts to float_of_t<T> first, named `x` in `body` (with F its type), and its
+// derivative rule `grad_body`: an expression in the adjoint g, the operand x and the node's value y (all
+// metagrad expressions; the functions it names are found by argument-dependent lookup when autodiff
+// instantiates it, so ops/ needs nothing from the layers above). Used by the families of ops/ that compute
+// in floating point; undefined by the umbrella header.
+#define METAGRAD_FLOAT_UNARY_OP_(Name, str, body, grad_body)          \
+  struct Name {                                                       \
+    static constexpr const char* name = str;                          \
+    template <class T>                                                \
+    METAGRAD_HD METAGRAD_INLINE float_of_t<T> operator()(T a) const { \
+      using F = float_of_t<T>;                                        \
+      const F x = static_cast<F>(a);                                  \
+      return body;                                                    \
+    }                                                                 \
+    template <class G, class X, class Y>                              \
+    auto grad(const G& g, const X& x, const Y& y) const {             \
+      (void)x;                                                        \
+      (void)y;                                                        \
+      return grad_body;                                               \
+    }                                                                 \
+  };
+METAGRAD_NAMESPACE_END
+// end of <metagrad/ops/traits.hpp>
+
+METAGRAD_NAMESPACE_BEGIN
+namespace ops {
+
+METAGRAD_FLOAT_UNARY_OP_(Sigmoid, "sigmoid", math::sigmoid(x), g* y*(1 - y))
+// x < 0 rather than x > 0 so that NaN passes through, as in torch.
+METAGRAD_FLOAT_UNARY_OP_(Relu, "relu", x < F(0) ? F(0) : x, where(x > 0, g, 0))
+// SELU constants from Klambauer et al. 2017, as in torch.nn.SELU.
+METAGRAD_FLOAT_UNARY_OP_(Selu, "selu", F(1.0507009873554805) * (x > F(0) ? x : F(1.6732632423543772) * math::expm1(x)),
+                         where(x > 0, g * 1.0507009873554805, g * 1.7580993408473766 * exp(x)))
+METAGRAD_FLOAT_UNARY_OP_(Softplus, "softplus", math::softplus(x), g* sigmoid(x))
+METAGRAD_FLOAT_UNARY_OP_(Silu, "silu", x* math::sigmoid(x), g*(sigmoid(x) * (1 + x * (1 - sigmoid(x)))))
+
+/// x for x >= 0, slope * x otherwise.
+struct LeakyRelu {
+  static constexpr const char* name = "leaky_relu";
+  double slope;
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE float_of_t<T> operator()(T a) const {
+    using F = float_of_t<T>;
+    const F x = static_cast<F>(a);
+    return x < F(0) ? x * static_cast<F>(slope) : x;
+  }
+  template <class G, class X, class Y>
+  auto grad(const G& g, const X& x, const Y&) const {
+    return where(x < 0, g * slope, g);
+  }
+};
+
+/// GELU, exact (erf) or with torch's tanh approximation. The flag is loop-invariant, so the compiler
+/// unswitches the loop on it.
+struct Gelu {
+  static constexpr const char* name = "gelu";
+  bool approximate_tanh;
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE float_of_t<T> operator()(T a) const {
+    using F = float_of_t<T>;
+    const F x = static_cast<F>(a);
+    return approximate_tanh ? math::gelu_tanh(x) : math::gelu_erf(x);
+  }
+  template <class G, class X, class Y>
+  auto grad(const G& g, const X& x, const Y&) const;
+};
+
+/// The derivative of GELU as one fused functor (its form depends on the run-time flag, so it cannot be
+/// written as one expression type); it has its own derivative, so gelu is twice differentiable.
+struct GeluGrad {
+  static constexpr const char* name = "gelu_grad";
+  bool approximate_tanh;
+  // sqrt(2/pi) and the cubic coefficient of torch's tanh form.
+  static constexpr double k = 0.7978845608028654, c = 0.044715;
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE float_of_t<T> operator()(T a) const {
+    using F = float_of_t<T>;
+    const F x = static_cast<F>(a);
+    if (approximate_tanh) {
+      const F t = math::tanh(F(k) * (x + F(c) * x * x * x));
+      return F(0.5) * (F(1) + t) + F(0.5) * x * (F(1) - t * t) * F(k) * (F(1) + F(3 * c) * x * x);
+    }
+    // Phi(x) + x phi(x)
+    return F(0.5) * (F(1) + math::erf(x * F(0.7071067811865476))) +
+           x * F(0.3989422804014327) * math::exp(F(-0.5) * x * x);
+  }
+  template <class G, class X, class Y>
+  auto grad(const G& g, const X& x, const Y&) const;
+};
+
+/// The second derivative of GELU (the derivative of GeluGrad).
+struct GeluGrad2 {
+  static constexpr const char* name = "gelu_grad2";
+  bool approximate_tanh;
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE float_of_t<T> operator()(T a) const {
+    using F = float_of_t<T>;
+    const F x = static_cast<F>(a);
+    if (approximate_tanh) {
+      const F k = F(GeluGrad::k), c = F(GeluGrad::c);
+      const F t = math::tanh(k * (x + c * x * x * x));
+      const F u1 = k * (F(1) + F(3) * c * x * x), u2 = F(6) * k * c * x;
+      return (F(1) - t * t) * u1 + F(0.5) * x * (F(1) - t * t) * (u2 - F(2) * t * u1 * u1);
+    }
+    // phi(x) (2 - x^2)
+    return F(0.3989422804014327) * math::exp(F(-0.5) * x * x) * (F(2) - x * x);
+  }
+};
+
+template <class G, class X, class Y>
+auto Gelu::grad(const G& g, const X& x, const Y&) const {
+  return g * make_unary(GeluGrad{approximate_tanh}, x);
+}
+template <class G, class X, class Y>
+auto GeluGrad::grad(const G& g, const X& x, const Y&) const {
+  return g * make_unary(GeluGrad2{approximate_tanh}, x);
+}
+
+/// x for x > 0, alpha * (exp(x) - 1) otherwise.
+struct Elu {
+  static constexpr const char* name = "elu";
+  double alpha;
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE float_of_t<T> operator()(T a) const {
+    using F = float_of_t<T>;
+    const F x = static_cast<F>(a);
+    return x > F(0) ? x : static_cast<F>(alpha) * math::expm1(x);
+  }
+  template <class G, class X, class Y>
+  auto grad(const G& g, const X& x, const Y&) const {
+    return where(x > 0, g, g * alpha * exp(x));
+  }
+};
+
+}  // namespace ops
+METAGRAD_NAMESPACE_END
+// end of <metagrad/ops/activation.hpp>
+// #include <metagrad/ops/arithmetic.hpp>
+// metagrad/ops/arithmetic.hpp — scalar functors of arithmetic: + - * / (true division), negation,
+// fmod, minimum and maximum (NaN-propagating), pow and atan2. Each is METAGRAD_HD and runs unchanged in
+// CPU loops and CUDA kernels. Include <metagrad/expr.hpp> instead.
+
+#include <cmath>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/math.hpp> (inlined above)
+// #include <metagrad/ops/traits.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace ops {
+
+#define METAGRAD_NO_BOOL_ARITH_(T, what)                                                         \
+  static_assert(!is_bool_v<T>, "metagrad: " what                                                 \
+                               " is not defined on bool expressions; convert with cast<int>(e) " \
+                               "or use logical_and / logical_or")
+
+struct Add {
+  static constexpr const char* name = "add";
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE T operator()(T a, T b) const {
+    METAGRAD_NO_BOOL_ARITH_(T, "+");
+    return wrapping<T>::add(a, b);
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_lhs(const G& g, const A&, const B&, const Y&) const {
+    return g;
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_rhs(const G& g, const A&, const B&, const Y&) const {
+    return g;
+  }
+};
+
+struct Sub {
+  static constexpr const char* name = "sub";
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE T operator()(T a, T b) const {
+    METAGRAD_NO_BOOL_ARITH_(T, "-");
+    return wrapping<T>::sub(a, b);
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_lhs(const G& g, const A&, const B&, const Y&) const {
+    return g;
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_rhs(const G& g, const A&, const B&, const Y&) const {
+    return -g;
+  }
+};
+
+struct Mul {
+  static constexpr const char* name = "mul";
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE T operator()(T a, T b) const {
+    METAGRAD_NO_BOOL_ARITH_(T, "*");
+    return wrapping<T>::mul(a, b);
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_lhs(const G& g, const A&, const B& b, const Y&) const {
+    return g * b;
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_rhs(const G& g, const A& a, const B&, const Y&) const {
+    return g * a;
+  }
+};
+
+/// True division: integers divide as floats (7 / 2 == 3.5), as in NumPy and torch.
+struct Div {
+  static constexpr const char* name = "div";
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE float_of_t<T> operator()(T a, T b) const {
+    METAGRAD_NO_BOOL_ARITH_(T, "/");
+    using F = float_of_t<T>;
+    return static_cast<F>(a) / static_cast<F>(b);
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_lhs(const G& g, const A&, const B& b, const Y&) const {
+    return g / b;
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_rhs(const G& g, const A&, const B& b, const Y& y) const {
+    return -(g * y / b);
+  }
+};
+
+struct Neg {
+  static constexpr const char* name = "neg";
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE T operator()(T a) const {
+    METAGRAD_NO_BOOL_ARITH_(T, "unary -");
+    return std::is_floating_point_v<T> ? static_cast<T>(-a) : wrapping<T>::neg(a);
+  }
+  template <class G, class X, class Y>
+  auto grad(const G& g, const X&, const Y&) const {
+    return -g;
+  }
+};
+
+/// C fmod: the remainder has the sign of the dividend. Integer fmod by zero gives 0 (NumPy's value)
+/// instead of undefined behaviour.
+struct Fmod {
+  static constexpr const char* name = "fmod";
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE T operator()(T a, T b) const {
+    METAGRAD_NO_BOOL_ARITH_(T, "fmod");
+    if constexpr (std::is_floating_point_v<T>) {
+      return std::fmod(a, b);
+    } else {
+      // a % -1 is 0, but INT_MIN % -1 overflows (and traps on x86): answer it without dividing.
+      return b == 0 || b == T(-1) ? T(0) : static_cast<T>(a % b);
+    }
+  }
+  /// fmod(a, b) = a - trunc(a / b) * b, and trunc is piecewise constant.
+  template <class G, class A, class B, class Y>
+  auto grad_lhs(const G& g, const A&, const B&, const Y&) const {
+    return g;
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_rhs(const G& g, const A& a, const B& b, const Y&) const {
+    return -(g * trunc(a / b));
+  }
+};
+
+/// Elementwise minimum; NaN if either operand is NaN (torch.minimum).
+struct Minimum {
+  static constexpr const char* name = "minimum";
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE T operator()(T a, T b) const {
+    if constexpr (std::is_floating_point_v<T>) {
+      return a != a ? a : (b != b ? b : (b < a ? b : a));
+    } else {
+      return b < a ? b : a;
+    }
+  }
+  /// Ties split the adjoint evenly between the operands (as the max/min reductions do).
+  template <class G, class A, class B, class Y>
+  auto grad_lhs(const G& g, const A& a, const B& b, const Y&) const {
+    return where(a < b, g, where(a == b, g * 0.5, 0));
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_rhs(const G& g, const A& a, const B& b, const Y&) const {
+    return where(b < a, g, where(a == b, g * 0.5, 0));
+  }
+};
+
+/// Elementwise maximum; NaN if either operand is NaN (torch.maximum).
+struct Maximum {
+  static constexpr const char* name = "maximum";
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE T operator()(T a, T b) const {
+    if constexpr (std::is_floating_point_v<T>) {
+      return a != a ? a : (b != b ? b : (a < b ? b : a));
+    } else {
+      return a < b ? b : a;
+    }
+  }
+  /// Ties split the adjoint evenly between the operands.
+  template <class G, class A, class B, class Y>
+  auto grad_lhs(const G& g, const A& a, const B& b, const Y&) const {
+    return where(a > b, g, where(a == b, g * 0.5, 0));
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_rhs(const G& g, const A& a, const B& b, const Y&) const {
+    return where(b > a, g, where(a == b, g * 0.5, 0));
+  }
+};
+
+/// a to the power b, computed in the floating type of T (std::pow semantics for special values).
+struct Pow {
+  static constexpr const char* name = "pow";
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE float_of_t<T> operator()(T a, T b) const {
+    using F = float_of_t<T>;
+    return math::pow(static_cast<F>(a), static_cast<F>(b));
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_lhs(const G& g, const A& a, const B& b, const Y&) const {
+    return g * b * pow(a, b - 1);
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_rhs(const G& g, const A& a, const B&, const Y& y) const {
+    return g * y * log(a);
+  }
+};
+
+/// atan2(y, x): the angle of (x, y) in (-pi, pi].
+struct Atan2 {
+  static constexpr const char* name = "atan2";
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE float_of_t<T> operator()(T y, T x) const {
+    using F = float_of_t<T>;
+    return math::atan2(static_cast<F>(y), static_cast<F>(x));
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_lhs(const G& g, const A& y, const B& x, const Y&) const {
+    return g * x / (square(x) + square(y));
+  }
+  template <class G, class A, class B, class Y>
+  auto grad_rhs(const G& g, const A& y, const B& x, const Y&) const {
+    return -(g * y / (square(x) + square(y)));
+  }
+};
+
+#undef METAGRAD_NO_BOOL_ARITH_
+
+}  // namespace ops
+METAGRAD_NAMESPACE_END
+// end of <metagrad/ops/arithmetic.hpp>
+// #include <metagrad/ops/compare.hpp>
+// metagrad/ops/compare.hpp — scalar functors of comparisons and logic (all yield bool), and the select
+// of where(c, a, b). Include <metagrad/expr.hpp> instead.
+
+#include <type_traits>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/ops/traits.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace ops {
+
+#define METAGRAD_COMPARE_OP_(Name, str, expr)                     \
+  struct Name {                                                   \
+    static constexpr const char* name = str;                      \
+    template <class T>                                            \
+    METAGRAD_HD METAGRAD_INLINE bool operator()(T a, T b) const { \
+      return expr;                                                \
+    }                                                             \
+  };
+// IEEE semantics: every comparison with NaN is false except !=.
+METAGRAD_COMPARE_OP_(Equal, "eq", a == b)
+METAGRAD_COMPARE_OP_(NotEqual, "ne", a != b)
+METAGRAD_COMPARE_OP_(Less, "lt", a < b)
+METAGRAD_COMPARE_OP_(LessEqual, "le", a <= b)
+METAGRAD_COMPARE_OP_(Greater, "gt", a > b)
+METAGRAD_COMPARE_OP_(GreaterEqual, "ge", a >= b)
+// Logical operators read any dtype as "non-zero is true".
+METAGRAD_COMPARE_OP_(LogicalAnd, "logical_and", (a != T(0)) && (b != T(0)))
+METAGRAD_COMPARE_OP_(LogicalOr, "logical_or", (a != T(0)) || (b != T(0)))
+METAGRAD_COMPARE_OP_(LogicalXor, "logical_xor", (a != T(0)) != (b != T(0)))
+#undef METAGRAD_COMPARE_OP_
+
+struct LogicalNot {
+  static constexpr const char* name = "logical_not";
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE bool operator()(T a) const {
+    return a == T(0);
+  }
+};
+
+/// where(c, a, b): a where c is true, else b. Both branches are computed (they are elementwise and cheap);
+/// the select itself is branch-free so the loop vectorises.
+struct Where {
+  static constexpr const char* name = "where";
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE T operator()(bool c, T a, T b) const {
+    return c ? a : b;
+  }
+  template <class G, class C, class A, class B, class Y>
+  auto grad_second(const G& g, const C& c, const A&, const B&, const Y&) const {
+    return where(c, g, 0);
+  }
+  template <class G, class C, class A, class B, class Y>
+  auto grad_third(const G& g, const C& c, const A&, const B&, const Y&) const {
+    return where(c, 0, g);
+  }
+};
+
+/// Tests for special floating values (false for integers).
+struct IsNan {
+  static constexpr const char* name = "isnan";
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE bool operator()(T a) const {
+    return a != a;
+  }
+};
+struct IsInf {
+  static constexpr const char* name = "isinf";
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE bool operator()(T a) const {
+    if constexpr (std::is_floating_point_v<T>) {
+      const T inf = T(1) / T(0);
+      return a == inf || a == -inf;
+    } else {
+      return false;
+    }
+  }
+};
+struct IsFinite {
+  static constexpr const char* name = "isfinite";
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE bool operator()(T a) const {
+    if constexpr (std::is_floating_point_v<T>) {
+      return a - a == T(0);  // inf - inf and NaN - NaN are NaN
+    } else {
+      return true;
+    }
+  }
+};
+
+/// Conversion to U with C++ rules (float to int truncates; to bool tests != 0). Float to integer
+/// saturates at U's limits and maps NaN to 0, where a plain C++ conversion is undefined behaviour.
+template <class U>
+struct Cast {
+  static constexpr const char* name = "cast";
+  using target_type = U;
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE U operator()(T a) const {
+    if constexpr (std::is_same_v<U, bool>) {
+      return a != T(0);
+    } else if constexpr (std::is_floating_point_v<T> && std::is_integral_v<U>) {
+      // 2^(digits) is exactly representable in T; U's max may not be (int64 max in float).
+      constexpr T hi = static_cast<T>(static_cast<U>(1) << (sizeof(U) * 8 - 2)) * T(2);
+      constexpr U umax = static_cast<U>(~static_cast<std::make_unsigned_t<U>>(0) >> 1);
+      constexpr U umin = static_cast<U>(-umax - 1);
+      return a != a ? U(0) : (a >= hi ? umax : (a < -hi ? umin : static_cast<U>(a)));
+    } else {
+      return static_cast<U>(a);
+    }
+  }
+};
+
+}  // namespace ops
+METAGRAD_NAMESPACE_END
+// end of <metagrad/ops/compare.hpp>
+// #include <metagrad/ops/rounding.hpp>
+// metagrad/ops/rounding.hpp — scalar functors that keep the input's dtype: abs, sign, square, clamp,
+// floor, ceil, round (half away from zero), trunc. Include <metagrad/expr.hpp> instead.
+
+#include <cmath>
+#include <type_traits>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/ops/traits.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace ops {
+
+struct Abs {
+  static constexpr const char* name = "abs";
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE T operator()(T a) const {
+    if constexpr (std::is_floating_point_v<T>)
+      return std::fabs(a);
+    else if constexpr (std::is_same_v<T, bool>)
+      return a;
+    else
+      return a < 0 ? wrapping<T>::neg(a) : a;  // abs(INT_MIN) wraps to INT_MIN, as in NumPy
+  }
+  /// d|x| = sign(x) (0 at 0, the subgradient torch uses).
+  template <class G, class X, class Y>
+  auto grad(const G& g, const X& x, const Y&) const {
+    return g * sign(x);
+  }
+};
+
+/// -1, 0 or 1 (NaN stays NaN; sign(-0.0) is 0).
+struct Sign {
+  static constexpr const char* name = "sign";
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE T operator()(T a) const {
+    if constexpr (std::is_floating_point_v<T>)
+      return a > T(0) ? T(1) : (a < T(0) ? T(-1) : a * T(0));  // NaN * 0 is NaN, 0 * 0 is 0
+    else if constexpr (std::is_same_v<T, bool>)
+      return a;
+    else
+      return static_cast<T>((a > 0) - (a < 0));
+  }
+};
+
+struct Square {
+  static constexpr const char* name = "square";
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE T operator()(T a) const {
+    static_assert(!std::is_same_v<T, bool>, "metagrad: square is not defined on bool expressions");
+    return wrapping<T>::mul(a, a);
+  }
+  template <class G, class X, class Y>
+  auto grad(const G& g, const X& x, const Y&) const {
+    return g * (x * 2);
+  }
+};
+
+/// min(max(x, lo), hi); NaN passes through.
+struct Clamp {
+  static constexpr const char* name = "clamp";
+  double lo, hi;
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE T operator()(T a) const {
+    const T l = static_cast<T>(lo), h = static_cast<T>(hi);
+    return a < l ? l : (a > h ? h : a);
+  }
+  /// The adjoint passes where lo <= x <= hi (boundaries included, as in torch).
+  template <class G, class X, class Y>
+  auto grad(const G& g, const X& x, const Y&) const {
+    return where((x >= lo) && (x <= hi), g, 0);
+  }
+};
+
+#define METAGRAD_ROUNDING_OP_(Name, str, fn)              \
+  struct Name {                                           \
+    static constexpr const char* name = str;              \
+    template <class T>                                    \
+    METAGRAD_HD METAGRAD_INLINE T operator()(T a) const { \
+      if constexpr (std::is_floating_point_v<T>)          \
+        return fn(a);                                     \
+      else                                                \
+        return a;                                         \
+    }                                                     \
+  };
+METAGRAD_ROUNDING_OP_(Floor, "floor", std::floor)
+METAGRAD_ROUNDING_OP_(Ceil, "ceil", std::ceil)
+METAGRAD_ROUNDING_OP_(Round, "round", std::round)
+METAGRAD_ROUNDING_OP_(Trunc, "trunc", std::trunc)
+#undef METAGRAD_ROUNDING_OP_
+
+}  // namespace ops
+METAGRAD_NAMESPACE_END
+// end of <metagrad/ops/rounding.hpp>
+// #include <metagrad/ops/unary_math.hpp>
+// metagrad/ops/unary_math.hpp — scalar functors of the mathematical functions: exponentials and
+// logarithms, powers and roots, trigonometric and hyperbolic functions, erf. Float versions are the
+// branch-free, vectorisable approximations of core/math.hpp; integer inputs compute in float.
+// Include <metagrad/expr.hpp> instead.
+
+#include <cmath>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/math.hpp> (inlined above)
+// #include <metagrad/ops/traits.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace ops {
+
+METAGRAD_FLOAT_UNARY_OP_(Exp, "exp", math::exp(x), g* y)
+METAGRAD_FLOAT_UNARY_OP_(Exp2, "exp2", math::exp2(x), g* y * 0.6931471805599453)
+METAGRAD_FLOAT_UNARY_OP_(Expm1, "expm1", math::expm1(x), g*(y + 1))
+METAGRAD_FLOAT_UNARY_OP_(Log, "log", math::log(x), g / x)
+METAGRAD_FLOAT_UNARY_OP_(Log2, "log2", math::log2(x), g / (x * 0.6931471805599453))
+METAGRAD_FLOAT_UNARY_OP_(Log1p, "log1p", math::log1p(x), g / (x + 1))
+// sqrt is one instruction; it vectorises once errno is off (the CMake target passes -fno-math-errno).
+METAGRAD_FLOAT_UNARY_OP_(Sqrt, "sqrt", std::sqrt(x), g / (y * 2))
+METAGRAD_FLOAT_UNARY_OP_(Rsqrt, "rsqrt", F(1) / std::sqrt(x), g*(-0.5) * y * y * y)
+METAGRAD_FLOAT_UNARY_OP_(Sin, "sin", math::sin(x), g* cos(x))
+METAGRAD_FLOAT_UNARY_OP_(Cos, "cos", math::cos(x), -(g* sin(x)))
+METAGRAD_FLOAT_UNARY_OP_(Tan, "tan", math::tan(x), g*(square(y) + 1))
+METAGRAD_FLOAT_UNARY_OP_(Asin, "asin", math::asin(x), g* rsqrt(1 - square(x)))
+METAGRAD_FLOAT_UNARY_OP_(Acos, "acos", math::acos(x), -(g* rsqrt(1 - square(x))))
+METAGRAD_FLOAT_UNARY_OP_(Atan, "atan", math::atan(x), g / (square(x) + 1))
+METAGRAD_FLOAT_UNARY_OP_(Sinh, "sinh", math::sinh(x), g* cosh(x))
+METAGRAD_FLOAT_UNARY_OP_(Cosh, "cosh", math::cosh(x), g* sinh(x))
+METAGRAD_FLOAT_UNARY_OP_(Tanh, "tanh", math::tanh(x), g*(1 - square(y)))
+METAGRAD_FLOAT_UNARY_OP_(Erf, "erf", math::erf(x), g * 1.1283791670955126 * exp(-square(x)))
+
+/// x raised to a fixed exponent (the common pow(x, 2.0) etc.); small integer exponents multiply.
+struct PowScalar {
+  static constexpr const char* name = "pow";
+  double p;
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE float_of_t<T> operator()(T a) const {
+    using F = float_of_t<T>;
+    const F x = static_cast<F>(a);
+    // pow(-inf, 0.5) is +inf and pow(-0, 0.5) is +0 (C pow), where sqrt gives NaN and -0.
+    const F root = x == -(F(1) / F(0)) ? F(1) / F(0) : std::sqrt(x) + F(0);
+    return p == 2.0 ? x * x : (p == 1.0 ? x : (p == 0.5 ? root : math::pow(x, static_cast<F>(p))));
+  }
+  /// d/dx x^p = p x^(p-1); the exponent of p = 0 stays 0 so that the derivative is 0, not 0 * x^-1.
+  template <class G, class X, class Y>
+  auto grad(const G& g, const X& x, const Y&) const {
+    return g * (pow(x, p == 0.0 ? 0.0 : p - 1.0) * p);
+  }
+};
+
+}  // namespace ops
+METAGRAD_NAMESPACE_END
+// end of <metagrad/ops/unary_math.hpp>
+// #include <metagrad/expr/elementwise.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+// --- operators ----------------------------------------------------------------------------------
+
+#define METAGRAD_BINARY_OPERATOR_(sym, Op)                                   \
+  template <operand A, operand B>                                            \
+  requires(expression<A> || expression<B>) auto operator sym(A&& a, B&& b) { \
+    return make_binary(ops::Op{}, std::forward<A>(a), std::forward<B>(b));   \
+  }
+METAGRAD_BINARY_OPERATOR_(+, Add)
+METAGRAD_BINARY_OPERATOR_(-, Sub)
+METAGRAD_BINARY_OPERATOR_(*, Mul)
+METAGRAD_BINARY_OPERATOR_(/, Div)
+METAGRAD_BINARY_OPERATOR_(==, Equal)
+METAGRAD_BINARY_OPERATOR_(!=, NotEqual)
+METAGRAD_BINARY_OPERATOR_(<, Less)
+METAGRAD_BINARY_OPERATOR_(<=, LessEqual)
+METAGRAD_BINARY_OPERATOR_(>, Greater)
+METAGRAD_BINARY_OPERATOR_(>=, GreaterEqual)
+METAGRAD_BINARY_OPERATOR_(&&, LogicalAnd)
+METAGRAD_BINARY_OPERATOR_(||, LogicalOr)
+#undef METAGRAD_BINARY_OPERATOR_
+
+template <expression A>
+auto operator-(A&& a) {
+  return make_unary(ops::Neg{}, std::forward<A>(a));
+}
+template <expression A>
+auto operator+(A&& a) {
+  return std::forward<A>(a);
+}
+template <expression A>
+auto operator!(A&& a) {
+  return make_unary(ops::LogicalNot{}, std::forward<A>(a));
+}
+
+// --- named binary functions ---------------------------------------------------------------------
+
+#define METAGRAD_BINARY_FUNCTION_(name, Op)                                \
+  template <operand A, operand B>                                          \
+  requires(expression<A> || expression<B>) auto name(A&& a, B&& b) {       \
+    return make_binary(ops::Op{}, std::forward<A>(a), std::forward<B>(b)); \
+  }
+/// Elementwise minimum / maximum, NaN-propagating (torch.minimum / torch.maximum).
+METAGRAD_BINARY_FUNCTION_(minimum, Minimum)
+METAGRAD_BINARY_FUNCTION_(maximum, Maximum)
+/// C fmod: remainder with the sign of the dividend.
+METAGRAD_BINARY_FUNCTION_(fmod, Fmod)
+/// atan2(y, x) in (-pi, pi].
+METAGRAD_BINARY_FUNCTION_(atan2, Atan2)
+METAGRAD_BINARY_FUNCTION_(logical_and, LogicalAnd)
+METAGRAD_BINARY_FUNCTION_(logical_or, LogicalOr)
+METAGRAD_BINARY_FUNCTION_(logical_xor, LogicalXor)
+#undef METAGRAD_BINARY_FUNCTION_
+
+/// a to the power b elementwise (b may be an expression or a scalar).
+template <operand A, operand B>
+requires(expression<A> || expression<B>) auto pow(A&& a, B&& b) {
+  if constexpr (expression<A> && std::is_arithmetic_v<std::remove_cvref_t<B>>)
+    return make_unary(ops::PowScalar{static_cast<double>(b)}, std::forward<A>(a));
+  else
+    return make_binary(ops::Pow{}, std::forward<A>(a), std::forward<B>(b));
+}
+
+// --- unary functions ----------------------------------------------------------------------------
+
+#define METAGRAD_UNARY_FUNCTION_(name, Op)            \
+  template <expression A>                             \
+  auto name(A&& a) {                                  \
+    return make_unary(ops::Op{}, std::forward<A>(a)); \
+  }
+METAGRAD_UNARY_FUNCTION_(exp, Exp)
+METAGRAD_UNARY_FUNCTION_(exp2, Exp2)
+METAGRAD_UNARY_FUNCTION_(expm1, Expm1)
+METAGRAD_UNARY_FUNCTION_(log, Log)
+METAGRAD_UNARY_FUNCTION_(log2, Log2)
+METAGRAD_UNARY_FUNCTION_(log1p, Log1p)
+METAGRAD_UNARY_FUNCTION_(sqrt, Sqrt)
+METAGRAD_UNARY_FUNCTION_(rsqrt, Rsqrt)
+METAGRAD_UNARY_FUNCTION_(square, Square)
+METAGRAD_UNARY_FUNCTION_(abs, Abs)
+METAGRAD_UNARY_FUNCTION_(sign, Sign)
+METAGRAD_UNARY_FUNCTION_(sin, Sin)
+METAGRAD_UNARY_FUNCTION_(cos, Cos)
+METAGRAD_UNARY_FUNCTION_(tan, Tan)
+METAGRAD_UNARY_FUNCTION_(asin, Asin)
+METAGRAD_UNARY_FUNCTION_(acos, Acos)
+METAGRAD_UNARY_FUNCTION_(atan, Atan)
+METAGRAD_UNARY_FUNCTION_(sinh, Sinh)
+METAGRAD_UNARY_FUNCTION_(cosh, Cosh)
+METAGRAD_UNARY_FUNCTION_(tanh, Tanh)
+METAGRAD_UNARY_FUNCTION_(erf, Erf)
+METAGRAD_UNARY_FUNCTION_(sigmoid, Sigmoid)
+METAGRAD_UNARY_FUNCTION_(relu, Relu)
+METAGRAD_UNARY_FUNCTION_(selu, Selu)
+METAGRAD_UNARY_FUNCTION_(softplus, Softplus)
+METAGRAD_UNARY_FUNCTION_(silu, Silu)
+METAGRAD_UNARY_FUNCTION_(floor, Floor)
+METAGRAD_UNARY_FUNCTION_(ceil, Ceil)
+METAGRAD_UNARY_FUNCTION_(round, Round)
+METAGRAD_UNARY_FUNCTION_(trunc, Trunc)
+METAGRAD_UNARY_FUNCTION_(logical_not, LogicalNot)
+METAGRAD_UNARY_FUNCTION_(isnan, IsNan)
+METAGRAD_UNARY_FUNCTION_(isinf, IsInf)
+METAGRAD_UNARY_FUNCTION_(isfinite, IsFinite)
+#undef METAGRAD_UNARY_FUNCTION_
+
+/// GELU. `approximate_tanh = false` is the exact erf form, true the tanh approximation (torch's
+/// approximate="tanh").
+template <expression A>
+auto gelu(A&& a, bool approximate_tanh = false) {
+  return make_unary(ops::Gelu{approximate_tanh}, std::forward<A>(a));
+}
+/// x >= 0 ? x : slope * x.
+template <expression A>
+auto leaky_relu(A&& a, double slope = 0.01) {
+  return make_unary(ops::LeakyRelu{slope}, std::forward<A>(a));
+}
+/// x > 0 ? x : alpha * (exp(x) - 1).
+template <expression A>
+auto elu(A&& a, double alpha = 1.0) {
+  return make_unary(ops::Elu{alpha}, std::forward<A>(a));
+}
+/// min(max(x, lo), hi) in the expression's dtype; NaN passes through.
+template <expression A>
+auto clamp(A&& a, double lo, double hi) {
+  return make_unary(ops::Clamp{lo, hi}, std::forward<A>(a));
+}
+
+/// Converts elementwise to dtype U (float to integer truncates toward zero and saturates; NaN gives 0).
+template <dtype U, expression A>
+auto cast(A&& a) {
+  return make_unary(ops::Cast<U>{}, std::forward<A>(a));
+}
+
+/// c ? a : b elementwise with broadcasting. @pre c is a bool expression (compile-time check).
+template <expression Cond, operand A, operand B>
+auto where(Cond&& c, A&& a, B&& b) {
+  static_assert(std::is_same_v<expr_value_t<Cond>, bool>,
+                "metagrad: where(c, a, b) needs a bool condition; compare (x > 0) or cast<bool>(c) first");
+  static_assert(expression<A> || expression<B>,
+                "metagrad: where(c, a, b) needs at least one of a and b to be an expression");
+  return make_ternary(ops::Where{}, std::forward<Cond>(c), std::forward<A>(a), std::forward<B>(b));
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/expr/functions.hpp>
+// #include <metagrad/expr/leaf.hpp>
+// metagrad/expr/leaf.hpp — the named leaves of a graph: Input (bound to a tensor for each run), Param (owns
+// its tensor and a run-time name, the checkpoint key), Const (a tensor held by value) and TensorRef (a named
+// tensor read by pointer). Input and Param are identified by their tag type (DESIGN.md, Principle 1), so
+// two mentions of the same parameter anywhere in a forward pass and its gradients are one leaf. Both are
+// cheap handles on shared state: copying one copies a pointer, so expressions hold them by value and
+// never dangle. Include <metagrad/expr.hpp> instead.
+
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+
+#if defined(__GNUG__) || defined(__clang__)
+#include <cxxabi.h>
+
+#include <cstdlib>
+#endif
+
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/expr_base.hpp> (inlined above)
+// #include <metagrad/core/tensor.hpp> (inlined above)
+// #include <metagrad/expr/node.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+namespace detail {
+/// A readable name for a tag type (demangled where the ABI allows), used in error messages.
+template <class Tag>
+std::string tag_name() {
+  const char* raw = typeid(Tag).name();
+#if defined(__GNUG__) || defined(__clang__)
+  int status = 0;
+  char* d = abi::__cxa_demangle(raw, nullptr, nullptr, &status);
+  if (status == 0 && d) {
+    std::string s(d);
+    std::free(d);
+    return s;
+  }
+#endif
+  return raw;
+}
+}  // namespace detail
+
+/// A graph input: a placeholder of dtype T and rank Rank that is bound to a tensor before each run.
+/// Copies share the binding. `Tag` is any type (typically `struct x`) and is the input's identity.
+/// @code
+///   Input<struct x, float, 2> x;          // or METAGRAD_INPUT(x, float, 2);
+///   x.bind(batch);                        // before evaluating anything that reads x
+/// @endcode
+template <class Tag, dtype T, int Rank>
+class Input : public ExprBase<Input<Tag, T, Rank>> {
+  struct State {
+    Tensor<T, Rank> value;
+    std::string name;
+  };
+
+ public:
+  using value_type = T;
+  using tag_type = Tag;
+  static constexpr int rank = Rank;
+
+  /// An unbound input named `name` (used in messages; defaults to the tag's name).
+  explicit Input(std::string name = detail::tag_name<Tag>()) : state_(std::make_shared<State>()) {
+    state_->name = std::move(name);
+  }
+
+  /// Binds a tensor (shared, not copied) for the following evaluations; returns *this, so that
+  /// `program.run(x.bind(a), y.bind(b))` reads naturally.
+  const Input& bind(const Tensor<T, Rank>& t) const {
+    if (!t.defined()) throw error("input '" + state_->name + "': cannot bind an empty (default-constructed) tensor");
+    state_->value = t;
+    return *this;
+  }
+  template <class U, int R2>
+  const Input& bind(const Tensor<U, R2>&) const {
+    static_assert(std::is_same_v<U, T> && R2 == Rank,
+                  "metagrad: Input::bind needs a tensor of the input's dtype and rank; convert with to<T>() or "
+                  "reshape first");
+    return *this;
+  }
+  const Input& operator=(const Tensor<T, Rank>& t) const { return bind(t); }
+
+  bool bound() const { return state_->value.defined(); }
+  /// The bound tensor. @throws metagrad::error when nothing is bound.
+  const Tensor<T, Rank>& value() const {
+    if (!bound()) throw unbound_error("input '" + state_->name + "' is not bound: call bind(tensor) before evaluating");
+    return state_->value;
+  }
+  const std::string& name() const { return state_->name; }
+  Shape<Rank> shape() const { return value().shape(); }
+  const void* identity() const { return state_.get(); }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    return lower_expr(value(), target);
+  }
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+/// A trainable parameter: owns its tensor (shared by copies) and a run-time name, its key in checkpoints
+/// and state dicts ("fc1.weight"). `Tag` is its identity in the graph.
+template <class Tag, dtype T, int Rank>
+class Param : public ExprBase<Param<Tag, T, Rank>> {
+  struct State {
+    Tensor<T, Rank> value;
+    std::string name;
+  };
+
+ public:
+  using value_type = T;
+  using tag_type = Tag;
+  static constexpr int rank = Rank;
+
+  explicit Param(std::string name = detail::tag_name<Tag>()) : state_(std::make_shared<State>()) {
+    state_->name = std::move(name);
+  }
+  /// A parameter holding `init` (shared, not copied: clone() it first to keep the original).
+  Param(std::string name, Tensor<T, Rank> init) : Param(std::move(name)) { state_->value = std::move(init); }
+
+  /// The parameter's tensor; assigning into it (value().assign(...), value() -= ...) updates every copy.
+  Tensor<T, Rank>& value() const {
+    if (!state_->value.defined()) throw error("parameter '" + state_->name + "' has no value: set() it first");
+    return state_->value;
+  }
+  /// Replaces the tensor (shared, not copied).
+  void set(Tensor<T, Rank> t) const { state_->value = std::move(t); }
+  bool initialized() const { return state_->value.defined(); }
+  const std::string& name() const { return state_->name; }
+  Shape<Rank> shape() const { return value().shape(); }
+  const void* identity() const { return state_.get(); }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    return lower_expr(value(), target);
+  }
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+/// A constant tensor held by value (a handle: it shares the tensor's storage). Never differentiated.
+template <dtype T, int Rank>
+class Const : public ExprBase<Const<T, Rank>> {
+ public:
+  using value_type = T;
+  static constexpr int rank = Rank;
+  explicit Const(Tensor<T, Rank> t) : t_(std::move(t)) {}
+  const Tensor<T, Rank>& value() const { return t_; }
+  Shape<Rank> shape() const { return t_.shape(); }
+  const void* identity() const { return t_.data(); }
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    return lower_expr(t_, target);
+  }
+
+ private:
+  Tensor<T, Rank> t_;
+};
+
+/// A named tensor read through a pointer: what a tensor the user wrote by name becomes inside derived
+/// expressions, so that they see later assignments to it, as the expression they came from does.
+template <dtype T, int Rank>
+class TensorRef : public ExprBase<TensorRef<T, Rank>> {
+ public:
+  using value_type = T;
+  static constexpr int rank = Rank;
+  explicit TensorRef(const Tensor<T, Rank>& t) : t_(&t) {}
+  const Tensor<T, Rank>& value() const { return *t_; }
+  Shape<Rank> shape() const { return t_->shape(); }
+  const void* identity() const { return t_; }
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    return lower_expr(*t_, target);
+  }
+
+ private:
+  const Tensor<T, Rank>* t_;
+};
+
+template <class E>
+inline constexpr bool is_input_v = false;
+template <class Tag, class T, int R>
+inline constexpr bool is_input_v<Input<Tag, T, R>> = true;
+template <class E>
+inline constexpr bool is_param_v = false;
+template <class Tag, class T, int R>
+inline constexpr bool is_param_v<Param<Tag, T, R>> = true;
+template <class E>
+inline constexpr bool is_const_leaf_v = false;
+template <class T, int R>
+inline constexpr bool is_const_leaf_v<Const<T, R>> = true;
+template <class T, int R>
+inline constexpr bool is_const_leaf_v<TensorRef<T, R>> = true;
+
+/// Input or Param: a leaf that gradients can be taken with respect to.
+template <class E>
+concept variable = is_input_v<std::remove_cvref_t<E>> || is_param_v<std::remove_cvref_t<E>>;
+
+METAGRAD_NAMESPACE_END
+
+/// Declares `Input<struct name##_tag_, T, Rank> name{"name"}`: METAGRAD_INPUT(x, float, 2);
+#define METAGRAD_INPUT(name, T, Rank) \
+  ::metagrad::Input<struct name##_input_tag_, T, Rank> name { #name }
+/// Declares a Param named by its variable: METAGRAD_PARAM(w, float, 2, metagrad::randn<float>({784, 10}));
+#define METAGRAD_PARAM(name, T, Rank, ...) \
+  ::metagrad::Param<struct name##_param_tag_, T, Rank> name { #name, __VA_ARGS__ }
+// end of <metagrad/expr/leaf.hpp>
+// #include <metagrad/expr/matmul.hpp>
+// metagrad/expr/matmul.hpp — matrix products as a boundary node. matmul(a, b) multiplies the last two axes
+// and broadcasts the leading (batch) axes, NumPy style. A transposed operand (a.t(), transpose(x, -1, -2))
+// becomes a GEMM transpose flag, a scalar factor (s * matmul(a, b)) becomes alpha and an accumulation
+// (c += matmul(a, b)) becomes beta = 1: one GEMM call, no copies. The GEMM itself is the backend's
+// (CBLAS when found, else a built-in blocked kernel; cuBLAS on CUDA). Include <metagrad/expr.hpp> instead.
+
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/core/tensor.hpp> (inlined above)
+// #include <metagrad/expr/node.hpp> (inlined above)
+// #include <metagrad/expr/plan.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+/// One (strided-batched) GEMM: for each of `batch` items, C = alpha op(A) op(B) + beta C, row-major, with
+/// element strides sa/sb/sc between items (0 repeats an operand). The backends answer run_gemm(call),
+/// found by argument-dependent lookup, so this layer names no backend.
+template <class T>
+struct GemmCall {
+  index_t batch;
+  bool trans_a, trans_b;
+  index_t m, n, k;
+  T alpha;
+  const T* a;
+  index_t lda, stride_a;
+  const T* b;
+  index_t ldb, stride_b;
+  T beta;
+  T* c;
+  index_t ldc, stride_c;
+};
+
+namespace detail {
+/// How a strided matrix (rows x cols, strides sr, sc) is handed to a GEMM: as stored (ld = row stride) or
+/// transposed (ld = column stride); `ok` is false when neither works (the caller copies it first).
+struct MatrixLayout {
+  bool ok, trans;
+  index_t ld;
+};
+inline MatrixLayout matrix_layout(index_t rows, index_t cols, index_t sr, index_t sc) {
+  if (rows <= 1 && cols <= 1) return {true, false, cols > 0 ? cols : 1};
+  if ((sc == 1 || cols == 1) && (rows == 1 || sr >= (cols > 1 ? cols : 1))) return {true, false, rows == 1 ? cols : sr};
+  if ((sr == 1 || rows == 1) && (cols == 1 || sc >= (rows > 1 ? rows : 1))) return {true, true, cols == 1 ? rows : sc};
+  return {false, false, 0};
+}
+}  // namespace detail
+
+/// alpha * (a @ b): contraction of a's last axis with b's second-to-last; batch axes broadcast.
+template <class A, class B>
+class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
+                   public BoundaryBase<typename std::remove_cvref_t<A>::value_type,
+                                       (std::remove_cvref_t<A>::rank > std::remove_cvref_t<B>::rank
+                                            ? std::remove_cvref_t<A>::rank
+                                            : std::remove_cvref_t<B>::rank)> {
+  using AE = std::remove_cvref_t<A>;
+  using BE = std::remove_cvref_t<B>;
+  static constexpr int RA = AE::rank;
+  static constexpr int RB = BE::rank;
+
+ public:
+  using value_type = typename AE::value_type;
+  static constexpr int rank = RA > RB ? RA : RB;
+  static constexpr int batch_rank = rank - 2;
+  static_assert(RA >= 2 && RB >= 2,
+                "metagrad: matmul needs operands of rank 2 or more; make a vector a matrix with unsqueeze");
+  static_assert(std::is_same_v<value_type, typename BE::value_type>,
+                "metagrad: matmul needs both operands of the same dtype; convert one with cast<T>()");
+  static_assert(std::is_same_v<value_type, float> || std::is_same_v<value_type, double>,
+                "metagrad: matmul is defined for float and double");
+
+  MatmulExpr(A a, B b, value_type alpha) : a_(std::forward<A>(a)), b_(std::forward<B>(b)), alpha_(alpha) {}
+
+  const AE& lhs() const { return a_; }
+  const BE& rhs() const { return b_; }
+  value_type alpha() const { return alpha_; }
+  auto children() const { return std::tie(a_, b_); }
+  bool same_params(const MatmulExpr& o) const { return detail::bits_equal(alpha_, o.alpha_); }
+  /// The same product scaled by s (folds into the GEMM's alpha).
+  MatmulExpr scaled(value_type s) const& { return MatmulExpr(a_, b_, alpha_ * s); }
+  MatmulExpr scaled(value_type s) && { return MatmulExpr(std::forward<A>(a_), std::forward<B>(b_), alpha_ * s); }
+
+  /// @throws shape_error naming matmul and both shapes when the inner extents or batch axes disagree.
+  Shape<rank> shape() const { return out_shape(a_.shape(), b_.shape()); }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto& v = this->materialise(*this);
+    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
+  }
+
+  /// dst = alpha a @ b (beta = 0), or dst = alpha a @ b + beta dst. dst is (re)allocated when its shape
+  /// differs and beta == 0.
+  template <int RD>
+  void eval_into(Tensor<value_type, RD>& dst, value_type beta = 0) const {
+    static_assert(RD == rank);
+    const auto as = a_.shape();
+    const auto bs = b_.shape();
+    const auto os = out_shape(as, bs);
+    if (!dst.defined() || !(dst.shape() == os)) {
+      if (beta != value_type(0))
+        throw shape_error("matmul: cannot accumulate into a tensor of shape " +
+                          (dst.defined() ? to_string(dst.shape()) : std::string("(empty)")) +
+                          "; the product has shape " + to_string(os));
+      dst.allocate(os);
+    }
+    if (os.numel() == 0) return;
+    const Operand pa = prepare(a_, as, opa_);
+    const Operand pb = prepare(b_, bs, opb_);
+    // The destination must be row-major within each matrix for the GEMM; otherwise use a temporary.
+    const bool direct = (os[rank - 1] == 1 || dst.strides()[rank - 1] == 1) &&
+                        (os[rank - 2] == 1 || dst.strides()[rank - 2] >= os[rank - 1]) && !overlaps(dst, pa, pb);
+    if (direct) {
+      run(pa, pb, os, dst.data(), dst.strides(), beta);
+    } else {
+      Tensor<value_type, rank> tmp(os);
+      if (beta != value_type(0)) tmp.assign(dst);
+      run(pa, pb, os, tmp.data(), tmp.strides(), beta);
+      dst.assign(tmp);
+    }
+  }
+
+  /// dst += alpha a @ b as one GEMM with beta = 1. @pre dst has the product's shape.
+  template <int RD>
+  void accumulate_into(Tensor<value_type, RD>& dst) const {
+    eval_into(dst, value_type(1));
+  }
+
+ private:
+  // An operand ready for GEMM: base pointer, its matrix layout and its batch strides (right-aligned to
+  // the output's batch axes, 0 where broadcast).
+  struct Operand {
+    const value_type* ptr;
+    detail::MatrixLayout layout;
+    index_t rows, cols;
+    Array<index_t, (batch_rank > 0 ? batch_rank : 1)> bstride;
+    const void* lo;
+    const void* hi;
+  };
+
+  template <class X, int RX>
+  static Operand prepare(const X& x, const Shape<RX>& xs, Tensor<value_type, RX>& copy) {
+    auto p = lower_expr(x, xs);
+    Operand o{};
+    o.rows = xs[RX - 2];
+    o.cols = xs[RX - 1];
+    const value_type* ptr = nullptr;
+    Strides<RX> st{};
+    bool usable = false;
+    if constexpr (is_leaf_plan_v<decltype(p)>) {
+      ptr = p.ptr;
+      for (int d = 0; d < RX; ++d) st[d] = xs[d] == 1 ? 0 : p.strides[d];
+      o.layout = detail::matrix_layout(o.rows, o.cols, st[RX - 2], st[RX - 1]);
+      usable = o.layout.ok;
+      for (int d = 0; d < RX; ++d) usable &= st[d] >= 0;
+    }
+    if (!usable) {
+      // A computed operand (or an unusable layout) is evaluated once into a contiguous buffer. A computed
+      // operand seen through a transpose of its last two axes (the gradients' t(h)) is evaluated as it is
+      // and handed over with a transpose flag: never a transposed copy.
+      bool swapped = false;
+      if constexpr (requires {
+                      x.axes();
+                      x.operand();
+                    }) {
+        if constexpr (std::remove_cvref_t<decltype(x.operand())>::rank == RX) {
+          const auto& ax = x.axes();
+          swapped = RX >= 2 && ax[RX - 1] == RX - 2 && ax[RX - 2] == RX - 1;
+          for (int d = 0; d < RX - 2; ++d) swapped &= ax[d] == d;
+          if (swapped) {
+            Shape<RX> is = xs;
+            is[RX - 2] = xs[RX - 1];
+            is[RX - 1] = xs[RX - 2];
+            if (!copy.defined() || !(copy.shape() == is)) copy.allocate(is);
+            cpu_or_backend_fill(copy, lower_expr(x.operand(), is), is);
+            st = copy.strides();
+            std::swap(st[RX - 2], st[RX - 1]);
+          }
+        }
+      }
+      if (!swapped) {
+        if (!copy.defined() || !(copy.shape() == xs)) copy.allocate(xs);
+        cpu_or_backend_fill(copy, p, xs);
+        st = copy.strides();
+      }
+      ptr = copy.data();
+      for (int d = 0; d < RX; ++d)
+        if (xs[d] == 1) st[d] = 0;
+      o.layout = detail::matrix_layout(o.rows, o.cols, st[RX - 2], st[RX - 1]);
+    }
+    o.ptr = ptr;
+    for (int d = 0; d < batch_rank; ++d) {
+      const int c = d - (batch_rank - (RX - 2));
+      o.bstride[d] = c < 0 ? 0 : st[c];
+    }
+    const auto r = offset_range(xs, st);
+    o.lo = ptr + r.lo;
+    o.hi = ptr + r.hi + 1;
+    return o;
+  }
+
+  template <class P, int RX>
+  static void cpu_or_backend_fill(Tensor<value_type, RX>& dst, const P& plan, const Shape<RX>& xs) {
+    run_fill(dst.data(), dst.strides(), xs, plan);
+  }
+
+  template <int RD>
+  static bool overlaps(const Tensor<value_type, RD>& dst, const Operand& a, const Operand& b) {
+    const auto r = offset_range(dst.shape(), dst.strides());
+    const char* lo = reinterpret_cast<const char*>(dst.data() + r.lo);
+    const char* hi = reinterpret_cast<const char*>(dst.data() + r.hi + 1);
+    auto hit = [&](const Operand& o) {
+      return !(static_cast<const char*>(o.hi) <= lo || static_cast<const char*>(o.lo) >= hi);
+    };
+    return hit(a) || hit(b);
+  }
+
+  void run(const Operand& pa, const Operand& pb, const Shape<rank>& os, value_type* out, const Strides<rank>& ost,
+           value_type beta) const {
+    const index_t m = os[rank - 2], n = os[rank - 1], k = pa.cols;
+    const index_t ldc = m == 1 ? n : ost[rank - 2];
+    if constexpr (batch_rank == 0) {
+      run_gemm(GemmCall<value_type>{1, pa.layout.trans, pb.layout.trans, m, n, k, alpha_, pa.ptr, pa.layout.ld, 0,
+                                    pb.ptr, pb.layout.ld, 0, beta, out, ldc, 0});
+    } else {
+      // The innermost batch axis becomes the GEMM batch; the others are looped over.
+      constexpr int last = batch_rank - 1;
+      index_t outer = 1;
+      for (int d = 0; d < last; ++d) outer *= os[d];
+      for (index_t o = 0; o < outer; ++o) {
+        index_t rem = o, offa = 0, offb = 0, offc = 0;
+        for (int d = last - 1; d >= 0; --d) {
+          const index_t i = rem % os[d];
+          rem /= os[d];
+          offa += i * pa.bstride[d];
+          offb += i * pb.bstride[d];
+          offc += i * (os[d] == 1 ? 0 : ost[d]);
+        }
+        run_gemm(GemmCall<value_type>{os[last], pa.layout.trans, pb.layout.trans, m, n, k, alpha_, pa.ptr + offa,
+                                      pa.layout.ld, pa.bstride[last], pb.ptr + offb, pb.layout.ld, pb.bstride[last],
+                                      beta, out + offc, ldc, ost[last]});
+      }
+    }
+  }
+
+  static Shape<rank> out_shape(const Shape<RA>& as, const Shape<RB>& bs) {
+    if (as[RA - 1] != bs[RB - 2])
+      throw shape_error("matmul: the inner extents of " + to_string(as) + " and " + to_string(bs) + " disagree (" +
+                        std::to_string(as[RA - 1]) + " vs " + std::to_string(bs[RB - 2]) + ")");
+    Shape<rank> s;
+    for (int d = 0; d < batch_rank; ++d) {
+      const int ca = d - (batch_rank - (RA - 2)), cb = d - (batch_rank - (RB - 2));
+      const index_t ea = ca < 0 ? 1 : as[ca], eb = cb < 0 ? 1 : bs[cb];
+      if (ea != eb && ea != 1 && eb != 1)
+        throw shape_error("matmul: the batch axes of " + to_string(as) + " and " + to_string(bs) + " do not broadcast");
+      s[d] = ea == 1 ? eb : ea;
+    }
+    s[rank - 2] = as[RA - 2];
+    s[rank - 1] = bs[RB - 1];
+    return s;
+  }
+
+  A a_;
+  B b_;
+  value_type alpha_;
+  mutable Tensor<value_type, RA> opa_;
+  mutable Tensor<value_type, RB> opb_;
+};
+
+/// alpha * (a @ b). Both operands float or double, rank >= 2; batch axes broadcast.
+template <expression A, expression B>
+auto matmul(A&& a, B&& b, double alpha = 1.0) {
+  using T = expr_value_t<A>;
+  return MatmulExpr<closure_t<A&&>, closure_t<B&&>>(std::forward<A>(a), std::forward<B>(b), static_cast<T>(alpha));
+}
+
+// s * matmul(a, b) and matmul(a, b) * s fold s into the GEMM's alpha when the product is a temporary. A
+// named product (auto z = matmul(a, b); z * s) stays one node that other uses share, and the factor is an
+// elementwise multiply: folding it would make a second GEMM.
+template <class S, class A, class B>
+requires std::is_arithmetic_v<S>
+auto operator*(S s, MatmulExpr<A, B>&& m) {
+  return std::move(m).scaled(static_cast<typename MatmulExpr<A, B>::value_type>(s));
+}
+template <class S, class A, class B>
+requires std::is_arithmetic_v<S>
+auto operator*(MatmulExpr<A, B>&& m, S s) {
+  return std::move(m).scaled(static_cast<typename MatmulExpr<A, B>::value_type>(s));
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/expr/matmul.hpp>
+// #include <metagrad/expr/reduce.hpp>
+// metagrad/expr/reduce.hpp — reductions as boundary nodes: sum, mean, prod, max, min, argmax, argmin,
+// all, any, var, std, logsumexp and norm, over all axes or any set of axes, with or without keepdims.
+// The elementwise input is fused into the reduction loop (sum(square(x - y)) makes no temporary); the
+// result is materialised once, and written straight into the destination when the reduction is the root
+// of an assignment. Include <metagrad/expr.hpp> instead.
+
+#include <concepts>
+#include <string>
+#include <tuple>
+#include <type_traits>
+
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/core/tensor.hpp> (inlined above)
+// #include <metagrad/ops/reduction.hpp>
+// metagrad/ops/reduction.hpp — the reducers behind sum, mean, prod, max, min, argmax, argmin, all, any,
+// var, std, logsumexp and norm. A reducer says how to start (init), take one element (add, with the
+// element's position in the reduced range), combine two partial results (merge; `a` always covers
+// earlier positions than `b`), and finish. The CPU and CUDA drivers only call these four, so a new
+// reduction is one struct. Include <metagrad/expr.hpp> instead.
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/math.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/ops/traits.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace ops {
+
+/// Accumulator of sums: double for floating inputs (a 2^24-element float sum keeps ~1e-9 relative
+/// error), int64 for integers and bool (NumPy's rule).
+template <class T>
+using sum_acc_t = std::conditional_t<std::is_floating_point_v<T>, double, std::int64_t>;
+/// Result of sum and prod: the input's floating type, or int64.
+template <class T>
+using sum_out_t = std::conditional_t<std::is_floating_point_v<T>, T, std::int64_t>;
+
+template <class T>
+METAGRAD_HD METAGRAD_INLINE bool is_nan(T v) {
+  return v != v;
+}
+
+struct SumReducer {
+  static constexpr const char* name = "sum";
+  template <class T>
+  using acc_t = sum_acc_t<T>;
+  template <class T>
+  using out_t = sum_out_t<T>;
+  template <class T>
+  METAGRAD_HD acc_t<T> init() const {
+    return acc_t<T>(0);
+  }
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
+    a += static_cast<acc_t<T>>(v);
+  }
+  template <class T>
+  METAGRAD_HD acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
+    return a + b;
+  }
+  template <class T>
+  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
+    return static_cast<out_t<T>>(a);
+  }
+};
+
+struct MeanReducer {
+  static constexpr const char* name = "mean";
+  template <class T>
+  using acc_t = double;
+  template <class T>
+  using out_t = float_of_t<T>;
+  template <class T>
+  METAGRAD_HD acc_t<T> init() const {
+    return 0.0;
+  }
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
+    a += static_cast<double>(v);
+  }
+  template <class T>
+  METAGRAD_HD acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
+    return a + b;
+  }
+  /// The mean of no elements is NaN (NumPy).
+  template <class T>
+  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t n) const {
+    return static_cast<out_t<T>>(n ? a / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN());
+  }
+};
+
+struct ProdReducer {
+  static constexpr const char* name = "prod";
+  template <class T>
+  using acc_t = sum_acc_t<T>;
+  template <class T>
+  using out_t = sum_out_t<T>;
+  template <class T>
+  METAGRAD_HD acc_t<T> init() const {
+    return acc_t<T>(1);
+  }
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
+    if constexpr (std::is_integral_v<acc_t<T>>)  // wrap-around instead of signed-overflow UB
+      a = static_cast<acc_t<T>>(static_cast<std::uint64_t>(a) * static_cast<std::uint64_t>(static_cast<acc_t<T>>(v)));
+    else
+      a *= static_cast<acc_t<T>>(v);
+  }
+  template <class T>
+  METAGRAD_HD acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
+    acc_t<T> r = a;
+    add<acc_t<T>>(r, b, 0);
+    return r;
+  }
+  template <class T>
+  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
+    return static_cast<out_t<T>>(a);
+  }
+};
+
+/// max / min propagate NaN (torch.max, numpy.max). Reducing an empty range is an error the node reports.
+template <bool IsMax>
+struct ExtremumReducer {
+  static constexpr const char* name = IsMax ? "max" : "min";
+  template <class T>
+  using acc_t = T;
+  template <class T>
+  using out_t = T;
+  template <class T>
+  METAGRAD_HD acc_t<T> init() const {
+    if constexpr (std::is_floating_point_v<T>)
+      return IsMax ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::infinity();
+    else
+      return IsMax ? std::numeric_limits<T>::lowest() : std::numeric_limits<T>::max();
+  }
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
+    a = merge<T>(a, v);
+  }
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
+    const bool take_b = IsMax ? (b > a) : (b < a);
+    return is_nan(a) ? a : (take_b || is_nan(b) ? b : a);
+  }
+  template <class T>
+  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
+    return a;
+  }
+};
+using MaxReducer = ExtremumReducer<true>;
+using MinReducer = ExtremumReducer<false>;
+
+template <class T>
+struct ArgAcc {
+  T value;
+  index_t index;
+};
+
+/// argmax / argmin: the position (row-major within the reduced axes) of the first extreme element; the
+/// first NaN wins, as in NumPy.
+template <bool IsMax>
+struct ArgExtremumReducer {
+  static constexpr const char* name = IsMax ? "argmax" : "argmin";
+  template <class T>
+  using acc_t = ArgAcc<T>;
+  template <class T>
+  using out_t = std::int64_t;
+  template <class T>
+  METAGRAD_HD acc_t<T> init() const {
+    return {ExtremumReducer<IsMax>{}.template init<T>(), -1};
+  }
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t i) const {
+    a = merge<T>(a, {v, i});
+  }
+  // Partial results may interleave positions (vector lanes), so ties and NaNs compare indices.
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
+    if (b.index < 0) return a;
+    if (a.index < 0) return b;
+    const bool an = is_nan(a.value), bn = is_nan(b.value);
+    if (an || bn) return an && bn ? (b.index < a.index ? b : a) : (an ? a : b);
+    const bool better = IsMax ? (b.value > a.value) : (b.value < a.value);
+    return better || (b.value == a.value && b.index < a.index) ? b : a;
+  }
+  template <class T>
+  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
+    return a.index;
+  }
+};
+using ArgMaxReducer = ArgExtremumReducer<true>;
+using ArgMinReducer = ArgExtremumReducer<false>;
+
+/// all (IsAll) / any: non-zero is true; all of nothing is true, any of nothing false.
+template <bool IsAll>
+struct BoolReducer {
+  static constexpr const char* name = IsAll ? "all" : "any";
+  template <class T>
+  using acc_t = bool;
+  template <class T>
+  using out_t = bool;
+  template <class T>
+  METAGRAD_HD acc_t<T> init() const {
+    return IsAll;
+  }
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
+    a = IsAll ? (a && v != T(0)) : (a || v != T(0));
+  }
+  template <class T>
+  METAGRAD_HD acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
+    return IsAll ? (a && b) : (a || b);
+  }
+  template <class T>
+  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
+    return a;
+  }
+};
+using AllReducer = BoolReducer<true>;
+using AnyReducer = BoolReducer<false>;
+
+struct MomentAcc {
+  double n, mean, m2;
+};
+
+/// Variance (or, with TakeSqrt, standard deviation) with `ddof` delta degrees of freedom, by Welford's
+/// single-pass update and Chan et al.'s merge of partial moments: no catastrophic cancellation, one read
+/// of the data.
+template <bool TakeSqrt>
+struct MomentReducer {
+  static constexpr const char* name = TakeSqrt ? "stddev" : "var";
+  int ddof = 0;
+  template <class T>
+  using acc_t = MomentAcc;
+  template <class T>
+  using out_t = float_of_t<T>;
+  template <class T>
+  METAGRAD_HD acc_t<T> init() const {
+    return {0, 0, 0};
+  }
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
+    const double x = static_cast<double>(v);
+    a.n += 1;
+    const double d = x - a.mean;
+    a.mean += d / a.n;
+    a.m2 += d * (x - a.mean);
+  }
+  template <class T>
+  METAGRAD_HD acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
+    if (b.n == 0) return a;
+    if (a.n == 0) return b;
+    const double n = a.n + b.n, d = b.mean - a.mean;
+    return {n, a.mean + d * b.n / n, a.m2 + b.m2 + d * d * a.n * b.n / n};
+  }
+  /// NaN when n <= ddof (NumPy).
+  template <class T>
+  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
+    const double den = a.n - ddof;
+    const double v = den > 0 ? a.m2 / den : std::numeric_limits<double>::quiet_NaN();
+    return static_cast<out_t<T>>(TakeSqrt ? std::sqrt(v) : v);
+  }
+};
+
+using VarReducer = MomentReducer<false>;
+using StdReducer = MomentReducer<true>;
+
+template <class F>
+struct LseAcc {
+  F max, sum;
+};
+
+/// log(sum(exp(x))) in one stable pass: keeps the running maximum m and sum(exp(x - m)), rescaling the
+/// sum when the maximum grows, so no exp overflows. One exp per element.
+struct LogSumExpReducer {
+  static constexpr const char* name = "logsumexp";
+  template <class T>
+  using acc_t = LseAcc<float_of_t<T>>;
+  template <class T>
+  using out_t = float_of_t<T>;
+  template <class T>
+  METAGRAD_HD acc_t<T> init() const {
+    using F = float_of_t<T>;
+    return {-std::numeric_limits<F>::infinity(), F(0)};
+  }
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
+    a = merge<T>(a, {static_cast<float_of_t<T>>(v), float_of_t<T>(1)});
+  }
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
+    using F = float_of_t<T>;
+    const F inf = std::numeric_limits<F>::infinity();
+    if (is_nan(a.max) || is_nan(b.max)) return {a.max + b.max, F(1)};
+    if (b.max == -inf) return a;
+    if (a.max == -inf) return b;
+    if (a.max == inf || b.max == inf) return {inf, F(1)};
+    return a.max >= b.max ? acc_t<T>{a.max, a.sum + b.sum * math::exp(b.max - a.max)}
+                          : acc_t<T>{b.max, b.sum + a.sum * math::exp(a.max - b.max)};
+  }
+  template <class T>
+  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
+    return a.sum > 0 ? a.max + math::log(a.sum) : a.max;  // empty or all -inf: -inf
+  }
+};
+
+/// The p-norm (sum |x|^p)^(1/p); p = inf is max |x|, p = 0 counts non-zeros. Sums accumulate in double.
+struct NormReducer {
+  static constexpr const char* name = "norm";
+  double p = 2.0;
+  template <class T>
+  using acc_t = double;
+  template <class T>
+  using out_t = float_of_t<T>;
+  template <class T>
+  METAGRAD_HD acc_t<T> init() const {
+    return 0.0;
+  }
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
+    const double x = std::fabs(static_cast<double>(v));
+    if (p == 2.0)
+      a += x * x;
+    else if (p == 1.0)
+      a += x;
+    else if (p == 0.0)
+      a += x != 0.0 ? 1.0 : 0.0;
+    else if (std::isinf(p))
+      a = merge<T>(a, x);
+    else
+      a += std::pow(x, p);
+  }
+  template <class T>
+  METAGRAD_HD acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
+    if (std::isinf(p)) return is_nan(a) || is_nan(b) ? a + b : (a > b ? a : b);
+    return a + b;
+  }
+  template <class T>
+  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
+    if (p == 2.0) return static_cast<out_t<T>>(std::sqrt(a));
+    if (p == 1.0 || p == 0.0 || std::isinf(p)) return static_cast<out_t<T>>(a);
+    return static_cast<out_t<T>>(std::pow(a, 1.0 / p));
+  }
+};
+
+}  // namespace ops
+METAGRAD_NAMESPACE_END
+// end of <metagrad/ops/reduction.hpp>
+// #include <metagrad/expr/node.hpp> (inlined above)
+// #include <metagrad/expr/plan.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+/// Tag asking a reduction to keep the reduced axes with extent 1: sum(x, {1}, keepdims).
+struct KeepDims {};
+inline constexpr KeepDims keepdims{};
+
+/// Reduction of operand A over K axes with reducer Red; rank A::rank when Keep, else A::rank - K.
+template <class Red, class A, int K, bool Keep>
+class ReduceExpr
+    : public ExprBase<ReduceExpr<Red, A, K, Keep>>,
+      public BoundaryBase<typename Red::template out_t<typename std::remove_cvref_t<A>::value_type>,
+                          // (clamped so that too many axes reach the static_assert below)
+                          Keep ? std::remove_cvref_t<A>::rank
+                               : (std::remove_cvref_t<A>::rank >= K ? std::remove_cvref_t<A>::rank - K : 0)> {
+  using AE = std::remove_cvref_t<A>;
+  static constexpr int RI = AE::rank;
+  using in_type = typename AE::value_type;
+
+ public:
+  using value_type = typename Red::template out_t<in_type>;
+  static constexpr int rank = Keep ? RI : RI - K;
+  static_assert(K <= RI, "metagrad: more reduction axes than the expression has dimensions");
+
+  /// @throws index_error for an axis out of range or named twice.
+  ReduceExpr(Red red, A a, const Array<int, K>& axes) : red_(red), a_(std::forward<A>(a)) {
+    for (int d = 0; d < RI; ++d) mask_[d] = false;
+    for (int i = 0; i < K; ++i) {
+      const int ax = normalize_axis(axes[i], RI, Red::name);
+      if (mask_[ax]) throw index_error(std::string(Red::name) + ": axis " + std::to_string(ax) + " named twice");
+      mask_[ax] = true;
+    }
+  }
+
+  Shape<rank> shape() const { return out_shape(a_.shape()); }
+  const AE& operand() const { return a_; }
+  const Red& reducer() const { return red_; }
+  const Array<bool, RI>& reduced_axes() const { return mask_; }
+  static constexpr bool keeps_dims = Keep;
+  auto children() const { return std::tie(a_); }
+  bool same_params(const ReduceExpr& o) const {
+    return detail::bits_equal(red_, o.red_) && detail::bits_equal(mask_, o.mask_);
+  }
+
+  /// Materialises the result (once per evaluation, or reads the slot a Program bound) and reads it as a leaf.
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto& v = this->materialise(*this);
+    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
+  }
+
+  /// Writes the reduction into `dst` (re-allocated when its shape differs).
+  template <int RD>
+  void eval_into(Tensor<value_type, RD>& dst) const {
+    static_assert(RD == rank);
+    const auto in = a_.shape();
+    const auto os = out_shape(in);
+    check_nonempty(in);
+    if (!dst.defined() || !(dst.shape() == os)) dst.allocate(os);
+    const auto plan = lower_expr(a_, in);
+    bool alias = false;
+    if (os.numel() > 0) {  // an empty dst has no memory (data() is null) and cannot alias
+      // The bytes dst spans through its strides (a strided destination reaches past numel elements).
+      const auto r = offset_range(os, dst.strides());
+      const char* lo = reinterpret_cast<const char*>(dst.data() + r.lo);
+      const char* hi = reinterpret_cast<const char*>(dst.data() + r.hi + 1);
+      plan.visit_leaves(
+          [&](const void*, const void* l, const void* h, const auto&, bool) {
+            alias |= !(static_cast<const char*>(h) <= lo || static_cast<const char*>(l) >= hi);
+          },
+          false, in);
+    }
+    if (alias) {
+      // The input reads the destination: reduce into fresh memory, then copy into dst's own memory, so that
+      // other handles and views of it see the result (as `x = x.t()` does for elementwise expressions).
+      Tensor<value_type, RD> tmp;
+      tmp.allocate(os);
+      run_reduction(red_, plan, in, mask_, tmp.data(), ost_for(tmp));
+      dst.assign(tmp);
+      return;
+    }
+    run_reduction(red_, plan, in, mask_, dst.data(), ost_for(dst));
+  }
+
+ private:
+  template <int RD>
+  Strides<RI> ost_for(const Tensor<value_type, RD>& t) const {
+    Strides<RI> ost{};
+    for (int d = 0, o = 0; d < RI; ++d) {
+      if (Keep)
+        ost[d] = t.strides()[d];
+      else if (!mask_[d])
+        ost[d] = t.strides()[o++];
+    }
+    return ost;
+  }
+  Shape<rank> out_shape(const Shape<RI>& in) const {
+    Shape<rank> s;
+    for (int d = 0, o = 0; d < RI; ++d) {
+      if (Keep)
+        s[o++] = mask_[d] ? 1 : in[d];
+      else if (!mask_[d])
+        s[o++] = in[d];
+    }
+    return s;
+  }
+  void check_nonempty(const Shape<RI>& in) const {
+    if constexpr (std::is_same_v<Red, ops::MaxReducer> || std::is_same_v<Red, ops::MinReducer> ||
+                  std::is_same_v<Red, ops::ArgMaxReducer> || std::is_same_v<Red, ops::ArgMinReducer>) {
+      for (int d = 0; d < RI; ++d)
+        if (mask_[d] && in[d] == 0)
+          throw shape_error(std::string(Red::name) + ": cannot reduce over axis " + std::to_string(d) +
+                            " of extent 0 (shape " + to_string(in) + ")");
+    }
+  }
+
+  Red red_;
+  A a_;
+  Array<bool, RI> mask_{};
+};
+
+namespace detail {
+template <int R>
+Array<int, R> all_axes() {
+  Array<int, R> a{};
+  for (int i = 0; i < R; ++i) a[i] = i;
+  return a;
+}
+template <int K>
+Array<int, K> axes_from(const int (&axes)[K]) {
+  Array<int, K> a{};
+  for (int i = 0; i < K; ++i) a[i] = axes[i];
+  return a;
+}
+template <class Red, class A>
+auto reduce_all(Red red, A&& a) {
+  constexpr int R = expr_rank_v<A>;
+  return ReduceExpr<Red, closure_t<A&&>, R, false>(red, std::forward<A>(a), all_axes<R>());
+}
+template <class Red, class A, int K>
+auto reduce_axes(Red red, A&& a, const int (&axes)[K]) {
+  return ReduceExpr<Red, closure_t<A&&>, K, false>(red, std::forward<A>(a), axes_from(axes));
+}
+template <class Red, class A, int K>
+auto reduce_axes_keep(Red red, A&& a, const int (&axes)[K]) {
+  return ReduceExpr<Red, closure_t<A&&>, K, true>(red, std::forward<A>(a), axes_from(axes));
+}
+}  // namespace detail
+
+// Each reduction comes in four forms:
+//   f(e)                      over all axes, rank 0
+//   f(e, axis)                over one axis
+//   f(e, {a, b})              over the listed axes (negative axes count from the end)
+//   f(e, {a, b}, keepdims)    the same, keeping the reduced axes with extent 1
+#define METAGRAD_REDUCTION_(fname, Red)                               \
+  template <expression A>                                             \
+  auto fname(A&& a) {                                                 \
+    return detail::reduce_all(Red{}, std::forward<A>(a));             \
+  }                                                                   \
+  template <expression A>                                             \
+  auto fname(A&& a, int axis) {                                       \
+    const int axes[1] = {axis};                                       \
+    return detail::reduce_axes(Red{}, std::forward<A>(a), axes);      \
+  }                                                                   \
+  template <expression A, int K>                                      \
+  auto fname(A&& a, const int(&axes)[K]) {                            \
+    return detail::reduce_axes(Red{}, std::forward<A>(a), axes);      \
+  }                                                                   \
+  template <expression A, int K>                                      \
+  auto fname(A&& a, const int(&axes)[K], KeepDims) {                  \
+    return detail::reduce_axes_keep(Red{}, std::forward<A>(a), axes); \
+  }
+/// Sum (double accumulation for floats, int64 for integers and bool).
+METAGRAD_REDUCTION_(sum, ops::SumReducer)
+/// Arithmetic mean (float for integer inputs; NaN over no elements).
+METAGRAD_REDUCTION_(mean, ops::MeanReducer)
+/// Product.
+METAGRAD_REDUCTION_(prod, ops::ProdReducer)
+/// Maximum / minimum, NaN-propagating. @throws shape_error over an empty axis.
+METAGRAD_REDUCTION_(max, ops::MaxReducer)
+METAGRAD_REDUCTION_(min, ops::MinReducer)
+/// Index (int64, row-major within the reduced axes) of the first maximum / minimum.
+METAGRAD_REDUCTION_(argmax, ops::ArgMaxReducer)
+METAGRAD_REDUCTION_(argmin, ops::ArgMinReducer)
+/// Whether all / any elements are non-zero.
+METAGRAD_REDUCTION_(all, ops::AllReducer)
+METAGRAD_REDUCTION_(any, ops::AnyReducer)
+/// log(sum(exp(x))), computed stably in one pass.
+METAGRAD_REDUCTION_(logsumexp, ops::LogSumExpReducer)
+#undef METAGRAD_REDUCTION_
+
+/// Variance with `ddof` delta degrees of freedom (0: population, NumPy's default; 1: sample, torch's).
+/// The ddof of the all-axes form is a deduced integer, so that var(x, {1}) is the variance over axis 1 (a braced
+/// list deduces nothing) rather than over all axes with ddof 1.
+template <expression A>
+auto var(A&& a) {
+  return detail::reduce_all(ops::VarReducer{0}, std::forward<A>(a));
+}
+template <expression A, std::integral D>
+auto var(A&& a, D ddof) {
+  return detail::reduce_all(ops::VarReducer{static_cast<int>(ddof)}, std::forward<A>(a));
+}
+template <expression A, int K>
+auto var(A&& a, const int (&axes)[K], int ddof = 0) {
+  return detail::reduce_axes(ops::VarReducer{ddof}, std::forward<A>(a), axes);
+}
+template <expression A, int K>
+auto var(A&& a, const int (&axes)[K], KeepDims, int ddof = 0) {
+  return detail::reduce_axes_keep(ops::VarReducer{ddof}, std::forward<A>(a), axes);
+}
+/// Standard deviation, sqrt(var(...)) (named stddev: a function called std would make `std::` ambiguous
+/// after `using namespace metagrad`).
+template <expression A>
+auto stddev(A&& a) {
+  return detail::reduce_all(ops::StdReducer{0}, std::forward<A>(a));
+}
+template <expression A, std::integral D>
+auto stddev(A&& a, D ddof) {
+  return detail::reduce_all(ops::StdReducer{static_cast<int>(ddof)}, std::forward<A>(a));
+}
+template <expression A, int K>
+auto stddev(A&& a, const int (&axes)[K], int ddof = 0) {
+  return detail::reduce_axes(ops::StdReducer{ddof}, std::forward<A>(a), axes);
+}
+template <expression A, int K>
+auto stddev(A&& a, const int (&axes)[K], KeepDims, int ddof = 0) {
+  return detail::reduce_axes_keep(ops::StdReducer{ddof}, std::forward<A>(a), axes);
+}
+
+namespace detail {
+inline ops::NormReducer norm_reducer(double p) {
+  if (!(p >= 0)) throw error("norm: the order p must be >= 0 or +inf, got " + std::to_string(p));
+  return ops::NormReducer{p};
+}
+}  // namespace detail
+
+/// The p-norm (default 2); p = INFINITY is the max-norm, p = 0 counts non-zeros.
+/// @throws metagrad::error for p < 0 or NaN. As for var, p of the all-axes form is deduced, so that norm(x, {1})
+/// is the norm over axis 1.
+template <expression A>
+auto norm(A&& a) {
+  return detail::reduce_all(detail::norm_reducer(2.0), std::forward<A>(a));
+}
+template <expression A, class P>
+requires std::is_arithmetic_v<P>
+auto norm(A&& a, P p) { return detail::reduce_all(detail::norm_reducer(static_cast<double>(p)), std::forward<A>(a)); }
+template <expression A, int K>
+auto norm(A&& a, const int (&axes)[K], double p = 2.0) {
+  return detail::reduce_axes(detail::norm_reducer(p), std::forward<A>(a), axes);
+}
+template <expression A, int K>
+auto norm(A&& a, const int (&axes)[K], KeepDims, double p = 2.0) {
+  return detail::reduce_axes_keep(detail::norm_reducer(p), std::forward<A>(a), axes);
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/expr/reduce.hpp>
+// #include <metagrad/expr/view.hpp>
+// metagrad/expr/view.hpp — views as expressions: permute / transpose / t, slice / select, squeeze /
+// unsqueeze, broadcast_to / expand and reshape. A view never copies: over a tensor (or anything that
+// lowers to one) it folds into the leaf's pointer and strides; over a computed expression it remaps
+// indices inside the fused loop. Include <metagrad/expr.hpp> instead.
+
+#include <limits>
+#include <string>
+#include <tuple>
+#include <utility>
+
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/elementwise.hpp> (inlined above)
+// #include <metagrad/expr/node.hpp> (inlined above)
+// #include <metagrad/expr/plan.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+/// Output axis i of an axis map reads child axis `from[i]`, or is a new axis of extent 1 when
+/// from[i] < 0. Child axes not named must have extent 1 (they are squeezed away). This one node is
+/// permute (RO == rank of the child, every axis named), squeeze and unsqueeze.
+template <class A, int RO>
+class AxisMapExpr : public ExprBase<AxisMapExpr<A, RO>> {
+  using AE = std::remove_cvref_t<A>;
+  static constexpr int RC = AE::rank;
+
+ public:
+  using value_type = typename AE::value_type;
+  static constexpr int rank = RO;
+
+  AxisMapExpr(A a, Array<int, RO> from, const char* op) : a_(std::forward<A>(a)), from_(from) {
+    int named[RC > 0 ? RC : 1] = {};
+    for (int i = 0; i < RO; ++i) {
+      if (from_[i] >= RC) throw index_error(std::string(op) + ": axis " + std::to_string(from_[i]) + " out of range");
+      if (from_[i] >= 0 && named[from_[i]]++)
+        throw index_error(std::string(op) + ": axis " + std::to_string(from_[i]) + " appears twice");
+    }
+    // Only a squeeze reads the operand's shape here, so a permute or unsqueeze of an Input that is not
+    // bound yet can be built (and differentiated) before the first run.
+    bool squeezes = false;
+    for (int c = 0; c < RC; ++c) squeezes |= !named[c];
+    if (squeezes) {
+      const auto cs = a_.shape();
+      for (int c = 0; c < RC; ++c)
+        if (!named[c] && cs[c] != 1)
+          throw shape_error(std::string(op) + ": axis " + std::to_string(c) + " of shape " + to_string(cs) +
+                            " has extent " + std::to_string(cs[c]) + ", not 1");
+    }
+  }
+  /// Without checks: for maps derived from a checked one (gradients), where the operand may not be bound yet.
+  struct unchecked_t {};
+  AxisMapExpr(A a, Array<int, RO> from, unchecked_t) : a_(std::forward<A>(a)), from_(from) {}
+
+  Shape<RO> shape() const {
+    const auto cs = a_.shape();
+    Shape<RO> s;
+    for (int i = 0; i < RO; ++i) s[i] = from_[i] >= 0 ? cs[from_[i]] : 1;
+    return s;
+  }
+  const AE& operand() const { return a_; }
+  const Array<int, RO>& axes() const { return from_; }
+  auto children() const { return std::tie(a_); }
+  bool same_params(const AxisMapExpr& o) const { return detail::bits_equal(from_, o.from_); }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto cs = a_.shape();
+    const auto own = shape();
+    auto cp = lower_expr(a_, cs);
+    if constexpr (is_leaf_plan_v<decltype(cp)>) {
+      Strides<RO> st{};
+      for (int i = 0; i < RO; ++i) st[i] = from_[i] >= 0 ? cp.strides[from_[i]] : 0;
+      LeafPlan<value_type, RO> leaf{cp.ptr, st, is_contiguous(own, st)};
+      return broadcast_plan(leaf, own, target);
+    } else {
+      AxisMapPlan<decltype(cp), RO> p{cp, {}, cs, true};
+      int last = -1;
+      for (int c = 0; c < RC; ++c) p.map[c] = -1;
+      for (int i = 0; i < RO; ++i)
+        if (from_[i] >= 0) {
+          p.map[from_[i]] = i;
+          p.order_kept &= from_[i] > last;
+          last = from_[i];
+        }
+      return broadcast_plan(p, own, target);
+    }
+  }
+
+ private:
+  A a_;
+  Array<int, RO> from_;
+};
+
+/// A strided window: along each axis, elements start, start + step, ... (`count` of them).
+template <class A>
+class SliceExpr : public ExprBase<SliceExpr<A>> {
+  using AE = std::remove_cvref_t<A>;
+
+ public:
+  using value_type = typename AE::value_type;
+  static constexpr int rank = AE::rank;
+
+  /// @pre start/step/count already normalised and in range (see slice()).
+  SliceExpr(A a, Array<index_t, rank> start, Array<index_t, rank> step, Shape<rank> count)
+      : a_(std::forward<A>(a)), start_(start), step_(step), count_(count) {}
+
+  Shape<rank> shape() const { return count_; }
+  const AE& operand() const { return a_; }
+  const Array<index_t, rank>& starts() const { return start_; }
+  const Array<index_t, rank>& steps() const { return step_; }
+  auto children() const { return std::tie(a_); }
+  bool same_params(const SliceExpr& o) const {
+    return detail::bits_equal(start_, o.start_) && detail::bits_equal(step_, o.step_) &&
+           detail::bits_equal(count_, o.count_);
+  }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto cs = a_.shape();
+    if (!(cs == source_shape_)) check_source(cs);
+    auto cp = lower_expr(a_, cs);
+    if constexpr (is_leaf_plan_v<decltype(cp)>) {
+      Strides<rank> st{};
+      index_t off = 0;
+      for (int d = 0; d < rank; ++d) {
+        off += start_[d] * cp.strides[d];
+        st[d] = cp.strides[d] * step_[d];
+      }
+      LeafPlan<value_type, rank> leaf{cp.ptr + (count_.numel() ? off : 0), st, is_contiguous(count_, st)};
+      return broadcast_plan(leaf, count_, target);
+    } else {
+      return broadcast_plan(SlicePlan<decltype(cp)>{cp, start_, step_, cs}, count_, target);
+    }
+  }
+
+  void set_source_shape(const Shape<rank>& s) { source_shape_ = s; }
+
+ private:
+  // The window was checked against the operand's shape when the slice was made; an operand that has
+  // since changed shape (a re-assigned tensor) is checked again.
+  void check_source(const Shape<rank>& cs) const {
+    for (int d = 0; d < rank; ++d) {
+      if (count_[d] == 0) continue;
+      const index_t last = start_[d] + (count_[d] - 1) * step_[d];
+      if (start_[d] < 0 || start_[d] >= cs[d] || last < 0 || last >= cs[d])
+        throw shape_error("slice: the sliced expression now has shape " + to_string(cs) +
+                          ", which the window no longer fits");
+    }
+  }
+  A a_;
+  Array<index_t, rank> start_, step_;
+  Shape<rank> count_;
+  Shape<rank> source_shape_{};
+};
+
+/// The operand's elements in row-major order with new extents. The extents (one may be -1) are resolved
+/// against the operand's shape whenever the shape is needed, so a reshape of an Input adapts to each
+/// binding (a flatten of a batch works for every batch size).
+template <class A, int RO>
+class ReshapeExpr : public ExprBase<ReshapeExpr<A, RO>> {
+  using AE = std::remove_cvref_t<A>;
+
+ public:
+  using value_type = typename AE::value_type;
+  static constexpr int rank = RO;
+
+  /// @throws shape_error (when the shape is needed) if the sizes disagree or more than one extent is -1.
+  ReshapeExpr(A a, Shape<RO> s) : a_(std::forward<A>(a)), spec_(s) {
+    try {
+      (void)resolve(a_.shape(), spec_);  // report a bad reshape where it is written, when the shape is known
+    } catch (const unbound_error&) {
+    }
+  }
+
+  Shape<RO> shape() const { return resolve(a_.shape(), spec_); }
+  const AE& operand() const { return a_; }
+  auto children() const { return std::tie(a_); }
+  bool same_params(const ReshapeExpr& o) const { return detail::bits_equal(spec_, o.spec_); }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto cs = a_.shape();
+    const auto shape = resolve(cs, spec_);
+    auto cp = lower_expr(a_, cs);
+    if constexpr (is_leaf_plan_v<decltype(cp)>) {
+      const value_type* ptr = cp.ptr;
+      if (!is_contiguous(cs, Strides<AE::rank>(cp.strides))) {
+        // A non-contiguous tensor has no strided view with the new extents in general: copy it once
+        // (torch.reshape does the same). A tensor operand needs clone(): constructing a Tensor from a
+        // Tensor only copies the handle.
+        if constexpr (is_tensor_v<AE>)
+          copy_ = a_.clone();
+        else
+          copy_ = Tensor<value_type, AE::rank>(a_);
+        ptr = copy_.data();
+      }
+      LeafPlan<value_type, RO> leaf{ptr, contiguous_strides(shape), true};
+      return broadcast_plan(leaf, shape, target);
+    } else {
+      return broadcast_plan(ReshapePlan<decltype(cp), RO>{cp, contiguous_strides(shape), cs}, shape, target);
+    }
+  }
+
+ private:
+  template <int RC>
+  static Shape<RO> resolve(const Shape<RC>& from, Shape<RO> s) {
+    int infer = -1;
+    index_t known = 1;
+    for (int d = 0; d < RO; ++d) {
+      if (s[d] == -1) {
+        if (infer >= 0) throw shape_error("reshape: only one extent may be -1, got " + to_string(s));
+        infer = d;
+      } else if (s[d] < 0) {
+        throw shape_error("reshape: negative extent in " + to_string(s));
+      } else {
+        known *= s[d];
+      }
+    }
+    if (infer >= 0 && known != 0 && from.numel() % known == 0) s[infer] = from.numel() / known;
+    if (s.numel() != from.numel() || (infer >= 0 && known == 0))
+      throw shape_error("reshape: cannot reshape " + to_string(from) + " (" + std::to_string(from.numel()) +
+                        " elements) into " + to_string(s));
+    return s;
+  }
+  A a_;
+  Shape<RO> spec_;
+  mutable Tensor<value_type, AE::rank> copy_;
+};
+
+/// The operand broadcast to a given (larger) shape, NumPy rules.
+template <class A, int RO>
+class BroadcastExpr : public ExprBase<BroadcastExpr<A, RO>> {
+  using AE = std::remove_cvref_t<A>;
+
+ public:
+  using value_type = typename AE::value_type;
+  static constexpr int rank = RO;
+  static_assert(AE::rank <= RO, "metagrad: broadcast_to cannot lower the rank; use reshape or a reduction");
+
+  BroadcastExpr(A a, Shape<RO> s) : a_(std::forward<A>(a)), shape_(s) {
+    check_broadcastable_to(a_.shape(), shape_, "broadcast_to");
+  }
+  Shape<RO> shape() const { return shape_; }
+  const AE& operand() const { return a_; }
+
+  // Broadcasting commutes with everything below it, so the target goes straight to the operand.
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    check_broadcastable_to(a_.shape(), shape_, "broadcast_to");
+    return lower_expr(a_, target);
+  }
+
+ private:
+  A a_;
+  Shape<RO> shape_;
+};
+
+// --- front-ends ---------------------------------------------------------------------------------
+
+/// Axes reordered: output axis i is input axis perm[i]. @throws index_error for a repeated axis.
+template <expression A, int N>
+auto permute(A&& a, const int (&perm)[N]) {
+  constexpr int R = expr_rank_v<A>;
+  static_assert(N == R, "metagrad: permute needs exactly one axis per dimension of the expression");
+  Array<int, R> from{};
+  for (int i = 0; i < R; ++i) from[i] = normalize_axis(perm[i], R, "permute");
+  return AxisMapExpr<closure_t<A&&>, R>(std::forward<A>(a), from, "permute");
+}
+
+/// Axes a and b swapped.
+template <expression A>
+auto transpose(A&& e, int a, int b) {
+  constexpr int R = expr_rank_v<A>;
+  static_assert(R >= 1, "metagrad: transpose needs an expression of rank 1 or more");
+  Array<int, R> from{};
+  for (int i = 0; i < R; ++i) from[i] = i;
+  a = normalize_axis(a, R, "transpose");
+  b = normalize_axis(b, R, "transpose");
+  std::swap(from[a], from[b]);
+  return AxisMapExpr<closure_t<A&&>, R>(std::forward<A>(e), from, "transpose");
+}
+
+/// Matrix transpose. @pre rank 2 (compile-time check).
+template <expression A>
+auto t(A&& a) {
+  static_assert(expr_rank_v<A> == 2, "metagrad: t() transposes a rank-2 expression; use permute for other ranks");
+  return transpose(std::forward<A>(a), 0, 1);
+}
+
+/// Removes `axis`, which must have extent 1. @throws shape_error otherwise.
+template <expression A>
+auto squeeze(A&& a, int axis) {
+  constexpr int R = expr_rank_v<A>;
+  static_assert(R >= 1, "metagrad: squeeze needs an expression of rank 1 or more");
+  axis = normalize_axis(axis, R, "squeeze");
+  Array<int, R - 1> from{};
+  for (int i = 0, c = 0; c < R; ++c)
+    if (c != axis) from[i++] = c;
+  return AxisMapExpr<closure_t<A&&>, R - 1>(std::forward<A>(a), from, "squeeze");
+}
+
+/// Inserts an axis of extent 1 at position `axis` (0..rank; negative counts from rank + 1).
+template <expression A>
+auto unsqueeze(A&& a, int axis) {
+  constexpr int R = expr_rank_v<A>;
+  axis = normalize_axis(axis, R + 1, "unsqueeze");
+  Array<int, R + 1> from{};
+  for (int i = 0, c = 0; i < R + 1; ++i) from[i] = i == axis ? -1 : c++;
+  return AxisMapExpr<closure_t<A&&>, R + 1>(std::forward<A>(a), from, "unsqueeze");
+}
+
+/// Broadcast (NumPy rules) to `shape` without copying. @throws shape_error when not broadcastable.
+template <expression A, int N>
+auto broadcast_to(A&& a, const Shape<N>& shape) {
+  return BroadcastExpr<closure_t<A&&>, N>(std::forward<A>(a), shape);
+}
+template <expression A, int N>
+auto broadcast_to(A&& a, const index_t (&dims)[N]) {
+  Shape<N> s;
+  for (int i = 0; i < N; ++i) s[i] = dims[i];
+  return broadcast_to(std::forward<A>(a), s);
+}
+/// torch-style name for broadcast_to.
+template <expression A, class S>
+auto expand(A&& a, const S& shape) {
+  return broadcast_to(std::forward<A>(a), shape);
+}
+
+/// Same elements in row-major order with new extents (one may be -1). Views a contiguous tensor without
+/// copying; copies a non-contiguous one once per evaluation, as torch.reshape does.
+template <expression A, int N>
+auto reshape(A&& a, const Shape<N>& shape) {
+  return ReshapeExpr<closure_t<A&&>, N>(std::forward<A>(a), shape);
+}
+template <expression A, int N>
+auto reshape(A&& a, const index_t (&dims)[N]) {
+  Shape<N> s;
+  for (int i = 0; i < N; ++i) s[i] = dims[i];
+  return reshape(std::forward<A>(a), s);
+}
+
+namespace detail {
+struct SliceAxis {
+  index_t start, step, count;
+};
+// Python slice semantics on an axis of extent n: negative positions count from the end, out-of-range
+// positions clamp, an omitted start/stop (Slice::none) means the end in the step's direction.
+inline SliceAxis normalize_slice(Slice s, index_t n, int axis) {
+  if (s.step == 0) throw index_error("slice: step must not be zero (axis " + std::to_string(axis) + ")");
+  auto fix = [&](index_t v, bool is_start) -> index_t {
+    if (v == Slice::none) return s.step > 0 ? (is_start ? 0 : n) : (is_start ? n - 1 : -1);
+    if (v < 0) v += n;
+    if (s.step > 0) return v < 0 ? 0 : (v > n ? n : v);
+    return v < -1 ? -1 : (v > n - 1 ? n - 1 : v);
+  };
+  const index_t start = fix(s.start, true), stop = fix(s.stop, false);
+  index_t count = s.step > 0 ? (stop - start + s.step - 1) / s.step : (start - stop - s.step - 1) / (-s.step);
+  if (count < 0) count = 0;
+  return {count ? start : 0, s.step, count};
+}
+}  // namespace detail
+
+/// One Slice per axis: x.slice({Slice{0, 2}, Slice{}, Slice{Slice::none, Slice::none, -1}}).
+template <expression A, int N>
+auto slice(A&& a, const Slice (&axes)[N]) {
+  constexpr int R = expr_rank_v<A>;
+  static_assert(N == R, "metagrad: slice({...}) needs one Slice per axis; use slice(axis, start, stop, step) for one");
+  const auto s = a.shape();
+  Array<index_t, R> start{}, step{};
+  Shape<R> count;
+  for (int d = 0; d < R; ++d) {
+    const auto n = detail::normalize_slice(axes[d], s[d], d);
+    start[d] = n.start;
+    step[d] = n.step;
+    count[d] = n.count;
+  }
+  SliceExpr<closure_t<A&&>> e(std::forward<A>(a), start, step, count);
+  e.set_source_shape(s);
+  return e;
+}
+
+/// Elements start, start + step, ... before stop along one axis (Python semantics, clamped).
+template <expression A>
+auto slice(A&& a, int axis, index_t start, index_t stop = Slice::none, index_t step = 1) {
+  constexpr int R = expr_rank_v<A>;
+  static_assert(R >= 1, "metagrad: slice needs an expression of rank 1 or more");
+  axis = normalize_axis(axis, R, "slice");
+  Slice axes[R];
+  axes[axis] = Slice{start, stop, step};
+  return slice(std::forward<A>(a), axes);
+}
+
+/// The sub-expression at index i of `axis` (rank - 1). @throws index_error when i is out of range.
+template <expression A>
+auto select(A&& a, int axis, index_t i) {
+  constexpr int R = expr_rank_v<A>;
+  static_assert(R >= 1, "metagrad: select needs an expression of rank 1 or more");
+  axis = normalize_axis(axis, R, "select");
+  const index_t n = a.shape()[axis];
+  if (i < -n || i >= n)
+    throw index_error("select: index " + std::to_string(i) + " is out of range for axis " + std::to_string(axis) +
+                      " of extent " + std::to_string(n));
+  if (i < 0) i += n;
+  return squeeze(slice(std::forward<A>(a), axis, i, i + 1), axis);
+}
+
+namespace detail {
+template <class D>
+struct expr_ops {
+#define METAGRAD_FORWARD_VIEW_(name)                                              \
+  template <class Self, class... Args>                                            \
+  static auto name(Self&& self, Args&&... args) {                                 \
+    return metagrad::name(std::forward<Self>(self), std::forward<Args>(args)...); \
+  }
+  METAGRAD_FORWARD_VIEW_(permute)
+  METAGRAD_FORWARD_VIEW_(transpose)
+  METAGRAD_FORWARD_VIEW_(t)
+  METAGRAD_FORWARD_VIEW_(slice)
+  METAGRAD_FORWARD_VIEW_(select)
+  METAGRAD_FORWARD_VIEW_(squeeze)
+  METAGRAD_FORWARD_VIEW_(unsqueeze)
+  METAGRAD_FORWARD_VIEW_(expand)
+  METAGRAD_FORWARD_VIEW_(broadcast_to)
+  METAGRAD_FORWARD_VIEW_(reshape)
+#undef METAGRAD_FORWARD_VIEW_
+  template <class U, class Self>
+  static auto cast(Self&& self) {
+    return metagrad::cast<U>(std::forward<Self>(self));
+  }
+};
+}  // namespace detail
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/expr/view.hpp>
+// #include <metagrad/ops/reduction.hpp> (inlined above)
+// #include <metagrad/autodiff/nodes.hpp>
+// metagrad/autodiff/nodes.hpp — the expression nodes that gradients are made of besides the ordinary ones:
+// stop_gradient, a value broadcast to the shape of another expression, an adjoint summed back to the
+// shape of a broadcast operand (sum_to), the adjoint of a slice (scatter into zeros), a reshape to the shape
+// of another expression, and the element count of a reduction. Their shapes are read from the forward
+// expression when evaluated, never when built, so gradients of graphs whose Inputs are not bound yet can be
+// formed. Include <metagrad/autodiff.hpp> instead.
+
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/core/tensor.hpp> (inlined above)
+// #include <metagrad/expr/node.hpp> (inlined above)
+// #include <metagrad/expr/plan.hpp> (inlined above)
+// #include <metagrad/expr/reduce.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+/// The operand's value, with no gradient flowing through it.
+template <class A>
+class StopGradientExpr : public ExprBase<StopGradientExpr<A>> {
+  using AE = std::remove_cvref_t<A>;
+
+ public:
+  using value_type = typename AE::value_type;
+  static constexpr int rank = AE::rank;
+  explicit StopGradientExpr(A a) : a_(std::forward<A>(a)) {}
+  Shape<rank> shape() const { return a_.shape(); }
+  const AE& operand() const { return a_; }
+  auto children() const { return std::tie(a_); }
+  bool same_params(const StopGradientExpr&) const { return true; }
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    return lower_expr(a_, target);
+  }
+
+ private:
+  A a_;
+};
+
+/// stop_gradient(e): e's value, treated as a constant by grad().
+template <expression A>
+auto stop_gradient(A&& a) {
+  return StopGradientExpr<closure_t<A&&>>(std::forward<A>(a));
+}
+
+/// `a` broadcast to the shape of `x` (which is only asked for its shape). @pre a broadcasts to x's shape.
+template <class A, class X>
+class BroadcastLikeExpr : public ExprBase<BroadcastLikeExpr<A, X>> {
+ public:
+  using value_type = typename A::value_type;
+  static constexpr int rank = X::rank;
+  BroadcastLikeExpr(A a, X x) : a_(std::move(a)), x_(std::move(x)) {}
+  Shape<rank> shape() const { return x_.shape(); }
+  const A& operand() const { return a_; }
+  const X& like() const { return x_; }
+  auto children() const { return std::tie(a_); }
+  bool same_params(const BroadcastLikeExpr&) const { return true; }
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    return lower_expr(a_, target);
+  }
+
+ private:
+  A a_;
+  X x_;
+};
+
+namespace detail {
+// g's shape right-aligned into a rank-RT target (the rank SumToPlan's unused branch is built at).
+template <int R, int RT>
+Shape<RT> shape_like(const Shape<R>& s, const Shape<RT>& target) {
+  Shape<RT> out = target;
+  for (int d = 0; d < R; ++d) out[d + (RT - R)] = s[d];
+  return out;
+}
+}  // namespace detail
+
+/// The sum of `g` over the axes on which `x` was broadcast to g's shape: the leading axes g has beyond
+/// x's rank, and every axis where x has extent 1 and g does not. The result has x's shape and dtype.
+/// When g and x have the same rank this is known only at run time; when the shapes turn out equal the node
+/// is free (it lowers to a run-time choice that the drivers strip, see SumToPlan), else it is a boundary
+/// that materialises the sum once.
+template <class G, class X>
+class SumToExpr : public ExprBase<SumToExpr<G, X>>, public BoundaryBase<typename X::value_type, X::rank> {
+  static constexpr int RG = G::rank;
+
+ public:
+  using value_type = typename X::value_type;
+  static constexpr int rank = X::rank;
+  static_assert(RG >= rank, "metagrad: sum_to cannot raise the rank");
+  /// False when the node may turn out to be its operand itself at run time (equal ranks): it then reads
+  /// its operand's boundaries wherever it is read, which the planner's lifetimes account for.
+  static constexpr bool always_materialised = RG > rank;
+
+  SumToExpr(G g, X x) : g_(std::move(g)), x_(std::move(x)) {}
+  Shape<rank> shape() const { return x_.shape(); }
+  const G& operand() const { return g_; }
+  const X& like() const { return x_; }
+  auto children() const { return std::tie(g_); }
+  bool same_params(const SumToExpr&) const { return true; }
+
+  /// Whether this evaluation needs the reduction (false: the node is g itself).
+  bool materialised() const {
+    if constexpr (RG > rank)
+      return true;
+    else
+      return !(g_.shape() == x_.shape());
+  }
+
+  template <int RD>
+  void eval_into(Tensor<value_type, RD>& dst) const {
+    static_assert(RD == rank);
+    const auto gs = g_.shape();
+    const auto xs = x_.shape();
+    if (!dst.defined() || !(dst.shape() == xs)) dst.allocate(xs);
+    Array<bool, RG> mask{};
+    Strides<RG> ost{};
+    for (int d = 0; d < RG; ++d) {
+      const int c = d - (RG - rank);
+      mask[d] = c < 0 || (xs[c] == 1 && gs[d] != 1);
+      ost[d] = c < 0 ? 0 : dst.strides()[c];
+    }
+    run_reduction(ops::SumReducer{}, lower_expr(g_, gs), gs, mask, dst.data(), ost);
+  }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    if constexpr (RG > rank) {
+      const auto& v = this->materialise(*this);
+      return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
+    } else {
+      using GP = plan_t<G, RT>;
+      if (!materialised()) return SumToPlan<GP, value_type, RT>{lower_expr(g_, target), {}, false};
+      const auto& v = this->materialise(*this);
+      // g is lowered only to fill the plan's unused branch; its shape is g's own.
+      return SumToPlan<GP, value_type, RT>{lower_expr(g_, detail::shape_like(g_.shape(), target)),
+                                           broadcast_plan(lower_expr(v, v.shape()), v.shape(), target), true};
+    }
+  }
+
+ private:
+  G g_;
+  X x_;
+};
+
+/// The adjoint of a slice: g (of the slice's shape) scattered into zeros of x's shape.
+template <class G, class X>
+class UnsliceExpr : public ExprBase<UnsliceExpr<G, X>> {
+ public:
+  using value_type = typename G::value_type;
+  static constexpr int rank = X::rank;
+  UnsliceExpr(G g, X x, Array<index_t, rank> start, Array<index_t, rank> step, Shape<rank> count)
+      : g_(std::move(g)), x_(std::move(x)), start_(start), step_(step), count_(count) {}
+  Shape<rank> shape() const { return x_.shape(); }
+  const G& operand() const { return g_; }
+  const X& like() const { return x_; }
+  const Array<index_t, rank>& starts() const { return start_; }
+  const Array<index_t, rank>& steps() const { return step_; }
+  const Shape<rank>& counts() const { return count_; }
+  auto children() const { return std::tie(g_); }
+  bool same_params(const UnsliceExpr& o) const {
+    return detail::bits_equal(start_, o.start_) && detail::bits_equal(step_, o.step_) &&
+           detail::bits_equal(count_, o.count_);
+  }
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto xs = x_.shape();
+    UnslicePlan<plan_t<G, rank>> p{lower_expr(g_, count_), start_, step_, count_};
+    return broadcast_plan(p, xs, target);
+  }
+
+ private:
+  G g_;
+  X x_;
+  Array<index_t, rank> start_, step_;
+  Shape<rank> count_;
+};
+
+/// g's elements in row-major order with the extents of x (the adjoint of a reshape).
+template <class G, class X>
+class ReshapeLikeExpr : public ExprBase<ReshapeLikeExpr<G, X>> {
+  static constexpr int RG = G::rank;
+
+ public:
+  using value_type = typename G::value_type;
+  static constexpr int rank = X::rank;
+  ReshapeLikeExpr(G g, X x) : g_(std::move(g)), x_(std::move(x)) {}
+  ReshapeLikeExpr(const ReshapeLikeExpr& o) : g_(o.g_), x_(o.x_) {}
+  Shape<rank> shape() const { return x_.shape(); }
+  const G& operand() const { return g_; }
+  const X& like() const { return x_; }
+  auto children() const { return std::tie(g_); }
+  bool same_params(const ReshapeLikeExpr&) const { return true; }
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto gs = g_.shape();
+    const auto xs = x_.shape();
+    if (gs.numel() != xs.numel())
+      throw shape_error("reshape (gradient): cannot view " + to_string(gs) + " as " + to_string(xs));
+    auto cp = lower_expr(g_, gs);
+    if constexpr (is_leaf_plan_v<decltype(cp)>) {
+      const value_type* ptr = cp.ptr;
+      if (!is_contiguous(gs, Strides<RG>(cp.strides))) {
+        copy_ = Tensor<value_type, RG>(g_);
+        ptr = copy_.data();
+      }
+      return broadcast_plan(LeafPlan<value_type, rank>{ptr, contiguous_strides(xs), true}, xs, target);
+    } else {
+      return broadcast_plan(ReshapePlan<decltype(cp), rank>{cp, contiguous_strides(xs), gs}, xs, target);
+    }
+  }
+
+ private:
+  G g_;
+  X x_;
+  mutable Tensor<value_type, RG> copy_;
+};
+
+/// The number of elements a reduction of x over `mask` combines into each output, as a scalar of dtype T.
+template <class T, class X>
+class ReduceCountExpr : public ExprBase<ReduceCountExpr<T, X>> {
+ public:
+  using value_type = T;
+  static constexpr int rank = 0;
+  ReduceCountExpr(X x, Array<bool, X::rank> mask, index_t offset = 0)
+      : x_(std::move(x)), mask_(mask), offset_(offset) {}
+  Shape<0> shape() const { return {}; }
+  auto children() const { return std::tuple<>(); }
+  bool same_params(const ReduceCountExpr& o) const {
+    return detail::bits_equal(mask_, o.mask_) && offset_ == o.offset_;
+  }
+  /// The count minus the offset (var's ddof).
+  T value() const {
+    const auto s = x_.shape();
+    index_t n = 1;
+    for (int d = 0; d < X::rank; ++d)
+      if (mask_[d]) n *= s[d];
+    return static_cast<T>(n - offset_);
+  }
+  template <int RT>
+  ScalarPlan<T, RT> lower(const Shape<RT>&) const {
+    return {value()};
+  }
+
+ private:
+  X x_;
+  Array<bool, X::rank> mask_;
+  index_t offset_;
+};
+
+/// One of two expressions of the same dtype and rank, chosen once, when it is built. grad() returns one
+/// when a subexpression type occurs more than once: the first branch sums the adjoints of equal
+/// occurrences before propagating them (one backward pass through the shared part); the second
+/// propagates each occurrence separately, which is what is right when occurrences of one type turn out
+/// to differ in their run-time parameters (x * 2 beside x * 3). A Program evaluates only the chosen branch.
+template <class A, class B>
+class SelectExpr : public ExprBase<SelectExpr<A, B>>, public BoundaryBase<typename A::value_type, A::rank> {
+ public:
+  using value_type = typename A::value_type;
+  static constexpr int rank = A::rank;
+  static_assert(std::is_same_v<value_type, typename B::value_type> && rank == B::rank);
+  SelectExpr(A a, B b, bool take_first) : a_(std::move(a)), b_(std::move(b)), first_(take_first) {}
+  Shape<rank> shape() const { return first_ ? a_.shape() : b_.shape(); }
+  bool takes_first() const { return first_; }
+  const A& first_branch() const { return a_; }
+  const B& second_branch() const { return b_; }
+  auto children() const { return std::tie(a_, b_); }
+  bool same_params(const SelectExpr& o) const { return first_ == o.first_; }
+
+  template <int RD>
+  void eval_into(Tensor<value_type, RD>& dst) const {
+    static_assert(RD == rank);
+    if (first_)
+      detail::assigner<Tensor<value_type, RD>>::assign(dst, a_);
+    else
+      detail::assigner<Tensor<value_type, RD>>::assign(dst, b_);
+  }
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto& v = this->materialise(*this);
+    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
+  }
+
+ private:
+  A a_;
+  B b_;
+  bool first_;
+};
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/autodiff/nodes.hpp>
+
+METAGRAD_NAMESPACE_BEGIN
+
+namespace detail {
+
+// --- the structure of a node type -----------------------------------------------------------------
+
+template <class E>
+struct children_of {
+  using type = std::tuple<>;
+};
+template <class E>
+requires requires(const E& e) { e.children(); }
+struct children_of<E> {
+  using type = decltype(std::declval<const E&>().children());
+};
+// BroadcastExpr (expr/view.hpp) declares no children(): without this its operand would look constant, and a
+// leaf read through broadcast_to would have its gradient dropped (or fail the "does not depend" check).
+template <class A, int RO>
+requires(!requires(const BroadcastExpr<A, RO>& e) { e.children(); }) struct children_of<BroadcastExpr<A, RO>> {
+  using type = std::tuple<const std::remove_cvref_t<A>&>;
+};
+template <class E>
+using children_t = typename children_of<E>::type;
+
+template <class E, class L>
+struct depends_on;
+template <class Tuple, class L>
+struct any_depends;
+template <class... C, class L>
+struct any_depends<std::tuple<C...>, L> : std::bool_constant<(depends_on<std::remove_cvref_t<C>, L>::value || ...)> {};
+
+/// Whether the value of expression type E changes with leaf L (through anything but stop_gradient).
+template <class E, class L>
+struct depends_on : any_depends<children_t<E>, L> {};
+template <class L>
+struct depends_on<L, L> : std::true_type {};
+template <class A, class L>
+struct depends_on<StopGradientExpr<A>, L> : std::false_type {};
+
+template <class T>
+inline constexpr bool is_floating_v = std::is_floating_point_v<T>;
+
+// A child as rule inputs see it: a tensor becomes a leaf held by value (TensorRef when the node named the
+// tensor, Const when it owned a copy), so derived expressions never refer to temporaries of the walk.
+template <class A, class AE>
+decltype(auto) operand_value(const AE& c) {
+  if constexpr (is_tensor_v<AE>) {
+    if constexpr (std::is_reference_v<A>)
+      return TensorRef<typename AE::value_type, AE::rank>(c);
+    else
+      return Const<typename AE::value_type, AE::rank>(c);
+  } else {
+    return (c);
+  }
+}
+
+template <class W, class E, class G>
+auto backprop(const W& w, const E& e, const G& g);
+
+// Continue into child `c` (closure type A) with adjoint `adj` when it depends on L.
+template <class W, class A, class AE, class Adj>
+auto into(const W& w, const AE& c, Adj&& adj) {
+  if constexpr (depends_on<AE, typename W::target>::value)
+    return backprop(w, c, std::forward<Adj>(adj));
+  else
+    return std::tuple<>();
+}
+
+// The adjoint of a broadcast operand: summed back to the operand's shape.
+template <class Adj, class X>
+auto sum_to(Adj&& adj, const X& x) {
+  using XV = std::remove_cvref_t<X>;
+  return SumToExpr<std::remove_cvref_t<Adj>, XV>(std::forward<Adj>(adj), x);
+}
+
+// --- rules for each node kind ---------------------------------------------------------------------
+
+template <class W, class Op, class A, class G>
+auto backprop_node(const W& w, const UnaryExpr<Op, A>& e, const G& g) {
+  using AE = std::remove_cvref_t<A>;
+  const auto& x = operand_value<A>(e.operand());
+  if constexpr (requires { e.op().grad(g, x, e); }) {
+    return into<W, A>(w, e.operand(), e.op().grad(g, x, e));
+  } else if constexpr (requires { typename Op::target_type; }) {
+    // cast: the adjoint converts back; a cast to or from an integer type has none.
+    if constexpr (is_floating_v<typename Op::target_type> && is_floating_v<typename AE::value_type>)
+      return into<W, A>(w, e.operand(), cast<typename AE::value_type>(g));
+    else
+      return std::tuple<>();
+  } else {
+    return std::tuple<>();  // piecewise constant (floor, sign, comparisons): the gradient is zero
+  }
+}
+
+template <class W, class Op, class A, class B, class G>
+auto backprop_node(const W& w, const BinaryExpr<Op, A, B>& e, const G& g) {
+  using AE = std::remove_cvref_t<A>;
+  using BE = std::remove_cvref_t<B>;
+  const auto& a = operand_value<A>(e.lhs());
+  const auto& b = operand_value<B>(e.rhs());
+  if constexpr (requires { e.op().grad_lhs(g, a, b, e); }) {
+    auto left = [&] {
+      if constexpr (depends_on<AE, typename W::target>::value)
+        return into<W, A>(w, e.lhs(), sum_to(e.op().grad_lhs(g, a, b, e), a));
+      else
+        return std::tuple<>();
+    };
+    auto right = [&] {
+      if constexpr (depends_on<BE, typename W::target>::value)
+        return into<W, B>(w, e.rhs(), sum_to(e.op().grad_rhs(g, a, b, e), b));
+      else
+        return std::tuple<>();
+    };
+    return std::tuple_cat(left(), right());
+  } else {
+    return std::tuple<>();
+  }
+}
+
+template <class W, class Op, class C, class A, class B, class G>
+auto backprop_node(const W& w, const TernaryExpr<Op, C, A, B>& e, const G& g) {
+  using AE = std::remove_cvref_t<A>;
+  using BE = std::remove_cvref_t<B>;
+  const auto& c = operand_value<C>(e.first());
+  const auto& a = operand_value<A>(e.second());
+  const auto& b = operand_value<B>(e.third());
+  auto second = [&] {
+    if constexpr (depends_on<AE, typename W::target>::value)
+      return into<W, A>(w, e.second(), sum_to(e.op().grad_second(g, c, a, b, e), a));
+    else
+      return std::tuple<>();
+  };
+  auto third = [&] {
+    if constexpr (depends_on<BE, typename W::target>::value)
+      return into<W, B>(w, e.third(), sum_to(e.op().grad_third(g, c, a, b, e), b));
+    else
+      return std::tuple<>();
+  };
+  return std::tuple_cat(second(), third());
+}
+
+template <class W, class A, int RO, class G>
+auto backprop_node(const W& w, const AxisMapExpr<A, RO>& e, const G& g) {
+  constexpr int RC = std::remove_cvref_t<A>::rank;
+  // Child axis c came from output axis i where from[i] == c; a squeezed child axis (extent 1) comes back as
+  // a new axis; an inserted output axis (extent 1) is dropped.
+  Array<int, RC> inv{};
+  for (int c = 0; c < RC; ++c) inv[c] = -1;
+  for (int i = 0; i < RO; ++i)
+    if (e.axes()[i] >= 0) inv[e.axes()[i]] = i;
+  using M = AxisMapExpr<G, RC>;
+  return into<W, A>(w, e.operand(), M(g, inv, typename M::unchecked_t{}));
+}
+
+template <class W, class A, class G>
+auto backprop_node(const W& w, const SliceExpr<A>& e, const G& g) {
+  using X = std::remove_cvref_t<decltype(operand_value<A>(e.operand()))>;
+  return into<W, A>(w, e.operand(),
+                    UnsliceExpr<G, X>(g, operand_value<A>(e.operand()), e.starts(), e.steps(), e.shape()));
+}
+
+template <class W, class A, int RO, class G>
+auto backprop_node(const W& w, const ReshapeExpr<A, RO>& e, const G& g) {
+  using X = std::remove_cvref_t<decltype(operand_value<A>(e.operand()))>;
+  return into<W, A>(w, e.operand(), ReshapeLikeExpr<G, X>(g, operand_value<A>(e.operand())));
+}
+
+template <class W, class A, int RO, class G>
+auto backprop_node(const W& w, const BroadcastExpr<A, RO>& e, const G& g) {
+  return into<W, A>(w, e.operand(), sum_to(g, operand_value<A>(e.operand())));
+}
+
+template <class W, class A, class X, class G>
+auto backprop_node(const W& w, const BroadcastLikeExpr<A, X>& e, const G& g) {
+  return into<W, A>(w, e.operand(), sum_to(g, e.operand()));
+}
+
+template <class W, class G2, class X, class G>
+auto backprop_node(const W& w, const SumToExpr<G2, X>& e, const G& g) {
+  return into<W, G2>(w, e.operand(), BroadcastLikeExpr<G, G2>(g, e.operand()));
+}
+
+template <class W, class G2, class X, class G>
+auto backprop_node(const W& w, const UnsliceExpr<G2, X>& e, const G& g) {
+  return into<W, G2>(w, e.operand(), SliceExpr<G>(g, e.starts(), e.steps(), e.operand().shape()));
+}
+
+template <class W, class G2, class X, class G>
+auto backprop_node(const W& w, const ReshapeLikeExpr<G2, X>& e, const G& g) {
+  return into<W, G2>(w, e.operand(), ReshapeLikeExpr<G, G2>(g, e.operand()));
+}
+
+// Reductions: the adjoint of each output element goes back to the elements it combined.
+template <int K, int R>
+Array<int, K> axes_of(const Array<bool, R>& mask) {
+  Array<int, K> a{};
+  for (int d = 0, i = 0; d < R; ++d)
+    if (mask[d]) a[i++] = d;
+  return a;
+}
+
+template <class W, class Red, class A, int K, bool Keep, class G>
+auto backprop_node(const W& w, const ReduceExpr<Red, A, K, Keep>& e, const G& g) {
+  using AE = std::remove_cvref_t<A>;
+  constexpr int RI = AE::rank;
+  using T = typename AE::value_type;
+  using XV = std::remove_cvref_t<decltype(operand_value<A>(e.operand()))>;
+  const XV x = operand_value<A>(e.operand());
+  const auto mask = e.reduced_axes();
+  // h (shaped like the reduction's output) read at x's shape: the reduced axes come back with extent 1.
+  auto expand = [&](auto h) {
+    using H = decltype(h);
+    if constexpr (Keep) {
+      return BroadcastLikeExpr<H, XV>(h, x);
+    } else {
+      Array<int, RI> from{};
+      for (int d = 0, c = 0; d < RI; ++d) from[d] = mask[d] ? -1 : c++;
+      using M = AxisMapExpr<H, RI>;
+      return BroadcastLikeExpr<M, XV>(M(h, from, typename M::unchecked_t{}), x);
+    }
+  };
+  const auto axes = axes_of<K>(mask);
+  using F = ops::float_of_t<T>;
+  if constexpr (!is_floating_v<T>) {
+    return std::tuple<>();
+  } else if constexpr (std::is_same_v<Red, ops::SumReducer>) {
+    return into<W, A>(w, e.operand(), expand(g));
+  } else if constexpr (std::is_same_v<Red, ops::MeanReducer>) {
+    return into<W, A>(w, e.operand(), expand(g) / ReduceCountExpr<F, XV>(x, mask));
+  } else if constexpr (std::is_same_v<Red, ops::ProdReducer>) {
+    // d prod / d x_i is the product of the other elements: prod / x_i where x_i != 0. At a zero that is 0 / 0;
+    // there it is the product of the non-zero elements when x_i is its group's only zero, else 0.
+    auto zero = x == T(0);
+    auto nonzero = where(zero, T(1), x);
+    auto nonzero_prod = ReduceExpr<ops::ProdReducer, decltype(nonzero), K, Keep>(ops::ProdReducer{}, nonzero, axes);
+    auto zeros = ReduceExpr<ops::SumReducer, decltype(cast<T>(zero)), K, Keep>(ops::SumReducer{}, cast<T>(zero), axes);
+    return into<W, A>(w, e.operand(),
+                      expand(g) * where(zero, expand(nonzero_prod) * cast<T>(expand(zeros) == T(1)), expand(e) / x));
+  } else if constexpr (std::is_same_v<Red, ops::MaxReducer> || std::is_same_v<Red, ops::MinReducer>) {
+    // Ties share the adjoint evenly: each maximum gets g / (number of maxima).
+    auto hit = cast<T>(x == expand(e));
+    auto count = ReduceExpr<ops::SumReducer, decltype(hit), K, Keep>(ops::SumReducer{}, hit, axes);
+    return into<W, A>(w, e.operand(), expand(g) * hit / expand(count));
+  } else if constexpr (std::is_same_v<Red, ops::VarReducer> || std::is_same_v<Red, ops::StdReducer>) {
+    auto centred = x - expand(ReduceExpr<ops::MeanReducer, XV, K, Keep>(ops::MeanReducer{}, x, axes));
+    auto n = ReduceCountExpr<F, XV>(x, mask, e.reducer().ddof);
+    if constexpr (std::is_same_v<Red, ops::VarReducer>)
+      return into<W, A>(w, e.operand(), expand(g) * 2 * centred / n);
+    else
+      return into<W, A>(w, e.operand(), expand(g) * centred / (n * expand(e)));
+  } else if constexpr (std::is_same_v<Red, ops::LogSumExpReducer>) {
+    return into<W, A>(w, e.operand(), expand(g) * exp(x - expand(e)));
+  } else if constexpr (std::is_same_v<Red, ops::NormReducer>) {
+    // d ||x||_p = sign(x) (|x| / ||x||)^(p-1); p = 0 (a count) has gradient 0.
+    const double p = e.reducer().p;
+    return into<W, A>(w, e.operand(),
+                      expand(g) * sign(x) * pow(abs(x) / expand(e), p == 0 ? 0.0 : p - 1) * (p == 0 ? 0.0 : 1.0));
+  } else {
+    return std::tuple<>();  // argmax, argmin, all, any: piecewise constant
+  }
+}
+
+template <class W, class A, class B, class G>
+auto backprop_node(const W& w, const MatmulExpr<A, B>& e, const G& g) {
+  using AE = std::remove_cvref_t<A>;
+  using BE = std::remove_cvref_t<B>;
+  const auto& a = operand_value<A>(e.lhs());
+  const auto& b = operand_value<B>(e.rhs());
+  // C = alpha A B: dA = alpha G B^T, dB = alpha A^T G, as GEMMs with transpose flags (no copies), summed
+  // over broadcast batch axes.
+  // Plain matrix products (no batch axes) need no sum_to: the product already has the operand's shape.
+  constexpr bool batched = MatmulExpr<A, B>::batch_rank > 0;
+  auto left = [&] {
+    if constexpr (depends_on<AE, typename W::target>::value) {
+      auto d = matmul(g, transpose(b, -1, -2), e.alpha());
+      if constexpr (batched)
+        return into<W, A>(w, e.lhs(), sum_to(d, a));
+      else
+        return into<W, A>(w, e.lhs(), d);
+    } else {
+      return std::tuple<>();
+    }
+  };
+  auto right = [&] {
+    if constexpr (depends_on<BE, typename W::target>::value) {
+      auto d = matmul(transpose(a, -1, -2), g, e.alpha());
+      if constexpr (batched)
+        return into<W, B>(w, e.rhs(), sum_to(d, b));
+      else
+        return into<W, B>(w, e.rhs(), d);
+    } else {
+      return std::tuple<>();
+    }
+  };
+  return std::tuple_cat(left(), right());
+}
+
+template <class W, class A, class B, class G>
+auto backprop_node(const W& w, const SelectExpr<A, B>& e, const G& g) {
+  // Only the chosen branch is the value; the other gets a zero adjoint (the choice is a constant).
+  auto first = [&] {
+    if constexpr (depends_on<A, typename W::target>::value)
+      return into<W, A>(w, e.first_branch(), g * (e.takes_first() ? 1.0 : 0.0));
+    else
+      return std::tuple<>();
+  };
+  auto second = [&] {
+    if constexpr (depends_on<B, typename W::target>::value)
+      return into<W, B>(w, e.second_branch(), g * (e.takes_first() ? 0.0 : 1.0));
+    else
+      return std::tuple<>();
+  };
+  return std::tuple_cat(first(), second());
+}
+
+// --- the walk ---------------------------------------------------------------------------------------
+
+template <class... T>
+struct types {};
+
+template <class... L>
+struct cat;
+template <>
+struct cat<> {
+  using type = types<>;
+};
+template <class... A>
+struct cat<types<A...>> {
+  using type = types<A...>;
+};
+template <class... A, class... B, class... R>
+struct cat<types<A...>, types<B...>, R...> {
+  using type = typename cat<types<A..., B...>, R...>::type;
+};
+
+template <class T, class List>
+struct has_type;
+template <class T, class... U>
+struct has_type<T, types<U...>> : std::bool_constant<(std::is_same_v<T, U> || ...)> {};
+
+template <class T, class List>
+struct count_of;
+template <class T, class... U>
+struct count_of<T, types<U...>> : std::integral_constant<int, (int(std::is_same_v<T, U>) + ... + 0)> {};
+
+template <class Tuple>
+struct nodes_in;
+/// Every node type of E's tree (E included), children first, with repeats.
+template <class E>
+using nodes_t = typename cat<typename nodes_in<children_t<E>>::type, types<E>>::type;
+template <class... C>
+struct nodes_in<std::tuple<C...>> {
+  using type = typename cat<types<>, nodes_t<std::remove_cvref_t<C>>...>::type;
+};
+
+template <class Done, class Todo, class All, class... Leaves>
+struct shared_impl;
+template <class Done, class All, class... Leaves>
+struct shared_impl<Done, types<>, All, Leaves...> {
+  using type = Done;
+};
+template <class... D, class T, class... R, class All, class... Leaves>
+struct shared_impl<types<D...>, types<T, R...>, All, Leaves...> {
+  static constexpr bool take = !has_type<T, types<D...>>::value && count_of<T, All>::value > 1 &&
+                               !std::is_same_v<children_t<T>, std::tuple<>> && (depends_on<T, Leaves>::value || ...);
+  using type =
+      typename shared_impl<std::conditional_t<take, types<D..., T>, types<D...>>, types<R...>, All, Leaves...>::type;
+};
+/// The node types that occur more than once in Y and lead to one of the leaves: where adjoints meet.
+template <class Y, class... Leaves>
+using shared_t = typename shared_impl<types<>, nodes_t<Y>, nodes_t<Y>, Leaves...>::type;
+
+/// A walk towards `Target` (a leaf, or a shared node type) that stops at the nodes in `Shared`: their
+/// adjoints are summed first and propagated from them once.
+template <class Target, class Shared>
+struct Walk {
+  using target = Target;
+  using shared = Shared;
+  const Target* node;
+};
+
+template <class W, class E, class G>
+auto backprop(const W& w, const E& e, const G& g) {
+  if constexpr (std::is_same_v<E, typename W::target>) {
+    if constexpr (variable<E>) {
+      if (e.identity() != w.node->identity())
+        throw error("grad: two different objects named '" + e.name() + "' and '" + w.node->name() +
+                    "' share one tag type; each Input and Param needs its own tag");
+    }
+    return std::tuple<G>(g);
+  } else if constexpr (has_type<E, typename W::shared>::value) {
+    return std::tuple<>();  // reached again from the shared node, with the sum of its adjoints
+  } else {
+    return backprop_node(w, e, g);
+  }
+}
+
+template <class T, class C>
+auto cast_to(const C& c) {
+  if constexpr (std::is_same_v<typename C::value_type, T>)
+    return c;
+  else
+    return cast<T>(c);
+}
+
+template <class T, class... C>
+auto sum_contributions(const std::tuple<C...>& t) {
+  return std::apply([](const auto&... c) { return (cast_to<T>(c) + ...); }, t);
+}
+
+// The first occurrence of node type T in e's tree.
+template <class T, class E>
+const T* find_first(const E& e) {
+  if constexpr (std::is_same_v<T, E>) {
+    return &e;
+  } else if constexpr (has_type<T, nodes_t<E>>::value) {
+    const T* found = nullptr;
+    std::apply([&](const auto&... c) { ((found = found ? found : find_first<T>(c)), ...); }, e.children());
+    return found;
+  } else {
+    return nullptr;
+  }
+}
+
+// Whether every occurrence of T in e's tree is the same node as `first` (equal parameters and leaves).
+template <class T, class E>
+bool all_equal(const E& e, const T& first) {
+  if constexpr (std::is_same_v<T, E>) {
+    return same_node(e, first);
+  } else if constexpr (has_type<T, nodes_t<E>>::value) {
+    return std::apply([&](const auto&... c) { return (all_equal<T>(c, first) && ...); }, e.children());
+  } else {
+    return true;
+  }
+}
+
+/// Reverse accumulation over the expression *graph*: the adjoint of a shared node type S is the sum of
+/// what reaches it from the root and from the shared nodes above it; a leaf's gradient is what reaches it
+/// from the root and from every shared node above it.
+template <class Y, class Shared>
+struct Accumulator {
+  const Y& y;
+
+  // Contributions (a tuple of expressions) reaching node type / leaf Target, given its object `node`.
+  template <class Target>
+  auto contributions(const Target* node) const {
+    const Walk<Target, Shared> w{node};
+    const ScalarExpr<typename Y::value_type> one(1);
+    return std::tuple_cat(backprop(w, y, one), from_shared(node, Shared{}));
+  }
+
+  template <class Target, class... S>
+  auto from_shared([[maybe_unused]] const Target* node, types<S...>) const {
+    return std::tuple_cat(from_one<Target, S>(node)...);
+  }
+  template <class Target, class S>
+  auto from_one(const Target* node) const {
+    if constexpr (std::is_same_v<Target, S> || !depends_on<S, Target>::value) {
+      return std::tuple<>();
+    } else {
+      const S* s = find_first<S>(y);
+      auto adj = contributions<S>(s);
+      if constexpr (std::tuple_size_v<decltype(adj)> == 0) {
+        return std::tuple<>();
+      } else {
+        using T = typename S::value_type;
+        const Walk<Target, Shared> w{node};
+        return backprop_node(w, *s, sum_contributions<T>(adj));  // S's own rule, though S is shared
+      }
+    }
+  }
+};
+
+// The gradient of y with respect to `leaf` with adjoints summed at the node types in Shared.
+template <class Shared, class Y, class L>
+auto gradient_of(const Y& y, const L& leaf) {
+  using T = typename L::value_type;
+  const Accumulator<Y, Shared> acc{y};
+  auto parts = acc.template contributions<L>(&leaf);
+  if constexpr (std::tuple_size_v<decltype(parts)> == 0)
+    // Every path to the leaf is piecewise constant: the gradient is zero everywhere.
+    return BroadcastLikeExpr<ScalarExpr<T>, L>(ScalarExpr<T>(0), leaf);
+  else
+    return sum_contributions<T>(parts);  // every contribution already has the leaf's shape
+}
+
+template <class Y, class... S>
+bool shared_nodes_equal(const Y& y, types<S...>) {
+  return ([&] {
+    const S* first = find_first<S>(y);
+    return first && all_equal<S>(y, *first);
+  }() && ...);
+}
+
+}  // namespace detail
+
+/// The gradient of a scalar (rank-0) expression y with respect to each of the leaves (Inputs or Params), as
+/// a tuple of expressions shaped and typed like the leaves: `auto [dW, db] = grad(loss, W, b);`. The
+/// gradients are built at compile time and evaluated like any expression (eval(), assignment, compile()).
+/// Gradients of gradients work wherever the rules used are differentiable (all elementwise ops).
+/// @pre y has rank 0 and depends on every leaf (both compile-time checks).
+/// @throws metagrad::error when two different Input/Param objects share a tag type.
+template <expression Y, variable... Leaves>
+auto grad(const Y& y, const Leaves&... leaves) {
+  using YE = std::remove_cvref_t<Y>;
+  static_assert(YE::rank == 0,
+                "metagrad: grad(y, x...) needs a scalar y (rank 0): reduce it first, e.g. grad(sum(y), x) or "
+                "grad(mean(loss), W)");
+  static_assert(detail::is_floating_v<typename YE::value_type>,
+                "metagrad: grad(y, x...) needs a floating-point y (float or double)");
+  static_assert((detail::depends_on<YE, Leaves>::value && ...),
+                "metagrad: grad(y, x...): y does not depend on one of the leaves x (check the leaves you asked "
+                "for, and any stop_gradient on the way)");
+  static_assert((detail::is_floating_v<typename Leaves::value_type> && ...),
+                "metagrad: grad(y, x...): every leaf must have a floating-point dtype");
+  using Shared = detail::shared_t<YE, Leaves...>;
+  if constexpr (std::is_same_v<Shared, detail::types<>>) {
+    return std::make_tuple(detail::gradient_of<Shared>(y, leaves)...);
+  } else {
+    // Summing adjoints where a subexpression is used twice is right when its uses are one value; the
+    // check is made here, once, and the result picks the branch (see SelectExpr).
+    const bool merge = detail::shared_nodes_equal(y, Shared{});
+    auto pick = [&](const auto& leaf) {
+      auto merged = detail::gradient_of<Shared>(y, leaf);
+      auto separate = detail::gradient_of<detail::types<>>(y, leaf);
+      return SelectExpr<decltype(merged), decltype(separate)>(merged, separate, merge);
+    };
+    return std::make_tuple(pick(leaves)...);
+  }
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/autodiff/grad.hpp>
+// #include <metagrad/autodiff/nodes.hpp> (inlined above)
+// #include <metagrad/expr.hpp>
+// metagrad/expr.hpp — umbrella of the expression layer: elementwise nodes and their front-ends, views,
+// reductions, random draws, and the lowered kernel form (plans).
+
+// #include <metagrad/core.hpp>
+// metagrad/core.hpp — umbrella of the core layer: configuration, dtypes, shapes, devices, storage,
+// Tensor, creation functions, the Philox generator, vectorisable math and printing.
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/creation.hpp>
+// metagrad/core/creation.hpp — functions that make filled tensors: zeros, ones, full, arange, linspace,
+// from_vector, and *_like variants. Random tensors are in <metagrad/expr/random.hpp>. Include
+// <metagrad/core.hpp> instead.
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+// #include <metagrad/core/dtype.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/core/tensor.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+namespace detail {
+template <int N>
+Shape<N> shape_from(const index_t (&dims)[N]) {
+  Shape<N> s;
+  for (int i = 0; i < N; ++i) {
+    if (dims[i] < 0) throw shape_error("metagrad: negative extent " + std::to_string(dims[i]) + " in a shape");
+    s[i] = dims[i];
+  }
+  return s;
+}
+}  // namespace detail
+
+/// A tensor of `shape` with every element `value`.
+template <dtype T, int N>
+Tensor<T, N> full(const Shape<N>& shape, T value, Device device = Device::cpu()) {
+  Tensor<T, N> t;
+  t.allocate(shape, device);
+  std::fill(t.data(), t.data() + shape.numel(), value);
+  return t;
+}
+template <dtype T = float, int N>
+Tensor<T, N> full(const index_t (&dims)[N], T value, Device device = Device::cpu()) {
+  return full<T, N>(detail::shape_from(dims), value, device);
+}
+
+/// zeros<float>({2, 3}).
+template <dtype T = float, int N>
+Tensor<T, N> zeros(const index_t (&dims)[N], Device device = Device::cpu()) {
+  return full<T, N>(detail::shape_from(dims), T(0), device);
+}
+template <dtype T = float, int N>
+Tensor<T, N> zeros(const Shape<N>& shape, Device device = Device::cpu()) {
+  return full<T, N>(shape, T(0), device);
+}
+
+/// ones<float>({2, 3}).
+template <dtype T = float, int N>
+Tensor<T, N> ones(const index_t (&dims)[N], Device device = Device::cpu()) {
+  return full<T, N>(detail::shape_from(dims), T(1), device);
+}
+template <dtype T = float, int N>
+Tensor<T, N> ones(const Shape<N>& shape, Device device = Device::cpu()) {
+  return full<T, N>(shape, T(1), device);
+}
+
+/// A tensor of the same shape, dtype and device as `like`, filled with zeros / ones / value.
+template <dtype T, int N>
+Tensor<T, N> zeros_like(const Tensor<T, N>& like) {
+  return zeros<T>(like.shape(), like.device());
+}
+template <dtype T, int N>
+Tensor<T, N> ones_like(const Tensor<T, N>& like) {
+  return ones<T>(like.shape(), like.device());
+}
+template <dtype T, int N>
+Tensor<T, N> full_like(const Tensor<T, N>& like, T value) {
+  return full<T>(like.shape(), value, like.device());
+}
+
+/// start, start + step, ... below stop (above it for a negative step), as numpy.arange.
+/// @throws shape_error for step == 0.
+template <dtype T = float>
+Tensor<T, 1> arange(double start, double stop, double step = 1.0) {
+  if (step == 0 || !std::isfinite(start) || !std::isfinite(stop) || !std::isfinite(step))
+    throw shape_error("arange: step must be non-zero and all bounds finite");
+  const double n = std::ceil((stop - start) / step);
+  const index_t count = n > 0 ? static_cast<index_t>(n) : 0;
+  Tensor<T, 1> t;
+  t.allocate(Shape<1>{count});
+  for (index_t i = 0; i < count; ++i) t.data()[i] = static_cast<T>(start + static_cast<double>(i) * step);
+  return t;
+}
+/// 0, 1, ..., stop - 1.
+template <dtype T = float>
+Tensor<T, 1> arange(double stop) {
+  return arange<T>(0.0, stop, 1.0);
+}
+
+/// `num` evenly spaced values from start to stop inclusive (exclusive of stop when endpoint == false).
+template <dtype T = float>
+Tensor<T, 1> linspace(double start, double stop, index_t num, bool endpoint = true) {
+  if (num < 0) throw shape_error("linspace: num must be >= 0, got " + std::to_string(num));
+  Tensor<T, 1> t;
+  t.allocate(Shape<1>{num});
+  const index_t div = endpoint ? num - 1 : num;
+  const double step = div > 0 ? (stop - start) / static_cast<double>(div) : 0.0;
+  for (index_t i = 0; i < num; ++i) t.data()[i] = static_cast<T>(start + static_cast<double>(i) * step);
+  if (endpoint && num > 1) t.data()[num - 1] = static_cast<T>(stop);  // exact end point, as numpy
+  return t;
+}
+
+/// A tensor of `shape` holding `values` in row-major order. @throws shape_error when the sizes differ.
+template <dtype T, int N>
+Tensor<T, N> from_vector(const std::vector<T>& values, const Shape<N>& shape) {
+  if (static_cast<index_t>(values.size()) != shape.numel())
+    throw shape_error("from_vector: " + std::to_string(values.size()) + " values cannot fill shape " +
+                      to_string(shape));
+  Tensor<T, N> t;
+  t.allocate(shape);
+  std::copy(values.begin(), values.end(), t.data());
+  return t;
+}
+template <dtype T, int N>
+Tensor<T, N> from_vector(const std::vector<T>& values, const index_t (&dims)[N]) {
+  return from_vector(values, detail::shape_from(dims));
+}
+/// A rank-1 tensor holding `values`.
+template <dtype T>
+Tensor<T, 1> from_vector(const std::vector<T>& values) {
+  return from_vector(values, Shape<1>{static_cast<index_t>(values.size())});
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/core/creation.hpp>
+// #include <metagrad/core/device.hpp> (inlined above)
+// #include <metagrad/core/dtype.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/expr_base.hpp> (inlined above)
+// #include <metagrad/core/math.hpp> (inlined above)
 // #include <metagrad/core/philox.hpp>
 // metagrad/core/philox.hpp — the Philox-4x32-10 counter-based generator (Salmon, Moraes, Dror and Shaw,
 // "Parallel Random Numbers: As Easy as 1, 2, 3", SC'11; the algorithm of Random123 and cuRAND), the
@@ -2217,1186 +6286,10 @@ METAGRAD_NAMESPACE_END
 // #include <metagrad/core/storage.hpp> (inlined above)
 // #include <metagrad/core/tensor.hpp> (inlined above)
 // end of <metagrad/core.hpp>
-// #include <metagrad/expr/elementwise.hpp>
-// metagrad/expr/elementwise.hpp — the elementwise expression nodes UnaryExpr, BinaryExpr and
-// TernaryExpr. They hold their operands (closure semantics, see node.hpp) and a functor from ops/, and
-// never compute: lowering pushes the target shape down to the leaves, so broadcasting costs a stride of
-// 0 and the whole tree becomes one fused loop. Include <metagrad/expr.hpp> instead.
-
-#include <algorithm>
-#include <type_traits>
-#include <utility>
-
-// #include <metagrad/core/dtype.hpp> (inlined above)
-// #include <metagrad/core/shape.hpp> (inlined above)
-// #include <metagrad/expr/node.hpp>
-// metagrad/expr/node.hpp — what every expression node shares: how operands are stored (closure
-// semantics), how a Tensor leaf lowers to a LeafPlan, scalar constants, and lower_expr(), the one entry
-// point that lowers any expression to a plan of a given target shape. Include <metagrad/expr.hpp>.
-
-#include <type_traits>
-
-// #include <metagrad/core/config.hpp> (inlined above)
-// #include <metagrad/core/dtype.hpp> (inlined above)
-// #include <metagrad/core/expr_base.hpp> (inlined above)
-// #include <metagrad/core/shape.hpp> (inlined above)
-// #include <metagrad/core/tensor.hpp> (inlined above)
-// #include <metagrad/expr/plan.hpp>
-// metagrad/expr/plan.hpp — the lowered kernel form of an expression (DESIGN.md, "Kernel form"): small,
-// trivially copyable structs of raw pointers, strides, scalars and child plans whose element access is
-// METAGRAD_HD. A CPU loop or a CUDA kernel (by value) runs a plan; leaf tags never appear in a plan's
-// type, so graphs of the same structure share one kernel. Include <metagrad/expr.hpp> instead.
-//
-// Every plan P of target rank R provides
-//   using value_type;                     the element type it yields
-//   P::rank == R
-//   template <class I> T at(const Array<I, R>& idx) const   element at a multi-index (I = int32/int64)
-//   template <class I> T flat(I i) const  element i in row-major order, valid when is_flat()
-//   bool is_flat() const                  host side: every leaf is contiguous and of the target's shape
-//   template <class F> void visit_leaves(F&& f, bool remapped) const
-//                                         host side: f(ptr, byte_begin, byte_end, strides, remapped)
-
-#include <type_traits>
-
-// #include <metagrad/core/config.hpp> (inlined above)
-// #include <metagrad/core/shape.hpp> (inlined above)
-
-METAGRAD_NAMESPACE_BEGIN
-
-namespace detail {
-template <class I, int R>
-METAGRAD_HD METAGRAD_INLINE I dot_index(const Array<I, R>& idx, const Array<index_t, R>& strides) {
-  I off = 0;
-  for (int d = 0; d < R; ++d) off += idx[d] * static_cast<I>(strides[d]);
-  return off;
-}
-}  // namespace detail
-
-/// A tensor read through strides (0 on broadcast axes).
-template <class T, int R>
-struct LeafPlan {
-  using value_type = T;
-  static constexpr int rank = R;
-  const T* ptr;
-  Array<index_t, R> strides;
-  bool flat_ok;
-
-  template <class I>
-  METAGRAD_HD METAGRAD_INLINE T at(const Array<I, R>& idx) const {
-    return ptr[detail::dot_index(idx, strides)];
-  }
-  template <class I>
-  METAGRAD_HD METAGRAD_INLINE T flat(I i) const {
-    return ptr[i];
-  }
-  bool is_flat() const { return flat_ok; }
-  /// Address range touched for a target of extents `shape` (strides may be negative).
-  template <class F>
-  void visit_leaves(F&& f, bool remapped, const Array<index_t, R>& shape) const {
-    for (int d = 0; d < R; ++d)
-      if (shape[d] == 0) return;
-    const auto r = offset_range(shape, strides);
-    f(static_cast<const void*>(ptr), static_cast<const void*>(ptr + r.lo), static_cast<const void*>(ptr + r.hi + 1),
-      strides, remapped);
-  }
-};
-
-template <class P>
-inline constexpr bool is_leaf_plan_v = false;
-template <class T, int R>
-inline constexpr bool is_leaf_plan_v<LeafPlan<T, R>> = true;
-
-/// A constant.
-template <class T, int R>
-struct ScalarPlan {
-  using value_type = T;
-  static constexpr int rank = R;
-  T value;
-  template <class I>
-  METAGRAD_HD METAGRAD_INLINE T at(const Array<I, R>&) const {
-    return value;
-  }
-  template <class I>
-  METAGRAD_HD METAGRAD_INLINE T flat(I) const {
-    return value;
-  }
-  bool is_flat() const { return true; }
-  template <class F>
-  void visit_leaves(F&&, bool, const Array<index_t, R>&) const {}
-};
-
-/// op(child).
-template <class Op, class C>
-struct UnaryPlan {
-  using value_type = decltype(std::declval<const Op&>()(std::declval<typename C::value_type>()));
-  static constexpr int rank = C::rank;
-  Op op;
-  C c;
-  template <class I>
-  METAGRAD_HD METAGRAD_INLINE value_type at(const Array<I, rank>& idx) const {
-    return op(c.at(idx));
-  }
-  template <class I>
-  METAGRAD_HD METAGRAD_INLINE value_type flat(I i) const {
-    return op(c.flat(i));
-  }
-  bool is_flat() const { return c.is_flat(); }
-  template <class F>
-  void visit_leaves(F&& f, bool remapped, const Array<index_t, rank>& shape) const {
-    c.visit_leaves(f, remapped, shape);
-  }
-};
-
-/// op(a, b), both operands converted to the promoted type U first.
-template <class Op, class U, class A, class B>
-struct BinaryPlan {
-  using value_type = decltype(std::declval<const Op&>()(std::declval<U>(), std::declval<U>()));
-  static constexpr int rank = A::rank;
-  Op op;
-  A a;
-  B b;
-  template <class I>
-  METAGRAD_HD METAGRAD_INLINE value_type at(const Array<I, rank>& idx) const {
-    return op(static_cast<U>(a.at(idx)), static_cast<U>(b.at(idx)));
-  }
-  template <class I>
-  METAGRAD_HD METAGRAD_INLINE value_type flat(I i) const {
-    return op(static_cast<U>(a.flat(i)), static_cast<U>(b.flat(i)));
-  }
-  bool is_flat() const { return a.is_flat() && b.is_flat(); }
-  template <class F>
-  void visit_leaves(F&& f, bool remapped, const Array<index_t, rank>& shape) const {
-    a.visit_leaves(f, remapped, shape);
-    b.visit_leaves(f, remapped, shape);
-  }
-};
-
-/// op(a, b, c) with b and c converted to U (the condition of `where` keeps its bool type).
-template <class Op, class U, class A, class B, class C>
-struct TernaryPlan {
-  using value_type =
-      decltype(std::declval<const Op&>()(std::declval<typename A::value_type>(), std::declval<U>(), std::declval<U>()));
-  static constexpr int rank = A::rank;
-  Op op;
-  A a;
-  B b;
-  C c;
-  template <class I>
-  METAGRAD_HD METAGRAD_INLINE value_type at(const Array<I, rank>& idx) const {
-    return op(a.at(idx), static_cast<U>(b.at(idx)), static_cast<U>(c.at(idx)));
-  }
-  template <class I>
-  METAGRAD_HD METAGRAD_INLINE value_type flat(I i) const {
-    return op(a.flat(i), static_cast<U>(b.flat(i)), static_cast<U>(c.flat(i)));
-  }
-  bool is_flat() const { return a.is_flat() && b.is_flat() && c.is_flat(); }
-  template <class F>
-  void visit_leaves(F&& f, bool remapped, const Array<index_t, rank>& shape) const {
-    a.visit_leaves(f, remapped, shape);
-    b.visit_leaves(f, remapped, shape);
-    c.visit_leaves(f, remapped, shape);
-  }
-};
-
-/// Reads a rank-RC child plan from rank-R indices: child axis d takes target axis map[d], or index 0 when
-/// map[d] < 0. Covers broadcasting (right-aligned, extent-1 axes pinned to 0), permute, squeeze and
-/// unsqueeze of non-leaf expressions. `order_kept` says row-major order is unchanged (flat reads pass
-/// through).
-template <class C, int R>
-struct AxisMapPlan {
-  using value_type = typename C::value_type;
-  static constexpr int rank = R;
-  static constexpr int child_rank = C::rank;
-  C c;
-  Array<int, child_rank> map;
-  Array<index_t, child_rank> child_shape;
-  bool order_kept;
-
-  template <class I>
-  METAGRAD_HD METAGRAD_INLINE value_type at(const Array<I, R>& idx) const {
-    Array<I, child_rank> ci{};
-    for (int d = 0; d < child_rank; ++d) ci[d] = map[d] >= 0 ? idx[map[d]] : I(0);
-    return c.at(ci);
-  }
-  template <class I>
-  METAGRAD_HD METAGRAD_INLINE value_type flat(I i) const {
-    return c.flat(i);
-  }
-  bool is_flat() const { return order_kept && c.is_flat(); }
-  template <class F>
-  void visit_leaves(F&& f, bool, const Array<index_t, R>&) const {
-    c.visit_leaves(f, true, child_shape);
-  }
-};
-
-/// A strided window of a non-leaf child: child index = start + idx * step, per axis.
-template <class C>
-struct SlicePlan {
-  using value_type = typename C::value_type;
-  static constexpr int rank = C::rank;
-  C c;
-  Array<index_t, rank> start, step, child_shape;
-  template <class I>
-  METAGRAD_HD METAGRAD_INLINE value_type at(const Array<I, rank>& idx) const {
-    Array<I, rank> ci{};
-    for (int d = 0; d < rank; ++d) ci[d] = static_cast<I>(start[d]) + idx[d] * static_cast<I>(step[d]);
-    return c.at(ci);
-  }
-  template <class I>
-  METAGRAD_HD METAGRAD_INLINE value_type flat(I i) const {
-    return c.flat(i);
-  }
-  bool is_flat() const { return false; }
-  template <class F>
-  void visit_leaves(F&& f, bool, const Array<index_t, rank>&) const {
-    c.visit_leaves(f, true, child_shape);
-  }
-};
-
-/// A non-leaf child of another shape with the same elements in row-major order: the target index is
-/// linearised and unravelled into the child's extents. Flat reads pass straight through.
-template <class C, int R>
-struct ReshapePlan {
-  using value_type = typename C::value_type;
-  static constexpr int rank = R;
-  static constexpr int child_rank = C::rank;
-  C c;
-  Array<index_t, R> out_strides;  // contiguous strides of the reshaped extents
-  Array<index_t, child_rank> child_shape;
-  template <class I>
-  METAGRAD_HD METAGRAD_INLINE value_type at(const Array<I, R>& idx) const {
-    I lin = detail::dot_index(idx, out_strides);
-    Array<I, child_rank> ci{};
-    for (int d = child_rank - 1; d >= 0; --d) {
-      const I ext = static_cast<I>(child_shape[d]);
-      ci[d] = lin % ext;
-      lin /= ext;
-    }
-    return c.at(ci);
-  }
-  template <class I>
-  METAGRAD_HD METAGRAD_INLINE value_type flat(I i) const {
-    return c.flat(i);
-  }
-  bool is_flat() const { return c.is_flat(); }
-  template <class F>
-  void visit_leaves(F&& f, bool, const Array<index_t, R>&) const {
-    c.visit_leaves(f, true, child_shape);
-  }
-};
-
-METAGRAD_NAMESPACE_END
-// end of <metagrad/expr/plan.hpp>
-
-METAGRAD_NAMESPACE_BEGIN
-
-template <class T>
-inline constexpr bool is_tensor_v = false;
-template <class T, int R>
-inline constexpr bool is_tensor_v<Tensor<T, R>> = true;
-
-/// Leaves that a node keeps by reference when they are named (lvalues): a Tensor is read at evaluation
-/// time, so `auto e = a * b; a = ...; eval(e)` sees the new a. Leaf types of later layers specialise it.
-template <class T>
-inline constexpr bool stored_by_reference_v = is_tensor_v<T>;
-
-/// How a node stores an operand of (forwarding) type E: named leaves by const reference, everything else
-/// (rvalue subexpressions, temporaries, named non-leaf expressions, which are small) by value, so
-/// `auto h = W * x + b;` never dangles.
-template <class E>
-using closure_t = std::conditional_t<std::is_lvalue_reference_v<E> && stored_by_reference_v<std::remove_cvref_t<E>>,
-                                     const std::remove_cvref_t<E>&, std::remove_cvref_t<E>>;
-
-/// A constant broadcast to any shape.
-template <dtype T>
-class ScalarExpr : public ExprBase<ScalarExpr<T>> {
- public:
-  using value_type = T;
-  static constexpr int rank = 0;
-  explicit ScalarExpr(T v) : value_(v) {}
-  Shape<0> shape() const { return {}; }
-  T value() const { return value_; }
-  template <int RT>
-  ScalarPlan<T, RT> lower(const Shape<RT>&) const {
-    return {value_};
-  }
-
- private:
-  T value_;
-};
-
-template <class T>
-inline constexpr bool is_scalar_expr_v = false;
-template <class T>
-inline constexpr bool is_scalar_expr_v<ScalarExpr<T>> = true;
-
-namespace detail {
-
-/// Strides of a rank-RC layout read at a rank-RT target, right-aligned; broadcast axes get stride 0.
-template <int RC, int RT>
-Array<index_t, RT> broadcast_strides(const Shape<RC>& shape, const Strides<RC>& strides, const Shape<RT>& target,
-                                     bool& same_layout) {
-  static_assert(RC <= RT, "metagrad: an operand cannot have a higher rank than the result it is broadcast to");
-  Array<index_t, RT> s{};
-  same_layout = true;
-  for (int d = 0; d < RT; ++d) {
-    const int c = d - (RT - RC);
-    if (c < 0) {
-      same_layout &= target[d] == 1;
-      continue;
-    }
-    const bool bcast = shape[c] == 1 && target[d] != 1;
-    s[d] = shape[c] == 1 ? 0 : strides[c];
-    same_layout &= !bcast;
-  }
-  return s;
-}
-
-/// LeafPlan for memory at `ptr` with the given layout, read at `target`.
-template <class T, int RC, int RT>
-LeafPlan<T, RT> lower_leaf(const T* ptr, const Shape<RC>& shape, const Strides<RC>& strides, const Shape<RT>& target) {
-  bool same = false;
-  auto s = broadcast_strides(shape, strides, target, same);
-  return {ptr, s, same && is_contiguous(shape, strides)};
-}
-
-}  // namespace detail
-
-/// Lowers any expression to a plan of rank RT that yields its elements broadcast to `target`.
-/// @pre the expression's shape broadcasts to `target` (callers check and throw shape_error).
-template <class E, int RT>
-auto lower_expr(const E& e, const Shape<RT>& target) {
-  if constexpr (is_tensor_v<E>)
-    return detail::lower_leaf(e.data(), e.shape(), e.strides(), target);
-  else
-    return e.lower(target);
-}
-
-/// The plan type of E lowered at rank RT.
-template <class E, int RT>
-using plan_t = decltype(lower_expr(std::declval<const E&>(), std::declval<const Shape<RT>&>()));
-
-/// Wraps a plan of a non-leaf at its own shape so it can be read at `target` (broadcasting); leaf plans
-/// are re-strided instead. Used by nodes whose own shape is not passed down (views, boundaries).
-template <class P, int RC, int RT>
-auto broadcast_plan(const P& p, const Shape<RC>& own, const Shape<RT>& target) {
-  if constexpr (is_leaf_plan_v<P>) {
-    bool same = false;
-    auto s = detail::broadcast_strides(own, p.strides, target, same);
-    return LeafPlan<typename P::value_type, RT>{p.ptr, s, same && p.flat_ok};
-  } else {
-    AxisMapPlan<P, RT> m{p, {}, own, true};
-    for (int d = 0; d < RC; ++d) {
-      const int t = d + (RT - RC);
-      m.map[d] = own[d] == 1 && target[t] != 1 ? -1 : t;
-      m.order_kept &= own[d] == target[t];
-    }
-    for (int d = 0; d < RT - RC; ++d) m.order_kept &= target[d] == 1;
-    return m;
-  }
-}
-
-METAGRAD_NAMESPACE_END
-// end of <metagrad/expr/node.hpp>
-// #include <metagrad/expr/plan.hpp> (inlined above)
-
-METAGRAD_NAMESPACE_BEGIN
-
-/// op(a) elementwise. `A` is the closure type of the operand (a value, or a const reference to a leaf).
-template <class Op, class A>
-class UnaryExpr : public ExprBase<UnaryExpr<Op, A>> {
-  using AE = std::remove_cvref_t<A>;
-
- public:
-  using operand_type = AE;
-  using value_type = decltype(std::declval<const Op&>()(std::declval<typename AE::value_type>()));
-  static_assert(dtype<value_type>, "metagrad: an elementwise op produced a type that is not a tensor dtype");
-  static constexpr int rank = AE::rank;
-
-  UnaryExpr(Op op, A a) : op_(op), a_(std::forward<A>(a)) {}
-
-  Shape<rank> shape() const { return a_.shape(); }
-  const AE& operand() const { return a_; }
-  const Op& op() const { return op_; }
-
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    return UnaryPlan<Op, plan_t<AE, RT>>{op_, lower_expr(a_, target)};
-  }
-
- private:
-  Op op_;
-  A a_;
-};
-
-/// op(a, b) elementwise with NumPy broadcasting; both operands convert to promote_t of their dtypes.
-template <class Op, class A, class B>
-class BinaryExpr : public ExprBase<BinaryExpr<Op, A, B>> {
-  using AE = std::remove_cvref_t<A>;
-  using BE = std::remove_cvref_t<B>;
-
- public:
-  using compute_type = promote_t<typename AE::value_type, typename BE::value_type>;
-  using value_type = decltype(std::declval<const Op&>()(std::declval<compute_type>(), std::declval<compute_type>()));
-  static_assert(dtype<value_type>, "metagrad: an elementwise op produced a type that is not a tensor dtype");
-  static constexpr int rank = AE::rank > BE::rank ? AE::rank : BE::rank;
-
-  BinaryExpr(Op op, A a, B b) : op_(op), a_(std::forward<A>(a)), b_(std::forward<B>(b)) {}
-
-  /// @throws shape_error naming the op and both shapes when they do not broadcast.
-  Shape<rank> shape() const { return broadcast_shapes(a_.shape(), b_.shape(), Op::name); }
-  const AE& lhs() const { return a_; }
-  const BE& rhs() const { return b_; }
-  const Op& op() const { return op_; }
-
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    return BinaryPlan<Op, compute_type, plan_t<AE, RT>, plan_t<BE, RT>>{op_, lower_expr(a_, target),
-                                                                        lower_expr(b_, target)};
-  }
-
- private:
-  Op op_;
-  A a_;
-  B b_;
-};
-
-/// op(a, b, c) elementwise with broadcasting; `a` keeps its type (the condition of where), b and c
-/// convert to their promoted type.
-template <class Op, class A, class B, class C>
-class TernaryExpr : public ExprBase<TernaryExpr<Op, A, B, C>> {
-  using AE = std::remove_cvref_t<A>;
-  using BE = std::remove_cvref_t<B>;
-  using CE = std::remove_cvref_t<C>;
-
- public:
-  using compute_type = promote_t<typename BE::value_type, typename CE::value_type>;
-  using value_type = decltype(std::declval<const Op&>()(std::declval<typename AE::value_type>(),
-                                                        std::declval<compute_type>(), std::declval<compute_type>()));
-  static constexpr int rank = std::max({AE::rank, BE::rank, CE::rank});
-
-  TernaryExpr(Op op, A a, B b, C c) : op_(op), a_(std::forward<A>(a)), b_(std::forward<B>(b)), c_(std::forward<C>(c)) {}
-
-  Shape<rank> shape() const {
-    return broadcast_shapes(broadcast_shapes(a_.shape(), b_.shape(), Op::name), c_.shape(), Op::name);
-  }
-  const AE& first() const { return a_; }
-  const BE& second() const { return b_; }
-  const CE& third() const { return c_; }
-
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    return TernaryPlan<Op, compute_type, plan_t<AE, RT>, plan_t<BE, RT>, plan_t<CE, RT>>{
-        op_, lower_expr(a_, target), lower_expr(b_, target), lower_expr(c_, target)};
-  }
-
- private:
-  Op op_;
-  A a_;
-  B b_;
-  C c_;
-};
-
-/// The dtype a plain C++ scalar takes when combined with an expression of dtype T: floating tensors keep
-/// their type (x * 2.0 stays float32), integer tensors keep theirs for integer scalars and take the
-/// scalar's floating type otherwise; a bool tensor takes the scalar's type.
-template <class T, class S>
-using scalar_dtype_t = std::conditional_t<
-    std::is_floating_point_v<T>, T,
-    std::conditional_t<
-        std::is_floating_point_v<S>, std::conditional_t<std::is_same_v<S, float>, float, double>,
-        std::conditional_t<std::is_same_v<T, bool>,
-                           std::conditional_t<std::is_same_v<S, bool>, bool,
-                                              std::conditional_t<(sizeof(S) > 4), std::int64_t, std::int32_t>>,
-                           T>>>;
-
-/// An operand of a binary front-end: an expression, or a C++ arithmetic scalar.
-template <class X>
-concept operand = expression<X> || std::is_arithmetic_v<std::remove_cvref_t<X>>;
-
-namespace detail {
-// Turns a scalar into ScalarExpr of the dtype it takes beside an expression of dtype T; forwards
-// expressions unchanged.
-template <class T, class X>
-decltype(auto) as_operand(X&& x) {
-  if constexpr (expression<X>)
-    return std::forward<X>(x);
-  else
-    return ScalarExpr<scalar_dtype_t<T, std::remove_cvref_t<X>>>(
-        static_cast<scalar_dtype_t<T, std::remove_cvref_t<X>>>(x));
-}
-template <class T, class X>
-using operand_closure_t = closure_t<decltype(as_operand<T>(std::declval<X>()))>;
-
-template <class X, class Y>
-struct partner_dtype {
-  using type = expr_value_t<std::conditional_t<expression<X>, X, Y>>;
-};
-}  // namespace detail
-
-/// op(e) for an expression e.
-template <class Op, expression A>
-auto make_unary(Op op, A&& a) {
-  return UnaryExpr<Op, closure_t<A&&>>(op, std::forward<A>(a));
-}
-
-/// op(a, b) for operands of which at least one is an expression.
-template <class Op, operand A, operand B>
-requires(expression<A> || expression<B>) auto make_binary(Op op, A&& a, B&& b) {
-  using T = typename detail::partner_dtype<A, B>::type;
-  using CA = detail::operand_closure_t<T, A&&>;
-  using CB = detail::operand_closure_t<T, B&&>;
-  return BinaryExpr<Op, CA, CB>(op, detail::as_operand<T>(std::forward<A>(a)),
-                                detail::as_operand<T>(std::forward<B>(b)));
-}
-
-/// op(a, b, c); scalars among b and c adopt the dtype of the other, or of a.
-template <class Op, expression A, operand B, operand C>
-auto make_ternary(Op op, A&& a, B&& b, C&& c) {
-  using T = typename detail::partner_dtype<B, std::conditional_t<expression<C>, C, A>>::type;
-  using CB = detail::operand_closure_t<T, B&&>;
-  using CC = detail::operand_closure_t<T, C&&>;
-  return TernaryExpr<Op, closure_t<A&&>, CB, CC>(op, std::forward<A>(a), detail::as_operand<T>(std::forward<B>(b)),
-                                                 detail::as_operand<T>(std::forward<C>(c)));
-}
-
-METAGRAD_NAMESPACE_END
-// end of <metagrad/expr/elementwise.hpp>
-// #include <metagrad/expr/functions.hpp>
-// metagrad/expr/functions.hpp — the elementwise front-ends users call: arithmetic and comparison
-// operators, where, cast, and the mathematical and activation functions. They only build nodes; nothing
-// is computed until the expression is assigned or evaluated. Include <metagrad/expr.hpp> instead.
-
-#include <utility>
-
-// #include <metagrad/ops/activation.hpp>
-// metagrad/ops/activation.hpp — scalar functors of the neural-network activations: sigmoid, relu,
-// leaky_relu, elu, selu, gelu (erf and tanh forms), softplus, silu. Integer inputs compute in float.
-// Include <metagrad/expr.hpp> instead.
-
-// #include <metagrad/core/config.hpp> (inlined above)
-// #include <metagrad/core/math.hpp> (inlined above)
-// #include <metagrad/ops/traits.hpp>
-// metagrad/ops/traits.hpp — type helpers shared by the scalar functors of ops/. Include <metagrad/expr.hpp>.
-
-#include <type_traits>
-
-// #include <metagrad/core/config.hpp> (inlined above)
-// #include <metagrad/core/dtype.hpp> (inlined above)
-
-METAGRAD_NAMESPACE_BEGIN
-namespace ops {
-
-/// The floating type a mathematical function of T computes in: double stays double, everything else
-/// (float, integers, bool) computes in float, as torch does for integer tensors.
-template <class T>
-using float_of_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
-
-template <class T>
-inline constexpr bool is_bool_v = std::is_same_v<T, bool>;
-
-/// Integer arithmetic that wraps around on overflow (two's complement, as NumPy and torch behave) instead
-/// of the undefined behaviour of signed overflow: the operation runs on the unsigned type, and C++20
-/// defines the conversion back. Floating-point values pass through unchanged.
-template <class T>
-struct wrapping {
-  using U = typename std::conditional_t<std::is_integral_v<T> && !std::is_same_v<T, bool>, std::make_unsigned<T>,
-                                        std::type_identity<T>>::type;
-  METAGRAD_HD METAGRAD_INLINE static T add(T a, T b) { return static_cast<T>(static_cast<U>(a) + static_cast<U>(b)); }
-  METAGRAD_HD METAGRAD_INLINE static T sub(T a, T b) { return static_cast<T>(static_cast<U>(a) - static_cast<U>(b)); }
-  METAGRAD_HD METAGRAD_INLINE static T mul(T a, T b) { return static_cast<T>(static_cast<U>(a) * static_cast<U>(b)); }
-  METAGRAD_HD METAGRAD_INLINE static T neg(T a) { return static_cast<T>(U(0) - static_cast<U>(a)); }
-};
-
-}  // namespace ops
-
-// A functor whose argument converts to float_of_t<T> first, named `x` in `body` (with F its type).
-// Used by the families of ops/ that compute in floating point; undefined by the umbrella header.
-#define METAGRAD_FLOAT_UNARY_OP_(Name, str, body)                     \
-  struct Name {                                                       \
-    static constexpr const char* name = str;                          \
-    template <class T>                                                \
-    METAGRAD_HD METAGRAD_INLINE float_of_t<T> operator()(T a) const { \
-      using F = float_of_t<T>;                                        \
-      const F x = static_cast<F>(a);                                  \
-      return body;                                                    \
-    }                                                                 \
-  };
-METAGRAD_NAMESPACE_END
-// end of <metagrad/ops/traits.hpp>
-
-METAGRAD_NAMESPACE_BEGIN
-namespace ops {
-
-METAGRAD_FLOAT_UNARY_OP_(Sigmoid, "sigmoid", math::sigmoid(x))
-// x < 0 rather than x > 0 so that NaN passes through, as in torch.
-METAGRAD_FLOAT_UNARY_OP_(Relu, "relu", x < F(0) ? F(0) : x)
-// SELU constants from Klambauer et al. 2017, as in torch.nn.SELU.
-METAGRAD_FLOAT_UNARY_OP_(Selu, "selu", F(1.0507009873554805) * (x > F(0) ? x : F(1.6732632423543772) * math::expm1(x)))
-METAGRAD_FLOAT_UNARY_OP_(Softplus, "softplus", math::softplus(x))
-METAGRAD_FLOAT_UNARY_OP_(Silu, "silu", x* math::sigmoid(x))
-
-/// x for x >= 0, slope * x otherwise.
-struct LeakyRelu {
-  static constexpr const char* name = "leaky_relu";
-  double slope;
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE float_of_t<T> operator()(T a) const {
-    using F = float_of_t<T>;
-    const F x = static_cast<F>(a);
-    return x < F(0) ? x * static_cast<F>(slope) : x;
-  }
-};
-
-/// GELU, exact (erf) or with torch's tanh approximation. The flag is loop-invariant, so the compiler
-/// unswitches the loop on it.
-struct Gelu {
-  static constexpr const char* name = "gelu";
-  bool approximate_tanh;
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE float_of_t<T> operator()(T a) const {
-    using F = float_of_t<T>;
-    const F x = static_cast<F>(a);
-    return approximate_tanh ? math::gelu_tanh(x) : math::gelu_erf(x);
-  }
-};
-
-/// x for x > 0, alpha * (exp(x) - 1) otherwise.
-struct Elu {
-  static constexpr const char* name = "elu";
-  double alpha;
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE float_of_t<T> operator()(T a) const {
-    using F = float_of_t<T>;
-    const F x = static_cast<F>(a);
-    return x > F(0) ? x : static_cast<F>(alpha) * math::expm1(x);
-  }
-};
-
-}  // namespace ops
-METAGRAD_NAMESPACE_END
-// end of <metagrad/ops/activation.hpp>
-// #include <metagrad/ops/arithmetic.hpp>
-// metagrad/ops/arithmetic.hpp — scalar functors of arithmetic: + - * / (true division), negation,
-// fmod, minimum and maximum (NaN-propagating), pow and atan2. Each is METAGRAD_HD and runs unchanged in
-// CPU loops and CUDA kernels. Include <metagrad/expr.hpp> instead.
-
-#include <cmath>
-
-// #include <metagrad/core/config.hpp> (inlined above)
-// #include <metagrad/core/math.hpp> (inlined above)
-// #include <metagrad/ops/traits.hpp> (inlined above)
-
-METAGRAD_NAMESPACE_BEGIN
-namespace ops {
-
-#define METAGRAD_NO_BOOL_ARITH_(T, what)                                                         \
-  static_assert(!is_bool_v<T>, "metagrad: " what                                                 \
-                               " is not defined on bool expressions; convert with cast<int>(e) " \
-                               "or use logical_and / logical_or")
-
-struct Add {
-  static constexpr const char* name = "add";
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE T operator()(T a, T b) const {
-    METAGRAD_NO_BOOL_ARITH_(T, "+");
-    return wrapping<T>::add(a, b);
-  }
-};
-
-struct Sub {
-  static constexpr const char* name = "sub";
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE T operator()(T a, T b) const {
-    METAGRAD_NO_BOOL_ARITH_(T, "-");
-    return wrapping<T>::sub(a, b);
-  }
-};
-
-struct Mul {
-  static constexpr const char* name = "mul";
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE T operator()(T a, T b) const {
-    METAGRAD_NO_BOOL_ARITH_(T, "*");
-    return wrapping<T>::mul(a, b);
-  }
-};
-
-/// True division: integers divide as floats (7 / 2 == 3.5), as in NumPy and torch.
-struct Div {
-  static constexpr const char* name = "div";
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE float_of_t<T> operator()(T a, T b) const {
-    METAGRAD_NO_BOOL_ARITH_(T, "/");
-    using F = float_of_t<T>;
-    return static_cast<F>(a) / static_cast<F>(b);
-  }
-};
-
-struct Neg {
-  static constexpr const char* name = "neg";
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE T operator()(T a) const {
-    METAGRAD_NO_BOOL_ARITH_(T, "unary -");
-    return std::is_floating_point_v<T> ? static_cast<T>(-a) : wrapping<T>::neg(a);
-  }
-};
-
-/// C fmod: the remainder has the sign of the dividend. Integer fmod by zero gives 0 (NumPy's value)
-/// instead of undefined behaviour.
-struct Fmod {
-  static constexpr const char* name = "fmod";
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE T operator()(T a, T b) const {
-    METAGRAD_NO_BOOL_ARITH_(T, "fmod");
-    if constexpr (std::is_floating_point_v<T>) {
-      return std::fmod(a, b);
-    } else {
-      // a % -1 is 0, but INT_MIN % -1 overflows (and traps on x86): answer it without dividing.
-      return b == 0 || b == T(-1) ? T(0) : static_cast<T>(a % b);
-    }
-  }
-};
-
-/// Elementwise minimum; NaN if either operand is NaN (torch.minimum).
-struct Minimum {
-  static constexpr const char* name = "minimum";
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE T operator()(T a, T b) const {
-    if constexpr (std::is_floating_point_v<T>) {
-      return a != a ? a : (b != b ? b : (b < a ? b : a));
-    } else {
-      return b < a ? b : a;
-    }
-  }
-};
-
-/// Elementwise maximum; NaN if either operand is NaN (torch.maximum).
-struct Maximum {
-  static constexpr const char* name = "maximum";
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE T operator()(T a, T b) const {
-    if constexpr (std::is_floating_point_v<T>) {
-      return a != a ? a : (b != b ? b : (a < b ? b : a));
-    } else {
-      return a < b ? b : a;
-    }
-  }
-};
-
-/// a to the power b, computed in the floating type of T (std::pow semantics for special values).
-struct Pow {
-  static constexpr const char* name = "pow";
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE float_of_t<T> operator()(T a, T b) const {
-    using F = float_of_t<T>;
-    return math::pow(static_cast<F>(a), static_cast<F>(b));
-  }
-};
-
-/// atan2(y, x): the angle of (x, y) in (-pi, pi].
-struct Atan2 {
-  static constexpr const char* name = "atan2";
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE float_of_t<T> operator()(T y, T x) const {
-    using F = float_of_t<T>;
-    return math::atan2(static_cast<F>(y), static_cast<F>(x));
-  }
-};
-
-#undef METAGRAD_NO_BOOL_ARITH_
-
-}  // namespace ops
-METAGRAD_NAMESPACE_END
-// end of <metagrad/ops/arithmetic.hpp>
-// #include <metagrad/ops/compare.hpp>
-// metagrad/ops/compare.hpp — scalar functors of comparisons and logic (all yield bool), and the select
-// of where(c, a, b). Include <metagrad/expr.hpp> instead.
-
-#include <type_traits>
-
-// #include <metagrad/core/config.hpp> (inlined above)
-// #include <metagrad/ops/traits.hpp> (inlined above)
-
-METAGRAD_NAMESPACE_BEGIN
-namespace ops {
-
-#define METAGRAD_COMPARE_OP_(Name, str, expr)                     \
-  struct Name {                                                   \
-    static constexpr const char* name = str;                      \
-    template <class T>                                            \
-    METAGRAD_HD METAGRAD_INLINE bool operator()(T a, T b) const { \
-      return expr;                                                \
-    }                                                             \
-  };
-// IEEE semantics: every comparison with NaN is false except !=.
-METAGRAD_COMPARE_OP_(Equal, "eq", a == b)
-METAGRAD_COMPARE_OP_(NotEqual, "ne", a != b)
-METAGRAD_COMPARE_OP_(Less, "lt", a < b)
-METAGRAD_COMPARE_OP_(LessEqual, "le", a <= b)
-METAGRAD_COMPARE_OP_(Greater, "gt", a > b)
-METAGRAD_COMPARE_OP_(GreaterEqual, "ge", a >= b)
-// Logical operators read any dtype as "non-zero is true".
-METAGRAD_COMPARE_OP_(LogicalAnd, "logical_and", (a != T(0)) && (b != T(0)))
-METAGRAD_COMPARE_OP_(LogicalOr, "logical_or", (a != T(0)) || (b != T(0)))
-METAGRAD_COMPARE_OP_(LogicalXor, "logical_xor", (a != T(0)) != (b != T(0)))
-#undef METAGRAD_COMPARE_OP_
-
-struct LogicalNot {
-  static constexpr const char* name = "logical_not";
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE bool operator()(T a) const {
-    return a == T(0);
-  }
-};
-
-/// where(c, a, b): a where c is true, else b. Both branches are computed (they are elementwise and cheap);
-/// the select itself is branch-free so the loop vectorises.
-struct Where {
-  static constexpr const char* name = "where";
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE T operator()(bool c, T a, T b) const {
-    return c ? a : b;
-  }
-};
-
-/// Tests for special floating values (false for integers).
-struct IsNan {
-  static constexpr const char* name = "isnan";
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE bool operator()(T a) const {
-    return a != a;
-  }
-};
-struct IsInf {
-  static constexpr const char* name = "isinf";
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE bool operator()(T a) const {
-    if constexpr (std::is_floating_point_v<T>) {
-      const T inf = T(1) / T(0);
-      return a == inf || a == -inf;
-    } else {
-      return false;
-    }
-  }
-};
-struct IsFinite {
-  static constexpr const char* name = "isfinite";
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE bool operator()(T a) const {
-    if constexpr (std::is_floating_point_v<T>) {
-      return a - a == T(0);  // inf - inf and NaN - NaN are NaN
-    } else {
-      return true;
-    }
-  }
-};
-
-/// Conversion to U with C++ rules (float to int truncates; to bool tests != 0). Float to integer
-/// saturates at U's limits and maps NaN to 0, where a plain C++ conversion is undefined behaviour.
-template <class U>
-struct Cast {
-  static constexpr const char* name = "cast";
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE U operator()(T a) const {
-    if constexpr (std::is_same_v<U, bool>) {
-      return a != T(0);
-    } else if constexpr (std::is_floating_point_v<T> && std::is_integral_v<U>) {
-      // 2^(digits) is exactly representable in T; U's max may not be (int64 max in float).
-      constexpr T hi = static_cast<T>(static_cast<U>(1) << (sizeof(U) * 8 - 2)) * T(2);
-      constexpr U umax = static_cast<U>(~static_cast<std::make_unsigned_t<U>>(0) >> 1);
-      constexpr U umin = static_cast<U>(-umax - 1);
-      return a != a ? U(0) : (a >= hi ? umax : (a < -hi ? umin : static_cast<U>(a)));
-    } else {
-      return static_cast<U>(a);
-    }
-  }
-};
-
-}  // namespace ops
-METAGRAD_NAMESPACE_END
-// end of <metagrad/ops/compare.hpp>
-// #include <metagrad/ops/rounding.hpp>
-// metagrad/ops/rounding.hpp — scalar functors that keep the input's dtype: abs, sign, square, clamp,
-// floor, ceil, round (half away from zero), trunc. Include <metagrad/expr.hpp> instead.
-
-#include <cmath>
-#include <type_traits>
-
-// #include <metagrad/core/config.hpp> (inlined above)
-// #include <metagrad/ops/traits.hpp> (inlined above)
-
-METAGRAD_NAMESPACE_BEGIN
-namespace ops {
-
-struct Abs {
-  static constexpr const char* name = "abs";
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE T operator()(T a) const {
-    if constexpr (std::is_floating_point_v<T>)
-      return std::fabs(a);
-    else if constexpr (std::is_same_v<T, bool>)
-      return a;
-    else
-      return a < 0 ? wrapping<T>::neg(a) : a;  // abs(INT_MIN) wraps to INT_MIN, as in NumPy
-  }
-};
-
-/// -1, 0 or 1 (NaN stays NaN; sign(-0.0) is 0).
-struct Sign {
-  static constexpr const char* name = "sign";
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE T operator()(T a) const {
-    if constexpr (std::is_floating_point_v<T>)
-      return a > T(0) ? T(1) : (a < T(0) ? T(-1) : a * T(0));  // NaN * 0 is NaN, 0 * 0 is 0
-    else if constexpr (std::is_same_v<T, bool>)
-      return a;
-    else
-      return static_cast<T>((a > 0) - (a < 0));
-  }
-};
-
-struct Square {
-  static constexpr const char* name = "square";
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE T operator()(T a) const {
-    static_assert(!std::is_same_v<T, bool>, "metagrad: square is not defined on bool expressions");
-    return wrapping<T>::mul(a, a);
-  }
-};
-
-/// min(max(x, lo), hi); NaN passes through.
-struct Clamp {
-  static constexpr const char* name = "clamp";
-  double lo, hi;
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE T operator()(T a) const {
-    const T l = static_cast<T>(lo), h = static_cast<T>(hi);
-    return a < l ? l : (a > h ? h : a);
-  }
-};
-
-#define METAGRAD_ROUNDING_OP_(Name, str, fn)              \
-  struct Name {                                           \
-    static constexpr const char* name = str;              \
-    template <class T>                                    \
-    METAGRAD_HD METAGRAD_INLINE T operator()(T a) const { \
-      if constexpr (std::is_floating_point_v<T>)          \
-        return fn(a);                                     \
-      else                                                \
-        return a;                                         \
-    }                                                     \
-  };
-METAGRAD_ROUNDING_OP_(Floor, "floor", std::floor)
-METAGRAD_ROUNDING_OP_(Ceil, "ceil", std::ceil)
-METAGRAD_ROUNDING_OP_(Round, "round", std::round)
-METAGRAD_ROUNDING_OP_(Trunc, "trunc", std::trunc)
-#undef METAGRAD_ROUNDING_OP_
-
-}  // namespace ops
-METAGRAD_NAMESPACE_END
-// end of <metagrad/ops/rounding.hpp>
-// #include <metagrad/ops/unary_math.hpp>
-// metagrad/ops/unary_math.hpp — scalar functors of the mathematical functions: exponentials and
-// logarithms, powers and roots, trigonometric and hyperbolic functions, erf. Float versions are the
-// branch-free, vectorisable approximations of core/math.hpp; integer inputs compute in float.
-// Include <metagrad/expr.hpp> instead.
-
-#include <cmath>
-
-// #include <metagrad/core/config.hpp> (inlined above)
-// #include <metagrad/core/math.hpp> (inlined above)
-// #include <metagrad/ops/traits.hpp> (inlined above)
-
-METAGRAD_NAMESPACE_BEGIN
-namespace ops {
-
-METAGRAD_FLOAT_UNARY_OP_(Exp, "exp", math::exp(x))
-METAGRAD_FLOAT_UNARY_OP_(Exp2, "exp2", math::exp2(x))
-METAGRAD_FLOAT_UNARY_OP_(Expm1, "expm1", math::expm1(x))
-METAGRAD_FLOAT_UNARY_OP_(Log, "log", math::log(x))
-METAGRAD_FLOAT_UNARY_OP_(Log2, "log2", math::log2(x))
-METAGRAD_FLOAT_UNARY_OP_(Log1p, "log1p", math::log1p(x))
-// sqrt is one instruction; it vectorises once errno is off (the CMake target passes -fno-math-errno).
-METAGRAD_FLOAT_UNARY_OP_(Sqrt, "sqrt", std::sqrt(x))
-METAGRAD_FLOAT_UNARY_OP_(Rsqrt, "rsqrt", F(1) / std::sqrt(x))
-METAGRAD_FLOAT_UNARY_OP_(Sin, "sin", math::sin(x))
-METAGRAD_FLOAT_UNARY_OP_(Cos, "cos", math::cos(x))
-METAGRAD_FLOAT_UNARY_OP_(Tan, "tan", math::tan(x))
-METAGRAD_FLOAT_UNARY_OP_(Asin, "asin", math::asin(x))
-METAGRAD_FLOAT_UNARY_OP_(Acos, "acos", math::acos(x))
-METAGRAD_FLOAT_UNARY_OP_(Atan, "atan", math::atan(x))
-METAGRAD_FLOAT_UNARY_OP_(Sinh, "sinh", math::sinh(x))
-METAGRAD_FLOAT_UNARY_OP_(Cosh, "cosh", math::cosh(x))
-METAGRAD_FLOAT_UNARY_OP_(Tanh, "tanh", math::tanh(x))
-METAGRAD_FLOAT_UNARY_OP_(Erf, "erf", math::erf(x))
-
-/// x raised to a fixed exponent (the common pow(x, 2.0) etc.); small integer exponents multiply.
-struct PowScalar {
-  static constexpr const char* name = "pow";
-  double p;
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE float_of_t<T> operator()(T a) const {
-    using F = float_of_t<T>;
-    const F x = static_cast<F>(a);
-    // pow(-inf, 0.5) is +inf and pow(-0, 0.5) is +0 (C pow), where sqrt gives NaN and -0.
-    const F root = x == -(F(1) / F(0)) ? F(1) / F(0) : std::sqrt(x) + F(0);
-    return p == 2.0 ? x * x : (p == 1.0 ? x : (p == 0.5 ? root : math::pow(x, static_cast<F>(p))));
-  }
-};
-
-}  // namespace ops
-METAGRAD_NAMESPACE_END
-// end of <metagrad/ops/unary_math.hpp>
 // #include <metagrad/expr/elementwise.hpp> (inlined above)
-
-METAGRAD_NAMESPACE_BEGIN
-
-// --- operators ----------------------------------------------------------------------------------
-
-#define METAGRAD_BINARY_OPERATOR_(sym, Op)                                   \
-  template <operand A, operand B>                                            \
-  requires(expression<A> || expression<B>) auto operator sym(A&& a, B&& b) { \
-    return make_binary(ops::Op{}, std::forward<A>(a), std::forward<B>(b));   \
-  }
-METAGRAD_BINARY_OPERATOR_(+, Add)
-METAGRAD_BINARY_OPERATOR_(-, Sub)
-METAGRAD_BINARY_OPERATOR_(*, Mul)
-METAGRAD_BINARY_OPERATOR_(/, Div)
-METAGRAD_BINARY_OPERATOR_(==, Equal)
-METAGRAD_BINARY_OPERATOR_(!=, NotEqual)
-METAGRAD_BINARY_OPERATOR_(<, Less)
-METAGRAD_BINARY_OPERATOR_(<=, LessEqual)
-METAGRAD_BINARY_OPERATOR_(>, Greater)
-METAGRAD_BINARY_OPERATOR_(>=, GreaterEqual)
-METAGRAD_BINARY_OPERATOR_(&&, LogicalAnd)
-METAGRAD_BINARY_OPERATOR_(||, LogicalOr)
-#undef METAGRAD_BINARY_OPERATOR_
-
-template <expression A>
-auto operator-(A&& a) {
-  return make_unary(ops::Neg{}, std::forward<A>(a));
-}
-template <expression A>
-auto operator+(A&& a) {
-  return std::forward<A>(a);
-}
-template <expression A>
-auto operator!(A&& a) {
-  return make_unary(ops::LogicalNot{}, std::forward<A>(a));
-}
-
-// --- named binary functions ---------------------------------------------------------------------
-
-#define METAGRAD_BINARY_FUNCTION_(name, Op)                                \
-  template <operand A, operand B>                                          \
-  requires(expression<A> || expression<B>) auto name(A&& a, B&& b) {       \
-    return make_binary(ops::Op{}, std::forward<A>(a), std::forward<B>(b)); \
-  }
-/// Elementwise minimum / maximum, NaN-propagating (torch.minimum / torch.maximum).
-METAGRAD_BINARY_FUNCTION_(minimum, Minimum)
-METAGRAD_BINARY_FUNCTION_(maximum, Maximum)
-/// C fmod: remainder with the sign of the dividend.
-METAGRAD_BINARY_FUNCTION_(fmod, Fmod)
-/// atan2(y, x) in (-pi, pi].
-METAGRAD_BINARY_FUNCTION_(atan2, Atan2)
-METAGRAD_BINARY_FUNCTION_(logical_and, LogicalAnd)
-METAGRAD_BINARY_FUNCTION_(logical_or, LogicalOr)
-METAGRAD_BINARY_FUNCTION_(logical_xor, LogicalXor)
-#undef METAGRAD_BINARY_FUNCTION_
-
-/// a to the power b elementwise (b may be an expression or a scalar).
-template <operand A, operand B>
-requires(expression<A> || expression<B>) auto pow(A&& a, B&& b) {
-  if constexpr (expression<A> && std::is_arithmetic_v<std::remove_cvref_t<B>>)
-    return make_unary(ops::PowScalar{static_cast<double>(b)}, std::forward<A>(a));
-  else
-    return make_binary(ops::Pow{}, std::forward<A>(a), std::forward<B>(b));
-}
-
-// --- unary functions ----------------------------------------------------------------------------
-
-#define METAGRAD_UNARY_FUNCTION_(name, Op)            \
-  template <expression A>                             \
-  auto name(A&& a) {                                  \
-    return make_unary(ops::Op{}, std::forward<A>(a)); \
-  }
-METAGRAD_UNARY_FUNCTION_(exp, Exp)
-METAGRAD_UNARY_FUNCTION_(exp2, Exp2)
-METAGRAD_UNARY_FUNCTION_(expm1, Expm1)
-METAGRAD_UNARY_FUNCTION_(log, Log)
-METAGRAD_UNARY_FUNCTION_(log2, Log2)
-METAGRAD_UNARY_FUNCTION_(log1p, Log1p)
-METAGRAD_UNARY_FUNCTION_(sqrt, Sqrt)
-METAGRAD_UNARY_FUNCTION_(rsqrt, Rsqrt)
-METAGRAD_UNARY_FUNCTION_(square, Square)
-METAGRAD_UNARY_FUNCTION_(abs, Abs)
-METAGRAD_UNARY_FUNCTION_(sign, Sign)
-METAGRAD_UNARY_FUNCTION_(sin, Sin)
-METAGRAD_UNARY_FUNCTION_(cos, Cos)
-METAGRAD_UNARY_FUNCTION_(tan, Tan)
-METAGRAD_UNARY_FUNCTION_(asin, Asin)
-METAGRAD_UNARY_FUNCTION_(acos, Acos)
-METAGRAD_UNARY_FUNCTION_(atan, Atan)
-METAGRAD_UNARY_FUNCTION_(sinh, Sinh)
-METAGRAD_UNARY_FUNCTION_(cosh, Cosh)
-METAGRAD_UNARY_FUNCTION_(tanh, Tanh)
-METAGRAD_UNARY_FUNCTION_(erf, Erf)
-METAGRAD_UNARY_FUNCTION_(sigmoid, Sigmoid)
-METAGRAD_UNARY_FUNCTION_(relu, Relu)
-METAGRAD_UNARY_FUNCTION_(selu, Selu)
-METAGRAD_UNARY_FUNCTION_(softplus, Softplus)
-METAGRAD_UNARY_FUNCTION_(silu, Silu)
-METAGRAD_UNARY_FUNCTION_(floor, Floor)
-METAGRAD_UNARY_FUNCTION_(ceil, Ceil)
-METAGRAD_UNARY_FUNCTION_(round, Round)
-METAGRAD_UNARY_FUNCTION_(trunc, Trunc)
-METAGRAD_UNARY_FUNCTION_(logical_not, LogicalNot)
-METAGRAD_UNARY_FUNCTION_(isnan, IsNan)
-METAGRAD_UNARY_FUNCTION_(isinf, IsInf)
-METAGRAD_UNARY_FUNCTION_(isfinite, IsFinite)
-#undef METAGRAD_UNARY_FUNCTION_
-
-/// GELU. `approximate_tanh = false` is the exact erf form, true the tanh approximation (torch's
-/// approximate="tanh").
-template <expression A>
-auto gelu(A&& a, bool approximate_tanh = false) {
-  return make_unary(ops::Gelu{approximate_tanh}, std::forward<A>(a));
-}
-/// x >= 0 ? x : slope * x.
-template <expression A>
-auto leaky_relu(A&& a, double slope = 0.01) {
-  return make_unary(ops::LeakyRelu{slope}, std::forward<A>(a));
-}
-/// x > 0 ? x : alpha * (exp(x) - 1).
-template <expression A>
-auto elu(A&& a, double alpha = 1.0) {
-  return make_unary(ops::Elu{alpha}, std::forward<A>(a));
-}
-/// min(max(x, lo), hi) in the expression's dtype; NaN passes through.
-template <expression A>
-auto clamp(A&& a, double lo, double hi) {
-  return make_unary(ops::Clamp{lo, hi}, std::forward<A>(a));
-}
-
-/// Converts elementwise to dtype U (float to integer truncates toward zero and saturates; NaN gives 0).
-template <dtype U, expression A>
-auto cast(A&& a) {
-  return make_unary(ops::Cast<U>{}, std::forward<A>(a));
-}
-
-/// c ? a : b elementwise with broadcasting. @pre c is a bool expression (compile-time check).
-template <expression Cond, operand A, operand B>
-auto where(Cond&& c, A&& a, B&& b) {
-  static_assert(std::is_same_v<expr_value_t<Cond>, bool>,
-                "metagrad: where(c, a, b) needs a bool condition; compare (x > 0) or cast<bool>(c) first");
-  static_assert(expression<A> || expression<B>,
-                "metagrad: where(c, a, b) needs at least one of a and b to be an expression");
-  return make_ternary(ops::Where{}, std::forward<Cond>(c), std::forward<A>(a), std::forward<B>(b));
-}
-
-METAGRAD_NAMESPACE_END
-// end of <metagrad/expr/functions.hpp>
+// #include <metagrad/expr/functions.hpp> (inlined above)
+// #include <metagrad/expr/leaf.hpp> (inlined above)
+// #include <metagrad/expr/matmul.hpp> (inlined above)
 // #include <metagrad/expr/node.hpp> (inlined above)
 // #include <metagrad/expr/plan.hpp> (inlined above)
 // #include <metagrad/expr/random.hpp>
@@ -3540,1019 +6433,15 @@ Tensor<T, N> randint(std::int64_t low, std::int64_t high, const index_t (&dims)[
 
 METAGRAD_NAMESPACE_END
 // end of <metagrad/expr/random.hpp>
-// #include <metagrad/expr/reduce.hpp>
-// metagrad/expr/reduce.hpp — reductions as boundary nodes: sum, mean, prod, max, min, argmax, argmin,
-// all, any, var, std, logsumexp and norm, over all axes or any set of axes, with or without keepdims.
-// The elementwise input is fused into the reduction loop (sum(square(x - y)) makes no temporary); the
-// result is materialised once, and written straight into the destination when the reduction is the root
-// of an assignment. Include <metagrad/expr.hpp> instead.
-
-#include <concepts>
-#include <string>
-#include <type_traits>
-
-// #include <metagrad/core/error.hpp> (inlined above)
-// #include <metagrad/core/shape.hpp> (inlined above)
-// #include <metagrad/core/tensor.hpp> (inlined above)
-// #include <metagrad/ops/reduction.hpp>
-// metagrad/ops/reduction.hpp — the reducers behind sum, mean, prod, max, min, argmax, argmin, all, any,
-// var, std, logsumexp and norm. A reducer says how to start (init), take one element (add, with the
-// element's position in the reduced range), combine two partial results (merge; `a` always covers
-// earlier positions than `b`), and finish. The CPU and CUDA drivers only call these four, so a new
-// reduction is one struct. Include <metagrad/expr.hpp> instead.
-
-#include <cmath>
-#include <cstdint>
-#include <limits>
-#include <type_traits>
-
-// #include <metagrad/core/config.hpp> (inlined above)
-// #include <metagrad/core/math.hpp> (inlined above)
-// #include <metagrad/core/shape.hpp> (inlined above)
-// #include <metagrad/ops/traits.hpp> (inlined above)
-
-METAGRAD_NAMESPACE_BEGIN
-namespace ops {
-
-/// Accumulator of sums: double for floating inputs (a 2^24-element float sum keeps ~1e-9 relative
-/// error), int64 for integers and bool (NumPy's rule).
-template <class T>
-using sum_acc_t = std::conditional_t<std::is_floating_point_v<T>, double, std::int64_t>;
-/// Result of sum and prod: the input's floating type, or int64.
-template <class T>
-using sum_out_t = std::conditional_t<std::is_floating_point_v<T>, T, std::int64_t>;
-
-template <class T>
-METAGRAD_HD METAGRAD_INLINE bool is_nan(T v) {
-  return v != v;
-}
-
-struct SumReducer {
-  static constexpr const char* name = "sum";
-  template <class T>
-  using acc_t = sum_acc_t<T>;
-  template <class T>
-  using out_t = sum_out_t<T>;
-  template <class T>
-  METAGRAD_HD acc_t<T> init() const {
-    return acc_t<T>(0);
-  }
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
-    a += static_cast<acc_t<T>>(v);
-  }
-  template <class T>
-  METAGRAD_HD acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
-    return a + b;
-  }
-  template <class T>
-  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
-    return static_cast<out_t<T>>(a);
-  }
-};
-
-struct MeanReducer {
-  static constexpr const char* name = "mean";
-  template <class T>
-  using acc_t = double;
-  template <class T>
-  using out_t = float_of_t<T>;
-  template <class T>
-  METAGRAD_HD acc_t<T> init() const {
-    return 0.0;
-  }
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
-    a += static_cast<double>(v);
-  }
-  template <class T>
-  METAGRAD_HD acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
-    return a + b;
-  }
-  /// The mean of no elements is NaN (NumPy).
-  template <class T>
-  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t n) const {
-    return static_cast<out_t<T>>(n ? a / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN());
-  }
-};
-
-struct ProdReducer {
-  static constexpr const char* name = "prod";
-  template <class T>
-  using acc_t = sum_acc_t<T>;
-  template <class T>
-  using out_t = sum_out_t<T>;
-  template <class T>
-  METAGRAD_HD acc_t<T> init() const {
-    return acc_t<T>(1);
-  }
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
-    if constexpr (std::is_integral_v<acc_t<T>>)  // wrap-around instead of signed-overflow UB
-      a = static_cast<acc_t<T>>(static_cast<std::uint64_t>(a) * static_cast<std::uint64_t>(static_cast<acc_t<T>>(v)));
-    else
-      a *= static_cast<acc_t<T>>(v);
-  }
-  template <class T>
-  METAGRAD_HD acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
-    acc_t<T> r = a;
-    add<acc_t<T>>(r, b, 0);
-    return r;
-  }
-  template <class T>
-  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
-    return static_cast<out_t<T>>(a);
-  }
-};
-
-/// max / min propagate NaN (torch.max, numpy.max). Reducing an empty range is an error the node reports.
-template <bool IsMax>
-struct ExtremumReducer {
-  static constexpr const char* name = IsMax ? "max" : "min";
-  template <class T>
-  using acc_t = T;
-  template <class T>
-  using out_t = T;
-  template <class T>
-  METAGRAD_HD acc_t<T> init() const {
-    if constexpr (std::is_floating_point_v<T>)
-      return IsMax ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::infinity();
-    else
-      return IsMax ? std::numeric_limits<T>::lowest() : std::numeric_limits<T>::max();
-  }
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
-    a = merge<T>(a, v);
-  }
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
-    const bool take_b = IsMax ? (b > a) : (b < a);
-    return is_nan(a) ? a : (take_b || is_nan(b) ? b : a);
-  }
-  template <class T>
-  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
-    return a;
-  }
-};
-using MaxReducer = ExtremumReducer<true>;
-using MinReducer = ExtremumReducer<false>;
-
-template <class T>
-struct ArgAcc {
-  T value;
-  index_t index;
-};
-
-/// argmax / argmin: the position (row-major within the reduced axes) of the first extreme element; the
-/// first NaN wins, as in NumPy.
-template <bool IsMax>
-struct ArgExtremumReducer {
-  static constexpr const char* name = IsMax ? "argmax" : "argmin";
-  template <class T>
-  using acc_t = ArgAcc<T>;
-  template <class T>
-  using out_t = std::int64_t;
-  template <class T>
-  METAGRAD_HD acc_t<T> init() const {
-    return {ExtremumReducer<IsMax>{}.template init<T>(), -1};
-  }
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t i) const {
-    a = merge<T>(a, {v, i});
-  }
-  // Partial results may interleave positions (vector lanes), so ties and NaNs compare indices.
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
-    if (b.index < 0) return a;
-    if (a.index < 0) return b;
-    const bool an = is_nan(a.value), bn = is_nan(b.value);
-    if (an || bn) return an && bn ? (b.index < a.index ? b : a) : (an ? a : b);
-    const bool better = IsMax ? (b.value > a.value) : (b.value < a.value);
-    return better || (b.value == a.value && b.index < a.index) ? b : a;
-  }
-  template <class T>
-  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
-    return a.index;
-  }
-};
-using ArgMaxReducer = ArgExtremumReducer<true>;
-using ArgMinReducer = ArgExtremumReducer<false>;
-
-/// all (IsAll) / any: non-zero is true; all of nothing is true, any of nothing false.
-template <bool IsAll>
-struct BoolReducer {
-  static constexpr const char* name = IsAll ? "all" : "any";
-  template <class T>
-  using acc_t = bool;
-  template <class T>
-  using out_t = bool;
-  template <class T>
-  METAGRAD_HD acc_t<T> init() const {
-    return IsAll;
-  }
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
-    a = IsAll ? (a && v != T(0)) : (a || v != T(0));
-  }
-  template <class T>
-  METAGRAD_HD acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
-    return IsAll ? (a && b) : (a || b);
-  }
-  template <class T>
-  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
-    return a;
-  }
-};
-using AllReducer = BoolReducer<true>;
-using AnyReducer = BoolReducer<false>;
-
-struct MomentAcc {
-  double n, mean, m2;
-};
-
-/// Variance (or, with TakeSqrt, standard deviation) with `ddof` delta degrees of freedom, by Welford's
-/// single-pass update and Chan et al.'s merge of partial moments: no catastrophic cancellation, one read
-/// of the data.
-template <bool TakeSqrt>
-struct MomentReducer {
-  static constexpr const char* name = TakeSqrt ? "stddev" : "var";
-  int ddof = 0;
-  template <class T>
-  using acc_t = MomentAcc;
-  template <class T>
-  using out_t = float_of_t<T>;
-  template <class T>
-  METAGRAD_HD acc_t<T> init() const {
-    return {0, 0, 0};
-  }
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
-    const double x = static_cast<double>(v);
-    a.n += 1;
-    const double d = x - a.mean;
-    a.mean += d / a.n;
-    a.m2 += d * (x - a.mean);
-  }
-  template <class T>
-  METAGRAD_HD acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
-    if (b.n == 0) return a;
-    if (a.n == 0) return b;
-    const double n = a.n + b.n, d = b.mean - a.mean;
-    return {n, a.mean + d * b.n / n, a.m2 + b.m2 + d * d * a.n * b.n / n};
-  }
-  /// NaN when n <= ddof (NumPy).
-  template <class T>
-  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
-    const double den = a.n - ddof;
-    const double v = den > 0 ? a.m2 / den : std::numeric_limits<double>::quiet_NaN();
-    return static_cast<out_t<T>>(TakeSqrt ? std::sqrt(v) : v);
-  }
-};
-
-using VarReducer = MomentReducer<false>;
-using StdReducer = MomentReducer<true>;
-
-template <class F>
-struct LseAcc {
-  F max, sum;
-};
-
-/// log(sum(exp(x))) in one stable pass: keeps the running maximum m and sum(exp(x - m)), rescaling the
-/// sum when the maximum grows, so no exp overflows. One exp per element.
-struct LogSumExpReducer {
-  static constexpr const char* name = "logsumexp";
-  template <class T>
-  using acc_t = LseAcc<float_of_t<T>>;
-  template <class T>
-  using out_t = float_of_t<T>;
-  template <class T>
-  METAGRAD_HD acc_t<T> init() const {
-    using F = float_of_t<T>;
-    return {-std::numeric_limits<F>::infinity(), F(0)};
-  }
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
-    a = merge<T>(a, {static_cast<float_of_t<T>>(v), float_of_t<T>(1)});
-  }
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
-    using F = float_of_t<T>;
-    const F inf = std::numeric_limits<F>::infinity();
-    if (is_nan(a.max) || is_nan(b.max)) return {a.max + b.max, F(1)};
-    if (b.max == -inf) return a;
-    if (a.max == -inf) return b;
-    if (a.max == inf || b.max == inf) return {inf, F(1)};
-    return a.max >= b.max ? acc_t<T>{a.max, a.sum + b.sum * math::exp(b.max - a.max)}
-                          : acc_t<T>{b.max, b.sum + a.sum * math::exp(a.max - b.max)};
-  }
-  template <class T>
-  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
-    return a.sum > 0 ? a.max + math::log(a.sum) : a.max;  // empty or all -inf: -inf
-  }
-};
-
-/// The p-norm (sum |x|^p)^(1/p); p = inf is max |x|, p = 0 counts non-zeros. Sums accumulate in double.
-struct NormReducer {
-  static constexpr const char* name = "norm";
-  double p = 2.0;
-  template <class T>
-  using acc_t = double;
-  template <class T>
-  using out_t = float_of_t<T>;
-  template <class T>
-  METAGRAD_HD acc_t<T> init() const {
-    return 0.0;
-  }
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE void add(acc_t<T>& a, T v, index_t) const {
-    const double x = std::fabs(static_cast<double>(v));
-    if (p == 2.0)
-      a += x * x;
-    else if (p == 1.0)
-      a += x;
-    else if (p == 0.0)
-      a += x != 0.0 ? 1.0 : 0.0;
-    else if (std::isinf(p))
-      a = merge<T>(a, x);
-    else
-      a += std::pow(x, p);
-  }
-  template <class T>
-  METAGRAD_HD acc_t<T> merge(acc_t<T> a, acc_t<T> b) const {
-    if (std::isinf(p)) return is_nan(a) || is_nan(b) ? a + b : (a > b ? a : b);
-    return a + b;
-  }
-  template <class T>
-  METAGRAD_HD out_t<T> finish(acc_t<T> a, index_t) const {
-    if (p == 2.0) return static_cast<out_t<T>>(std::sqrt(a));
-    if (p == 1.0 || p == 0.0 || std::isinf(p)) return static_cast<out_t<T>>(a);
-    return static_cast<out_t<T>>(std::pow(a, 1.0 / p));
-  }
-};
-
-}  // namespace ops
-METAGRAD_NAMESPACE_END
-// end of <metagrad/ops/reduction.hpp>
-// #include <metagrad/expr/node.hpp> (inlined above)
-// #include <metagrad/expr/plan.hpp> (inlined above)
-
-METAGRAD_NAMESPACE_BEGIN
-
-/// Tag asking a reduction to keep the reduced axes with extent 1: sum(x, {1}, keepdims).
-struct KeepDims {};
-inline constexpr KeepDims keepdims{};
-
-/// Reduction of operand A over K axes with reducer Red; rank A::rank when Keep, else A::rank - K.
-template <class Red, class A, int K, bool Keep>
-class ReduceExpr : public ExprBase<ReduceExpr<Red, A, K, Keep>> {
-  using AE = std::remove_cvref_t<A>;
-  static constexpr int RI = AE::rank;
-  using in_type = typename AE::value_type;
-
- public:
-  using value_type = typename Red::template out_t<in_type>;
-  static constexpr int rank = Keep ? RI : RI - K;
-  static_assert(K <= RI, "metagrad: more reduction axes than the expression has dimensions");
-
-  /// @throws index_error for an axis out of range or named twice.
-  ReduceExpr(Red red, A a, const Array<int, K>& axes) : red_(red), a_(std::forward<A>(a)) {
-    for (int d = 0; d < RI; ++d) mask_[d] = false;
-    for (int i = 0; i < K; ++i) {
-      const int ax = normalize_axis(axes[i], RI, Red::name);
-      if (mask_[ax]) throw index_error(std::string(Red::name) + ": axis " + std::to_string(ax) + " named twice");
-      mask_[ax] = true;
-    }
-  }
-
-  Shape<rank> shape() const { return out_shape(a_.shape()); }
-  const AE& operand() const { return a_; }
-  const Red& reducer() const { return red_; }
-  const Array<bool, RI>& reduced_axes() const { return mask_; }
-
-  /// Materialises the result (once per evaluation) and reads it as a leaf.
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    eval_into(cache_);
-    return broadcast_plan(lower_expr(cache_, cache_.shape()), cache_.shape(), target);
-  }
-
-  /// Writes the reduction into `dst` (re-allocated when its shape differs).
-  template <int RD>
-  void eval_into(Tensor<value_type, RD>& dst) const {
-    static_assert(RD == rank);
-    const auto in = a_.shape();
-    const auto os = out_shape(in);
-    check_nonempty(in);
-    if (!dst.defined() || !(dst.shape() == os)) dst.allocate(os);
-    const auto plan = lower_expr(a_, in);
-    bool alias = false;
-    if (os.numel() > 0) {  // an empty dst has no memory (data() is null) and cannot alias
-      // The bytes dst spans through its strides (a strided destination reaches past numel elements).
-      const auto r = offset_range(os, dst.strides());
-      const char* lo = reinterpret_cast<const char*>(dst.data() + r.lo);
-      const char* hi = reinterpret_cast<const char*>(dst.data() + r.hi + 1);
-      plan.visit_leaves(
-          [&](const void*, const void* l, const void* h, const auto&, bool) {
-            alias |= !(static_cast<const char*>(h) <= lo || static_cast<const char*>(l) >= hi);
-          },
-          false, in);
-    }
-    if (alias) {
-      // The input reads the destination: reduce into fresh memory, then copy into dst's own memory, so that
-      // other handles and views of it see the result (as `x = x.t()` does for elementwise expressions).
-      Tensor<value_type, RD> tmp;
-      tmp.allocate(os);
-      run_reduction(red_, plan, in, mask_, tmp.data(), ost_for(tmp));
-      dst.assign(tmp);
-      return;
-    }
-    run_reduction(red_, plan, in, mask_, dst.data(), ost_for(dst));
-  }
-
- private:
-  template <int RD>
-  Strides<RI> ost_for(const Tensor<value_type, RD>& t) const {
-    Strides<RI> ost{};
-    for (int d = 0, o = 0; d < RI; ++d) {
-      if (Keep)
-        ost[d] = t.strides()[d];
-      else if (!mask_[d])
-        ost[d] = t.strides()[o++];
-    }
-    return ost;
-  }
-  Shape<rank> out_shape(const Shape<RI>& in) const {
-    Shape<rank> s;
-    for (int d = 0, o = 0; d < RI; ++d) {
-      if (Keep)
-        s[o++] = mask_[d] ? 1 : in[d];
-      else if (!mask_[d])
-        s[o++] = in[d];
-    }
-    return s;
-  }
-  void check_nonempty(const Shape<RI>& in) const {
-    if constexpr (std::is_same_v<Red, ops::MaxReducer> || std::is_same_v<Red, ops::MinReducer> ||
-                  std::is_same_v<Red, ops::ArgMaxReducer> || std::is_same_v<Red, ops::ArgMinReducer>) {
-      for (int d = 0; d < RI; ++d)
-        if (mask_[d] && in[d] == 0)
-          throw shape_error(std::string(Red::name) + ": cannot reduce over axis " + std::to_string(d) +
-                            " of extent 0 (shape " + to_string(in) + ")");
-    }
-  }
-
-  Red red_;
-  A a_;
-  Array<bool, RI> mask_{};
-  mutable Tensor<value_type, rank> cache_;
-};
-
-namespace detail {
-template <int R>
-Array<int, R> all_axes() {
-  Array<int, R> a{};
-  for (int i = 0; i < R; ++i) a[i] = i;
-  return a;
-}
-template <int K>
-Array<int, K> axes_from(const int (&axes)[K]) {
-  Array<int, K> a{};
-  for (int i = 0; i < K; ++i) a[i] = axes[i];
-  return a;
-}
-template <class Red, class A>
-auto reduce_all(Red red, A&& a) {
-  constexpr int R = expr_rank_v<A>;
-  return ReduceExpr<Red, closure_t<A&&>, R, false>(red, std::forward<A>(a), all_axes<R>());
-}
-template <class Red, class A, int K>
-auto reduce_axes(Red red, A&& a, const int (&axes)[K]) {
-  return ReduceExpr<Red, closure_t<A&&>, K, false>(red, std::forward<A>(a), axes_from(axes));
-}
-template <class Red, class A, int K>
-auto reduce_axes_keep(Red red, A&& a, const int (&axes)[K]) {
-  return ReduceExpr<Red, closure_t<A&&>, K, true>(red, std::forward<A>(a), axes_from(axes));
-}
-}  // namespace detail
-
-// Each reduction comes in four forms:
-//   f(e)                      over all axes, rank 0
-//   f(e, axis)                over one axis
-//   f(e, {a, b})              over the listed axes (negative axes count from the end)
-//   f(e, {a, b}, keepdims)    the same, keeping the reduced axes with extent 1
-#define METAGRAD_REDUCTION_(fname, Red)                               \
-  template <expression A>                                             \
-  auto fname(A&& a) {                                                 \
-    return detail::reduce_all(Red{}, std::forward<A>(a));             \
-  }                                                                   \
-  template <expression A>                                             \
-  auto fname(A&& a, int axis) {                                       \
-    const int axes[1] = {axis};                                       \
-    return detail::reduce_axes(Red{}, std::forward<A>(a), axes);      \
-  }                                                                   \
-  template <expression A, int K>                                      \
-  auto fname(A&& a, const int(&axes)[K]) {                            \
-    return detail::reduce_axes(Red{}, std::forward<A>(a), axes);      \
-  }                                                                   \
-  template <expression A, int K>                                      \
-  auto fname(A&& a, const int(&axes)[K], KeepDims) {                  \
-    return detail::reduce_axes_keep(Red{}, std::forward<A>(a), axes); \
-  }
-/// Sum (double accumulation for floats, int64 for integers and bool).
-METAGRAD_REDUCTION_(sum, ops::SumReducer)
-/// Arithmetic mean (float for integer inputs; NaN over no elements).
-METAGRAD_REDUCTION_(mean, ops::MeanReducer)
-/// Product.
-METAGRAD_REDUCTION_(prod, ops::ProdReducer)
-/// Maximum / minimum, NaN-propagating. @throws shape_error over an empty axis.
-METAGRAD_REDUCTION_(max, ops::MaxReducer)
-METAGRAD_REDUCTION_(min, ops::MinReducer)
-/// Index (int64, row-major within the reduced axes) of the first maximum / minimum.
-METAGRAD_REDUCTION_(argmax, ops::ArgMaxReducer)
-METAGRAD_REDUCTION_(argmin, ops::ArgMinReducer)
-/// Whether all / any elements are non-zero.
-METAGRAD_REDUCTION_(all, ops::AllReducer)
-METAGRAD_REDUCTION_(any, ops::AnyReducer)
-/// log(sum(exp(x))), computed stably in one pass.
-METAGRAD_REDUCTION_(logsumexp, ops::LogSumExpReducer)
-#undef METAGRAD_REDUCTION_
-
-/// Variance with `ddof` delta degrees of freedom (0: population, NumPy's default; 1: sample, torch's).
-/// The ddof of the all-axes form is a deduced integer, so that var(x, {1}) is the variance over axis 1 (a braced
-/// list deduces nothing) rather than over all axes with ddof 1.
-template <expression A>
-auto var(A&& a) {
-  return detail::reduce_all(ops::VarReducer{0}, std::forward<A>(a));
-}
-template <expression A, std::integral D>
-auto var(A&& a, D ddof) {
-  return detail::reduce_all(ops::VarReducer{static_cast<int>(ddof)}, std::forward<A>(a));
-}
-template <expression A, int K>
-auto var(A&& a, const int (&axes)[K], int ddof = 0) {
-  return detail::reduce_axes(ops::VarReducer{ddof}, std::forward<A>(a), axes);
-}
-template <expression A, int K>
-auto var(A&& a, const int (&axes)[K], KeepDims, int ddof = 0) {
-  return detail::reduce_axes_keep(ops::VarReducer{ddof}, std::forward<A>(a), axes);
-}
-/// Standard deviation, sqrt(var(...)) (named stddev: a function called std would make `std::` ambiguous
-/// after `using namespace metagrad`).
-template <expression A>
-auto stddev(A&& a) {
-  return detail::reduce_all(ops::StdReducer{0}, std::forward<A>(a));
-}
-template <expression A, std::integral D>
-auto stddev(A&& a, D ddof) {
-  return detail::reduce_all(ops::StdReducer{static_cast<int>(ddof)}, std::forward<A>(a));
-}
-template <expression A, int K>
-auto stddev(A&& a, const int (&axes)[K], int ddof = 0) {
-  return detail::reduce_axes(ops::StdReducer{ddof}, std::forward<A>(a), axes);
-}
-template <expression A, int K>
-auto stddev(A&& a, const int (&axes)[K], KeepDims, int ddof = 0) {
-  return detail::reduce_axes_keep(ops::StdReducer{ddof}, std::forward<A>(a), axes);
-}
-
-namespace detail {
-inline ops::NormReducer norm_reducer(double p) {
-  if (!(p >= 0)) throw error("norm: the order p must be >= 0 or +inf, got " + std::to_string(p));
-  return ops::NormReducer{p};
-}
-}  // namespace detail
-
-/// The p-norm (default 2); p = INFINITY is the max-norm, p = 0 counts non-zeros.
-/// @throws metagrad::error for p < 0 or NaN. As for var, p of the all-axes form is deduced, so that norm(x, {1})
-/// is the norm over axis 1.
-template <expression A>
-auto norm(A&& a) {
-  return detail::reduce_all(detail::norm_reducer(2.0), std::forward<A>(a));
-}
-template <expression A, class P>
-requires std::is_arithmetic_v<P>
-auto norm(A&& a, P p) { return detail::reduce_all(detail::norm_reducer(static_cast<double>(p)), std::forward<A>(a)); }
-template <expression A, int K>
-auto norm(A&& a, const int (&axes)[K], double p = 2.0) {
-  return detail::reduce_axes(detail::norm_reducer(p), std::forward<A>(a), axes);
-}
-template <expression A, int K>
-auto norm(A&& a, const int (&axes)[K], KeepDims, double p = 2.0) {
-  return detail::reduce_axes_keep(detail::norm_reducer(p), std::forward<A>(a), axes);
-}
-
-METAGRAD_NAMESPACE_END
-// end of <metagrad/expr/reduce.hpp>
-// #include <metagrad/expr/view.hpp>
-// metagrad/expr/view.hpp — views as expressions: permute / transpose / t, slice / select, squeeze /
-// unsqueeze, broadcast_to / expand and reshape. A view never copies: over a tensor (or anything that
-// lowers to one) it folds into the leaf's pointer and strides; over a computed expression it remaps
-// indices inside the fused loop. Include <metagrad/expr.hpp> instead.
-
-#include <limits>
-#include <string>
-#include <utility>
-
-// #include <metagrad/core/error.hpp> (inlined above)
-// #include <metagrad/core/shape.hpp> (inlined above)
-// #include <metagrad/expr/elementwise.hpp> (inlined above)
-// #include <metagrad/expr/node.hpp> (inlined above)
-// #include <metagrad/expr/plan.hpp> (inlined above)
-
-METAGRAD_NAMESPACE_BEGIN
-
-/// Output axis i of an axis map reads child axis `from[i]`, or is a new axis of extent 1 when
-/// from[i] < 0. Child axes not named must have extent 1 (they are squeezed away). This one node is
-/// permute (RO == rank of the child, every axis named), squeeze and unsqueeze.
-template <class A, int RO>
-class AxisMapExpr : public ExprBase<AxisMapExpr<A, RO>> {
-  using AE = std::remove_cvref_t<A>;
-  static constexpr int RC = AE::rank;
-
- public:
-  using value_type = typename AE::value_type;
-  static constexpr int rank = RO;
-
-  AxisMapExpr(A a, Array<int, RO> from, const char* op) : a_(std::forward<A>(a)), from_(from) {
-    const auto cs = a_.shape();
-    int named[RC > 0 ? RC : 1] = {};
-    for (int i = 0; i < RO; ++i) {
-      if (from_[i] >= RC) throw index_error(std::string(op) + ": axis " + std::to_string(from_[i]) + " out of range");
-      if (from_[i] >= 0 && named[from_[i]]++)
-        throw index_error(std::string(op) + ": axis " + std::to_string(from_[i]) + " appears twice");
-    }
-    for (int c = 0; c < RC; ++c)
-      if (!named[c] && cs[c] != 1)
-        throw shape_error(std::string(op) + ": axis " + std::to_string(c) + " of shape " + to_string(cs) +
-                          " has extent " + std::to_string(cs[c]) + ", not 1");
-  }
-
-  Shape<RO> shape() const {
-    const auto cs = a_.shape();
-    Shape<RO> s;
-    for (int i = 0; i < RO; ++i) s[i] = from_[i] >= 0 ? cs[from_[i]] : 1;
-    return s;
-  }
-  const AE& operand() const { return a_; }
-  const Array<int, RO>& axes() const { return from_; }
-
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto cs = a_.shape();
-    const auto own = shape();
-    auto cp = lower_expr(a_, cs);
-    if constexpr (is_leaf_plan_v<decltype(cp)>) {
-      Strides<RO> st{};
-      for (int i = 0; i < RO; ++i) st[i] = from_[i] >= 0 ? cp.strides[from_[i]] : 0;
-      LeafPlan<value_type, RO> leaf{cp.ptr, st, is_contiguous(own, st)};
-      return broadcast_plan(leaf, own, target);
-    } else {
-      AxisMapPlan<decltype(cp), RO> p{cp, {}, cs, true};
-      int last = -1;
-      for (int c = 0; c < RC; ++c) p.map[c] = -1;
-      for (int i = 0; i < RO; ++i)
-        if (from_[i] >= 0) {
-          p.map[from_[i]] = i;
-          p.order_kept &= from_[i] > last;
-          last = from_[i];
-        }
-      return broadcast_plan(p, own, target);
-    }
-  }
-
- private:
-  A a_;
-  Array<int, RO> from_;
-};
-
-/// A strided window: along each axis, elements start, start + step, ... (`count` of them).
-template <class A>
-class SliceExpr : public ExprBase<SliceExpr<A>> {
-  using AE = std::remove_cvref_t<A>;
-
- public:
-  using value_type = typename AE::value_type;
-  static constexpr int rank = AE::rank;
-
-  /// @pre start/step/count already normalised and in range (see slice()).
-  SliceExpr(A a, Array<index_t, rank> start, Array<index_t, rank> step, Shape<rank> count)
-      : a_(std::forward<A>(a)), start_(start), step_(step), count_(count) {}
-
-  Shape<rank> shape() const { return count_; }
-  const AE& operand() const { return a_; }
-
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto cs = a_.shape();
-    if (!(cs == source_shape_)) check_source(cs);
-    auto cp = lower_expr(a_, cs);
-    if constexpr (is_leaf_plan_v<decltype(cp)>) {
-      Strides<rank> st{};
-      index_t off = 0;
-      for (int d = 0; d < rank; ++d) {
-        off += start_[d] * cp.strides[d];
-        st[d] = cp.strides[d] * step_[d];
-      }
-      LeafPlan<value_type, rank> leaf{cp.ptr + (count_.numel() ? off : 0), st, is_contiguous(count_, st)};
-      return broadcast_plan(leaf, count_, target);
-    } else {
-      return broadcast_plan(SlicePlan<decltype(cp)>{cp, start_, step_, cs}, count_, target);
-    }
-  }
-
-  void set_source_shape(const Shape<rank>& s) { source_shape_ = s; }
-
- private:
-  // The window was checked against the operand's shape when the slice was made; an operand that has
-  // since changed shape (a re-assigned tensor) is checked again.
-  void check_source(const Shape<rank>& cs) const {
-    for (int d = 0; d < rank; ++d) {
-      if (count_[d] == 0) continue;
-      const index_t last = start_[d] + (count_[d] - 1) * step_[d];
-      if (start_[d] < 0 || start_[d] >= cs[d] || last < 0 || last >= cs[d])
-        throw shape_error("slice: the sliced expression now has shape " + to_string(cs) +
-                          ", which the window no longer fits");
-    }
-  }
-  A a_;
-  Array<index_t, rank> start_, step_;
-  Shape<rank> count_;
-  Shape<rank> source_shape_{};
-};
-
-/// The operand's elements in row-major order with new extents.
-template <class A, int RO>
-class ReshapeExpr : public ExprBase<ReshapeExpr<A, RO>> {
-  using AE = std::remove_cvref_t<A>;
-
- public:
-  using value_type = typename AE::value_type;
-  static constexpr int rank = RO;
-
-  /// @throws shape_error when the sizes disagree or more than one extent is -1.
-  ReshapeExpr(A a, Shape<RO> s) : a_(std::forward<A>(a)), shape_(resolve(a_.shape(), s)) {}
-
-  Shape<RO> shape() const { return shape_; }
-  const AE& operand() const { return a_; }
-
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto cs = a_.shape();
-    if (cs.numel() != shape_.numel())
-      throw shape_error("reshape: the operand now has shape " + to_string(cs) + ", which cannot be viewed as " +
-                        to_string(shape_));
-    auto cp = lower_expr(a_, cs);
-    if constexpr (is_leaf_plan_v<decltype(cp)>) {
-      const value_type* ptr = cp.ptr;
-      if (!is_contiguous(cs, Strides<AE::rank>(cp.strides))) {
-        // A non-contiguous tensor has no strided view with the new extents in general: copy it once
-        // (torch.reshape does the same). A tensor operand needs clone(): constructing a Tensor from a
-        // Tensor only copies the handle.
-        if constexpr (is_tensor_v<AE>)
-          copy_ = a_.clone();
-        else
-          copy_ = Tensor<value_type, AE::rank>(a_);
-        ptr = copy_.data();
-      }
-      LeafPlan<value_type, RO> leaf{ptr, contiguous_strides(shape_), true};
-      return broadcast_plan(leaf, shape_, target);
-    } else {
-      return broadcast_plan(ReshapePlan<decltype(cp), RO>{cp, contiguous_strides(shape_), cs}, shape_, target);
-    }
-  }
-
- private:
-  template <int RC>
-  static Shape<RO> resolve(const Shape<RC>& from, Shape<RO> s) {
-    int infer = -1;
-    index_t known = 1;
-    for (int d = 0; d < RO; ++d) {
-      if (s[d] == -1) {
-        if (infer >= 0) throw shape_error("reshape: only one extent may be -1, got " + to_string(s));
-        infer = d;
-      } else if (s[d] < 0) {
-        throw shape_error("reshape: negative extent in " + to_string(s));
-      } else {
-        known *= s[d];
-      }
-    }
-    if (infer >= 0 && known != 0 && from.numel() % known == 0) s[infer] = from.numel() / known;
-    if (s.numel() != from.numel() || (infer >= 0 && known == 0))
-      throw shape_error("reshape: cannot reshape " + to_string(from) + " (" + std::to_string(from.numel()) +
-                        " elements) into " + to_string(s));
-    return s;
-  }
-  A a_;
-  Shape<RO> shape_;
-  mutable Tensor<value_type, AE::rank> copy_;
-};
-
-/// The operand broadcast to a given (larger) shape, NumPy rules.
-template <class A, int RO>
-class BroadcastExpr : public ExprBase<BroadcastExpr<A, RO>> {
-  using AE = std::remove_cvref_t<A>;
-
- public:
-  using value_type = typename AE::value_type;
-  static constexpr int rank = RO;
-  static_assert(AE::rank <= RO, "metagrad: broadcast_to cannot lower the rank; use reshape or a reduction");
-
-  BroadcastExpr(A a, Shape<RO> s) : a_(std::forward<A>(a)), shape_(s) {
-    check_broadcastable_to(a_.shape(), shape_, "broadcast_to");
-  }
-  Shape<RO> shape() const { return shape_; }
-  const AE& operand() const { return a_; }
-
-  // Broadcasting commutes with everything below it, so the target goes straight to the operand.
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    check_broadcastable_to(a_.shape(), shape_, "broadcast_to");
-    return lower_expr(a_, target);
-  }
-
- private:
-  A a_;
-  Shape<RO> shape_;
-};
-
-// --- front-ends ---------------------------------------------------------------------------------
-
-/// Axes reordered: output axis i is input axis perm[i]. @throws index_error for a repeated axis.
-template <expression A, int N>
-auto permute(A&& a, const int (&perm)[N]) {
-  constexpr int R = expr_rank_v<A>;
-  static_assert(N == R, "metagrad: permute needs exactly one axis per dimension of the expression");
-  Array<int, R> from{};
-  for (int i = 0; i < R; ++i) from[i] = normalize_axis(perm[i], R, "permute");
-  return AxisMapExpr<closure_t<A&&>, R>(std::forward<A>(a), from, "permute");
-}
-
-/// Axes a and b swapped.
-template <expression A>
-auto transpose(A&& e, int a, int b) {
-  constexpr int R = expr_rank_v<A>;
-  static_assert(R >= 1, "metagrad: transpose needs an expression of rank 1 or more");
-  Array<int, R> from{};
-  for (int i = 0; i < R; ++i) from[i] = i;
-  a = normalize_axis(a, R, "transpose");
-  b = normalize_axis(b, R, "transpose");
-  std::swap(from[a], from[b]);
-  return AxisMapExpr<closure_t<A&&>, R>(std::forward<A>(e), from, "transpose");
-}
-
-/// Matrix transpose. @pre rank 2 (compile-time check).
-template <expression A>
-auto t(A&& a) {
-  static_assert(expr_rank_v<A> == 2, "metagrad: t() transposes a rank-2 expression; use permute for other ranks");
-  return transpose(std::forward<A>(a), 0, 1);
-}
-
-/// Removes `axis`, which must have extent 1. @throws shape_error otherwise.
-template <expression A>
-auto squeeze(A&& a, int axis) {
-  constexpr int R = expr_rank_v<A>;
-  static_assert(R >= 1, "metagrad: squeeze needs an expression of rank 1 or more");
-  axis = normalize_axis(axis, R, "squeeze");
-  Array<int, R - 1> from{};
-  for (int i = 0, c = 0; c < R; ++c)
-    if (c != axis) from[i++] = c;
-  return AxisMapExpr<closure_t<A&&>, R - 1>(std::forward<A>(a), from, "squeeze");
-}
-
-/// Inserts an axis of extent 1 at position `axis` (0..rank; negative counts from rank + 1).
-template <expression A>
-auto unsqueeze(A&& a, int axis) {
-  constexpr int R = expr_rank_v<A>;
-  axis = normalize_axis(axis, R + 1, "unsqueeze");
-  Array<int, R + 1> from{};
-  for (int i = 0, c = 0; i < R + 1; ++i) from[i] = i == axis ? -1 : c++;
-  return AxisMapExpr<closure_t<A&&>, R + 1>(std::forward<A>(a), from, "unsqueeze");
-}
-
-/// Broadcast (NumPy rules) to `shape` without copying. @throws shape_error when not broadcastable.
-template <expression A, int N>
-auto broadcast_to(A&& a, const Shape<N>& shape) {
-  return BroadcastExpr<closure_t<A&&>, N>(std::forward<A>(a), shape);
-}
-template <expression A, int N>
-auto broadcast_to(A&& a, const index_t (&dims)[N]) {
-  Shape<N> s;
-  for (int i = 0; i < N; ++i) s[i] = dims[i];
-  return broadcast_to(std::forward<A>(a), s);
-}
-/// torch-style name for broadcast_to.
-template <expression A, class S>
-auto expand(A&& a, const S& shape) {
-  return broadcast_to(std::forward<A>(a), shape);
-}
-
-/// Same elements in row-major order with new extents (one may be -1). Views a contiguous tensor without
-/// copying; copies a non-contiguous one once per evaluation, as torch.reshape does.
-template <expression A, int N>
-auto reshape(A&& a, const Shape<N>& shape) {
-  return ReshapeExpr<closure_t<A&&>, N>(std::forward<A>(a), shape);
-}
-template <expression A, int N>
-auto reshape(A&& a, const index_t (&dims)[N]) {
-  Shape<N> s;
-  for (int i = 0; i < N; ++i) s[i] = dims[i];
-  return reshape(std::forward<A>(a), s);
-}
-
-namespace detail {
-struct SliceAxis {
-  index_t start, step, count;
-};
-// Python slice semantics on an axis of extent n: negative positions count from the end, out-of-range
-// positions clamp, an omitted start/stop (Slice::none) means the end in the step's direction.
-inline SliceAxis normalize_slice(Slice s, index_t n, int axis) {
-  if (s.step == 0) throw index_error("slice: step must not be zero (axis " + std::to_string(axis) + ")");
-  auto fix = [&](index_t v, bool is_start) -> index_t {
-    if (v == Slice::none) return s.step > 0 ? (is_start ? 0 : n) : (is_start ? n - 1 : -1);
-    if (v < 0) v += n;
-    if (s.step > 0) return v < 0 ? 0 : (v > n ? n : v);
-    return v < -1 ? -1 : (v > n - 1 ? n - 1 : v);
-  };
-  const index_t start = fix(s.start, true), stop = fix(s.stop, false);
-  index_t count = s.step > 0 ? (stop - start + s.step - 1) / s.step : (start - stop - s.step - 1) / (-s.step);
-  if (count < 0) count = 0;
-  return {count ? start : 0, s.step, count};
-}
-}  // namespace detail
-
-/// One Slice per axis: x.slice({Slice{0, 2}, Slice{}, Slice{Slice::none, Slice::none, -1}}).
-template <expression A, int N>
-auto slice(A&& a, const Slice (&axes)[N]) {
-  constexpr int R = expr_rank_v<A>;
-  static_assert(N == R, "metagrad: slice({...}) needs one Slice per axis; use slice(axis, start, stop, step) for one");
-  const auto s = a.shape();
-  Array<index_t, R> start{}, step{};
-  Shape<R> count;
-  for (int d = 0; d < R; ++d) {
-    const auto n = detail::normalize_slice(axes[d], s[d], d);
-    start[d] = n.start;
-    step[d] = n.step;
-    count[d] = n.count;
-  }
-  SliceExpr<closure_t<A&&>> e(std::forward<A>(a), start, step, count);
-  e.set_source_shape(s);
-  return e;
-}
-
-/// Elements start, start + step, ... before stop along one axis (Python semantics, clamped).
-template <expression A>
-auto slice(A&& a, int axis, index_t start, index_t stop = Slice::none, index_t step = 1) {
-  constexpr int R = expr_rank_v<A>;
-  static_assert(R >= 1, "metagrad: slice needs an expression of rank 1 or more");
-  axis = normalize_axis(axis, R, "slice");
-  Slice axes[R];
-  axes[axis] = Slice{start, stop, step};
-  return slice(std::forward<A>(a), axes);
-}
-
-/// The sub-expression at index i of `axis` (rank - 1). @throws index_error when i is out of range.
-template <expression A>
-auto select(A&& a, int axis, index_t i) {
-  constexpr int R = expr_rank_v<A>;
-  static_assert(R >= 1, "metagrad: select needs an expression of rank 1 or more");
-  axis = normalize_axis(axis, R, "select");
-  const index_t n = a.shape()[axis];
-  if (i < -n || i >= n)
-    throw index_error("select: index " + std::to_string(i) + " is out of range for axis " + std::to_string(axis) +
-                      " of extent " + std::to_string(n));
-  if (i < 0) i += n;
-  return squeeze(slice(std::forward<A>(a), axis, i, i + 1), axis);
-}
-
-namespace detail {
-template <class D>
-struct expr_ops {
-#define METAGRAD_FORWARD_VIEW_(name)                                              \
-  template <class Self, class... Args>                                            \
-  static auto name(Self&& self, Args&&... args) {                                 \
-    return metagrad::name(std::forward<Self>(self), std::forward<Args>(args)...); \
-  }
-  METAGRAD_FORWARD_VIEW_(permute)
-  METAGRAD_FORWARD_VIEW_(transpose)
-  METAGRAD_FORWARD_VIEW_(t)
-  METAGRAD_FORWARD_VIEW_(slice)
-  METAGRAD_FORWARD_VIEW_(select)
-  METAGRAD_FORWARD_VIEW_(squeeze)
-  METAGRAD_FORWARD_VIEW_(unsqueeze)
-  METAGRAD_FORWARD_VIEW_(expand)
-  METAGRAD_FORWARD_VIEW_(broadcast_to)
-  METAGRAD_FORWARD_VIEW_(reshape)
-#undef METAGRAD_FORWARD_VIEW_
-  template <class U, class Self>
-  static auto cast(Self&& self) {
-    return metagrad::cast<U>(std::forward<Self>(self));
-  }
-};
-}  // namespace detail
-
-METAGRAD_NAMESPACE_END
-// end of <metagrad/expr/view.hpp>
+// #include <metagrad/expr/reduce.hpp> (inlined above)
+// #include <metagrad/expr/view.hpp> (inlined above)
 // end of <metagrad/expr.hpp>
+// end of <metagrad/autodiff.hpp>
+// #include <metagrad/backend/cpu.hpp>
+// metagrad/backend/cpu.hpp — umbrella of the CPU backend: threads, the fused elementwise loop driver,
+// reductions and evaluation into tensors.
+
+// #include <metagrad/expr.hpp> (inlined above)
 // #include <metagrad/backend/cpu/assign.hpp>
 // metagrad/backend/cpu/assign.hpp — evaluation of an expression into a Tensor (construction,
 // assignment, compound assignment, eval): shape checks, destination passing for boundary nodes, and
@@ -4567,6 +6456,7 @@ METAGRAD_NAMESPACE_END
 // #include <metagrad/core/print.hpp> (inlined above)
 // #include <metagrad/core/tensor.hpp> (inlined above)
 // #include <metagrad/expr/node.hpp> (inlined above)
+// #include <metagrad/ops/arithmetic.hpp> (inlined above)
 // #include <metagrad/backend/cpu/elementwise.hpp>
 // metagrad/backend/cpu/elementwise.hpp — the CPU driver of a fused elementwise plan: one flat,
 // vectorisable loop when every operand is contiguous and of the output's shape, a row-wise strided loop
@@ -4737,13 +6627,16 @@ void run_plan(T* out, const Strides<R>& ostr, const Shape<R>& shape, const Plan&
 /// Writes every element of `plan` (lowered at `shape`) to out (strides in elements).
 /// @pre the plan does not read `out` except element-for-element at the same index.
 template <class T, int R, class Plan>
-void run_elementwise(T* out, const Strides<R>& ostr, const Shape<R>& shape, const Plan& plan) {
+void run_elementwise(T* out, const Strides<R>& ostr, const Shape<R>& shape, const Plan& plan_in) {
   if (shape.numel() == 0) return;
-  const bool flat = plan.is_flat() && is_contiguous(shape, ostr);
-  if (fits_int32<Plan, T, R>(plan, shape, ostr))
-    detail::run_plan<std::int32_t>(out, ostr, shape, plan, flat);
-  else
-    detail::run_plan<std::int64_t>(out, ostr, shape, plan, flat);
+  with_static_plan(plan_in, [&](const auto& plan) {
+    using P = std::remove_cvref_t<decltype(plan)>;
+    const bool flat = plan.is_flat() && is_contiguous(shape, ostr);
+    if (fits_int32<P, T, R>(plan, shape, ostr))
+      detail::run_plan<std::int32_t>(out, ostr, shape, plan, flat);
+    else
+      detail::run_plan<std::int64_t>(out, ostr, shape, plan, flat);
+  });
 }
 
 }  // namespace cpu
@@ -4810,8 +6703,40 @@ struct assigner<Tensor<T, R>> {
     write(dst, e);
   }
 
+  template <class Plan>
+  static void run_copy(Dst& dst, const Plan& plan) {
+    cpu::run_elementwise(dst.data(), dst.strides(), dst.shape(), plan);
+  }
+
   template <class E>
   static void write(Dst& dst, const E& e) {
+    if constexpr (requires {
+                    e.rhs().accumulate_into(dst);
+                    e.lhs().data();
+                  }) {
+      // dst = dst + boundary (what dst += matmul(a, b) becomes): accumulate in the library call (beta = 1).
+      if constexpr (std::is_same_v<std::remove_cvref_t<decltype(e.op())>, ops::Add> &&
+                    std::is_same_v<std::remove_cvref_t<decltype(e.lhs())>, Dst> &&
+                    std::remove_cvref_t<decltype(e.rhs())>::rank == R) {
+        const auto& l = e.lhs();
+        if (l.data() == dst.data() && l.shape() == dst.shape() && l.strides() == dst.strides() &&
+            e.rhs().shape() == dst.shape()) {
+          e.rhs().accumulate_into(dst);
+          return;
+        }
+      }
+    }
+    if constexpr (boundary_expression<E>) {
+      // A node a Program has already evaluated into its slot is read, not evaluated again.
+      bool fused = false;  // a sum_to that is its operand this run has nothing in its slot
+      if constexpr (requires { e.materialised(); }) fused = !e.materialised();
+      if (const auto* slot = e.bound_slot(); slot && !fused) {
+        if constexpr (E::rank == R) {
+          if (slot->data() != dst.data()) run_copy(dst, lower_expr(*slot, dst.shape()));
+          return;
+        }
+      }
+    }
     if constexpr (E::rank == R && requires { e.eval_into(dst); }) {
       if (e.shape() == dst.shape()) {  // destination passing: a boundary node at the root writes directly
         e.eval_into(dst);
@@ -4865,6 +6790,575 @@ requires(!is_tensor_v<std::remove_cvref_t<E>>) std::ostream& operator<<(std::ost
 METAGRAD_NAMESPACE_END
 // end of <metagrad/backend/cpu/assign.hpp>
 // #include <metagrad/backend/cpu/elementwise.hpp> (inlined above)
+// #include <metagrad/backend/cpu/gemm.hpp>
+// metagrad/backend/cpu/gemm.hpp — dense matrix products on the CPU, C = alpha * op(A) * op(B) + beta * C on
+// row-major matrices, one at a time or strided-batched. A CBLAS (OpenBLAS) does the work when the build found
+// one (METAGRAD_WITH_BLAS); otherwise a built-in cache-blocked kernel does, and it stays callable as
+// builtin_gemm for benchmarks and tests. Include <metagrad/metagrad.hpp> instead.
+//
+// The built-in kernel is the Goto/BLIS scheme: op(B) is packed in slabs of KC x NC that stay in L2, op(A) in
+// blocks of MC x KC, both cut into micro-panels (MR rows of A, NR columns of B, stored k-major) so the
+// register-blocked micro-kernel reads two unit-stride streams whatever the transposes and leading dimensions.
+// The micro-kernel keeps an MR x NR tile of C in vector registers (GCC/Clang vector extensions, so one source
+// gives SSE2, AVX2 or AVX-512 code from whatever -m flags the program uses) and walks k, broadcasting one A
+// value per row against NR/width vectors of B. Threads take whole tiles of C.
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/backend/cpu/parallel.hpp> (inlined above)
+
+#if defined(METAGRAD_WITH_BLAS)
+#include <cblas.h>
+#endif
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cpu {
+
+namespace detail {
+
+// ---- micro-kernel geometry ------------------------------------------------------------------------------
+// The accumulators (MR x NV vectors), NV vectors of B and one broadcast A value must fit the register file,
+// or the tile spills and throughput halves: 12 x 2 + 3 of AVX-512's 32 registers; 6 x 2 + 3 of the 16 that
+// AVX2 and SSE2 have (SSE2 needs one more for the product, as it has no fused multiply-add).
+// Without AVX (x86-64's baseline SSE2), a broadcast from memory is a load, a shuffle and, SSE being
+// two-operand, a register copy; packing each A value already repeated across a vector makes it one load
+// (44 instead of 33 GFLOP/s in float on a Zen 4 core).
+#if defined(__GNUC__) || defined(__clang__)
+#if defined(__AVX512F__)
+inline constexpr int gemm_vector_bytes = 64;
+inline constexpr int gemm_mr = 12;
+#elif defined(__AVX__)
+inline constexpr int gemm_vector_bytes = 32;
+inline constexpr int gemm_mr = 6;
+#else
+inline constexpr int gemm_vector_bytes = 16;
+inline constexpr int gemm_mr = 6;
+#endif
+#if defined(__SSE2__) && !defined(__AVX__)
+inline constexpr bool gemm_splat_a = true;
+#else
+inline constexpr bool gemm_splat_a = false;
+#endif
+inline constexpr int gemm_nv = 2;
+
+template <class T>
+struct GemmVector;
+template <>
+struct GemmVector<float> {
+  typedef float type __attribute__((vector_size(gemm_vector_bytes)));
+};
+template <>
+struct GemmVector<double> {
+  typedef double type __attribute__((vector_size(gemm_vector_bytes)));
+};
+#else
+// No vector extensions (MSVC): a 4 x 4 tile of scalars, which the compiler may still vectorise.
+inline constexpr int gemm_mr = 4;
+inline constexpr int gemm_nv = 4;
+inline constexpr bool gemm_splat_a = false;
+template <class T>
+struct GemmVector {
+  using type = T;
+};
+#endif
+
+template <class T>
+struct GemmShape {
+  using V = typename GemmVector<T>::type;
+  static constexpr int vl = static_cast<int>(sizeof(V) / sizeof(T));  // lanes per vector
+  static constexpr int mr = gemm_mr;
+  static constexpr int nv = gemm_nv;
+  static constexpr int nr = nv * vl;
+  static constexpr int splat = gemm_splat_a ? vl : 1;  // copies of each packed A value
+  // KC: an A micro-panel (mr x KC, 12 KiB for AVX-512 floats) stays in L1 while every B micro-panel of the
+  // slab streams past it. NC: the packed slab of B (KC x NC, 256 KiB in float or double) stays in L2 while
+  // every A micro-panel of the block meets it. MC: the packed block of A (MC x KC, 1 MiB) is packed once per
+  // slice of K and read once per slab; it may sit in L3. Measured on Zen 4, 2048^3 floats: with the slab
+  // outermost instead (A repacked for every slab) the kernel lost 15%.
+  static constexpr index_t kc = sizeof(T) == 4 ? 256 : 128;
+  static constexpr index_t nc = (256 / nr) * nr;
+  static constexpr index_t mc = (1024 / splat / mr) * mr;
+};
+
+// The least work, in multiply-adds, worth a thread of its own: waking a team costs microseconds, as long as
+// a 64 x 64 x 64 product takes.
+inline constexpr double gemm_parallel_work = 262144.0;
+
+template <class V, class T>
+METAGRAD_INLINE V gemm_load(const T* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));  // any alignment; compiles to one vector load
+  return v;
+}
+template <class V, class T>
+METAGRAD_INLINE void gemm_store(T* p, const V& v) {
+  std::memcpy(p, &v, sizeof(V));
+}
+
+// The micro-kernel is compiled on its own: inlined into the blocking loops, GCC 12 allocated registers so that
+// every FMA took its B operand from memory (18 loads per k instead of 8), which cost a third of the speed.
+#if defined(__GNUC__) || defined(__clang__)
+#define METAGRAD_GEMM_NOINLINE __attribute__((noinline))
+#else
+#define METAGRAD_GEMM_NOINLINE
+#endif
+
+/// c[r * ldc + j] = alpha * sum_k a[(k * mr + r) * splat] * b[k * nr + j] + beta * c[r * ldc + j] for
+/// r < Rows and j < nr; beta == 0 writes without reading c. a and b are packed micro-panels. Rows < mr serves the last
+/// rows of C without computing (and discarding) the missing ones: with M = 1 that would be 12 times the work.
+template <class T, int Rows>
+METAGRAD_GEMM_NOINLINE void gemm_micro_kernel(index_t kc, const T* __restrict a, const T* __restrict b, T alpha, T beta,
+                                              T* __restrict c, index_t ldc) {
+  using S = GemmShape<T>;
+  using V = typename S::V;
+  constexpr int mr = Rows, nv = S::nv, vl = S::vl, nr = S::nr;
+  V acc[mr][nv];
+#if defined(__GNUC__) || defined(__clang__)
+  // C is read and written only after the k loop; fetching it now hides the miss (C often lives in L3).
+  for (int r = 0; r < mr; ++r)
+    for (int v = 0; v < nv; ++v) __builtin_prefetch(c + r * ldc + v * vl, 1);
+#endif
+  for (int r = 0; r < mr; ++r)
+    for (int v = 0; v < nv; ++v) acc[r][v] = V{};
+  for (index_t k = 0; k < kc; ++k, a += S::mr * S::splat, b += nr) {
+    V bv[nv];
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 4
+#endif
+    for (int v = 0; v < nv; ++v) bv[v] = gemm_load<V>(b + v * vl);
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 16
+#endif
+    for (int r = 0; r < mr; ++r) {
+      if constexpr (S::splat > 1) {
+        const V ar = gemm_load<V>(a + r * S::splat);
+        for (int v = 0; v < nv; ++v) acc[r][v] += ar * bv[v];
+      } else {
+        const T ar = a[r];
+        for (int v = 0; v < nv; ++v) acc[r][v] += ar * bv[v];
+      }
+    }
+  }
+  for (int r = 0; r < mr; ++r) {
+    T* row = c + r * ldc;
+    for (int v = 0; v < nv; ++v) {
+      if (beta == T(0))
+        gemm_store(row + v * vl, alpha * acc[r][v]);
+      else
+        gemm_store(row + v * vl, alpha * acc[r][v] + beta * gemm_load<V>(row + v * vl));
+    }
+  }
+}
+
+/// Packs op(A)[0, mc) x [0, kc) into micro-panels of mr rows, k-major: element (p*mr + r, k) goes to
+/// (p*mr*kc + k*mr + r) * splat, repeated splat times. The rows a last, short panel lacks are left unwritten;
+/// the micro-kernel for that many rows never reads them.
+template <class T>
+void gemm_pack_a(bool trans, index_t mc, index_t kc, const T* a, index_t lda, T* __restrict dst) {
+  constexpr int mr = GemmShape<T>::mr, sp = GemmShape<T>::splat;
+  for (index_t i0 = 0; i0 < mc; i0 += mr, dst += mr * sp * kc) {
+    const int rows = static_cast<int>(std::min<index_t>(mr, mc - i0));
+    if (trans) {  // op(A)(i, k) = a[k * lda + i]: each k is a contiguous run of rows
+      for (index_t k = 0; k < kc; ++k)
+        for (int r = 0; r < rows; ++r)
+          for (int l = 0; l < sp; ++l) dst[(k * mr + r) * sp + l] = a[k * lda + i0 + r];
+    } else {  // op(A)(i, k) = a[i * lda + k]: read each row once, write with stride mr (the panel is in L1)
+      for (int r = 0; r < rows; ++r) {
+        const T* src = a + (i0 + r) * lda;
+        for (index_t k = 0; k < kc; ++k)
+          for (int l = 0; l < sp; ++l) dst[(k * mr + r) * sp + l] = src[k];
+      }
+    }
+  }
+}
+
+/// Packs op(B)[0, kc) x [0, nc) into micro-panels of nr columns, k-major (panel q, element (k, q*nr + j) at
+/// q*nr*kc + k*nr + j). Columns past nc are zero: the micro-kernel computes them (into a scratch tile), and
+/// stale bits there could be signalling NaNs.
+template <class T>
+void gemm_pack_b(bool trans, index_t kc, index_t nc, const T* b, index_t ldb, T* __restrict dst) {
+  constexpr int nr = GemmShape<T>::nr;
+  for (index_t j0 = 0; j0 < nc; j0 += nr, dst += nr * kc) {
+    const int cols = static_cast<int>(std::min<index_t>(nr, nc - j0));
+    if (cols < nr) std::fill(dst, dst + nr * kc, T(0));
+    if (trans) {  // op(B)(k, j) = b[j * ldb + k]
+      for (int j = 0; j < cols; ++j) {
+        const T* src = b + (j0 + j) * ldb;
+        for (index_t k = 0; k < kc; ++k) dst[k * nr + j] = src[k];
+      }
+    } else if (cols == nr) {  // op(B)(k, j) = b[k * ldb + j]: whole rows of the panel at once
+      for (index_t k = 0; k < kc; ++k) std::memcpy(dst + k * nr, b + k * ldb + j0, sizeof(T) * nr);
+    } else {
+      for (index_t k = 0; k < kc; ++k)
+        for (int j = 0; j < cols; ++j) dst[k * nr + j] = b[k * ldb + j0 + j];
+    }
+  }
+}
+
+// Packing buffers, one per thread, grown only when too small: after the first product of a given size a
+// thread allocates nothing. OpenMP keeps its worker threads alive, so their buffers persist too.
+struct GemmScratch {
+  static constexpr std::size_t alignment = 64;
+  void* data = nullptr;
+  std::size_t bytes = 0;
+  GemmScratch() = default;
+  GemmScratch(const GemmScratch&) = delete;
+  GemmScratch& operator=(const GemmScratch&) = delete;
+  ~GemmScratch() {
+    if (data) ::operator delete (data, std::align_val_t{alignment});
+  }
+  void* reserve(std::size_t n) {
+    if (n > bytes) {
+      if (data) ::operator delete (data, std::align_val_t{alignment});
+      data = nullptr;
+      bytes = 0;
+      data = ::operator new (n, std::align_val_t{alignment});
+      bytes = n;
+    }
+    return data;
+  }
+};
+inline GemmScratch& gemm_scratch() {
+  thread_local GemmScratch s;
+  return s;
+}
+
+// Splits [0, n) into ceil(n / step) nearly equal blocks, each a multiple of `unit`: a K of 300 runs as
+// 152 + 148, not 256 + 44, so no block is left with too little work to hide the kernel's fixed cost.
+inline index_t gemm_balanced_step(index_t n, index_t step, index_t unit) {
+  const index_t blocks = (n + step - 1) / step;
+  const index_t even = (n + blocks - 1) / blocks;
+  return std::min(step, (even + unit - 1) / unit * unit);
+}
+
+/// C = beta * C over M x N (beta == 0 writes zeros without reading C).
+template <class T>
+void gemm_scale(index_t M, index_t N, T beta, T* C, index_t ldc) {
+  if (beta == T(1) || M == 0 || N == 0) return;
+  parallel_for(
+      M,
+      [&](index_t i0, index_t i1) {
+        for (index_t i = i0; i < i1; ++i) {
+          T* row = C + i * ldc;
+          if (beta == T(0))
+            std::fill(row, row + N, T(0));
+          else
+            for (index_t j = 0; j < N; ++j) row[j] *= beta;
+        }
+      },
+      N, 1);
+}
+
+template <class T>
+using GemmKernel = void (*)(index_t, const T*, const T*, T, T, T*, index_t);
+
+// gemm_micro_kernel<T, 1> ... <T, mr>, indexed by rows - 1.
+template <class T, std::size_t... I>
+constexpr std::array<GemmKernel<T>, sizeof...(I)> gemm_kernels(std::index_sequence<I...>) {
+  return {&gemm_micro_kernel<T, static_cast<int>(I) + 1>...};
+}
+
+/// The built-in kernel over the tile rows [i0, i1) x columns [j0, j1) of C, on the calling thread.
+/// @pre K > 0; the arguments were checked.
+template <class T>
+void gemm_tile(bool trans_a, bool trans_b, index_t i0, index_t i1, index_t j0, index_t j1, index_t K, T alpha,
+               const T* A, index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc) {
+  using S = GemmShape<T>;
+  constexpr int mr = S::mr, nr = S::nr;
+  const index_t kc_step = gemm_balanced_step(K, S::kc, 8);
+  const index_t nc_step = gemm_balanced_step(j1 - j0, S::nc, nr);
+  const index_t mc_step = gemm_balanced_step(i1 - i0, S::mc, mr);
+  const index_t a_elems = (mc_step + mr - 1) / mr * mr * kc_step * S::splat;
+  const index_t b_elems = (nc_step + nr - 1) / nr * nr * kc_step;
+  const std::size_t a_bytes = (sizeof(T) * a_elems + 63) / 64 * 64;
+  char* buf = static_cast<char*>(gemm_scratch().reserve(a_bytes + sizeof(T) * b_elems));
+  T* ap = reinterpret_cast<T*>(buf);
+  T* bp = reinterpret_cast<T*>(buf + a_bytes);
+  alignas(64) T edge[mr * nr];
+  static constexpr auto kernels = gemm_kernels<T>(std::make_index_sequence<mr>{});
+
+  for (index_t ic = i0; ic < i1; ic += mc_step) {
+    const index_t mc = std::min(mc_step, i1 - ic);
+    for (index_t pc = 0; pc < K; pc += kc_step) {
+      const index_t kc = std::min(kc_step, K - pc);
+      // Later slices of K add onto what the first one stored.
+      const T beta_k = pc == 0 ? beta : T(1);
+      gemm_pack_a(trans_a, mc, kc, trans_a ? A + pc * lda + ic : A + ic * lda + pc, lda, ap);
+      for (index_t jc = j0; jc < j1; jc += nc_step) {
+        const index_t nc = std::min(nc_step, j1 - jc);
+        gemm_pack_b(trans_b, kc, nc, trans_b ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, bp);
+        for (index_t ir = 0; ir < mc; ir += mr) {
+          const T* a_panel = ap + ir * kc * S::splat;
+          const index_t rows = std::min<index_t>(mr, mc - ir);
+          for (index_t jr = 0; jr < nc; jr += nr) {
+            const T* b_panel = bp + jr * kc;
+            const index_t cols = std::min<index_t>(nr, nc - jr);
+            T* c = C + (ic + ir) * ldc + jc + jr;
+            if (rows == mr && cols == nr) {
+              gemm_micro_kernel<T, mr>(kc, a_panel, b_panel, alpha, beta_k, c, ldc);
+            } else if (cols == nr) {
+              kernels[rows - 1](kc, a_panel, b_panel, alpha, beta_k, c, ldc);
+            } else {  // the last columns: the rows' full width into a buffer, then the columns that exist
+              kernels[rows - 1](kc, a_panel, b_panel, T(1), T(0), edge, nr);
+              for (index_t r = 0; r < rows; ++r)
+                for (index_t j = 0; j < cols; ++j) {
+                  T& out = c[r * ldc + j];
+                  out = beta_k == T(0) ? alpha * edge[r * nr + j] : alpha * edge[r * nr + j] + beta_k * out;
+                }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/// The built-in kernel over all of C, on up to `threads` threads, each computing whole tiles of C.
+/// @pre M, N, K > 0; the arguments were checked.
+template <class T>
+void gemm_builtin_run(int threads, bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A,
+                      index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc) {
+  using S = GemmShape<T>;
+  const index_t mu = (M + S::mr - 1) / S::mr, nu = (N + S::nr - 1) / S::nr;  // micro-tiles per side
+  // A gm x gn grid with one tile per thread, as square as the micro-tiles allow: each thread packs the
+  // parts of A and B its tile needs, and a square tile does the most multiply-adds per element packed.
+  index_t gm = 1, gn = 1;
+  for (int t = threads; t > 1 && gm * gn == 1; --t) {
+    double best = 0;
+    for (index_t m = 1; m <= t; ++m) {
+      if (t % m != 0 || m > mu || t / m > nu) continue;
+      const double rows = static_cast<double>((mu + m - 1) / m * S::mr);
+      const double cols = static_cast<double>((nu + t / m - 1) / (t / m) * S::nr);
+      const double score = rows * cols / (rows + cols);
+      if (score > best) best = score, gm = m, gn = t / m;
+    }
+  }
+  if (gm * gn == 1) {
+    gemm_tile(trans_a, trans_b, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  const index_t tile_m = (mu + gm - 1) / gm * S::mr, tile_n = (nu + gn - 1) / gn * S::nr;
+  // One tile per block: a weight of parallel_grain makes parallel_for hand each thread exactly one.
+  parallel_for(
+      gm * gn,
+      [&](index_t t0, index_t t1) {
+        for (index_t t = t0; t < t1; ++t) {
+          const index_t i0 = (t / gn) * tile_m, j0 = (t % gn) * tile_n;
+          if (i0 >= M || j0 >= N) continue;
+          gemm_tile(trans_a, trans_b, i0, std::min(M, i0 + tile_m), j0, std::min(N, j0 + tile_n), K, alpha, A, lda, B,
+                    ldb, beta, C, ldc);
+        }
+      },
+      parallel_grain, 1);
+}
+
+/// Threads a product of `work` multiply-adds may use: at least gemm_parallel_work each, and one inside a
+/// parallel region (nested teams would only add overhead).
+inline int gemm_threads(double work) {
+  if (work < 2 * gemm_parallel_work) return 1;
+#if defined(_OPENMP)
+  if (omp_in_parallel()) return 1;
+#endif
+  return static_cast<int>(std::min<double>(num_threads(), work / gemm_parallel_work));
+}
+
+// Whether batch items of `work` multiply-adds each go to one thread, side by side: those too small for more
+// than one thread each. OpenBLAS runs products of at most 2^18 multiply-adds on the calling thread
+// (SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD in its interface/gemm.c); a larger call would start its
+// own threads under ours, so with CBLAS only those go side by side.
+inline bool gemm_batch_side_by_side(double work) {
+#if defined(METAGRAD_WITH_BLAS)
+  return work <= gemm_parallel_work;
+#else
+  return work < 2 * gemm_parallel_work;
+#endif
+}
+
+inline std::string gemm_sizes(index_t M, index_t N, index_t K, bool trans_a, bool trans_b) {
+  return "(M = " + std::to_string(M) + ", N = " + std::to_string(N) + ", K = " + std::to_string(K) +
+         ", trans_a = " + (trans_a ? "true" : "false") + ", trans_b = " + (trans_b ? "true" : "false") + ")";
+}
+
+// Checks one stored operand: `rows` x `cols` as stored, row stride `ld`. BLAS asks ld >= max(1, cols) even
+// of empty matrices; here an empty operand may have any ld (a 4 x 0 tensor naturally has row stride 0), and
+// the BLAS call is skipped for it.
+inline void gemm_check_ld(const char* name, index_t rows, index_t cols, index_t ld, index_t M, index_t N, index_t K,
+                          bool trans_a, bool trans_b) {
+  if (rows > 0 && cols > 0 && ld < cols)
+    throw error(std::string("matmul: leading dimension ld") + name + " = " + std::to_string(ld) +
+                " is smaller than the " + std::to_string(cols) + " columns of " +
+                static_cast<char>(name[0] - 'a' + 'A') + " as stored " + gemm_sizes(M, N, K, trans_a, trans_b));
+}
+
+inline void gemm_check(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, index_t lda, index_t ldb,
+                       index_t ldc) {
+  if (M < 0 || N < 0 || K < 0) throw error("matmul: negative matrix size " + gemm_sizes(M, N, K, trans_a, trans_b));
+  gemm_check_ld("a", trans_a ? K : M, trans_a ? M : K, lda, M, N, K, trans_a, trans_b);
+  gemm_check_ld("b", trans_b ? N : K, trans_b ? K : N, ldb, M, N, K, trans_a, trans_b);
+  gemm_check_ld("c", M, N, ldc, M, N, K, trans_a, trans_b);
+}
+
+template <class T>
+constexpr void gemm_check_type() {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                "metagrad::cpu::gemm: matrix products are implemented for float and double only");
+}
+
+#if defined(METAGRAD_WITH_BLAS)
+inline bool gemm_fits_blas_int(index_t M, index_t N, index_t K, index_t lda, index_t ldb, index_t ldc) {
+  constexpr index_t lim = std::numeric_limits<int>::max();
+  return M <= lim && N <= lim && K <= lim && lda <= lim && ldb <= lim && ldc <= lim;
+}
+
+/// One CBLAS call. @pre M, N, K > 0 and the leading dimensions are valid for BLAS.
+template <class T>
+void gemm_cblas(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A, index_t lda,
+                const T* B, index_t ldb, T beta, T* C, index_t ldc) {
+  // A single row or column may carry any stride here, but BLAS checks ld >= columns regardless.
+  const index_t ca = trans_a ? M : K, cb = trans_b ? K : N;
+  lda = std::max(lda, ca);
+  ldb = std::max(ldb, cb);
+  ldc = std::max(ldc, N);
+  const auto ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
+  if constexpr (std::is_same_v<T, float>)
+    cblas_sgemm(CblasRowMajor, ta, tb, static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, A,
+                static_cast<int>(lda), B, static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
+  else
+    cblas_dgemm(CblasRowMajor, ta, tb, static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, A,
+                static_cast<int>(lda), B, static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
+}
+#endif
+
+}  // namespace detail
+
+/// C = alpha * op(A) * op(B) + beta * C with the built-in kernel, whether or not the build has a CBLAS
+/// (for benchmarks and tests). Same contract as gemm().
+template <class T>
+void builtin_gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A, index_t lda,
+                  const T* B, index_t ldb, T beta, T* C, index_t ldc) {
+  detail::gemm_check_type<T>();
+  detail::gemm_check(trans_a, trans_b, M, N, K, lda, ldb, ldc);
+  if (M == 0 || N == 0) return;
+  // As in BLAS, alpha == 0 does not read A or B.
+  if (K == 0 || alpha == T(0)) return detail::gemm_scale(M, N, beta, C, ldc);
+  const double work = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  detail::gemm_builtin_run(detail::gemm_threads(work), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/// C = alpha * op(A) * op(B) + beta * C on row-major matrices, where op(X) is X or its transpose.
+///
+/// op(A) is M x K, op(B) is K x N, C is M x N. lda, ldb and ldc are the row strides (in elements) of the
+/// matrices as stored: A is stored M x K, or K x M when trans_a; B is stored K x N, or N x K when trans_b.
+/// beta == 0 makes C write-only (NaN or infinity already in C does not propagate) and alpha == 0 reads
+/// neither A nor B, as in BLAS. K == 0 gives C = beta * C. Runs CBLAS (cblas_sgemm / cblas_dgemm) when the
+/// build defines METAGRAD_WITH_BLAS, the built-in kernel otherwise; both use the CPU threads
+/// (set_num_threads for the built-in kernel, the BLAS library's own setting for CBLAS).
+/// @pre T is float or double (a static_assert says so otherwise); C does not overlap A or B.
+/// @throws metagrad::error naming "matmul" and the sizes when a size is negative or a leading dimension is
+///         smaller than the columns of its non-empty matrix as stored.
+template <class T>
+void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A, index_t lda, const T* B,
+          index_t ldb, T beta, T* C, index_t ldc) {
+  detail::gemm_check_type<T>();
+#if defined(METAGRAD_WITH_BLAS)
+  detail::gemm_check(trans_a, trans_b, M, N, K, lda, ldb, ldc);
+  if (M == 0 || N == 0) return;
+  if (K == 0 || alpha == T(0)) return detail::gemm_scale(M, N, beta, C, ldc);
+  if (detail::gemm_fits_blas_int(M, N, K, lda, ldb, ldc))
+    return detail::gemm_cblas(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
+  builtin_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/// gemm() over `batch` independent products: item b reads A + b * stride_a and B + b * stride_b and updates
+/// C + b * stride_c (strides in elements). A stride of 0 for A or B broadcasts one matrix to every item.
+/// Each item is computed exactly as gemm() would compute it alone. Items too small to use several threads
+/// each (up to about 2^18 multiply-adds, 64^3) run side by side on the CPU threads; larger ones run one
+/// after another, each threaded.
+/// @pre as gemm(); the batch items of C do not overlap one another.
+/// @throws metagrad::error as gemm(), and for a negative batch or stride_c == 0 with batch > 1 (every item
+///         would write the same matrix).
+template <class T>
+void gemm_batched(index_t batch, bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A,
+                  index_t lda, index_t stride_a, const T* B, index_t ldb, index_t stride_b, T beta, T* C, index_t ldc,
+                  index_t stride_c) {
+  detail::gemm_check_type<T>();
+  detail::gemm_check(trans_a, trans_b, M, N, K, lda, ldb, ldc);
+  if (batch < 0) throw error("matmul: negative batch size " + std::to_string(batch));
+  if (batch == 0 || M == 0 || N == 0) return;
+  if (batch > 1 && stride_c == 0)
+    throw error("matmul: batched output with stride 0 would have every item of the batch of " + std::to_string(batch) +
+                " write the same matrix " + detail::gemm_sizes(M, N, K, trans_a, trans_b));
+  const double work = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  if (!detail::gemm_batch_side_by_side(work) || K == 0 || alpha == T(0)) {
+    for (index_t b = 0; b < batch; ++b)
+      gemm(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b, ldb, beta, C + b * stride_c, ldc);
+    return;
+  }
+  // Concurrent calls into OpenBLAS are safe: its threaded builds lock the pool its buffers come from.
+  const index_t weight = std::max<index_t>(1, static_cast<index_t>(work) / 8);
+  parallel_for(
+      batch,
+      [&](index_t b0, index_t b1) {
+        for (index_t b = b0; b < b1; ++b) {
+          const T* a = A + b * stride_a;
+          const T* bm = B + b * stride_b;
+          T* c = C + b * stride_c;
+#if defined(METAGRAD_WITH_BLAS)
+          if (detail::gemm_fits_blas_int(M, N, K, lda, ldb, ldc)) {
+            detail::gemm_cblas(trans_a, trans_b, M, N, K, alpha, a, lda, bm, ldb, beta, c, ldc);
+            continue;
+          }
+#endif
+          detail::gemm_builtin_run(1, trans_a, trans_b, M, N, K, alpha, a, lda, bm, ldb, beta, c, ldc);
+        }
+      },
+      weight, 1);
+}
+
+}  // namespace cpu
+METAGRAD_NAMESPACE_END
+
+#undef METAGRAD_GEMM_NOINLINE
+// end of <metagrad/backend/cpu/gemm.hpp>
+// #include <metagrad/backend/cpu/matmul.hpp>
+// metagrad/backend/cpu/matmul.hpp — the CPU answers to the hooks of boundary nodes in expr/: run_gemm (one
+// strided-batched GEMM, through cpu::gemm_batched: CBLAS when found, else the built-in kernel) and run_fill
+// (a plan evaluated into a buffer). Include <metagrad/metagrad.hpp> instead.
+
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/matmul.hpp> (inlined above)
+// #include <metagrad/backend/cpu/elementwise.hpp> (inlined above)
+// #include <metagrad/backend/cpu/gemm.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+/// Runs one GemmCall on the CPU.
+template <class T>
+void run_gemm(const GemmCall<T>& c) {
+  cpu::gemm_batched<T>(c.batch, c.trans_a, c.trans_b, c.m, c.n, c.k, c.alpha, c.a, c.lda, c.stride_a, c.b, c.ldb,
+                       c.stride_b, c.beta, c.c, c.ldc, c.stride_c);
+}
+
+/// Evaluates `plan` (lowered at `shape`) into out.
+template <class T, int R, class Plan>
+void run_fill(T* out, const Strides<R>& strides, const Shape<R>& shape, const Plan& plan) {
+  cpu::run_elementwise(out, strides, shape, plan);
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/backend/cpu/matmul.hpp>
 // #include <metagrad/backend/cpu/parallel.hpp> (inlined above)
 // #include <metagrad/backend/cpu/reduce.hpp>
 // metagrad/backend/cpu/reduce.hpp — the CPU driver of reductions over any set of axes, with the
@@ -4899,6 +7393,17 @@ auto reduce_run(const Red& red, index_t n, Get&& get) {
   Acc lanes[reduce_lanes];
   for (int k = 0; k < reduce_lanes; ++k) lanes[k] = red.template init<T>();
   index_t r = 0;
+  // The fused input is first evaluated a chunk at a time into an L1-resident buffer: that loop is the
+  // plain elementwise loop, which vectorises however heavy the math, where interleaving it with the
+  // accumulator updates does not. Summing the buffer is then cheap.
+  constexpr index_t chunk = 512;
+  T buf[chunk];
+  for (; r + chunk <= n; r += chunk) {
+    METAGRAD_SIMD_LOOP
+    for (index_t j = 0; j < chunk; ++j) buf[j] = get(r + j);
+    for (index_t j = 0; j < chunk; j += reduce_lanes)
+      for (int k = 0; k < reduce_lanes; ++k) red.template add<T>(lanes[k], buf[j + k], r + j + k);
+  }
   for (; r + reduce_lanes <= n; r += reduce_lanes)
     for (int k = 0; k < reduce_lanes; ++k) red.template add<T>(lanes[k], get(r + k), r + k);
   for (; r < n; ++r) red.template add<T>(lanes[r % reduce_lanes], get(r), r);
@@ -4952,8 +7457,13 @@ void reduce(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bo
     if (M == 1) {
       // One result: split the range over threads, merge the partials in order (deterministic).
       const int chunks = static_cast<int>(std::min<index_t>(num_threads(), (N + parallel_grain - 1) / parallel_grain));
-      std::vector<detail::AccCell<Acc>> part(static_cast<std::size_t>(chunks > 0 ? chunks : 1),
-                                             {red.template init<T>()});
+      // Partials live on the stack for any sane thread count (steady-state runs must not allocate).
+      const std::size_t nparts = static_cast<std::size_t>(chunks > 0 ? chunks : 1);
+      detail::AccCell<Acc> small[64];
+      std::vector<detail::AccCell<Acc>> big;
+      if (nparts > 64) big.resize(nparts);
+      detail::AccCell<Acc>* part = nparts > 64 ? big.data() : small;
+      for (std::size_t c = 0; c < nparts; ++c) part[c].a = red.template init<T>();
       parallel_for(
           chunks,
           [&](index_t cb, index_t ce) {
@@ -4967,7 +7477,7 @@ void reduce(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bo
           },
           parallel_grain, 1);
       Acc acc = part[0].a;
-      for (std::size_t c = 1; c < part.size(); ++c) acc = red.template merge<T>(acc, part[c].a);
+      for (std::size_t c = 1; c < nparts; ++c) acc = red.template merge<T>(acc, part[c].a);
       out[0] = static_cast<Out>(red.template finish<T>(acc, N));
       return;
     }
@@ -4989,11 +7499,53 @@ void reduce(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bo
     parallel_for(
         M,
         [&](index_t mb, index_t me) {
-          std::vector<detail::AccCell<Acc>> acc(static_cast<std::size_t>(me - mb), {red.template init<T>()});
+          // Per-thread scratch that only grows, so steady-state runs allocate nothing.
+          thread_local std::vector<detail::AccCell<Acc>> acc;
+          if (acc.size() < static_cast<std::size_t>(me - mb)) acc.resize(static_cast<std::size_t>(me - mb));
+          for (index_t m = mb; m < me; ++m) acc[static_cast<std::size_t>(m - mb)].a = red.template init<T>();
           for (index_t r = 0; r < N; ++r) {
             const index_t base = r * M;
             for (index_t m = mb; m < me; ++m)
               red.template add<T>(acc[static_cast<std::size_t>(m - mb)].a, plan.flat(base + m), r);
+          }
+          for (index_t m = mb; m < me; ++m)
+            out[out_offset(m)] = static_cast<Out>(red.template finish<T>(acc[static_cast<std::size_t>(m - mb)].a, N));
+        },
+        N);
+    return;
+  }
+
+  if (prefix && N > 1) {
+    // Reduced axes leading, input not flat (a broadcast or a view inside it): walk the input in row-major
+    // order through multi-indices, rows of reduced positions outside, kept positions inside, so that the
+    // reads stay sequential and each output keeps one accumulator (not a column walk per output).
+    int nred = 0;
+    for (int d = 0; d < R; ++d) nred += reduce[d] ? 1 : 0;
+    parallel_for(
+        M,
+        [&](index_t mb, index_t me) {
+          thread_local std::vector<detail::AccCell<Acc>> acc;
+          if (acc.size() < static_cast<std::size_t>(me - mb)) acc.resize(static_cast<std::size_t>(me - mb));
+          for (index_t m = mb; m < me; ++m) acc[static_cast<std::size_t>(m - mb)].a = red.template init<T>();
+          Array<index_t, R> idx{};
+          for (index_t r = 0; r < N; ++r) {
+            index_t rem = r;
+            for (int d = nred - 1; d >= 0; --d) {
+              idx[d] = rem % in[d];
+              rem /= in[d];
+            }
+            rem = mb;
+            for (int d = R - 1; d >= nred; --d) {
+              idx[d] = rem % in[d];
+              rem /= in[d];
+            }
+            for (index_t m = mb; m < me; ++m) {
+              red.template add<T>(acc[static_cast<std::size_t>(m - mb)].a, plan.at(idx), r);
+              for (int d = R - 1; d >= nred; --d) {  // odometer over the kept axes
+                if (++idx[d] < in[d]) break;
+                idx[d] = 0;
+              }
+            }
           }
           for (index_t m = mb; m < me; ++m)
             out[out_offset(m)] = static_cast<Out>(red.template finish<T>(acc[static_cast<std::size_t>(m - mb)].a, N));
@@ -5037,7 +7589,7 @@ void reduce(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bo
 template <class Red, class Plan, class Out, int R>
 void run_reduction(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bool, R>& reduce, Out* out,
                    const Strides<R>& out_strides) {
-  cpu::reduce(red, plan, in, reduce, out, out_strides);
+  with_static_plan(plan, [&](const auto& p) { cpu::reduce(red, p, in, reduce, out, out_strides); });
 }
 
 METAGRAD_NAMESPACE_END
@@ -5045,6 +7597,693 @@ METAGRAD_NAMESPACE_END
 // end of <metagrad/backend/cpu.hpp>
 // #include <metagrad/core.hpp> (inlined above)
 // #include <metagrad/expr.hpp> (inlined above)
+// #include <metagrad/graph.hpp>
+// metagrad/graph.hpp — umbrella of the graph layer: compile(outputs...) and Program (boundary collection,
+// type-identity deduplication, ordering, liveness and buffer slots at compile time; allocation-free runs).
+
+// #include <metagrad/autodiff.hpp> (inlined above)
+// #include <metagrad/graph/plan.hpp>
+// metagrad/graph/plan.hpp — the compile-time half of compile(): the boundary nodes of a set of output
+// expressions collected from their types, duplicates removed by type identity, in an order where every node
+// comes after the nodes it reads (post-order), each node's last use, and the buffer slot each node's result
+// lives in (nodes whose lifetimes do not overlap share a slot). All of it is constexpr data computed from the
+// types. Include <metagrad/graph.hpp> instead.
+
+#include <array>
+#include <cstddef>
+#include <tuple>
+#include <type_traits>
+
+// #include <metagrad/autodiff/grad.hpp> (inlined above)
+// #include <metagrad/expr/node.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace graph {
+
+template <class... T>
+struct TypeList {
+  static constexpr std::size_t size = sizeof...(T);
+};
+
+namespace detail {
+using metagrad::detail::children_t;
+
+template <class... L>
+struct concat;
+template <>
+struct concat<> {
+  using type = TypeList<>;
+};
+template <class... A>
+struct concat<TypeList<A...>> {
+  using type = TypeList<A...>;
+};
+template <class... A, class... B, class... Rest>
+struct concat<TypeList<A...>, TypeList<B...>, Rest...> {
+  using type = typename concat<TypeList<A..., B...>, Rest...>::type;
+};
+template <class... L>
+using concat_t = typename concat<L...>::type;
+
+template <class T, class List>
+struct contains;
+template <class T, class... U>
+struct contains<T, TypeList<U...>> : std::bool_constant<(std::is_same_v<T, U> || ...)> {};
+
+template <class Done, class Todo>
+struct unique_impl;
+template <class Done>
+struct unique_impl<Done, TypeList<>> {
+  using type = Done;
+};
+template <class... D, class T, class... R>
+struct unique_impl<TypeList<D...>, TypeList<T, R...>> {
+  using type =
+      typename unique_impl<std::conditional_t<contains<T, TypeList<D...>>::value, TypeList<D...>, TypeList<D..., T>>,
+                           TypeList<R...>>::type;
+};
+/// The list without repeats, in order of first occurrence.
+template <class List>
+using unique_t = typename unique_impl<TypeList<>, List>::type;
+
+template <class T, class List>
+struct index_of;
+template <class T, class... U>
+struct index_of<T, TypeList<T, U...>> : std::integral_constant<std::size_t, 0> {};
+template <class T, class V, class... U>
+struct index_of<T, TypeList<V, U...>> : std::integral_constant<std::size_t, 1 + index_of<T, TypeList<U...>>::value> {};
+
+template <class E>
+inline constexpr bool is_boundary_v = boundary_expression<E>;
+
+template <class Tuple>
+struct boundaries_in;
+/// Every boundary node type under E (E included), children before parents, with repeats.
+template <class E>
+using boundaries_t = concat_t<typename boundaries_in<children_t<E>>::type,
+                              std::conditional_t<is_boundary_v<E>, TypeList<E>, TypeList<>>>;
+template <class... C>
+struct boundaries_in<std::tuple<C...>> {
+  using type = concat_t<TypeList<>, boundaries_t<std::remove_cvref_t<C>>...>;
+};
+
+template <class Tuple>
+struct direct_in;
+/// The boundary nodes E's own evaluation reads: those under its children, not under another boundary.
+template <class E>
+struct direct_of {
+  using type = typename direct_in<children_t<E>>::type;
+};
+template <class C>
+using direct_child_t = std::conditional_t<is_boundary_v<C>, TypeList<C>, typename direct_of<C>::type>;
+template <class... C>
+struct direct_in<std::tuple<C...>> {
+  using type = concat_t<TypeList<>, direct_child_t<std::remove_cvref_t<C>>...>;
+};
+}  // namespace detail
+
+namespace detail {
+inline constexpr std::size_t none = static_cast<std::size_t>(-1);
+
+template <class List>
+struct to_tuple;
+template <class... G>
+struct to_tuple<TypeList<G...>> {
+  using type = std::tuple<G...>;
+};
+
+template <class Groups, class List>
+struct indices;
+template <class Groups, class... G>
+struct indices<Groups, TypeList<G...>> {
+  static constexpr std::array<std::size_t, sizeof...(G)> value{index_of<G, Groups>::value...};
+};
+
+// The groups the evaluation of E reads: E itself when it is a boundary (an output that is one), else the
+// boundaries directly under it.
+template <class Groups, class E>
+constexpr auto reads_of() {
+  if constexpr (is_boundary_v<E>)
+    return indices<Groups, TypeList<E>>::value;
+  else
+    return indices<Groups, typename direct_of<E>::type>::value;
+}
+
+template <class G>
+constexpr bool always_materialised() {
+  if constexpr (requires { G::always_materialised; })
+    return G::always_materialised;
+  else
+    return true;
+}
+
+/// Everything the plan derives from the group types, as plain arrays (indices are group numbers unless a
+/// name says step).
+template <std::size_t N>
+struct Schedule {
+  std::array<std::size_t, N> order{};     // order[step]: the group evaluated at that step
+  std::array<std::size_t, N> step_of{};   // step_of[group]
+  std::array<std::size_t, N> last_use{};  // last_use[group]: the last step reading it (N: outputs; none: unread)
+  std::array<std::size_t, N> output_of{};
+  std::array<std::size_t, N> slot_of{};
+  std::size_t slots = 0;
+};
+
+template <class Groups, class... Outs, std::size_t... I>
+constexpr auto schedule(TypeList<Outs...>, std::index_sequence<I...>) {
+  constexpr std::size_t N = Groups::size;
+  using GT = typename to_tuple<Groups>::type;
+  Schedule<N> sc{};
+  std::array<std::array<bool, N>, N> reads{};  // reads[g][r]: group g's evaluation reads group r
+  (
+      [&] {
+        for (std::size_t r : indices<Groups, typename direct_of<std::tuple_element_t<I, GT>>::type>::value)
+          reads[I][r] = true;
+      }(),
+      ...);
+  std::array<bool, N> by_output{};
+  (
+      [&] {
+        for (std::size_t r : reads_of<Groups, Outs>()) by_output[r] = true;
+      }(),
+      ...);
+  // A node that may be fused into its readers at run time (sum_to of equal ranks) reads its own inputs
+  // wherever it is read; for lifetimes, its readers read them too.
+  constexpr std::array<bool, N> may_fuse{!always_materialised<std::tuple_element_t<I, GT>>()...};
+  for (std::size_t g = N; g-- > 0;)
+    if (may_fuse[g])
+      for (std::size_t r = 0; r < N; ++r)
+        if (reads[g][r]) {
+          by_output[r] = by_output[r] || by_output[g];
+          for (std::size_t h = 0; h < N; ++h)
+            if (reads[h][g]) reads[h][r] = true;
+        }
+
+  // List scheduling: of the nodes whose inputs are ready, take the one that ends the most lifetimes (it is
+  // the last reader of the most results), so that a backward pass consumes forward results soon after its
+  // adjoints exist; ties go to the earliest in post-order (the order the expressions were written in).
+  std::array<std::size_t, N> readers_left{};
+  for (std::size_t g = 0; g < N; ++g)
+    for (std::size_t r = 0; r < N; ++r)
+      if (reads[g][r]) ++readers_left[r];
+  std::array<bool, N> done{};
+  for (std::size_t step = 0; step < N; ++step) {
+    std::size_t best = none;
+    int best_score = -1;
+    for (std::size_t g = 0; g < N; ++g) {
+      if (done[g]) continue;
+      bool ready = true;
+      int score = 0;
+      for (std::size_t r = 0; r < N; ++r)
+        if (reads[g][r]) {
+          ready = ready && done[r];
+          score += readers_left[r] == 1 && !by_output[r] ? 1 : 0;
+        }
+      if (ready && score > best_score) {
+        best = g;
+        best_score = score;
+      }
+    }
+    done[best] = true;
+    sc.order[step] = best;
+    sc.step_of[best] = step;
+    for (std::size_t r = 0; r < N; ++r)
+      if (reads[best][r]) --readers_left[r];
+  }
+
+  for (std::size_t g = 0; g < N; ++g) {
+    sc.last_use[g] = by_output[g] ? N : none;
+    if (!by_output[g])
+      for (std::size_t h = 0; h < N; ++h)
+        if (reads[h][g] && (sc.last_use[g] == none || sc.step_of[h] > sc.last_use[g])) sc.last_use[g] = sc.step_of[h];
+  }
+
+  for (auto& o : sc.output_of) o = none;
+  std::size_t k = 0;
+  (
+      [&] {
+        if constexpr (is_boundary_v<Outs>) {
+          const std::size_t g = index_of<Outs, Groups>::value;
+          if (sc.output_of[g] == none) sc.output_of[g] = k;
+        }
+        ++k;
+      }(),
+      ...);
+
+  // Greedy interval colouring in step order: a slot is free again once the step that last reads its holder
+  // is done (not during that step: the node computed then may still be reading it).
+  std::array<std::size_t, N + 1> free_after{};
+  for (std::size_t step = 0; step < N; ++step) {
+    const std::size_t g = sc.order[step];
+    if (sc.output_of[g] != none) {
+      sc.slot_of[g] = none;
+      continue;
+    }
+    std::size_t pick = none;
+    for (std::size_t j = 0; j < sc.slots && pick == none; ++j)
+      if (free_after[j] < step) pick = j;
+    if (pick == none) pick = sc.slots++;
+    sc.slot_of[g] = pick;
+    free_after[pick] = sc.last_use[g] == none ? step : sc.last_use[g];
+  }
+  return sc;
+}
+}  // namespace detail
+
+/// The plan of a set of outputs, all of it compile-time constants.
+template <class... Outs>
+struct Plan {
+  /// The distinct boundary node types (group numbers index this list, in post-order).
+  using groups = detail::unique_t<detail::concat_t<TypeList<>, detail::boundaries_t<Outs>...>>;
+  using group_tuple = typename detail::to_tuple<groups>::type;
+  static constexpr std::size_t num_groups = groups::size;
+  static constexpr std::size_t num_outputs = sizeof...(Outs);
+  static constexpr std::size_t none = detail::none;
+
+ private:
+  static constexpr detail::Schedule<num_groups> s_ =
+      detail::schedule<groups>(TypeList<Outs...>{}, std::make_index_sequence<num_groups>{});
+
+ public:
+  /// order[step]: the group evaluated at each step (every group after the groups it reads).
+  static constexpr std::array<std::size_t, num_groups> order = s_.order;
+  /// step_of[g]: the step at which group g is evaluated.
+  static constexpr std::array<std::size_t, num_groups> step_of = s_.step_of;
+  /// last_use[g]: the last step that reads group g's result (num_groups: an output; none: nothing does).
+  static constexpr std::array<std::size_t, num_groups> last_use = s_.last_use;
+  /// output_of[g]: the output whose root is group g (its result is written straight into it), or none.
+  static constexpr std::array<std::size_t, num_groups> output_of = s_.output_of;
+  /// slot_of[g]: the buffer slot holding group g's result (none for a group written into an output).
+  static constexpr std::array<std::size_t, num_groups> slot_of = s_.slot_of;
+  static constexpr std::size_t num_slots = s_.slots;
+};
+
+}  // namespace graph
+METAGRAD_NAMESPACE_END
+// end of <metagrad/graph/plan.hpp>
+// #include <metagrad/graph/program.hpp>
+// metagrad/graph/program.hpp — compile(outputs...) and the Program it returns. The Program owns copies of
+// the output expressions and runs the compile-time Plan (graph/plan.hpp): every boundary node type once, in
+// order, into its buffer slot (or straight into the output it is the root of), then the fused elementwise
+// outputs. Slots are sized on the first run and reused; later runs with the same shapes allocate nothing.
+// Include <metagrad/graph.hpp> instead.
+
+#include <cstddef>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/storage.hpp> (inlined above)
+// #include <metagrad/core/tensor.hpp> (inlined above)
+// #include <metagrad/graph/plan.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+namespace graph::detail {
+
+using metagrad::detail::same_node;
+
+// Calls f(node) for every boundary node under e (e included), children first.
+template <class E, class F>
+void for_each_boundary(const E& e, F& f) {
+  if constexpr (requires { e.takes_first(); }) {
+    // A SelectExpr: only the chosen branch is ever evaluated.
+    if (e.takes_first())
+      for_each_boundary(e.first_branch(), f);
+    else
+      for_each_boundary(e.second_branch(), f);
+  } else if constexpr (requires { e.children(); }) {
+    std::apply([&](const auto&... c) { (for_each_boundary(c, f), ...); }, e.children());
+  }
+  if constexpr (boundary_expression<E>) f(e);
+}
+
+template <class G>
+using group_tensor_t = Tensor<typename G::value_type, G::rank>;
+
+// The run-time state of one group (one boundary node type).
+template <class G>
+struct GroupState {
+  const G* rep = nullptr;        // the node that is evaluated
+  group_tensor_t<G> view;        // where its result is this run (a slot view or an output)
+  std::vector<const G*> others;  // same type, different value: evaluated at the same step
+  std::vector<std::unique_ptr<group_tensor_t<G>>> other_values;
+  std::size_t occurrences = 0;
+};
+
+template <class Tuple>
+struct group_states;
+template <class... G>
+struct group_states<std::tuple<G...>> {
+  using type = std::tuple<GroupState<G>...>;
+};
+
+inline std::string bytes_text(std::size_t b) {
+  std::ostringstream os;
+  if (b >= (1u << 20))
+    os << static_cast<double>(b) / (1 << 20) << " MiB";
+  else if (b >= 1024)
+    os << static_cast<double>(b) / 1024 << " KiB";
+  else
+    os << b << " B";
+  return os.str();
+}
+
+template <class G>
+std::string node_name(const G& g) {
+  if constexpr (requires { g.reducer(); })
+    return std::string("reduce ") + std::remove_cvref_t<decltype(g.reducer())>::name;
+  else if constexpr (requires { g.alpha(); })
+    return "matmul (GEMM)";
+  else if constexpr (requires { g.materialised(); })
+    return "sum_to (adjoint of a broadcast)";
+  else if constexpr (requires { g.takes_first(); })
+    return g.takes_first() ? "gradient (adjoints summed at shared subexpressions)"
+                           : "gradient (shared subexpressions differ: propagated separately)";
+  else
+    return "boundary";
+}
+
+template <class E>
+std::string shape_text(const E& e) {
+  try {
+    return to_string(e.shape());
+  } catch (const unbound_error&) {
+    return "[?]";
+  }
+}
+}  // namespace graph::detail
+
+/// Memory a Program plans to use, from the shapes of its currently bound inputs.
+struct MemoryPlan {
+  std::size_t slot_bytes = 0;          ///< the shared buffer slots, together
+  std::size_t output_bytes = 0;        ///< the outputs the Program returns
+  std::size_t intermediate_bytes = 0;  ///< every boundary result and output with a buffer of its own (no plan)
+  std::size_t peak_bytes = 0;          ///< slot_bytes + output_bytes
+  std::size_t slots = 0;
+  std::size_t steps = 0;
+};
+
+/// A compiled set of outputs (see compile()). Move-only; owns copies of the expressions.
+template <class... Outs>
+class Program {
+  using P = graph::Plan<Outs...>;
+  using Groups = typename P::group_tuple;
+  static constexpr std::size_t NG = P::num_groups;
+  static constexpr std::size_t NO = sizeof...(Outs);
+
+  struct State {
+    std::tuple<Outs...> outs;
+    typename graph::detail::group_states<Groups>::type groups;
+    std::vector<std::shared_ptr<Storage>> slots;
+    std::vector<std::size_t> slot_bytes;
+    std::tuple<Tensor<typename Outs::value_type, Outs::rank>...> results;
+    std::size_t runs = 0;
+    explicit State(const Outs&... o) : outs(o...), slots(P::num_slots), slot_bytes(P::num_slots, 0) {}
+  };
+
+ public:
+  using result_type = std::tuple<Tensor<typename Outs::value_type, Outs::rank>...>;
+
+  explicit Program(const Outs&... outs) : s_(std::make_unique<State>(outs...)) { bind_nodes(); }
+  Program(Program&&) noexcept = default;
+  Program& operator=(Program&&) noexcept = default;
+
+  /// Runs the program on the tensors bound to its Inputs (bind them first, or pass x.bind(t) here, which
+  /// binds as it is evaluated) and returns the outputs. The returned tensors are the Program's own buffers,
+  /// overwritten by the next run: clone() what must outlive it.
+  /// @throws unbound_error when an Input is not bound; shape_error when the bound shapes do not fit.
+  template <class... Bindings>
+  const result_type& run(const Bindings&...) {
+    size_slots();
+    run_steps(std::make_index_sequence<NG>{});
+    write_outputs(std::make_index_sequence<NO>{});
+    ++s_->runs;
+    return s_->results;
+  }
+  template <class... Bindings>
+  const result_type& operator()(const Bindings&... b) {
+    return run(b...);
+  }
+
+  /// Runs and writes output k into dsts[k] (each re-allocated only when its shape differs).
+  template <class... Dst>
+  void run_into(Dst&... dsts) {
+    static_assert(sizeof...(Dst) == NO, "metagrad: run_into needs one destination tensor per output");
+    const auto& r = run();
+    std::size_t k = 0;
+    auto put = [&](auto& d, const auto& v) {
+      d = v.clone();
+      ++k;
+    };
+    std::apply([&](const auto&... v) { (put(dsts, v), ...); }, r);
+  }
+
+  /// The memory the plan needs for the current bindings (no run needed).
+  MemoryPlan memory_plan() const {
+    MemoryPlan m;
+    m.slots = P::num_slots;
+    m.steps = NG;
+    std::vector<std::size_t> slot(P::num_slots, 0);
+    for_groups([&](auto g, const auto& st) {
+      if (!st.rep) return;  // only in the branch of a SelectExpr that is not taken
+      const std::size_t b = group_bytes(*st.rep);
+      m.intermediate_bytes += b;
+      if (P::slot_of[g] != P::none && slot[P::slot_of[g]] < b) slot[P::slot_of[g]] = b;
+    });
+    for (auto b : slot) m.slot_bytes += b;
+    std::size_t k = 0;
+    auto add_output = [&](const auto& o) {
+      const std::size_t b = bytes_of(o);
+      m.output_bytes += b;
+      if (index_of_output_group(k++) == P::none) m.intermediate_bytes += b;  // not already counted as a step
+    };
+    std::apply([&](const auto&... o) { (add_output(o), ...); }, s_->outs);
+    m.peak_bytes = m.slot_bytes + m.output_bytes;
+    return m;
+  }
+
+  /// A readable account of the plan: its steps (boundary nodes with their fused inputs), the fused output
+  /// kernels, the buffer slots and the peak memory, for the current bindings (shapes show as [?] where an
+  /// Input is not bound yet).
+  std::string describe() const {
+    std::ostringstream os;
+    os << "Program: " << NG << " boundary step" << (NG == 1 ? "" : "s") << ", " << NO << " output"
+       << (NO == 1 ? "" : "s") << ", " << P::num_slots << " buffer slot" << (P::num_slots == 1 ? "" : "s") << "\n";
+    for_steps([&](auto g, const auto& st) {
+      const std::size_t step = P::step_of[decltype(g)::value];
+      if (!st.rep) {
+        os << "  step " << step << ": skipped (in a branch not taken)\n";
+        return;
+      }
+      os << "  step " << step << ": " << graph::detail::node_name(*st.rep) << " -> "
+         << graph::detail::shape_text(*st.rep);
+      if constexpr (requires { st.rep->materialised(); }) {
+        try {
+          if (!st.rep->materialised()) os << " [no broadcast with these shapes: fused into its readers, no buffer]";
+        } catch (const unbound_error&) {
+        }
+      }
+      if (P::output_of[g] != P::none)
+        os << ", written into output " << P::output_of[g];
+      else
+        os << ", slot " << P::slot_of[g];
+      if (P::last_use[g] == P::none)
+        os << ", not read";
+      else if (P::last_use[g] == NG)
+        os << ", read by the outputs";
+      else
+        os << ", last read by step " << P::last_use[g];
+      if (st.occurrences > 1) os << " (" << st.occurrences << " uses merged)";
+      if (!st.others.empty()) os << " (+" << st.others.size() << " of the same type with other parameters)";
+      os << "\n";
+    });
+    std::size_t k = 0;
+    std::apply(
+        [&](const auto&... o) {
+          (
+              [&] {
+                os << "  output " << k << ": " << graph::detail::shape_text(o);
+                if constexpr (boundary_expression<std::remove_cvref_t<decltype(o)>>)
+                  os << ", the result of step " << P::step_of[index_of_output_group(k)];
+                else
+                  os << ", one fused elementwise kernel";
+                os << "\n";
+                ++k;
+              }(),
+              ...);
+        },
+        s_->outs);
+    try {
+      const auto m = memory_plan();
+      os << "  memory: slots " << graph::detail::bytes_text(m.slot_bytes) << " + outputs "
+         << graph::detail::bytes_text(m.output_bytes) << " = peak " << graph::detail::bytes_text(m.peak_bytes)
+         << " (a buffer per result would take " << graph::detail::bytes_text(m.intermediate_bytes) << ")\n";
+    } catch (const unbound_error&) {
+      os << "  memory: bind the inputs to see the sizes\n";
+    }
+    return os.str();
+  }
+
+  static constexpr std::size_t steps() { return NG; }
+  static constexpr std::size_t slots() { return P::num_slots; }
+  std::size_t runs() const { return s_->runs; }
+  const std::tuple<Outs...>& outputs() const { return s_->outs; }
+
+ private:
+  template <class F, std::size_t... G>
+  void for_groups_impl(F&& f, std::index_sequence<G...>) const {
+    (f(std::integral_constant<std::size_t, G>{}, std::get<G>(s_->groups)), ...);
+  }
+  template <class F>
+  void for_groups(F&& f) const {
+    for_groups_impl(f, std::make_index_sequence<NG>{});
+  }
+  // f(group, state) for every group, in the order of the steps.
+  template <class F, std::size_t... S>
+  void for_steps_impl(F&& f, std::index_sequence<S...>) const {
+    (f(std::integral_constant<std::size_t, P::order[S]>{}, std::get<P::order[S]>(s_->groups)), ...);
+  }
+  template <class F>
+  void for_steps(F&& f) const {
+    for_steps_impl(f, std::make_index_sequence<NG>{});
+  }
+
+  static std::size_t index_of_output_group(std::size_t k) {
+    for (std::size_t g = 0; g < NG; ++g)
+      if (P::output_of[g] == k) return g;
+    return P::none;
+  }
+
+  template <class E>
+  static std::size_t bytes_of(const E& e) {
+    return static_cast<std::size_t>(e.shape().numel()) * sizeof(typename E::value_type);
+  }
+  template <class G>
+  static std::size_t group_bytes(const G& g) {
+    if constexpr (requires { g.materialised(); }) {
+      if (!g.materialised()) return 0;
+    }
+    return bytes_of(g);
+  }
+
+  // Binds every boundary node in the outputs to its group's tensor: equal nodes of one type share the
+  // representative's result; a node of the same type but other parameters gets a tensor of its own and is
+  // evaluated at the same step (its children are the same groups, so the plan's order and lifetimes hold).
+  void bind_nodes() {
+    auto visit = [&](const auto& node) {
+      using G = std::remove_cvref_t<decltype(node)>;
+      constexpr std::size_t g = graph::detail::index_of<G, typename P::groups>::value;
+      auto& st = std::get<g>(s_->groups);
+      ++st.occurrences;
+      if (!st.rep) {
+        st.rep = &node;
+        node.bind_slot(&st.view);
+      } else if (graph::detail::same_node(*st.rep, node)) {
+        node.bind_slot(&st.view);
+      } else {
+        for (std::size_t i = 0; i < st.others.size(); ++i)
+          if (graph::detail::same_node(*st.others[i], node)) {
+            node.bind_slot(st.other_values[i].get());
+            return;
+          }
+        st.others.push_back(&node);
+        st.other_values.push_back(std::make_unique<graph::detail::group_tensor_t<G>>());
+        node.bind_slot(st.other_values.back().get());
+      }
+    };
+    std::apply([&](const auto&... o) { (graph::detail::for_each_boundary(o, visit), ...); }, s_->outs);
+  }
+
+  // Grows slot storage to fit this run's shapes (nothing is allocated when they fit).
+  void size_slots() {
+    std::vector<std::size_t>& need = s_->slot_bytes;
+    for_groups([&](auto g, const auto& st) {
+      if constexpr (P::slot_of[decltype(g)::value] != P::none) {
+        if (!st.rep) return;
+        const std::size_t b = group_bytes(*st.rep);
+        auto& slot = s_->slots[P::slot_of[decltype(g)::value]];
+        if (!slot || slot->bytes() < b) {
+          slot.reset();  // free the old one first: peak memory, not old + new
+          slot = std::make_shared<Storage>(b, Device::cpu());
+        }
+        (void)need;
+      }
+    });
+  }
+
+  template <std::size_t G>
+  void run_step() {
+    using Node = std::tuple_element_t<G, Groups>;
+    auto& st = std::get<G>(s_->groups);
+    if (!st.rep) return;  // only in the branch of a SelectExpr that is not taken
+    const Node& n = *st.rep;
+    if constexpr (requires { n.materialised(); }) {
+      if (!n.materialised()) return;  // a sum_to that is the identity this run: fused into its readers
+    }
+    const auto shape = n.shape();
+    if constexpr (P::output_of[G] != P::none) {
+      auto& out = std::get<P::output_of[G]>(s_->results);
+      if (!out.defined() || !(out.shape() == shape)) out.allocate(shape);
+      st.view = out;
+    } else {
+      st.view = graph::detail::group_tensor_t<Node>::from_storage(s_->slots[P::slot_of[G]], 0, shape,
+                                                                  contiguous_strides(shape));
+    }
+    n.eval_into(st.view);
+    for (std::size_t i = 0; i < st.others.size(); ++i) st.others[i]->eval_into(*st.other_values[i]);
+  }
+  template <std::size_t... S>
+  void run_steps(std::index_sequence<S...>) {
+    (run_step<P::order[S]>(), ...);
+  }
+
+  template <std::size_t K>
+  void write_output() {
+    using O = std::tuple_element_t<K, std::tuple<Outs...>>;
+    const O& o = std::get<K>(s_->outs);
+    auto& out = std::get<K>(s_->results);
+    if constexpr (boundary_expression<O>) {
+      constexpr std::size_t g = graph::detail::index_of<O, typename P::groups>::value;
+      if constexpr (P::output_of[g] == K) {
+        bool done = true;
+        if constexpr (requires { o.materialised(); }) done = std::get<g>(s_->groups).rep->materialised();
+        (void)o;
+        if (done) return;  // the step wrote it
+      }
+    }
+    detail::assigner<Tensor<typename O::value_type, O::rank>>::assign(out, o);
+  }
+  template <std::size_t... K>
+  void write_outputs(std::index_sequence<K...>) {
+    (write_output<K>(), ...);
+  }
+
+  std::unique_ptr<State> s_;
+};
+
+/// Compiles output expressions into a Program: their boundary nodes (reductions, matrix products, ...)
+/// deduplicated by type and parameters, ordered, with buffer slots shared between nodes whose lifetimes do
+/// not overlap. The expressions are copied; Inputs and Params stay shared with the caller's.
+/// @code
+///   auto [dW, db] = grad(loss, W, b);
+///   auto step = compile(loss, dW, db);
+///   auto& [l, gW, gb] = step.run(x.bind(batch));
+/// @endcode
+template <expression... Outs>
+auto compile(const Outs&... outs) {
+  static_assert(sizeof...(Outs) > 0, "metagrad: compile() needs at least one output expression");
+  return Program<std::remove_cvref_t<Outs>...>(outs...);
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/graph/program.hpp>
+// end of <metagrad/graph.hpp>
 
 // Under nvcc the CUDA backend comes too (one source file carries both code paths).
 #if defined(__CUDACC__)

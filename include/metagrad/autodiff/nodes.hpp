@@ -146,7 +146,6 @@ class SumToExpr : public ExprBase<SumToExpr<G, X>>, public BoundaryBase<typename
   X x_;
 };
 
-
 /// The adjoint of a slice: g (of the slice's shape) scattered into zeros of x's shape.
 template <class G, class X>
 class UnsliceExpr : public ExprBase<UnsliceExpr<G, X>> {

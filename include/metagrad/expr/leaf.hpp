@@ -203,7 +203,8 @@ concept variable = is_input_v<std::remove_cvref_t<E>> || is_param_v<std::remove_
 METAGRAD_NAMESPACE_END
 
 /// Declares `Input<struct name##_tag_, T, Rank> name{"name"}`: METAGRAD_INPUT(x, float, 2);
-#define METAGRAD_INPUT(name, T, Rank) ::metagrad::Input<struct name##_input_tag_, T, Rank> name{#name}
+#define METAGRAD_INPUT(name, T, Rank) \
+  ::metagrad::Input<struct name##_input_tag_, T, Rank> name { #name }
 /// Declares a Param named by its variable: METAGRAD_PARAM(w, float, 2, metagrad::randn<float>({784, 10}));
 #define METAGRAD_PARAM(name, T, Rank, ...) \
   ::metagrad::Param<struct name##_param_tag_, T, Rank> name { #name, __VA_ARGS__ }

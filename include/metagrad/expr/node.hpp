@@ -201,6 +201,8 @@ bool same_node(const E& a, const E& b) {
 }  // namespace detail
 
 template <class E>
-concept boundary_expression = requires(const E& e) { e.bound_slot(); };
+concept boundary_expression = requires(const E& e) {
+  e.bound_slot();
+};
 
 METAGRAD_NAMESPACE_END

@@ -333,7 +333,7 @@ inline constexpr bool is_constant_plan_v<ScalarPlan<T, R>> = true;
 template <class Op, class C>
 inline constexpr bool is_constant_plan_v<UnaryPlan<Op, C>> = is_constant_plan_v<C>;
 template <class Op, class U, class A, class B>
-inline constexpr bool is_constant_plan_v<BinaryPlan<Op, U, A, B>> = is_constant_plan_v<A> && is_constant_plan_v<B>;
+inline constexpr bool is_constant_plan_v<BinaryPlan<Op, U, A, B>> = is_constant_plan_v<A>&& is_constant_plan_v<B>;
 template <class C, int R>
 inline constexpr bool is_constant_plan_v<AxisMapPlan<C, R>> = is_constant_plan_v<C>;
 template <class T, class C>
@@ -370,7 +370,10 @@ bool all_fused(const P& p) {
     return true;
   else if constexpr (requires { p.use_cache; })
     return !p.use_cache && all_fused(p.g);
-  else if constexpr (requires { p.b; p.c; })
+  else if constexpr (requires {
+                       p.b;
+                       p.c;
+                     })
     return all_fused(p.a) && all_fused(p.b) && all_fused(p.c);
   else if constexpr (requires { p.b; })
     return all_fused(p.a) && all_fused(p.b);

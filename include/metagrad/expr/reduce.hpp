@@ -25,11 +25,12 @@ inline constexpr KeepDims keepdims{};
 
 /// Reduction of operand A over K axes with reducer Red; rank A::rank when Keep, else A::rank - K.
 template <class Red, class A, int K, bool Keep>
-class ReduceExpr : public ExprBase<ReduceExpr<Red, A, K, Keep>>,
-                   public BoundaryBase<typename Red::template out_t<typename std::remove_cvref_t<A>::value_type>,
-                                       // (clamped so that too many axes reach the static_assert below)
-                                       Keep ? std::remove_cvref_t<A>::rank
-                                            : (std::remove_cvref_t<A>::rank >= K ? std::remove_cvref_t<A>::rank - K : 0)> {
+class ReduceExpr
+    : public ExprBase<ReduceExpr<Red, A, K, Keep>>,
+      public BoundaryBase<typename Red::template out_t<typename std::remove_cvref_t<A>::value_type>,
+                          // (clamped so that too many axes reach the static_assert below)
+                          Keep ? std::remove_cvref_t<A>::rank
+                               : (std::remove_cvref_t<A>::rank >= K ? std::remove_cvref_t<A>::rank - K : 0)> {
   using AE = std::remove_cvref_t<A>;
   static constexpr int RI = AE::rank;
   using in_type = typename AE::value_type;

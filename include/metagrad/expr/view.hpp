@@ -5,8 +5,8 @@
 #pragma once
 
 #include <limits>
-#include <tuple>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "../core/error.hpp"

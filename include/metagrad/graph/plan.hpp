@@ -54,9 +54,9 @@ struct unique_impl<Done, TypeList<>> {
 };
 template <class... D, class T, class... R>
 struct unique_impl<TypeList<D...>, TypeList<T, R...>> {
-  using type = typename unique_impl<std::conditional_t<contains<T, TypeList<D...>>::value, TypeList<D...>,
-                                                       TypeList<D..., T>>,
-                                    TypeList<R...>>::type;
+  using type =
+      typename unique_impl<std::conditional_t<contains<T, TypeList<D...>>::value, TypeList<D...>, TypeList<D..., T>>,
+                           TypeList<R...>>::type;
 };
 /// The list without repeats, in order of first occurrence.
 template <class List>
@@ -76,8 +76,8 @@ template <class Tuple>
 struct boundaries_in;
 /// Every boundary node type under E (E included), children before parents, with repeats.
 template <class E>
-using boundaries_t =
-    concat_t<typename boundaries_in<children_t<E>>::type, std::conditional_t<is_boundary_v<E>, TypeList<E>, TypeList<>>>;
+using boundaries_t = concat_t<typename boundaries_in<children_t<E>>::type,
+                              std::conditional_t<is_boundary_v<E>, TypeList<E>, TypeList<>>>;
 template <class... C>
 struct boundaries_in<std::tuple<C...>> {
   using type = concat_t<TypeList<>, boundaries_t<std::remove_cvref_t<C>>...>;
@@ -91,8 +91,7 @@ struct direct_of {
   using type = typename direct_in<children_t<E>>::type;
 };
 template <class C>
-using direct_child_t =
-    std::conditional_t<is_boundary_v<C>, TypeList<C>, typename direct_of<C>::type>;
+using direct_child_t = std::conditional_t<is_boundary_v<C>, TypeList<C>, typename direct_of<C>::type>;
 template <class... C>
 struct direct_in<std::tuple<C...>> {
   using type = concat_t<TypeList<>, direct_child_t<std::remove_cvref_t<C>>...>;

@@ -46,9 +46,9 @@ using group_tensor_t = Tensor<typename G::value_type, G::rank>;
 // The run-time state of one group (one boundary node type).
 template <class G>
 struct GroupState {
-  const G* rep = nullptr;                // the node that is evaluated
-  group_tensor_t<G> view;                // where its result is this run (a slot view or an output)
-  std::vector<const G*> others;          // same type, different value: evaluated at the same step
+  const G* rep = nullptr;        // the node that is evaluated
+  group_tensor_t<G> view;        // where its result is this run (a slot view or an output)
+  std::vector<const G*> others;  // same type, different value: evaluated at the same step
   std::vector<std::unique_ptr<group_tensor_t<G>>> other_values;
   std::size_t occurrences = 0;
 };

@@ -10,13 +10,14 @@
 METAGRAD_NAMESPACE_BEGIN
 namespace ops {
 
-METAGRAD_FLOAT_UNARY_OP_(Sigmoid, "sigmoid", math::sigmoid(x), g * y * (1 - y))
+METAGRAD_FLOAT_UNARY_OP_(Sigmoid, "sigmoid", math::sigmoid(x), g* y*(1 - y))
 // x < 0 rather than x > 0 so that NaN passes through, as in torch.
 METAGRAD_FLOAT_UNARY_OP_(Relu, "relu", x < F(0) ? F(0) : x, where(x > 0, g, 0))
 // SELU constants from Klambauer et al. 2017, as in torch.nn.SELU.
-METAGRAD_FLOAT_UNARY_OP_(Selu, "selu", F(1.0507009873554805) * (x > F(0) ? x : F(1.6732632423543772) * math::expm1(x)), where(x > 0, g * 1.0507009873554805, g * 1.7580993408473766 * exp(x)))
-METAGRAD_FLOAT_UNARY_OP_(Softplus, "softplus", math::softplus(x), g * sigmoid(x))
-METAGRAD_FLOAT_UNARY_OP_(Silu, "silu", x* math::sigmoid(x), g * (sigmoid(x) * (1 + x * (1 - sigmoid(x)))))
+METAGRAD_FLOAT_UNARY_OP_(Selu, "selu", F(1.0507009873554805) * (x > F(0) ? x : F(1.6732632423543772) * math::expm1(x)),
+                         where(x > 0, g * 1.0507009873554805, g * 1.7580993408473766 * exp(x)))
+METAGRAD_FLOAT_UNARY_OP_(Softplus, "softplus", math::softplus(x), g* sigmoid(x))
+METAGRAD_FLOAT_UNARY_OP_(Silu, "silu", x* math::sigmoid(x), g*(sigmoid(x) * (1 + x * (1 - sigmoid(x)))))
 
 /// x for x >= 0, slope * x otherwise.
 struct LeakyRelu {
@@ -65,7 +66,8 @@ struct GeluGrad {
       return F(0.5) * (F(1) + t) + F(0.5) * x * (F(1) - t * t) * F(k) * (F(1) + F(3 * c) * x * x);
     }
     // Phi(x) + x phi(x)
-    return F(0.5) * (F(1) + math::erf(x * F(0.7071067811865476))) + x * F(0.3989422804014327) * math::exp(F(-0.5) * x * x);
+    return F(0.5) * (F(1) + math::erf(x * F(0.7071067811865476))) +
+           x * F(0.3989422804014327) * math::exp(F(-0.5) * x * x);
   }
   template <class G, class X, class Y>
   auto grad(const G& g, const X& x, const Y&) const;

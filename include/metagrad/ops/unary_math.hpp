@@ -13,24 +13,24 @@
 METAGRAD_NAMESPACE_BEGIN
 namespace ops {
 
-METAGRAD_FLOAT_UNARY_OP_(Exp, "exp", math::exp(x), g * y)
-METAGRAD_FLOAT_UNARY_OP_(Exp2, "exp2", math::exp2(x), g * y * 0.6931471805599453)
-METAGRAD_FLOAT_UNARY_OP_(Expm1, "expm1", math::expm1(x), g * (y + 1))
+METAGRAD_FLOAT_UNARY_OP_(Exp, "exp", math::exp(x), g* y)
+METAGRAD_FLOAT_UNARY_OP_(Exp2, "exp2", math::exp2(x), g* y * 0.6931471805599453)
+METAGRAD_FLOAT_UNARY_OP_(Expm1, "expm1", math::expm1(x), g*(y + 1))
 METAGRAD_FLOAT_UNARY_OP_(Log, "log", math::log(x), g / x)
 METAGRAD_FLOAT_UNARY_OP_(Log2, "log2", math::log2(x), g / (x * 0.6931471805599453))
 METAGRAD_FLOAT_UNARY_OP_(Log1p, "log1p", math::log1p(x), g / (x + 1))
 // sqrt is one instruction; it vectorises once errno is off (the CMake target passes -fno-math-errno).
 METAGRAD_FLOAT_UNARY_OP_(Sqrt, "sqrt", std::sqrt(x), g / (y * 2))
-METAGRAD_FLOAT_UNARY_OP_(Rsqrt, "rsqrt", F(1) / std::sqrt(x), g * (-0.5) * y * y * y)
-METAGRAD_FLOAT_UNARY_OP_(Sin, "sin", math::sin(x), g * cos(x))
-METAGRAD_FLOAT_UNARY_OP_(Cos, "cos", math::cos(x), -(g * sin(x)))
-METAGRAD_FLOAT_UNARY_OP_(Tan, "tan", math::tan(x), g * (square(y) + 1))
-METAGRAD_FLOAT_UNARY_OP_(Asin, "asin", math::asin(x), g * rsqrt(1 - square(x)))
-METAGRAD_FLOAT_UNARY_OP_(Acos, "acos", math::acos(x), -(g * rsqrt(1 - square(x))))
+METAGRAD_FLOAT_UNARY_OP_(Rsqrt, "rsqrt", F(1) / std::sqrt(x), g*(-0.5) * y * y * y)
+METAGRAD_FLOAT_UNARY_OP_(Sin, "sin", math::sin(x), g* cos(x))
+METAGRAD_FLOAT_UNARY_OP_(Cos, "cos", math::cos(x), -(g* sin(x)))
+METAGRAD_FLOAT_UNARY_OP_(Tan, "tan", math::tan(x), g*(square(y) + 1))
+METAGRAD_FLOAT_UNARY_OP_(Asin, "asin", math::asin(x), g* rsqrt(1 - square(x)))
+METAGRAD_FLOAT_UNARY_OP_(Acos, "acos", math::acos(x), -(g* rsqrt(1 - square(x))))
 METAGRAD_FLOAT_UNARY_OP_(Atan, "atan", math::atan(x), g / (square(x) + 1))
-METAGRAD_FLOAT_UNARY_OP_(Sinh, "sinh", math::sinh(x), g * cosh(x))
-METAGRAD_FLOAT_UNARY_OP_(Cosh, "cosh", math::cosh(x), g * sinh(x))
-METAGRAD_FLOAT_UNARY_OP_(Tanh, "tanh", math::tanh(x), g * (1 - square(y)))
+METAGRAD_FLOAT_UNARY_OP_(Sinh, "sinh", math::sinh(x), g* cosh(x))
+METAGRAD_FLOAT_UNARY_OP_(Cosh, "cosh", math::cosh(x), g* sinh(x))
+METAGRAD_FLOAT_UNARY_OP_(Tanh, "tanh", math::tanh(x), g*(1 - square(y)))
 METAGRAD_FLOAT_UNARY_OP_(Erf, "erf", math::erf(x), g * 1.1283791670955126 * exp(-square(x)))
 
 /// x raised to a fixed exponent (the common pow(x, 2.0) etc.); small integer exponents multiply.

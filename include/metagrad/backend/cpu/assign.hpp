@@ -78,7 +78,10 @@ struct assigner<Tensor<T, R>> {
 
   template <class E>
   static void write(Dst& dst, const E& e) {
-    if constexpr (requires { e.rhs().accumulate_into(dst); e.lhs().data(); }) {
+    if constexpr (requires {
+                    e.rhs().accumulate_into(dst);
+                    e.lhs().data();
+                  }) {
       // dst = dst + boundary (what dst += matmul(a, b) becomes): accumulate in the library call (beta = 1).
       if constexpr (std::is_same_v<std::remove_cvref_t<decltype(e.op())>, ops::Add> &&
                     std::is_same_v<std::remove_cvref_t<decltype(e.lhs())>, Dst> &&
