@@ -16,8 +16,10 @@
 //   mlp_step    one SGD training step of an MLP 784-256-256-10 (ReLU, softmax cross-entropy), batch 128
 //               impls: metagrad (compile(loss, grads...) + fused in-place updates), libtorch
 //
-// OpenBLAS 0.3.21 (Debian) picks its Haswell kernels on AMD EPYC with AVX-512 unless the environment says
-// OPENBLAS_CORETYPE=COOPERLAKE; compare both.
+// OpenBLAS 0.3.21 (Debian, DYNAMIC_ARCH) chooses its kernels at load time; OPENBLAS_CORETYPE=COOPERLAKE (or
+// HASWELL) forces a choice. On the development VM (AMD EPYC with AVX-512) it picks Cooperlake either way.
+// Run each implementation in its own process (--benchmark_filter='sgemm_.*/cblas/'): OpenBLAS's worker
+// threads and OpenMP's both spin after a call, and in one process they take each other's cores.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
