@@ -4655,6 +4655,8 @@ class BroadcastExpr : public ExprBase<BroadcastExpr<A, RO>> {
   }
   Shape<RO> shape() const { return shape_; }
   const AE& operand() const { return a_; }
+  auto children() const { return std::tie(a_); }
+  bool same_params(const BroadcastExpr& o) const { return detail::bits_equal(shape_, o.shape_); }
 
   // Broadcasting commutes with everything below it, so the target goes straight to the operand.
   template <int RT>
@@ -5155,12 +5157,6 @@ template <class E>
 requires requires(const E& e) { e.children(); }
 struct children_of<E> {
   using type = decltype(std::declval<const E&>().children());
-};
-// BroadcastExpr (expr/view.hpp) declares no children(): without this its operand would look constant, and a
-// leaf read through broadcast_to would have its gradient dropped (or fail the "does not depend" check).
-template <class A, int RO>
-requires(!requires(const BroadcastExpr<A, RO>& e) { e.children(); }) struct children_of<BroadcastExpr<A, RO>> {
-  using type = std::tuple<const std::remove_cvref_t<A>&>;
 };
 template <class E>
 using children_t = typename children_of<E>::type;

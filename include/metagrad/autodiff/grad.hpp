@@ -36,12 +36,6 @@ requires requires(const E& e) { e.children(); }
 struct children_of<E> {
   using type = decltype(std::declval<const E&>().children());
 };
-// BroadcastExpr (expr/view.hpp) declares no children(): without this its operand would look constant, and a
-// leaf read through broadcast_to would have its gradient dropped (or fail the "does not depend" check).
-template <class A, int RO>
-requires(!requires(const BroadcastExpr<A, RO>& e) { e.children(); }) struct children_of<BroadcastExpr<A, RO>> {
-  using type = std::tuple<const std::remove_cvref_t<A>&>;
-};
 template <class E>
 using children_t = typename children_of<E>::type;
 

@@ -243,6 +243,8 @@ class BroadcastExpr : public ExprBase<BroadcastExpr<A, RO>> {
   }
   Shape<RO> shape() const { return shape_; }
   const AE& operand() const { return a_; }
+  auto children() const { return std::tie(a_); }
+  bool same_params(const BroadcastExpr& o) const { return detail::bits_equal(shape_, o.shape_); }
 
   // Broadcasting commutes with everything below it, so the target goes straight to the operand.
   template <int RT>
