@@ -6929,11 +6929,11 @@ METAGRAD_GEMM_NOINLINE void gemm_micro_kernel(index_t kc, const T* __restrict a,
     for (int v = 0; v < nv; ++v) acc[r][v] = V{};
   for (index_t k = 0; k < kc; ++k, a += S::mr * S::splat, b += nr) {
     V bv[nv];
-#if defined(__GNUC__) && !defined(__clang__)
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)  // nvcc warns on GCC's pragma
 #pragma GCC unroll 4
 #endif
     for (int v = 0; v < nv; ++v) bv[v] = gemm_load<V>(b + v * vl);
-#if defined(__GNUC__) && !defined(__clang__)
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
 #pragma GCC unroll 16
 #endif
     for (int r = 0; r < mr; ++r) {
