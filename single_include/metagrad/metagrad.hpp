@@ -3679,7 +3679,7 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
             is[RX - 2] = xs[RX - 1];
             is[RX - 1] = xs[RX - 2];
             if (!copy.defined() || !(copy.shape() == is)) copy.allocate(is);
-            cpu_or_backend_fill(copy, lower_expr(x.operand(), is), is);
+            run_fill(copy.data(), copy.strides(), is, lower_expr(x.operand(), is));
             st = copy.strides();
             std::swap(st[RX - 2], st[RX - 1]);
           }
@@ -3687,7 +3687,7 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
       }
       if (!swapped) {
         if (!copy.defined() || !(copy.shape() == xs)) copy.allocate(xs);
-        cpu_or_backend_fill(copy, p, xs);
+        run_fill(copy.data(), copy.strides(), xs, p);
         st = copy.strides();
       }
       ptr = copy.data();
@@ -3704,11 +3704,6 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
     o.lo = ptr + r.lo;
     o.hi = ptr + r.hi + 1;
     return o;
-  }
-
-  template <class P, int RX>
-  static void cpu_or_backend_fill(Tensor<value_type, RX>& dst, const P& plan, const Shape<RX>& xs) {
-    run_fill(dst.data(), dst.strides(), xs, plan);
   }
 
   template <int RD>
@@ -7997,10 +7992,9 @@ class Program {
     std::tuple<Outs...> outs;
     typename graph::detail::group_states<Groups>::type groups;
     std::vector<std::shared_ptr<Storage>> slots;
-    std::vector<std::size_t> slot_bytes;
     std::tuple<Tensor<typename Outs::value_type, Outs::rank>...> results;
     std::size_t runs = 0;
-    explicit State(const Outs&... o) : outs(o...), slots(P::num_slots), slot_bytes(P::num_slots, 0) {}
+    explicit State(const Outs&... o) : outs(o...), slots(P::num_slots) {}
   };
 
  public:
@@ -8031,13 +8025,7 @@ class Program {
   template <class... Dst>
   void run_into(Dst&... dsts) {
     static_assert(sizeof...(Dst) == NO, "metagrad: run_into needs one destination tensor per output");
-    const auto& r = run();
-    std::size_t k = 0;
-    auto put = [&](auto& d, const auto& v) {
-      d = v.clone();
-      ++k;
-    };
-    std::apply([&](const auto&... v) { (put(dsts, v), ...); }, r);
+    std::apply([&](const auto&... v) { ((dsts = v.clone()), ...); }, run());
   }
 
   /// The memory the plan needs for the current bindings (no run needed).
@@ -8198,7 +8186,6 @@ class Program {
 
   // Grows slot storage to fit this run's shapes (nothing is allocated when they fit).
   void size_slots() {
-    std::vector<std::size_t>& need = s_->slot_bytes;
     for_groups([&](auto g, const auto& st) {
       if constexpr (P::slot_of[decltype(g)::value] != P::none) {
         if (!st.rep) return;
@@ -8208,7 +8195,6 @@ class Program {
           slot.reset();  // free the old one first: peak memory, not old + new
           slot = std::make_shared<Storage>(b, Device::cpu());
         }
-        (void)need;
       }
     });
   }

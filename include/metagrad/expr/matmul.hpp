@@ -177,7 +177,7 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
             is[RX - 2] = xs[RX - 1];
             is[RX - 1] = xs[RX - 2];
             if (!copy.defined() || !(copy.shape() == is)) copy.allocate(is);
-            cpu_or_backend_fill(copy, lower_expr(x.operand(), is), is);
+            run_fill(copy.data(), copy.strides(), is, lower_expr(x.operand(), is));
             st = copy.strides();
             std::swap(st[RX - 2], st[RX - 1]);
           }
@@ -185,7 +185,7 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
       }
       if (!swapped) {
         if (!copy.defined() || !(copy.shape() == xs)) copy.allocate(xs);
-        cpu_or_backend_fill(copy, p, xs);
+        run_fill(copy.data(), copy.strides(), xs, p);
         st = copy.strides();
       }
       ptr = copy.data();
@@ -202,11 +202,6 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
     o.lo = ptr + r.lo;
     o.hi = ptr + r.hi + 1;
     return o;
-  }
-
-  template <class P, int RX>
-  static void cpu_or_backend_fill(Tensor<value_type, RX>& dst, const P& plan, const Shape<RX>& xs) {
-    run_fill(dst.data(), dst.strides(), xs, plan);
   }
 
   template <int RD>

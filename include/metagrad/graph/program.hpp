@@ -118,10 +118,9 @@ class Program {
     std::tuple<Outs...> outs;
     typename graph::detail::group_states<Groups>::type groups;
     std::vector<std::shared_ptr<Storage>> slots;
-    std::vector<std::size_t> slot_bytes;
     std::tuple<Tensor<typename Outs::value_type, Outs::rank>...> results;
     std::size_t runs = 0;
-    explicit State(const Outs&... o) : outs(o...), slots(P::num_slots), slot_bytes(P::num_slots, 0) {}
+    explicit State(const Outs&... o) : outs(o...), slots(P::num_slots) {}
   };
 
  public:
@@ -152,13 +151,7 @@ class Program {
   template <class... Dst>
   void run_into(Dst&... dsts) {
     static_assert(sizeof...(Dst) == NO, "metagrad: run_into needs one destination tensor per output");
-    const auto& r = run();
-    std::size_t k = 0;
-    auto put = [&](auto& d, const auto& v) {
-      d = v.clone();
-      ++k;
-    };
-    std::apply([&](const auto&... v) { (put(dsts, v), ...); }, r);
+    std::apply([&](const auto&... v) { ((dsts = v.clone()), ...); }, run());
   }
 
   /// The memory the plan needs for the current bindings (no run needed).
@@ -319,7 +312,6 @@ class Program {
 
   // Grows slot storage to fit this run's shapes (nothing is allocated when they fit).
   void size_slots() {
-    std::vector<std::size_t>& need = s_->slot_bytes;
     for_groups([&](auto g, const auto& st) {
       if constexpr (P::slot_of[decltype(g)::value] != P::none) {
         if (!st.rep) return;
@@ -329,7 +321,6 @@ class Program {
           slot.reset();  // free the old one first: peak memory, not old + new
           slot = std::make_shared<Storage>(b, Device::cpu());
         }
-        (void)need;
       }
     });
   }
