@@ -57,20 +57,6 @@ struct depends_on<StopGradientExpr<A>, L> : std::false_type {};
 template <class T>
 inline constexpr bool is_floating_v = std::is_floating_point_v<T>;
 
-// A child as rule inputs see it: a tensor becomes a leaf held by value (TensorRef when the node named the
-// tensor, Const when it owned a copy), so derived expressions never refer to temporaries of the walk.
-template <class A, class AE>
-decltype(auto) operand_value(const AE& c) {
-  if constexpr (is_tensor_v<AE>) {
-    if constexpr (std::is_reference_v<A>)
-      return TensorRef<typename AE::value_type, AE::rank>(c);
-    else
-      return Const<typename AE::value_type, AE::rank>(c);
-  } else {
-    return (c);
-  }
-}
-
 template <class W, class E, class G>
 auto backprop(const W& w, const E& e, const G& g);
 
@@ -328,6 +314,29 @@ auto backprop_node(const W& w, const SelectExpr<A, B>& e, const G& g) {
       return std::tuple<>();
   };
   return std::tuple_cat(first(), second());
+}
+
+// A node that carries its own rule (conv, pooling, gather, ... beside their definitions in expr/) answers
+// e.backward(ic<I>, g): the adjoint of its child I. Children the target does not depend on are skipped, so
+// a node need not define a rule for operands nobody differentiates (labels, indices).
+template <std::size_t I, class W, class E, class G>
+auto child_adjoint(const W& w, const E& e, const G& g) {
+  using C = std::remove_cvref_t<std::tuple_element_t<I, decltype(e.children())>>;
+  if constexpr (depends_on<C, typename W::target>::value) {
+    static_assert(requires { e.backward(std::integral_constant<int, int(I)>{}, g); },
+                  "metagrad: grad: this node has no derivative with respect to one of its operands");
+    return backprop(w, std::get<I>(e.children()), e.backward(std::integral_constant<int, int(I)>{}, g));
+  } else {
+    return std::tuple<>();
+  }
+}
+
+template <class W, class E, class G>
+requires self_differentiating<E>
+auto backprop_node(const W& w, const E& e, const G& g) {
+  return [&]<std::size_t... I>(std::index_sequence<I...>) {
+    return std::tuple_cat(child_adjoint<I>(w, e, g)...);
+  }(std::make_index_sequence<std::tuple_size_v<decltype(e.children())>>{});
 }
 
 // --- the walk ---------------------------------------------------------------------------------------

@@ -200,6 +200,29 @@ inline constexpr bool is_const_leaf_v<TensorRef<T, R>> = true;
 template <class E>
 concept variable = is_input_v<std::remove_cvref_t<E>> || is_param_v<std::remove_cvref_t<E>>;
 
+namespace detail {
+/// An operand as a derivative rule sees it: a tensor becomes a leaf held by value (TensorRef when the node
+/// named the tensor, closure type A a reference; Const when the node owned a copy), so derived expressions
+/// never refer to temporaries; any other expression is passed through.
+template <class A, class AE>
+decltype(auto) operand_value(const AE& c) {
+  if constexpr (is_tensor_v<AE>) {
+    if constexpr (std::is_reference_v<A>)
+      return TensorRef<typename AE::value_type, AE::rank>(c);
+    else
+      return Const<typename AE::value_type, AE::rank>(c);
+  } else {
+    return (c);
+  }
+}
+}  // namespace detail
+
+/// Nodes that define their own derivative rules: `e.backward(std::integral_constant<int, I>{}, g)` is the
+/// adjoint of child I (in children() order) given the node's adjoint g. grad() uses it for every child the
+/// differentiated leaf depends on.
+template <class E>
+concept self_differentiating = requires { typename E::self_differentiating_tag; };
+
 METAGRAD_NAMESPACE_END
 
 /// Declares `Input<struct name##_tag_, T, Rank> name{"name"}`: METAGRAD_INPUT(x, float, 2);
