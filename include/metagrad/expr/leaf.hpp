@@ -130,6 +130,8 @@ class Param : public ExprBase<Param<Tag, T, Rank>> {
   void set(Tensor<T, Rank> t) const { state_->value = std::move(t); }
   bool initialized() const { return state_->value.defined(); }
   const std::string& name() const { return state_->name; }
+  /// Renames the parameter (every copy): containers prefix their children's names ("0.weight").
+  void rename(std::string name) const { state_->name = std::move(name); }
   Shape<Rank> shape() const { return value().shape(); }
   const void* identity() const { return state_.get(); }
 

@@ -1,0 +1,10 @@
+// metagrad/nn.hpp — umbrella of the nn layer: layers with named parameters, sequential models,
+// initialisers, optimisers, learning-rate schedules, state dicts and the training loop.
+#pragma once
+
+#include "metagrad.hpp"
+#include "nn/init.hpp"
+#include "nn/layer_base.hpp"
+#include "nn/linear.hpp"
+#include "nn/module.hpp"
+#include "nn/sequential.hpp"

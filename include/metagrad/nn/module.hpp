@@ -1,0 +1,155 @@
+// metagrad/nn/module.hpp — what every layer shares: the tags that give each parameter its own identity in
+// the graph, the named tensors of a model's state (parameters and buffers, keyed like PyTorch's state_dict),
+// and the layer protocol that sequential(), the optimisers, state dicts and the trainer rely on.
+// Include <metagrad/nn.hpp> instead.
+//
+// A layer L is a callable that maps expressions to expressions and owns its Params:
+//   template <class X> auto operator()(X&& x) const   the output expression (built in the current mode)
+//   auto params() const                               a std::tuple of its Param handles (shared state)
+//   void collect_state(std::vector<StateEntry>&) const   its parameters and buffers, named
+//   void set_prefix(const std::string&)               renames its parameters: prefix + "weight", ...
+//   void train(bool) / bool training() const          train or eval mode for the expressions built next
+//   std::string describe() const                      "Linear(in=400, out=120, bias=true)"
+// and optionally
+//   template <class X> auto updates(const X& x) const a tuple of StateUpdate: buffers to overwrite after a
+//                                                     training step (batch norm's running statistics)
+// A layer's parameters are tagged by the layer's Tag, so two layers never share a parameter by accident;
+// a *spec* (nn::linear(400, 120)) is the untagged description, made into a layer by sequential() or make<Tag>.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../core/dtype.hpp"
+#include "../core/error.hpp"
+#include "../core/shape.hpp"
+#include "../core/tensor.hpp"
+#include "../expr/leaf.hpp"
+
+METAGRAD_NAMESPACE_BEGIN
+namespace nn {
+
+/// Tag of child I of the layer tagged Tag (sequential's children).
+template <class Tag, int I>
+struct ChildTag {};
+/// Tag of the parameter or buffer playing `Role` in the layer tagged Tag.
+template <class Tag, class Role>
+struct RoleTag {};
+namespace role {
+struct weight {};
+struct bias {};
+}  // namespace role
+
+/// One named tensor of a model's state: a parameter (trainable) or a buffer (running statistics). `data`
+/// points at `numel` contiguous elements of `dtype`, valid while the model is alive and not re-shaped.
+struct StateEntry {
+  std::string name;
+  DType dtype;
+  std::vector<index_t> shape;
+  void* data;
+  bool trainable;
+
+  index_t numel() const {
+    index_t n = 1;
+    for (index_t e : shape) n *= e;
+    return n;
+  }
+};
+
+namespace detail {
+template <class T, int R>
+std::vector<index_t> shape_vector(const Shape<R>& s) {
+  std::vector<index_t> v(R);
+  for (int d = 0; d < R; ++d) v[d] = s[d];
+  return v;
+}
+}  // namespace detail
+
+/// The state entry of a tensor. @pre t is contiguous (layers allocate their tensors themselves).
+template <class T, int R>
+StateEntry state_entry(std::string name, Tensor<T, R>& t, bool trainable) {
+  if (!is_contiguous(t.shape(), t.strides()))
+    throw error("state of '" + name + "': the tensor is not contiguous; set() a contiguous tensor");
+  return {std::move(name), dtype_of<T>, detail::shape_vector<T, R>(t.shape()), t.data(), trainable};
+}
+
+/// Calls f(param) for every Param handle in a tuple.
+template <class Tuple, class F>
+void for_each_param(const Tuple& params, F&& f) {
+  std::apply([&](const auto&... p) { (f(p), ...); }, params);
+}
+
+/// Renames every parameter of `params` to prefix + its role name (the last component of its name).
+template <class Tuple>
+void prefix_params(const Tuple& params, const std::string& prefix) {
+  for_each_param(params, [&](const auto& p) {
+    const std::string& n = p.name();
+    const auto dot = n.rfind('.');
+    p.rename(prefix + (dot == std::string::npos ? n : n.substr(dot + 1)));
+  });
+}
+
+/// A buffer overwritten after each training step with the value of an expression (batch norm's running
+/// mean: running = (1 - momentum) * running + momentum * batch_mean(x)). The expression is compiled into the
+/// training step with the loss and the gradients, so it shares their boundary results.
+template <class T, int R, class E>
+struct StateUpdate {
+  Tensor<T, R> target;
+  E value;
+};
+template <class T, int R, class E>
+StateUpdate<T, R, std::remove_cvref_t<E>> state_update(const Tensor<T, R>& target, E&& value) {
+  return {target, std::forward<E>(value)};
+}
+
+/// The state updates of layer `l` fed with x: l.updates(x) when it has any, else an empty tuple.
+template <class L, class X>
+auto updates_of(const L& l, const X& x) {
+  if constexpr (requires { l.updates(x); })
+    return l.updates(x);
+  else
+    return std::tuple<>();
+}
+
+/// Number of trainable elements in a tuple of params.
+template <class Tuple>
+index_t param_count(const Tuple& params) {
+  index_t n = 0;
+  for_each_param(params, [&](const auto& p) { n += p.value().numel(); });
+  return n;
+}
+
+/// Number of trainable elements of a layer or model.
+template <class L>
+requires requires(const L& l) { l.params(); }
+index_t parameter_count(const L& l) { return param_count(l.params()); }
+
+/// The named state (parameters and buffers) of a layer or model, in definition order.
+template <class L>
+std::vector<StateEntry> state_of(const L& l) {
+  std::vector<StateEntry> out;
+  l.collect_state(out);
+  return out;
+}
+
+/// The parameters of several layers together, for an optimiser that trains only those (transfer learning:
+/// the other layers' parameters are not differentiated at all). @code
+///   nn::SGD opt(nn::params_of(model.get<4>(), model.get<5>()), {.lr = 0.01});
+/// @endcode
+template <class... L>
+auto params_of(const L&... layers) {
+  return std::tuple_cat(layers.params()...);
+}
+
+/// Makes the layer described by `spec` with tag Tag (its parameters' identity).
+template <class Tag, class Spec>
+auto make(const Spec& spec) {
+  return typename Spec::template layer<Tag>(spec);
+}
+
+}  // namespace nn
+METAGRAD_NAMESPACE_END
