@@ -7,4 +7,7 @@
 #include "nn/layer_base.hpp"
 #include "nn/linear.hpp"
 #include "nn/module.hpp"
+#include "nn/optim.hpp"
+#include "nn/schedule.hpp"
+#include "nn/train_step.hpp"
 #include "nn/sequential.hpp"
