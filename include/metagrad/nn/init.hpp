@@ -107,8 +107,17 @@ void kaiming_normal_(Tensor<T, R>& t, double a = 0.0, FanMode mode = FanMode::fa
 /// An initialiser as a value, for layer specs: `nn::linear(400, 120).weight_init(nn::Init::xavier_uniform())`.
 /// `Init::standard()` means the layer's PyTorch default.
 struct Init {
-  enum class Kind { standard, zeros, constant, uniform, normal, xavier_uniform, xavier_normal, kaiming_uniform,
-                    kaiming_normal };
+  enum class Kind {
+    standard,
+    zeros,
+    constant,
+    uniform,
+    normal,
+    xavier_uniform,
+    xavier_normal,
+    kaiming_uniform,
+    kaiming_normal
+  };
   Kind kind = Kind::standard;
   double a = 0, b = 0;  // constant: a; uniform: [a, b); normal: mean a, std b; xavier: gain a; kaiming: slope a
   FanMode mode = FanMode::fan_in;

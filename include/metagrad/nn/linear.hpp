@@ -125,10 +125,10 @@ class Linear : public LayerBase {
 };
 
 // Activations as layers (specs and layers at once: they own nothing).
-#define METAGRAD_ACTIVATION_LAYER_(fname, label)                                        \
-  inline auto fname() {                                                                 \
+#define METAGRAD_ACTIVATION_LAYER_(fname, label)                                       \
+  inline auto fname() {                                                                \
     auto f = [](auto&& x) { return ::metagrad::fname(std::forward<decltype(x)>(x)); }; \
-    return Lambda<decltype(f)>(label, f);                                               \
+    return Lambda<decltype(f)>(label, f);                                              \
   }
 METAGRAD_ACTIVATION_LAYER_(relu, "ReLU()")
 METAGRAD_ACTIVATION_LAYER_(tanh, "Tanh()")

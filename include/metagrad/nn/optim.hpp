@@ -68,7 +68,7 @@ struct SgdRule {
     if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
       throw error("SGD: Nesterov momentum needs momentum > 0 and dampening = 0");
   }
-  static StepScalars scalars(const options& o, double lr, std::int64_t step) { return {lr, 0, 0, 0, step == 1}; }
+  static StepScalars scalars(const options&, double lr, std::int64_t step) { return {lr, 0, 0, 0, step == 1}; }
   template <class T>
   METAGRAD_HD static void update(T& p, T g, T* s, const options& o, const StepScalars& k) {
     if (o.weight_decay != 0) g += T(o.weight_decay) * p;
@@ -89,8 +89,7 @@ struct AdamRule {
   static int state_count(const options& o) { return o.amsgrad ? 3 : 2; }
   static void validate(const options& o) {
     if (o.lr < 0 || o.eps < 0 || o.weight_decay < 0 || o.beta1 < 0 || o.beta1 >= 1 || o.beta2 < 0 || o.beta2 >= 1)
-      throw error(std::string(Decoupled ? "AdamW" : "Adam") +
-                  ": need lr, eps, weight_decay >= 0 and betas in [0, 1)");
+      throw error(std::string(Decoupled ? "AdamW" : "Adam") + ": need lr, eps, weight_decay >= 0 and betas in [0, 1)");
   }
   static StepScalars scalars(const options& o, double lr, std::int64_t step) {
     const double bc1 = 1 - std::pow(o.beta1, static_cast<double>(step));
@@ -251,7 +250,8 @@ class Optimizer {
   void for_each_indexed(F&& f) {
     [&]<std::size_t... I>(std::index_sequence<I...>) {
       (f(std::get<I>(params_), std::get<I>(state_), std::integral_constant<std::size_t, I>{}), ...);
-    }(std::make_index_sequence<num_params>{});
+    }
+    (std::make_index_sequence<num_params>{});
   }
 
   template <class P, class G, class S>

@@ -51,19 +51,23 @@ inline LrSchedule linear_warmup(double warmup_epochs, LrSchedule after = constan
   };
 }
 
+/// Whether a lower (min) or a higher (max) metric is better.
+enum class PlateauMode { min, max };
+struct PlateauOptions {
+  PlateauMode mode = PlateauMode::min;
+  double factor = 0.1;
+  int patience = 10;
+  double threshold = 1e-4;
+  int cooldown = 0;
+  double min_lr = 0.0;
+};
+
 /// Multiplies the learning rate by `factor` when a metric has not improved for `patience` epochs
 /// (torch ReduceLROnPlateau, relative threshold mode, with cooldown and a floor).
 class ReduceLROnPlateau {
  public:
-  enum class Mode { min, max };
-  struct Options {
-    Mode mode = Mode::min;
-    double factor = 0.1;
-    int patience = 10;
-    double threshold = 1e-4;
-    int cooldown = 0;
-    double min_lr = 0.0;
-  };
+  using Mode = PlateauMode;
+  using Options = PlateauOptions;
   explicit ReduceLROnPlateau(Options o = {}) : o_(o) {
     if (o.factor <= 0 || o.factor >= 1) throw error("ReduceLROnPlateau: factor must be in (0, 1)");
     best_ = o.mode == Mode::min ? std::numeric_limits<double>::infinity() : -std::numeric_limits<double>::infinity();

@@ -45,7 +45,7 @@ auto build_train_program(const Loss& loss, const Params& params, const Updates& 
 template <class Extras>
 struct StepOutput {
   double loss;
-  Extras extras;  // a tuple of const Tensor& (one per extra output)
+  Extras extras;     // a tuple of const Tensor& (one per extra output)
   double grad_norm;  // global gradient norm before clipping (0 when clipping is off)
 };
 
@@ -59,10 +59,9 @@ class TrainStep {
   static constexpr std::size_t NP = Opt::num_params;
   static constexpr std::size_t NU = std::tuple_size_v<Updates>;
   static constexpr std::size_t NE = std::tuple_size_v<Extras>;
-  using program_t = decltype(detail::build_train_program(std::declval<const Loss&>(),
-                                                         std::declval<const typename Opt::params_type&>(),
-                                                         std::declval<const Updates&>(),
-                                                         std::declval<const Extras&>()));
+  using program_t = decltype(detail::build_train_program(
+      std::declval<const Loss&>(), std::declval<const typename Opt::params_type&>(), std::declval<const Updates&>(),
+      std::declval<const Extras&>()));
 
  public:
   static_assert(std::remove_cvref_t<Loss>::rank == 0, "metagrad: a training step needs a scalar loss (rank 0)");
@@ -83,13 +82,15 @@ class TrainStep {
     double norm = 0, scale = 1;
     if (options_.clip_grad_norm > 0) {
       norm = global_norm(grads);
-      if (!std::isfinite(norm)) throw error("train step: the gradient norm is not finite (" + std::to_string(norm) + ")");
+      if (!std::isfinite(norm))
+        throw error("train step: the gradient norm is not finite (" + std::to_string(norm) + ")");
       if (norm > options_.clip_grad_norm) scale = options_.clip_grad_norm / (norm + 1e-6);
     }
     opt_->step(grads, scale);
     [&]<std::size_t... U>(std::index_sequence<U...>) {
       (std::get<U>(targets_).target.assign(std::get<1 + NP + U>(r)), ...);
-    }(std::make_index_sequence<NU>{});
+    }
+    (std::make_index_sequence<NU>{});
     if (on_step) on_step();
     const double loss = static_cast<double>(std::get<0>(r).item());
     auto extras = detail::sub_tuple<std::remove_cvref_t<decltype(r)>, 1 + NP + NU>(r, std::make_index_sequence<NE>{});
