@@ -69,12 +69,13 @@ std::vector<index_t> shape_vector(const Shape<R>& s) {
 }
 }  // namespace detail
 
-/// The state entry of a tensor. @pre t is contiguous (layers allocate their tensors themselves).
+/// The state entry of a tensor (loading writes through it). @pre t is contiguous (layers allocate their tensors themselves).
 template <class T, int R>
-StateEntry state_entry(std::string name, Tensor<T, R>& t, bool trainable) {
+StateEntry state_entry(std::string name, const Tensor<T, R>& t, bool trainable) {
   if (!is_contiguous(t.shape(), t.strides()))
     throw error("state of '" + name + "': the tensor is not contiguous; set() a contiguous tensor");
-  return {std::move(name), dtype_of<T>, detail::shape_vector<T, R>(t.shape()), t.data(), trainable};
+  // A Tensor is a handle: its elements stay writable through a const handle's storage (state loading).
+  return {std::move(name), dtype_of<T>, detail::shape_vector<T, R>(t.shape()), const_cast<T*>(t.data()), trainable};
 }
 
 /// Calls f(param) for every Param handle in a tuple.
@@ -113,6 +114,12 @@ auto updates_of(const L& l, const X& x) {
     return l.updates(x);
   else
     return std::tuple<>();
+}
+
+/// Moves a layer's random streams (dropout masks) to the next training step, when it has any.
+template <class L>
+void advance_of(const L& l) {
+  if constexpr (requires { l.advance(); }) l.advance();
 }
 
 /// Number of trainable elements in a tuple of params.

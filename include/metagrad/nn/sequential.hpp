@@ -110,6 +110,11 @@ class Sequential : public LayerBase {
   }
   void eval() { train(false); }
 
+  /// Moves every child's random streams (dropout) to the next step.
+  void advance() const {
+    std::apply([](const auto&... c) { (advance_of(c), ...); }, children_);
+  }
+
   /// The buffer updates of every child in train mode, each fed with its own input.
   template <class X>
   auto updates(const X& x) const {
