@@ -8,3 +8,4 @@
 #include "core.hpp"
 #include "io/atomic_file.hpp"
 #include "io/idx.hpp"
+#include "io/safetensors.hpp"
