@@ -7,5 +7,6 @@
 #include "backend/cpu.hpp"
 #include "core.hpp"
 #include "io/atomic_file.hpp"
+#include "io/csv.hpp"
 #include "io/idx.hpp"
 #include "io/safetensors.hpp"
