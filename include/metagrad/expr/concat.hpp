@@ -14,6 +14,7 @@
 #include "../core/error.hpp"
 #include "../core/shape.hpp"
 #include "../core/tensor.hpp"
+#include "functions.hpp"
 #include "leaf.hpp"
 #include "node.hpp"
 #include "plan.hpp"
