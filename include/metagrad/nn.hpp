@@ -11,3 +11,5 @@
 #include "nn/schedule.hpp"
 #include "nn/train_step.hpp"
 #include "nn/sequential.hpp"
+#include "nn/state_dict.hpp"
+#include "nn/trainer.hpp"

@@ -69,9 +69,9 @@ class Conv2d : public LayerBase {
     const index_t g = s.options.groups;
     if (s.in_channels <= 0 || s.out_channels <= 0 || s.kernel.h <= 0 || s.kernel.w <= 0 || g <= 0 ||
         s.in_channels % g != 0 || s.out_channels % g != 0)
-      throw error("conv2d layer: in_channels=" + std::to_string(s.in_channels) + " and out_channels=" +
-                  std::to_string(s.out_channels) + " must be positive multiples of groups=" + std::to_string(g) +
-                  ", and the kernel non-empty");
+      throw error("conv2d layer: in_channels=" + std::to_string(s.in_channels) +
+                  " and out_channels=" + std::to_string(s.out_channels) +
+                  " must be positive multiples of groups=" + std::to_string(g) + ", and the kernel non-empty");
     Tensor<T, 4> w({s.out_channels, s.in_channels / g, s.kernel.h, s.kernel.w});
     if (s.weight_init.kind == Init::Kind::standard)
       kaiming_uniform_(w, std::sqrt(5.0));
@@ -138,16 +138,16 @@ class Conv2d : public LayerBase {
 inline auto max_pool2d(Size2 kernel, std::optional<Size2> stride = std::nullopt, Size2 padding = 0) {
   const Size2 st = stride.value_or(kernel);
   auto f = [=](auto&& x) { return ::metagrad::max_pool2d(std::forward<decltype(x)>(x), kernel, st, padding); };
-  return Lambda<decltype(f)>("MaxPool2d(kernel_size=" + detail::size2_text(kernel) +
-                                 ", stride=" + detail::size2_text(st) + ", padding=" + detail::size2_text(padding) + ")",
+  return Lambda<decltype(f)>("MaxPool2d(kernel_size=" + detail::size2_text(kernel) + ", stride=" +
+                                 detail::size2_text(st) + ", padding=" + detail::size2_text(padding) + ")",
                              f);
 }
 /// Average pooling over NCHW input (torch.nn.AvgPool2d; padding counted in the average, as torch's default).
 inline auto avg_pool2d(Size2 kernel, std::optional<Size2> stride = std::nullopt, Size2 padding = 0) {
   const Size2 st = stride.value_or(kernel);
   auto f = [=](auto&& x) { return ::metagrad::avg_pool2d(std::forward<decltype(x)>(x), kernel, st, padding); };
-  return Lambda<decltype(f)>("AvgPool2d(kernel_size=" + detail::size2_text(kernel) +
-                                 ", stride=" + detail::size2_text(st) + ", padding=" + detail::size2_text(padding) + ")",
+  return Lambda<decltype(f)>("AvgPool2d(kernel_size=" + detail::size2_text(kernel) + ", stride=" +
+                                 detail::size2_text(st) + ", padding=" + detail::size2_text(padding) + ")",
                              f);
 }
 /// Adaptive average pooling to an output of `size` (torch.nn.AdaptiveAvgPool2d).

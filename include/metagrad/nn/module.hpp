@@ -69,7 +69,8 @@ std::vector<index_t> shape_vector(const Shape<R>& s) {
 }
 }  // namespace detail
 
-/// The state entry of a tensor (loading writes through it). @pre t is contiguous (layers allocate their tensors themselves).
+/// The state entry of a tensor (loading writes through it). @pre t is contiguous (layers allocate their tensors
+/// themselves).
 template <class T, int R>
 StateEntry state_entry(std::string name, const Tensor<T, R>& t, bool trainable) {
   if (!is_contiguous(t.shape(), t.strides()))

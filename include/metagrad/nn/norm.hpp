@@ -13,11 +13,11 @@
 #include <utility>
 #include <vector>
 
+#include "../autodiff/nodes.hpp"
 #include "../core/creation.hpp"
 #include "../expr/dropout.hpp"
 #include "../expr/gather.hpp"
 #include "../expr/norm.hpp"
-#include "../autodiff/nodes.hpp"
 #include "init.hpp"
 #include "layer_base.hpp"
 #include "module.hpp"
@@ -86,10 +86,9 @@ class BatchNorm : public LayerBase {
   auto updates(const X& x) const {
     const T m = static_cast<T>(spec_.options.momentum);
     if (!training_) throw error("batch_norm layer: updates() is for train mode");
-    return std::make_tuple(
-        state_update(mean_, Const<T, 1>(mean_) * (T(1) - m) + batch_mean(x) * m),
-        state_update(var_, Const<T, 1>(var_) * (T(1) - m) + batch_var(x, true) * m),
-        state_update(count_, Const<std::int64_t, 0>(count_) + std::int64_t{1}));
+    return std::make_tuple(state_update(mean_, Const<T, 1>(mean_) * (T(1) - m) + batch_mean(x) * m),
+                           state_update(var_, Const<T, 1>(var_) * (T(1) - m) + batch_var(x, true) * m),
+                           state_update(count_, Const<std::int64_t, 0>(count_) + std::int64_t{1}));
   }
 
   const weight_type& weight() const { return weight_; }
