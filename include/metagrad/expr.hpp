@@ -16,6 +16,7 @@
 #include "expr/node.hpp"
 #include "expr/norm.hpp"
 #include "expr/plan.hpp"
+#include "expr/pool.hpp"
 #include "expr/random.hpp"
 #include "expr/reduce.hpp"
 #include "expr/softmax.hpp"

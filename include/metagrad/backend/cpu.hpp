@@ -9,4 +9,5 @@
 #include "cpu/gemm.hpp"
 #include "cpu/matmul.hpp"
 #include "cpu/parallel.hpp"
+#include "cpu/pool.hpp"
 #include "cpu/reduce.hpp"
