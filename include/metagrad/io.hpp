@@ -8,5 +8,6 @@
 #include "core.hpp"
 #include "io/atomic_file.hpp"
 #include "io/csv.hpp"
+#include "io/dataset.hpp"
 #include "io/idx.hpp"
 #include "io/safetensors.hpp"
