@@ -257,10 +257,11 @@ class BufferExpr : public ExprBase<BufferExpr<G>>,
 
 namespace detail {
 /// g as an operand that is already in memory: leaves and boundary nodes as they are, anything else in a
-/// BufferExpr.
+/// BufferExpr (so is a sum_to, which is fused into each of its readers when it is not a real reduction).
 template <class G>
 auto buffered(const G& g) {
-  if constexpr (is_tensor_v<G> || boundary_expression<G> || requires { g.identity(); })
+  if constexpr (is_tensor_v<G> || (boundary_expression<G> && !requires { g.materialised(); }) ||
+                requires { g.identity(); })
     return g;
   else
     return BufferExpr<G>(g);
