@@ -129,6 +129,7 @@ const std::vector<PoolCase> kCases = {
     {PoolKind::max, 2, 2, 5, 6, 2, 2, 1, 1, true},                 // ceil_mode drops a window in the padding
     {PoolKind::max, 1, 1, 10, 8, {4, 3}, {3, 2}, {2, 1}, {1, 2}},  // mixed
     {PoolKind::max, 64, 6, 28, 28, 2, 2, 0},                       // LeNet pool 1
+    {PoolKind::max, 2, 2, 5, 7, 2, 2, 0},                          // 2 x 2 with a row and a column left over
     {PoolKind::avg, 2, 3, 8, 8, 2, 2, 0},
     {PoolKind::avg, 1, 2, 7, 9, 3, 2, 1},
     {PoolKind::avg, 1, 2, 7, 9, 3, 2, 1, 1, false, false},  // count_include_pad = false
@@ -252,6 +253,24 @@ TEST_CASE("max_pool2d: ties, -inf and NaN follow PyTorch") {
     for (double v : y) CHECK(std::isnan(v));
     CHECK(Tensor<double, 4>(gx).to_vector() == std::vector<double>{0, 0, 0, 0, 4, 0, 0, 0, 0});
   }
+}
+
+TEST_CASE("max_pool2d: ties, -inf and NaN in the common 2 x 2, stride 2 case") {
+  const double m = -std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  METAGRAD_INPUT(x, double, 4);
+  x.bind(from_vector<double>({3, 5, m, m,    //
+                              5, 1, m, m,    //
+                              2, nan, 4, 4,  //
+                              9, 1, 4, 4},
+                             {1, 1, 4, 4}));
+  const auto y = Tensor<double, 4>(max_pool2d(x, 2)).to_vector();
+  CHECK(y[0] == 5);
+  CHECK(y[1] == m);
+  CHECK(std::isnan(y[2]));
+  CHECK(y[3] == 4);
+  auto [gx] = grad(sum(max_pool2d(x, 2) * Const<double, 4>(from_vector<double>({1, 2, 3, 4}, {1, 1, 2, 2}))), x);
+  // The first 5 (0, 1); the first -inf (0, 2); the NaN (2, 1); the first 4 (2, 2).
+  CHECK(Tensor<double, 4>(gx).to_vector() == std::vector<double>{0, 1, 2, 0, 0, 0, 0, 0, 0, 3, 4, 0, 0, 0, 0, 0});
 }
 
 TEST_CASE("pool2d: computed, strided and permuted operands") {
