@@ -3,10 +3,12 @@
 #pragma once
 
 #include "metagrad.hpp"
+#include "nn/conv.hpp"
 #include "nn/init.hpp"
 #include "nn/layer_base.hpp"
 #include "nn/linear.hpp"
 #include "nn/module.hpp"
+#include "nn/norm.hpp"
 #include "nn/optim.hpp"
 #include "nn/schedule.hpp"
 #include "nn/train_step.hpp"

@@ -55,6 +55,12 @@ nn::TrainerOptions options(int epochs, F f) {
   return o;
 }
 
+nn::LoadOptions non_strict() {
+  nn::LoadOptions o;
+  o.strict = false;
+  return o;
+}
+
 std::filesystem::path tmp_path(const std::string& name) {
   return std::filesystem::temp_directory_path() / ("metagrad_test_trainer_" + name);
 }
@@ -221,7 +227,7 @@ TEST_CASE("state dict: save, strict and non-strict load, mismatch report") {
     CHECK(m.find("missing keys: 4.weight, 4.bias") != std::string::npos);
   }
   CHECK(flat_state(c) == before);
-  const auto r2 = nn::load_state_dict(c, path, {.strict = false});
+  const auto r2 = nn::load_state_dict(c, path, non_strict());
   CHECK(r2.loaded == std::vector<std::string>{"0.weight", "0.bias"});
   CHECK(r2.mismatched.size() == 2);
   CHECK(r2.missing.size() == 2);
@@ -241,7 +247,7 @@ TEST_CASE("state dict: float64 weights load into a float32 model (converted, as 
   auto st = nn::state_of(m);
   SafeTensorsEntries entries{{"0.weight", w}, {"0.bias", bvec}};
   write_safetensors(path, entries);
-  const auto r = nn::load_state_dict(m, path, {.strict = false});
+  const auto r = nn::load_state_dict(m, path, non_strict());
   CHECK(r.loaded.size() == 2);
   const float* d = static_cast<const float*>(nn::state_of(m)[0].data);
   CHECK(d[5] == 1.25f);

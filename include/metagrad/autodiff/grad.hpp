@@ -7,7 +7,11 @@
 #pragma once
 
 #include <string>
+#include <memory>
 #include <tuple>
+#include <typeindex>
+#include <typeinfo>
+#include <unordered_map>
 #include <type_traits>
 #include <utility>
 
@@ -466,6 +470,10 @@ bool all_equal(const E& e, const T& first) {
 template <class Y, class Shared>
 struct Accumulator {
   const Y& y;
+  // The summed adjoint of each shared node type, built once: a shared node's adjoint feeds every node
+  // below it, and rebuilding it for each of them would take time exponential in the depth of the sharing
+  // (every layer of a network whose logits feed two terms of the loss is shared).
+  mutable std::unordered_map<std::type_index, std::shared_ptr<const void>> cache;
 
   // Contributions (a tuple of expressions) reaching node type / leaf Target, given its object `node`.
   template <class Target>
@@ -479,20 +487,31 @@ struct Accumulator {
   auto from_shared([[maybe_unused]] const Target* node, types<S...>) const {
     return std::tuple_cat(from_one<Target, S>(node)...);
   }
+
+  template <class S>
+  using adjoint_t = decltype(sum_contributions<typename S::value_type>(
+      std::declval<const Accumulator&>().template contributions<S>(static_cast<const S*>(nullptr))));
+
+  template <class S>
+  const adjoint_t<S>& adjoint(const S* s) const {
+    const std::type_index key(typeid(S));
+    if (auto it = cache.find(key); it != cache.end()) return *static_cast<const adjoint_t<S>*>(it->second.get());
+    auto made = std::make_shared<const adjoint_t<S>>(sum_contributions<typename S::value_type>(contributions<S>(s)));
+    const auto& ref = *made;
+    cache.emplace(key, std::move(made));
+    return ref;
+  }
+
   template <class Target, class S>
   auto from_one(const Target* node) const {
     if constexpr (std::is_same_v<Target, S> || !depends_on<S, Target>::value) {
       return std::tuple<>();
+    } else if constexpr (std::tuple_size_v<decltype(contributions<S>(static_cast<const S*>(nullptr)))> == 0) {
+      return std::tuple<>();
     } else {
       const S* s = find_first<S>(y);
-      auto adj = contributions<S>(s);
-      if constexpr (std::tuple_size_v<decltype(adj)> == 0) {
-        return std::tuple<>();
-      } else {
-        using T = typename S::value_type;
-        const Walk<Target, Shared> w{node};
-        return backprop_node(w, *s, sum_contributions<T>(adj));  // S's own rule, though S is shared
-      }
+      const Walk<Target, Shared> w{node};
+      return backprop_node(w, *s, adjoint<S>(s));  // S's own rule, though S is shared
     }
   }
 };
@@ -500,8 +519,12 @@ struct Accumulator {
 // The gradient of y with respect to `leaf` with adjoints summed at the node types in Shared.
 template <class Shared, class Y, class L>
 auto gradient_of(const Y& y, const L& leaf) {
-  using T = typename L::value_type;
   const Accumulator<Y, Shared> acc{y};
+  return gradient_of(acc, leaf);
+}
+template <class Shared, class Y, class L>
+auto gradient_of(const Accumulator<Y, Shared>& acc, const L& leaf) {
+  using T = typename L::value_type;
   auto parts = acc.template contributions<L>(&leaf);
   if constexpr (std::tuple_size_v<decltype(parts)> == 0)
     // Every path to the leaf is piecewise constant: the gradient is zero everywhere.
@@ -553,6 +576,32 @@ auto grad(const Y& y, const Leaves&... leaves) {
     };
     return std::make_tuple(pick(leaves)...);
   }
+}
+
+/// grad() for graphs whose repeated subexpressions are one value, as in models built from layers: adjoints
+/// are always summed where a subexpression is used twice, so each gradient has a single form. grad() also
+/// builds the separate-propagation fallback for same-typed uses with different parameters (3 * x beside
+/// 2 * x), which doubles the backward graph of a network whose logits feed two terms of the loss; here that
+/// case is an error instead. Training steps use this form.
+/// @throws metagrad::error when two uses of one subexpression type differ in parameters or leaves.
+template <expression Y, variable... Leaves>
+auto grad_merged(const Y& y, const Leaves&... leaves) {
+  using YE = std::remove_cvref_t<Y>;
+  static_assert(YE::rank == 0, "metagrad: grad_merged(y, x...) needs a scalar y (rank 0)");
+  static_assert(detail::is_floating_v<typename YE::value_type>, "metagrad: grad_merged needs a floating-point y");
+  static_assert((detail::depends_on<YE, Leaves>::value && ...),
+                "metagrad: grad_merged(y, x...): y does not depend on one of the leaves x");
+  static_assert((detail::is_floating_v<typename Leaves::value_type> && ...),
+                "metagrad: grad_merged(y, x...): every leaf must have a floating-point dtype");
+  using Shared = detail::shared_t<YE, Leaves...>;
+  if constexpr (!std::is_same_v<Shared, detail::types<>>) {
+    if (!detail::shared_nodes_equal(y, Shared{}))
+      throw error(
+          "grad_merged: a subexpression type is used twice with different parameters or leaves, so its adjoints "
+          "cannot be summed; use grad(), which handles that case");
+  }
+  const detail::Accumulator<YE, Shared> acc{y};  // one cache of shared adjoints for every leaf
+  return std::make_tuple(detail::gradient_of(acc, leaves)...);
 }
 
 METAGRAD_NAMESPACE_END

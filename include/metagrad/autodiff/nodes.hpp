@@ -204,8 +204,8 @@ class ReshapeLikeExpr : public ExprBase<ReshapeLikeExpr<G, X>> {
     if constexpr (is_leaf_plan_v<decltype(cp)>) {
       const value_type* ptr = cp.ptr;
       if (!is_contiguous(gs, Strides<RG>(cp.strides))) {
-        copy_ = Tensor<value_type, RG>(g_);
-        ptr = copy_.data();
+        copy_.get() = Tensor<value_type, RG>(g_);
+        ptr = copy_.get().data();
       }
       return broadcast_plan(LeafPlan<value_type, rank>{ptr, contiguous_strides(xs), true}, xs, target);
     } else {
@@ -216,7 +216,7 @@ class ReshapeLikeExpr : public ExprBase<ReshapeLikeExpr<G, X>> {
  private:
   G g_;
   X x_;
-  mutable Tensor<value_type, RG> copy_;
+  detail::Lazy<Tensor<value_type, RG>> copy_;
 };
 
 /// The number of elements a reduction of x over `mask` combines into each output, as a scalar of dtype T.

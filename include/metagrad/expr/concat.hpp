@@ -178,7 +178,7 @@ class ReshapeAsExpr : public ExprBase<ReshapeAsExpr<A, X>> {
     const auto xs = x_.shape();
     if (as.numel() != xs.numel())
       throw shape_error("flatten (gradient): cannot view " + to_string(as) + " as " + to_string(xs));
-    return broadcast_plan(detail::reshaped_plan(a_, as, xs, copy_), xs, target);
+    return broadcast_plan(detail::reshaped_plan(a_, as, xs, copy_.get()), xs, target);
   }
 
   template <class G>
@@ -189,7 +189,7 @@ class ReshapeAsExpr : public ExprBase<ReshapeAsExpr<A, X>> {
  private:
   A a_;
   X x_;
-  mutable Tensor<value_type, A::rank> copy_;
+  detail::Lazy<Tensor<value_type, A::rank>> copy_;
 };
 
 // --- forward nodes ---------------------------------------------------------------------------------------
@@ -341,7 +341,7 @@ class FlattenExpr : public ExprBase<FlattenExpr<A, Start>> {
   template <int RT>
   auto lower(const Shape<RT>& target) const {
     const auto own = shape();
-    return broadcast_plan(detail::reshaped_plan(a_, a_.shape(), own, copy_), own, target);
+    return broadcast_plan(detail::reshaped_plan(a_, a_.shape(), own, copy_.get()), own, target);
   }
 
   template <class G>
@@ -352,7 +352,7 @@ class FlattenExpr : public ExprBase<FlattenExpr<A, Start>> {
 
  private:
   A a_;
-  mutable Tensor<value_type, AE::rank> copy_;
+  detail::Lazy<Tensor<value_type, AE::rank>> copy_;
 };
 
 // --- front-ends ------------------------------------------------------------------------------------------

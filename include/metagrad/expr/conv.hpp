@@ -141,10 +141,11 @@ struct Scratch {
   Scratch(const Scratch&) {}
   Scratch& operator=(const Scratch&) { return *this; }
   Tensor<T, R>& sized(const Shape<R>& s) const {
+    auto& t = t_.get();
     if (!t.defined() || !(t.shape() == s)) t.allocate(s);
     return t;
   }
-  mutable Tensor<T, R> t;
+  Lazy<Tensor<T, R>> t_;
 };
 
 /// The values of expression e (of shape s) as a contiguous row-major buffer: a contiguous leaf's own memory,
@@ -183,7 +184,7 @@ void run_conv_into(Tensor<T, 4>& dst, const Shape<4>& os, Conv2dCall<T> call, co
   } else {
     run_conv2d(call);
   }
-  if (!direct) dst.assign(tmp.t);
+  if (!direct) dst.assign(tmp.t_.get());
 }
 
 template <class T, std::size_t N>

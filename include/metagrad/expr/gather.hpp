@@ -112,9 +112,9 @@ class EmbeddingBackwardExpr : public ExprBase<EmbeddingBackwardExpr<G, I, W>>,
       if (is_contiguous(gs, Strides<RG>(gp.strides))) gptr = gp.ptr;
     }
     if (!gptr) {
-      if (!gcopy_.defined() || !(gcopy_.shape() == gs)) gcopy_.allocate(gs);
-      run_fill(gcopy_.data(), gcopy_.strides(), gs, gp);
-      gptr = gcopy_.data();
+      if (!gcopy_.get().defined() || !(gcopy_.get().shape() == gs)) gcopy_.get().allocate(gs);
+      run_fill(gcopy_.get().data(), gcopy_.get().strides(), gs, gp);
+      gptr = gcopy_.get().data();
     }
     Tensor<value_type, 2> out(ws);  // zero-filled; dst may alias g, so it is written last
     const index_t D = ws[1];
@@ -137,7 +137,7 @@ class EmbeddingBackwardExpr : public ExprBase<EmbeddingBackwardExpr<G, I, W>>,
   I idx_;
   W w_;
   std::optional<index_t> padding_;
-  mutable Tensor<value_type, G::rank> gcopy_;
+  detail::Lazy<Tensor<value_type, G::rank>> gcopy_;
 };
 
 /// embedding(weight, indices): for indices of shape [...], the [..., D] rows weight[indices[...], :] of a
@@ -180,7 +180,7 @@ class EmbeddingExpr : public ExprBase<EmbeddingExpr<W, I>>, public BoundaryBase<
     const auto is = idx_.shape();
     const auto rows = detail::gather_rows(idx_, is, ws[0], "embedding");
     index_t sr = 0, sc = 0;
-    const value_type* table = detail::table_of(w_, ws, wcopy_, sr, sc);
+    const value_type* table = detail::table_of(w_, ws, wcopy_.get(), sr, sc);
     const auto os = shape();
     // Written through a fresh buffer when dst overlaps the table (x = embedding(x, ...)) or is strided.
     bool direct = dst.defined() && dst.shape() == os && dst.is_contiguous();
@@ -218,7 +218,7 @@ class EmbeddingExpr : public ExprBase<EmbeddingExpr<W, I>>, public BoundaryBase<
   W w_;
   I idx_;
   std::optional<index_t> padding_;
-  mutable Tensor<value_type, 2> wcopy_;
+  detail::Lazy<Tensor<value_type, 2>> wcopy_;
 };
 
 /// embedding(weight, indices): row indices[...] of the [V, D] table for every index, shape [..., D]. Indices

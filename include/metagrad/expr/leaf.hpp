@@ -27,19 +27,22 @@ METAGRAD_NAMESPACE_BEGIN
 
 namespace detail {
 /// A readable name for a tag type (demangled where the ABI allows), used in error messages.
+/// Tags are usually declared in place (`Input<struct x, float, 2>`) and so incomplete: typeid of the
+/// pointer type is valid for those too, and the trailing '*' is dropped.
 template <class Tag>
 std::string tag_name() {
-  const char* raw = typeid(Tag).name();
+  const char* raw = typeid(Tag*).name();
+  std::string s = raw;
 #if defined(__GNUG__) || defined(__clang__)
   int status = 0;
   char* d = abi::__cxa_demangle(raw, nullptr, nullptr, &status);
   if (status == 0 && d) {
-    std::string s(d);
+    s = d;
     std::free(d);
-    return s;
   }
 #endif
-  return raw;
+  if (!s.empty() && s.back() == '*') s.pop_back();
+  return s;
 }
 }  // namespace detail
 

@@ -110,8 +110,8 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
       dst.allocate(os);
     }
     if (os.numel() == 0) return;
-    const Operand pa = prepare(a_, as, opa_);
-    const Operand pb = prepare(b_, bs, opb_);
+    const Operand pa = prepare(a_, as, opa_.get());
+    const Operand pb = prepare(b_, bs, opb_.get());
     // The destination must be row-major within each matrix for the GEMM; otherwise use a temporary.
     const bool direct = (os[rank - 1] == 1 || dst.strides()[rank - 1] == 1) &&
                         (os[rank - 2] == 1 || dst.strides()[rank - 2] >= os[rank - 1]) && !overlaps(dst, pa, pb);
@@ -263,8 +263,8 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
   A a_;
   B b_;
   value_type alpha_;
-  mutable Tensor<value_type, RA> opa_;
-  mutable Tensor<value_type, RB> opb_;
+  detail::Lazy<Tensor<value_type, RA>> opa_;
+  detail::Lazy<Tensor<value_type, RB>> opb_;
 };
 
 /// alpha * (a @ b). Both operands float or double, rank >= 2; batch axes broadcast.

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstring>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 
@@ -139,6 +140,26 @@ auto broadcast_plan(const P& p, const Shape<RC>& own, const Shape<RT>& target) {
   }
 }
 
+namespace detail {
+/// Per-object scratch state held behind a pointer and made on first use: copies start empty (a node's
+/// cache is never shared with its copies) and an expression object pays 8 bytes for it, not a Tensor's ~100
+/// (gradient expressions hold thousands of nodes, and big node objects overflow the stack while built).
+template <class T>
+class Lazy {
+ public:
+  Lazy() = default;
+  Lazy(const Lazy&) {}
+  Lazy& operator=(const Lazy&) { return *this; }
+  T& get() const {
+    if (!p_) p_ = std::make_unique<T>();
+    return *p_;
+  }
+
+ private:
+  mutable std::unique_ptr<T> p_;
+};
+}  // namespace detail
+
 /// What every boundary node (reduction, matmul, ...) shares: the tensor it materialises into when it is
 /// evaluated on its own, and the slot a compiled Program binds it to, from which it is then only read.
 /// A copy starts unbound and with no cache of its own, so copies never write into each other's memory.
@@ -158,13 +179,14 @@ class BoundaryBase {
   template <class Self>
   const Tensor<T, R>& materialise(const Self& self) const {
     if (slot_) return *slot_;
-    self.eval_into(cache_);
-    return cache_;
+    auto& c = cache_.get();
+    self.eval_into(c);
+    return c;
   }
 
  private:
   mutable const Tensor<T, R>* slot_ = nullptr;
-  mutable Tensor<T, R> cache_;
+  detail::Lazy<Tensor<T, R>> cache_;
 };
 
 namespace detail {

@@ -138,7 +138,7 @@ void pool_into(Tensor<T, 4>& dst, const Shape<4>& os, Reads&& reads, const Scrat
   if (os.numel() == 0) return;
   const bool direct = dst.is_contiguous() && !reads(dst);
   f(direct ? dst.data() : tmp.sized(os).data());
-  if (!direct) dst.assign(tmp.t);
+  if (!direct) dst.assign(tmp.t_.get());
 }
 
 template <class Node>

@@ -190,10 +190,10 @@ class ReshapeExpr : public ExprBase<ReshapeExpr<A, RO>> {
         // (torch.reshape does the same). A tensor operand needs clone(): constructing a Tensor from a
         // Tensor only copies the handle.
         if constexpr (is_tensor_v<AE>)
-          copy_ = a_.clone();
+          copy_.get() = a_.clone();
         else
-          copy_ = Tensor<value_type, AE::rank>(a_);
-        ptr = copy_.data();
+          copy_.get() = Tensor<value_type, AE::rank>(a_);
+        ptr = copy_.get().data();
       }
       LeafPlan<value_type, RO> leaf{ptr, contiguous_strides(shape), true};
       return broadcast_plan(leaf, shape, target);
@@ -225,7 +225,7 @@ class ReshapeExpr : public ExprBase<ReshapeExpr<A, RO>> {
   }
   A a_;
   Shape<RO> spec_;
-  mutable Tensor<value_type, AE::rank> copy_;
+  detail::Lazy<Tensor<value_type, AE::rank>> copy_;
 };
 
 /// The operand broadcast to a given (larger) shape, NumPy rules.

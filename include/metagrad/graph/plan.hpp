@@ -46,21 +46,23 @@ struct contains;
 template <class T, class... U>
 struct contains<T, TypeList<U...>> : std::bool_constant<(std::is_same_v<T, U> || ...)> {};
 
-template <class Done, class Todo>
+// unique_t folds over the list with an overloaded operator instead of recursing, so its template depth
+// stays constant however many boundary nodes a graph has (a LeNet training step has hundreds before
+// deduplication).
+template <class T>
+struct TypeBox {};
+template <class... D, class T>
+auto operator|(TypeList<D...>, TypeBox<T>)
+    -> std::conditional_t<contains<T, TypeList<D...>>::value, TypeList<D...>, TypeList<D..., T>>;
+template <class List>
 struct unique_impl;
-template <class Done>
-struct unique_impl<Done, TypeList<>> {
-  using type = Done;
-};
-template <class... D, class T, class... R>
-struct unique_impl<TypeList<D...>, TypeList<T, R...>> {
-  using type =
-      typename unique_impl<std::conditional_t<contains<T, TypeList<D...>>::value, TypeList<D...>, TypeList<D..., T>>,
-                           TypeList<R...>>::type;
+template <class... T>
+struct unique_impl<TypeList<T...>> {
+  using type = decltype((TypeList<>{} | ... | TypeBox<T>{}));
 };
 /// The list without repeats, in order of first occurrence.
 template <class List>
-using unique_t = typename unique_impl<TypeList<>, List>::type;
+using unique_t = typename unique_impl<List>::type;
 
 template <class T, class List>
 struct index_of;
@@ -74,10 +76,11 @@ inline constexpr bool is_boundary_v = boundary_expression<E>;
 
 template <class Tuple>
 struct boundaries_in;
-/// Every boundary node type under E (E included), children before parents, with repeats.
+/// Every boundary node type under E (E included), children before parents, each once (deduplicated at
+/// every node: a graph whose subexpressions are shared would otherwise list them once per path).
 template <class E>
-using boundaries_t = concat_t<typename boundaries_in<children_t<E>>::type,
-                              std::conditional_t<is_boundary_v<E>, TypeList<E>, TypeList<>>>;
+using boundaries_t = unique_t<concat_t<typename boundaries_in<children_t<E>>::type,
+                                       std::conditional_t<is_boundary_v<E>, TypeList<E>, TypeList<>>>>;
 template <class... C>
 struct boundaries_in<std::tuple<C...>> {
   using type = concat_t<TypeList<>, boundaries_t<std::remove_cvref_t<C>>...>;
@@ -94,7 +97,7 @@ template <class C>
 using direct_child_t = std::conditional_t<is_boundary_v<C>, TypeList<C>, typename direct_of<C>::type>;
 template <class... C>
 struct direct_in<std::tuple<C...>> {
-  using type = concat_t<TypeList<>, direct_child_t<std::remove_cvref_t<C>>...>;
+  using type = unique_t<concat_t<TypeList<>, direct_child_t<std::remove_cvref_t<C>>...>>;
 };
 }  // namespace detail
 

@@ -119,10 +119,10 @@ class Conv2d : public LayerBase {
   std::string describe() const {
     const auto& o = spec_.options;
     std::string s = "Conv2d(" + std::to_string(spec_.in_channels) + ", " + std::to_string(spec_.out_channels) +
-                    ", kernel_size=" + detail::size2_text(spec_.kernel);
-    if (!(o.stride == Size2(1))) s += ", stride=" + detail::size2_text(o.stride);
-    if (!(o.padding == Size2(0))) s += ", padding=" + detail::size2_text(o.padding);
-    if (!(o.dilation == Size2(1))) s += ", dilation=" + detail::size2_text(o.dilation);
+                    ", kernel_size=" + metagrad::detail::size2_text(spec_.kernel);
+    if (!(o.stride == Size2(1))) s += ", stride=" + metagrad::detail::size2_text(o.stride);
+    if (!(o.padding == Size2(0))) s += ", padding=" + metagrad::detail::size2_text(o.padding);
+    if (!(o.dilation == Size2(1))) s += ", dilation=" + metagrad::detail::size2_text(o.dilation);
     if (o.groups != 1) s += ", groups=" + std::to_string(o.groups);
     if (!Bias) s += ", bias=false";
     return s + ")";
@@ -138,22 +138,22 @@ class Conv2d : public LayerBase {
 inline auto max_pool2d(Size2 kernel, std::optional<Size2> stride = std::nullopt, Size2 padding = 0) {
   const Size2 st = stride.value_or(kernel);
   auto f = [=](auto&& x) { return ::metagrad::max_pool2d(std::forward<decltype(x)>(x), kernel, st, padding); };
-  return Lambda<decltype(f)>("MaxPool2d(kernel_size=" + detail::size2_text(kernel) + ", stride=" +
-                                 detail::size2_text(st) + ", padding=" + detail::size2_text(padding) + ")",
+  return Lambda<decltype(f)>("MaxPool2d(kernel_size=" + metagrad::detail::size2_text(kernel) + ", stride=" +
+                                 metagrad::detail::size2_text(st) + ", padding=" + metagrad::detail::size2_text(padding) + ")",
                              f);
 }
 /// Average pooling over NCHW input (torch.nn.AvgPool2d; padding counted in the average, as torch's default).
 inline auto avg_pool2d(Size2 kernel, std::optional<Size2> stride = std::nullopt, Size2 padding = 0) {
   const Size2 st = stride.value_or(kernel);
   auto f = [=](auto&& x) { return ::metagrad::avg_pool2d(std::forward<decltype(x)>(x), kernel, st, padding); };
-  return Lambda<decltype(f)>("AvgPool2d(kernel_size=" + detail::size2_text(kernel) + ", stride=" +
-                                 detail::size2_text(st) + ", padding=" + detail::size2_text(padding) + ")",
+  return Lambda<decltype(f)>("AvgPool2d(kernel_size=" + metagrad::detail::size2_text(kernel) + ", stride=" +
+                                 metagrad::detail::size2_text(st) + ", padding=" + metagrad::detail::size2_text(padding) + ")",
                              f);
 }
 /// Adaptive average pooling to an output of `size` (torch.nn.AdaptiveAvgPool2d).
 inline auto adaptive_avg_pool2d(Size2 size) {
   auto f = [=](auto&& x) { return ::metagrad::adaptive_avg_pool2d(std::forward<decltype(x)>(x), size); };
-  return Lambda<decltype(f)>("AdaptiveAvgPool2d(output_size=" + detail::size2_text(size) + ")", f);
+  return Lambda<decltype(f)>("AdaptiveAvgPool2d(output_size=" + metagrad::detail::size2_text(size) + ")", f);
 }
 /// Flattens every axis from 1 on: [N, C, H, W] -> [N, C*H*W] (torch.nn.Flatten()).
 inline auto flatten() {

@@ -34,7 +34,7 @@ auto sub_tuple(const Tuple& t, std::index_sequence<I...>) {
 }
 template <class Loss, class Params, class Updates, class Extras>
 auto build_train_program(const Loss& loss, const Params& params, const Updates& ups, const Extras& extras) {
-  auto grads = std::apply([&](const auto&... p) { return grad(loss, p...); }, params);
+  auto grads = std::apply([&](const auto&... p) { return grad_merged(loss, p...); }, params);
   auto values = std::apply([](const auto&... u) { return std::make_tuple(u.value...); }, ups);
   return std::apply([](const auto&... o) { return compile(o...); },
                     std::tuple_cat(std::make_tuple(loss), grads, values, extras));

@@ -40,6 +40,14 @@ inline double peak_rss_mib() {
   return static_cast<double>(u.ru_maxrss) / 1024.0;  // Linux reports KiB
 }
 
+/// One epoch's figures.
+struct EpochStats {
+  int epoch = 0;
+  double train_loss = 0, train_accuracy = 0;
+  double test_loss = std::numeric_limits<double>::quiet_NaN(), test_accuracy = std::numeric_limits<double>::quiet_NaN();
+  double lr = 0, seconds = 0, images_per_second = 0, peak_rss_mib = 0;
+};
+
 struct TrainerOptions {
   int epochs = 1;
   /// Where to write a checkpoint after every epoch ("" for none); see resume.
@@ -57,16 +65,10 @@ struct TrainerOptions {
   double clip_grad_norm = 0.0;
   /// Progress output; nullptr for silence. The bar redraws in place only when this is a terminal.
   std::ostream* out = &std::cout;
+  /// Called after every epoch with its figures (after evaluation, before the checkpoint).
+  std::function<void(const EpochStats&)> on_epoch;
   /// Redraw the bar at most this often.
   double progress_interval_s = 0.25;
-};
-
-/// One epoch's figures.
-struct EpochStats {
-  int epoch = 0;
-  double train_loss = 0, train_accuracy = 0;
-  double test_loss = std::numeric_limits<double>::quiet_NaN(), test_accuracy = std::numeric_limits<double>::quiet_NaN();
-  double lr = 0, seconds = 0, images_per_second = 0, peak_rss_mib = 0;
 };
 
 namespace detail {
@@ -262,6 +264,7 @@ class Trainer {
         ++stale_;
       }
       report(st);
+      if (options_.on_epoch) options_.on_epoch(st);
       if (!options_.checkpoint.empty())
         save_checkpoint(options_.checkpoint, model_, opt_,
                         {{"epoch", std::to_string(epoch_)},
