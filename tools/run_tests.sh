@@ -23,7 +23,8 @@ SCRIPT_NAME=run_tests.sh
 # shellcheck source=tools/ensure_packages.sh
 source tools/ensure_packages.sh
 
-ensure_packages cmake make g++ doctest-dev libbenchmark-dev libeigen3-dev libomp-dev libopenblas-dev python3 zlib1g-dev libdnnl-dev
+ensure_packages cmake make g++ doctest-dev libbenchmark-dev libeigen3-dev libomp-dev libopenblas-dev python3 zlib1g-dev libdnnl-dev \
+  dataset-fashion-mnist python3-torch
 
 echo "==> Configuring ${BUILD_DIR} (${BUILD_TYPE})"
 # shellcheck disable=SC2086  # CMAKE_ARGS is a list of arguments

@@ -1,4 +1,5 @@
-// metagrad/metagrad.hpp — the umbrella header: everything the build can use. Include this one.
+// metagrad/metagrad.hpp — the umbrella header: everything the build can use (tensors, expressions,
+// gradients, compiled programs, the CPU backend, io and nn). Include this one.
 //
 // metagrad is a header-only C++20 deep-learning library in which the computation graph is a C++ type:
 // expressions build nodes, lowering turns them into trivially copyable plans, and each elementwise region
@@ -10,6 +11,8 @@
 #include "core.hpp"
 #include "expr.hpp"
 #include "graph.hpp"
+#include "io.hpp"
+#include "nn.hpp"
 
 // Under nvcc the CUDA backend comes too (one source file carries both code paths).
 #if defined(__CUDACC__)

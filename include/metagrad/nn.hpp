@@ -2,7 +2,12 @@
 // initialisers, optimisers, learning-rate schedules, state dicts and the training loop.
 #pragma once
 
-#include "metagrad.hpp"
+#include "autodiff.hpp"
+#include "backend/cpu.hpp"
+#include "core.hpp"
+#include "expr.hpp"
+#include "graph.hpp"
+#include "io.hpp"
 #include "nn/conv.hpp"
 #include "nn/init.hpp"
 #include "nn/layer_base.hpp"

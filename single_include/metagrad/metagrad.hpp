@@ -4,7 +4,8 @@
 // standard library (optional accelerators switch on through the same METAGRAD_WITH_* macros).
 #pragma once
 
-// metagrad/metagrad.hpp — the umbrella header: everything the build can use. Include this one.
+// metagrad/metagrad.hpp — the umbrella header: everything the build can use (tensors, expressions,
+// gradients, compiled programs, the CPU backend, io and nn). Include this one.
 //
 // metagrad is a header-only C++20 deep-learning library in which the computation graph is a C++ type:
 // expressions build nodes, lowering turns them into trivially copyable plans, and each elementwise region
@@ -23,7 +24,11 @@
 // but their evaluation. Include <metagrad/autodiff.hpp> instead.
 
 #include <string>
+#include <memory>
 #include <tuple>
+#include <typeindex>
+#include <typeinfo>
+#include <unordered_map>
 #include <type_traits>
 #include <utility>
 
@@ -167,12 +172,13 @@ METAGRAD_NAMESPACE_END
 METAGRAD_NAMESPACE_BEGIN
 
 /// Run-time tag of an element type.
-enum class DType : std::uint8_t { f32, f64, i32, i64, b8 };
+enum class DType : std::uint8_t { f32, f64, i32, i64, b8, u8 };
 
-/// The element types a Tensor may hold: float, double, int32, int64 and bool.
+/// The element types a Tensor may hold: float, double, int32, int64, bool and uint8 (raw bytes: images,
+/// data sets kept compact and converted in the fused input pipeline).
 template <class T>
 concept dtype = std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, std::int32_t> ||
-    std::is_same_v<T, std::int64_t> || std::is_same_v<T, bool>;
+    std::is_same_v<T, std::int64_t> || std::is_same_v<T, bool> || std::is_same_v<T, std::uint8_t>;
 
 template <class T>
 concept floating_dtype = std::is_same_v<T, float> || std::is_same_v<T, double>;
@@ -185,6 +191,7 @@ inline constexpr DType dtype_of = std::is_same_v<T, float>          ? DType::f32
                                   : std::is_same_v<T, double>       ? DType::f64
                                   : std::is_same_v<T, std::int32_t> ? DType::i32
                                   : std::is_same_v<T, std::int64_t> ? DType::i64
+                                  : std::is_same_v<T, std::uint8_t> ? DType::u8
                                                                     : DType::b8;
 
 /// NumPy-style name of a dtype ("float32", "int64", "bool", ...).
@@ -200,6 +207,8 @@ constexpr const char* dtype_name(DType d) {
       return "int64";
     case DType::b8:
       return "bool";
+    case DType::u8:
+      return "uint8";
   }
   return "?";
 }
@@ -212,14 +221,15 @@ constexpr const char* dtype_name() {
 namespace detail {
 template <class T>
 inline constexpr int dtype_rank = std::is_same_v<T, bool>           ? 0
-                                  : std::is_same_v<T, std::int32_t> ? 1
-                                  : std::is_same_v<T, std::int64_t> ? 2
-                                  : std::is_same_v<T, float>        ? 3
-                                                                    : 4;
+                                  : std::is_same_v<T, std::uint8_t> ? 1
+                                  : std::is_same_v<T, std::int32_t> ? 2
+                                  : std::is_same_v<T, std::int64_t> ? 3
+                                  : std::is_same_v<T, float>        ? 4
+                                                                    : 5;
 }  // namespace detail
 
 /// Result type of arithmetic between A and B: the wider of the two in the order
-/// bool < int32 < int64 < float < double (int64 with float gives float, as in NumPy's float32 rule for
+/// bool < uint8 < int32 < int64 < float < double (int64 with float gives float, as in NumPy's float32 rule for
 /// tensors). A plain C++ scalar adopts the tensor's type instead (see the operators).
 template <dtype A, dtype B>
 using promote_t = std::conditional_t<(detail::dtype_rank<A> >= detail::dtype_rank<B>), A, B>;
@@ -380,6 +390,7 @@ METAGRAD_NAMESPACE_END
 // point that lowers any expression to a plan of a given target shape. Include <metagrad/expr.hpp>.
 
 #include <cstring>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 
@@ -1497,6 +1508,26 @@ auto broadcast_plan(const P& p, const Shape<RC>& own, const Shape<RT>& target) {
   }
 }
 
+namespace detail {
+/// Per-object scratch state held behind a pointer and made on first use: copies start empty (a node's
+/// cache is never shared with its copies) and an expression object pays 8 bytes for it, not a Tensor's ~100
+/// (gradient expressions hold thousands of nodes, and big node objects overflow the stack while built).
+template <class T>
+class Lazy {
+ public:
+  Lazy() = default;
+  Lazy(const Lazy&) {}
+  Lazy& operator=(const Lazy&) { return *this; }
+  T& get() const {
+    if (!p_) p_ = std::make_unique<T>();
+    return *p_;
+  }
+
+ private:
+  mutable std::unique_ptr<T> p_;
+};
+}  // namespace detail
+
 /// What every boundary node (reduction, matmul, ...) shares: the tensor it materialises into when it is
 /// evaluated on its own, and the slot a compiled Program binds it to, from which it is then only read.
 /// A copy starts unbound and with no cache of its own, so copies never write into each other's memory.
@@ -1516,13 +1547,14 @@ class BoundaryBase {
   template <class Self>
   const Tensor<T, R>& materialise(const Self& self) const {
     if (slot_) return *slot_;
-    self.eval_into(cache_);
-    return cache_;
+    auto& c = cache_.get();
+    self.eval_into(c);
+    return c;
   }
 
  private:
   mutable const Tensor<T, R>* slot_ = nullptr;
-  mutable Tensor<T, R> cache_;
+  detail::Lazy<Tensor<T, R>> cache_;
 };
 
 namespace detail {
@@ -3318,19 +3350,22 @@ METAGRAD_NAMESPACE_BEGIN
 
 namespace detail {
 /// A readable name for a tag type (demangled where the ABI allows), used in error messages.
+/// Tags are usually declared in place (`Input<struct x, float, 2>`) and so incomplete: typeid of the
+/// pointer type is valid for those too, and the trailing '*' is dropped.
 template <class Tag>
 std::string tag_name() {
-  const char* raw = typeid(Tag).name();
+  const char* raw = typeid(Tag*).name();
+  std::string s = raw;
 #if defined(__GNUG__) || defined(__clang__)
   int status = 0;
   char* d = abi::__cxa_demangle(raw, nullptr, nullptr, &status);
   if (status == 0 && d) {
-    std::string s(d);
+    s = d;
     std::free(d);
-    return s;
   }
 #endif
-  return raw;
+  if (!s.empty() && s.back() == '*') s.pop_back();
+  return s;
 }
 }  // namespace detail
 
@@ -3421,6 +3456,8 @@ class Param : public ExprBase<Param<Tag, T, Rank>> {
   void set(Tensor<T, Rank> t) const { state_->value = std::move(t); }
   bool initialized() const { return state_->value.defined(); }
   const std::string& name() const { return state_->name; }
+  /// Renames the parameter (every copy): containers prefix their children's names ("0.weight").
+  void rename(std::string name) const { state_->name = std::move(name); }
   Shape<Rank> shape() const { return value().shape(); }
   const void* identity() const { return state_.get(); }
 
@@ -3490,6 +3527,29 @@ inline constexpr bool is_const_leaf_v<TensorRef<T, R>> = true;
 /// Input or Param: a leaf that gradients can be taken with respect to.
 template <class E>
 concept variable = is_input_v<std::remove_cvref_t<E>> || is_param_v<std::remove_cvref_t<E>>;
+
+namespace detail {
+/// An operand as a derivative rule sees it: a tensor becomes a leaf held by value (TensorRef when the node
+/// named the tensor, closure type A a reference; Const when the node owned a copy), so derived expressions
+/// never refer to temporaries; any other expression is passed through.
+template <class A, class AE>
+decltype(auto) operand_value(const AE& c) {
+  if constexpr (is_tensor_v<AE>) {
+    if constexpr (std::is_reference_v<A>)
+      return TensorRef<typename AE::value_type, AE::rank>(c);
+    else
+      return Const<typename AE::value_type, AE::rank>(c);
+  } else {
+    return (c);
+  }
+}
+}  // namespace detail
+
+/// Nodes that define their own derivative rules: `e.backward(std::integral_constant<int, I>{}, g)` is the
+/// adjoint of child I (in children() order) given the node's adjoint g. grad() uses it for every child the
+/// differentiated leaf depends on.
+template <class E>
+concept self_differentiating = requires { typename E::self_differentiating_tag; };
 
 METAGRAD_NAMESPACE_END
 
@@ -3612,8 +3672,8 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
       dst.allocate(os);
     }
     if (os.numel() == 0) return;
-    const Operand pa = prepare(a_, as, opa_);
-    const Operand pb = prepare(b_, bs, opb_);
+    const Operand pa = prepare(a_, as, opa_.get());
+    const Operand pb = prepare(b_, bs, opb_.get());
     // The destination must be row-major within each matrix for the GEMM; otherwise use a temporary.
     const bool direct = (os[rank - 1] == 1 || dst.strides()[rank - 1] == 1) &&
                         (os[rank - 2] == 1 || dst.strides()[rank - 2] >= os[rank - 1]) && !overlaps(dst, pa, pb);
@@ -3765,8 +3825,8 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
   A a_;
   B b_;
   value_type alpha_;
-  mutable Tensor<value_type, RA> opa_;
-  mutable Tensor<value_type, RB> opb_;
+  detail::Lazy<Tensor<value_type, RA>> opa_;
+  detail::Lazy<Tensor<value_type, RB>> opb_;
 };
 
 /// alpha * (a @ b). Both operands float or double, rank >= 2; batch axes broadcast.
@@ -4597,10 +4657,10 @@ class ReshapeExpr : public ExprBase<ReshapeExpr<A, RO>> {
         // (torch.reshape does the same). A tensor operand needs clone(): constructing a Tensor from a
         // Tensor only copies the handle.
         if constexpr (is_tensor_v<AE>)
-          copy_ = a_.clone();
+          copy_.get() = a_.clone();
         else
-          copy_ = Tensor<value_type, AE::rank>(a_);
-        ptr = copy_.data();
+          copy_.get() = Tensor<value_type, AE::rank>(a_);
+        ptr = copy_.get().data();
       }
       LeafPlan<value_type, RO> leaf{ptr, contiguous_strides(shape), true};
       return broadcast_plan(leaf, shape, target);
@@ -4632,7 +4692,7 @@ class ReshapeExpr : public ExprBase<ReshapeExpr<A, RO>> {
   }
   A a_;
   Shape<RO> spec_;
-  mutable Tensor<value_type, AE::rank> copy_;
+  detail::Lazy<Tensor<value_type, AE::rank>> copy_;
 };
 
 /// The operand broadcast to a given (larger) shape, NumPy rules.
@@ -5049,8 +5109,8 @@ class ReshapeLikeExpr : public ExprBase<ReshapeLikeExpr<G, X>> {
     if constexpr (is_leaf_plan_v<decltype(cp)>) {
       const value_type* ptr = cp.ptr;
       if (!is_contiguous(gs, Strides<RG>(cp.strides))) {
-        copy_ = Tensor<value_type, RG>(g_);
-        ptr = copy_.data();
+        copy_.get() = Tensor<value_type, RG>(g_);
+        ptr = copy_.get().data();
       }
       return broadcast_plan(LeafPlan<value_type, rank>{ptr, contiguous_strides(xs), true}, xs, target);
     } else {
@@ -5061,7 +5121,7 @@ class ReshapeLikeExpr : public ExprBase<ReshapeLikeExpr<G, X>> {
  private:
   G g_;
   X x_;
-  mutable Tensor<value_type, RG> copy_;
+  detail::Lazy<Tensor<value_type, RG>> copy_;
 };
 
 /// The number of elements a reduction of x over `mask` combines into each output, as a scalar of dtype T.
@@ -5173,20 +5233,6 @@ struct depends_on<StopGradientExpr<A>, L> : std::false_type {};
 
 template <class T>
 inline constexpr bool is_floating_v = std::is_floating_point_v<T>;
-
-// A child as rule inputs see it: a tensor becomes a leaf held by value (TensorRef when the node named the
-// tensor, Const when it owned a copy), so derived expressions never refer to temporaries of the walk.
-template <class A, class AE>
-decltype(auto) operand_value(const AE& c) {
-  if constexpr (is_tensor_v<AE>) {
-    if constexpr (std::is_reference_v<A>)
-      return TensorRef<typename AE::value_type, AE::rank>(c);
-    else
-      return Const<typename AE::value_type, AE::rank>(c);
-  } else {
-    return (c);
-  }
-}
 
 template <class W, class E, class G>
 auto backprop(const W& w, const E& e, const G& g);
@@ -5447,6 +5493,29 @@ auto backprop_node(const W& w, const SelectExpr<A, B>& e, const G& g) {
   return std::tuple_cat(first(), second());
 }
 
+// A node that carries its own rule (conv, pooling, gather, ... beside their definitions in expr/) answers
+// e.backward(ic<I>, g): the adjoint of its child I. Children the target does not depend on are skipped, so
+// a node need not define a rule for operands nobody differentiates (labels, indices).
+template <std::size_t I, class W, class E, class G>
+auto child_adjoint(const W& w, const E& e, const G& g) {
+  using C = std::remove_cvref_t<std::tuple_element_t<I, decltype(e.children())>>;
+  if constexpr (depends_on<C, typename W::target>::value) {
+    static_assert(requires { e.backward(std::integral_constant<int, int(I)>{}, g); },
+                  "metagrad: grad: this node has no derivative with respect to one of its operands");
+    return backprop(w, std::get<I>(e.children()), e.backward(std::integral_constant<int, int(I)>{}, g));
+  } else {
+    return std::tuple<>();
+  }
+}
+
+template <class W, class E, class G>
+requires self_differentiating<E>
+auto backprop_node(const W& w, const E& e, const G& g) {
+  return [&]<std::size_t... I>(std::index_sequence<I...>) {
+    return std::tuple_cat(child_adjoint<I>(w, e, g)...);
+  }(std::make_index_sequence<std::tuple_size_v<decltype(e.children())>>{});
+}
+
 // --- the walk ---------------------------------------------------------------------------------------
 
 template <class... T>
@@ -5574,6 +5643,10 @@ bool all_equal(const E& e, const T& first) {
 template <class Y, class Shared>
 struct Accumulator {
   const Y& y;
+  // The summed adjoint of each shared node type, built once: a shared node's adjoint feeds every node
+  // below it, and rebuilding it for each of them would take time exponential in the depth of the sharing
+  // (every layer of a network whose logits feed two terms of the loss is shared).
+  mutable std::unordered_map<std::type_index, std::shared_ptr<const void>> cache;
 
   // Contributions (a tuple of expressions) reaching node type / leaf Target, given its object `node`.
   template <class Target>
@@ -5587,20 +5660,31 @@ struct Accumulator {
   auto from_shared([[maybe_unused]] const Target* node, types<S...>) const {
     return std::tuple_cat(from_one<Target, S>(node)...);
   }
+
+  template <class S>
+  using adjoint_t = decltype(sum_contributions<typename S::value_type>(
+      std::declval<const Accumulator&>().template contributions<S>(static_cast<const S*>(nullptr))));
+
+  template <class S>
+  const adjoint_t<S>& adjoint(const S* s) const {
+    const std::type_index key(typeid(S));
+    if (auto it = cache.find(key); it != cache.end()) return *static_cast<const adjoint_t<S>*>(it->second.get());
+    auto made = std::make_shared<const adjoint_t<S>>(sum_contributions<typename S::value_type>(contributions<S>(s)));
+    const auto& ref = *made;
+    cache.emplace(key, std::move(made));
+    return ref;
+  }
+
   template <class Target, class S>
   auto from_one(const Target* node) const {
     if constexpr (std::is_same_v<Target, S> || !depends_on<S, Target>::value) {
       return std::tuple<>();
+    } else if constexpr (std::tuple_size_v<decltype(contributions<S>(static_cast<const S*>(nullptr)))> == 0) {
+      return std::tuple<>();
     } else {
       const S* s = find_first<S>(y);
-      auto adj = contributions<S>(s);
-      if constexpr (std::tuple_size_v<decltype(adj)> == 0) {
-        return std::tuple<>();
-      } else {
-        using T = typename S::value_type;
-        const Walk<Target, Shared> w{node};
-        return backprop_node(w, *s, sum_contributions<T>(adj));  // S's own rule, though S is shared
-      }
+      const Walk<Target, Shared> w{node};
+      return backprop_node(w, *s, adjoint<S>(s));  // S's own rule, though S is shared
     }
   }
 };
@@ -5608,8 +5692,12 @@ struct Accumulator {
 // The gradient of y with respect to `leaf` with adjoints summed at the node types in Shared.
 template <class Shared, class Y, class L>
 auto gradient_of(const Y& y, const L& leaf) {
-  using T = typename L::value_type;
   const Accumulator<Y, Shared> acc{y};
+  return gradient_of(acc, leaf);
+}
+template <class Shared, class Y, class L>
+auto gradient_of(const Accumulator<Y, Shared>& acc, const L& leaf) {
+  using T = typename L::value_type;
   auto parts = acc.template contributions<L>(&leaf);
   if constexpr (std::tuple_size_v<decltype(parts)> == 0)
     // Every path to the leaf is piecewise constant: the gradient is zero everywhere.
@@ -5661,6 +5749,32 @@ auto grad(const Y& y, const Leaves&... leaves) {
     };
     return std::make_tuple(pick(leaves)...);
   }
+}
+
+/// grad() for graphs whose repeated subexpressions are one value, as in models built from layers: adjoints
+/// are always summed where a subexpression is used twice, so each gradient has a single form. grad() also
+/// builds the separate-propagation fallback for same-typed uses with different parameters (3 * x beside
+/// 2 * x), which doubles the backward graph of a network whose logits feed two terms of the loss; here that
+/// case is an error instead. Training steps use this form.
+/// @throws metagrad::error when two uses of one subexpression type differ in parameters or leaves.
+template <expression Y, variable... Leaves>
+auto grad_merged(const Y& y, const Leaves&... leaves) {
+  using YE = std::remove_cvref_t<Y>;
+  static_assert(YE::rank == 0, "metagrad: grad_merged(y, x...) needs a scalar y (rank 0)");
+  static_assert(detail::is_floating_v<typename YE::value_type>, "metagrad: grad_merged needs a floating-point y");
+  static_assert((detail::depends_on<YE, Leaves>::value && ...),
+                "metagrad: grad_merged(y, x...): y does not depend on one of the leaves x");
+  static_assert((detail::is_floating_v<typename Leaves::value_type> && ...),
+                "metagrad: grad_merged(y, x...): every leaf must have a floating-point dtype");
+  using Shared = detail::shared_t<YE, Leaves...>;
+  if constexpr (!std::is_same_v<Shared, detail::types<>>) {
+    if (!detail::shared_nodes_equal(y, Shared{}))
+      throw error(
+          "grad_merged: a subexpression type is used twice with different parameters or leaves, so its adjoints "
+          "cannot be summed; use grad(), which handles that case");
+  }
+  const detail::Accumulator<YE, Shared> acc{y};  // one cache of shared adjoints for every leaf
+  return std::make_tuple(detail::gradient_of(acc, leaves)...);
 }
 
 METAGRAD_NAMESPACE_END
@@ -6277,12 +6391,2226 @@ METAGRAD_NAMESPACE_END
 // #include <metagrad/core/storage.hpp> (inlined above)
 // #include <metagrad/core/tensor.hpp> (inlined above)
 // end of <metagrad/core.hpp>
-// #include <metagrad/expr/elementwise.hpp> (inlined above)
+// #include <metagrad/expr/concat.hpp>
+// metagrad/expr/concat.hpp — joining and reshaping tensors by index arithmetic, as elementwise nodes that
+// fuse with their neighbours: concat(axis, a, b, ...), stack(axis, a, b, ...), pad(x, widths, value) (constant
+// mode) and flatten<start>(x). Each element is read from one operand at a remapped index; nothing is copied.
+// Shapes are read when the node is evaluated, so all of them work on Inputs bound later and to other batch
+// sizes. Their gradients are windows of the incoming gradient (CropLikeExpr) and a reshape back
+// (ReshapeAsExpr), shaped by the operands at evaluation. Include <metagrad/expr.hpp> instead.
+
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/core/tensor.hpp> (inlined above)
 // #include <metagrad/expr/functions.hpp> (inlined above)
 // #include <metagrad/expr/leaf.hpp> (inlined above)
-// #include <metagrad/expr/matmul.hpp> (inlined above)
 // #include <metagrad/expr/node.hpp> (inlined above)
 // #include <metagrad/expr/plan.hpp> (inlined above)
+// #include <metagrad/expr/view.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+// --- plans -----------------------------------------------------------------------------------------------
+
+/// a and b joined along `axis`: indices below `split` read a, the others b shifted back by `split`.
+template <class A, class B>
+struct ConcatPlan {
+  using value_type = typename A::value_type;
+  static constexpr int rank = A::rank;
+  A a;
+  B b;
+  int axis;
+  index_t split;
+  Array<index_t, rank> shape_a, shape_b;
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE value_type at(const Array<I, rank>& idx) const {
+    if (idx[axis] < static_cast<I>(split)) return a.at(idx);
+    Array<I, rank> j = idx;
+    j[axis] -= static_cast<I>(split);
+    return b.at(j);
+  }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE value_type flat(I) const {
+    return value_type(0);  // never used: is_flat() is false
+  }
+  bool is_flat() const { return false; }
+  template <class F>
+  void visit_leaves(F&& f, bool, const Array<index_t, rank>&) const {
+    a.visit_leaves(f, true, shape_a);
+    b.visit_leaves(f, true, shape_b);
+  }
+};
+
+/// The child surrounded by a constant: element idx is child[idx - before] where that is inside the child.
+template <class C>
+struct PadPlan {
+  using value_type = typename C::value_type;
+  static constexpr int rank = C::rank;
+  C c;
+  Array<index_t, rank> before, child_shape;
+  value_type value;
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE value_type at(const Array<I, rank>& idx) const {
+    Array<I, rank> ci{};
+    bool inside = true;
+    for (int d = 0; d < rank; ++d) {
+      const I j = idx[d] - static_cast<I>(before[d]);
+      inside &= j >= 0 && j < static_cast<I>(child_shape[d]);
+      ci[d] = inside ? j : I(0);
+    }
+    return inside ? c.at(ci) : value;
+  }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE value_type flat(I) const {
+    return value_type(0);  // never used: is_flat() is false
+  }
+  bool is_flat() const { return false; }
+  template <class F>
+  void visit_leaves(F&& f, bool, const Array<index_t, rank>&) const {
+    c.visit_leaves(f, true, child_shape);
+  }
+};
+
+namespace detail {
+// The plan of `e` (of shape `from`) read with the row-major extents `to` (same element count): memory stays a
+// leaf plan (a non-contiguous tensor is copied into `copy` once, as torch.reshape does), so a flattened
+// activation still goes to a GEMM as stored; a computed expression unravels indices (ReshapePlan).
+template <class E, int RF, int RO, class T>
+auto reshaped_plan(const E& e, const Shape<RF>& from, const Shape<RO>& to, Tensor<T, RF>& copy) {
+  auto cp = lower_expr(e, from);
+  using CP = decltype(cp);
+  if constexpr (is_leaf_plan_v<CP>) {
+    const T* ptr = cp.ptr;
+    if (!is_contiguous(from, Strides<RF>(cp.strides))) {
+      if (!copy.defined() || !(copy.shape() == from)) copy.allocate(from);
+      run_fill(copy.data(), copy.strides(), from, cp);
+      ptr = copy.data();
+    }
+    return LeafPlan<T, RO>{ptr, contiguous_strides(to), true};
+  } else {
+    return ReshapePlan<CP, RO>{cp, contiguous_strides(to), from};
+  }
+}
+}  // namespace detail
+
+// --- gradient nodes --------------------------------------------------------------------------------------
+
+/// A window of g with the shape of x (read for its shape only): along axis d it starts at start[d], or, where
+/// from_end[d], at g's extent minus x's (the last elements). The adjoint of one operand of concat or pad.
+template <class G, class X>
+class CropLikeExpr : public ExprBase<CropLikeExpr<G, X>> {
+ public:
+  using value_type = typename G::value_type;
+  static constexpr int rank = X::rank;
+  static_assert(G::rank == rank);
+
+  CropLikeExpr(G g, X x, Array<index_t, rank> start, Array<bool, rank> from_end, const char* op)
+      : g_(std::move(g)), x_(std::move(x)), start_(start), from_end_(from_end), op_(op) {}
+  Shape<rank> shape() const { return x_.shape(); }
+  const G& operand() const { return g_; }
+  const X& like() const { return x_; }
+  auto children() const { return std::tie(g_); }
+  bool same_params(const CropLikeExpr& o) const {
+    return detail::bits_equal(start_, o.start_) && detail::bits_equal(from_end_, o.from_end_);
+  }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto gs = g_.shape();
+    const auto xs = x_.shape();
+    Array<index_t, rank> start{}, step{};
+    for (int d = 0; d < rank; ++d) {
+      start[d] = from_end_[d] ? gs[d] - xs[d] : start_[d];
+      step[d] = 1;
+      if (start[d] < 0 || start[d] + xs[d] > gs[d])
+        throw shape_error(std::string(op_) + " (gradient): a window of shape " + to_string(xs) +
+                          " does not fit the gradient of shape " + to_string(gs));
+    }
+    auto cp = lower_expr(g_, gs);
+    if constexpr (is_leaf_plan_v<decltype(cp)>) {
+      const index_t off = xs.numel() ? detail::dot_index(start, cp.strides) : 0;
+      LeafPlan<value_type, rank> leaf{cp.ptr + off, cp.strides, is_contiguous(xs, Strides<rank>(cp.strides))};
+      return broadcast_plan(leaf, xs, target);
+    } else {
+      return broadcast_plan(SlicePlan<decltype(cp)>{cp, start, step, gs}, xs, target);
+    }
+  }
+
+ private:
+  G g_;
+  X x_;
+  Array<index_t, rank> start_;
+  Array<bool, rank> from_end_;
+  const char* op_;
+};
+
+/// a's elements in row-major order with the shape of x (read for its shape only): the adjoint of flatten,
+/// and its own adjoint's form.
+template <class A, class X>
+class ReshapeAsExpr : public ExprBase<ReshapeAsExpr<A, X>> {
+ public:
+  using value_type = typename A::value_type;
+  static constexpr int rank = X::rank;
+  using self_differentiating_tag = void;
+
+  ReshapeAsExpr(A a, X x) : a_(std::move(a)), x_(std::move(x)) {}
+  Shape<rank> shape() const { return x_.shape(); }
+  const A& operand() const { return a_; }
+  const X& like() const { return x_; }
+  auto children() const { return std::tie(a_); }
+  bool same_params(const ReshapeAsExpr&) const { return true; }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto as = a_.shape();
+    const auto xs = x_.shape();
+    if (as.numel() != xs.numel())
+      throw shape_error("flatten (gradient): cannot view " + to_string(as) + " as " + to_string(xs));
+    return broadcast_plan(detail::reshaped_plan(a_, as, xs, copy_.get()), xs, target);
+  }
+
+  template <class G>
+  auto backward(std::integral_constant<int, 0>, const G& g) const {
+    return ReshapeAsExpr<G, A>(g, a_);
+  }
+
+ private:
+  A a_;
+  X x_;
+  detail::Lazy<Tensor<value_type, A::rank>> copy_;
+};
+
+// --- forward nodes ---------------------------------------------------------------------------------------
+
+/// a and b joined along `axis` (two operands; longer lists nest). Every other extent must agree.
+template <class A, class B>
+class ConcatExpr : public ExprBase<ConcatExpr<A, B>> {
+  using AE = std::remove_cvref_t<A>;
+  using BE = std::remove_cvref_t<B>;
+
+ public:
+  using value_type = typename AE::value_type;
+  static constexpr int rank = AE::rank;
+  using self_differentiating_tag = void;
+  static_assert(AE::rank == BE::rank, "metagrad: concat needs operands of the same rank (unsqueeze or reshape first)");
+  static_assert(std::is_same_v<value_type, typename BE::value_type>,
+                "metagrad: concat needs operands of the same dtype; convert one with cast<T>()");
+  static_assert(rank >= 1, "metagrad: concat needs operands of rank 1 or more");
+
+  /// @pre axis already normalised.
+  ConcatExpr(A a, B b, int axis, const char* op)
+      : a_(std::forward<A>(a)), b_(std::forward<B>(b)), axis_(axis), op_(op) {}
+
+  /// @throws shape_error naming the op and both shapes when they differ on another axis.
+  Shape<rank> shape() const {
+    const auto as = a_.shape();
+    const auto bs = b_.shape();
+    for (int d = 0; d < rank; ++d)
+      if (d != axis_ && as[d] != bs[d])
+        throw shape_error(std::string(op_) + ": shapes " + to_string(as) + " and " + to_string(bs) +
+                          " differ on axis " + std::to_string(d) + ", not only on the joined axis " +
+                          std::to_string(axis_));
+    Shape<rank> s = as;
+    s[axis_] += bs[axis_];
+    return s;
+  }
+  const AE& lhs() const { return a_; }
+  const BE& rhs() const { return b_; }
+  int axis() const { return axis_; }
+  auto children() const { return std::tie(a_, b_); }
+  bool same_params(const ConcatExpr& o) const { return axis_ == o.axis_; }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto own = shape();
+    const auto as = a_.shape();
+    const auto bs = b_.shape();
+    using P = ConcatPlan<plan_t<AE, rank>, plan_t<BE, rank>>;
+    return broadcast_plan(P{lower_expr(a_, as), lower_expr(b_, bs), axis_, as[axis_], as, bs}, own, target);
+  }
+
+  template <class G>
+  auto backward(std::integral_constant<int, 0>, const G& g) const {
+    return crop<G>(g, detail::operand_value<A>(a_), false);
+  }
+  template <class G>
+  auto backward(std::integral_constant<int, 1>, const G& g) const {
+    return crop<G>(g, detail::operand_value<B>(b_), true);
+  }
+
+ private:
+  template <class G, class X>
+  auto crop(const G& g, const X& x, bool at_end) const {
+    using XV = std::remove_cvref_t<X>;
+    Array<bool, rank> from_end{};
+    from_end[axis_] = at_end;
+    return CropLikeExpr<G, XV>(g, x, Array<index_t, rank>{}, from_end, op_);
+  }
+  A a_;
+  B b_;
+  int axis_;
+  const char* op_;
+};
+
+/// Widths of constant padding on one axis.
+struct PadWidth {
+  index_t before = 0;
+  index_t after = 0;
+};
+
+/// x surrounded by `value`: before[d] elements ahead of and after[d] behind it on each axis d.
+template <class A>
+class PadExpr : public ExprBase<PadExpr<A>> {
+  using AE = std::remove_cvref_t<A>;
+
+ public:
+  using value_type = typename AE::value_type;
+  static constexpr int rank = AE::rank;
+  using self_differentiating_tag = void;
+
+  PadExpr(A a, Array<index_t, rank> before, Array<index_t, rank> after, value_type value)
+      : a_(std::forward<A>(a)), before_(before), after_(after), value_(value) {}
+  Shape<rank> shape() const {
+    auto s = a_.shape();
+    for (int d = 0; d < rank; ++d) s[d] += before_[d] + after_[d];
+    return s;
+  }
+  const AE& operand() const { return a_; }
+  auto children() const { return std::tie(a_); }
+  bool same_params(const PadExpr& o) const {
+    return detail::bits_equal(before_, o.before_) && detail::bits_equal(after_, o.after_) &&
+           detail::bits_equal(value_, o.value_);
+  }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto cs = a_.shape();
+    PadPlan<plan_t<AE, rank>> p{lower_expr(a_, cs), before_, cs, value_};
+    return broadcast_plan(p, shape(), target);
+  }
+
+  template <class G>
+  auto backward(std::integral_constant<int, 0>, const G& g) const {
+    using XV = std::remove_cvref_t<decltype(detail::operand_value<A>(a_))>;
+    return CropLikeExpr<G, XV>(g, detail::operand_value<A>(a_), before_, Array<bool, rank>{}, "pad");
+  }
+
+ private:
+  A a_;
+  Array<index_t, rank> before_, after_;
+  value_type value_;
+};
+
+/// x with axes start .. rank-1 merged into one: rank Start + 1, extents read from x when evaluated.
+template <class A, int Start>
+class FlattenExpr : public ExprBase<FlattenExpr<A, Start>> {
+  using AE = std::remove_cvref_t<A>;
+
+ public:
+  using value_type = typename AE::value_type;
+  static constexpr int rank = Start + 1;
+  using self_differentiating_tag = void;
+  static_assert(Start >= 0 && Start < AE::rank, "metagrad: flatten's start axis must lie in [0, rank)");
+
+  explicit FlattenExpr(A a) : a_(std::forward<A>(a)) {}
+  Shape<rank> shape() const {
+    const auto cs = a_.shape();
+    Shape<rank> s;
+    for (int d = 0; d < Start; ++d) s[d] = cs[d];
+    index_t n = 1;
+    for (int d = Start; d < AE::rank; ++d) n *= cs[d];
+    s[Start] = n;
+    return s;
+  }
+  const AE& operand() const { return a_; }
+  auto children() const { return std::tie(a_); }
+  bool same_params(const FlattenExpr&) const { return true; }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto own = shape();
+    return broadcast_plan(detail::reshaped_plan(a_, a_.shape(), own, copy_.get()), own, target);
+  }
+
+  template <class G>
+  auto backward(std::integral_constant<int, 0>, const G& g) const {
+    using XV = std::remove_cvref_t<decltype(detail::operand_value<A>(a_))>;
+    return ReshapeAsExpr<G, XV>(g, detail::operand_value<A>(a_));
+  }
+
+ private:
+  A a_;
+  detail::Lazy<Tensor<value_type, AE::rank>> copy_;
+};
+
+// --- front-ends ------------------------------------------------------------------------------------------
+
+namespace detail {
+template <class E>
+void check_shape_early(const E& e) {
+  try {
+    (void)e.shape();  // report a mismatch where it is written when the shapes are already known
+  } catch (const unbound_error&) {
+  }
+}
+template <class A, class B>
+auto concat_two(int axis, A&& a, B&& b, const char* op) {
+  return ConcatExpr<closure_t<A&&>, closure_t<B&&>>(std::forward<A>(a), std::forward<B>(b), axis, op);
+}
+template <class A, class B, class... Rest>
+auto concat_all(int axis, const char* op, A&& a, B&& b, Rest&&... rest) {
+  auto ab = concat_two(axis, std::forward<A>(a), std::forward<B>(b), op);
+  if constexpr (sizeof...(Rest) == 0)
+    return ab;
+  else
+    return concat_all(axis, op, std::move(ab), std::forward<Rest>(rest)...);
+}
+}  // namespace detail
+
+/// The operands joined along `axis` (negative counts from the end): every other extent must agree.
+/// @pre two or more operands of one rank and dtype (compile-time checks).
+/// @throws index_error for an axis out of range; shape_error naming concat and the shapes when another extent
+/// differs (at once when the shapes are known, else when evaluated).
+template <expression A, expression B, expression... Rest>
+auto concat(int axis, A&& a, B&& b, Rest&&... rest) {
+  axis = normalize_axis(axis, expr_rank_v<A>, "concat");
+  auto e = detail::concat_all(axis, "concat", std::forward<A>(a), std::forward<B>(b), std::forward<Rest>(rest)...);
+  detail::check_shape_early(e);
+  return e;
+}
+
+/// The operands, all of one shape, stacked along a new axis at position `axis` (0 .. rank; negative counts
+/// from rank + 1). @throws shape_error naming stack and the shapes when they differ.
+template <expression A, expression B, expression... Rest>
+auto stack(int axis, A&& a, B&& b, Rest&&... rest) {
+  axis = normalize_axis(axis, expr_rank_v<A> + 1, "stack");
+  auto e = detail::concat_all(axis, "stack", unsqueeze(std::forward<A>(a), axis), unsqueeze(std::forward<B>(b), axis),
+                              unsqueeze(std::forward<Rest>(rest), axis)...);
+  detail::check_shape_early(e);
+  return e;
+}
+
+/// Constant padding of the last K axes: widths[i] pads axis rank - K + i, e.g. pad(img, {{1, 1}, {2, 2}})
+/// adds a row above and below and two columns on each side of [.., H, W].
+/// @throws metagrad::error for a negative width (crop with slice instead).
+template <expression A, int K>
+auto pad(A&& x, const PadWidth (&widths)[K], double value = 0.0) {
+  constexpr int R = expr_rank_v<A>;
+  static_assert(K >= 1 && K <= R, "metagrad: pad takes one PadWidth for each of the last K axes, K <= rank");
+  Array<index_t, R> before{}, after{};
+  for (int i = 0; i < K; ++i) {
+    if (widths[i].before < 0 || widths[i].after < 0)
+      throw error("pad: negative width {" + std::to_string(widths[i].before) + ", " + std::to_string(widths[i].after) +
+                  "} for axis " + std::to_string(R - K + i) + " (use slice to crop)");
+    before[R - K + i] = widths[i].before;
+    after[R - K + i] = widths[i].after;
+  }
+  using T = expr_value_t<A>;
+  return PadExpr<closure_t<A&&>>(std::forward<A>(x), before, after, static_cast<T>(value));
+}
+
+/// x with axes Start .. rank-1 merged: flatten<1>(images) turns [N, C, H, W] into [N, C H W] for any N
+/// bound at run time (flatten<0> is a rank-1 view, like x.flatten()).
+template <int Start = 1, expression A>
+auto flatten(A&& x) {
+  return FlattenExpr<closure_t<A&&>, Start>(std::forward<A>(x));
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/expr/concat.hpp>
+// #include <metagrad/expr/conv.hpp>
+// metagrad/expr/conv.hpp — 2-D convolution (PyTorch's conv2d: cross-correlation of NCHW input with
+// [C_out, C_in / groups, kH, kW] weights, with stride, zero padding, dilation and groups) as a boundary node,
+// and the two boundary nodes its gradient is made of: backward-data (the adjoint of the input, a transposed
+// convolution) and backward-weight (the adjoint of the weights, a correlation of input and output adjoint).
+// Operands are handed to the backend as contiguous NCHW buffers: a contiguous tensor in place, anything
+// else (a computed expression, a view) evaluated once into a buffer the node keeps. The backend answers
+// run_conv2d(Conv2dCall), found by argument-dependent lookup (oneDNN or im2col + GEMM on the CPU), so this
+// layer names no backend. There is no bias: a layer adds one by broadcasting (conv2d(x, w) + b.reshape(...)),
+// which fuses into whatever reads the convolution. Include <metagrad/expr.hpp> instead.
+
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/core/tensor.hpp> (inlined above)
+// #include <metagrad/expr/leaf.hpp> (inlined above)
+// #include <metagrad/expr/node.hpp> (inlined above)
+// #include <metagrad/expr/plan.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+/// One extent per spatial axis (height, width); a single number sets both: `Size2 s = 2;`, `Size2 s{2, 1};`.
+struct Size2 {
+  index_t h = 0, w = 0;
+  constexpr Size2() = default;
+  constexpr Size2(index_t both) : h(both), w(both) {}  // NOLINT(google-explicit-constructor): `.stride = 2`
+  constexpr Size2(index_t height, index_t width) : h(height), w(width) {}
+  constexpr bool operator==(const Size2&) const = default;
+};
+
+/// Options of conv2d, as PyTorch's: `conv2d(x, w, {.stride = 2, .padding = {2, 1}})`. `padding` is implicit
+/// zero padding on both sides of each axis; `dilation` spaces the kernel taps; `groups` splits the channels
+/// into independent convolutions (groups == C_in == C_out is a depthwise convolution).
+struct Conv2dOptions {
+  Size2 stride = 1;
+  Size2 padding = 0;
+  Size2 dilation = 1;
+  index_t groups = 1;
+};
+
+/// Everything a backend needs to know about one convolution, in elements (all run-time values).
+struct Conv2dGeometry {
+  index_t n = 0, c_in = 0, h = 0, w = 0;  ///< input [n, c_in, h, w]
+  index_t c_out = 0, kh = 0, kw = 0;      ///< weight [c_out, c_in / groups, kh, kw]
+  index_t oh = 0, ow = 0;                 ///< output [n, c_out, oh, ow]
+  Size2 stride = 1, padding = 0, dilation = 1;
+  index_t groups = 1;
+
+  index_t c_in_per_group() const { return c_in / groups; }
+  index_t c_out_per_group() const { return c_out / groups; }
+  Shape<4> input_shape() const { return Shape<4>{n, c_in, h, w}; }
+  Shape<4> weight_shape() const { return Shape<4>{c_out, c_in / groups, kh, kw}; }
+  Shape<4> output_shape() const { return Shape<4>{n, c_out, oh, ow}; }
+  bool operator==(const Conv2dGeometry&) const = default;
+};
+
+/// Which of the three convolution computations a Conv2dCall asks for.
+enum class ConvPass { forward, backward_data, backward_weight };
+
+/// One convolution for a backend, answered by run_conv2d(call) (found by argument-dependent lookup). Every
+/// pointer is to a contiguous NCHW (or [c_out, c_in / groups, kh, kw]) buffer; `out` overlaps none of the
+/// inputs and is overwritten (never accumulated into).
+///   forward:          out = y  [n, c_out, oh, ow]         from x, w
+///   backward_data:    out = dx [n, c_in, h, w]            from dy, w
+///   backward_weight:  out = dw [c_out, c_in / g, kh, kw]  from dy, x
+template <class T>
+struct Conv2dCall {
+  ConvPass pass;
+  Conv2dGeometry geom;
+  const T* x;
+  const T* w;
+  const T* dy;
+  T* out;
+};
+
+namespace detail {
+
+/// Output extent of one axis, as PyTorch: floor((in + 2 pad - dil (k - 1) - 1) / stride) + 1, or 0 when the
+/// padded input is smaller than the dilated kernel.
+inline index_t conv_out_extent(index_t in, index_t k, index_t stride, index_t pad, index_t dil) {
+  const index_t span = in + 2 * pad - dil * (k - 1) - 1;
+  return span < 0 ? 0 : span / stride + 1;
+}
+
+inline std::string size2_text(const Size2& s) { return "(" + std::to_string(s.h) + ", " + std::to_string(s.w) + ")"; }
+
+/// @throws metagrad::error naming `op` for a stride or dilation below 1, a negative padding or groups below 1.
+inline void check_conv_options(const Conv2dOptions& o, const char* op) {
+  if (o.stride.h < 1 || o.stride.w < 1)
+    throw error(std::string(op) + ": stride " + size2_text(o.stride) + " must be >= 1");
+  if (o.dilation.h < 1 || o.dilation.w < 1)
+    throw error(std::string(op) + ": dilation " + size2_text(o.dilation) + " must be >= 1");
+  if (o.padding.h < 0 || o.padding.w < 0)
+    throw error(std::string(op) + ": padding " + size2_text(o.padding) + " must be >= 0");
+  if (o.groups < 1) throw error(std::string(op) + ": groups = " + std::to_string(o.groups) + " must be >= 1");
+}
+
+/// The geometry of conv2d(x, w, o) from the operands' shapes.
+/// @throws shape_error naming `op` and both shapes when the channels do not match the weight and groups, the
+///         kernel is empty, or the output would be empty.
+inline Conv2dGeometry conv2d_geometry(const Shape<4>& xs, const Shape<4>& ws, const Conv2dOptions& o, const char* op) {
+  auto shapes = [&] { return "input " + to_string(xs) + " and weight " + to_string(ws); };
+  if (ws[0] % o.groups != 0)
+    throw shape_error(std::string(op) + ": " + shapes() + ": the " + std::to_string(ws[0]) +
+                      " output channels are not divisible by groups = " + std::to_string(o.groups));
+  if (xs[1] != ws[1] * o.groups)
+    throw shape_error(std::string(op) + ": " + shapes() + ": the input has " + std::to_string(xs[1]) +
+                      " channels, the weight expects " + std::to_string(ws[1]) + " x groups (" +
+                      std::to_string(o.groups) + ") = " + std::to_string(ws[1] * o.groups));
+  if (ws[2] < 1 || ws[3] < 1) throw shape_error(std::string(op) + ": " + shapes() + ": the kernel is empty");
+  Conv2dGeometry g;
+  g.n = xs[0];
+  g.c_in = xs[1];
+  g.h = xs[2];
+  g.w = xs[3];
+  g.c_out = ws[0];
+  g.kh = ws[2];
+  g.kw = ws[3];
+  g.stride = o.stride;
+  g.padding = o.padding;
+  g.dilation = o.dilation;
+  g.groups = o.groups;
+  g.oh = conv_out_extent(g.h, g.kh, o.stride.h, o.padding.h, o.dilation.h);
+  g.ow = conv_out_extent(g.w, g.kw, o.stride.w, o.padding.w, o.dilation.w);
+  if (g.oh < 1 || g.ow < 1)
+    throw shape_error(std::string(op) + ": " + shapes() + " with padding " + size2_text(o.padding) + ", dilation " +
+                      size2_text(o.dilation) + " and stride " + size2_text(o.stride) +
+                      ": the padded input is smaller than the dilated kernel, the output would be empty");
+  return g;
+}
+
+/// A buffer a node keeps between evaluations. A copy of the node starts without one, so copies never
+/// write into each other's memory.
+template <class T, int R>
+struct Scratch {
+  Scratch() = default;
+  Scratch(const Scratch&) {}
+  Scratch& operator=(const Scratch&) { return *this; }
+  Tensor<T, R>& sized(const Shape<R>& s) const {
+    auto& t = t_.get();
+    if (!t.defined() || !(t.shape() == s)) t.allocate(s);
+    return t;
+  }
+  Lazy<Tensor<T, R>> t_;
+};
+
+/// The values of expression e (of shape s) as a contiguous row-major buffer: a contiguous leaf's own memory,
+/// else `buf` filled by one fused pass (run_fill, the backend's hook).
+template <class T, class E, int R>
+const T* contiguous_values(const E& e, const Shape<R>& s, const Scratch<T, R>& buf) {
+  const auto p = lower_expr(e, s);
+  if constexpr (is_leaf_plan_v<std::remove_cvref_t<decltype(p)>>) {
+    if (p.is_flat()) return p.ptr;
+  }
+  auto& t = buf.sized(s);
+  if (s.numel() > 0) run_fill(t.data(), t.strides(), s, p);
+  return t.data();
+}
+
+/// Whether [a, a + na) and [b, b + nb) share memory.
+template <class T>
+bool ranges_overlap(const T* a, index_t na, const T* b, index_t nb) {
+  return na > 0 && nb > 0 && a < b + nb && b < a + na;
+}
+
+/// Runs `call` with call.out pointing into dst (allocated to `os` when its shape differs) when dst is
+/// contiguous and overlaps none of the inputs, else into `tmp` and copies.
+template <class T, class Inputs>
+void run_conv_into(Tensor<T, 4>& dst, const Shape<4>& os, Conv2dCall<T> call, const Inputs& inputs,
+                   const Scratch<T, 4>& tmp) {
+  if (!dst.defined() || !(dst.shape() == os)) dst.allocate(os);
+  if (os.numel() == 0) return;
+  bool direct = dst.is_contiguous();
+  for (const auto& [p, n] : inputs) direct = direct && !ranges_overlap<T>(dst.data(), os.numel(), p, n);
+  call.out = direct ? dst.data() : tmp.sized(os).data();
+  const Conv2dGeometry& g = call.geom;
+  if (g.n == 0 || g.c_in == 0 || g.c_out == 0) {
+    // Nothing to sum over, or nothing to sum: the result is zero (no backend call with empty extents).
+    for (index_t i = 0; i < os.numel(); ++i) call.out[i] = T(0);
+  } else {
+    run_conv2d(call);
+  }
+  if (!direct) dst.assign(tmp.t_.get());
+}
+
+template <class T, std::size_t N>
+struct Spans {
+  struct Span {
+    const T* p;
+    index_t n;
+  };
+  Span s[N];
+  const Span* begin() const { return s; }
+  const Span* end() const { return s + N; }
+};
+
+}  // namespace detail
+
+/// The value of expression g in a buffer of its own: the output adjoint of a convolution, read by both its
+/// backward-data and its backward-weight node, is evaluated once (a Program merges the two equal nodes).
+template <class G>
+class BufferExpr : public ExprBase<BufferExpr<G>>,
+                   public BoundaryBase<typename std::remove_cvref_t<G>::value_type, std::remove_cvref_t<G>::rank> {
+  using GE = std::remove_cvref_t<G>;
+
+ public:
+  using value_type = typename GE::value_type;
+  static constexpr int rank = GE::rank;
+  using self_differentiating_tag = void;
+
+  explicit BufferExpr(G g) : g_(std::forward<G>(g)) {}
+  const GE& operand() const { return g_; }
+  auto children() const { return std::tie(g_); }
+  Shape<rank> shape() const { return g_.shape(); }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto& v = this->materialise(*this);
+    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
+  }
+
+  template <int RD>
+  void eval_into(Tensor<value_type, RD>& dst) const {
+    static_assert(RD == rank);
+    const auto s = g_.shape();
+    if (!dst.defined() || !(dst.shape() == s)) dst.allocate(s);
+    if (s.numel() == 0) return;
+    const auto p = lower_expr(g_, s);
+    bool alias = false;
+    const auto r = offset_range(s, dst.strides());
+    const char* lo = reinterpret_cast<const char*>(dst.data() + r.lo);
+    const char* hi = reinterpret_cast<const char*>(dst.data() + r.hi + 1);
+    p.visit_leaves([&](const void*, const void* l, const void* h, const auto&,
+                       bool) { alias |= !(static_cast<const char*>(h) <= lo || static_cast<const char*>(l) >= hi); },
+                   false, s);
+    if (alias) {
+      auto& t = tmp_.sized(s);
+      run_fill(t.data(), t.strides(), s, p);
+      dst.assign(t);
+    } else {
+      run_fill(dst.data(), dst.strides(), s, p);
+    }
+  }
+
+  template <class H>
+  auto backward(std::integral_constant<int, 0>, const H& h) const {
+    return h;
+  }
+
+ private:
+  G g_;
+  detail::Scratch<value_type, rank> tmp_;
+};
+
+namespace detail {
+/// g as an operand that is already in memory: leaves and boundary nodes as they are, anything else in a
+/// BufferExpr (so is a sum_to, which is fused into each of its readers when it is not a real reduction).
+template <class G>
+auto buffered(const G& g) {
+  if constexpr (is_tensor_v<G> || (boundary_expression<G> && !requires { g.materialised(); }) ||
+                requires { g.identity(); })
+    return g;
+  else
+    return BufferExpr<G>(g);
+}
+
+template <class Node>
+struct NotDifferentiable : std::false_type {};
+}  // namespace detail
+
+/// dx of y = conv2d(x, w): the transposed convolution of the output adjoint g with w, shaped like x.
+/// Not differentiable itself (grad through it is a compile error).
+template <class G, class W, class X>
+class Conv2dBackwardDataExpr : public ExprBase<Conv2dBackwardDataExpr<G, W, X>>,
+                               public BoundaryBase<typename W::value_type, 4> {
+ public:
+  using value_type = typename W::value_type;
+  static constexpr int rank = 4;
+  using self_differentiating_tag = void;
+
+  Conv2dBackwardDataExpr(G g, W w, X like, const Conv2dOptions& o) : g_(g), w_(w), like_(like), opts_(o) {}
+  auto children() const { return std::tie(g_, w_); }
+  const X& like() const { return like_; }
+  bool same_params(const Conv2dBackwardDataExpr& o) const { return detail::bits_equal(opts_, o.opts_); }
+  Shape<4> shape() const { return like_.shape(); }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto& v = this->materialise(*this);
+    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
+  }
+
+  /// @throws shape_error naming conv2d when g does not have the forward output's shape.
+  template <int RD>
+  void eval_into(Tensor<value_type, RD>& dst) const {
+    static_assert(RD == 4);
+    const auto geom = detail::conv2d_geometry(like_.shape(), w_.shape(), opts_, "conv2d (backward data)");
+    const auto gs = g_.shape();
+    if (!(gs == geom.output_shape()))
+      throw shape_error("conv2d (backward data): the output adjoint has shape " + to_string(gs) + ", expected " +
+                        to_string(geom.output_shape()));
+    const value_type* gp = detail::contiguous_values<value_type>(g_, gs, gbuf_);
+    const value_type* wp = detail::contiguous_values<value_type>(w_, geom.weight_shape(), wbuf_);
+    const detail::Spans<value_type, 2> in{{{gp, gs.numel()}, {wp, geom.weight_shape().numel()}}};
+    detail::run_conv_into(dst, geom.input_shape(),
+                          Conv2dCall<value_type>{ConvPass::backward_data, geom, nullptr, wp, gp, nullptr}, in, out_);
+  }
+
+  template <int I, class H>
+  auto backward(std::integral_constant<int, I>, const H&) const {
+    static_assert(detail::NotDifferentiable<H>::value,
+                  "metagrad: conv2d has no second derivative: its backward-data node is not differentiable");
+    return 0;
+  }
+
+ private:
+  G g_;
+  W w_;
+  X like_;
+  Conv2dOptions opts_;
+  detail::Scratch<value_type, 4> gbuf_, wbuf_, out_;
+};
+
+/// dw of y = conv2d(x, w): the correlation of x with the output adjoint g, summed over the batch, shaped
+/// like w. Not differentiable itself (grad through it is a compile error).
+template <class G, class X, class W>
+class Conv2dBackwardWeightExpr : public ExprBase<Conv2dBackwardWeightExpr<G, X, W>>,
+                                 public BoundaryBase<typename X::value_type, 4> {
+ public:
+  using value_type = typename X::value_type;
+  static constexpr int rank = 4;
+  using self_differentiating_tag = void;
+
+  Conv2dBackwardWeightExpr(G g, X x, W like, const Conv2dOptions& o) : g_(g), x_(x), like_(like), opts_(o) {}
+  auto children() const { return std::tie(g_, x_); }
+  const W& like() const { return like_; }
+  bool same_params(const Conv2dBackwardWeightExpr& o) const { return detail::bits_equal(opts_, o.opts_); }
+  Shape<4> shape() const { return like_.shape(); }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto& v = this->materialise(*this);
+    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
+  }
+
+  /// @throws shape_error naming conv2d when g does not have the forward output's shape.
+  template <int RD>
+  void eval_into(Tensor<value_type, RD>& dst) const {
+    static_assert(RD == 4);
+    const auto xs = x_.shape();
+    const auto geom = detail::conv2d_geometry(xs, like_.shape(), opts_, "conv2d (backward weight)");
+    const auto gs = g_.shape();
+    if (!(gs == geom.output_shape()))
+      throw shape_error("conv2d (backward weight): the output adjoint has shape " + to_string(gs) + ", expected " +
+                        to_string(geom.output_shape()));
+    const value_type* gp = detail::contiguous_values<value_type>(g_, gs, gbuf_);
+    const value_type* xp = detail::contiguous_values<value_type>(x_, xs, xbuf_);
+    const detail::Spans<value_type, 2> in{{{gp, gs.numel()}, {xp, xs.numel()}}};
+    detail::run_conv_into(dst, geom.weight_shape(),
+                          Conv2dCall<value_type>{ConvPass::backward_weight, geom, xp, nullptr, gp, nullptr}, in, out_);
+  }
+
+  template <int I, class H>
+  auto backward(std::integral_constant<int, I>, const H&) const {
+    static_assert(detail::NotDifferentiable<H>::value,
+                  "metagrad: conv2d has no second derivative: its backward-weight node is not differentiable");
+    return 0;
+  }
+
+ private:
+  G g_;
+  X x_;
+  W like_;
+  Conv2dOptions opts_;
+  detail::Scratch<value_type, 4> gbuf_, xbuf_, out_;
+};
+
+/// y = conv2d(x, w, options): see conv2d().
+template <class X, class W>
+class Conv2dExpr : public ExprBase<Conv2dExpr<X, W>>,
+                   public BoundaryBase<typename std::remove_cvref_t<X>::value_type, 4> {
+  using XE = std::remove_cvref_t<X>;
+  using WE = std::remove_cvref_t<W>;
+
+ public:
+  using value_type = typename XE::value_type;
+  static constexpr int rank = 4;
+  using self_differentiating_tag = void;
+  static_assert(XE::rank == 4,
+                "metagrad: conv2d needs an input of rank 4 (N, C, H, W); add a batch axis with unsqueeze");
+  static_assert(WE::rank == 4, "metagrad: conv2d needs a weight of rank 4 (C_out, C_in / groups, kH, kW)");
+  static_assert(std::is_same_v<value_type, typename WE::value_type>,
+                "metagrad: conv2d needs input and weight of the same dtype; convert one with cast<T>()");
+  static_assert(std::is_same_v<value_type, float> || std::is_same_v<value_type, double>,
+                "metagrad: conv2d is defined for float and double");
+
+  /// @throws metagrad::error for a stride or dilation below 1, a negative padding or groups below 1.
+  Conv2dExpr(X x, W w, const Conv2dOptions& o) : x_(std::forward<X>(x)), w_(std::forward<W>(w)), opts_(o) {
+    detail::check_conv_options(o, "conv2d");
+  }
+
+  const XE& input() const { return x_; }
+  const WE& weight() const { return w_; }
+  const Conv2dOptions& options() const { return opts_; }
+  auto children() const { return std::tie(x_, w_); }
+  bool same_params(const Conv2dExpr& o) const { return detail::bits_equal(opts_, o.opts_); }
+
+  /// @throws shape_error naming conv2d and both shapes (see conv2d()).
+  Conv2dGeometry geometry() const { return detail::conv2d_geometry(x_.shape(), w_.shape(), opts_, "conv2d"); }
+  Shape<4> shape() const { return geometry().output_shape(); }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto& v = this->materialise(*this);
+    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
+  }
+
+  /// dst = conv2d(x, w); dst is (re)allocated when its shape differs.
+  template <int RD>
+  void eval_into(Tensor<value_type, RD>& dst) const {
+    static_assert(RD == 4);
+    const auto geom = geometry();
+    const value_type* xp = detail::contiguous_values<value_type>(x_, geom.input_shape(), xbuf_);
+    const value_type* wp = detail::contiguous_values<value_type>(w_, geom.weight_shape(), wbuf_);
+    const detail::Spans<value_type, 2> in{{{xp, geom.input_shape().numel()}, {wp, geom.weight_shape().numel()}}};
+    detail::run_conv_into(dst, geom.output_shape(),
+                          Conv2dCall<value_type>{ConvPass::forward, geom, xp, wp, nullptr, nullptr}, in, out_);
+  }
+
+  /// dx = conv2d_backward_data(g, w), shaped like x.
+  template <class G>
+  auto backward(std::integral_constant<int, 0>, const G& g) const {
+    auto gb = detail::buffered(g);
+    auto wv = detail::operand_value<W>(w_);
+    auto xv = detail::operand_value<X>(x_);
+    return Conv2dBackwardDataExpr<decltype(gb), decltype(wv), decltype(xv)>(gb, wv, xv, opts_);
+  }
+  /// dw = conv2d_backward_weight(g, x), shaped like w.
+  template <class G>
+  auto backward(std::integral_constant<int, 1>, const G& g) const {
+    auto gb = detail::buffered(g);
+    auto xv = detail::operand_value<X>(x_);
+    auto wv = detail::operand_value<W>(w_);
+    return Conv2dBackwardWeightExpr<decltype(gb), decltype(xv), decltype(wv)>(gb, xv, wv, opts_);
+  }
+
+ private:
+  X x_;
+  W w_;
+  Conv2dOptions opts_;
+  detail::Scratch<value_type, 4> xbuf_, wbuf_, out_;
+};
+
+/// 2-D convolution of x [N, C_in, H, W] with w [C_out, C_in / groups, kH, kW], as PyTorch's conv2d without
+/// bias: y[n, o, i, j] = sum over c, p, q of x[n, g C_in/groups + c, i sh - ph + p dh, j sw - pw + q dw]
+/// w[o, c, p, q] (zero outside x), where g = o / (C_out / groups); y has shape [N, C_out, OH, OW] with
+/// OH = floor((H + 2 ph - dh (kH - 1) - 1) / sh) + 1 (OW likewise). Differentiable in x and w.
+/// @pre x and w have rank 4 and the same dtype, float or double (compile-time checks).
+/// @throws metagrad::error for a stride or dilation below 1, a negative padding or groups below 1 (at once);
+///         shape_error naming conv2d and both shapes, when evaluated, if C_in != w's second extent x groups,
+///         C_out is not divisible by groups, the kernel is empty or the output would be empty.
+template <expression X, expression W>
+auto conv2d(X&& x, W&& w, const Conv2dOptions& options = {}) {
+  return Conv2dExpr<closure_t<X&&>, closure_t<W&&>>(std::forward<X>(x), std::forward<W>(w), options);
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/expr/conv.hpp>
+// #include <metagrad/expr/dropout.hpp>
+// metagrad/expr/dropout.hpp — dropout as an elementwise node. Whether element i is kept is a pure function
+// of (seed, stream, step, i) through the Philox generator (core/philox.hpp), so the mask is never stored:
+// the backward pass recomputes it (the node's adjoint is the same mask applied to the incoming gradient), it
+// is the same for any thread count, and a DropoutKey's step counter, advanced once per training step, gives
+// every step a fresh mask. Include <metagrad/expr.hpp> instead.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+// #include <metagrad/core/dtype.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/philox.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/node.hpp> (inlined above)
+// #include <metagrad/expr/plan.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+/// The identity of one dropout site's random masks: a seed, a stream unique to the site (a layer), and a
+/// step counter shared by every copy of the key. The training loop calls advance() once per step, so the
+/// forward and backward passes of a step see one mask and the next step another.
+/// @code
+///   DropoutKey key(/*seed=*/1234, /*stream=*/3);       // stream: e.g. the layer's index
+///   auto h = dropout(relu(matmul(x, W)), 0.5, key);    // in the graph (training)
+///   ... program.run(); key.advance();                  // once per step
+/// @endcode
+class DropoutKey {
+ public:
+  /// @pre stream < 2^32 (the step fills the stream word's other half). @throws metagrad::error otherwise.
+  explicit DropoutKey(std::uint64_t seed = 0x5eed, std::uint64_t stream = 0)
+      : seed_(seed), stream_(stream), step_(std::make_shared<std::uint64_t>(0)) {
+    if (stream >> 32) throw error("DropoutKey: stream " + std::to_string(stream) + " does not fit in 32 bits");
+  }
+  std::uint64_t seed() const { return seed_; }
+  std::uint64_t stream() const { return stream_; }
+  /// The current step (shared by all copies of this key).
+  std::uint64_t step() const { return *step_; }
+  /// Moves every copy of the key to the next step (a new mask).
+  void advance() const { ++*step_; }
+  /// Sets the step, e.g. when resuming from a checkpoint.
+  void set_step(std::uint64_t s) const { *step_ = s; }
+  /// The Philox stream of the current step: stream in the high half of the stream word, the step (modulo
+  /// 2^32, so masks repeat after four billion steps) in the low half.
+  PhiloxStream philox() const { return PhiloxStream{seed_, (stream_ << 32) | (*step_ & 0xFFFFFFFFu)}; }
+  /// Whether two keys are the same site (copies of one key).
+  bool same_site(const DropoutKey& o) const { return seed_ == o.seed_ && stream_ == o.stream_ && step_ == o.step_; }
+
+ private:
+  std::uint64_t seed_;
+  std::uint64_t stream_;
+  std::shared_ptr<std::uint64_t> step_;
+};
+
+/// Plan of dropout: the child's element, scaled by 1 / (1 - p) where the element is kept, else 0. Element
+/// i of the node's own shape is kept when the i-th 32-bit Philox word is >= p 2^32, so P(keep) = 1 - p up to
+/// 2^-32. `active` false (evaluation, or p = 0) passes the child through without drawing.
+template <class C, class T>
+struct DropoutPlan {
+  using value_type = T;
+  static constexpr int rank = C::rank;
+  C c;
+  PhiloxStream stream;
+  Array<index_t, rank> strides;  // contiguous strides of the node's own shape (0 on broadcast axes)
+  std::uint64_t threshold;       // in [0, 2^32]: 2^32 drops everything
+  T scale;
+  bool active;
+  bool flat_ok;
+
+  METAGRAD_HD METAGRAD_INLINE bool kept(std::uint64_t i) const { return rand_u32(stream, i) >= threshold; }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE T at(const Array<I, rank>& idx) const {
+    const T v = static_cast<T>(c.at(idx));
+    if (!active) return v;
+    // A select, not a product with the mask: p = 1 has scale 0 and no inf, and a dropped NaN or inf is 0.
+    return kept(static_cast<std::uint64_t>(detail::dot_index(idx, strides))) ? v * scale : T(0);
+  }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE T flat(I i) const {
+    const T v = static_cast<T>(c.flat(i));
+    if (!active) return v;
+    return kept(static_cast<std::uint64_t>(i)) ? v * scale : T(0);
+  }
+  bool is_flat() const { return flat_ok && c.is_flat(); }
+  template <class F>
+  void visit_leaves(F&& f, bool remapped, const Array<index_t, rank>& shape) const {
+    c.visit_leaves(f, remapped, shape);
+  }
+};
+
+/// dropout(a): a's elements, each kept with probability 1 - p and scaled by 1 / (1 - p), else 0. The mask
+/// depends on the key's (seed, stream, current step) and on each element's row-major position in a's shape,
+/// which is read when the node is evaluated (a may be an Input bound to any batch size).
+template <class A>
+class DropoutExpr : public ExprBase<DropoutExpr<A>> {
+  using AE = std::remove_cvref_t<A>;
+
+ public:
+  using value_type = typename AE::value_type;
+  static constexpr int rank = AE::rank;
+  using self_differentiating_tag = void;
+  static_assert(floating_dtype<value_type>, "metagrad: dropout needs a float or double expression");
+
+  /// @pre 0 <= p <= 1 (checked by dropout()).
+  DropoutExpr(A a, double p, DropoutKey key, bool training)
+      : a_(std::forward<A>(a)), p_(p), key_(std::move(key)), training_(training) {}
+
+  Shape<rank> shape() const { return a_.shape(); }
+  const AE& operand() const { return a_; }
+  double p() const { return p_; }
+  const DropoutKey& key() const { return key_; }
+  bool training() const { return training_; }
+  auto children() const { return std::tie(a_); }
+  bool same_params(const DropoutExpr& o) const {
+    return p_ == o.p_ && training_ == o.training_ && key_.same_site(o.key_);
+  }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto own = a_.shape();
+    bool same = false;
+    const auto st = detail::broadcast_strides(own, contiguous_strides(own), target, same);
+    const bool active = training_ && p_ > 0.0;
+    // p 2^32 rounded down: exact at p = 0 (keep all) and p = 1 (2^32, drop all).
+    const auto threshold = static_cast<std::uint64_t>(p_ * 4294967296.0);
+    const value_type scale = p_ < 1.0 ? static_cast<value_type>(1.0 / (1.0 - p_)) : value_type(0);
+    using CP = plan_t<AE, RT>;
+    return DropoutPlan<CP, value_type>{lower_expr(a_, target), key_.philox(), st, threshold, scale, active, same};
+  }
+
+  /// The adjoint: the same mask and scale applied to g (g has a's shape, so positions match).
+  template <class G>
+  auto backward(std::integral_constant<int, 0>, const G& g) const {
+    return DropoutExpr<G>(g, p_, key_, training_);
+  }
+
+ private:
+  A a_;
+  double p_;
+  DropoutKey key_;
+  bool training_;
+};
+
+/// Dropout with probability p: in training, each element of x is zeroed with probability p and the others
+/// are scaled by 1 / (1 - p); otherwise (training = false), or with p = 0, it is x unchanged. p = 1 gives
+/// zeros. The mask is a function of the key's current step: call key.advance() once per training step.
+/// @throws metagrad::error for p outside [0, 1].
+template <expression A>
+auto dropout(A&& x, double p, const DropoutKey& key, bool training = true) {
+  if (!(p >= 0.0 && p <= 1.0))
+    throw error("dropout: the drop probability p must lie in [0, 1], got " + std::to_string(p));
+  return DropoutExpr<closure_t<A&&>>(std::forward<A>(x), p, key, training);
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/expr/dropout.hpp>
+// #include <metagrad/expr/elementwise.hpp> (inlined above)
+// #include <metagrad/expr/functions.hpp> (inlined above)
+// #include <metagrad/expr/gather.hpp>
+// metagrad/expr/gather.hpp — row gathers as boundary nodes: embedding(weight, indices) copies row
+// indices[...] of a [V, D] table for every index, and its gradient scatters the incoming rows back, adding
+// where an index repeats. Both check every index against V when evaluated and throw instead of reading or
+// writing out of range. Include <metagrad/expr.hpp> instead.
+
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+// #include <metagrad/core/dtype.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/core/tensor.hpp> (inlined above)
+// #include <metagrad/expr/leaf.hpp> (inlined above)
+// #include <metagrad/expr/node.hpp> (inlined above)
+// #include <metagrad/expr/plan.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+namespace detail {
+
+// The indices of a gather, evaluated and checked: one int64 row number per position, row-major.
+template <class I, int RI>
+std::vector<index_t> gather_rows(const I& indices, const Shape<RI>& is, index_t rows, const char* op) {
+  std::vector<index_t> out(static_cast<std::size_t>(is.numel()));
+  const auto p = lower_expr(indices, is);
+  Array<index_t, RI> idx{};
+  for (index_t n = 0; n < is.numel(); ++n) {
+    index_t rem = n;
+    for (int d = RI - 1; d >= 0; --d) {
+      idx[d] = rem % is[d];
+      rem /= is[d];
+    }
+    const index_t r = static_cast<index_t>(p.at(idx));
+    if (r < 0 || r >= rows)
+      throw index_error(std::string(op) + ": index " + std::to_string(r) + " at position " + to_string(idx) +
+                        " is out of range for a table of " + std::to_string(rows) + " rows");
+    out[static_cast<std::size_t>(n)] = r;
+  }
+  return out;
+}
+
+// The [V, D] table as a pointer and row/column strides: read in place when it lowers to memory, else
+// evaluated once into `copy`.
+template <class T, class W>
+const T* table_of(const W& w, const Shape<2>& ws, Tensor<T, 2>& copy, index_t& sr, index_t& sc) {
+  const auto p = lower_expr(w, ws);
+  if constexpr (is_leaf_plan_v<std::remove_cvref_t<decltype(p)>>) {
+    sr = p.strides[0];
+    sc = p.strides[1];
+    return p.ptr;
+  } else {
+    if (!copy.defined() || !(copy.shape() == ws)) copy.allocate(ws);
+    run_fill(copy.data(), copy.strides(), ws, p);
+    sr = copy.strides()[0];
+    sc = copy.strides()[1];
+    return copy.data();
+  }
+}
+
+}  // namespace detail
+
+/// The gradient of embedding with respect to its table: a [V, D] tensor of zeros to which row n of g
+/// ([..., D], one row per index) is added at row indices[n]. Repeated indices accumulate; rows equal to
+/// padding_idx receive nothing. `W` is the table, read for its shape only.
+template <class G, class I, class W>
+class EmbeddingBackwardExpr : public ExprBase<EmbeddingBackwardExpr<G, I, W>>,
+                              public BoundaryBase<typename W::value_type, 2> {
+ public:
+  using value_type = typename W::value_type;
+  static constexpr int rank = 2;
+
+  EmbeddingBackwardExpr(G g, I indices, W weight, std::optional<index_t> padding_idx)
+      : g_(std::move(g)), idx_(std::move(indices)), w_(std::move(weight)), padding_(padding_idx) {}
+  Shape<2> shape() const { return w_.shape(); }
+  const W& like() const { return w_; }
+  auto children() const { return std::tie(g_, idx_); }
+  bool same_params(const EmbeddingBackwardExpr& o) const { return padding_ == o.padding_; }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto& v = this->materialise(*this);
+    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
+  }
+
+  /// Writes the scattered sum into dst (re-allocated when its shape differs). A serial pass over the
+  /// indices: rows that repeat are added in index order, so the result does not depend on threads.
+  template <int RD>
+  void eval_into(Tensor<value_type, RD>& dst) const {
+    static_assert(RD == 2);
+    const auto ws = w_.shape();
+    const auto is = idx_.shape();
+    const auto gs = g_.shape();
+    constexpr int RG = G::rank;
+    bool ok = gs[RG - 1] == ws[1];
+    for (int d = 0; d < RG - 1; ++d) ok &= gs[d] == is[d];
+    if (!ok)
+      throw shape_error("embedding (gradient): the gradient of shape " + to_string(gs) + " does not match indices " +
+                        to_string(is) + " and a table of shape " + to_string(ws));
+    const auto rows = detail::gather_rows(idx_, is, ws[0], "embedding");
+    // g as a contiguous [n, D] block (computed gradients are evaluated once).
+    const auto gp = lower_expr(g_, gs);
+    const value_type* gptr = nullptr;
+    if constexpr (is_leaf_plan_v<std::remove_cvref_t<decltype(gp)>> &&
+                  std::is_same_v<typename G::value_type, value_type>) {
+      if (is_contiguous(gs, Strides<RG>(gp.strides))) gptr = gp.ptr;
+    }
+    if (!gptr) {
+      if (!gcopy_.get().defined() || !(gcopy_.get().shape() == gs)) gcopy_.get().allocate(gs);
+      run_fill(gcopy_.get().data(), gcopy_.get().strides(), gs, gp);
+      gptr = gcopy_.get().data();
+    }
+    Tensor<value_type, 2> out(ws);  // zero-filled; dst may alias g, so it is written last
+    const index_t D = ws[1];
+    value_type* o = out.data();
+    for (std::size_t n = 0; n < rows.size(); ++n) {
+      const index_t r = rows[n];
+      if (padding_ && r == *padding_) continue;
+      value_type* orow = o + r * D;
+      const value_type* grow = gptr + static_cast<index_t>(n) * D;
+      for (index_t d = 0; d < D; ++d) orow[d] += grow[d];
+    }
+    if (!dst.defined() || !(dst.shape() == ws))
+      dst = std::move(out);
+    else
+      dst.assign(out);
+  }
+
+ private:
+  G g_;
+  I idx_;
+  W w_;
+  std::optional<index_t> padding_;
+  detail::Lazy<Tensor<value_type, G::rank>> gcopy_;
+};
+
+/// embedding(weight, indices): for indices of shape [...], the [..., D] rows weight[indices[...], :] of a
+/// [V, D] table. Differentiable with respect to the table (EmbeddingBackwardExpr).
+template <class W, class I>
+class EmbeddingExpr : public ExprBase<EmbeddingExpr<W, I>>, public BoundaryBase<typename W::value_type, I::rank + 1> {
+ public:
+  using value_type = typename W::value_type;
+  static constexpr int rank = I::rank + 1;
+  using self_differentiating_tag = void;
+
+  EmbeddingExpr(W weight, I indices, std::optional<index_t> padding_idx)
+      : w_(std::move(weight)), idx_(std::move(indices)), padding_(padding_idx) {}
+
+  const W& weight() const { return w_; }
+  const I& indices() const { return idx_; }
+  auto children() const { return std::tie(w_, idx_); }
+  bool same_params(const EmbeddingExpr& o) const { return padding_ == o.padding_; }
+
+  Shape<rank> shape() const {
+    const auto is = idx_.shape();
+    Shape<rank> s;
+    for (int d = 0; d < I::rank; ++d) s[d] = is[d];
+    s[rank - 1] = w_.shape()[1];
+    return s;
+  }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto& v = this->materialise(*this);
+    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
+  }
+
+  /// Copies the selected rows into dst (re-allocated when its shape differs).
+  /// @throws index_error naming embedding, the index, its position and V for an index outside [0, V).
+  template <int RD>
+  void eval_into(Tensor<value_type, RD>& dst) const {
+    static_assert(RD == rank);
+    const auto ws = w_.shape();
+    const auto is = idx_.shape();
+    const auto rows = detail::gather_rows(idx_, is, ws[0], "embedding");
+    index_t sr = 0, sc = 0;
+    const value_type* table = detail::table_of(w_, ws, wcopy_.get(), sr, sc);
+    const auto os = shape();
+    // Written through a fresh buffer when dst overlaps the table (x = embedding(x, ...)) or is strided.
+    bool direct = dst.defined() && dst.shape() == os && dst.is_contiguous();
+    if (direct && os.numel() > 0 && ws.numel() > 0) {
+      const auto r = offset_range(Array<index_t, 2>{{ws[0], ws[1]}}, Strides<2>{{sr, sc}});
+      const char* tlo = reinterpret_cast<const char*>(table + r.lo);
+      const char* thi = reinterpret_cast<const char*>(table + r.hi + 1);
+      const char* dlo = reinterpret_cast<const char*>(dst.data());
+      const char* dhi = reinterpret_cast<const char*>(dst.data() + os.numel());
+      direct = thi <= dlo || tlo >= dhi;
+    }
+    Tensor<value_type, rank> fresh;
+    if (!direct) fresh.allocate(os);
+    value_type* out = direct ? dst.data() : fresh.data();
+    const index_t D = ws[1];
+    for (std::size_t n = 0; n < rows.size(); ++n) {
+      const value_type* src = table + rows[n] * sr;
+      value_type* o = out + static_cast<index_t>(n) * D;
+      for (index_t d = 0; d < D; ++d) o[d] = src[d * sc];
+    }
+    if (direct) return;
+    if (!dst.defined() || !(dst.shape() == os))
+      dst = std::move(fresh);
+    else
+      dst.assign(fresh);
+  }
+
+  /// The adjoint of the table: g's rows scattered (added) into zeros of the table's shape.
+  template <class G>
+  auto backward(std::integral_constant<int, 0>, const G& g) const {
+    return EmbeddingBackwardExpr<G, I, W>(g, idx_, w_, padding_);
+  }
+
+ private:
+  W w_;
+  I idx_;
+  std::optional<index_t> padding_;
+  detail::Lazy<Tensor<value_type, 2>> wcopy_;
+};
+
+/// embedding(weight, indices): row indices[...] of the [V, D] table for every index, shape [..., D]. Indices
+/// are int32 or int64 of any rank; with padding_idx, that row gets no gradient (its forward value is
+/// returned as stored, as in PyTorch).
+/// @pre weight of rank 2 with a floating dtype, integer indices (compile-time checks).
+/// @throws index_error (when evaluated) naming embedding, the index and V for an index outside [0, V).
+template <expression Wt, expression Ix>
+auto embedding(Wt&& weight, Ix&& indices, std::optional<index_t> padding_idx = std::nullopt) {
+  static_assert(expr_rank_v<Wt> == 2, "metagrad: embedding takes a [V, D] table");
+  static_assert(floating_dtype<expr_value_t<Wt>>, "metagrad: embedding tables need a float or double dtype");
+  static_assert(integer_dtype<expr_value_t<Ix>>, "metagrad: embedding indices need an int32 or int64 dtype");
+  using WE = std::remove_cvref_t<decltype(detail::operand_value<closure_t<Wt&&>>(weight))>;
+  using IE = std::remove_cvref_t<decltype(detail::operand_value<closure_t<Ix&&>>(indices))>;
+  return EmbeddingExpr<WE, IE>(detail::operand_value<closure_t<Wt&&>>(weight),
+                               detail::operand_value<closure_t<Ix&&>>(indices), padding_idx);
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/expr/gather.hpp>
+// #include <metagrad/expr/index.hpp>
+// metagrad/expr/index.hpp — expressions made of positions and extents rather than of stored values:
+// axis_index(x, axis), each element's index along one axis of x (an "iota" shaped like x), and
+// axis_count<T>(x, axes), the number of elements a reduction of x over those axes combines, as a scalar. Both
+// read x only for its shape, when they are evaluated, so they work on Inputs that are bound later and on
+// other batch sizes each run; neither has a gradient. They let losses pick one class per row
+// (axis_index(logits, 1) == labels) inside a fused reduction, with no gather node, and scale statistics by
+// counts known only at run time. Include <metagrad/expr.hpp> instead.
+
+#include <cstdint>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/leaf.hpp> (inlined above)
+// #include <metagrad/expr/node.hpp> (inlined above)
+// #include <metagrad/expr/plan.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+namespace detail {
+/// An operand of a composite front-end (softmax, the losses, the normalisations), in the form each of its
+/// uses must take: a named tensor by reference to the caller's object (closure semantics, node.hpp), any
+/// other operand as a fresh copy, so the composite never refers to the front-end's own parameter. `A` is the
+/// front-end's forwarding type.
+template <class A, class X>
+decltype(auto) reuse(const X& x) {
+  if constexpr (std::is_reference_v<closure_t<A&&>>)
+    return (x);
+  else
+    return std::remove_cvref_t<X>(x);
+}
+}  // namespace detail
+
+/// Plan of axis_index: element idx is idx[axis] (0 when the node's own axis was broadcast). Row-major flat
+/// reads recover the index from the flat position, so the plan never forces a strided loop.
+template <int R>
+struct AxisIndexPlan {
+  using value_type = std::int64_t;
+  static constexpr int rank = R;
+  int axis;        // target axis, or -1: the index is always 0
+  index_t stride;  // contiguous stride of the target at `axis`
+  index_t extent;  // target extent at `axis`
+
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE value_type at(const Array<I, R>& idx) const {
+    return axis >= 0 ? static_cast<value_type>(idx[axis]) : value_type(0);
+  }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE value_type flat(I i) const {
+    return axis >= 0 ? static_cast<value_type>((i / static_cast<I>(stride)) % static_cast<I>(extent)) : value_type(0);
+  }
+  bool is_flat() const { return true; }
+  template <class F>
+  void visit_leaves(F&&, bool, const Array<index_t, R>&) const {}
+};
+
+/// The index of each element of x along `axis`, as int64, shaped like x (x is read for its shape only).
+template <class X>
+class AxisIndexExpr : public ExprBase<AxisIndexExpr<X>> {
+ public:
+  using value_type = std::int64_t;
+  static constexpr int rank = X::rank;
+  static_assert(rank >= 1, "metagrad: axis_index needs an expression of rank 1 or more");
+
+  /// @pre axis already normalised (see axis_index()).
+  AxisIndexExpr(X x, int axis) : x_(std::move(x)), axis_(axis) {}
+  Shape<rank> shape() const { return x_.shape(); }
+  int axis() const { return axis_; }
+  const X& like() const { return x_; }
+  auto children() const { return std::tuple<>(); }
+  bool same_params(const AxisIndexExpr& o) const { return axis_ == o.axis_; }
+
+  template <int RT>
+  AxisIndexPlan<RT> lower(const Shape<RT>& target) const {
+    const auto own = x_.shape();
+    const int t = axis_ + (RT - rank);
+    if (own[axis_] == 1) return {-1, 1, 1};  // broadcast along the axis: every index is 0
+    return {t, contiguous_strides(target)[t], target[t]};
+  }
+
+ private:
+  X x_;
+  int axis_;
+};
+
+/// The number of elements x has over a set of axes (the count a reduction over them combines), as a
+/// rank-0 expression of dtype T, read from x's shape when evaluated.
+template <class T, class X>
+class AxisCountExpr : public ExprBase<AxisCountExpr<T, X>> {
+ public:
+  using value_type = T;
+  static constexpr int rank = 0;
+
+  AxisCountExpr(X x, Array<bool, X::rank> mask) : x_(std::move(x)), mask_(mask) {}
+  Shape<0> shape() const { return {}; }
+  const X& like() const { return x_; }
+  auto children() const { return std::tuple<>(); }
+  bool same_params(const AxisCountExpr& o) const { return detail::bits_equal(mask_, o.mask_); }
+
+  /// The count, computed from x's current shape.
+  T value() const {
+    const auto s = x_.shape();
+    index_t n = 1;
+    for (int d = 0; d < X::rank; ++d)
+      if (mask_[d]) n *= s[d];
+    return static_cast<T>(n);
+  }
+  template <int RT>
+  ScalarPlan<T, RT> lower(const Shape<RT>&) const {
+    return {value()};
+  }
+
+ private:
+  X x_;
+  Array<bool, X::rank> mask_;
+};
+
+/// axis_index(x, axis): element [i0, ..., in] is i_axis (int64), shaped like x. Negative axes count from
+/// the end. x's values are never read. @throws index_error when axis is out of range.
+template <expression X>
+auto axis_index(X&& x, int axis) {
+  using XE = std::remove_cvref_t<decltype(detail::operand_value<closure_t<X&&>>(x))>;
+  constexpr int R = expr_rank_v<X>;
+  axis = normalize_axis(axis, R, "axis_index");
+  return AxisIndexExpr<XE>(detail::operand_value<closure_t<X&&>>(x), axis);
+}
+
+/// axis_count<T>(x, {a, b}): the product of x's extents over the listed axes, as a scalar of dtype T.
+/// @throws index_error when an axis is out of range.
+template <dtype T, expression X, int K>
+auto axis_count(X&& x, const int (&axes)[K]) {
+  using XE = std::remove_cvref_t<decltype(detail::operand_value<closure_t<X&&>>(x))>;
+  constexpr int R = expr_rank_v<X>;
+  Array<bool, R> mask{};
+  for (int i = 0; i < K; ++i) mask[normalize_axis(axes[i], R, "axis_count")] = true;
+  return AxisCountExpr<T, XE>(detail::operand_value<closure_t<X&&>>(x), mask);
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/expr/index.hpp>
+// #include <metagrad/expr/leaf.hpp> (inlined above)
+// #include <metagrad/expr/loss.hpp>
+// metagrad/expr/loss.hpp — loss functions as expressions: cross_entropy (fused log-softmax and negative
+// log-likelihood, with label smoothing and ignore_index as PyTorch defines them), nll_loss,
+// binary_cross_entropy_with_logits and mse_loss, each with a mean, sum or per-element (none) reduction.
+// The class of each row is picked inside a fused reduction by comparing axis_index(logits, 1) with the label,
+// so no gather node is needed and the gradient comes from autodiff. Include <metagrad/expr.hpp> instead.
+
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+// #include <metagrad/core/dtype.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/functions.hpp> (inlined above)
+// #include <metagrad/expr/index.hpp> (inlined above)
+// #include <metagrad/expr/leaf.hpp> (inlined above)
+// #include <metagrad/expr/node.hpp> (inlined above)
+// #include <metagrad/expr/reduce.hpp> (inlined above)
+// #include <metagrad/expr/view.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+/// How a loss combines its per-element values. The choice changes the result's rank (none keeps the
+/// per-element shape), so it is a template argument: cross_entropy<Reduction::sum>(logits, labels).
+enum class Reduction { mean, sum, none };
+
+/// Options of cross_entropy (PyTorch's defaults).
+struct CrossEntropyOptions {
+  /// Weight e moved from the target class to a uniform distribution over the C classes: the loss of a row
+  /// becomes (1 - e) (lse - x_y) + e (lse - mean_c x_c). @pre 0 <= e <= 1.
+  double label_smoothing = 0.0;
+  /// Rows whose label equals this contribute nothing, and the mean divides by the number of other rows.
+  std::optional<std::int64_t> ignore_index;
+};
+
+/// Class labels checked against the logits they index when evaluated: every label must lie in [0, C) (or
+/// equal the ignored value), and there must be one per row. Reading the labels on the host is cheap next to
+/// the N x C pass over the logits; the values pass through unchanged. Labels on a CUDA device are not
+/// checked (a label out of range then matches no class: its row's picked logit is 0, never undefined
+/// behaviour).
+template <class L, class X>
+class CheckedLabelsExpr : public ExprBase<CheckedLabelsExpr<L, X>> {
+ public:
+  using value_type = typename L::value_type;
+  static constexpr int rank = L::rank;
+  static_assert(rank == 1 && X::rank == 2);
+
+  CheckedLabelsExpr(L labels, X logits, const char* op, value_type ignore, bool has_ignore)
+      : labels_(std::move(labels)), logits_(std::move(logits)), op_(op), ignore_(ignore), has_ignore_(has_ignore) {}
+  Shape<1> shape() const { return labels_.shape(); }
+  const L& operand() const { return labels_; }
+  const X& like() const { return logits_; }
+  auto children() const { return std::tie(labels_); }
+  bool same_params(const CheckedLabelsExpr& o) const {
+    return op_ == o.op_ && ignore_ == o.ignore_ && has_ignore_ == o.has_ignore_;
+  }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto ls = labels_.shape();
+    const auto xs = logits_.shape();
+    if (ls[0] != xs[0])
+      throw shape_error(std::string(op_) + ": logits of shape " + to_string(xs) + " and labels of shape " +
+                        to_string(ls) + " disagree on the number of rows");
+    auto p = lower_expr(labels_, ls);
+    bool on_host = true;
+    if constexpr (requires { labels_.value().device(); }) on_host = labels_.value().device().is_cpu();
+    if (on_host) {
+      for (index_t i = 0; i < ls[0]; ++i) {
+        const value_type v = p.at(Array<index_t, 1>{{i}});
+        if ((v < 0 || v >= xs[1]) && !(has_ignore_ && v == ignore_))
+          throw error(std::string(op_) + ": label " + std::to_string(v) + " of row " + std::to_string(i) +
+                      " is out of range for " + std::to_string(xs[1]) + " classes (logits of shape " + to_string(xs) +
+                      ")");
+      }
+    }
+    return broadcast_plan(p, ls, target);
+  }
+
+ private:
+  L labels_;
+  X logits_;
+  const char* op_;
+  value_type ignore_;
+  bool has_ignore_;
+};
+
+namespace detail {
+
+template <Reduction R, class E, class Valid>
+auto reduce_rows(E&& rows, Valid&& valid) {
+  // where(), not a product with the mask: an ignored row may hold inf or NaN (its label picks nothing).
+  using T = expr_value_t<E>;
+  auto kept = where(valid, std::forward<E>(rows), T(0));
+  if constexpr (R == Reduction::none)
+    return kept;
+  else if constexpr (R == Reduction::sum)
+    return sum(std::move(kept));
+  else
+    return sum(std::move(kept)) / sum(cast<T>(valid));
+}
+
+template <class A, class L>
+void check_class_loss_types(const char* op) {
+  (void)op;
+  static_assert(floating_dtype<expr_value_t<A>>,
+                "metagrad: the logits / log-probabilities of a classification loss "
+                "need a float or double dtype");
+  static_assert(expr_rank_v<A> == 2, "metagrad: a classification loss takes logits of shape [N, C]");
+  static_assert(integer_dtype<expr_value_t<L>>, "metagrad: class labels need an int32 or int64 dtype");
+  static_assert(expr_rank_v<L> == 1, "metagrad: a classification loss takes labels of shape [N]");
+}
+
+// The labels checked against x, and the per-row "label is not ignored" mask.
+template <class X, class L>
+auto checked_labels(const X& x, L&& labels, const char* op, const std::optional<std::int64_t>& ignore_index) {
+  using LV = expr_value_t<L>;
+  using LE = std::remove_cvref_t<decltype(operand_value<closure_t<L&&>>(labels))>;
+  // Without an ignore_index, no label is ignored: the sentinel is a value the range check rejects anyway.
+  LV ignore = std::numeric_limits<LV>::min();
+  if (ignore_index) {
+    if (*ignore_index < std::numeric_limits<LV>::min() || *ignore_index > std::numeric_limits<LV>::max())
+      throw error(std::string(op) + ": ignore_index " + std::to_string(*ignore_index) +
+                  " does not fit the labels' dtype");
+    ignore = static_cast<LV>(*ignore_index);
+  }
+  CheckedLabelsExpr<LE, X> checked(operand_value<closure_t<L&&>>(labels), x, op, ignore, ignore_index.has_value());
+  auto valid = checked != ignore;
+  return std::make_pair(checked, valid);
+}
+
+}  // namespace detail
+
+/// Cross-entropy of logits [N, C] against class labels [N] (int32 or int64): per row
+/// logsumexp(x_i) - x_i[y_i], with label smoothing e: (1 - e)(lse_i - x_i[y_i]) + e (lse_i - mean_c x_ic).
+/// Reduction::mean (default) averages over the rows not ignored (NaN when all are), sum adds them, none
+/// returns the [N] per-row losses (0 for ignored rows).
+/// @pre floating logits of rank 2, integer labels of rank 1 (compile-time checks).
+/// @throws metagrad::error for e outside [0, 1] or an ignore_index the label dtype cannot hold (at once);
+/// shape_error when the row counts differ and metagrad::error naming the row for a label outside [0, C)
+/// (when evaluated).
+template <Reduction R = Reduction::mean, expression A, expression L>
+auto cross_entropy(A&& logits, L&& labels, const CrossEntropyOptions& options = {}) {
+  detail::check_class_loss_types<A, L>("cross_entropy");
+  using T = expr_value_t<A>;
+  const double e = options.label_smoothing;
+  if (!(e >= 0.0 && e <= 1.0))
+    throw error("cross_entropy: label_smoothing must lie in [0, 1], got " + std::to_string(e));
+  const auto& x = logits;
+  auto [checked, valid] =
+      detail::checked_labels(detail::reuse<A>(x), std::forward<L>(labels), "cross_entropy", options.ignore_index);
+  auto target = axis_index(detail::reuse<A>(x), 1) == unsqueeze(checked, 1);
+  // The target logit with weight 1 - e, every logit with weight e / C, in one fused reduction. The smoothing
+  // term is a where() so that e = 0 never forms 0 * (-inf) from a masked-out logit.
+  auto smooth_weight = ScalarExpr<T>(static_cast<T>(e)) / axis_count<T>(detail::reuse<A>(x), {1});
+  auto picked = where(target, detail::reuse<A>(x) * static_cast<T>(1.0 - e), T(0)) +
+                where(ScalarExpr<bool>(e > 0.0), detail::reuse<A>(x) * smooth_weight, T(0));
+  auto rows = logsumexp(detail::reuse<A>(x), 1) - sum(std::move(picked), 1);
+  return detail::reduce_rows<R>(std::move(rows), std::move(valid));
+}
+
+/// Negative log-likelihood of log-probabilities [N, C] (e.g. log_softmax(logits, 1)) against labels [N]:
+/// per row -log_probs[i, y_i], reduced as cross_entropy's (rows labelled ignore_index contribute nothing).
+/// @throws as cross_entropy.
+template <Reduction R = Reduction::mean, expression A, expression L>
+auto nll_loss(A&& log_probs, L&& labels, std::optional<std::int64_t> ignore_index = std::nullopt) {
+  detail::check_class_loss_types<A, L>("nll_loss");
+  using T = expr_value_t<A>;
+  const auto& x = log_probs;
+  auto [checked, valid] =
+      detail::checked_labels(detail::reuse<A>(x), std::forward<L>(labels), "nll_loss", ignore_index);
+  auto target = axis_index(detail::reuse<A>(x), 1) == unsqueeze(checked, 1);
+  auto rows = -sum(where(std::move(target), detail::reuse<A>(x), T(0)), 1);
+  return detail::reduce_rows<R>(std::move(rows), std::move(valid));
+}
+
+namespace detail {
+template <Reduction R, class E>
+auto reduce_elements(E&& e) {
+  if constexpr (R == Reduction::none)
+    return std::forward<E>(e);
+  else if constexpr (R == Reduction::sum)
+    return sum(std::forward<E>(e));
+  else
+    return mean(std::forward<E>(e));
+}
+}  // namespace detail
+
+/// Binary cross-entropy of logits x against targets t in [0, 1], elementwise in the stable form
+/// max(x, 0) - x t + log1p(exp(-|x|)) (no overflow for any x; the gradient is sigmoid(x) - t, also at x = 0).
+/// t broadcasts to x's shape. @pre floating x (compile-time check). @throws shape_error (when evaluated) if
+/// the shapes do not broadcast.
+template <Reduction R = Reduction::mean, expression A, operand B>
+auto binary_cross_entropy_with_logits(A&& x, B&& target) {
+  static_assert(floating_dtype<expr_value_t<A>>, "metagrad: binary_cross_entropy_with_logits needs floating logits");
+  auto loss = maximum(detail::reuse<A>(x), 0) - detail::reuse<A>(x) * std::forward<B>(target) +
+              log1p(exp(-abs(detail::reuse<A>(x))));
+  return detail::reduce_elements<R>(std::move(loss));
+}
+
+/// Mean squared error: (a - b)^2 elementwise (broadcasting), then reduced.
+/// @throws shape_error (when evaluated) if the shapes do not broadcast.
+template <Reduction R = Reduction::mean, operand A, operand B>
+requires(expression<A> || expression<B>) auto mse_loss(A&& a, B&& b) {
+  return detail::reduce_elements<R>(square(std::forward<A>(a) - std::forward<B>(b)));
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/expr/loss.hpp>
+// #include <metagrad/expr/matmul.hpp> (inlined above)
+// #include <metagrad/expr/node.hpp> (inlined above)
+// #include <metagrad/expr/norm.hpp>
+// metagrad/expr/norm.hpp — normalisation as compositions of reductions and elementwise nodes: batch_norm
+// over the batch and spatial axes of [N, C, ...] input (training form with batch statistics, evaluation form
+// with running statistics), the batch statistics a layer needs for its running averages (batch_mean,
+// batch_var), and layer_norm over the trailing axes. Gradients come from autodiff through the mean and
+// variance reductions. Include <metagrad/expr.hpp> instead.
+
+#include <type_traits>
+#include <utility>
+
+// #include <metagrad/core/dtype.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/ops/reduction.hpp> (inlined above)
+// #include <metagrad/expr/functions.hpp> (inlined above)
+// #include <metagrad/expr/index.hpp> (inlined above)
+// #include <metagrad/expr/reduce.hpp> (inlined above)
+// #include <metagrad/expr/view.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+namespace detail {
+
+// The axes batch statistics reduce over: every axis of [N, C, d1, ...] but the channel axis 1.
+template <int R>
+Array<int, R - 1> batch_axes() {
+  Array<int, R - 1> a{};
+  a[0] = 0;
+  for (int d = 2; d < R; ++d) a[d - 1] = d;
+  return a;
+}
+
+// The last K axes of a rank-R expression.
+template <int R, int K>
+Array<int, K> trailing_axes() {
+  Array<int, K> a{};
+  for (int i = 0; i < K; ++i) a[i] = R - K + i;
+  return a;
+}
+
+// A per-channel [C] expression read as [C, 1, ...] (rank R - 1), so that it broadcasts along axis 1 of a
+// rank-R input; rank-2 input [N, C] takes it as it is.
+template <int R, class E>
+auto per_channel(E&& e) {
+  static_assert(expr_rank_v<E> == 1, "metagrad: batch_norm statistics and affine parameters have shape [C]");
+  if constexpr (R == 2) {
+    return std::forward<E>(e);
+  } else {
+    using M = AxisMapExpr<closure_t<E&&>, R - 1>;
+    Array<int, R - 1> from{};
+    for (int d = 0; d < R - 1; ++d) from[d] = d == 0 ? 0 : -1;
+    return M(std::forward<E>(e), from, typename M::unchecked_t{});
+  }
+}
+
+template <class A>
+void check_batch_norm_input() {
+  static_assert(floating_dtype<expr_value_t<A>>, "metagrad: batch_norm needs a float or double input");
+  static_assert(expr_rank_v<A> >= 2, "metagrad: batch_norm takes input of shape [N, C] or [N, C, d1, ...]");
+}
+
+// The biased batch variance [C] (the one normalisation uses).
+template <class A>
+auto batch_var_biased(A&& x) {
+  constexpr int R = expr_rank_v<A>;
+  return ReduceExpr<ops::VarReducer, closure_t<A&&>, R - 1, false>(ops::VarReducer{0}, std::forward<A>(x),
+                                                                   batch_axes<R>());
+}
+
+}  // namespace detail
+
+/// The per-channel mean of [N, C, ...] input over every axis but 1: shape [C]. The same expression (one
+/// reduction in a compiled program) that batch_norm normalises with.
+template <expression A>
+auto batch_mean(A&& x) {
+  detail::check_batch_norm_input<A>();
+  constexpr int R = expr_rank_v<A>;
+  return ReduceExpr<ops::MeanReducer, closure_t<A&&>, R - 1, false>(ops::MeanReducer{}, std::forward<A>(x),
+                                                                    detail::batch_axes<R>());
+}
+
+/// The per-channel variance of [N, C, ...] input over every axis but 1: shape [C]; unbiased (divided by n - 1,
+/// what running_var tracks in PyTorch) or biased (divided by n, what normalisation uses). Both are the biased
+/// reduction batch_norm computes, rescaled by n / (n - 1) elementwise, so a training step that updates the
+/// running statistics reduces x once for them.
+template <expression A>
+auto batch_var(A&& x, bool unbiased = true) {
+  detail::check_batch_norm_input<A>();
+  using T = expr_value_t<A>;
+  constexpr int R = expr_rank_v<A>;
+  auto n = AxisCountExpr<T, std::remove_cvref_t<decltype(detail::operand_value<closure_t<A&&>>(x))>>(
+      detail::operand_value<closure_t<A&&>>(x), [] {
+        Array<bool, R> m{};
+        for (int d = 0; d < R; ++d) m[d] = d != 1;
+        return m;
+      }());
+  auto ddof = ScalarExpr<T>(unbiased ? T(1) : T(0));
+  return detail::batch_var_biased(std::forward<A>(x)) * (n / (n - ddof));
+}
+
+/// Batch normalisation in training form: each channel of x [N, C, ...] normalised with the batch's own mean
+/// and biased variance, (x - mean) / sqrt(var + eps), then scaled by gamma [C] and shifted by beta [C].
+/// A layer keeps its running statistics with batch_mean(x) and batch_var(x) (same reductions).
+/// @pre floating x of rank >= 2 (compile-time check). @throws shape_error (when evaluated) if gamma or beta
+/// do not broadcast along the channel axis.
+template <expression A, expression G, expression B>
+auto batch_norm(A&& x, G&& gamma, B&& beta, double eps = 1e-5) {
+  detail::check_batch_norm_input<A>();
+  constexpr int R = expr_rank_v<A>;
+  using T = expr_value_t<A>;
+  auto mu = detail::per_channel<R>(batch_mean(detail::reuse<A>(x)));
+  auto var = detail::per_channel<R>(detail::batch_var_biased(detail::reuse<A>(x)));
+  return (detail::reuse<A>(x) - std::move(mu)) * rsqrt(std::move(var) + static_cast<T>(eps)) *
+             detail::per_channel<R>(std::forward<G>(gamma)) +
+         detail::per_channel<R>(std::forward<B>(beta));
+}
+
+/// Batch normalisation in training form without the affine parameters (affine = false).
+template <expression A>
+auto batch_norm(A&& x, double eps = 1e-5) {
+  detail::check_batch_norm_input<A>();
+  constexpr int R = expr_rank_v<A>;
+  using T = expr_value_t<A>;
+  auto mu = detail::per_channel<R>(batch_mean(detail::reuse<A>(x)));
+  auto var = detail::per_channel<R>(detail::batch_var_biased(detail::reuse<A>(x)));
+  return (detail::reuse<A>(x) - std::move(mu)) * rsqrt(std::move(var) + static_cast<T>(eps));
+}
+
+/// Batch normalisation in evaluation form: (x - running_mean) / sqrt(running_var + eps) * gamma + beta, all
+/// four [C]. @throws shape_error (when evaluated) if a statistic does not broadcast along the channel axis.
+template <expression A, expression M, expression V, expression G, expression B>
+auto batch_norm_eval(A&& x, M&& running_mean, V&& running_var, G&& gamma, B&& beta, double eps = 1e-5) {
+  detail::check_batch_norm_input<A>();
+  constexpr int R = expr_rank_v<A>;
+  using T = expr_value_t<A>;
+  return (std::forward<A>(x) - detail::per_channel<R>(std::forward<M>(running_mean))) *
+             rsqrt(detail::per_channel<R>(std::forward<V>(running_var)) + static_cast<T>(eps)) *
+             detail::per_channel<R>(std::forward<G>(gamma)) +
+         detail::per_channel<R>(std::forward<B>(beta));
+}
+
+/// Batch normalisation in evaluation form without the affine parameters.
+template <expression A, expression M, expression V>
+auto batch_norm_eval(A&& x, M&& running_mean, V&& running_var, double eps = 1e-5) {
+  detail::check_batch_norm_input<A>();
+  constexpr int R = expr_rank_v<A>;
+  using T = expr_value_t<A>;
+  return (std::forward<A>(x) - detail::per_channel<R>(std::forward<M>(running_mean))) *
+         rsqrt(detail::per_channel<R>(std::forward<V>(running_var)) + static_cast<T>(eps));
+}
+
+/// Layer normalisation over the last K axes, without affine parameters: (x - mean) / sqrt(var + eps) with
+/// the biased variance. layer_norm<1>(h) normalises each row of [N, D].
+/// @pre floating x with rank >= K >= 1 (compile-time checks).
+template <int K, expression A>
+auto layer_norm(A&& x, double eps = 1e-5) {
+  using T = expr_value_t<A>;
+  constexpr int R = expr_rank_v<A>;
+  static_assert(floating_dtype<T>, "metagrad: layer_norm needs a float or double input");
+  static_assert(K >= 1 && K <= R, "metagrad: layer_norm normalises over 1 to rank trailing axes");
+  const auto axes = detail::trailing_axes<R, K>();
+  auto mu = ReduceExpr<ops::MeanReducer, closure_t<decltype(detail::reuse<A>(x))&&>, K, true>(
+      ops::MeanReducer{}, detail::reuse<A>(x), axes);
+  auto var = ReduceExpr<ops::VarReducer, closure_t<decltype(detail::reuse<A>(x))&&>, K, true>(
+      ops::VarReducer{0}, detail::reuse<A>(x), axes);
+  return (detail::reuse<A>(x) - std::move(mu)) * rsqrt(std::move(var) + static_cast<T>(eps));
+}
+
+/// Layer normalisation over the last K axes, K the rank of gamma and beta (the normalised shape), followed
+/// by the elementwise affine map: layer_norm(h, gamma, beta) with gamma, beta of shape [D] for h [N, D].
+/// @throws shape_error (when evaluated) if gamma or beta do not broadcast to x's trailing axes.
+template <expression A, expression G, expression B>
+auto layer_norm(A&& x, G&& gamma, B&& beta, double eps = 1e-5) {
+  static_assert(expr_rank_v<G> == expr_rank_v<B>, "metagrad: layer_norm's gamma and beta need the same rank");
+  return layer_norm<expr_rank_v<G>>(std::forward<A>(x), eps) * std::forward<G>(gamma) + std::forward<B>(beta);
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/expr/norm.hpp>
+// #include <metagrad/expr/plan.hpp> (inlined above)
+// #include <metagrad/expr/pool.hpp>
+// metagrad/expr/pool.hpp — 2-D pooling over the last two axes of NCHW tensors as boundary nodes, with
+// PyTorch's semantics: max_pool2d (stride, padding, dilation, ceil_mode), avg_pool2d (stride, padding,
+// ceil_mode, count_include_pad) and adaptive_avg_pool2d. A pool reads its operand through the operand's
+// lowered plan, so relu(conv2d(x, w) + b) feeding a pool is computed inside the pooling loop and needs no
+// buffer of its own. Gradients: max pooling's is a boundary node that recomputes each window's argmax from
+// the operand and sends the window's adjoint to it (ties: the first maximum in row-major window order, as
+// PyTorch); the average pools spread each adjoint over its window, divided by the window's count (and that
+// node is differentiable again: its adjoint is the average pool of the adjoint). The loops are the
+// backend's (run_pool2d and friends, found by argument-dependent lookup). Include <metagrad/expr.hpp>.
+
+#include <optional>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/core/tensor.hpp> (inlined above)
+// #include <metagrad/expr/conv.hpp> (inlined above)
+// #include <metagrad/expr/leaf.hpp> (inlined above)
+// #include <metagrad/expr/node.hpp> (inlined above)
+// #include <metagrad/expr/plan.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+enum class PoolKind { max, avg, adaptive_avg };
+
+/// The parameters of one pooling (fields that do not apply to a kind are unused: dilation for the average
+/// pools, everything but `output` for the adaptive one).
+struct Pool2dParams {
+  PoolKind kind = PoolKind::max;
+  Size2 kernel = 1, stride = 1, padding = 0, dilation = 1;
+  Size2 output = 1;  ///< adaptive_avg_pool2d's output extents
+  bool ceil_mode = false;
+  bool count_include_pad = true;
+  bool operator==(const Pool2dParams&) const = default;
+};
+
+/// One pooling for a backend: input [n, c, h, w] -> output [n, c, oh, ow].
+struct Pool2dGeometry {
+  index_t n = 0, c = 0, h = 0, w = 0, oh = 0, ow = 0;
+  Pool2dParams p;
+  Shape<4> input_shape() const { return Shape<4>{n, c, h, w}; }
+  Shape<4> output_shape() const { return Shape<4>{n, c, oh, ow}; }
+};
+
+/// A pooling pass for a backend; `out` is contiguous and overlaps nothing the pass reads. The backend
+/// answers run_pool2d(call, x_plan) (out = the pooled x), run_max_pool2d_backward(call, g_plan, x_plan) and
+/// run_avg_pool2d_backward(call, g_plan) (out = dx, shaped like x, overwritten).
+template <class T>
+struct Pool2dCall {
+  Pool2dGeometry geom;
+  T* out;
+};
+
+namespace detail {
+
+inline const char* pool_name(PoolKind k) {
+  return k == PoolKind::max ? "max_pool2d" : k == PoolKind::avg ? "avg_pool2d" : "adaptive_avg_pool2d";
+}
+
+/// Output extent of one axis, as PyTorch's pooling_output_shape: with ceil_mode the last window may start in
+/// the right padding only if it starts inside the input or the left padding.
+inline index_t pool_out_extent(index_t in, index_t k, index_t pad, index_t stride, index_t dil, bool ceil_mode) {
+  const index_t span = in + 2 * pad - dil * (k - 1) - 1 + (ceil_mode ? stride - 1 : 0);
+  if (span < 0) return 0;
+  index_t out = span / stride + 1;
+  if (ceil_mode && (out - 1) * stride >= in + pad) --out;
+  return out;
+}
+
+/// @throws metagrad::error naming the pool for a kernel, stride or dilation below 1, a negative padding or
+///         one of more than half the kernel, or an adaptive output extent below 1.
+inline void check_pool_params(const Pool2dParams& p) {
+  const std::string op = pool_name(p.kind);
+  if (p.kind == PoolKind::adaptive_avg) {
+    if (p.output.h < 1 || p.output.w < 1)
+      throw error(op + ": output size " + size2_text(p.output) + " must be >= 1 on both axes");
+    return;
+  }
+  if (p.kernel.h < 1 || p.kernel.w < 1) throw error(op + ": kernel size " + size2_text(p.kernel) + " must be >= 1");
+  if (p.stride.h < 1 || p.stride.w < 1) throw error(op + ": stride " + size2_text(p.stride) + " must be >= 1");
+  if (p.dilation.h < 1 || p.dilation.w < 1) throw error(op + ": dilation " + size2_text(p.dilation) + " must be >= 1");
+  if (p.padding.h < 0 || p.padding.w < 0 || p.padding.h > p.kernel.h / 2 || p.padding.w > p.kernel.w / 2)
+    throw error(op + ": padding " + size2_text(p.padding) + " must be between 0 and half the kernel size " +
+                size2_text(p.kernel));
+}
+
+/// @throws shape_error naming the pool and the input shape when the output would be empty (or, adaptive, the
+///         input has no rows or columns to average).
+inline Pool2dGeometry pool2d_geometry(const Shape<4>& xs, const Pool2dParams& p) {
+  Pool2dGeometry g;
+  g.n = xs[0];
+  g.c = xs[1];
+  g.h = xs[2];
+  g.w = xs[3];
+  g.p = p;
+  const std::string op = pool_name(p.kind);
+  if (p.kind == PoolKind::adaptive_avg) {
+    if (g.h < 1 || g.w < 1)
+      throw shape_error(op + ": input " + to_string(xs) + " has no elements to average over its last two axes");
+    g.oh = p.output.h;
+    g.ow = p.output.w;
+    return g;
+  }
+  const index_t dh = p.kind == PoolKind::max ? p.dilation.h : 1, dw = p.kind == PoolKind::max ? p.dilation.w : 1;
+  g.oh = pool_out_extent(g.h, p.kernel.h, p.padding.h, p.stride.h, dh, p.ceil_mode);
+  g.ow = pool_out_extent(g.w, p.kernel.w, p.padding.w, p.stride.w, dw, p.ceil_mode);
+  if (g.oh < 1 || g.ow < 1)
+    throw shape_error(op + ": input " + to_string(xs) + " with kernel " + size2_text(p.kernel) + ", padding " +
+                      size2_text(p.padding) + (p.kind == PoolKind::max ? ", dilation " + size2_text(p.dilation) : "") +
+                      " and stride " + size2_text(p.stride) + ": the output would be empty");
+  return g;
+}
+
+/// Whether the leaves of `plan` (read at `shape`) touch the memory of dst.
+template <class Plan, int R, class T>
+bool plan_reads(const Plan& plan, const Shape<R>& shape, const Tensor<T, 4>& dst) {
+  const auto os = dst.shape();
+  if (os.numel() == 0 || shape.numel() == 0) return false;
+  const auto r = offset_range(os, dst.strides());
+  const char* lo = reinterpret_cast<const char*>(dst.data() + r.lo);
+  const char* hi = reinterpret_cast<const char*>(dst.data() + r.hi + 1);
+  bool hit = false;
+  plan.visit_leaves([&](const void*, const void* l, const void* h, const auto&,
+                        bool) { hit |= !(static_cast<const char*>(h) <= lo || static_cast<const char*>(l) >= hi); },
+                    false, shape);
+  return hit;
+}
+
+/// Runs f(out) with out = dst's memory (allocated to `os` when its shape differs) when dst is contiguous and
+/// `reads(dst)` is false, else a temporary that is copied into dst afterwards.
+template <class T, class Reads, class F>
+void pool_into(Tensor<T, 4>& dst, const Shape<4>& os, Reads&& reads, const Scratch<T, 4>& tmp, F&& f) {
+  if (!dst.defined() || !(dst.shape() == os)) dst.allocate(os);
+  if (os.numel() == 0) return;
+  const bool direct = dst.is_contiguous() && !reads(dst);
+  f(direct ? dst.data() : tmp.sized(os).data());
+  if (!direct) dst.assign(tmp.t_.get());
+}
+
+template <class Node>
+struct PoolNotDifferentiable : std::false_type {};
+
+}  // namespace detail
+
+/// dx of a max pooling: each output adjoint goes to its window's (first) maximum in x, shaped like x. Not
+/// differentiable itself.
+template <class G, class X>
+class MaxPool2dBackwardExpr : public ExprBase<MaxPool2dBackwardExpr<G, X>>,
+                              public BoundaryBase<typename X::value_type, 4> {
+ public:
+  using value_type = typename X::value_type;
+  static constexpr int rank = 4;
+  using self_differentiating_tag = void;
+
+  MaxPool2dBackwardExpr(G g, X x, const Pool2dParams& p) : g_(g), x_(x), p_(p) {}
+  auto children() const { return std::tie(g_, x_); }
+  bool same_params(const MaxPool2dBackwardExpr& o) const { return p_ == o.p_; }
+  Shape<4> shape() const { return x_.shape(); }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto& v = this->materialise(*this);
+    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
+  }
+
+  /// @throws shape_error naming max_pool2d when g does not have the pooled shape.
+  template <int RD>
+  void eval_into(Tensor<value_type, RD>& dst) const {
+    static_assert(RD == 4);
+    const auto xs = x_.shape();
+    const auto geom = detail::pool2d_geometry(xs, p_);
+    const auto gs = g_.shape();
+    if (!(gs == geom.output_shape()))
+      throw shape_error("max_pool2d (backward): the output adjoint has shape " + to_string(gs) + ", expected " +
+                        to_string(geom.output_shape()));
+    const auto gp = lower_expr(g_, gs);
+    const auto xp = lower_expr(x_, xs);
+    detail::pool_into(
+        dst, xs,
+        [&](const Tensor<value_type, 4>& d) { return detail::plan_reads(gp, gs, d) || detail::plan_reads(xp, xs, d); },
+        out_,
+        [&](value_type* out) {
+          run_max_pool2d_backward(Pool2dCall<value_type>{geom, out}, gp, xp);
+        });
+  }
+
+  template <int I, class H>
+  auto backward(std::integral_constant<int, I>, const H&) const {
+    static_assert(detail::PoolNotDifferentiable<H>::value,
+                  "metagrad: max_pool2d has no second derivative: its backward node is not differentiable");
+    return 0;
+  }
+
+ private:
+  G g_;
+  X x_;
+  Pool2dParams p_;
+  detail::Scratch<value_type, 4> out_;
+};
+
+template <PoolKind K, class X>
+class Pool2dExpr;
+
+/// dx of an average pooling: each output adjoint spread over its window, divided by the window's count,
+/// shaped like x (the operand `like`, whose values are not read). Linear in g, so differentiable: its adjoint
+/// is the average pooling of the adjoint.
+template <PoolKind K, class G, class X>
+class AvgPool2dBackwardExpr : public ExprBase<AvgPool2dBackwardExpr<K, G, X>>,
+                              public BoundaryBase<typename std::remove_cvref_t<G>::value_type, 4> {
+ public:
+  using value_type = typename std::remove_cvref_t<G>::value_type;
+  static constexpr int rank = 4;
+  using self_differentiating_tag = void;
+
+  AvgPool2dBackwardExpr(G g, X like, const Pool2dParams& p) : g_(g), like_(like), p_(p) {}
+  auto children() const { return std::tie(g_); }
+  const X& like() const { return like_; }
+  bool same_params(const AvgPool2dBackwardExpr& o) const { return p_ == o.p_; }
+  Shape<4> shape() const { return like_.shape(); }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto& v = this->materialise(*this);
+    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
+  }
+
+  /// @throws shape_error naming the pool when g does not have the pooled shape.
+  template <int RD>
+  void eval_into(Tensor<value_type, RD>& dst) const {
+    static_assert(RD == 4);
+    const auto xs = like_.shape();
+    const auto geom = detail::pool2d_geometry(xs, p_);
+    const auto gs = g_.shape();
+    if (!(gs == geom.output_shape()))
+      throw shape_error(std::string(detail::pool_name(p_.kind)) + " (backward): the output adjoint has shape " +
+                        to_string(gs) + ", expected " + to_string(geom.output_shape()));
+    const auto gp = lower_expr(g_, gs);
+    detail::pool_into(
+        dst, xs, [&](const Tensor<value_type, 4>& d) { return detail::plan_reads(gp, gs, d); }, out_,
+        [&](value_type* out) {
+          run_avg_pool2d_backward(Pool2dCall<value_type>{geom, out}, gp);
+        });
+  }
+
+  template <class H>
+  auto backward(std::integral_constant<int, 0>, const H& h) const {
+    return Pool2dExpr<K, H>(h, p_);
+  }
+
+ private:
+  G g_;
+  X like_;
+  Pool2dParams p_;
+  detail::Scratch<value_type, 4> out_;
+};
+
+/// A 2-D pooling of x of kind K (see max_pool2d, avg_pool2d, adaptive_avg_pool2d).
+template <PoolKind K, class X>
+class Pool2dExpr : public ExprBase<Pool2dExpr<K, X>>,
+                   public BoundaryBase<typename std::remove_cvref_t<X>::value_type, 4> {
+  using XE = std::remove_cvref_t<X>;
+
+ public:
+  using value_type = typename XE::value_type;
+  static constexpr int rank = 4;
+  static constexpr PoolKind kind = K;
+  using self_differentiating_tag = void;
+  static_assert(XE::rank == 4,
+                "metagrad: 2-D pooling needs an input of rank 4 (N, C, H, W); add a batch axis with unsqueeze");
+  static_assert(std::is_same_v<value_type, float> || std::is_same_v<value_type, double>,
+                "metagrad: 2-D pooling is defined for float and double");
+
+  /// @throws metagrad::error for invalid parameters (see the front-ends).
+  Pool2dExpr(X x, Pool2dParams p) : x_(std::forward<X>(x)), p_((p.kind = K, p)) { detail::check_pool_params(p_); }
+
+  const XE& operand() const { return x_; }
+  const Pool2dParams& params() const { return p_; }
+  auto children() const { return std::tie(x_); }
+  bool same_params(const Pool2dExpr& o) const { return p_ == o.p_; }
+
+  /// @throws shape_error naming the pool and the input shape when the output would be empty.
+  Pool2dGeometry geometry() const { return detail::pool2d_geometry(x_.shape(), p_); }
+  Shape<4> shape() const { return geometry().output_shape(); }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto& v = this->materialise(*this);
+    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
+  }
+
+  /// dst = the pooled x; dst is (re)allocated when its shape differs.
+  template <int RD>
+  void eval_into(Tensor<value_type, RD>& dst) const {
+    static_assert(RD == 4);
+    const auto xs = x_.shape();
+    const auto geom = detail::pool2d_geometry(xs, p_);
+    const auto xp = lower_expr(x_, xs);
+    detail::pool_into(
+        dst, geom.output_shape(), [&](const Tensor<value_type, 4>& d) { return detail::plan_reads(xp, xs, d); }, out_,
+        [&](value_type* out) {
+          run_pool2d(Pool2dCall<value_type>{geom, out}, xp);
+        });
+  }
+
+  template <class G>
+  auto backward(std::integral_constant<int, 0>, const G& g) const {
+    auto xv = detail::operand_value<X>(x_);
+    if constexpr (K == PoolKind::max)
+      return MaxPool2dBackwardExpr<G, decltype(xv)>(g, xv, p_);
+    else
+      return AvgPool2dBackwardExpr<K, G, decltype(xv)>(g, xv, p_);
+  }
+
+ private:
+  X x_;
+  Pool2dParams p_;
+  detail::Scratch<value_type, 4> out_;
+};
+
+/// 2-D max pooling of x [N, C, H, W], as PyTorch's max_pool2d: y[n, c, i, j] is the maximum of
+/// x[n, c, i sh - ph + p dh, j sw - pw + q dw] over the kernel taps (p, q) that fall inside x (padding is never
+/// the maximum), NaN if any of them is NaN. OH = floor((H + 2 ph - dh (kH - 1) - 1) / sh) + 1, or rounded up
+/// with ceil_mode (dropping a last window that would start in the right padding). Differentiable in x: the
+/// adjoint of each output goes to the first maximum of its window in row-major order.
+/// @param stride defaults to the kernel size.
+/// @throws metagrad::error (at once) for a kernel, stride or dilation below 1, or a padding that is negative or
+///         more than half the kernel; shape_error naming max_pool2d and the input shape (when evaluated) if the
+///         output would be empty.
+template <expression X>
+auto max_pool2d(X&& x, Size2 kernel, std::optional<Size2> stride = std::nullopt, Size2 padding = 0, Size2 dilation = 1,
+                bool ceil_mode = false) {
+  Pool2dParams p;
+  p.kernel = kernel;
+  p.stride = stride.value_or(kernel);
+  p.padding = padding;
+  p.dilation = dilation;
+  p.ceil_mode = ceil_mode;
+  return Pool2dExpr<PoolKind::max, closure_t<X&&>>(std::forward<X>(x), p);
+}
+
+/// 2-D average pooling of x [N, C, H, W], as PyTorch's avg_pool2d: y[n, c, i, j] is the sum of x over the
+/// window rows [i sh - ph, i sh - ph + kH) and columns likewise, clipped to x, divided by the window's size
+/// clipped to the padded input (count_include_pad) or by the number of elements of x it covers. Output
+/// extents as max_pool2d's with dilation 1. Differentiable in x (and twice: the gradient is linear).
+/// @param stride defaults to the kernel size.
+/// @throws as max_pool2d, naming avg_pool2d.
+template <expression X>
+auto avg_pool2d(X&& x, Size2 kernel, std::optional<Size2> stride = std::nullopt, Size2 padding = 0,
+                bool ceil_mode = false, bool count_include_pad = true) {
+  Pool2dParams p;
+  p.kernel = kernel;
+  p.stride = stride.value_or(kernel);
+  p.padding = padding;
+  p.ceil_mode = ceil_mode;
+  p.count_include_pad = count_include_pad;
+  return Pool2dExpr<PoolKind::avg, closure_t<X&&>>(std::forward<X>(x), p);
+}
+
+/// 2-D adaptive average pooling of x [N, C, H, W] to [N, C, OH, OW], as PyTorch's adaptive_avg_pool2d: output
+/// row i averages input rows [floor(i H / OH), ceil((i + 1) H / OH)), columns likewise.
+/// @throws metagrad::error (at once) for an output extent below 1; shape_error naming adaptive_avg_pool2d and
+///         the input shape (when evaluated) if H or W is 0.
+template <expression X>
+auto adaptive_avg_pool2d(X&& x, Size2 output_size) {
+  Pool2dParams p;
+  p.output = output_size;
+  return Pool2dExpr<PoolKind::adaptive_avg, closure_t<X&&>>(std::forward<X>(x), p);
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/expr/pool.hpp>
 // #include <metagrad/expr/random.hpp>
 // metagrad/expr/random.hpp — random tensors as elementwise expressions: uniform, normal and integer
 // draws from the counter-based Philox generator. Element i is a pure function of (seed, stream, i), so a
@@ -6425,6 +8753,78 @@ Tensor<T, N> randint(std::int64_t low, std::int64_t high, const index_t (&dims)[
 METAGRAD_NAMESPACE_END
 // end of <metagrad/expr/random.hpp>
 // #include <metagrad/expr/reduce.hpp> (inlined above)
+// #include <metagrad/expr/softmax.hpp>
+// metagrad/expr/softmax.hpp — softmax(x, axis) and log_softmax(x, axis) as compositions of existing nodes:
+// z = x - max(x, axis) with the maximum held constant for differentiation, s = sum(exp(z), axis), then
+// exp(z) / s and z - log(s). Both reductions are boundaries, materialised once per evaluation and read by the
+// fused elementwise pass that makes the output; the gradient comes from autodiff and is exact (softmax is
+// invariant to the shift). Include <metagrad/expr.hpp> instead.
+
+#include <type_traits>
+#include <utility>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/dtype.hpp> (inlined above)
+// #include <metagrad/expr/elementwise.hpp> (inlined above)
+// #include <metagrad/expr/functions.hpp> (inlined above)
+// #include <metagrad/expr/index.hpp> (inlined above)
+// #include <metagrad/expr/reduce.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+namespace detail {
+/// The identity, with no derivative rule: autodiff treats it as piecewise constant and sends nothing through
+/// it, which is stop_gradient (autodiff/nodes.hpp, a layer above) for the one use here, the shift of a
+/// softmax, whose output does not depend on it.
+struct ShiftConstant {
+  static constexpr const char* name = "softmax_shift";
+  template <class T>
+  METAGRAD_HD METAGRAD_INLINE T operator()(T a) const {
+    return a;
+  }
+};
+
+// x - max(x, axis), the maximum kept with the reduced axis (extent 1) and held constant.
+template <class A>
+auto softmax_shifted(A&& x, int axis) {
+  const int axes[1] = {axis};
+  return detail::reuse<A>(x) - make_unary(ShiftConstant{}, max(detail::reuse<A>(x), axes, keepdims));
+}
+}  // namespace detail
+
+// Why a maximum and a sum rather than one log-sum-exp reduction: x - m is exact when the logits are close,
+// and log(s) is small, so z - log(s) keeps full relative precision where x - lse (lse rounded to the
+// magnitude of the logits) loses it in float at logits of 1000. An axis of +inf or of only -inf gives NaN,
+// as in PyTorch; an empty axis throws (the maximum of nothing).
+
+/// log(softmax(x)) along `axis`, as z - log(sum(exp(z))) with z = x - max(x) (stable for logits of any
+/// size). @pre x has a floating dtype (compile-time check).
+/// @throws index_error when axis is out of range; shape_error (when evaluated) when the axis is empty.
+template <expression A>
+auto log_softmax(A&& x, int axis = -1) {
+  static_assert(floating_dtype<expr_value_t<A>>, "metagrad: log_softmax needs a float or double expression");
+  static_assert(expr_rank_v<A> >= 1, "metagrad: log_softmax needs an expression of rank 1 or more");
+  auto z = detail::softmax_shifted(std::forward<A>(x), axis);
+  const int axes[1] = {axis};
+  auto s = sum(exp(z), axes, keepdims);
+  return std::move(z) - log(std::move(s));
+}
+
+/// exp(x) / sum(exp(x)) along `axis`, as exp(z) / sum(exp(z)) with z = x - max(x): every exponent is <= 0,
+/// so large logits never overflow. @pre x has a floating dtype (compile-time check).
+/// @throws index_error when axis is out of range; shape_error (when evaluated) when the axis is empty.
+template <expression A>
+auto softmax(A&& x, int axis = -1) {
+  static_assert(floating_dtype<expr_value_t<A>>, "metagrad: softmax needs a float or double expression");
+  static_assert(expr_rank_v<A> >= 1, "metagrad: softmax needs an expression of rank 1 or more");
+  auto e = exp(detail::softmax_shifted(std::forward<A>(x), axis));
+  const int axes[1] = {axis};
+  auto s = sum(e, axes, keepdims);
+  return std::move(e) / std::move(s);
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/expr/softmax.hpp>
 // #include <metagrad/expr/view.hpp> (inlined above)
 // end of <metagrad/expr.hpp>
 // end of <metagrad/autodiff.hpp>
@@ -6780,7 +9180,37 @@ requires(!is_tensor_v<std::remove_cvref_t<E>>) std::ostream& operator<<(std::ost
 
 METAGRAD_NAMESPACE_END
 // end of <metagrad/backend/cpu/assign.hpp>
-// #include <metagrad/backend/cpu/elementwise.hpp> (inlined above)
+// #include <metagrad/backend/cpu/conv.hpp>
+// metagrad/backend/cpu/conv.hpp — the CPU answer to run_conv2d(Conv2dCall) (expr/conv.hpp): 2-D convolution
+// forward, backward-data and backward-weight, by oneDNN when the build has it (METAGRAD_WITH_DNNL) and by
+// im2col + GEMM (cpu::gemm: CBLAS or the built-in kernel) always. Both are callable directly
+// (cpu::conv2d_im2col, cpu::conv2d_onednn) and cpu::set_conv_algorithm() pins one, for tests and benchmarks.
+// Include <metagrad/metagrad.hpp> instead.
+//
+// im2col: for each image and group, the input patches are unrolled into a [C_in/g kH kW, OH OW] matrix
+// (zeros where the window reaches into the padding), and the convolution is one GEMM with the weights
+// viewed as [C_out/g, C_in/g kH kW]. Backward-data is the transposed GEMM followed by col2im (patches
+// added back into the input's shape); backward-weight is a GEMM of the output adjoint with the unrolled
+// input, summed over the batch. A 1x1 convolution with stride 1 and no padding needs no unrolling. Small
+// images run side by side on the CPU threads (one GEMM per image on each thread); images too large for
+// that run one after another, each GEMM threaded.
+//
+// oneDNN: a primitive per (pass, geometry, thread count), created on first use and cached per thread, so
+// a training loop creates none after its first step. The operands stay in metagrad's plain NCHW / OIHW
+// layouts; the primitive works on the blocked layouts oneDNN picks for speed (format_tag::any), with
+// reorders in and out: with plain layouts this oneDNN (2.6) falls back to its slower GEMM convolution.
+// oneDNN here runs on OpenMP and reads the thread count (set_num_threads) when a primitive is created,
+// hence the thread count in the cache key.
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/expr/conv.hpp> (inlined above)
 // #include <metagrad/backend/cpu/gemm.hpp>
 // metagrad/backend/cpu/gemm.hpp — dense matrix products on the CPU, C = alpha * op(A) * op(B) + beta * C on
 // row-major matrices, one at a time or strided-batched. A CBLAS (OpenBLAS) does the work when the build found
@@ -7323,6 +9753,453 @@ METAGRAD_NAMESPACE_END
 
 #undef METAGRAD_GEMM_NOINLINE
 // end of <metagrad/backend/cpu/gemm.hpp>
+// #include <metagrad/backend/cpu/parallel.hpp> (inlined above)
+
+#if defined(METAGRAD_WITH_DNNL) && METAGRAD_WITH_DNNL
+#include <oneapi/dnnl/dnnl.hpp>
+#define METAGRAD_CONV_HAVE_DNNL_ 1
+#else
+#define METAGRAD_CONV_HAVE_DNNL_ 0
+#endif
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cpu {
+
+/// Which implementation run_conv2d uses on the CPU. `automatic` picks per pass and shape (oneDNN where it
+/// is available and measured faster, im2col + GEMM otherwise and always for double).
+enum class ConvAlgorithm { automatic, im2col, onednn };
+
+namespace detail {
+inline ConvAlgorithm& conv_algorithm_setting() {
+  static ConvAlgorithm a = ConvAlgorithm::automatic;
+  return a;
+}
+}  // namespace detail
+
+/// Whether this build can run convolutions with oneDNN (METAGRAD_WITH_DNNL).
+inline constexpr bool have_onednn() { return METAGRAD_CONV_HAVE_DNNL_ != 0; }
+
+/// Pins the CPU convolution implementation for the whole process (tests, benchmarks); `automatic` restores the
+/// default. With `onednn`, a convolution oneDNN cannot run (double, or only its reference implementation
+/// available) still runs with im2col.
+/// @throws metagrad::error when asked for oneDNN in a build without it.
+inline void set_conv_algorithm(ConvAlgorithm a) {
+  if (a == ConvAlgorithm::onednn && !have_onednn())
+    throw error("set_conv_algorithm: this build has no oneDNN (configure with METAGRAD_WITH_DNNL=ON)");
+  detail::conv_algorithm_setting() = a;
+}
+inline ConvAlgorithm conv_algorithm() { return detail::conv_algorithm_setting(); }
+
+namespace detail {
+
+inline index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
+
+/// A growable per-thread buffer of T (slot `which`), reused across calls so steady state allocates nothing.
+template <class T>
+T* conv_scratch(std::size_t n, int which) {
+  thread_local std::vector<T> bufs[2];
+  auto& b = bufs[which];
+  if (b.size() < n) b.resize(n);
+  return b.data();
+}
+
+/// The range [o0, o1) of output positions o whose input position o s + off lies in [0, in).
+inline void valid_range(index_t in, index_t out, index_t s, index_t off, index_t& o0, index_t& o1) {
+  o0 = off >= 0 ? 0 : ceil_div(-off, s);
+  o1 = in - off <= 0 ? 0 : ceil_div(in - off, s);
+  o0 = std::min(o0, out);
+  o1 = std::clamp(o1, o0, out);
+}
+
+/// Unrolls one image's group of `cg` channels (x: [cg, h, w]) into col: [cg kh kw, oh ow].
+template <class T>
+void im2col(const T* x, const Conv2dGeometry& g, index_t cg, T* col) {
+  const index_t ohw = g.oh * g.ow, sh = g.stride.h, sw = g.stride.w;
+  for (index_t c = 0; c < cg; ++c)
+    for (index_t p = 0; p < g.kh; ++p)
+      for (index_t q = 0; q < g.kw; ++q) {
+        T* row = col + ((c * g.kh + p) * g.kw + q) * ohw;
+        const index_t xoff = q * g.dilation.w - g.padding.w;
+        index_t ox0, ox1;
+        valid_range(g.w, g.ow, sw, xoff, ox0, ox1);
+        for (index_t oy = 0; oy < g.oh; ++oy) {
+          T* r = row + oy * g.ow;
+          const index_t iy = oy * sh - g.padding.h + p * g.dilation.h;
+          if (iy < 0 || iy >= g.h) {
+            std::fill(r, r + g.ow, T(0));
+            continue;
+          }
+          const T* xr = x + (c * g.h + iy) * g.w + xoff;
+          std::fill(r, r + ox0, T(0));
+          if (sw == 1)
+            std::copy(xr + ox0, xr + ox1, r + ox0);
+          else
+            for (index_t ox = ox0; ox < ox1; ++ox) r[ox] = xr[ox * sw];
+          std::fill(r + ox1, r + g.ow, T(0));
+        }
+      }
+}
+
+/// Adds col ([cg kh kw, oh ow]) back into one image's group of channels dx ([cg, h, w]); dx is zeroed first.
+template <class T>
+void col2im(const T* col, const Conv2dGeometry& g, index_t cg, T* dx) {
+  const index_t ohw = g.oh * g.ow, sh = g.stride.h, sw = g.stride.w;
+  std::fill(dx, dx + cg * g.h * g.w, T(0));
+  for (index_t c = 0; c < cg; ++c)
+    for (index_t p = 0; p < g.kh; ++p)
+      for (index_t q = 0; q < g.kw; ++q) {
+        const T* row = col + ((c * g.kh + p) * g.kw + q) * ohw;
+        const index_t xoff = q * g.dilation.w - g.padding.w;
+        index_t ox0, ox1;
+        valid_range(g.w, g.ow, sw, xoff, ox0, ox1);
+        for (index_t oy = 0; oy < g.oh; ++oy) {
+          const index_t iy = oy * sh - g.padding.h + p * g.dilation.h;
+          if (iy < 0 || iy >= g.h) continue;
+          const T* r = row + oy * g.ow;
+          T* xr = dx + (c * g.h + iy) * g.w + xoff;
+          if (sw == 1) {
+            METAGRAD_SIMD_LOOP
+            for (index_t ox = ox0; ox < ox1; ++ox) xr[ox] += r[ox];
+          } else {
+            for (index_t ox = ox0; ox < ox1; ++ox) xr[ox * sw] += r[ox];
+          }
+        }
+      }
+}
+
+/// One GEMM on the calling thread (the CBLAS runs products this small on the calling thread too; see
+/// gemm_batch_side_by_side), or threaded when `threaded`.
+template <class T>
+void conv_gemm(bool threaded, bool ta, bool tb, index_t M, index_t N, index_t K, const T* A, index_t lda, const T* B,
+               index_t ldb, T beta, T* C, index_t ldc) {
+  if (threaded) return gemm(ta, tb, M, N, K, T(1), A, lda, B, ldb, beta, C, ldc);
+#if defined(METAGRAD_WITH_BLAS)
+  if (gemm_fits_blas_int(M, N, K, lda, ldb, ldc))
+    return gemm_cblas(ta, tb, M, N, K, T(1), A, lda, B, ldb, beta, C, ldc);
+#endif
+  gemm_builtin_run(1, ta, tb, M, N, K, T(1), A, lda, B, ldb, beta, C, ldc);
+}
+
+/// Calls f(n, threaded) for every image n: side by side on the CPU threads when one image's GEMM is too small
+/// to use several threads (f then runs its GEMMs single-threaded), else one image after another.
+template <class F>
+void for_each_image(const Conv2dGeometry& g, double gemm_work, F&& f) {
+  if (gemm_batch_side_by_side(gemm_work)) {
+    parallel_for(
+        g.n,
+        [&](index_t n0, index_t n1) {
+          for (index_t n = n0; n < n1; ++n) f(n, false);
+        },
+        std::max<index_t>(1, static_cast<index_t>(gemm_work * static_cast<double>(g.groups)) / 8), 1);
+  } else {
+    for (index_t n = 0; n < g.n; ++n) f(n, true);
+  }
+}
+
+template <class T>
+void im2col_forward(const Conv2dCall<T>& c) {
+  const Conv2dGeometry& g = c.geom;
+  const index_t cg = g.c_in_per_group(), og = g.c_out_per_group(), kk = cg * g.kh * g.kw, ohw = g.oh * g.ow;
+  const bool pointwise = g.kh == 1 && g.kw == 1 && g.stride == Size2(1) && g.padding == Size2(0);
+  for_each_image(g, double(og) * double(ohw) * double(kk), [&](index_t n, bool threaded) {
+    T* col = pointwise ? nullptr : conv_scratch<T>(static_cast<std::size_t>(kk * ohw), 0);
+    for (index_t gr = 0; gr < g.groups; ++gr) {
+      const T* x = c.x + (n * g.c_in + gr * cg) * g.h * g.w;
+      if (!pointwise) im2col(x, g, cg, col);
+      conv_gemm<T>(threaded, false, false, og, ohw, kk, c.w + gr * og * kk, kk, pointwise ? x : col, ohw, T(0),
+                   c.out + (n * g.c_out + gr * og) * ohw, ohw);
+    }
+  });
+}
+
+template <class T>
+void im2col_backward_data(const Conv2dCall<T>& c) {
+  const Conv2dGeometry& g = c.geom;
+  const index_t cg = g.c_in_per_group(), og = g.c_out_per_group(), kk = cg * g.kh * g.kw, ohw = g.oh * g.ow;
+  const bool pointwise = g.kh == 1 && g.kw == 1 && g.stride == Size2(1) && g.padding == Size2(0);
+  for_each_image(g, double(og) * double(ohw) * double(kk), [&](index_t n, bool threaded) {
+    T* col = pointwise ? nullptr : conv_scratch<T>(static_cast<std::size_t>(kk * ohw), 0);
+    for (index_t gr = 0; gr < g.groups; ++gr) {
+      T* dx = c.out + (n * g.c_in + gr * cg) * g.h * g.w;
+      conv_gemm<T>(threaded, true, false, kk, ohw, og, c.w + gr * og * kk, kk, c.dy + (n * g.c_out + gr * og) * ohw,
+                   ohw, T(0), pointwise ? dx : col, ohw);
+      if (!pointwise) col2im(col, g, cg, dx);
+    }
+  });
+}
+
+template <class T>
+void im2col_backward_weight(const Conv2dCall<T>& c) {
+  const Conv2dGeometry& g = c.geom;
+  const index_t cg = g.c_in_per_group(), og = g.c_out_per_group(), kk = cg * g.kh * g.kw, ohw = g.oh * g.ow;
+  const bool pointwise = g.kh == 1 && g.kw == 1 && g.stride == Size2(1) && g.padding == Size2(0);
+  const index_t wn = g.c_out * kk;
+  // Images [n0, n1) added into dst (overwritten by the first one).
+  auto accumulate = [&](index_t n0, index_t n1, T* dst, bool threaded) {
+    T* col = pointwise ? nullptr : conv_scratch<T>(static_cast<std::size_t>(kk * ohw), 0);
+    for (index_t n = n0; n < n1; ++n)
+      for (index_t gr = 0; gr < g.groups; ++gr) {
+        const T* x = c.x + (n * g.c_in + gr * cg) * g.h * g.w;
+        if (!pointwise) im2col(x, g, cg, col);
+        conv_gemm<T>(threaded, false, true, og, kk, ohw, c.dy + (n * g.c_out + gr * og) * ohw, ohw, pointwise ? x : col,
+                     ohw, n == n0 ? T(0) : T(1), dst + gr * og * kk, kk);
+      }
+  };
+  const double work = double(og) * double(ohw) * double(kk);
+  const index_t parts = std::min<index_t>(num_threads(), g.n);
+  if (!gemm_batch_side_by_side(work) || parts <= 1) {
+    accumulate(0, g.n, c.out, !gemm_batch_side_by_side(work));
+    return;
+  }
+  // Contiguous runs of images per thread, each summed into its own partial (the first into the output), then
+  // the partials added: the result depends on the thread count, never on timing.
+  T* partial = conv_scratch<T>(static_cast<std::size_t>((parts - 1) * wn), 1);
+  parallel_for(
+      parts,
+      [&](index_t t0, index_t t1) {
+        for (index_t t = t0; t < t1; ++t)
+          accumulate(g.n * t / parts, g.n * (t + 1) / parts, t == 0 ? c.out : partial + (t - 1) * wn, false);
+      },
+      parallel_grain, 1);
+  for (index_t t = 1; t < parts; ++t) {
+    const T* p = partial + (t - 1) * wn;
+    METAGRAD_SIMD_LOOP
+    for (index_t i = 0; i < wn; ++i) c.out[i] += p[i];
+  }
+}
+
+}  // namespace detail
+
+/// Runs a convolution pass with im2col + GEMM (CBLAS or the built-in kernel), whatever the build has.
+/// @pre the call's pointers and geometry are valid (expr/conv.hpp checks the shapes), every extent is >= 1.
+template <class T>
+void conv2d_im2col(const Conv2dCall<T>& c) {
+  switch (c.pass) {
+    case ConvPass::forward:
+      return detail::im2col_forward(c);
+    case ConvPass::backward_data:
+      return detail::im2col_backward_data(c);
+    case ConvPass::backward_weight:
+      return detail::im2col_backward_weight(c);
+  }
+}
+
+#if METAGRAD_CONV_HAVE_DNNL_
+namespace detail {
+
+inline dnnl::engine& dnnl_cpu_engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+/// One oneDNN convolution pass for one geometry and thread count, with its memories, reorders and
+/// scratchpad, ready to run on new data pointers without creating anything.
+class DnnlConv {
+ public:
+  DnnlConv(ConvPass pass, const Conv2dGeometry& g, int threads) : pass_(pass), geom_(g), threads_(threads) {
+    try {
+      build();
+      ok_ = impl_.find("ref") == std::string::npos;  // the reference kernels are slower than im2col
+    } catch (const dnnl::error&) {
+      ok_ = false;  // a geometry this oneDNN does not take: im2col runs it
+    }
+  }
+  bool matches(ConvPass pass, const Conv2dGeometry& g, int threads) const {
+    return pass == pass_ && g == geom_ && threads == threads_;
+  }
+  bool ok() const { return ok_; }
+  const std::string& impl() const { return impl_; }
+
+  /// in0, in1 and out as in Arg order: forward (x, w -> y), backward data (dy, w -> dx), backward weight
+  /// (dy, x -> dw).
+  void run(const float* in0, const float* in1, float* out) {
+    args_[0].user.set_data_handle(const_cast<float*>(in0));
+    args_[1].user.set_data_handle(const_cast<float*>(in1));
+    args_[2].user.set_data_handle(out);
+    for (int i = 0; i < 2; ++i)
+      if (args_[i].reordered) execute(args_[i].reorder, args_[i].user, args_[i].prim);
+    check(dnnl_primitive_execute(prim_.get(), stream_.get(), 4, exec_));
+    if (args_[2].reordered) execute(args_[2].reorder, args_[2].prim, args_[2].user);
+    check(dnnl_stream_wait(stream_.get()));
+  }
+
+ private:
+  using md = dnnl::memory::desc;
+  using tag = dnnl::memory::format_tag;
+  struct Arg {
+    dnnl::memory user, prim;
+    dnnl::primitive reorder;
+    bool reordered = false;
+  };
+
+  static void check(dnnl_status_t s) {
+    if (s != dnnl_success) throw error("conv2d: a oneDNN primitive failed (status " + std::to_string(int(s)) + ")");
+  }
+  void execute(const dnnl::primitive& p, const dnnl::memory& from, const dnnl::memory& to) {
+    const dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, from.get()}, {DNNL_ARG_TO, to.get()}};
+    check(dnnl_primitive_execute(p.get(), stream_.get(), 2, a));
+  }
+
+  void build() {
+    using dnnl::memory;
+    const auto& g = geom_;
+    auto& eng = dnnl_cpu_engine();
+    const memory::dims xd{g.n, g.c_in, g.h, g.w}, yd{g.n, g.c_out, g.oh, g.ow};
+    const memory::dims wd = g.groups > 1 ? memory::dims{g.groups, g.c_out / g.groups, g.c_in / g.groups, g.kh, g.kw}
+                                         : memory::dims{g.c_out, g.c_in, g.kh, g.kw};
+    const tag wtag = g.groups > 1 ? tag::goihw : tag::oihw;
+    const auto f32 = memory::data_type::f32;
+    const md x_any(xd, f32, tag::any), w_any(wd, f32, tag::any), y_any(yd, f32, tag::any);
+    const md x_user(xd, f32, tag::nchw), w_user(wd, f32, wtag), y_user(yd, f32, tag::nchw);
+    // oneDNN counts dilation from 0 and wants the right padding that makes the output extent exact (it may be
+    // smaller than the left one when the last window does not reach the end).
+    const memory::dims strides{g.stride.h, g.stride.w}, dil{g.dilation.h - 1, g.dilation.w - 1};
+    const memory::dims pl{g.padding.h, g.padding.w};
+    const memory::dims pr{(g.oh - 1) * g.stride.h + (g.kh - 1) * g.dilation.h + 1 - g.h - g.padding.h,
+                          (g.ow - 1) * g.stride.w + (g.kw - 1) * g.dilation.w + 1 - g.w - g.padding.w};
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    const auto alg = dnnl::algorithm::convolution_direct;
+    const dnnl::convolution_forward::primitive_desc fwd(
+        dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, x_any, w_any, y_any, strides, dil, pl,
+                                        pr),
+        attr, eng);
+    int arg_ids[3] = {};
+    md user[3], want[3], scratch;
+    if (pass_ == ConvPass::forward) {
+      prim_ = dnnl::convolution_forward(fwd);
+      impl_ = fwd.impl_info_str();
+      user[0] = x_user, want[0] = fwd.src_desc(), arg_ids[0] = DNNL_ARG_SRC;
+      user[1] = w_user, want[1] = fwd.weights_desc(), arg_ids[1] = DNNL_ARG_WEIGHTS;
+      user[2] = y_user, want[2] = fwd.dst_desc(), arg_ids[2] = DNNL_ARG_DST;
+      scratch = fwd.scratchpad_desc();
+    } else if (pass_ == ConvPass::backward_data) {
+      const dnnl::convolution_backward_data::primitive_desc pd(
+          dnnl::convolution_backward_data::desc(alg, x_any, w_any, y_any, strides, dil, pl, pr), attr, eng, fwd);
+      prim_ = dnnl::convolution_backward_data(pd);
+      impl_ = pd.impl_info_str();
+      user[0] = y_user, want[0] = pd.diff_dst_desc(), arg_ids[0] = DNNL_ARG_DIFF_DST;
+      user[1] = w_user, want[1] = pd.weights_desc(), arg_ids[1] = DNNL_ARG_WEIGHTS;
+      user[2] = x_user, want[2] = pd.diff_src_desc(), arg_ids[2] = DNNL_ARG_DIFF_SRC;
+      scratch = pd.scratchpad_desc();
+    } else {
+      const dnnl::convolution_backward_weights::primitive_desc pd(
+          dnnl::convolution_backward_weights::desc(alg, x_any, w_any, y_any, strides, dil, pl, pr), attr, eng, fwd);
+      prim_ = dnnl::convolution_backward_weights(pd);
+      impl_ = pd.impl_info_str();
+      user[0] = y_user, want[0] = pd.diff_dst_desc(), arg_ids[0] = DNNL_ARG_DIFF_DST;
+      user[1] = x_user, want[1] = pd.src_desc(), arg_ids[1] = DNNL_ARG_SRC;
+      user[2] = w_user, want[2] = pd.diff_weights_desc(), arg_ids[2] = DNNL_ARG_DIFF_WEIGHTS;
+      scratch = pd.scratchpad_desc();
+    }
+    stream_ = dnnl::stream(eng);
+    for (int i = 0; i < 3; ++i) {
+      Arg& a = args_[i];
+      a.user = memory(user[i], eng, nullptr);
+      a.reordered = user[i] != want[i];
+      if (a.reordered) {
+        a.prim = memory(want[i], eng);
+        a.reorder =
+            i < 2 ? dnnl::primitive(dnnl::reorder(a.user, a.prim)) : dnnl::primitive(dnnl::reorder(a.prim, a.user));
+      } else {
+        a.prim = a.user;
+      }
+      exec_[i] = {arg_ids[i], a.prim.get()};
+    }
+    scratchpad_ = memory(scratch, eng);
+    exec_[3] = {DNNL_ARG_SCRATCHPAD, scratchpad_.get()};
+  }
+
+  ConvPass pass_;
+  Conv2dGeometry geom_;
+  int threads_;
+  bool ok_ = false;
+  std::string impl_;
+  dnnl::primitive prim_;
+  dnnl::stream stream_;
+  Arg args_[3];
+  dnnl::memory scratchpad_;
+  dnnl_exec_arg_t exec_[4] = {};
+};
+
+/// The oneDNN pass for (pass, geometry, thread count), created on first use. The cache is per thread (a
+/// primitive's memories hold the data pointers of one run at a time) and keeps the 64 most recent.
+inline DnnlConv& dnnl_conv(ConvPass pass, const Conv2dGeometry& g) {
+  thread_local std::vector<std::unique_ptr<DnnlConv>> cache;
+  const int threads = num_threads();
+  for (std::size_t i = 0; i < cache.size(); ++i)
+    if (cache[i]->matches(pass, g, threads)) {
+      // Move to the front, so lookups in a steady loop stop at the first few entries.
+      if (i > 0)
+        std::rotate(cache.begin(), cache.begin() + static_cast<std::ptrdiff_t>(i),
+                    cache.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+      return *cache.front();
+    }
+  if (cache.size() >= 64) cache.pop_back();
+  cache.insert(cache.begin(), std::make_unique<DnnlConv>(pass, g, threads));
+  return *cache.front();
+}
+
+}  // namespace detail
+
+/// Runs a float convolution pass with oneDNN. Returns false (and computes nothing) when oneDNN has no
+/// implementation for it but its reference one, or rejects the geometry.
+/// @pre as conv2d_im2col.
+inline bool conv2d_onednn(const Conv2dCall<float>& c) {
+  auto& p = detail::dnnl_conv(c.pass, c.geom);
+  if (!p.ok()) return false;
+  switch (c.pass) {
+    case ConvPass::forward:
+      p.run(c.x, c.w, c.out);
+      break;
+    case ConvPass::backward_data:
+      p.run(c.dy, c.w, c.out);
+      break;
+    case ConvPass::backward_weight:
+      p.run(c.dy, c.x, c.out);
+      break;
+  }
+  return true;
+}
+
+/// The name of the oneDNN implementation that runs a pass ("jit:avx512_core", ...), or "" when none does.
+inline std::string conv2d_onednn_impl(ConvPass pass, const Conv2dGeometry& g) {
+  auto& p = detail::dnnl_conv(pass, g);
+  return p.ok() ? p.impl() : std::string();
+}
+#endif
+
+namespace detail {
+/// The automatic choice between oneDNN and im2col, from bench_conv on LeNet's shapes at batch 64 (AMD EPYC
+/// Zen 4, one thread, microseconds): conv1 (1 -> 6 channels, 28 x 28, 5 x 5, padding 2): forward 426 im2col
+/// vs 553 oneDNN, forward + weight gradient 850 vs 992, backward-data 5400 in oneDNN; conv2 (6 -> 16, 14 x 14,
+/// 5 x 5): forward 682 vs 286, forward + both gradients 2333 vs 1619. With one input channel per group the
+/// unrolled matrix is small and oneDNN's blocked kernels have nothing to block over.
+inline bool prefer_onednn(const Conv2dCall<float>& c) { return c.geom.c_in_per_group() > 1; }
+}  // namespace detail
+
+}  // namespace cpu
+
+/// The CPU convolution hook of expr/conv.hpp: oneDNN for float when the build has it and the algorithm
+/// setting allows (see cpu::set_conv_algorithm), im2col + GEMM otherwise.
+template <class T>
+void run_conv2d(const Conv2dCall<T>& c) {
+#if METAGRAD_CONV_HAVE_DNNL_
+  if constexpr (std::is_same_v<T, float>) {
+    const auto a = cpu::conv_algorithm();
+    if (a == cpu::ConvAlgorithm::onednn || (a == cpu::ConvAlgorithm::automatic && cpu::detail::prefer_onednn(c)))
+      if (cpu::conv2d_onednn(c)) return;
+  }
+#endif
+  cpu::conv2d_im2col(c);
+}
+
+METAGRAD_NAMESPACE_END
+
+#undef METAGRAD_CONV_HAVE_DNNL_
+// end of <metagrad/backend/cpu/conv.hpp>
+// #include <metagrad/backend/cpu/elementwise.hpp> (inlined above)
+// #include <metagrad/backend/cpu/gemm.hpp> (inlined above)
 // #include <metagrad/backend/cpu/matmul.hpp>
 // metagrad/backend/cpu/matmul.hpp — the CPU answers to the hooks of boundary nodes in expr/: run_gemm (one
 // strided-batched GEMM, through cpu::gemm_batched: CBLAS when found, else the built-in kernel) and run_fill
@@ -7351,6 +10228,276 @@ void run_fill(T* out, const Strides<R>& strides, const Shape<R>& shape, const Pl
 METAGRAD_NAMESPACE_END
 // end of <metagrad/backend/cpu/matmul.hpp>
 // #include <metagrad/backend/cpu/parallel.hpp> (inlined above)
+// #include <metagrad/backend/cpu/pool.hpp>
+// metagrad/backend/cpu/pool.hpp — the CPU answers to the pooling hooks of expr/pool.hpp: run_pool2d
+// (forward), run_max_pool2d_backward and run_avg_pool2d_backward. Each (image, channel) plane is one unit of
+// work, and the planes are spread over the CPU threads (cpu::parallel_for); the operand is read through its
+// plan, so the elementwise expression feeding a pool is computed inside these loops. The window rules are
+// PyTorch's (aten/src/ATen/native/cpu/{MaxPoolKernel,AvgPoolKernel,AdaptiveAvgPoolKernel}.cpp), including
+// which element a max-pool window picks: the first maximum in row-major order, or the last NaN.
+// Include <metagrad/metagrad.hpp> instead.
+
+#include <algorithm>
+#include <cstddef>
+#include <limits>
+#include <vector>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/plan.hpp> (inlined above)
+// #include <metagrad/expr/pool.hpp> (inlined above)
+// #include <metagrad/backend/cpu/parallel.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+namespace cpu::detail {
+
+/// A window along one axis: input positions begin, begin + step, ... < end, and (average pools) the count
+/// that divides its sum.
+struct PoolSpan {
+  index_t begin, end, step, count;
+};
+
+/// The window of output position o along an axis of input extent `in` (the kernel, stride, padding and
+/// dilation of that axis given).
+inline PoolSpan pool_span(PoolKind kind, index_t o, index_t out, index_t in, index_t k, index_t s, index_t pad,
+                          index_t dil, bool include_pad) {
+  if (kind == PoolKind::adaptive_avg) {
+    const index_t b = (o * in) / out, e = ((o + 1) * in + out - 1) / out;
+    return {b, e, 1, e - b};
+  }
+  if (kind == PoolKind::max) {
+    index_t b = o * s - pad;
+    const index_t e = std::min(b + (k - 1) * dil + 1, in);
+    while (b < 0) b += dil;
+    return {b, e, dil, 0};
+  }
+  const index_t b = o * s - pad, e = std::min(b + k, in + pad);
+  const index_t cb = std::max<index_t>(b, 0), ce = std::min(e, in);
+  return {cb, ce, 1, include_pad ? e - b : ce - cb};
+}
+
+template <class F>
+void for_each_plane(const Pool2dGeometry& g, index_t weight, F&& f) {
+  parallel_for(
+      g.n * g.c,
+      [&](index_t p0, index_t p1) {
+        for (index_t p = p0; p < p1; ++p) f(p / g.c, p % g.c, p);
+      },
+      std::max<index_t>(1, weight), 1);
+}
+
+inline index_t pool_window_work(const Pool2dGeometry& g) {
+  if (g.p.kind == PoolKind::adaptive_avg) return g.h * g.w + g.oh * g.ow;
+  return g.oh * g.ow * g.p.kernel.h * g.p.kernel.w;
+}
+
+inline PoolSpan row_span(const Pool2dGeometry& g, index_t oy) {
+  return pool_span(g.p.kind, oy, g.oh, g.h, g.p.kernel.h, g.p.stride.h, g.p.padding.h, g.p.dilation.h,
+                   g.p.count_include_pad);
+}
+inline PoolSpan col_span(const Pool2dGeometry& g, index_t ox) {
+  return pool_span(g.p.kind, ox, g.ow, g.w, g.p.kernel.w, g.p.stride.w, g.p.padding.w, g.p.dilation.w,
+                   g.p.count_include_pad);
+}
+
+/// The rows of one (n, c) plane of the plan p ([n, c, h, w]) in memory: a leaf's own memory when its rows are
+/// unit-stride, else `buf` (h x w) filled from the plan once, so the window loops below read plain memory.
+/// Sets ld to the row stride.
+template <class T, class Plan>
+const T* plane_rows(const Plan& p, bool flat, index_t n, index_t c, index_t plane, index_t h, index_t w, T* buf,
+                    index_t& ld) {
+  if constexpr (is_leaf_plan_v<Plan>) {
+    if (p.strides[3] == 1 || w == 1) {
+      ld = p.strides[2];
+      return p.ptr + n * p.strides[0] + c * p.strides[1];
+    }
+  }
+  ld = w;
+  if (flat) {
+    const index_t base = plane * h * w;
+    METAGRAD_SIMD_LOOP
+    for (index_t i = 0; i < h * w; ++i) buf[i] = p.flat(base + i);
+  } else {
+    for (index_t y = 0; y < h; ++y)
+      for (index_t x = 0; x < w; ++x) buf[y * w + x] = p.at(Array<index_t, 4>{{n, c, y, x}});
+  }
+  return buf;
+}
+
+template <class T>
+T* plane_buffer(std::size_t n, int which) {
+  thread_local std::vector<T> bufs[2];
+  auto& b = bufs[which];
+  if (b.size() < n) b.resize(n);
+  return b.data();
+}
+
+/// PyTorch's max rule, `v > best || isnan(v)` from -inf: ties keep the first, a NaN wins.
+template <class T>
+METAGRAD_INLINE bool takes_max(T v, T best) {
+  return (v > best) | (v != v);  // no short circuit: a branch per element mispredicts on real data
+}
+
+/// The window's maximum in src (rows ld apart) and its position y w + x in a contiguous plane of width w; the
+/// window's first element when all are -inf.
+template <class T>
+METAGRAD_INLINE index_t window_argmax(const T* src, index_t ld, const PoolSpan& ys, const PoolSpan& xs, index_t w,
+                                      T& best) {
+  best = -std::numeric_limits<T>::infinity();
+  index_t arg = ys.begin * w + xs.begin;
+  for (index_t y = ys.begin; y < ys.end; y += ys.step)
+    for (index_t x = xs.begin; x < xs.end; x += xs.step)
+      if (takes_max(src[y * ld + x], best)) {
+        best = src[y * ld + x];
+        arg = y * w + x;
+      }
+  return arg;
+}
+
+/// Whether a max pool is the common 2 x 2, stride 2 one whose windows all lie inside the input.
+inline bool is_pool_2x2(const Pool2dGeometry& g) {
+  return g.p.kind == PoolKind::max && g.p.kernel == Size2(2) && g.p.stride == Size2(2) && g.p.padding == Size2(0) &&
+         g.p.dilation == Size2(1) && 2 * g.oh <= g.h && 2 * g.ow <= g.w;
+}
+
+/// Index 0..3 of the maximum of a, b, c, d (row-major window order) by the rule of takes_max, without
+/// branches so that the loops over a row of windows vectorise.
+template <class T>
+METAGRAD_INLINE int argmax4(T a, T b, T c, T d, T& best) {
+  int k = 0;
+  best = a;  // a beats the starting -inf, or equals it
+  const bool tb = takes_max(b, best);
+  best = tb ? b : best;
+  k = tb ? 1 : k;
+  const bool tc = takes_max(c, best);
+  best = tc ? c : best;
+  k = tc ? 2 : k;
+  const bool td = takes_max(d, best);
+  best = td ? d : best;
+  k = td ? 3 : k;
+  return k;
+}
+
+}  // namespace cpu::detail
+
+/// Forward pooling of the plan x (lowered at the input's shape) into call.out ([n, c, oh, ow], contiguous).
+template <class T, class Plan>
+void run_pool2d(const Pool2dCall<T>& call, const Plan& x) {
+  using namespace cpu::detail;
+  const Pool2dGeometry& g = call.geom;
+  const bool flat = x.is_flat(), fast = is_pool_2x2(g);
+  for_each_plane(g, pool_window_work(g), [&](index_t n, index_t c, index_t plane) {
+    index_t ld = 0;
+    const T* src = plane_rows(x, flat, n, c, plane, g.h, g.w, plane_buffer<T>(std::size_t(g.h * g.w), 0), ld);
+    T* out = call.out + plane * g.oh * g.ow;
+    if (fast) {
+      for (index_t oy = 0; oy < g.oh; ++oy) {
+        const T* r0 = src + 2 * oy * ld;
+        const T* r1 = r0 + ld;
+        METAGRAD_SIMD_LOOP
+        for (index_t ox = 0; ox < g.ow; ++ox) {
+          T best;
+          argmax4(r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1], best);
+          out[oy * g.ow + ox] = best;
+        }
+      }
+      return;
+    }
+    for (index_t oy = 0; oy < g.oh; ++oy) {
+      const auto ys = row_span(g, oy);
+      for (index_t ox = 0; ox < g.ow; ++ox) {
+        const auto xs = col_span(g, ox);
+        T v;
+        if (g.p.kind == PoolKind::max) {
+          window_argmax(src, ld, ys, xs, g.w, v);
+        } else {
+          T s = 0;
+          for (index_t y = ys.begin; y < ys.end; ++y)
+            for (index_t xi = xs.begin; xi < xs.end; ++xi) s += src[y * ld + xi];
+          // PyTorch writes 0 for a window that lies entirely in the padding (possible with ceil_mode).
+          v = ys.begin < ys.end && xs.begin < xs.end ? s / static_cast<T>(ys.count * xs.count) : T(0);
+        }
+        out[oy * g.ow + ox] = v;
+      }
+    }
+  });
+}
+
+/// dx (call.out, shaped like x, overwritten) of a max pooling: the adjoint g of each output added at its
+/// window's maximum in x.
+template <class T, class GPlan, class XPlan>
+void run_max_pool2d_backward(const Pool2dCall<T>& call, const GPlan& gp, const XPlan& x) {
+  using namespace cpu::detail;
+  const Pool2dGeometry& g = call.geom;
+  const bool xflat = x.is_flat(), gflat = gp.is_flat(), fast = is_pool_2x2(g);
+  for_each_plane(g, pool_window_work(g), [&](index_t n, index_t c, index_t plane) {
+    index_t ld = 0, gld = 0;
+    const T* src = plane_rows(x, xflat, n, c, plane, g.h, g.w, plane_buffer<T>(std::size_t(g.h * g.w), 0), ld);
+    const T* gr = plane_rows(gp, gflat, n, c, plane, g.oh, g.ow, plane_buffer<T>(std::size_t(g.oh * g.ow), 1), gld);
+    T* dx = call.out + plane * g.h * g.w;
+    if (fast) {
+      // Disjoint windows covering rows and columns [0, 2 oh) x [0, 2 ow): every element there is written once.
+      for (index_t oy = 0; oy < g.oh; ++oy) {
+        const T* r0 = src + 2 * oy * ld;
+        const T* r1 = r0 + ld;
+        T* d0 = dx + 2 * oy * g.w;
+        T* d1 = d0 + g.w;
+        METAGRAD_SIMD_LOOP
+        for (index_t ox = 0; ox < g.ow; ++ox) {
+          T best;
+          const int k = argmax4(r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1], best);
+          const T v = gr[oy * gld + ox];
+          d0[2 * ox] = k == 0 ? v : T(0);
+          d0[2 * ox + 1] = k == 1 ? v : T(0);
+          d1[2 * ox] = k == 2 ? v : T(0);
+          d1[2 * ox + 1] = k == 3 ? v : T(0);
+        }
+        std::fill(d0 + 2 * g.ow, d0 + g.w, T(0));
+        std::fill(d1 + 2 * g.ow, d1 + g.w, T(0));
+      }
+      std::fill(dx + 2 * g.oh * g.w, dx + g.h * g.w, T(0));
+      return;
+    }
+    std::fill(dx, dx + g.h * g.w, T(0));
+    for (index_t oy = 0; oy < g.oh; ++oy) {
+      const auto ys = row_span(g, oy);
+      for (index_t ox = 0; ox < g.ow; ++ox) {
+        const auto xs = col_span(g, ox);
+        T best;
+        dx[window_argmax(src, ld, ys, xs, g.w, best)] += gr[oy * gld + ox];
+      }
+    }
+  });
+}
+
+/// dx (call.out, shaped like x, overwritten) of an average pooling: the adjoint g of each output divided by its
+/// window's count and added over the window.
+template <class T, class GPlan>
+void run_avg_pool2d_backward(const Pool2dCall<T>& call, const GPlan& gp) {
+  using namespace cpu::detail;
+  const Pool2dGeometry& g = call.geom;
+  const bool gflat = gp.is_flat();
+  for_each_plane(g, pool_window_work(g), [&](index_t n, index_t c, index_t plane) {
+    index_t gld = 0;
+    const T* gr = plane_rows(gp, gflat, n, c, plane, g.oh, g.ow, plane_buffer<T>(std::size_t(g.oh * g.ow), 1), gld);
+    T* dx = call.out + plane * g.h * g.w;
+    std::fill(dx, dx + g.h * g.w, T(0));
+    for (index_t oy = 0; oy < g.oh; ++oy) {
+      const auto ys = row_span(g, oy);
+      for (index_t ox = 0; ox < g.ow; ++ox) {
+        const auto xs = col_span(g, ox);
+        if (ys.begin >= ys.end || xs.begin >= xs.end) continue;
+        const T v = gr[oy * gld + ox] / static_cast<T>(ys.count * xs.count);
+        for (index_t y = ys.begin; y < ys.end; ++y)
+          for (index_t xi = xs.begin; xi < xs.end; ++xi) dx[y * g.w + xi] += v;
+      }
+    }
+  });
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/backend/cpu/pool.hpp>
 // #include <metagrad/backend/cpu/reduce.hpp>
 // metagrad/backend/cpu/reduce.hpp — the CPU driver of reductions over any set of axes, with the
 // elementwise input fused in (the input is a plan; nothing is materialised). Three loop shapes:
@@ -7641,21 +10788,23 @@ struct contains;
 template <class T, class... U>
 struct contains<T, TypeList<U...>> : std::bool_constant<(std::is_same_v<T, U> || ...)> {};
 
-template <class Done, class Todo>
+// unique_t folds over the list with an overloaded operator instead of recursing, so its template depth
+// stays constant however many boundary nodes a graph has (a LeNet training step has hundreds before
+// deduplication).
+template <class T>
+struct TypeBox {};
+template <class... D, class T>
+auto operator|(TypeList<D...>, TypeBox<T>)
+    -> std::conditional_t<contains<T, TypeList<D...>>::value, TypeList<D...>, TypeList<D..., T>>;
+template <class List>
 struct unique_impl;
-template <class Done>
-struct unique_impl<Done, TypeList<>> {
-  using type = Done;
-};
-template <class... D, class T, class... R>
-struct unique_impl<TypeList<D...>, TypeList<T, R...>> {
-  using type =
-      typename unique_impl<std::conditional_t<contains<T, TypeList<D...>>::value, TypeList<D...>, TypeList<D..., T>>,
-                           TypeList<R...>>::type;
+template <class... T>
+struct unique_impl<TypeList<T...>> {
+  using type = decltype((TypeList<>{} | ... | TypeBox<T>{}));
 };
 /// The list without repeats, in order of first occurrence.
 template <class List>
-using unique_t = typename unique_impl<TypeList<>, List>::type;
+using unique_t = typename unique_impl<List>::type;
 
 template <class T, class List>
 struct index_of;
@@ -7669,10 +10818,11 @@ inline constexpr bool is_boundary_v = boundary_expression<E>;
 
 template <class Tuple>
 struct boundaries_in;
-/// Every boundary node type under E (E included), children before parents, with repeats.
+/// Every boundary node type under E (E included), children before parents, each once (deduplicated at
+/// every node: a graph whose subexpressions are shared would otherwise list them once per path).
 template <class E>
-using boundaries_t = concat_t<typename boundaries_in<children_t<E>>::type,
-                              std::conditional_t<is_boundary_v<E>, TypeList<E>, TypeList<>>>;
+using boundaries_t = unique_t<concat_t<typename boundaries_in<children_t<E>>::type,
+                                       std::conditional_t<is_boundary_v<E>, TypeList<E>, TypeList<>>>>;
 template <class... C>
 struct boundaries_in<std::tuple<C...>> {
   using type = concat_t<TypeList<>, boundaries_t<std::remove_cvref_t<C>>...>;
@@ -7689,7 +10839,7 @@ template <class C>
 using direct_child_t = std::conditional_t<is_boundary_v<C>, TypeList<C>, typename direct_of<C>::type>;
 template <class... C>
 struct direct_in<std::tuple<C...>> {
-  using type = concat_t<TypeList<>, direct_child_t<std::remove_cvref_t<C>>...>;
+  using type = unique_t<concat_t<TypeList<>, direct_child_t<std::remove_cvref_t<C>>...>>;
 };
 }  // namespace detail
 
@@ -8266,6 +11416,4464 @@ auto compile(const Outs&... outs) {
 METAGRAD_NAMESPACE_END
 // end of <metagrad/graph/program.hpp>
 // end of <metagrad/graph.hpp>
+// #include <metagrad/io.hpp>
+// metagrad/io.hpp — umbrella of the io layer: atomic file writes, the IDX format and MNIST-family loading,
+// safetensors reading and writing, CSV reading, and the in-memory dataset and prefetching batch loader.
+// Tensors read here are evaluated and converted by the CPU backend, which comes along.
+// gzip-compressed IDX files need zlib (METAGRAD_WITH_ZLIB, set by the CMake target when zlib is found).
+
+// #include <metagrad/backend/cpu.hpp> (inlined above)
+// #include <metagrad/core.hpp> (inlined above)
+// #include <metagrad/io/atomic_file.hpp>
+// metagrad/io/atomic_file.hpp — AtomicFile, a file written all or nothing: the bytes go to a temporary file
+// in the target's directory, which is flushed, fsync'ed and renamed over the target, and the directory is
+// fsync'ed so the rename itself survives a crash. Until commit() the target is untouched; a failure or an
+// exception before commit removes the temporary. Checkpoints and safetensors files are written this way, so
+// a crash or a full disk never leaves a half-written file under the real name. POSIX only (Linux, macOS).
+// Include <metagrad/io.hpp> instead.
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+namespace detail {
+inline std::string errno_text(int err) { return std::strerror(err); }
+
+// fsync of a directory makes a rename inside it durable (POSIX leaves the directory entry in the page cache
+// otherwise). Some file systems refuse to open or sync directories (EINVAL, EBADF): there is nothing more
+// the program can do, and the data itself is already synced, so those cases are not errors.
+inline void fsync_directory(const std::filesystem::path& dir, const std::string& target) {
+  const std::string d = dir.empty() ? std::string(".") : dir.string();
+  const int fd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return;
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0 && err != EINVAL && err != EBADF && err != ENOTSUP)
+    throw io_error("AtomicFile: fsync of directory '" + d + "' after writing '" + target +
+                   "' failed: " + errno_text(err));
+}
+}  // namespace detail
+
+/// A file written atomically: open, write() any number of times, commit(). Readers of `path` see either
+/// the old file (or none) or the complete new one, never a partial write.
+///
+///   AtomicFile f("model.safetensors");
+///   f.write(header.data(), header.size());
+///   f.write(payload.data(), payload.size());
+///   f.commit();                        // without this, the destructor discards everything
+///
+/// The temporary is `<path>.tmp.XXXXXX` in the same directory (a rename is atomic only within one file
+/// system). The new file gets mode 0644 filtered by the umask, like a file created with fopen.
+class AtomicFile {
+ public:
+  /// Creates the temporary file next to `path`.
+  /// @throws io_error naming the path and the system's reason when the temporary cannot be created.
+  explicit AtomicFile(std::filesystem::path path) : path_(std::move(path)) {
+    std::string tmpl = path_.string() + ".tmp.XXXXXX";
+    fd_ = ::mkstemp(tmpl.data());
+    if (fd_ < 0)
+      throw io_error("AtomicFile: cannot create a temporary file for '" + path_.string() + "' (" + tmpl +
+                     "): " + detail::errno_text(errno));
+    tmp_ = tmpl;
+    // mkstemp creates 0600; give the final file the permissions an ordinary fopen would.
+    const mode_t mask = ::umask(0);
+    ::umask(mask);
+    ::fchmod(fd_, 0644 & ~mask);
+  }
+
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  /// Discards the temporary file unless commit() succeeded; never throws.
+  ~AtomicFile() { discard(); }
+
+  /// The file that commit() replaces.
+  const std::filesystem::path& path() const { return path_; }
+
+  /// Appends `n` bytes. @pre the file is neither committed nor discarded.
+  /// @throws io_error naming the path and the system's reason (for example "No space left on device");
+  /// the temporary is removed and the target stays as it was.
+  void write(const void* data, std::size_t n) {
+    check_open("write");
+    const char* p = static_cast<const char*>(data);
+    while (n > 0) {
+      const ::ssize_t w = ::write(fd_, p, n);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        fail("writing", errno);
+      }
+      p += w;
+      n -= static_cast<std::size_t>(w);
+      written_ += static_cast<std::size_t>(w);
+    }
+  }
+  void write(std::string_view s) { write(s.data(), s.size()); }
+
+  /// Bytes written so far.
+  std::size_t size() const { return written_; }
+
+  /// Makes the written bytes the content of path(): fsync, rename over the target, fsync the directory.
+  /// @throws io_error naming the path on any failure; the target is then untouched (or, if only the
+  /// final directory sync failed, already replaced but possibly not yet durable).
+  void commit() {
+    check_open("commit");
+    if (::fsync(fd_) != 0) fail("syncing", errno);
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) {
+      const int err = errno;
+      remove_tmp();
+      throw io_error("AtomicFile: closing the temporary for '" + path_.string() +
+                     "' failed: " + detail::errno_text(err));
+    }
+    if (std::rename(tmp_.c_str(), path_.string().c_str()) != 0) {
+      const int err = errno;
+      remove_tmp();
+      throw io_error("AtomicFile: cannot rename '" + tmp_ + "' to '" + path_.string() +
+                     "': " + detail::errno_text(err));
+    }
+    tmp_.clear();
+    committed_ = true;
+    detail::fsync_directory(path_.parent_path(), path_.string());
+  }
+
+  /// Removes the temporary file without touching the target (what the destructor does). Never throws.
+  void discard() noexcept {
+    if (fd_ >= 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+    remove_tmp();
+  }
+
+  bool committed() const { return committed_; }
+
+ private:
+  void check_open(const char* what) const {
+    if (fd_ < 0)
+      throw io_error(std::string("AtomicFile::") + what + ": '" + path_.string() +
+                     (committed_ ? "' was already committed" : "' was discarded after an error"));
+  }
+  [[noreturn]] void fail(const char* doing, int err) {
+    discard();
+    throw io_error("AtomicFile: " + std::string(doing) + " '" + path_.string() +
+                   "' failed: " + detail::errno_text(err));
+  }
+  void remove_tmp() noexcept {
+    if (!tmp_.empty()) {
+      ::unlink(tmp_.c_str());
+      tmp_.clear();
+    }
+  }
+
+  std::filesystem::path path_;
+  std::string tmp_;
+  int fd_ = -1;
+  std::size_t written_ = 0;
+  bool committed_ = false;
+};
+
+/// Writes `bytes` to `path` atomically (see AtomicFile). @throws io_error naming the path on failure.
+inline void write_file_atomically(const std::filesystem::path& path, std::string_view bytes) {
+  AtomicFile f(path);
+  f.write(bytes);
+  f.commit();
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/io/atomic_file.hpp>
+// #include <metagrad/io/csv.hpp>
+// metagrad/io/csv.hpp — read_csv: a numeric CSV table (an optional header line of column names, then rows
+// of numbers) into a Tensor<T, 2> of shape [rows, columns]. A bad field or a ragged row is an io_error
+// naming the file, the line and the column. Include <metagrad/io.hpp> instead.
+
+#include <charconv>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <vector>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/dtype.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/core/tensor.hpp> (inlined above)
+// #include <metagrad/io/detail/file_bytes.hpp>
+// metagrad/io/detail/file_bytes.hpp — whole-file reads for the io readers: a file's bytes, and a gzip
+// file's decompressed bytes through zlib when the build has it (METAGRAD_WITH_ZLIB). Internal; include
+// <metagrad/io.hpp> instead.
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+
+#if defined(METAGRAD_WITH_ZLIB) && METAGRAD_WITH_ZLIB
+#include <zlib.h>
+#endif
+
+METAGRAD_NAMESPACE_BEGIN
+
+namespace detail {
+
+using Bytes = std::vector<std::uint8_t>;
+
+/// "'path'" quoted the way every io message names a file.
+inline std::string quoted_path(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
+
+/// Every byte of `path`. `op` names the calling operation in error messages.
+/// @throws io_error naming the path and the system's reason when it cannot be opened or read.
+inline Bytes read_file_bytes(const std::filesystem::path& path, const char* op) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.string().c_str(), "rb"), &std::fclose);
+  if (!f) throw io_error(std::string(op) + ": cannot open " + quoted_path(path) + ": " + std::strerror(errno));
+  Bytes out;
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (!ec) out.reserve(static_cast<std::size_t>(size));
+  // Read to EOF rather than trusting the size, so pipes and files that change under us still work.
+  constexpr std::size_t chunk = std::size_t{1} << 20;
+  for (;;) {
+    const std::size_t old = out.size();
+    out.resize(old + chunk);
+    const std::size_t got = std::fread(out.data() + old, 1, chunk, f.get());
+    out.resize(old + got);
+    if (got < chunk) {
+      if (std::ferror(f.get()))
+        throw io_error(std::string(op) + ": error reading " + quoted_path(path) + " at byte " +
+                       std::to_string(out.size()) + ": " + std::strerror(errno));
+      break;
+    }
+  }
+  return out;
+}
+
+/// "0x1f".
+inline std::string hex_byte(std::uint8_t b) {
+  static constexpr const char* digits = "0123456789abcdef";
+  return std::string("0x") + digits[b >> 4] + digits[b & 15];
+}
+
+/// True for paths whose name ends in ".gz".
+inline bool is_gzip_path(const std::filesystem::path& path) { return path.extension() == ".gz"; }
+
+#if defined(METAGRAD_WITH_ZLIB) && METAGRAD_WITH_ZLIB
+inline constexpr bool have_zlib = true;
+
+/// The decompressed content of a gzip file held in memory (several concatenated members are allowed, as
+/// gunzip allows them). CRC and length trailers are checked by zlib.
+/// @throws io_error naming the path, the compressed byte offset and zlib's reason on corrupt or truncated
+/// data, or on bytes after the last member that do not start another member.
+inline Bytes gunzip(const Bytes& in, const std::filesystem::path& path, const char* op) {
+  const auto fail = [&](const std::string& why, std::size_t offset) -> io_error {
+    return io_error(std::string(op) + ": corrupt gzip file " + quoted_path(path) + " at compressed byte " +
+                    std::to_string(offset) + ": " + why);
+  };
+  if (in.size() < 18) throw fail("too short to be a gzip file (" + std::to_string(in.size()) + " bytes)", 0);
+  if (in[0] != 0x1f || in[1] != 0x8b) throw fail("no gzip magic (1f 8b)", 0);
+
+  // The ISIZE trailer is the uncompressed size modulo 2^32: a good first guess for one member, bounded by
+  // deflate's maximum ratio (1032:1) so a forged trailer cannot demand a huge allocation.
+  std::size_t guess = in[in.size() - 4] | (std::size_t{in[in.size() - 3]} << 8) |
+                      (std::size_t{in[in.size() - 2]} << 16) | (std::size_t{in[in.size() - 1]} << 24);
+  guess = std::min(guess, in.size() * 1032);
+  Bytes out(std::max<std::size_t>(guess, 1024));
+
+  z_stream zs{};
+  if (inflateInit2(&zs, 15 + 16) != Z_OK) throw fail("zlib could not initialise", 0);
+  std::unique_ptr<z_stream, int (*)(z_stream*)> guard(&zs, &inflateEnd);
+
+  std::size_t in_pos = 0, out_pos = 0;
+  bool member_done = false;
+  for (;;) {
+    if (out_pos == out.size()) out.resize(out.size() * 2);
+    zs.next_in = const_cast<Bytef*>(in.data() + in_pos);
+    zs.avail_in = static_cast<uInt>(std::min<std::size_t>(in.size() - in_pos, UINT_MAX));
+    zs.next_out = out.data() + out_pos;
+    zs.avail_out = static_cast<uInt>(std::min<std::size_t>(out.size() - out_pos, UINT_MAX));
+    const uInt avail_in = zs.avail_in, avail_out = zs.avail_out;
+    const int rc = inflate(&zs, Z_NO_FLUSH);
+    in_pos += avail_in - zs.avail_in;
+    out_pos += avail_out - zs.avail_out;
+    member_done = rc == Z_STREAM_END;
+    if (rc == Z_STREAM_END) {
+      if (in_pos == in.size()) break;
+      if (in.size() - in_pos < 2 || in[in_pos] != 0x1f || in[in_pos + 1] != 0x8b)
+        throw fail(std::to_string(in.size() - in_pos) + " trailing bytes after the gzip stream", in_pos);
+      inflateReset(&zs);
+      continue;
+    }
+    if (rc == Z_NEED_DICT || rc == Z_DATA_ERROR || rc == Z_STREAM_ERROR || rc == Z_MEM_ERROR)
+      throw fail(zs.msg ? zs.msg : "invalid compressed data", in_pos);
+    if (in_pos == in.size() && zs.avail_out != 0) break;  // input exhausted before the end of the stream
+  }
+  if (!member_done) throw fail("unexpected end of file (truncated gzip stream)", in_pos);
+  out.resize(out_pos);
+  return out;
+}
+#else
+inline constexpr bool have_zlib = false;
+
+inline Bytes gunzip(const Bytes&, const std::filesystem::path& path, const char* op) {
+  throw io_error(std::string(op) + ": " + quoted_path(path) +
+                 " is gzip-compressed but this build has no zlib (configure with zlib found, or compile with "
+                 "-DMETAGRAD_WITH_ZLIB=1 -lz); decompress it first with `gunzip -k " +
+                 path.string() + "`");
+}
+#endif
+
+/// The bytes of `path`, decompressed when the name ends in ".gz".
+inline Bytes read_maybe_gzip(const std::filesystem::path& path, const char* op) {
+  Bytes raw = read_file_bytes(path, op);
+  if (!is_gzip_path(path)) return raw;
+  return gunzip(raw, path, op);
+}
+
+}  // namespace detail
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/io/detail/file_bytes.hpp>
+
+METAGRAD_NAMESPACE_BEGIN
+
+/// How read_csv splits a file.
+struct CsvOptions {
+  char delimiter = ',';  ///< field separator (',' ';' '\t' ...)
+  bool header = true;    ///< the first non-blank line names the columns
+};
+
+/// A CSV table: the values, [rows, columns], and the column names (empty when the file has no header).
+template <dtype T>
+struct CsvTable {
+  Tensor<T, 2> values;
+  std::vector<std::string> columns;
+};
+
+namespace detail {
+
+struct CsvField {
+  std::string text;
+  std::size_t column;  // 1-based character column where the field starts, for messages
+};
+
+// Splits one line into fields. A field may be double-quoted ("a,b", with "" for a quote inside); quoted
+// fields do not span lines. Unquoted fields are trimmed of spaces (and tabs unless tab is the delimiter).
+inline std::vector<CsvField> split_csv_line(std::string_view line, char delim, const std::string& where) {
+  std::vector<CsvField> out;
+  const auto blank = [&](char c) { return c == ' ' || (c == '\t' && delim != '\t'); };
+  std::size_t i = 0;
+  for (;;) {
+    while (i < line.size() && blank(line[i])) ++i;
+    CsvField f{{}, i + 1};
+    if (i < line.size() && line[i] == '"') {
+      const std::size_t open = i++;
+      for (;;) {
+        if (i >= line.size())
+          throw io_error(where + ", column " + std::to_string(open + 1) + ": unterminated quoted field");
+        if (line[i] == '"') {
+          if (i + 1 < line.size() && line[i + 1] == '"') {
+            f.text += '"';
+            i += 2;
+            continue;
+          }
+          ++i;
+          break;
+        }
+        f.text += line[i++];
+      }
+      while (i < line.size() && blank(line[i])) ++i;
+      if (i < line.size() && line[i] != delim)
+        throw io_error(where + ", column " + std::to_string(i + 1) + ": text after the closing quote of a field");
+    } else {
+      const std::size_t start = i;
+      while (i < line.size() && line[i] != delim) ++i;
+      std::size_t end = i;
+      while (end > start && blank(line[end - 1])) --end;
+      f.text.assign(line.substr(start, end - start));
+    }
+    out.push_back(std::move(f));
+    if (i >= line.size()) return out;
+    ++i;  // the delimiter; a delimiter at the very end makes one more (empty) field
+  }
+}
+
+// std::errc() on success, result_out_of_range for a number T cannot hold, invalid_argument otherwise.
+template <class T>
+std::errc parse_csv_number(std::string_view s, T& out) {
+  // from_chars takes no leading '+', which spreadsheets write.
+  if (!s.empty() && s[0] == '+' && s.size() > 1 && s[1] != '-') s.remove_prefix(1);
+  if (s.empty()) return std::errc::invalid_argument;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  if (ec == std::errc::result_out_of_range) return ec;
+  return ec == std::errc() && end == s.data() + s.size() ? std::errc() : std::errc::invalid_argument;
+}
+
+}  // namespace detail
+
+/// Reads a numeric CSV file into a [rows, columns] tensor of T (float, double, int32_t or int64_t).
+///
+/// Fields are numbers as std::from_chars reads them (decimal or scientific; "nan" and "inf" for floating
+/// types; integers only for integer types), optionally quoted and surrounded by spaces. Blank lines are
+/// skipped, CRLF line ends and a UTF-8 byte-order mark are accepted, a ".gz" file is decompressed first. A
+/// file with a header and no rows gives a [0, columns] tensor; an empty file without a header gives [0, 0].
+/// @throws io_error naming the file, the line and the column on: a field that is not a number of type T
+/// (empty, text, fractional for an integer type, out of range), a row with a different number of fields
+/// than the first (ragged), a malformed quoted field, a missing header, or an unreadable file.
+template <dtype T = float>
+CsvTable<T> read_csv(const std::filesystem::path& path, CsvOptions options = {}) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, std::int32_t> ||
+                    std::is_same_v<T, std::int64_t>,
+                "metagrad: read_csv reads numbers: float, double, int32_t or int64_t");
+  if (options.delimiter == '"' || options.delimiter == '\n' || options.delimiter == '\r')
+    throw io_error("read_csv: " + detail::quoted_path(path) + ": a quote or line break cannot be the delimiter");
+  const detail::Bytes bytes = detail::read_maybe_gzip(path, "read_csv");
+  std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+
+  CsvTable<T> table;
+  std::vector<T> values;
+  std::size_t ncols = 0, first_line = 0;
+  index_t rows = 0;
+  bool have_width = false;
+  std::size_t line_no = 0;
+  while (!text.empty()) {
+    const std::size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
+    const std::string where = "read_csv: " + detail::quoted_path(path) + " line " + std::to_string(line_no);
+    auto fields = detail::split_csv_line(line, options.delimiter, where);
+    if (!have_width) {
+      ncols = fields.size();
+      first_line = line_no;
+      have_width = true;
+      if (options.header) {
+        for (auto& f : fields) table.columns.push_back(std::move(f.text));
+        continue;
+      }
+    } else if (fields.size() != ncols) {
+      throw io_error(where + ": " + std::to_string(fields.size()) + " fields where line " + std::to_string(first_line) +
+                     " has " + std::to_string(ncols) + " (ragged row)");
+    }
+    for (std::size_t c = 0; c < fields.size(); ++c) {
+      T v{};
+      if (const std::errc ec = detail::parse_csv_number(fields[c].text, v); ec != std::errc()) {
+        std::string col = "column " + std::to_string(c + 1);
+        if (options.header) col += " ('" + table.columns[c] + "')";
+        const std::string why = fields[c].text.empty() ? std::string("empty field")
+                                : ec == std::errc::result_out_of_range
+                                    ? "'" + fields[c].text + "' is out of range for " + dtype_name<T>()
+                                    : "'" + fields[c].text + "' is not a number of type " + dtype_name<T>();
+        throw io_error(where + ", " + col + " (character " + std::to_string(fields[c].column) + "): " + why);
+      }
+      values.push_back(v);
+    }
+    ++rows;
+  }
+  if (options.header && !have_width)
+    throw io_error("read_csv: " + detail::quoted_path(path) + ": empty file, expected a header line of column names");
+  table.values.allocate(Shape<2>{rows, static_cast<index_t>(ncols)});
+  std::copy(values.begin(), values.end(), table.values.data());
+  return table;
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/io/csv.hpp>
+// #include <metagrad/io/dataset.hpp>
+// metagrad/io/dataset.hpp — TensorDataset (inputs and integer labels held in memory, first axis = sample)
+// and DataLoader, which cuts it into float batches for training: optional shuffling that is reproducible
+// per (seed, epoch), drop_last, and a normalisation fused into the byte-to-float conversion, prepared by a
+// background thread while the caller trains. Include <metagrad/io.hpp> instead.
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+// #include <metagrad/backend/cpu.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/philox.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/core/tensor.hpp> (inlined above)
+// #include <metagrad/expr/functions.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+/// Input dtypes a TensorDataset holds: raw bytes (images) or float features.
+template <class T>
+concept dataset_dtype = std::is_same_v<T, std::uint8_t> || std::is_same_v<T, float>;
+
+/// Samples in memory: inputs [N, ...] (uint8 or float; any layout, views included) and labels [N] (int64).
+/// Holding the tensors shares their storage; nothing is copied.
+template <dataset_dtype T, int R>
+class TensorDataset {
+  static_assert(R >= 1, "metagrad: TensorDataset inputs need a sample axis (rank >= 1)");
+
+ public:
+  /// @throws shape_error when inputs and labels hold different numbers of samples; error when either is
+  /// empty (default-constructed).
+  TensorDataset(Tensor<T, R> inputs, Tensor<std::int64_t, 1> labels)
+      : inputs_(std::move(inputs)), labels_(std::move(labels)) {
+    if (!inputs_.defined() || !labels_.defined())
+      throw error("TensorDataset: inputs and labels must be defined tensors");
+    if (inputs_.shape()[0] != labels_.shape()[0])
+      throw shape_error("TensorDataset: inputs " + to_string(inputs_.shape()) + " and labels " +
+                        to_string(labels_.shape()) + " hold different numbers of samples");
+  }
+
+  index_t size() const { return inputs_.shape()[0]; }
+  const Tensor<T, R>& inputs() const { return inputs_; }
+  const Tensor<std::int64_t, 1>& labels() const { return labels_; }
+
+ private:
+  Tensor<T, R> inputs_;
+  Tensor<std::int64_t, 1> labels_;
+};
+
+/// How a DataLoader batches. The normalisation maps an input value v to (scale * v - mean) / stddev,
+/// computed as one fused multiply-add per element while converting to float.
+struct LoaderOptions {
+  index_t batch_size = 64;
+  bool shuffle = false;    ///< a fresh permutation each epoch, a pure function of (seed, epoch)
+  std::uint64_t seed = 0;  ///< shuffling seed
+  bool drop_last = false;  ///< skip the final batch when it would be smaller than batch_size
+  double scale = 0;        ///< 0 = automatic: 1/255 for uint8 inputs (pixels to [0, 1]), 1 for float inputs
+  double mean = 0;
+  double stddev = 1;
+  int prefetch = 2;  ///< batches a background thread prepares ahead; 0 prepares them in the caller's thread
+};
+
+/// One batch: x = normalised inputs [B, ...], y = labels [B], index = position of the batch in its epoch.
+template <int R>
+struct Batch {
+  Tensor<float, R> x;
+  Tensor<std::int64_t, 1> y;
+  index_t index = 0;
+};
+
+namespace detail {
+
+// Batch buffers shared by a loader and its epochs, so later epochs reuse the memory of earlier ones.
+//
+// Reuse is never visible: a buffer is handed out again only when its storage is held by nothing but the
+// pool (use_count() == 1), i.e. the caller kept no handle to it. A Batch (or a copy of batch.x) the caller
+// holds on to keeps its values, at the price of an allocation for a later batch.
+template <int R>
+class BatchPool {
+ public:
+  explicit BatchPool(std::size_t cap) : cap_(cap) {}
+
+  void put(Batch<R>&& b) {
+    if (!b.x.defined()) return;
+    std::lock_guard<std::mutex> lock(m_);
+    free_.push_back(std::move(b));
+    // Buffers the caller still holds stay listed for a while (it may let go soon, e.g. when it rebinds an
+    // Input); beyond a few, the oldest are forgotten and live on only in the caller's handles.
+    while (free_.size() > cap_) free_.erase(free_.begin());
+  }
+
+  // The oldest free buffer nobody else holds, else an empty batch (allocated by the caller).
+  Batch<R> take() {
+    std::lock_guard<std::mutex> lock(m_);
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      if (it->x.storage().use_count() == 1 && it->y.storage().use_count() == 1) {
+        // Pairs with the release of the caller's last handle: its reads of the old values happen before
+        // our writes of new ones.
+        std::atomic_thread_fence(std::memory_order_acquire);
+        Batch<R> b = std::move(*it);
+        free_.erase(it);
+        return b;
+      }
+    }
+    return {};
+  }
+
+ private:
+  std::mutex m_;
+  std::vector<Batch<R>> free_;
+  std::size_t cap_;
+};
+
+// The batches of one epoch, produced in the caller's thread or by a worker thread into a bounded queue,
+// in buffers from (and back to) the loader's pool.
+template <dataset_dtype T, int R>
+class EpochRun {
+ public:
+  using BatchT = Batch<R>;
+
+  EpochRun(TensorDataset<T, R> ds, const LoaderOptions& opt, std::vector<index_t> order, index_t num_batches,
+           std::function<void(BatchT&)> transform, std::shared_ptr<BatchPool<R>> pool)
+      : ds_(std::move(ds)),
+        opt_(opt),
+        order_(std::move(order)),
+        num_batches_(num_batches),
+        transform_(std::move(transform)),
+        pool_(std::move(pool)) {
+    const double scale = opt.scale != 0 ? opt.scale : (std::is_same_v<T, std::uint8_t> ? 1.0 / 255.0 : 1.0);
+    mul_ = static_cast<float>(scale / opt.stddev);
+    add_ = static_cast<float>(-opt.mean / opt.stddev);
+    if (opt_.prefetch > 0 && num_batches_ > 0) worker_ = std::thread([this] { work(); });
+  }
+
+  EpochRun(const EpochRun&) = delete;
+  EpochRun& operator=(const EpochRun&) = delete;
+
+  ~EpochRun() {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (worker_.joinable()) worker_.join();
+    pool_->put(std::move(current_));
+    for (auto& b : ready_) pool_->put(std::move(b));
+  }
+
+  bool done() const { return done_; }
+  const BatchT& current() const { return current_; }
+
+  // Makes the next batch current, or marks the epoch done. Rethrows what the worker threw (after the
+  // batches it finished before).
+  void advance() {
+    if (done_) return;
+    pool_->put(std::move(current_));
+    current_ = BatchT{};
+    if (consumed_ == num_batches_) {
+      done_ = true;
+      return;
+    }
+    if (!worker_.joinable()) {
+      BatchT b = pool_->take();
+      try {
+        produce(consumed_, b);
+      } catch (...) {
+        done_ = true;
+        throw;
+      }
+      current_ = std::move(b);
+    } else {
+      std::unique_lock<std::mutex> lock(m_);
+      cv_.wait(lock, [&] { return !ready_.empty() || error_; });
+      if (ready_.empty()) {
+        done_ = true;
+        std::rethrow_exception(error_);
+      }
+      current_ = std::move(ready_.front());
+      ready_.pop_front();
+      lock.unlock();
+      cv_.notify_all();
+    }
+    ++consumed_;
+  }
+
+ private:
+  void work() {
+    for (index_t b = 0; b < num_batches_; ++b) {
+      BatchT buf;
+      {
+        std::unique_lock<std::mutex> lock(m_);
+        cv_.wait(lock, [&] { return stop_ || static_cast<int>(ready_.size()) < opt_.prefetch; });
+        if (stop_) return;
+      }
+      buf = pool_->take();
+      try {
+        produce(b, buf);
+      } catch (...) {
+        {
+          std::lock_guard<std::mutex> lock(m_);
+          error_ = std::current_exception();
+        }
+        cv_.notify_all();
+        return;
+      }
+      {
+        std::lock_guard<std::mutex> lock(m_);
+        ready_.push_back(std::move(buf));
+      }
+      cv_.notify_all();
+    }
+  }
+
+  // Fills batch `b` into `buf`, reallocating only when its shape changes (the short last batch).
+  void produce(index_t b, BatchT& buf) {
+    const index_t n_all = ds_.size(), bs = opt_.batch_size;
+    const index_t start = b * bs, n = std::min(bs, n_all - start);
+    const auto& in = ds_.inputs();
+    Shape<R> shape = in.shape();
+    shape[0] = n;
+    if (!buf.x.defined() || !(buf.x.shape() == shape)) buf.x.allocate(shape);
+    if (!buf.y.defined() || buf.y.shape()[0] != n) buf.y.allocate(Shape<1>{n});
+    buf.index = b;
+
+    // Runs of consecutive samples (the whole batch when not shuffling) convert in one fused pass each.
+    const index_t base = in.data() - static_cast<const T*>(in.storage()->data());
+    const Strides<R> dst_strides = contiguous_strides(shape);
+    const index_t sample_numel = n ? shape.numel() / n : 0;
+    for (index_t i = 0; i < n;) {
+      const index_t s0 = order_[static_cast<std::size_t>(start + i)];
+      index_t len = 1;
+      while (i + len < n && order_[static_cast<std::size_t>(start + i + len)] == s0 + len) ++len;
+      Shape<R> run = shape;
+      run[0] = len;
+      const auto src = Tensor<T, R>::from_storage(in.storage(), base + s0 * in.strides()[0], run, in.strides());
+      auto dst = Tensor<float, R>::from_storage(buf.x.storage(), i * sample_numel, run, dst_strides);
+      if constexpr (std::is_same_v<T, float>)
+        dst.assign(src * mul_ + add_);
+      else
+        dst.assign(cast<float>(src) * mul_ + add_);
+      i += len;
+    }
+    const auto& labels = ds_.labels();
+    for (index_t i = 0; i < n; ++i)
+      buf.y.data()[i] = labels.data()[order_[static_cast<std::size_t>(start + i)] * labels.strides()[0]];
+    if (transform_) transform_(buf);
+  }
+
+  TensorDataset<T, R> ds_;
+  LoaderOptions opt_;
+  std::vector<index_t> order_;
+  index_t num_batches_;
+  std::function<void(BatchT&)> transform_;
+  std::shared_ptr<BatchPool<R>> pool_;
+  float mul_ = 1, add_ = 0;
+
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::deque<BatchT> ready_;
+  bool stop_ = false;
+  std::exception_ptr error_;
+  std::thread worker_;
+
+  BatchT current_;
+  index_t consumed_ = 0;
+  bool done_ = false;
+};
+
+}  // namespace detail
+
+/// Batches of a TensorDataset for training, as float tensors normalised on the way.
+///
+///   auto train = load_mnist(dir, MnistSplit::train);
+///   DataLoader loader(TensorDataset(train.images, train.labels),
+///                     {.batch_size = 64, .shuffle = true, .seed = 1, .mean = 0.2860, .stddev = 0.3530});
+///   for (int e = 0; e < epochs; ++e)
+///     for (const auto& batch : loader) {     // each loop over `loader` is the next epoch
+///       x.bind(batch.x); y.bind(batch.y);    // [64, 1, 28, 28] float, [64] int64
+///       step.run();
+///     }
+///
+/// Each epoch runs on its own iterator: a background thread (prefetch > 0) converts the next batches while
+/// the loop body trains, into a bounded queue of `prefetch` batches. Leaving the loop early (break, return,
+/// an exception) stops and joins the thread; an exception thrown while preparing a batch reaches the
+/// caller from the iterator's ++ (after the batches prepared before it).
+///
+/// Lifetime: a Batch's tensors are ordinary handles and keep their values as long as the caller holds
+/// them. Their memory is recycled for later batches (and epochs) only once nothing but the loader refers
+/// to it, so the steady state allocates nothing, and keeping a batch costs an allocation, never a wrong
+/// value. (An expression built on batch.x refers to the Batch object itself: evaluate it before ++.)
+template <dataset_dtype T, int R>
+class DataLoader {
+ public:
+  using BatchT = Batch<R>;
+  struct Sentinel {};
+
+  /// A move-only input iterator over the batches of one epoch; it owns the epoch's worker thread.
+  class Iterator {
+   public:
+    using value_type = BatchT;
+    using difference_type = std::ptrdiff_t;
+
+    const BatchT& operator*() const { return run_->current(); }
+    const BatchT* operator->() const { return &run_->current(); }
+    /// @throws whatever preparing the next batch threw (in the worker or the caller's thread).
+    Iterator& operator++() {
+      run_->advance();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool operator==(Sentinel) const { return run_->done(); }
+
+   private:
+    friend class DataLoader;
+    explicit Iterator(std::unique_ptr<detail::EpochRun<T, R>> run) : run_(std::move(run)) { run_->advance(); }
+    std::unique_ptr<detail::EpochRun<T, R>> run_;
+  };
+
+  /// The batches of one given epoch, as a range.
+  class EpochRange {
+   public:
+    Iterator begin() const { return loader_->start(epoch_); }
+    Sentinel end() const { return {}; }
+
+   private:
+    friend class DataLoader;
+    EpochRange(const DataLoader* l, std::uint64_t e) : loader_(l), epoch_(e) {}
+    const DataLoader* loader_;
+    std::uint64_t epoch_;
+  };
+
+  /// @throws error when batch_size < 1, stddev is not positive and finite, scale is not finite, or
+  /// prefetch < 0.
+  DataLoader(TensorDataset<T, R> dataset, LoaderOptions options = {}) : ds_(std::move(dataset)), opt_(options) {
+    if (opt_.batch_size < 1)
+      throw error("DataLoader: batch_size must be at least 1, got " + std::to_string(opt_.batch_size));
+    if (!(opt_.stddev > 0) || !std::isfinite(opt_.stddev) || !std::isfinite(opt_.mean) || !std::isfinite(opt_.scale))
+      throw error("DataLoader: normalisation needs a finite mean and scale and a positive finite stddev (got mean " +
+                  std::to_string(opt_.mean) + ", stddev " + std::to_string(opt_.stddev) + ", scale " +
+                  std::to_string(opt_.scale) + ")");
+    if (opt_.prefetch < 0) throw error("DataLoader: prefetch must be >= 0, got " + std::to_string(opt_.prefetch));
+  }
+
+  /// Number of samples in the data set.
+  index_t size() const { return ds_.size(); }
+  /// Batches per epoch: ceil(size / batch_size), or floor with drop_last.
+  index_t num_batches() const {
+    return opt_.drop_last ? size() / opt_.batch_size : (size() + opt_.batch_size - 1) / opt_.batch_size;
+  }
+  const LoaderOptions& options() const { return opt_; }
+  const TensorDataset<T, R>& dataset() const { return ds_; }
+
+  /// A function run on every batch after conversion, in the thread that prepares it (the worker when
+  /// prefetching): data augmentation, say. It must not touch what the training loop uses concurrently.
+  void set_transform(std::function<void(BatchT&)> f) { transform_ = std::move(f); }
+
+  /// The sample order of `epoch`: 0, 1, ..., N-1, or with shuffle a permutation that depends only on
+  /// (seed, epoch) — Fisher–Yates driven by the Philox stream (seed, epoch), identical on every platform.
+  std::vector<index_t> order(std::uint64_t epoch) const {
+    std::vector<index_t> o(static_cast<std::size_t>(size()));
+    for (index_t i = 0; i < size(); ++i) o[static_cast<std::size_t>(i)] = i;
+    if (opt_.shuffle) {
+      const PhiloxStream s{opt_.seed, epoch};
+      for (index_t i = size() - 1; i > 0; --i) {
+        const auto j = uniform_int(rand_u64(s, static_cast<std::uint64_t>(i)), 0, i + 1);
+        std::swap(o[static_cast<std::size_t>(i)], o[static_cast<std::size_t>(j)]);
+      }
+    }
+    return o;
+  }
+
+  /// The batches of `epoch` (for resuming at a given epoch, or replaying one).
+  EpochRange epoch(std::uint64_t e) const { return EpochRange(this, e); }
+
+  /// Starts the next epoch: 0 on the first loop over the loader, then 1, 2, ... (see set_epoch).
+  Iterator begin() { return start(next_epoch_++); }
+  Sentinel end() const { return {}; }
+
+  /// The epoch the next begin() starts.
+  std::uint64_t next_epoch() const { return next_epoch_; }
+  void set_epoch(std::uint64_t e) { next_epoch_ = e; }
+
+ private:
+  Iterator start(std::uint64_t epoch) const {
+    return Iterator(
+        std::make_unique<detail::EpochRun<T, R>>(ds_, opt_, order(epoch), num_batches(), transform_, pool_));
+  }
+
+  TensorDataset<T, R> ds_;
+  LoaderOptions opt_;
+  std::function<void(BatchT&)> transform_;
+  // Enough for the batch the caller holds, the queue, the one being filled, and one the caller may still
+  // have bound somewhere.
+  std::shared_ptr<detail::BatchPool<R>> pool_ =
+      std::make_shared<detail::BatchPool<R>>(static_cast<std::size_t>(opt_.prefetch) + 3);
+  std::uint64_t next_epoch_ = 0;
+};
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/io/dataset.hpp>
+// #include <metagrad/io/idx.hpp>
+// metagrad/io/idx.hpp — the IDX format of the MNIST family (MNIST, Fashion-MNIST, KMNIST, EMNIST): read_idx
+// into a Tensor, a type-erased read_idx_any, and load_mnist for the standard four-file layout. Raw and
+// gzip-compressed (".gz", through zlib) files are read; every structural defect is an io_error naming the
+// file, what was expected and the byte offset. Include <metagrad/io.hpp> instead.
+//
+// The format (http://yann.lecun.com/exdb/mnist/): bytes 0-1 are zero, byte 2 the element type code, byte 3
+// the number of dimensions n, then n big-endian uint32 extents, then the elements, big-endian, row-major,
+// with nothing after them.
+
+#include <bit>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <string>
+#include <vector>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/dtype.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/core/tensor.hpp> (inlined above)
+// #include <metagrad/io/detail/file_bytes.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+/// IDX element type codes (byte 2 of the magic number).
+enum class IdxType : std::uint8_t { u8 = 0x08, i8 = 0x09, i16 = 0x0B, i32 = 0x0C, f32 = 0x0D, f64 = 0x0E };
+
+/// "uint8 (0x08)", or "unknown (0x42)" for a code outside the format.
+inline std::string idx_type_name(std::uint8_t code) {
+  const std::string c = detail::hex_byte(code);
+  switch (code) {
+    case 0x08:
+      return "uint8 (" + c + ")";
+    case 0x09:
+      return "int8 (" + c + ")";
+    case 0x0B:
+      return "int16 (" + c + ")";
+    case 0x0C:
+      return "int32 (" + c + ")";
+    case 0x0D:
+      return "float32 (" + c + ")";
+    case 0x0E:
+      return "float64 (" + c + ")";
+    default:
+      return "unknown (" + c + ")";
+  }
+}
+
+/// Bytes per element of an IDX type code; 0 for an unknown code.
+constexpr int idx_item_size(std::uint8_t code) {
+  switch (code) {
+    case 0x08:
+    case 0x09:
+      return 1;
+    case 0x0B:
+      return 2;
+    case 0x0C:
+    case 0x0D:
+      return 4;
+    case 0x0E:
+      return 8;
+    default:
+      return 0;
+  }
+}
+
+/// The metagrad dtype an IDX type is read as. metagrad has no 8- or 16-bit signed type, so int8 and int16
+/// are widened to int32 (exactly: every value is representable); uint8 stays uint8.
+constexpr DType idx_dtype(IdxType t) {
+  switch (t) {
+    case IdxType::u8:
+      return DType::u8;
+    case IdxType::i8:
+    case IdxType::i16:
+    case IdxType::i32:
+      return DType::i32;
+    case IdxType::f32:
+      return DType::f32;
+    case IdxType::f64:
+      return DType::f64;
+  }
+  return DType::u8;
+}
+
+/// The content of an IDX file, type-erased: its type code, its extents, and its elements converted to host
+/// byte order in the dtype idx_dtype(type) (int8/int16 already widened to int32).
+struct IdxArray {
+  IdxType type = IdxType::u8;
+  std::vector<index_t> shape;
+  DType dtype = DType::u8;
+  std::vector<std::uint8_t> data;  // numel * sizeof(dtype) bytes, host order
+
+  index_t numel() const {
+    index_t n = 1;
+    for (index_t d : shape) n *= d;
+    return n;
+  }
+};
+
+namespace detail {
+
+inline std::uint32_t load_be32(const std::uint8_t* p) {
+  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | std::uint32_t{p[3]};
+}
+
+template <class U>
+U load_be(const std::uint8_t* p) {
+  U v;
+  if constexpr (std::endian::native == std::endian::little) {
+    std::uint8_t r[sizeof(U)];
+    for (std::size_t i = 0; i < sizeof(U); ++i) r[i] = p[sizeof(U) - 1 - i];
+    std::memcpy(&v, r, sizeof(U));
+  } else {
+    std::memcpy(&v, p, sizeof(U));
+  }
+  return v;
+}
+
+// Decodes the elements of an IDX payload into host-order `Out` (the widened dtype).
+template <class Out, class In>
+void decode_be(const std::uint8_t* src, index_t n, std::uint8_t* dst) {
+  Out* out = reinterpret_cast<Out*>(dst);
+  for (index_t i = 0; i < n; ++i) out[i] = static_cast<Out>(load_be<In>(src + i * static_cast<index_t>(sizeof(In))));
+}
+
+// Parses IDX bytes (already decompressed). `where` is the file as messages name it.
+inline IdxArray parse_idx(const Bytes& b, const std::filesystem::path& path) {
+  const std::string where = "read_idx: " + quoted_path(path) + (is_gzip_path(path) ? " (decompressed)" : "");
+  if (b.size() < 4)
+    throw io_error(where + ": truncated: " + std::to_string(b.size()) +
+                   " bytes, expected at least the 4-byte magic number");
+  if (b[0] != 0 || b[1] != 0)
+    throw io_error(where + ": bad magic number at byte 0: expected 00 00 <type> <rank>, got " + hex_byte(b[0]) + " " +
+                   hex_byte(b[1]) + " (not an IDX file?)");
+  const std::uint8_t code = b[2];
+  const int item = idx_item_size(code);
+  if (item == 0)
+    throw io_error(where + ": unknown element type code " + idx_type_name(code) +
+                   " at byte 2 (expected 0x08, 0x09, 0x0B, 0x0C, 0x0D or 0x0E)");
+  const int rank = b[3];
+  const std::size_t header = 4 + 4 * static_cast<std::size_t>(rank);
+  if (b.size() < header)
+    throw io_error(where + ": truncated header: " + std::to_string(rank) + " dimensions need " +
+                   std::to_string(header) + " header bytes, the file has " + std::to_string(b.size()));
+  IdxArray a;
+  a.type = static_cast<IdxType>(code);
+  a.dtype = idx_dtype(a.type);
+  // Extents are uint32; their product is checked against the file size before anything is allocated, so a
+  // forged header cannot request more memory than the file implies.
+  std::uint64_t n = 1;
+  bool overflow = false;
+  for (int d = 0; d < rank; ++d) {
+    const std::uint32_t e = load_be32(b.data() + 4 + 4 * d);
+    a.shape.push_back(static_cast<index_t>(e));
+    if (e != 0 && n > std::numeric_limits<std::uint64_t>::max() / 8 / e) overflow = true;
+    n *= e;
+  }
+  const std::size_t have = b.size() - header;
+  if (overflow || n * static_cast<std::uint64_t>(item) > have) {
+    std::string dims;
+    for (index_t d : a.shape) dims += (dims.empty() ? "" : " x ") + std::to_string(d);
+    throw io_error(where + ": truncated: the header (" + std::to_string(rank) + " dims: " + dims + ", " +
+                   idx_type_name(code) + ") implies " + (overflow ? std::string("more than 2^61") : std::to_string(n)) +
+                   " elements = " + (overflow ? std::string("too many") : std::to_string(n * item)) +
+                   " data bytes from byte " + std::to_string(header) + ", but only " + std::to_string(have) +
+                   " bytes follow");
+  }
+  const std::uint64_t data_bytes = n * static_cast<std::uint64_t>(item);
+  if (data_bytes < have)
+    throw io_error(where + ": " + std::to_string(have - data_bytes) +
+                   " trailing bytes after the data, starting at byte " + std::to_string(header + data_bytes) +
+                   " (the header's dimensions do not match the file size)");
+  const std::uint8_t* src = b.data() + header;
+  const auto count = static_cast<index_t>(n);
+  switch (a.type) {
+    case IdxType::u8:
+      a.data.assign(src, src + count);
+      break;
+    case IdxType::i8:
+      a.data.resize(static_cast<std::size_t>(count) * 4);
+      decode_be<std::int32_t, std::int8_t>(src, count, a.data.data());
+      break;
+    case IdxType::i16:
+      a.data.resize(static_cast<std::size_t>(count) * 4);
+      decode_be<std::int32_t, std::int16_t>(src, count, a.data.data());
+      break;
+    case IdxType::i32:
+      a.data.resize(static_cast<std::size_t>(count) * 4);
+      decode_be<std::int32_t, std::int32_t>(src, count, a.data.data());
+      break;
+    case IdxType::f32:
+      a.data.resize(static_cast<std::size_t>(count) * 4);
+      decode_be<float, float>(src, count, a.data.data());
+      break;
+    case IdxType::f64:
+      a.data.resize(static_cast<std::size_t>(count) * 8);
+      decode_be<double, double>(src, count, a.data.data());
+      break;
+  }
+  return a;
+}
+
+}  // namespace detail
+
+/// Reads an IDX file of any element type and rank (".gz" decompressed through zlib).
+/// @throws io_error naming the path, what was expected and the byte offset on: a file that cannot be
+/// opened, bad magic, an unknown type code, dimensions that do not match the file size (truncated data or
+/// trailing bytes), corrupt gzip data, or a ".gz" file in a build without zlib.
+inline IdxArray read_idx_any(const std::filesystem::path& path) {
+  return detail::parse_idx(detail::read_maybe_gzip(path, "read_idx"), path);
+}
+
+/// Reads an IDX file of rank R into a new contiguous Tensor<T, R>.
+///
+/// T must be the dtype the file's element type is read as: uint8_t for 0x08; int32_t for 0x0C and for the
+/// widened 0x09 (int8) and 0x0B (int16); float for 0x0D; double for 0x0E.
+/// @throws io_error as read_idx_any, and when the file's rank is not R or its element type does not read
+/// as T (naming both).
+template <dtype T, int R>
+Tensor<T, R> read_idx(const std::filesystem::path& path) {
+  IdxArray a = read_idx_any(path);
+  if (static_cast<int>(a.shape.size()) != R)
+    throw io_error("read_idx: " + detail::quoted_path(path) + " has " + std::to_string(a.shape.size()) +
+                   " dimensions, expected " + std::to_string(R) + " (byte 3 of the magic number)");
+  if (a.dtype != dtype_of<T>)
+    throw io_error("read_idx: " + detail::quoted_path(path) + " holds " +
+                   idx_type_name(static_cast<std::uint8_t>(a.type)) + ", read as " + dtype_name(a.dtype) +
+                   "; expected " + dtype_name<T>() + " (byte 2 of the magic number)");
+  Shape<R> s;
+  for (int d = 0; d < R; ++d) s[d] = a.shape[static_cast<std::size_t>(d)];
+  Tensor<T, R> t;
+  t.allocate(s);
+  if (!a.data.empty()) std::memcpy(t.data(), a.data.data(), a.data.size());
+  return t;
+}
+
+/// Which half of an MNIST-style data set: the 60,000 training images or the 10,000 test ("t10k") images.
+enum class MnistSplit { train, test };
+
+/// Images and labels of one split.
+struct MnistData {
+  Tensor<std::uint8_t, 4> images;  ///< [N, 1, rows, cols] raw bytes (0..255); convert in the input pipeline
+  Tensor<std::int64_t, 1> labels;  ///< [N], each in 0..9
+};
+
+namespace detail {
+inline std::filesystem::path find_mnist_file(const std::filesystem::path& dir, const std::string& stem) {
+  // The canonical names, gzip or not; some mirrors write "images.idx3" with a dot.
+  std::vector<std::string> names = {stem, stem + ".gz"};
+  std::string dotted = stem;
+  if (const auto p = dotted.find("-idx"); p != std::string::npos) {
+    dotted[p] = '.';
+    names.push_back(dotted);
+    names.push_back(dotted + ".gz");
+  }
+  for (const auto& n : names)
+    if (std::filesystem::exists(dir / n)) return dir / n;
+  std::string tried;
+  for (const auto& n : names) tried += (tried.empty() ? "" : ", ") + n;
+  throw io_error("load_mnist: no file " + stem + " in " + quoted_path(dir) + " (looked for " + tried + ")");
+}
+}  // namespace detail
+
+/// Loads one split of MNIST or a drop-in replacement (Fashion-MNIST, KMNIST) from `dir`, which holds the
+/// standard files train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and
+/// t10k-labels-idx1-ubyte, each optionally gzip-compressed (".gz"). Debian's dataset-fashion-mnist installs
+/// them in /usr/share/datasets/fashion-mnist.
+///
+/// Images stay bytes: convert them to float where they are used (DataLoader does it fused with the
+/// normalisation), which keeps the data set at a quarter of the memory.
+/// @throws io_error naming the file when one is missing or malformed, when the image and label counts
+/// differ, or when a label is 10 or more.
+inline MnistData load_mnist(const std::filesystem::path& dir, MnistSplit split) {
+  const std::string prefix = split == MnistSplit::train ? "train" : "t10k";
+  const auto image_path = detail::find_mnist_file(dir, prefix + "-images-idx3-ubyte");
+  const auto label_path = detail::find_mnist_file(dir, prefix + "-labels-idx1-ubyte");
+  const auto images = read_idx<std::uint8_t, 3>(image_path);
+  const auto labels = read_idx<std::uint8_t, 1>(label_path);
+  const index_t n = images.shape()[0];
+  if (labels.shape()[0] != n)
+    throw io_error("load_mnist: " + detail::quoted_path(image_path) + " holds " + std::to_string(n) + " images but " +
+                   detail::quoted_path(label_path) + " holds " + std::to_string(labels.shape()[0]) + " labels");
+  MnistData out;
+  // [N, rows, cols] -> [N, 1, rows, cols] shares the storage: the channel axis has extent 1.
+  const auto& s = images.shape();
+  out.images = Tensor<std::uint8_t, 4>::from_storage(images.storage(), 0, Shape<4>{n, 1, s[1], s[2]},
+                                                     contiguous_strides(Shape<4>{n, 1, s[1], s[2]}));
+  out.labels.allocate(Shape<1>{n});
+  for (index_t i = 0; i < n; ++i) {
+    const std::uint8_t l = labels.data()[i];
+    if (l >= 10)
+      throw io_error("load_mnist: " + detail::quoted_path(label_path) + ": label " + std::to_string(l) + " of sample " +
+                     std::to_string(i) + " (byte " + std::to_string(8 + i) + ") is not in 0..9");
+    out.labels.data()[i] = l;
+  }
+  return out;
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/io/idx.hpp>
+// #include <metagrad/io/safetensors.hpp>
+// metagrad/io/safetensors.hpp — the safetensors format (Hugging Face; what PyTorch's state_dict is
+// exchanged in): SafeTensors reads and validates a file and hands out its tensors by name, typed or as raw
+// bytes; write_safetensors writes any set of tensors atomically, as the reference implementation lays them
+// out. Include <metagrad/io.hpp> instead.
+//
+// Layout (https://github.com/huggingface/safetensors): an 8-byte little-endian header length N; N bytes of
+// JSON, {"name": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}, ...,
+// "__metadata__": {"key": "value"}} padded with spaces; then the data region, each tensor's bytes
+// little-endian and row-major at [begin, end) of the region. The reference reader requires the tensors to
+// tile the data region exactly (sorted by offset, no overlap, no gap, nothing after the last); so does this
+// one.
+
+#include <algorithm>
+#include <bit>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/dtype.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/core/tensor.hpp> (inlined above)
+// #include <metagrad/io/atomic_file.hpp> (inlined above)
+// #include <metagrad/io/detail/file_bytes.hpp> (inlined above)
+// #include <metagrad/io/detail/json.hpp>
+// metagrad/io/detail/json.hpp — a small, strict JSON reader and writer for file headers (safetensors):
+// objects, arrays, strings with every escape, integers, true/false/null. No floating-point numbers (no
+// header needs them), nesting limited to 64 levels, duplicate object keys rejected, and every error an
+// io_error carrying the byte offset in the file. Internal; include <metagrad/io.hpp> instead.
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+namespace detail::json {
+
+enum class Kind { null, boolean, integer, string, array, object };
+
+inline const char* kind_name(Kind k) {
+  switch (k) {
+    case Kind::null:
+      return "null";
+    case Kind::boolean:
+      return "a boolean";
+    case Kind::integer:
+      return "an integer";
+    case Kind::string:
+      return "a string";
+    case Kind::array:
+      return "an array";
+    case Kind::object:
+      return "an object";
+  }
+  return "?";
+}
+
+/// One JSON value. Objects keep their members in file order; `offset` is where the value starts in the
+/// file, for messages about values that parse but mean something invalid.
+struct Value {
+  Kind kind = Kind::null;
+  bool boolean = false;
+  std::int64_t integer = 0;
+  std::string string;
+  std::vector<Value> array;
+  std::vector<std::pair<std::string, Value>> object;
+  std::size_t offset = 0;
+
+  /// The member named `key`, or nullptr. @pre kind == Kind::object.
+  const Value* find(std::string_view key) const {
+    for (const auto& [k, v] : object)
+      if (k == key) return &v;
+    return nullptr;
+  }
+};
+
+class Parser {
+ public:
+  /// `base` is the file offset of text[0]; `where` starts every message ("SafeTensors: 'model.st'").
+  Parser(std::string_view text, std::size_t base, std::string where)
+      : s_(text), base_(base), where_(std::move(where)) {}
+
+  /// The document: one value, then only whitespace. @throws io_error with the byte offset otherwise.
+  Value parse_document() {
+    skip_ws();
+    Value v = parse_value(0);
+    skip_ws();
+    if (i_ != s_.size()) fail("unexpected " + describe_here() + " after the JSON value");
+    return v;
+  }
+
+  [[noreturn]] void fail(const std::string& what) const { fail_at(i_, what); }
+  [[noreturn]] void fail_at(std::size_t pos, const std::string& what) const {
+    throw io_error(where_ + ": malformed JSON header at byte " + std::to_string(base_ + pos) + ": " + what);
+  }
+
+ private:
+  static constexpr int max_depth = 64;
+
+  std::string describe_here() const {
+    if (i_ >= s_.size()) return "end of header";
+    const auto c = static_cast<unsigned char>(s_[i_]);
+    if (c >= 0x20 && c < 0x7f) return std::string("'") + s_[i_] + "'";
+    return "byte " + std::to_string(c);
+  }
+
+  void skip_ws() {
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) ++i_;
+  }
+
+  void expect(char c) {
+    if (i_ >= s_.size() || s_[i_] != c) fail(std::string("expected '") + c + "', found " + describe_here());
+    ++i_;
+  }
+
+  Value parse_value(int depth) {
+    if (depth > max_depth) fail("nesting deeper than " + std::to_string(max_depth) + " levels");
+    Value v;
+    v.offset = base_ + i_;
+    if (i_ >= s_.size()) fail("expected a value, found end of header");
+    const char c = s_[i_];
+    if (c == '{') {
+      v.kind = Kind::object;
+      ++i_;
+      skip_ws();
+      if (i_ < s_.size() && s_[i_] == '}') {
+        ++i_;
+        return v;
+      }
+      for (;;) {
+        skip_ws();
+        const std::size_t key_pos = i_;
+        if (i_ >= s_.size() || s_[i_] != '"') fail("expected a string key, found " + describe_here());
+        std::string key = parse_string();
+        if (v.find(key)) fail_at(key_pos, "duplicate key \"" + key + "\"");
+        skip_ws();
+        expect(':');
+        skip_ws();
+        Value member = parse_value(depth + 1);
+        v.object.emplace_back(std::move(key), std::move(member));
+        skip_ws();
+        if (i_ < s_.size() && s_[i_] == ',') {
+          ++i_;
+          continue;
+        }
+        if (i_ < s_.size() && s_[i_] == '}') {
+          ++i_;
+          return v;
+        }
+        fail("expected ',' or '}' in an object, found " + describe_here());
+      }
+    }
+    if (c == '[') {
+      v.kind = Kind::array;
+      ++i_;
+      skip_ws();
+      if (i_ < s_.size() && s_[i_] == ']') {
+        ++i_;
+        return v;
+      }
+      for (;;) {
+        skip_ws();
+        v.array.push_back(parse_value(depth + 1));
+        skip_ws();
+        if (i_ < s_.size() && s_[i_] == ',') {
+          ++i_;
+          continue;
+        }
+        if (i_ < s_.size() && s_[i_] == ']') {
+          ++i_;
+          return v;
+        }
+        fail("expected ',' or ']' in an array, found " + describe_here());
+      }
+    }
+    if (c == '"') {
+      v.kind = Kind::string;
+      v.string = parse_string();
+      return v;
+    }
+    if (c == '-' || (c >= '0' && c <= '9')) {
+      v.kind = Kind::integer;
+      v.integer = parse_integer();
+      return v;
+    }
+    if (s_.substr(i_, 4) == "true") {
+      i_ += 4;
+      v.kind = Kind::boolean;
+      v.boolean = true;
+      return v;
+    }
+    if (s_.substr(i_, 5) == "false") {
+      i_ += 5;
+      v.kind = Kind::boolean;
+      return v;
+    }
+    if (s_.substr(i_, 4) == "null") {
+      i_ += 4;
+      return v;
+    }
+    fail("expected a value, found " + describe_here());
+  }
+
+  std::int64_t parse_integer() {
+    const std::size_t start = i_;
+    const bool neg = s_[i_] == '-';
+    if (neg) ++i_;
+    if (i_ >= s_.size() || s_[i_] < '0' || s_[i_] > '9') fail("expected a digit after '-'");
+    if (s_[i_] == '0' && i_ + 1 < s_.size() && s_[i_ + 1] >= '0' && s_[i_ + 1] <= '9')
+      fail("leading zeros are not allowed in JSON numbers");
+    // Accumulate negatively so INT64_MIN parses without overflow.
+    std::int64_t v = 0;
+    constexpr std::int64_t lo = std::numeric_limits<std::int64_t>::min();
+    while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') {
+      const int d = s_[i_] - '0';
+      if (v < (lo + d) / 10) fail_at(start, "integer out of the 64-bit range");
+      v = v * 10 - d;
+      ++i_;
+    }
+    if (i_ < s_.size() && (s_[i_] == '.' || s_[i_] == 'e' || s_[i_] == 'E'))
+      fail_at(start, "only integers are expected here, found a fractional or exponent number");
+    if (!neg) {
+      if (v == lo) fail_at(start, "integer out of the 64-bit range");
+      v = -v;
+    }
+    return v;
+  }
+
+  unsigned hex4() {
+    if (s_.size() - i_ < 4) fail("truncated \\u escape");
+    unsigned u = 0;
+    for (int k = 0; k < 4; ++k) {
+      const char h = s_[i_++];
+      u <<= 4;
+      if (h >= '0' && h <= '9')
+        u |= static_cast<unsigned>(h - '0');
+      else if (h >= 'a' && h <= 'f')
+        u |= static_cast<unsigned>(h - 'a' + 10);
+      else if (h >= 'A' && h <= 'F')
+        u |= static_cast<unsigned>(h - 'A' + 10);
+      else
+        fail_at(i_ - 1, "invalid hex digit in a \\u escape");
+    }
+    return u;
+  }
+
+  static void append_utf8(std::string& out, unsigned cp) {
+    if (cp < 0x80) {
+      out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      out += static_cast<char>(0xC0 | (cp >> 6));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      out += static_cast<char>(0xE0 | (cp >> 12));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+      out += static_cast<char>(0xF0 | (cp >> 18));
+      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+  }
+
+  std::string parse_string() {
+    const std::size_t start = i_;
+    expect('"');
+    std::string out;
+    for (;;) {
+      if (i_ >= s_.size()) fail_at(start, "unterminated string");
+      const char c = s_[i_];
+      if (c == '"') {
+        ++i_;
+        return out;
+      }
+      if (static_cast<unsigned char>(c) < 0x20) fail("unescaped control character in a string");
+      if (c != '\\') {
+        out += c;
+        ++i_;
+        continue;
+      }
+      if (++i_ >= s_.size()) fail_at(start, "unterminated string");
+      const char e = s_[i_++];
+      switch (e) {
+        case '"':
+        case '\\':
+        case '/':
+          out += e;
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'u': {
+          const std::size_t esc = i_ - 2;
+          unsigned cp = hex4();
+          if (cp >= 0xD800 && cp < 0xDC00) {
+            // A UTF-16 high surrogate must be followed by an escaped low surrogate.
+            if (s_.substr(i_, 2) != "\\u") fail_at(esc, "unpaired UTF-16 surrogate in a \\u escape");
+            i_ += 2;
+            const unsigned lo = hex4();
+            if (lo < 0xDC00 || lo >= 0xE000) fail_at(esc, "unpaired UTF-16 surrogate in a \\u escape");
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          } else if (cp >= 0xDC00 && cp < 0xE000) {
+            fail_at(esc, "unpaired UTF-16 surrogate in a \\u escape");
+          }
+          append_utf8(out, cp);
+          break;
+        }
+        default:
+          fail_at(i_ - 2, std::string("invalid escape '\\") + e + "'");
+      }
+    }
+  }
+
+  std::string_view s_;
+  std::size_t i_ = 0;
+  std::size_t base_;
+  std::string where_;
+};
+
+/// `s` as a JSON string literal: quotes, backslashes and control characters escaped, other bytes (UTF-8)
+/// copied as they are — the output of serde_json and Python's json with ensure_ascii=False.
+inline std::string quote(std::string_view s) {
+  static constexpr const char* hex = "0123456789abcdef";
+  std::string out = "\"";
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      default:
+        if (u < 0x20) {
+          out += "\\u00";
+          out += hex[u >> 4];
+          out += hex[u & 15];
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+}  // namespace detail::json
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/io/detail/json.hpp>
+
+METAGRAD_NAMESPACE_BEGIN
+
+/// The safetensors name of a dtype: F32, F64, I32, I64, U8, BOOL.
+constexpr const char* safetensors_dtype_name(DType d) {
+  switch (d) {
+    case DType::f32:
+      return "F32";
+    case DType::f64:
+      return "F64";
+    case DType::i32:
+      return "I32";
+    case DType::i64:
+      return "I64";
+    case DType::u8:
+      return "U8";
+    case DType::b8:
+      return "BOOL";
+  }
+  return "?";
+}
+
+/// Bytes per element of a dtype.
+constexpr std::size_t dtype_size(DType d) {
+  switch (d) {
+    case DType::f32:
+    case DType::i32:
+      return 4;
+    case DType::f64:
+    case DType::i64:
+      return 8;
+    case DType::u8:
+    case DType::b8:
+      return 1;
+  }
+  return 0;
+}
+
+/// One tensor of a SafeTensors file as raw bytes: what code that converts dtypes itself works from.
+/// `bytes` points into the SafeTensors object and lives as long as it does; it is little-endian and
+/// row-major, numel(shape) * dtype_size(dtype) long.
+struct TensorBytes {
+  DType dtype = DType::f32;
+  std::vector<index_t> shape;
+  std::span<const std::uint8_t> bytes;
+};
+
+namespace detail {
+
+struct SafetensorsDtype {
+  std::string_view name;
+  std::size_t size;
+  bool supported;
+  DType dtype;
+};
+
+// Every dtype the format defines, so files holding types metagrad cannot represent still validate and
+// their other tensors still load. Sub-byte types (F4, F6_*) are listed with size 0 and refused.
+inline constexpr SafetensorsDtype safetensors_dtypes[] = {
+    {"F32", 4, true, DType::f32},      {"F64", 8, true, DType::f64},      {"I32", 4, true, DType::i32},
+    {"I64", 8, true, DType::i64},      {"U8", 1, true, DType::u8},        {"BOOL", 1, true, DType::b8},
+    {"F16", 2, false, DType::f32},     {"BF16", 2, false, DType::f32},    {"I8", 1, false, DType::f32},
+    {"I16", 2, false, DType::f32},     {"U16", 2, false, DType::f32},     {"U32", 4, false, DType::f32},
+    {"U64", 8, false, DType::f32},     {"F8_E4M3", 1, false, DType::f32}, {"F8_E5M2", 1, false, DType::f32},
+    {"F8_E8M0", 1, false, DType::f32}, {"C64", 8, false, DType::f32},
+};
+
+inline const SafetensorsDtype* find_safetensors_dtype(std::string_view name) {
+  for (const auto& d : safetensors_dtypes)
+    if (d.name == name) return &d;
+  return nullptr;
+}
+
+inline std::string shape_string(const std::vector<index_t>& s) {
+  std::string r = "[";
+  for (std::size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+// Copies `n` items of `size` bytes, reversing each item's bytes on a big-endian host (the format is
+// little-endian).
+inline void copy_le(std::uint8_t* dst, const std::uint8_t* src, std::size_t n, std::size_t size) {
+  if constexpr (std::endian::native == std::endian::little) {
+    if (n) std::memcpy(dst, src, n * size);
+  } else {
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t b = 0; b < size; ++b) dst[i * size + b] = src[i * size + size - 1 - b];
+  }
+}
+
+}  // namespace detail
+
+/// A safetensors file read into memory and validated: header length within the file, a well-formed JSON
+/// header with no duplicate names, a known dtype and non-negative shape per tensor, offsets whose size is
+/// numel * itemsize, tensors tiling the data region in offset order.
+///
+///   SafeTensors f("model.safetensors");
+///   Tensor<float, 2> w = f.get<float, 2>("0.weight");
+///
+/// Tensors of dtypes the format defines but metagrad lacks (F16, BF16, I8, ...) pass validation; asking
+/// for one of them is an io_error. The whole file is held in memory (one read, no mmap).
+class SafeTensors {
+ public:
+  /// Reads and validates `path`. @throws io_error naming the path, what was expected and the byte offset.
+  explicit SafeTensors(const std::filesystem::path& path)
+      : SafeTensors(detail::read_file_bytes(path, "SafeTensors"), path.string()) {}
+
+  /// Validates a file image already in memory; `source` names it in messages.
+  /// @throws io_error as the path constructor.
+  SafeTensors(std::vector<std::uint8_t> bytes, std::string source)
+      : bytes_(std::move(bytes)), source_(std::move(source)) {
+    parse();
+  }
+
+  /// Tensor names in the order of their data in the file.
+  const std::vector<std::string>& names() const { return names_; }
+  std::size_t size() const { return names_.size(); }
+  bool contains(std::string_view name) const { return index_.count(std::string(name)) != 0; }
+
+  /// The file's "__metadata__" (string to string; empty when absent).
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+  /// The dtype of `name`. @throws io_error when `name` is missing or of a dtype metagrad cannot represent.
+  DType dtype(std::string_view name) const { return supported(entry(name, "dtype")).dtype; }
+  /// The format's dtype string of `name` ("F32", "BF16", ...). @throws io_error when `name` is missing.
+  const std::string& dtype_string(std::string_view name) const { return entry(name, "dtype_string").dtype_name; }
+  /// The extents of `name` (empty for a scalar). @throws io_error when `name` is missing.
+  const std::vector<index_t>& shape(std::string_view name) const { return entry(name, "shape").shape; }
+
+  /// The bytes of `name`, valid while this object lives. @throws io_error as dtype().
+  TensorBytes raw(std::string_view name) const {
+    const Entry& e = supported(entry(name, "raw"));
+    return {e.dtype, e.shape,
+            std::span<const std::uint8_t>(bytes_.data() + data_start_ + e.begin,
+                                          static_cast<std::size_t>(e.end - e.begin))};
+  }
+
+  /// `name` as a new contiguous Tensor<T, R> (a copy: it outlives this object).
+  /// @throws io_error naming the tensor, the file, and expected and actual dtype or rank when they differ,
+  /// or when `name` is missing.
+  template <metagrad::dtype T, int R>
+  Tensor<T, R> get(std::string_view name) const {
+    const Entry& e = entry(name, "get");
+    if (e.dtype_name != safetensors_dtype_name(dtype_of<T>) || static_cast<int>(e.shape.size()) != R)
+      throw io_error("SafeTensors::get: tensor '" + e.name + "' in " + where() + " is " + e.dtype_name + " of shape " +
+                     detail::shape_string(e.shape) + " (rank " + std::to_string(e.shape.size()) + "); requested " +
+                     safetensors_dtype_name(dtype_of<T>) + " (" + dtype_name<T>() + ") of rank " + std::to_string(R));
+    Shape<R> s;
+    for (int d = 0; d < R; ++d) s[d] = e.shape[static_cast<std::size_t>(d)];
+    Tensor<T, R> t;
+    t.allocate(s);
+    const std::uint8_t* src = bytes_.data() + data_start_ + e.begin;
+    const auto n = static_cast<std::size_t>(s.numel());
+    if constexpr (std::is_same_v<T, bool>) {
+      // Any byte other than 0 or 1 in a C++ bool is undefined behaviour: normalise instead of copying.
+      for (std::size_t i = 0; i < n; ++i) t.data()[i] = src[i] != 0;
+    } else {
+      detail::copy_le(reinterpret_cast<std::uint8_t*>(t.data()), src, n, sizeof(T));
+    }
+    return t;
+  }
+
+ private:
+  struct Entry {
+    std::string name;
+    std::string dtype_name;
+    const detail::SafetensorsDtype* info = nullptr;
+    DType dtype = DType::f32;
+    std::vector<index_t> shape;
+    std::uint64_t begin = 0, end = 0;
+    std::size_t offset = 0;  // of the tensor's JSON object, for messages
+  };
+
+  std::string where() const { return "'" + source_ + "'"; }
+  [[noreturn]] void fail(const std::string& what) const { throw io_error("SafeTensors: " + where() + ": " + what); }
+
+  const Entry& entry(std::string_view name, const char* op) const {
+    const auto it = index_.find(std::string(name));
+    if (it == index_.end()) {
+      std::string have;
+      for (std::size_t i = 0; i < names_.size() && i < 8; ++i) have += (i ? ", '" : "'") + names_[i] + "'";
+      if (names_.size() > 8) have += ", ... (" + std::to_string(names_.size()) + " in all)";
+      throw io_error("SafeTensors::" + std::string(op) + ": no tensor '" + std::string(name) + "' in " + where() +
+                     (names_.empty() ? " (it holds no tensors)" : " (it holds " + have + ")"));
+    }
+    return entries_[it->second];
+  }
+
+  const Entry& supported(const Entry& e) const {
+    if (!e.info->supported)
+      throw io_error("SafeTensors: tensor '" + e.name + "' in " + where() + " has dtype " + e.dtype_name +
+                     ", which metagrad does not support (F32, F64, I32, I64, U8, BOOL); convert it before saving");
+    return e;
+  }
+
+  void parse() {
+    if (bytes_.size() < 8)
+      fail("file too short (" + std::to_string(bytes_.size()) + " bytes) for the 8-byte header length");
+    std::uint64_t n = 0;
+    for (int b = 7; b >= 0; --b) n = (n << 8) | bytes_[static_cast<std::size_t>(b)];
+    // The reference implementation caps the header at 100 MB; a larger value is a corrupt length.
+    constexpr std::uint64_t max_header = 100'000'000;
+    if (n > bytes_.size() - 8 || n > max_header)
+      fail("header length " + std::to_string(n) + " (bytes 0-7) exceeds the " + std::to_string(bytes_.size() - 8) +
+           " bytes that follow it" + (n > max_header ? " and the 100 MB limit" : ""));
+    if (n < 2 || bytes_[8] != '{') fail("the header at byte 8 must be a JSON object starting with '{'");
+    data_start_ = 8 + static_cast<std::size_t>(n);
+    const std::string_view text(reinterpret_cast<const char*>(bytes_.data() + 8), static_cast<std::size_t>(n));
+    detail::json::Parser parser(text, 8, "SafeTensors: " + where());
+    const detail::json::Value root = parser.parse_document();
+    for (const auto& [key, v] : root.object) {
+      if (key == "__metadata__") {
+        parse_metadata(v);
+      } else {
+        entries_.push_back(parse_entry(key, v));
+      }
+    }
+    validate_offsets();
+    for (std::size_t i = 0; i < entries_.size(); ++i) {
+      names_.push_back(entries_[i].name);
+      index_.emplace(entries_[i].name, i);
+    }
+  }
+
+  void parse_metadata(const detail::json::Value& v) {
+    using detail::json::Kind;
+    if (v.kind != Kind::object)
+      fail("\"__metadata__\" at byte " + std::to_string(v.offset) + " must be an object, found " + kind_name(v.kind));
+    for (const auto& [k, s] : v.object) {
+      if (s.kind != Kind::string)
+        fail("metadata value \"" + k + "\" at byte " + std::to_string(s.offset) + " must be a string, found " +
+             kind_name(s.kind));
+      metadata_.emplace(k, s.string);
+    }
+  }
+
+  Entry parse_entry(const std::string& name, const detail::json::Value& v) const {
+    using detail::json::Kind;
+    const std::string what = "tensor '" + name + "' at byte " + std::to_string(v.offset);
+    if (v.kind != Kind::object) fail(what + " must be an object, found " + kind_name(v.kind));
+    const auto field = [&](const char* key, Kind kind) -> const detail::json::Value& {
+      const auto* f = v.find(key);
+      if (!f) fail(what + " has no \"" + key + "\"");
+      if (f->kind != kind)
+        fail("\"" + std::string(key) + "\" of tensor '" + name + "' at byte " + std::to_string(f->offset) +
+             " must be " + kind_name(kind) + ", found " + kind_name(f->kind));
+      return *f;
+    };
+    Entry e;
+    e.name = name;
+    e.offset = v.offset;
+    const auto& dt = field("dtype", Kind::string);
+    e.dtype_name = dt.string;
+    e.info = detail::find_safetensors_dtype(dt.string);
+    if (!e.info || e.info->size == 0)
+      fail("unknown dtype \"" + dt.string + "\" of tensor '" + name + "' at byte " + std::to_string(dt.offset));
+    e.dtype = e.info->dtype;
+    const auto& shape = field("shape", Kind::array);
+    std::uint64_t numel = 1;
+    for (const auto& d : shape.array) {
+      if (d.kind != Kind::integer || d.integer < 0)
+        fail("shape of tensor '" + name + "' at byte " + std::to_string(d.offset) + " must hold non-negative integers");
+      if (d.integer != 0 &&
+          numel > std::numeric_limits<std::uint64_t>::max() / 16 / static_cast<std::uint64_t>(d.integer))
+        fail("shape " + std::string("of tensor '") + name + "' at byte " + std::to_string(shape.offset) +
+             " has too many elements");
+      numel *= static_cast<std::uint64_t>(d.integer);
+      e.shape.push_back(d.integer);
+    }
+    const auto& off = field("data_offsets", Kind::array);
+    if (off.array.size() != 2 || off.array[0].kind != Kind::integer || off.array[1].kind != Kind::integer ||
+        off.array[0].integer < 0 || off.array[1].integer < 0)
+      fail("\"data_offsets\" of tensor '" + name + "' at byte " + std::to_string(off.offset) +
+           " must be two non-negative integers [begin, end]");
+    e.begin = static_cast<std::uint64_t>(off.array[0].integer);
+    e.end = static_cast<std::uint64_t>(off.array[1].integer);
+    const std::uint64_t data_size = bytes_.size() - data_start_;
+    if (e.begin > e.end || e.end > data_size)
+      fail("data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) + "] of tensor '" + name +
+           "' at byte " + std::to_string(off.offset) + " are outside the data region of " + std::to_string(data_size) +
+           " bytes (file bytes " + std::to_string(data_start_) + ".." + std::to_string(bytes_.size()) + ")");
+    if (e.end - e.begin != numel * e.info->size)
+      fail("tensor '" + name + "' (" + e.dtype_name + ", shape " + detail::shape_string(e.shape) + ") needs " +
+           std::to_string(numel * e.info->size) + " bytes but its data_offsets [" + std::to_string(e.begin) + ", " +
+           std::to_string(e.end) + "] span " + std::to_string(e.end - e.begin));
+    return e;
+  }
+
+  void validate_offsets() {
+    std::stable_sort(entries_.begin(), entries_.end(), [](const Entry& a, const Entry& b) {
+      return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+    });
+    std::uint64_t at = 0;
+    const Entry* prev = nullptr;
+    for (const Entry& e : entries_) {
+      const auto range = [](const Entry& x) {
+        return "'" + x.name + "' [" + std::to_string(x.begin) + ", " + std::to_string(x.end) + ")";
+      };
+      if (e.begin < at) fail("tensors " + range(*prev) + " and " + range(e) + " overlap in the data region");
+      if (e.begin > at)
+        fail("gap of " + std::to_string(e.begin - at) + " bytes before tensor " + range(e) +
+             " in the data region (tensors must be packed in offset order)");
+      at = e.end;
+      prev = &e;
+    }
+    const std::uint64_t data_size = bytes_.size() - data_start_;
+    if (at != data_size)
+      fail(std::to_string(data_size - at) + " bytes after the last tensor, from file byte " +
+           std::to_string(data_start_ + at) + " (the data region is " + std::to_string(data_size) +
+           " bytes; truncated header or trailing garbage)");
+  }
+
+  std::vector<std::uint8_t> bytes_;
+  std::string source_;
+  std::size_t data_start_ = 0;
+  std::vector<Entry> entries_;
+  std::vector<std::string> names_;
+  std::unordered_map<std::string, std::size_t> index_;
+  std::map<std::string, std::string> metadata_;
+};
+
+/// A tensor of any dtype and rank, seen through its bytes: what write_safetensors takes. Converts
+/// implicitly from any CPU Tensor<T, R>, strided or not, and keeps the storage alive.
+class AnyTensor {
+ public:
+  template <metagrad::dtype T, int R>
+  AnyTensor(const Tensor<T, R>& t)  // NOLINT(google-explicit-constructor): {{"w", w}, {"b", b}} lists
+      : dtype_(dtype_of<T>), keep_(t.storage()), data_(reinterpret_cast<const std::uint8_t*>(t.data())) {
+    if (!t.defined()) throw error("AnyTensor: cannot take an empty (default-constructed) tensor");
+    if (!t.device().is_cpu())
+      throw device_error("AnyTensor: the tensor is on " + t.device().str() + "; copy it to the CPU");
+    for (int d = 0; d < R; ++d) {
+      shape_.push_back(t.shape()[d]);
+      strides_.push_back(t.strides()[d]);
+    }
+    contiguous_ = t.is_contiguous();
+  }
+
+  DType dtype() const { return dtype_; }
+  const std::vector<index_t>& shape() const { return shape_; }
+  index_t numel() const {
+    index_t n = 1;
+    for (index_t d : shape_) n *= d;
+    return n;
+  }
+  std::size_t nbytes() const { return static_cast<std::size_t>(numel()) * dtype_size(dtype_); }
+
+  /// Passes the elements, row-major and little-endian, to `sink(const std::uint8_t*, std::size_t)` in one or
+  /// more pieces: a contiguous tensor on a little-endian host in one piece straight from its memory, others
+  /// through a small staging buffer.
+  template <class Sink>
+  void write_le(Sink&& sink) const {
+    const std::size_t item = dtype_size(dtype_);
+    const auto n = static_cast<std::size_t>(numel());
+    if (n == 0) return;
+    if (contiguous_ && std::endian::native == std::endian::little) return sink(data_, n * item);
+    constexpr std::size_t stage_items = 8192;
+    std::vector<std::uint8_t> stage(std::min(n, stage_items) * item);
+    std::size_t staged = 0;
+    const auto flush = [&] {
+      sink(stage.data(), staged * item);
+      staged = 0;
+    };
+    // A row-major walk over the strided layout: an odometer over the indices tracking the source offset.
+    const int rank = static_cast<int>(shape_.size());
+    std::vector<index_t> idx(shape_.size(), 0);
+    index_t src = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      detail::copy_le(stage.data() + staged * item, data_ + src * static_cast<index_t>(item), 1, item);
+      if (++staged * item == stage.size()) flush();
+      for (int d = rank - 1; d >= 0; --d) {
+        const auto ud = static_cast<std::size_t>(d);
+        src += strides_[ud];
+        if (++idx[ud] < shape_[ud]) break;
+        src -= strides_[ud] * shape_[ud];
+        idx[ud] = 0;
+      }
+    }
+    if (staged) flush();
+  }
+
+ private:
+  DType dtype_;
+  std::shared_ptr<Storage> keep_;
+  const std::uint8_t* data_;
+  std::vector<index_t> shape_, strides_;
+  bool contiguous_ = true;
+};
+
+/// Named tensors to write: {{"0.weight", w}, {"0.bias", b}}.
+using SafeTensorsEntries = std::vector<std::pair<std::string, AnyTensor>>;
+
+namespace detail {
+// Emits a safetensors file through `sink(const std::uint8_t*, std::size_t)`; see serialize_safetensors.
+template <class Sink>
+void emit_safetensors(const SafeTensorsEntries& entries, const std::map<std::string, std::string>& metadata,
+                      Sink&& sink) {
+  std::vector<const std::pair<std::string, AnyTensor>*> order;
+  for (const auto& e : entries) order.push_back(&e);
+  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->first < b->first; });
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    if (order[i]->first == "__metadata__")
+      throw error("write_safetensors: \"__metadata__\" is reserved and cannot name a tensor");
+    if (i && order[i]->first == order[i - 1]->first)
+      throw error("write_safetensors: two tensors are named '" + order[i]->first + "'");
+  }
+  using json::quote;
+  std::string h = "{";
+  if (!metadata.empty()) {
+    h += "\"__metadata__\":{";
+    bool first = true;
+    for (const auto& [k, v] : metadata) {
+      h += (first ? "" : ",") + quote(k) + ":" + quote(v);
+      first = false;
+    }
+    h += "}";
+  }
+  std::uint64_t at = 0;
+  for (const auto* e : order) {
+    if (h.size() > 1) h += ",";
+    h += quote(e->first) + ":{\"dtype\":\"" + safetensors_dtype_name(e->second.dtype()) + "\",\"shape\":[";
+    for (std::size_t d = 0; d < e->second.shape().size(); ++d)
+      h += (d ? "," : "") + std::to_string(e->second.shape()[d]);
+    const std::uint64_t end = at + e->second.nbytes();
+    h += "],\"data_offsets\":[" + std::to_string(at) + "," + std::to_string(end) + "]}";
+    at = end;
+  }
+  h += "}";
+  // Padding puts the data region 8-byte aligned, so F64/I64 tensors can be used in place when mapped.
+  h.append((8 - h.size() % 8) % 8, ' ');
+  std::uint8_t len[8];
+  for (int b = 0; b < 8; ++b) len[b] = static_cast<std::uint8_t>(std::uint64_t{h.size()} >> (8 * b));
+  sink(len, 8);
+  sink(reinterpret_cast<const std::uint8_t*>(h.data()), h.size());
+  for (const auto* e : order) e->second.write_le(sink);
+}
+}  // namespace detail
+
+/// The bytes of a safetensors file holding `entries` and `metadata`, laid out as the reference
+/// implementation does: "__metadata__" first (omitted when empty), then the tensors sorted by name, their
+/// data in the same order, the compact JSON header padded with spaces to a multiple of 8 bytes.
+/// @throws error on a duplicate or reserved ("__metadata__") tensor name.
+inline std::vector<std::uint8_t> serialize_safetensors(const SafeTensorsEntries& entries,
+                                                       const std::map<std::string, std::string>& metadata = {}) {
+  std::vector<std::uint8_t> out;
+  detail::emit_safetensors(entries, metadata,
+                           [&](const std::uint8_t* p, std::size_t n) { out.insert(out.end(), p, p + n); });
+  return out;
+}
+
+/// Writes `entries` (and string `metadata`) to `path` in safetensors format (the layout of
+/// serialize_safetensors), atomically through AtomicFile: the file appears complete or not at all, and an
+/// existing file of that name stays intact on failure. Strided tensors are written contiguous.
+/// @throws error on a duplicate or reserved name; io_error naming the path when writing fails.
+inline void write_safetensors(const std::filesystem::path& path, const SafeTensorsEntries& entries,
+                              const std::map<std::string, std::string>& metadata = {}) {
+  AtomicFile f(path);
+  detail::emit_safetensors(entries, metadata, [&](const std::uint8_t* p, std::size_t n) { f.write(p, n); });
+  f.commit();
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/io/safetensors.hpp>
+// end of <metagrad/io.hpp>
+// #include <metagrad/nn.hpp>
+// metagrad/nn.hpp — umbrella of the nn layer: layers with named parameters, sequential models,
+// initialisers, optimisers, learning-rate schedules, state dicts and the training loop.
+
+// #include <metagrad/autodiff.hpp> (inlined above)
+// #include <metagrad/backend/cpu.hpp> (inlined above)
+// #include <metagrad/core.hpp> (inlined above)
+// #include <metagrad/expr.hpp> (inlined above)
+// #include <metagrad/graph.hpp> (inlined above)
+// #include <metagrad/io.hpp> (inlined above)
+// #include <metagrad/nn/conv.hpp>
+// metagrad/nn/conv.hpp — convolution and pooling layers (Conv2d with PyTorch's weight layout, default
+// initialisation and state dict keys; MaxPool2d, AvgPool2d, AdaptiveAvgPool2d) and Flatten. The bias is
+// added by broadcast after the convolution, so it fuses into whatever reads the result (a relu, a pool).
+// Include <metagrad/nn.hpp> instead.
+
+#include <cmath>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+// #include <metagrad/expr/concat.hpp> (inlined above)
+// #include <metagrad/expr/conv.hpp> (inlined above)
+// #include <metagrad/expr/pool.hpp> (inlined above)
+// #include <metagrad/expr/view.hpp> (inlined above)
+// #include <metagrad/nn/init.hpp>
+// metagrad/nn/init.hpp — parameter initialisers as PyTorch's torch.nn.init defines them (fan computation,
+// gains, kaiming/xavier bounds), drawn from metagrad's counter-based generator so a seed reproduces a model
+// exactly on any thread count. An `Init` value describes an initialiser for layer specs; the free
+// functions fill a tensor in place. Include <metagrad/nn.hpp> instead.
+
+#include <cmath>
+#include <string>
+#include <utility>
+
+// #include <metagrad/core/creation.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/tensor.hpp> (inlined above)
+// #include <metagrad/expr/random.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace nn {
+
+/// Which fan kaiming initialisers preserve: the forward pass's (fan_in) or the backward pass's (fan_out).
+enum class FanMode { fan_in, fan_out };
+/// The nonlinearity a gain is computed for (torch.nn.init.calculate_gain).
+enum class Nonlinearity { linear, sigmoid, tanh, relu, leaky_relu, selu };
+
+/// torch.nn.init.calculate_gain. `param` is leaky_relu's negative slope.
+inline double calculate_gain(Nonlinearity nl, double param = 0.01) {
+  switch (nl) {
+    case Nonlinearity::linear:
+    case Nonlinearity::sigmoid:
+      return 1.0;
+    case Nonlinearity::tanh:
+      return 5.0 / 3.0;
+    case Nonlinearity::relu:
+      return std::sqrt(2.0);
+    case Nonlinearity::leaky_relu:
+      return std::sqrt(2.0 / (1.0 + param * param));
+    case Nonlinearity::selu:
+      return 0.75;
+  }
+  return 1.0;
+}
+
+/// fan_in and fan_out of a weight shaped like PyTorch's: [out, in, *kernel] (linear: [out, in]).
+/// @throws error for rank < 2 (fans are undefined for vectors, as in PyTorch).
+template <int R>
+std::pair<double, double> fans(const Shape<R>& s) {
+  if constexpr (R < 2) {
+    throw error("init: fan_in/fan_out need a tensor of rank 2 or more; got shape " + to_string(s));
+  } else {
+    double receptive = 1;
+    for (int d = 2; d < R; ++d) receptive *= static_cast<double>(s[d]);
+    return {static_cast<double>(s[1]) * receptive, static_cast<double>(s[0]) * receptive};
+  }
+}
+
+/// Fills t with U[a, b).
+template <class T, int R>
+void uniform_(Tensor<T, R>& t, double a, double b, Generator& gen = default_generator()) {
+  t.assign(RandomExpr<T, R>(t.shape(), gen.next_stream(), RandomKind::uniform, a, b));
+}
+/// Fills t with N(mean, std^2).
+template <class T, int R>
+void normal_(Tensor<T, R>& t, double mean, double stddev, Generator& gen = default_generator()) {
+  t.assign(RandomExpr<T, R>(t.shape(), gen.next_stream(), RandomKind::normal, mean, stddev));
+}
+/// Fills t with `value`.
+template <class T, int R>
+void constant_(Tensor<T, R>& t, double value) {
+  t.assign(full(t.shape(), static_cast<T>(value)));
+}
+template <class T, int R>
+void zeros_(Tensor<T, R>& t) {
+  constant_(t, 0.0);
+}
+template <class T, int R>
+void ones_(Tensor<T, R>& t) {
+  constant_(t, 1.0);
+}
+/// Glorot uniform: U(-g sqrt(6 / (fan_in + fan_out)), +...).
+template <class T, int R>
+void xavier_uniform_(Tensor<T, R>& t, double gain = 1.0, Generator& gen = default_generator()) {
+  const auto [fi, fo] = fans(t.shape());
+  const double bound = gain * std::sqrt(6.0 / (fi + fo));
+  uniform_(t, -bound, bound, gen);
+}
+/// Glorot normal: N(0, g^2 2 / (fan_in + fan_out)).
+template <class T, int R>
+void xavier_normal_(Tensor<T, R>& t, double gain = 1.0, Generator& gen = default_generator()) {
+  const auto [fi, fo] = fans(t.shape());
+  normal_(t, 0.0, gain * std::sqrt(2.0 / (fi + fo)), gen);
+}
+/// He uniform: U(-b, b) with b = gain(nl, a) sqrt(3 / fan).
+template <class T, int R>
+void kaiming_uniform_(Tensor<T, R>& t, double a = 0.0, FanMode mode = FanMode::fan_in,
+                      Nonlinearity nl = Nonlinearity::leaky_relu, Generator& gen = default_generator()) {
+  const auto [fi, fo] = fans(t.shape());
+  const double bound = calculate_gain(nl, a) * std::sqrt(3.0 / (mode == FanMode::fan_in ? fi : fo));
+  uniform_(t, -bound, bound, gen);
+}
+/// He normal: N(0, (gain(nl, a) / sqrt(fan))^2).
+template <class T, int R>
+void kaiming_normal_(Tensor<T, R>& t, double a = 0.0, FanMode mode = FanMode::fan_in,
+                     Nonlinearity nl = Nonlinearity::leaky_relu, Generator& gen = default_generator()) {
+  const auto [fi, fo] = fans(t.shape());
+  normal_(t, 0.0, calculate_gain(nl, a) / std::sqrt(mode == FanMode::fan_in ? fi : fo), gen);
+}
+
+/// An initialiser as a value, for layer specs: `nn::linear(400, 120).weight_init(nn::Init::xavier_uniform())`.
+/// `Init::standard()` means the layer's PyTorch default.
+struct Init {
+  enum class Kind {
+    standard,
+    zeros,
+    constant,
+    uniform,
+    normal,
+    xavier_uniform,
+    xavier_normal,
+    kaiming_uniform,
+    kaiming_normal
+  };
+  Kind kind = Kind::standard;
+  double a = 0, b = 0;  // constant: a; uniform: [a, b); normal: mean a, std b; xavier: gain a; kaiming: slope a
+  FanMode mode = FanMode::fan_in;
+  Nonlinearity nonlinearity = Nonlinearity::leaky_relu;
+
+  static Init standard() { return {}; }
+  static Init zeros() { return {Kind::zeros}; }
+  static Init constant(double v) { return {Kind::constant, v}; }
+  static Init uniform(double lo, double hi) { return {Kind::uniform, lo, hi}; }
+  static Init normal(double mean, double stddev) { return {Kind::normal, mean, stddev}; }
+  static Init xavier_uniform(double gain = 1.0) { return {Kind::xavier_uniform, gain}; }
+  static Init xavier_normal(double gain = 1.0) { return {Kind::xavier_normal, gain}; }
+  static Init kaiming_uniform(double a = 0.0, FanMode m = FanMode::fan_in, Nonlinearity nl = Nonlinearity::relu) {
+    return {Kind::kaiming_uniform, a, 0, m, nl};
+  }
+  static Init kaiming_normal(double a = 0.0, FanMode m = FanMode::fan_in, Nonlinearity nl = Nonlinearity::relu) {
+    return {Kind::kaiming_normal, a, 0, m, nl};
+  }
+
+  /// Fills t. @pre kind != standard (layers resolve `standard` to their own default first).
+  template <class T, int R>
+  void apply(Tensor<T, R>& t, Generator& gen = default_generator()) const {
+    switch (kind) {
+      case Kind::standard:
+        throw error("init: Init::standard() must be resolved by the layer");
+      case Kind::zeros:
+        return zeros_(t);
+      case Kind::constant:
+        return constant_(t, a);
+      case Kind::uniform:
+        return uniform_(t, a, b, gen);
+      case Kind::normal:
+        return normal_(t, a, b, gen);
+      case Kind::xavier_uniform:
+        return xavier_uniform_(t, a, gen);
+      case Kind::xavier_normal:
+        return xavier_normal_(t, a, gen);
+      case Kind::kaiming_uniform:
+        return kaiming_uniform_(t, a, mode, nonlinearity, gen);
+      case Kind::kaiming_normal:
+        return kaiming_normal_(t, a, mode, nonlinearity, gen);
+    }
+  }
+};
+
+}  // namespace nn
+METAGRAD_NAMESPACE_END
+// end of <metagrad/nn/init.hpp>
+// #include <metagrad/nn/layer_base.hpp>
+// metagrad/nn/layer_base.hpp — the defaults of the layer protocol (nn/module.hpp) shared by every layer: the
+// train/eval flag, and no parameters, state or updates for stateless layers (activations, pooling,
+// flatten). Layers hide these members with their own where they have something to say. Include
+// <metagrad/nn.hpp> instead.
+
+#include <string>
+#include <tuple>
+#include <vector>
+
+// #include <metagrad/nn/module.hpp>
+// metagrad/nn/module.hpp — what every layer shares: the tags that give each parameter its own identity in
+// the graph, the named tensors of a model's state (parameters and buffers, keyed like PyTorch's state_dict),
+// and the layer protocol that sequential(), the optimisers, state dicts and the trainer rely on.
+// Include <metagrad/nn.hpp> instead.
+//
+// A layer L is a callable that maps expressions to expressions and owns its Params:
+//   template <class X> auto operator()(X&& x) const   the output expression (built in the current mode)
+//   auto params() const                               a std::tuple of its Param handles (shared state)
+//   void collect_state(std::vector<StateEntry>&) const   its parameters and buffers, named
+//   void set_prefix(const std::string&)               renames its parameters: prefix + "weight", ...
+//   void train(bool) / bool training() const          train or eval mode for the expressions built next
+//   std::string describe() const                      "Linear(in=400, out=120, bias=true)"
+// and optionally
+//   template <class X> auto updates(const X& x) const a tuple of StateUpdate: buffers to overwrite after a
+//                                                     training step (batch norm's running statistics)
+// A layer's parameters are tagged by the layer's Tag, so two layers never share a parameter by accident;
+// a *spec* (nn::linear(400, 120)) is the untagged description, made into a layer by sequential() or make<Tag>.
+
+#include <cstdint>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+// #include <metagrad/core/dtype.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/core/tensor.hpp> (inlined above)
+// #include <metagrad/expr/leaf.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace nn {
+
+/// Tag of child I of the layer tagged Tag (sequential's children).
+template <class Tag, int I>
+struct ChildTag {};
+/// Tag of the parameter or buffer playing `Role` in the layer tagged Tag.
+template <class Tag, class Role>
+struct RoleTag {};
+namespace role {
+struct weight {};
+struct bias {};
+}  // namespace role
+
+/// One named tensor of a model's state: a parameter (trainable) or a buffer (running statistics). `data`
+/// points at `numel` contiguous elements of `dtype`, valid while the model is alive and not re-shaped.
+struct StateEntry {
+  std::string name;
+  DType dtype;
+  std::vector<index_t> shape;
+  void* data;
+  bool trainable;
+
+  index_t numel() const {
+    index_t n = 1;
+    for (index_t e : shape) n *= e;
+    return n;
+  }
+};
+
+namespace detail {
+template <class T, int R>
+std::vector<index_t> shape_vector(const Shape<R>& s) {
+  std::vector<index_t> v(R);
+  for (int d = 0; d < R; ++d) v[d] = s[d];
+  return v;
+}
+}  // namespace detail
+
+/// The state entry of a tensor (loading writes through it). @pre t is contiguous (layers allocate their tensors
+/// themselves).
+template <class T, int R>
+StateEntry state_entry(std::string name, const Tensor<T, R>& t, bool trainable) {
+  if (!is_contiguous(t.shape(), t.strides()))
+    throw error("state of '" + name + "': the tensor is not contiguous; set() a contiguous tensor");
+  // A Tensor is a handle: its elements stay writable through a const handle's storage (state loading).
+  return {std::move(name), dtype_of<T>, detail::shape_vector<T, R>(t.shape()), const_cast<T*>(t.data()), trainable};
+}
+
+/// Calls f(param) for every Param handle in a tuple.
+template <class Tuple, class F>
+void for_each_param(const Tuple& params, F&& f) {
+  std::apply([&](const auto&... p) { (f(p), ...); }, params);
+}
+
+/// Renames every parameter of `params` to prefix + its role name (the last component of its name).
+template <class Tuple>
+void prefix_params(const Tuple& params, const std::string& prefix) {
+  for_each_param(params, [&](const auto& p) {
+    const std::string& n = p.name();
+    const auto dot = n.rfind('.');
+    p.rename(prefix + (dot == std::string::npos ? n : n.substr(dot + 1)));
+  });
+}
+
+/// A buffer overwritten after each training step with the value of an expression (batch norm's running
+/// mean: running = (1 - momentum) * running + momentum * batch_mean(x)). The expression is compiled into the
+/// training step with the loss and the gradients, so it shares their boundary results.
+template <class T, int R, class E>
+struct StateUpdate {
+  Tensor<T, R> target;
+  E value;
+};
+template <class T, int R, class E>
+StateUpdate<T, R, std::remove_cvref_t<E>> state_update(const Tensor<T, R>& target, E&& value) {
+  return {target, std::forward<E>(value)};
+}
+
+/// The state updates of layer `l` fed with x: l.updates(x) when it has any, else an empty tuple.
+template <class L, class X>
+auto updates_of(const L& l, const X& x) {
+  if constexpr (requires { l.updates(x); })
+    return l.updates(x);
+  else
+    return std::tuple<>();
+}
+
+/// Moves a layer's random streams (dropout masks) to the next training step, when it has any.
+template <class L>
+void advance_of(const L& l) {
+  if constexpr (requires { l.advance(); }) l.advance();
+}
+
+/// Number of trainable elements in a tuple of params.
+template <class Tuple>
+index_t param_count(const Tuple& params) {
+  index_t n = 0;
+  for_each_param(params, [&](const auto& p) { n += p.value().numel(); });
+  return n;
+}
+
+/// Number of trainable elements of a layer or model.
+template <class L>
+requires requires(const L& l) { l.params(); }
+index_t parameter_count(const L& l) { return param_count(l.params()); }
+
+/// The named state (parameters and buffers) of a layer or model, in definition order.
+template <class L>
+std::vector<StateEntry> state_of(const L& l) {
+  std::vector<StateEntry> out;
+  l.collect_state(out);
+  return out;
+}
+
+/// The parameters of several layers together, for an optimiser that trains only those (transfer learning:
+/// the other layers' parameters are not differentiated at all). @code
+///   nn::SGD opt(nn::params_of(model.get<4>(), model.get<5>()), {.lr = 0.01});
+/// @endcode
+template <class... L>
+auto params_of(const L&... layers) {
+  return std::tuple_cat(layers.params()...);
+}
+
+/// Makes the layer described by `spec` with tag Tag (its parameters' identity).
+template <class Tag, class Spec>
+auto make(const Spec& spec) {
+  return typename Spec::template layer<Tag>(spec);
+}
+
+}  // namespace nn
+METAGRAD_NAMESPACE_END
+// end of <metagrad/nn/module.hpp>
+
+METAGRAD_NAMESPACE_BEGIN
+namespace nn {
+
+class LayerBase {
+ public:
+  /// Train mode (the default) or eval mode for the expressions built from now on: dropout is the identity
+  /// in eval mode and batch norm uses its running statistics. Expressions already built keep their mode.
+  void train(bool on = true) { training_ = on; }
+  void eval() { training_ = false; }
+  bool training() const { return training_; }
+
+  auto params() const { return std::tuple<>(); }
+  void collect_state(std::vector<StateEntry>&) const {}
+  void set_prefix(const std::string&) {}
+
+ protected:
+  bool training_ = true;
+};
+
+/// A layer that applies an elementwise function (relu, tanh, ...): its spec is the layer.
+template <class F>
+class Lambda : public LayerBase {
+ public:
+  template <class Tag>
+  using layer = Lambda;
+
+  Lambda(std::string name, F f) : name_(std::move(name)), f_(std::move(f)) {}
+  template <class X>
+  auto operator()(X&& x) const {
+    return f_(std::forward<X>(x));
+  }
+  std::string describe() const { return name_; }
+
+ private:
+  std::string name_;
+  F f_;
+};
+
+}  // namespace nn
+METAGRAD_NAMESPACE_END
+// end of <metagrad/nn/layer_base.hpp>
+// #include <metagrad/nn/linear.hpp>
+// metagrad/nn/linear.hpp — the fully connected layer, y = x W^T + b with W stored [out, in] as in PyTorch (so
+// its state dict keys and shapes match torch.nn.Linear), and activations as layers. Include
+// <metagrad/nn.hpp> instead.
+
+#include <cmath>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+// #include <metagrad/expr/functions.hpp> (inlined above)
+// #include <metagrad/expr/matmul.hpp> (inlined above)
+// #include <metagrad/expr/view.hpp> (inlined above)
+// #include <metagrad/nn/init.hpp> (inlined above)
+// #include <metagrad/nn/layer_base.hpp> (inlined above)
+// #include <metagrad/nn/module.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace nn {
+
+/// Passed to linear()/conv2d() for a layer without a bias.
+struct NoBias {};
+inline constexpr NoBias no_bias{};
+
+template <class Tag, class T, bool Bias>
+class Linear;
+
+/// Description of a Linear layer (see linear()).
+template <class T = float, bool Bias = true>
+struct LinearSpec {
+  index_t in_features, out_features;
+  Init weight_init = Init::standard();
+  Init bias_init = Init::standard();
+  template <class Tag>
+  using layer = Linear<Tag, T, Bias>;
+
+  LinearSpec weight(Init i) const {
+    LinearSpec s = *this;
+    s.weight_init = i;
+    return s;
+  }
+  LinearSpec bias(Init i) const {
+    LinearSpec s = *this;
+    s.bias_init = i;
+    return s;
+  }
+};
+
+/// y = x W^T + b over the last axis of x (any rank >= 2). W [out, in] and b [out] start as PyTorch's do:
+/// U(-1/sqrt(in), 1/sqrt(in)) (kaiming uniform with a = sqrt(5)).
+template <class T = float>
+LinearSpec<T, true> linear(index_t in_features, index_t out_features) {
+  return {in_features, out_features};
+}
+template <class T = float>
+LinearSpec<T, false> linear(index_t in_features, index_t out_features, NoBias) {
+  return {in_features, out_features};
+}
+
+template <class Tag, class T = float, bool Bias = true>
+class Linear : public LayerBase {
+ public:
+  using weight_type = Param<RoleTag<Tag, role::weight>, T, 2>;
+  using bias_type = Param<RoleTag<Tag, role::bias>, T, 1>;
+
+  explicit Linear(const LinearSpec<T, Bias>& s) : spec_(s), weight_("weight"), bias_("bias") {
+    if (s.in_features <= 0 || s.out_features <= 0)
+      throw error("linear: features must be positive; got in=" + std::to_string(s.in_features) +
+                  ", out=" + std::to_string(s.out_features));
+    Tensor<T, 2> w({s.out_features, s.in_features});
+    if (s.weight_init.kind == Init::Kind::standard)
+      kaiming_uniform_(w, std::sqrt(5.0));
+    else
+      s.weight_init.apply(w);
+    weight_.set(w);
+    if constexpr (Bias) {
+      Tensor<T, 1> b(Shape<1>{{s.out_features}});
+      if (s.bias_init.kind == Init::Kind::standard) {
+        const double bound = 1.0 / std::sqrt(static_cast<double>(s.in_features));
+        uniform_(b, -bound, bound);
+      } else {
+        s.bias_init.apply(b);
+      }
+      bias_.set(b);
+    }
+  }
+  Linear(index_t in_features, index_t out_features) : Linear(LinearSpec<T, Bias>{in_features, out_features}) {}
+
+  template <class X>
+  auto operator()(X&& x) const {
+    static_assert(std::remove_cvref_t<X>::rank >= 2,
+                  "metagrad: nn::Linear needs an input of rank 2 or more ([batch, features]); unsqueeze a vector");
+    if constexpr (Bias)
+      return matmul(std::forward<X>(x), transpose(weight_, 0, 1)) + bias_;
+    else
+      return matmul(std::forward<X>(x), transpose(weight_, 0, 1));
+  }
+
+  const weight_type& weight() const { return weight_; }
+  const bias_type& bias() const {
+    static_assert(Bias, "metagrad: this Linear layer has no bias");
+    return bias_;
+  }
+  auto params() const {
+    if constexpr (Bias)
+      return std::make_tuple(weight_, bias_);
+    else
+      return std::make_tuple(weight_);
+  }
+  void collect_state(std::vector<StateEntry>& out) const {
+    out.push_back(state_entry(weight_.name(), weight_.value(), true));
+    if constexpr (Bias) out.push_back(state_entry(bias_.name(), bias_.value(), true));
+  }
+  void set_prefix(const std::string& p) { prefix_params(params(), p); }
+  std::string describe() const {
+    return "Linear(in_features=" + std::to_string(spec_.in_features) +
+           ", out_features=" + std::to_string(spec_.out_features) + ", bias=" + (Bias ? "true" : "false") + ")";
+  }
+
+ private:
+  LinearSpec<T, Bias> spec_;
+  weight_type weight_;
+  bias_type bias_;
+};
+
+// Activations as layers (specs and layers at once: they own nothing).
+#define METAGRAD_ACTIVATION_LAYER_(fname, label)                                       \
+  inline auto fname() {                                                                \
+    auto f = [](auto&& x) { return ::metagrad::fname(std::forward<decltype(x)>(x)); }; \
+    return Lambda<decltype(f)>(label, f);                                              \
+  }
+METAGRAD_ACTIVATION_LAYER_(relu, "ReLU()")
+METAGRAD_ACTIVATION_LAYER_(tanh, "Tanh()")
+METAGRAD_ACTIVATION_LAYER_(sigmoid, "Sigmoid()")
+METAGRAD_ACTIVATION_LAYER_(silu, "SiLU()")
+METAGRAD_ACTIVATION_LAYER_(softplus, "Softplus()")
+METAGRAD_ACTIVATION_LAYER_(selu, "SELU()")
+#undef METAGRAD_ACTIVATION_LAYER_
+inline auto gelu(bool approximate_tanh = false) {
+  auto f = [approximate_tanh](auto&& x) { return ::metagrad::gelu(std::forward<decltype(x)>(x), approximate_tanh); };
+  return Lambda<decltype(f)>(approximate_tanh ? "GELU(approximate='tanh')" : "GELU()", f);
+}
+inline auto leaky_relu(double slope = 0.01) {
+  auto f = [slope](auto&& x) { return ::metagrad::leaky_relu(std::forward<decltype(x)>(x), slope); };
+  return Lambda<decltype(f)>("LeakyReLU(negative_slope=" + std::to_string(slope) + ")", f);
+}
+inline auto elu(double alpha = 1.0) {
+  auto f = [alpha](auto&& x) { return ::metagrad::elu(std::forward<decltype(x)>(x), alpha); };
+  return Lambda<decltype(f)>("ELU(alpha=" + std::to_string(alpha) + ")", f);
+}
+
+}  // namespace nn
+METAGRAD_NAMESPACE_END
+// end of <metagrad/nn/linear.hpp>
+// #include <metagrad/nn/module.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace nn {
+
+template <class Tag, class T, bool Bias>
+class Conv2d;
+
+/// Description of a Conv2d layer (see conv2d()).
+template <class T = float, bool Bias = true>
+struct Conv2dSpec {
+  index_t in_channels, out_channels;
+  Size2 kernel;
+  Conv2dOptions options;
+  Init weight_init = Init::standard();
+  Init bias_init = Init::standard();
+  template <class Tag>
+  using layer = Conv2d<Tag, T, Bias>;
+
+  Conv2dSpec weight(Init i) const {
+    Conv2dSpec s = *this;
+    s.weight_init = i;
+    return s;
+  }
+  Conv2dSpec bias(Init i) const {
+    Conv2dSpec s = *this;
+    s.bias_init = i;
+    return s;
+  }
+};
+
+/// 2-D convolution over NCHW input: weight [out, in / groups, kh, kw] and bias [out], initialised as
+/// torch.nn.Conv2d's (kaiming uniform with a = sqrt(5); bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
+template <class T = float>
+Conv2dSpec<T, true> conv2d(index_t in_channels, index_t out_channels, Size2 kernel, Conv2dOptions o = {}) {
+  return {in_channels, out_channels, kernel, o};
+}
+template <class T = float>
+Conv2dSpec<T, false> conv2d(index_t in_channels, index_t out_channels, Size2 kernel, Conv2dOptions o, NoBias) {
+  return {in_channels, out_channels, kernel, o};
+}
+
+template <class Tag, class T = float, bool Bias = true>
+class Conv2d : public LayerBase {
+ public:
+  using weight_type = Param<RoleTag<Tag, role::weight>, T, 4>;
+  using bias_type = Param<RoleTag<Tag, role::bias>, T, 1>;
+
+  explicit Conv2d(const Conv2dSpec<T, Bias>& s) : spec_(s), weight_("weight"), bias_("bias") {
+    const index_t g = s.options.groups;
+    if (s.in_channels <= 0 || s.out_channels <= 0 || s.kernel.h <= 0 || s.kernel.w <= 0 || g <= 0 ||
+        s.in_channels % g != 0 || s.out_channels % g != 0)
+      throw error("conv2d layer: in_channels=" + std::to_string(s.in_channels) +
+                  " and out_channels=" + std::to_string(s.out_channels) +
+                  " must be positive multiples of groups=" + std::to_string(g) + ", and the kernel non-empty");
+    Tensor<T, 4> w({s.out_channels, s.in_channels / g, s.kernel.h, s.kernel.w});
+    if (s.weight_init.kind == Init::Kind::standard)
+      kaiming_uniform_(w, std::sqrt(5.0));
+    else
+      s.weight_init.apply(w);
+    weight_.set(w);
+    if constexpr (Bias) {
+      Tensor<T, 1> b(Shape<1>{{s.out_channels}});
+      if (s.bias_init.kind == Init::Kind::standard) {
+        const double bound = 1.0 / std::sqrt(fans(w.shape()).first);
+        uniform_(b, -bound, bound);
+      } else {
+        s.bias_init.apply(b);
+      }
+      bias_.set(b);
+    }
+  }
+
+  template <class X>
+  auto operator()(X&& x) const {
+    static_assert(std::remove_cvref_t<X>::rank == 4, "metagrad: nn::Conv2d needs NCHW input (rank 4)");
+    if constexpr (Bias)
+      return metagrad::conv2d(std::forward<X>(x), weight_, spec_.options) +
+             reshape(bias_, {index_t{1}, spec_.out_channels, index_t{1}, index_t{1}});
+    else
+      return metagrad::conv2d(std::forward<X>(x), weight_, spec_.options);
+  }
+
+  const weight_type& weight() const { return weight_; }
+  const bias_type& bias() const {
+    static_assert(Bias, "metagrad: this Conv2d layer has no bias");
+    return bias_;
+  }
+  auto params() const {
+    if constexpr (Bias)
+      return std::make_tuple(weight_, bias_);
+    else
+      return std::make_tuple(weight_);
+  }
+  void collect_state(std::vector<StateEntry>& out) const {
+    out.push_back(state_entry(weight_.name(), weight_.value(), true));
+    if constexpr (Bias) out.push_back(state_entry(bias_.name(), bias_.value(), true));
+  }
+  void set_prefix(const std::string& p) { prefix_params(params(), p); }
+  std::string describe() const {
+    const auto& o = spec_.options;
+    std::string s = "Conv2d(" + std::to_string(spec_.in_channels) + ", " + std::to_string(spec_.out_channels) +
+                    ", kernel_size=" + metagrad::detail::size2_text(spec_.kernel);
+    if (!(o.stride == Size2(1))) s += ", stride=" + metagrad::detail::size2_text(o.stride);
+    if (!(o.padding == Size2(0))) s += ", padding=" + metagrad::detail::size2_text(o.padding);
+    if (!(o.dilation == Size2(1))) s += ", dilation=" + metagrad::detail::size2_text(o.dilation);
+    if (o.groups != 1) s += ", groups=" + std::to_string(o.groups);
+    if (!Bias) s += ", bias=false";
+    return s + ")";
+  }
+
+ private:
+  Conv2dSpec<T, Bias> spec_;
+  weight_type weight_;
+  bias_type bias_;
+};
+
+/// Max pooling over NCHW input (torch.nn.MaxPool2d; stride defaults to the kernel).
+inline auto max_pool2d(Size2 kernel, std::optional<Size2> stride = std::nullopt, Size2 padding = 0) {
+  const Size2 st = stride.value_or(kernel);
+  auto f = [=](auto&& x) { return ::metagrad::max_pool2d(std::forward<decltype(x)>(x), kernel, st, padding); };
+  return Lambda<decltype(f)>("MaxPool2d(kernel_size=" + metagrad::detail::size2_text(kernel) + ", stride=" +
+                                 metagrad::detail::size2_text(st) + ", padding=" + metagrad::detail::size2_text(padding) + ")",
+                             f);
+}
+/// Average pooling over NCHW input (torch.nn.AvgPool2d; padding counted in the average, as torch's default).
+inline auto avg_pool2d(Size2 kernel, std::optional<Size2> stride = std::nullopt, Size2 padding = 0) {
+  const Size2 st = stride.value_or(kernel);
+  auto f = [=](auto&& x) { return ::metagrad::avg_pool2d(std::forward<decltype(x)>(x), kernel, st, padding); };
+  return Lambda<decltype(f)>("AvgPool2d(kernel_size=" + metagrad::detail::size2_text(kernel) + ", stride=" +
+                                 metagrad::detail::size2_text(st) + ", padding=" + metagrad::detail::size2_text(padding) + ")",
+                             f);
+}
+/// Adaptive average pooling to an output of `size` (torch.nn.AdaptiveAvgPool2d).
+inline auto adaptive_avg_pool2d(Size2 size) {
+  auto f = [=](auto&& x) { return ::metagrad::adaptive_avg_pool2d(std::forward<decltype(x)>(x), size); };
+  return Lambda<decltype(f)>("AdaptiveAvgPool2d(output_size=" + metagrad::detail::size2_text(size) + ")", f);
+}
+/// Flattens every axis from 1 on: [N, C, H, W] -> [N, C*H*W] (torch.nn.Flatten()).
+inline auto flatten() {
+  auto f = [](auto&& x) { return ::metagrad::flatten<1>(std::forward<decltype(x)>(x)); };
+  return Lambda<decltype(f)>("Flatten()", f);
+}
+
+}  // namespace nn
+METAGRAD_NAMESPACE_END
+// end of <metagrad/nn/conv.hpp>
+// #include <metagrad/nn/init.hpp> (inlined above)
+// #include <metagrad/nn/layer_base.hpp> (inlined above)
+// #include <metagrad/nn/linear.hpp> (inlined above)
+// #include <metagrad/nn/module.hpp> (inlined above)
+// #include <metagrad/nn/norm.hpp>
+// metagrad/nn/norm.hpp — normalisation and regularisation layers: BatchNorm (1d/2d: per-channel statistics
+// over every axis but 1, running statistics kept as buffers and updated inside the compiled training step),
+// LayerNorm, Dropout (mask recomputed in the backward pass from a counter-based key) and Embedding. State
+// dict keys and initial values as PyTorch's (weight, bias, running_mean, running_var, num_batches_tracked).
+// Include <metagrad/nn.hpp> instead.
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+// #include <metagrad/autodiff/nodes.hpp> (inlined above)
+// #include <metagrad/core/creation.hpp> (inlined above)
+// #include <metagrad/expr/dropout.hpp> (inlined above)
+// #include <metagrad/expr/gather.hpp> (inlined above)
+// #include <metagrad/expr/norm.hpp> (inlined above)
+// #include <metagrad/nn/init.hpp> (inlined above)
+// #include <metagrad/nn/layer_base.hpp> (inlined above)
+// #include <metagrad/nn/module.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace nn {
+
+template <class Tag, class T>
+class BatchNorm;
+
+struct BatchNormOptions {
+  double eps = 1e-5;
+  double momentum = 0.1;
+};
+
+template <class T = float>
+struct BatchNormSpec {
+  index_t num_features;
+  BatchNormOptions options;
+  template <class Tag>
+  using layer = BatchNorm<Tag, T>;
+};
+
+/// Batch normalisation over [N, C] or [N, C, ...] input (torch.nn.BatchNorm1d/2d with affine = true and
+/// track_running_stats = true). Train mode normalises with the batch statistics and the training step
+/// updates running = (1 - momentum) running + momentum batch_stat (unbiased variance); eval mode uses the
+/// running statistics.
+template <class T = float>
+BatchNormSpec<T> batch_norm2d(index_t num_features, BatchNormOptions o = {}) {
+  return {num_features, o};
+}
+template <class T = float>
+BatchNormSpec<T> batch_norm1d(index_t num_features, BatchNormOptions o = {}) {
+  return {num_features, o};
+}
+
+template <class Tag, class T = float>
+class BatchNorm : public LayerBase {
+ public:
+  using weight_type = Param<RoleTag<Tag, role::weight>, T, 1>;
+  using bias_type = Param<RoleTag<Tag, role::bias>, T, 1>;
+
+  explicit BatchNorm(const BatchNormSpec<T>& s)
+      : spec_(s),
+        weight_("weight", ones<T>(Shape<1>{{s.num_features}})),
+        bias_("bias", zeros<T>(Shape<1>{{s.num_features}})),
+        mean_(zeros<T>(Shape<1>{{s.num_features}})),
+        var_(ones<T>(Shape<1>{{s.num_features}})),
+        count_(Shape<0>{}) {
+    if (s.num_features <= 0) throw error("batch_norm layer: num_features must be positive");
+    if (s.options.momentum < 0 || s.options.momentum > 1) throw error("batch_norm layer: momentum must be in [0, 1]");
+    count_.data()[0] = 0;
+  }
+
+  /// Train mode: batch statistics; eval mode: running statistics. The mode is read when the expression is
+  /// built and becomes a run-time choice between the two forms (only the chosen one is evaluated).
+  template <class X>
+  auto operator()(const X& x) const {
+    auto train = batch_norm(x, weight_, bias_, spec_.options.eps);
+    auto eval = batch_norm_eval(x, Const<T, 1>(mean_), Const<T, 1>(var_), weight_, bias_, spec_.options.eps);
+    return SelectExpr<decltype(train), decltype(eval)>(std::move(train), std::move(eval), training_);
+  }
+
+  /// In train mode: the running statistics' new values, compiled into the training step.
+  template <class X>
+  auto updates(const X& x) const {
+    const T m = static_cast<T>(spec_.options.momentum);
+    if (!training_) throw error("batch_norm layer: updates() is for train mode");
+    return std::make_tuple(state_update(mean_, Const<T, 1>(mean_) * (T(1) - m) + batch_mean(x) * m),
+                           state_update(var_, Const<T, 1>(var_) * (T(1) - m) + batch_var(x, true) * m),
+                           state_update(count_, Const<std::int64_t, 0>(count_) + std::int64_t{1}));
+  }
+
+  const weight_type& weight() const { return weight_; }
+  const bias_type& bias() const { return bias_; }
+  const Tensor<T, 1>& running_mean() const { return mean_; }
+  const Tensor<T, 1>& running_var() const { return var_; }
+  std::int64_t num_batches_tracked() const { return count_.data()[0]; }
+
+  auto params() const { return std::make_tuple(weight_, bias_); }
+  void collect_state(std::vector<StateEntry>& out) const {
+    out.push_back(state_entry(weight_.name(), weight_.value(), true));
+    out.push_back(state_entry(bias_.name(), bias_.value(), true));
+    out.push_back(state_entry(prefix_ + "running_mean", mean_, false));
+    out.push_back(state_entry(prefix_ + "running_var", var_, false));
+    out.push_back(state_entry(prefix_ + "num_batches_tracked", count_, false));
+  }
+  void set_prefix(const std::string& p) {
+    prefix_ = p;
+    prefix_params(params(), p);
+  }
+  std::string describe() const {
+    return "BatchNorm(" + std::to_string(spec_.num_features) + ", eps=" + std::to_string(spec_.options.eps) +
+           ", momentum=" + std::to_string(spec_.options.momentum) + ")";
+  }
+
+ private:
+  BatchNormSpec<T> spec_;
+  weight_type weight_;
+  bias_type bias_;
+  Tensor<T, 1> mean_;
+  Tensor<T, 1> var_;
+  Tensor<std::int64_t, 0> count_;
+  std::string prefix_;
+};
+
+/// Layer normalisation over the trailing axes of `shape` (torch.nn.LayerNorm with elementwise affine):
+/// weight (ones) and bias (zeros) shaped like the normalised axes.
+template <class Tag, class T, int K>
+class LayerNorm;
+
+template <class T = float, int K = 1>
+struct LayerNormSpec {
+  Shape<K> normalized_shape;
+  double eps = 1e-5;
+  template <class Tag>
+  using layer = LayerNorm<Tag, T, K>;
+};
+/// layer_norm(D): normalise the last axis of size D; layer_norm<float, 2>({H, W}) the last two.
+template <class T = float, int K = 1>
+LayerNormSpec<T, K> layer_norm(const Shape<K>& normalized_shape, double eps = 1e-5) {
+  return {normalized_shape, eps};
+}
+template <class T = float>
+LayerNormSpec<T, 1> layer_norm(index_t features, double eps = 1e-5) {
+  return {Shape<1>{{features}}, eps};
+}
+
+template <class Tag, class T = float, int K = 1>
+class LayerNorm : public LayerBase {
+ public:
+  using weight_type = Param<RoleTag<Tag, role::weight>, T, K>;
+  using bias_type = Param<RoleTag<Tag, role::bias>, T, K>;
+  explicit LayerNorm(const LayerNormSpec<T, K>& s)
+      : spec_(s), weight_("weight", ones<T>(s.normalized_shape)), bias_("bias", zeros<T>(s.normalized_shape)) {}
+  template <class X>
+  auto operator()(X&& x) const {
+    return metagrad::layer_norm(std::forward<X>(x), weight_, bias_, spec_.eps);
+  }
+  auto params() const { return std::make_tuple(weight_, bias_); }
+  void collect_state(std::vector<StateEntry>& out) const {
+    out.push_back(state_entry(weight_.name(), weight_.value(), true));
+    out.push_back(state_entry(bias_.name(), bias_.value(), true));
+  }
+  void set_prefix(const std::string& p) { prefix_params(params(), p); }
+  std::string describe() const { return "LayerNorm(" + to_string(spec_.normalized_shape) + ")"; }
+
+ private:
+  LayerNormSpec<T, K> spec_;
+  weight_type weight_;
+  bias_type bias_;
+};
+
+namespace detail {
+// Each dropout layer gets its own Philox stream, so two layers never share a mask.
+inline std::uint64_t next_dropout_stream() {
+  static std::atomic<std::uint64_t> n{0};
+  return n.fetch_add(1, std::memory_order_relaxed);
+}
+}  // namespace detail
+
+/// Dropout (torch.nn.Dropout): in train mode each element is zeroed with probability p and the others
+/// scaled by 1 / (1 - p); eval mode is the identity. The mask is a pure function of (seed, layer, step,
+/// element), recomputed by the backward pass; the training step advances the step after each update.
+class Dropout : public LayerBase {
+ public:
+  template <class Tag>
+  using layer = Dropout;
+  explicit Dropout(double p = 0.5) : p_(p), key_(default_generator().seed(), detail::next_dropout_stream()) {
+    if (!(p >= 0 && p <= 1)) throw error("dropout layer: p = " + std::to_string(p) + " must be in [0, 1]");
+  }
+  template <class X>
+  auto operator()(X&& x) const {
+    return metagrad::dropout(std::forward<X>(x), p_, key_, training_);
+  }
+  /// Moves to the next step's mask (the training step calls it).
+  void advance() const { key_.advance(); }
+  const DropoutKey& key() const { return key_; }
+  std::string describe() const { return "Dropout(p=" + std::to_string(p_).substr(0, 4) + ")"; }
+
+ private:
+  double p_;
+  DropoutKey key_;
+};
+inline Dropout dropout(double p = 0.5) { return Dropout(p); }
+
+template <class Tag, class T>
+class Embedding;
+
+template <class T = float>
+struct EmbeddingSpec {
+  index_t num_embeddings, embedding_dim;
+  std::optional<index_t> padding_idx;
+  template <class Tag>
+  using layer = Embedding<Tag, T>;
+};
+/// A lookup table [num_embeddings, embedding_dim] initialised N(0, 1) (torch.nn.Embedding); the row
+/// padding_idx starts at zero and gets no gradient.
+template <class T = float>
+EmbeddingSpec<T> embedding(index_t num_embeddings, index_t embedding_dim,
+                           std::optional<index_t> padding_idx = std::nullopt) {
+  return {num_embeddings, embedding_dim, padding_idx};
+}
+
+template <class Tag, class T = float>
+class Embedding : public LayerBase {
+ public:
+  using weight_type = Param<RoleTag<Tag, role::weight>, T, 2>;
+  explicit Embedding(const EmbeddingSpec<T>& s) : spec_(s), weight_("weight") {
+    if (s.num_embeddings <= 0 || s.embedding_dim <= 0) throw error("embedding layer: sizes must be positive");
+    if (s.padding_idx && (*s.padding_idx < 0 || *s.padding_idx >= s.num_embeddings))
+      throw error("embedding layer: padding_idx " + std::to_string(*s.padding_idx) + " is out of range [0, " +
+                  std::to_string(s.num_embeddings) + ")");
+    Tensor<T, 2> w({s.num_embeddings, s.embedding_dim});
+    normal_(w, 0.0, 1.0);
+    if (s.padding_idx)
+      for (index_t j = 0; j < s.embedding_dim; ++j) w.data()[*s.padding_idx * s.embedding_dim + j] = T(0);
+    weight_.set(w);
+  }
+  template <class X>
+  auto operator()(X&& indices) const {
+    return metagrad::embedding(weight_, std::forward<X>(indices), spec_.padding_idx);
+  }
+  const weight_type& weight() const { return weight_; }
+  auto params() const { return std::make_tuple(weight_); }
+  void collect_state(std::vector<StateEntry>& out) const {
+    out.push_back(state_entry(weight_.name(), weight_.value(), true));
+  }
+  void set_prefix(const std::string& p) { prefix_params(params(), p); }
+  std::string describe() const {
+    return "Embedding(" + std::to_string(spec_.num_embeddings) + ", " + std::to_string(spec_.embedding_dim) + ")";
+  }
+
+ private:
+  EmbeddingSpec<T> spec_;
+  weight_type weight_;
+};
+
+}  // namespace nn
+METAGRAD_NAMESPACE_END
+// end of <metagrad/nn/norm.hpp>
+// #include <metagrad/nn/optim.hpp>
+// metagrad/nn/optim.hpp — optimisers: SGD (momentum, dampening, Nesterov, weight decay), Adam, AdamW and
+// RMSprop, with PyTorch's update rules and state names (so their state round-trips through checkpoints).
+// Each step updates every parameter in one fused pass that reads the parameter, its gradient and its state
+// once and writes them once: the per-element rule is a METAGRAD_HD function, run here by a threaded CPU loop.
+// Gradient clipping by global norm scales the gradients inside that same pass. Which parameters train is
+// chosen by the params tuple the optimiser is built with (the others are never differentiated); freeze()
+// additionally stops updates by name at run time. Include <metagrad/nn.hpp> instead.
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+// #include <metagrad/backend/cpu/parallel.hpp> (inlined above)
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/creation.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/tensor.hpp> (inlined above)
+// #include <metagrad/nn/module.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace nn {
+
+struct SGDOptions {
+  double lr = 0.01;
+  double momentum = 0.0;
+  double dampening = 0.0;
+  double weight_decay = 0.0;
+  bool nesterov = false;
+};
+struct AdamOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;  ///< Adam: L2 added to the gradient; AdamW: decoupled decay (default 0.01 there)
+  bool amsgrad = false;
+};
+struct RMSpropOptions {
+  double lr = 0.01;
+  double alpha = 0.99;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  double momentum = 0.0;
+  bool centered = false;
+};
+
+namespace detail {
+
+// Per-step scalars of a rule (bias corrections and the like), computed once per step.
+struct StepScalars {
+  double lr, c0, c1, c2;
+  bool first;
+};
+
+struct SgdRule {
+  using options = SGDOptions;
+  static constexpr int max_state = 1;
+  static constexpr const char* state_names[max_state] = {"momentum_buffer"};
+  static int state_count(const options& o) { return o.momentum != 0.0 ? 1 : 0; }
+  static void validate(const options& o) {
+    if (o.lr < 0 || o.momentum < 0 || o.weight_decay < 0)
+      throw error("SGD: lr, momentum and weight_decay must be >= 0");
+    if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
+      throw error("SGD: Nesterov momentum needs momentum > 0 and dampening = 0");
+  }
+  static StepScalars scalars(const options&, double lr, std::int64_t step) { return {lr, 0, 0, 0, step == 1}; }
+  template <class T>
+  METAGRAD_HD static void update(T& p, T g, T* s, const options& o, const StepScalars& k) {
+    if (o.weight_decay != 0) g += T(o.weight_decay) * p;
+    if (o.momentum != 0) {
+      T& buf = s[0];
+      buf = k.first ? g : T(o.momentum) * buf + T(1 - o.dampening) * g;
+      g = o.nesterov ? g + T(o.momentum) * buf : buf;
+    }
+    p -= T(k.lr) * g;
+  }
+};
+
+template <bool Decoupled>
+struct AdamRule {
+  using options = AdamOptions;
+  static constexpr int max_state = 3;
+  static constexpr const char* state_names[max_state] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
+  static int state_count(const options& o) { return o.amsgrad ? 3 : 2; }
+  static void validate(const options& o) {
+    if (o.lr < 0 || o.eps < 0 || o.weight_decay < 0 || o.beta1 < 0 || o.beta1 >= 1 || o.beta2 < 0 || o.beta2 >= 1)
+      throw error(std::string(Decoupled ? "AdamW" : "Adam") + ": need lr, eps, weight_decay >= 0 and betas in [0, 1)");
+  }
+  static StepScalars scalars(const options& o, double lr, std::int64_t step) {
+    const double bc1 = 1 - std::pow(o.beta1, static_cast<double>(step));
+    const double bc2 = 1 - std::pow(o.beta2, static_cast<double>(step));
+    return {lr, lr / bc1, 1.0 / std::sqrt(bc2), 1 - lr * o.weight_decay, step == 1};
+  }
+  template <class T>
+  METAGRAD_HD static void update(T& p, T g, T* s, const options& o, const StepScalars& k) {
+    if constexpr (Decoupled) {
+      p *= T(k.c2);
+    } else {
+      if (o.weight_decay != 0) g += T(o.weight_decay) * p;
+    }
+    T& m = s[0];
+    T& v = s[1];
+    m = T(o.beta1) * m + T(1 - o.beta1) * g;
+    v = T(o.beta2) * v + T(1 - o.beta2) * g * g;
+    T vv = v;
+    if (o.amsgrad) {
+      s[2] = s[2] > v ? s[2] : v;
+      vv = s[2];
+    }
+    p -= T(k.c0) * m / (std::sqrt(vv) * T(k.c1) + T(o.eps));
+  }
+};
+
+struct RmspropRule {
+  using options = RMSpropOptions;
+  static constexpr int max_state = 3;
+  static constexpr const char* state_names[max_state] = {"square_avg", "momentum_buffer", "grad_avg"};
+  static int state_count(const options& o) { return o.centered ? 3 : (o.momentum != 0 ? 2 : 1); }
+  static void validate(const options& o) {
+    if (o.lr < 0 || o.eps < 0 || o.weight_decay < 0 || o.momentum < 0 || o.alpha < 0)
+      throw error("RMSprop: lr, alpha, eps, weight_decay and momentum must be >= 0");
+  }
+  static StepScalars scalars(const options&, double lr, std::int64_t step) { return {lr, 0, 0, 0, step == 1}; }
+  template <class T>
+  METAGRAD_HD static void update(T& p, T g, T* s, const options& o, const StepScalars& k) {
+    if (o.weight_decay != 0) g += T(o.weight_decay) * p;
+    T& sq = s[0];
+    sq = T(o.alpha) * sq + T(1 - o.alpha) * g * g;
+    T avg;
+    if (o.centered) {
+      T& ga = s[2];
+      ga = T(o.alpha) * ga + T(1 - o.alpha) * g;
+      avg = std::sqrt(sq - ga * ga) + T(o.eps);
+    } else {
+      avg = std::sqrt(sq) + T(o.eps);
+    }
+    if (o.momentum > 0) {
+      T& buf = s[1];
+      buf = T(o.momentum) * buf + g / avg;
+      p -= T(k.lr) * buf;
+    } else {
+      p -= T(k.lr) * g / avg;
+    }
+  }
+};
+
+template <class P>
+using param_tensor_t = Tensor<typename P::value_type, P::rank>;
+
+}  // namespace detail
+
+/// The square root of the sum of squares of every gradient in a tuple of tensors (double accumulation).
+template <class Grads>
+double global_norm(const Grads& grads) {
+  double s = 0;
+  std::apply(
+      [&](const auto&... g) {
+        auto one = [&](const auto& t) {
+          const auto c = t.is_contiguous() ? t : t.clone();
+          const auto* d = c.data();
+          for (index_t i = 0, n = c.numel(); i < n; ++i) s += static_cast<double>(d[i]) * static_cast<double>(d[i]);
+        };
+        (one(g), ...);
+      },
+      grads);
+  return std::sqrt(s);
+}
+
+/// An optimiser over the parameters Ps... with the per-element rule Rule (see SGD, Adam, AdamW, RMSprop).
+template <class Rule, class... Ps>
+class Optimizer {
+ public:
+  using options_type = typename Rule::options;
+  using params_type = std::tuple<Ps...>;
+  static constexpr std::size_t num_params = sizeof...(Ps);
+
+  Optimizer(std::tuple<Ps...> params, options_type opts) : params_(std::move(params)), opts_(opts), lr_(opts.lr) {
+    Rule::validate(opts_);
+    frozen_.assign(num_params, false);
+    const int ns = Rule::state_count(opts_);
+    for_each_indexed([&](const auto& p, auto& st, std::size_t) {
+      for (int k = 0; k < ns; ++k) st[k] = zeros<typename std::remove_cvref_t<decltype(p)>::value_type>(p.shape());
+    });
+  }
+
+  /// One update of every (unfrozen) parameter from `grads`, a tuple of tensors shaped like the params (a
+  /// compiled training step's gradient outputs). `grad_scale` multiplies every gradient first (clipping).
+  /// @throws shape_error when a gradient's shape differs from its parameter's.
+  template <class Grads>
+  void step(const Grads& grads, double grad_scale = 1.0) {
+    static_assert(std::tuple_size_v<std::remove_cvref_t<Grads>> == num_params,
+                  "metagrad: optimizer step needs one gradient per parameter");
+    ++steps_;
+    const auto k = Rule::scalars(opts_, lr_, steps_);
+    for_each_indexed([&](const auto& p, auto& st, auto i) {
+      if (frozen_[i]) return;
+      const auto& g = std::get<decltype(i)::value>(grads);
+      apply_one(p, g, st, k, grad_scale);
+    });
+  }
+
+  double lr() const { return lr_; }
+  void set_lr(double lr) { lr_ = lr; }
+  double base_lr() const { return opts_.lr; }
+  const options_type& options() const { return opts_; }
+  std::int64_t steps() const { return steps_; }
+  void set_steps(std::int64_t s) { steps_ = s; }
+  const params_type& params() const { return params_; }
+
+  /// Stops (or resumes) updating the parameters whose names start with `prefix` ("0." freezes the first
+  /// child of a sequential). Their gradients are still computed; to skip computing them, build the
+  /// optimiser on the trainable parameters only (params_of(...)). @return how many parameters matched.
+  std::size_t freeze(const std::string& prefix, bool on = true) {
+    std::size_t hits = 0;
+    for_each_indexed([&](const auto& p, auto&, std::size_t i) {
+      if (p.name().compare(0, prefix.size(), prefix) == 0) {
+        frozen_[i] = on;
+        ++hits;
+      }
+    });
+    return hits;
+  }
+  bool frozen(std::size_t i) const { return frozen_[i]; }
+
+  /// The optimiser's state as named tensors: "<param name>.<state name>" (PyTorch's names: exp_avg,
+  /// momentum_buffer, ...) plus the step count as a one-element int64 tensor named "step", for checkpoints.
+  void collect_state(std::vector<StateEntry>& out, const std::string& prefix = "") {
+    const int ns = Rule::state_count(opts_);
+    for_each_indexed([&](const auto& p, auto& st, std::size_t) {
+      for (int k = 0; k < ns; ++k)
+        out.push_back(state_entry(prefix + p.name() + "." + Rule::state_names[k], st[k], false));
+    });
+    step_tensor_ = Tensor<std::int64_t, 1>(Shape<1>{{1}});
+    step_tensor_.data()[0] = steps_;
+    out.push_back(state_entry(prefix + "step", step_tensor_, false));
+  }
+  /// Reads back the step count after the entries of collect_state() were overwritten (checkpoint load).
+  void state_loaded() { steps_ = step_tensor_.data()[0]; }
+
+ private:
+  template <class P>
+  using state_t = std::array<detail::param_tensor_t<P>, Rule::max_state>;
+
+  template <class F>
+  void for_each_indexed(F&& f) {
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (f(std::get<I>(params_), std::get<I>(state_), std::integral_constant<std::size_t, I>{}), ...);
+    }
+    (std::make_index_sequence<num_params>{});
+  }
+
+  template <class P, class G, class S>
+  void apply_one(const P& p, const G& g, S& st, const detail::StepScalars& k, double scale) {
+    using T = typename P::value_type;
+    auto& pt = p.value();
+    if (!(g.shape() == pt.shape()))
+      throw shape_error("optimizer step: the gradient of '" + p.name() + "' has shape " + to_string(g.shape()) +
+                        ", the parameter " + to_string(pt.shape()));
+    if (!is_contiguous(pt.shape(), pt.strides()))
+      throw error("optimizer step: parameter '" + p.name() + "' is not contiguous");
+    const auto gc = g.is_contiguous() ? g : g.clone();
+    T* pd = pt.data();
+    const T* gd = gc.data();
+    std::array<T*, Rule::max_state> sd{};
+    for (int i = 0; i < Rule::state_count(opts_); ++i) sd[i] = st[i].data();
+    const options_type o = opts_;
+    const T sc = static_cast<T>(scale);
+    cpu::parallel_for(
+        pt.numel(),
+        [&](index_t b, index_t e) {
+          T s[Rule::max_state > 0 ? Rule::max_state : 1];
+          for (index_t i = b; i < e; ++i) {
+            for (int j = 0; j < Rule::max_state; ++j) s[j] = sd[j] ? sd[j][i] : T(0);
+            Rule::update(pd[i], gd[i] * sc, s, o, k);
+            for (int j = 0; j < Rule::max_state; ++j)
+              if (sd[j]) sd[j][i] = s[j];
+          }
+        },
+        8);
+  }
+
+  std::tuple<Ps...> params_;
+  std::tuple<state_t<Ps>...> state_;
+  options_type opts_;
+  double lr_;
+  std::int64_t steps_ = 0;
+  std::vector<bool> frozen_;
+  Tensor<std::int64_t, 1> step_tensor_;
+};
+
+/// Stochastic gradient descent (torch.optim.SGD). @code nn::SGD opt(model.params(), {.lr = 0.01, .momentum = 0.9});
+template <class... Ps>
+struct SGD : Optimizer<detail::SgdRule, Ps...> {
+  SGD(std::tuple<Ps...> p, SGDOptions o = {}) : Optimizer<detail::SgdRule, Ps...>(std::move(p), o) {}
+};
+template <class... Ps>
+SGD(std::tuple<Ps...>, SGDOptions) -> SGD<Ps...>;
+template <class... Ps>
+SGD(std::tuple<Ps...>) -> SGD<Ps...>;
+
+/// Adam (torch.optim.Adam; weight decay is L2 added to the gradient).
+template <class... Ps>
+struct Adam : Optimizer<detail::AdamRule<false>, Ps...> {
+  Adam(std::tuple<Ps...> p, AdamOptions o = {}) : Optimizer<detail::AdamRule<false>, Ps...>(std::move(p), o) {}
+};
+template <class... Ps>
+Adam(std::tuple<Ps...>, AdamOptions) -> Adam<Ps...>;
+template <class... Ps>
+Adam(std::tuple<Ps...>) -> Adam<Ps...>;
+
+/// AdamW (torch.optim.AdamW: decoupled weight decay, p *= 1 - lr * wd before the Adam step).
+template <class... Ps>
+struct AdamW : Optimizer<detail::AdamRule<true>, Ps...> {
+  AdamW(std::tuple<Ps...> p, AdamOptions o = {.weight_decay = 0.01})
+      : Optimizer<detail::AdamRule<true>, Ps...>(std::move(p), o) {}
+};
+template <class... Ps>
+AdamW(std::tuple<Ps...>, AdamOptions) -> AdamW<Ps...>;
+template <class... Ps>
+AdamW(std::tuple<Ps...>) -> AdamW<Ps...>;
+
+/// RMSprop (torch.optim.RMSprop, with momentum and centred variants).
+template <class... Ps>
+struct RMSprop : Optimizer<detail::RmspropRule, Ps...> {
+  RMSprop(std::tuple<Ps...> p, RMSpropOptions o = {}) : Optimizer<detail::RmspropRule, Ps...>(std::move(p), o) {}
+};
+template <class... Ps>
+RMSprop(std::tuple<Ps...>, RMSpropOptions) -> RMSprop<Ps...>;
+template <class... Ps>
+RMSprop(std::tuple<Ps...>) -> RMSprop<Ps...>;
+
+}  // namespace nn
+METAGRAD_NAMESPACE_END
+// end of <metagrad/nn/optim.hpp>
+// #include <metagrad/nn/schedule.hpp>
+// metagrad/nn/schedule.hpp — learning-rate schedules as PyTorch's lr_scheduler defines them: step decay,
+// cosine annealing, linear warm-up (wrapping another schedule) and reduce-on-plateau. A schedule maps the
+// training progress in epochs (fractional: epoch + batch / batches, so warm-up can be per step) and the base
+// learning rate to a learning rate; `LrSchedule` holds any of them. ReduceLROnPlateau instead reacts to a
+// metric after each epoch. Include <metagrad/nn.hpp> instead.
+
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <numbers>
+#include <string>
+#include <utility>
+
+// #include <metagrad/core/error.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace nn {
+
+/// lr(progress in epochs, base lr).
+using LrSchedule = std::function<double(double epoch, double base_lr)>;
+
+/// The base learning rate throughout.
+inline LrSchedule constant_lr() {
+  return [](double, double base) { return base; };
+}
+
+/// base * gamma^floor(epoch / step_size) (torch StepLR).
+inline LrSchedule step_lr(int step_size, double gamma = 0.1) {
+  if (step_size <= 0) throw error("step_lr: step_size must be positive; got " + std::to_string(step_size));
+  return [=](double epoch, double base) { return base * std::pow(gamma, std::floor(epoch / step_size)); };
+}
+
+/// eta_min + (base - eta_min) (1 + cos(pi min(epoch, t_max) / t_max)) / 2 (torch CosineAnnealingLR's
+/// closed form, without restarts).
+inline LrSchedule cosine_lr(double t_max, double eta_min = 0.0) {
+  if (t_max <= 0) throw error("cosine_lr: t_max must be positive; got " + std::to_string(t_max));
+  return [=](double epoch, double base) {
+    const double e = epoch < t_max ? epoch : t_max;
+    return eta_min + (base - eta_min) * (1 + std::cos(std::numbers::pi * e / t_max)) / 2;
+  };
+}
+
+/// Linear warm-up from start_factor * lr to lr over `warmup_epochs` (fractional: 0.5 is half an epoch of
+/// steps), then `after` (shifted so it starts at epoch 0 when the warm-up ends).
+inline LrSchedule linear_warmup(double warmup_epochs, LrSchedule after = constant_lr(), double start_factor = 0.1) {
+  if (warmup_epochs < 0) throw error("linear_warmup: warmup_epochs must be >= 0");
+  return [=](double epoch, double base) {
+    if (epoch < warmup_epochs) return base * (start_factor + (1 - start_factor) * epoch / warmup_epochs);
+    return after(epoch - warmup_epochs, base);
+  };
+}
+
+/// Whether a lower (min) or a higher (max) metric is better.
+enum class PlateauMode { min, max };
+struct PlateauOptions {
+  PlateauMode mode = PlateauMode::min;
+  double factor = 0.1;
+  int patience = 10;
+  double threshold = 1e-4;
+  int cooldown = 0;
+  double min_lr = 0.0;
+};
+
+/// Multiplies the learning rate by `factor` when a metric has not improved for `patience` epochs
+/// (torch ReduceLROnPlateau, relative threshold mode, with cooldown and a floor).
+class ReduceLROnPlateau {
+ public:
+  using Mode = PlateauMode;
+  using Options = PlateauOptions;
+  explicit ReduceLROnPlateau(Options o = {}) : o_(o) {
+    if (o.factor <= 0 || o.factor >= 1) throw error("ReduceLROnPlateau: factor must be in (0, 1)");
+    best_ = o.mode == Mode::min ? std::numeric_limits<double>::infinity() : -std::numeric_limits<double>::infinity();
+  }
+  /// Feeds the epoch's metric; returns the learning rate to use from now on.
+  double step(double metric, double lr) {
+    const bool better = o_.mode == Mode::min ? metric < best_ * (1 - o_.threshold * (best_ > 0 ? 1 : -1))
+                                             : metric > best_ * (1 + o_.threshold * (best_ > 0 ? 1 : -1));
+    if (better || std::isinf(best_)) {
+      best_ = metric;
+      bad_ = 0;
+    } else {
+      ++bad_;
+    }
+    if (cooldown_ > 0) {
+      --cooldown_;
+      bad_ = 0;
+    }
+    if (bad_ > o_.patience) {
+      lr = std::max(lr * o_.factor, o_.min_lr);
+      cooldown_ = o_.cooldown;
+      bad_ = 0;
+    }
+    return lr;
+  }
+  double best() const { return best_; }
+
+ private:
+  Options o_;
+  double best_;
+  int bad_ = 0;
+  int cooldown_ = 0;
+};
+
+}  // namespace nn
+METAGRAD_NAMESPACE_END
+// end of <metagrad/nn/schedule.hpp>
+// #include <metagrad/nn/train_step.hpp>
+// metagrad/nn/train_step.hpp — a training step as one compiled Program: the loss, its gradients with respect
+// to the optimiser's parameters, the layers' buffer updates (batch norm's running statistics) and any extra
+// outputs (predictions, a count of correct answers) are planned together, so every boundary result is
+// computed once and shared between forward, backward and metrics. After the Program runs, the optimiser
+// updates each parameter in one fused pass and the buffers take their new values. EvalStep is the same
+// without gradients. These are the pieces the Trainer is built from, usable alone in a custom loop.
+// Include <metagrad/nn.hpp> instead.
+
+#include <cmath>
+#include <functional>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+// #include <metagrad/autodiff/grad.hpp> (inlined above)
+// #include <metagrad/graph/program.hpp> (inlined above)
+// #include <metagrad/nn/module.hpp> (inlined above)
+// #include <metagrad/nn/optim.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace nn {
+
+struct TrainStepOptions {
+  /// Clip the gradients' global norm to this value (0: no clipping), as torch.nn.utils.clip_grad_norm_.
+  double clip_grad_norm = 0.0;
+};
+
+namespace detail {
+template <class Tuple, std::size_t Off, std::size_t... I>
+auto sub_tuple(const Tuple& t, std::index_sequence<I...>) {
+  return std::tie(std::get<Off + I>(t)...);
+}
+template <class Loss, class Params, class Updates, class Extras>
+auto build_train_program(const Loss& loss, const Params& params, const Updates& ups, const Extras& extras) {
+  auto grads = std::apply([&](const auto&... p) { return grad_merged(loss, p...); }, params);
+  auto values = std::apply([](const auto&... u) { return std::make_tuple(u.value...); }, ups);
+  return std::apply([](const auto&... o) { return compile(o...); },
+                    std::tuple_cat(std::make_tuple(loss), grads, values, extras));
+}
+}  // namespace detail
+
+/// The outcome of one step: the loss and the extra outputs (the Program's buffers: valid until the next run).
+template <class Extras>
+struct StepOutput {
+  double loss;
+  Extras extras;     // a tuple of const Tensor& (one per extra output)
+  double grad_norm;  // global gradient norm before clipping (0 when clipping is off)
+};
+
+/// A compiled training step for optimiser `opt` (which must outlive it) and scalar `loss`.
+/// @code
+///   auto step = nn::TrainStep(opt, loss, model.updates(x), std::make_tuple(correct));
+///   auto out = step.run(x.bind(images), y.bind(labels));   // out.loss, std::get<0>(out.extras)
+/// @endcode
+template <class Opt, class Loss, class Updates = std::tuple<>, class Extras = std::tuple<>>
+class TrainStep {
+  static constexpr std::size_t NP = Opt::num_params;
+  static constexpr std::size_t NU = std::tuple_size_v<Updates>;
+  static constexpr std::size_t NE = std::tuple_size_v<Extras>;
+  using program_t = decltype(detail::build_train_program(
+      std::declval<const Loss&>(), std::declval<const typename Opt::params_type&>(), std::declval<const Updates&>(),
+      std::declval<const Extras&>()));
+
+ public:
+  static_assert(std::remove_cvref_t<Loss>::rank == 0, "metagrad: a training step needs a scalar loss (rank 0)");
+
+  TrainStep(Opt& opt, const Loss& loss, Updates updates = {}, Extras extras = {}, TrainStepOptions o = {})
+      : opt_(&opt),
+        targets_(std::move(updates)),
+        program_(detail::build_train_program(loss, opt.params(), targets_, extras)),
+        options_(o) {}
+
+  /// Runs forward and backward on the bound inputs (bind them before, or pass x.bind(t) here), updates the
+  /// parameters and buffers. @throws whatever the Program throws (unbound inputs, shape errors); in that
+  /// case nothing has been updated.
+  template <class... Bindings>
+  auto run(const Bindings&...) {
+    const auto& r = program_.run();
+    const auto grads = detail::sub_tuple<std::remove_cvref_t<decltype(r)>, 1>(r, std::make_index_sequence<NP>{});
+    double norm = 0, scale = 1;
+    if (options_.clip_grad_norm > 0) {
+      norm = global_norm(grads);
+      if (!std::isfinite(norm))
+        throw error("train step: the gradient norm is not finite (" + std::to_string(norm) + ")");
+      if (norm > options_.clip_grad_norm) scale = options_.clip_grad_norm / (norm + 1e-6);
+    }
+    opt_->step(grads, scale);
+    [&]<std::size_t... U>(std::index_sequence<U...>) {
+      (std::get<U>(targets_).target.assign(std::get<1 + NP + U>(r)), ...);
+    }
+    (std::make_index_sequence<NU>{});
+    if (on_step) on_step();
+    const double loss = static_cast<double>(std::get<0>(r).item());
+    auto extras = detail::sub_tuple<std::remove_cvref_t<decltype(r)>, 1 + NP + NU>(r, std::make_index_sequence<NE>{});
+    return StepOutput<decltype(extras)>{loss, extras, norm};
+  }
+  template <class... Bindings>
+  auto operator()(const Bindings&... b) {
+    return run(b...);
+  }
+
+  /// Called after every step (advance dropout streams, count steps, ...).
+  std::function<void()> on_step;
+  const program_t& program() const { return program_; }
+  Opt& optimizer() { return *opt_; }
+
+ private:
+  Opt* opt_;
+  Updates targets_;
+  program_t program_;
+  TrainStepOptions options_;
+};
+
+template <class Opt, class Loss>
+TrainStep(Opt&, const Loss&) -> TrainStep<Opt, Loss>;
+template <class Opt, class Loss, class U>
+TrainStep(Opt&, const Loss&, U) -> TrainStep<Opt, Loss, U>;
+template <class Opt, class Loss, class U, class E>
+TrainStep(Opt&, const Loss&, U, E) -> TrainStep<Opt, Loss, U, E>;
+template <class Opt, class Loss, class U, class E>
+TrainStep(Opt&, const Loss&, U, E, TrainStepOptions) -> TrainStep<Opt, Loss, U, E>;
+
+/// A compiled evaluation step: the given outputs (a loss, a count of correct answers, ...), no gradients.
+template <class... Outs>
+class EvalStep {
+ public:
+  explicit EvalStep(const Outs&... outs) : program_(compile(outs...)) {}
+  template <class... Bindings>
+  const auto& run(const Bindings&...) {
+    return program_.run();
+  }
+  template <class... Bindings>
+  const auto& operator()(const Bindings&... b) {
+    return run(b...);
+  }
+
+ private:
+  decltype(compile(std::declval<const Outs&>()...)) program_;
+};
+
+}  // namespace nn
+METAGRAD_NAMESPACE_END
+// end of <metagrad/nn/train_step.hpp>
+// #include <metagrad/nn/sequential.hpp>
+// metagrad/nn/sequential.hpp — sequential(...): layers applied in order, each child's parameters named by its
+// position ("0.weight", "3.bias") or by a name given with named("features", ...), nesting composing names
+// ("features.0.weight") exactly as PyTorch's nn.Sequential does, so state dicts exported from PyTorch load by
+// name. Also the model summary. Include <metagrad/nn.hpp> instead.
+
+#include <cstdio>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+// #include <metagrad/expr/leaf.hpp> (inlined above)
+// #include <metagrad/nn/layer_base.hpp> (inlined above)
+// #include <metagrad/nn/module.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace nn {
+
+/// A spec with an explicit child name inside a sequential (PyTorch: an OrderedDict key or attribute name).
+template <class Spec>
+struct Named {
+  std::string name;
+  Spec spec;
+  template <class Tag>
+  using layer = typename Spec::template layer<Tag>;
+};
+template <class Spec>
+Named<Spec> named(std::string name, Spec spec) {
+  return {std::move(name), std::move(spec)};
+}
+
+namespace detail {
+template <class S>
+struct unnamed {
+  using type = S;
+  static const S& spec(const S& s) { return s; }
+  static std::string name(const S&, std::size_t i) { return std::to_string(i); }
+};
+template <class S>
+struct unnamed<Named<S>> {
+  using type = S;
+  static const S& spec(const Named<S>& s) { return s.spec; }
+  static std::string name(const Named<S>& s, std::size_t) { return s.name; }
+};
+}  // namespace detail
+
+template <class Tag, class... Specs>
+class Sequential;
+
+/// Description of a Sequential (the result of sequential(specs...) without a tag), for nesting.
+template <class... Specs>
+struct SequentialSpec {
+  std::tuple<Specs...> specs;
+  template <class Tag>
+  using layer = Sequential<Tag, Specs...>;
+};
+
+template <class Tag, class... Specs>
+class Sequential : public LayerBase {
+  template <std::size_t I>
+  using spec_at = std::tuple_element_t<I, std::tuple<Specs...>>;
+  template <std::size_t I>
+  using child_t = typename detail::unnamed<spec_at<I>>::type::template layer<ChildTag<Tag, int(I)>>;
+  template <class Seq>
+  struct children_of;
+  template <std::size_t... I>
+  struct children_of<std::index_sequence<I...>> {
+    using type = std::tuple<child_t<I>...>;
+  };
+  using Children = typename children_of<std::index_sequence_for<Specs...>>::type;
+  static constexpr std::size_t N = sizeof...(Specs);
+
+ public:
+  explicit Sequential(const SequentialSpec<Specs...>& s) : Sequential(s, std::index_sequence_for<Specs...>{}) {}
+  explicit Sequential(const Specs&... specs) : Sequential(SequentialSpec<Specs...>{{specs...}}) {}
+
+  /// The layers applied in order to x.
+  template <class X>
+  auto operator()(X&& x) const {
+    return forward_from<0>(std::forward<X>(x));
+  }
+
+  /// Child I (a layer). @code auto& fc = model.get<5>(); @endcode
+  template <std::size_t I>
+  auto& get() {
+    return std::get<I>(children_);
+  }
+  template <std::size_t I>
+  const auto& get() const {
+    return std::get<I>(children_);
+  }
+  static constexpr std::size_t size() { return N; }
+  const std::string& child_name(std::size_t i) const { return names_[i]; }
+
+  auto params() const {
+    return std::apply([](const auto&... c) { return std::tuple_cat(c.params()...); }, children_);
+  }
+  void collect_state(std::vector<StateEntry>& out) const {
+    std::apply([&](const auto&... c) { (c.collect_state(out), ...); }, children_);
+  }
+  void set_prefix(const std::string& p) {
+    prefix_ = p;
+    apply_indexed([&](auto& c, std::size_t i) { c.set_prefix(p + names_[i] + "."); });
+  }
+  void train(bool on = true) {
+    training_ = on;
+    std::apply([&](auto&... c) { (c.train(on), ...); }, children_);
+  }
+  void eval() { train(false); }
+
+  /// Moves every child's random streams (dropout) to the next step.
+  void advance() const {
+    std::apply([](const auto&... c) { (advance_of(c), ...); }, children_);
+  }
+
+  /// The buffer updates of every child in train mode, each fed with its own input.
+  template <class X>
+  auto updates(const X& x) const {
+    return updates_from<0>(x);
+  }
+
+  std::string describe() const {
+    std::string s = "Sequential(";
+    apply_indexed([&](const auto& c, std::size_t i) { s += (i ? ", " : "") + c.describe(); });
+    return s + ")";
+  }
+
+  /// A table of the children: name, layer, output shape for an input of `input_shape`, parameter count;
+  /// then the totals. The shapes come from the shape rules alone (nothing is evaluated).
+  template <class T = float, int R>
+  std::string summary(const Shape<R>& input_shape) const {
+    Input<ChildTag<Tag, -1>, T, R> x("input");
+    x.bind(Tensor<T, R>(input_shape));
+    std::vector<std::string> shapes;
+    summary_shapes<0>(x, shapes);
+    std::string out;
+    auto row = [&](const std::string& a, const std::string& b, const std::string& c, const std::string& d) {
+      char buf[512];
+      std::snprintf(buf, sizeof buf, "%-10s %-52s %-20s %12s\n", a.c_str(), b.c_str(), c.c_str(), d.c_str());
+      out += buf;
+    };
+    row("name", "layer", "output shape", "params");
+    out += std::string(97, '-') + "\n";
+    row("input", "", to_string(input_shape), "");
+    index_t total = 0;
+    apply_indexed([&](const auto& c, std::size_t i) {
+      const index_t n = param_count(c.params());
+      total += n;
+      std::string d = c.describe();
+      if (d.size() > 52) d = d.substr(0, 49) + "...";
+      row(names_[i], d, shapes[i], std::to_string(n));
+    });
+    out += std::string(97, '-') + "\n";
+    out += "trainable parameters: " + std::to_string(total) + " (" +
+           std::to_string(static_cast<double>(total) * sizeof(T) / 1024.0).substr(0, 6) + " KiB)\n";
+    return out;
+  }
+
+ private:
+  template <std::size_t... I>
+  Sequential(const SequentialSpec<Specs...>& s, std::index_sequence<I...>)
+      : children_(child_t<I>(detail::unnamed<spec_at<I>>::spec(std::get<I>(s.specs)))...),
+        names_{detail::unnamed<spec_at<I>>::name(std::get<I>(s.specs), I)...} {
+    set_prefix("");
+  }
+
+  template <class F>
+  void apply_indexed(F&& f) {
+    apply_indexed_impl(f, std::index_sequence_for<Specs...>{});
+  }
+  template <class F>
+  void apply_indexed(F&& f) const {
+    apply_indexed_impl(f, std::index_sequence_for<Specs...>{});
+  }
+  template <class F, std::size_t... I>
+  void apply_indexed_impl(F& f, std::index_sequence<I...>) {
+    (f(std::get<I>(children_), I), ...);
+  }
+  template <class F, std::size_t... I>
+  void apply_indexed_impl(F& f, std::index_sequence<I...>) const {
+    (f(std::get<I>(children_), I), ...);
+  }
+
+  template <std::size_t I, class X>
+  auto forward_from(X&& x) const {
+    if constexpr (I == N)
+      return std::remove_cvref_t<X>(std::forward<X>(x));
+    else
+      return forward_from<I + 1>(std::get<I>(children_)(std::forward<X>(x)));
+  }
+  template <std::size_t I, class X>
+  auto updates_from(const X& x) const {
+    if constexpr (I == N) {
+      return std::tuple<>();
+    } else {
+      const auto& c = std::get<I>(children_);
+      return std::tuple_cat(updates_of(c, x), updates_from<I + 1>(c(x)));
+    }
+  }
+  template <std::size_t I, class X>
+  void summary_shapes(const X& x, std::vector<std::string>& out) const {
+    if constexpr (I < N) {
+      auto y = std::get<I>(children_)(x);
+      out.push_back(to_string(y.shape()));
+      summary_shapes<I + 1>(y, out);
+    }
+  }
+
+  Children children_;
+  std::vector<std::string> names_;
+  std::string prefix_;
+};
+
+/// sequential(specs...) describes a Sequential for nesting inside another; sequential<Tag>(specs...) makes
+/// the model, its parameters tagged by Tag. @code
+///   auto model = nn::sequential<struct lenet>(nn::conv2d(1, 6, 5, {.padding = 2}), nn::relu(), ...);
+/// @endcode
+template <class Tag = void, class... Specs>
+auto sequential(Specs... specs) {
+  if constexpr (std::is_void_v<Tag>)
+    return SequentialSpec<Specs...>{{std::move(specs)...}};
+  else
+    return Sequential<Tag, Specs...>(SequentialSpec<Specs...>{{std::move(specs)...}});
+}
+
+}  // namespace nn
+METAGRAD_NAMESPACE_END
+// end of <metagrad/nn/sequential.hpp>
+// #include <metagrad/nn/state_dict.hpp>
+// metagrad/nn/state_dict.hpp — a model's named state (parameters and buffers) to and from safetensors files
+// with PyTorch-style keys, and checkpoints (model + optimiser state + metadata) written atomically and
+// validated on load. load_state_dict matches by name: strict mode refuses a file with missing, unexpected
+// or mis-shaped keys (and changes nothing); non-strict mode loads what matches and reports the rest, which
+// is how pretrained weights are loaded into a model with a new head. Include <metagrad/nn.hpp> instead.
+
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/io/safetensors.hpp> (inlined above)
+// #include <metagrad/nn/module.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace nn {
+
+/// What load_state_dict did: keys loaded, keys of the model absent from the file, keys of the file the model
+/// does not have, and keys present in both with different shapes (not loaded).
+struct LoadReport {
+  struct Mismatch {
+    std::string name;
+    std::vector<index_t> model_shape, file_shape;
+  };
+  std::vector<std::string> loaded, missing, unexpected;
+  std::vector<Mismatch> mismatched;
+
+  bool complete() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
+  /// A readable summary: "missing keys: ...; unexpected keys: ...; shape mismatches: fc.weight model [10, 84]
+  /// file [5, 84]".
+  std::string str() const {
+    auto shape = [](const std::vector<index_t>& s) {
+      std::string r = "[";
+      for (std::size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+      return r + "]";
+    };
+    auto list = [](const std::vector<std::string>& v) {
+      std::string r;
+      for (std::size_t i = 0; i < v.size(); ++i) r += (i ? ", " : "") + v[i];
+      return r;
+    };
+    std::string r = std::to_string(loaded.size()) + " loaded";
+    if (!missing.empty()) r += "; missing keys: " + list(missing);
+    if (!unexpected.empty()) r += "; unexpected keys: " + list(unexpected);
+    if (!mismatched.empty()) {
+      r += "; shape mismatches:";
+      for (const auto& m : mismatched)
+        r += " " + m.name + " model " + shape(m.model_shape) + " file " + shape(m.file_shape);
+    }
+    return r;
+  }
+};
+
+namespace detail {
+
+template <class F>
+decltype(auto) visit_dtype(DType d, F&& f) {
+  switch (d) {
+    case DType::f32:
+      return f(float{});
+    case DType::f64:
+      return f(double{});
+    case DType::i32:
+      return f(std::int32_t{});
+    case DType::i64:
+      return f(std::int64_t{});
+    case DType::b8:
+      return f(bool{});
+    case DType::u8:
+      return f(std::uint8_t{});
+  }
+  throw error("unknown dtype");
+}
+
+template <class T, int R>
+AnyTensor any_tensor_ranked(const StateEntry& e) {
+  Shape<R> s;
+  for (int d = 0; d < R; ++d) s[d] = e.shape[d];
+  return AnyTensor(Tensor<T, R>::from_blob(static_cast<T*>(e.data), s));
+}
+
+// The entry's memory as an AnyTensor (no copy) for the safetensors writer.
+inline AnyTensor any_tensor(const StateEntry& e) {
+  return visit_dtype(e.dtype, [&](auto tag) -> AnyTensor {
+    using T = decltype(tag);
+    switch (e.shape.size()) {
+      case 0:
+        return any_tensor_ranked<T, 0>(e);
+      case 1:
+        return any_tensor_ranked<T, 1>(e);
+      case 2:
+        return any_tensor_ranked<T, 2>(e);
+      case 3:
+        return any_tensor_ranked<T, 3>(e);
+      case 4:
+        return any_tensor_ranked<T, 4>(e);
+      case 5:
+        return any_tensor_ranked<T, 5>(e);
+      case 6:
+        return any_tensor_ranked<T, 6>(e);
+      default:
+        throw error("state dict: tensor '" + e.name + "' has rank " + std::to_string(e.shape.size()) +
+                    "; at most 6 is supported");
+    }
+  });
+}
+
+// Copies `src` (little-endian bytes of dtype sd) into the entry's memory, converting the dtype.
+inline void copy_converted(const StateEntry& dst, const TensorBytes& src) {
+  const auto n = static_cast<std::size_t>(dst.numel());
+  if (src.dtype == dst.dtype) {
+    std::memcpy(dst.data, src.bytes.data(), n * dtype_size(dst.dtype));  // safetensors is little-endian, as is x86
+    return;
+  }
+  visit_dtype(dst.dtype, [&](auto dtag) {
+    using D = decltype(dtag);
+    visit_dtype(src.dtype, [&](auto stag) {
+      using S = decltype(stag);
+      auto* out = static_cast<D*>(dst.data);
+      for (std::size_t i = 0; i < n; ++i) {
+        S v;
+        std::memcpy(&v, src.bytes.data() + i * sizeof(S), sizeof(S));
+        out[i] = static_cast<D>(v);
+      }
+    });
+  });
+}
+
+inline LoadReport match_state(const std::vector<StateEntry>& state, const SafeTensors& file,
+                              const std::string& prefix) {
+  LoadReport r;
+  std::map<std::string, bool> seen;
+  for (const auto& name : file.names())
+    if (name.compare(0, prefix.size(), prefix) == 0) seen[name.substr(prefix.size())] = false;
+  for (const auto& e : state) {
+    auto it = seen.find(e.name);
+    if (it == seen.end()) {
+      r.missing.push_back(e.name);
+      continue;
+    }
+    it->second = true;
+    const auto& fs = file.shape(prefix + e.name);
+    if (fs != e.shape)
+      r.mismatched.push_back({e.name, e.shape, fs});
+    else
+      r.loaded.push_back(e.name);
+  }
+  for (const auto& [name, used] : seen)
+    if (!used) r.unexpected.push_back(name);
+  return r;
+}
+
+inline void load_matched(const std::vector<StateEntry>& state, const SafeTensors& file, const std::string& prefix,
+                         const LoadReport& r) {
+  std::map<std::string, const StateEntry*> by_name;
+  for (const auto& e : state) by_name[e.name] = &e;
+  for (const auto& name : r.loaded) copy_converted(*by_name[name], file.raw(prefix + name));
+}
+
+}  // namespace detail
+
+/// The model's state as safetensors entries named prefix + key (no copy: they read the model's memory).
+inline SafeTensorsEntries state_entries(const std::vector<StateEntry>& state, const std::string& prefix = "") {
+  SafeTensorsEntries out;
+  out.reserve(state.size());
+  for (const auto& e : state) out.emplace_back(prefix + e.name, detail::any_tensor(e));
+  return out;
+}
+
+/// Writes the model's parameters and buffers to `path` (safetensors, atomically), keyed like PyTorch's
+/// state_dict: torch's safetensors.torch.load_file(path) gives a dict model.load_state_dict accepts.
+template <class Model>
+void save_state_dict(const Model& model, const std::filesystem::path& path,
+                     const std::map<std::string, std::string>& metadata = {}) {
+  write_safetensors(path, state_entries(state_of(model)), metadata);
+}
+
+struct LoadOptions {
+  /// Refuse (throw, changing nothing) unless the file and the model have exactly the same keys and shapes.
+  bool strict = true;
+  /// Only file keys starting with this prefix are considered, with the prefix removed ("model.").
+  std::string prefix;
+};
+
+/// Loads the tensors of `file` into the model by name, converting dtypes (float64 weights into a float32
+/// model, as torch does). @throws io_error in strict mode when the keys or shapes differ (naming them all);
+/// io_error when the file is malformed.
+/// `label` names the file in messages.
+template <class Model>
+LoadReport load_state_dict(Model& model, const SafeTensors& file, const LoadOptions& o = {},
+                           const std::string& label = "the state dict") {
+  const auto state = state_of(model);
+  LoadReport r = detail::match_state(state, file, o.prefix);
+  if (o.strict && !r.complete())
+    throw io_error("load_state_dict: " + label + " does not match the model (strict): " + r.str());
+  detail::load_matched(state, file, o.prefix, r);
+  return r;
+}
+template <class Model>
+LoadReport load_state_dict(Model& model, const std::filesystem::path& path, const LoadOptions& o = {}) {
+  return load_state_dict(model, SafeTensors(path), o, "'" + path.string() + "'");
+}
+
+/// Writes a checkpoint: the model's state under "model.", the optimiser's under "optim." and string
+/// metadata (epoch, metrics, ...) in one safetensors file, atomically (a crash leaves the previous file).
+template <class Model, class Opt>
+void save_checkpoint(const std::filesystem::path& path, const Model& model, Opt& opt,
+                     std::map<std::string, std::string> metadata = {}) {
+  auto entries = state_entries(state_of(model), "model.");
+  std::vector<StateEntry> ostate;
+  opt.collect_state(ostate);
+  for (auto& e : state_entries(ostate, "optim.")) entries.push_back(std::move(e));
+  metadata["format"] = "metagrad.checkpoint.v1";
+  write_safetensors(path, entries, metadata);
+}
+
+/// Restores a checkpoint written by save_checkpoint into `model` and `opt`, after validating that every key
+/// is present with the right shape (nothing is changed otherwise). @return the checkpoint's metadata.
+/// @throws io_error naming the file and every missing, unexpected or mis-shaped key.
+template <class Model, class Opt>
+std::map<std::string, std::string> load_checkpoint(const std::filesystem::path& path, Model& model, Opt& opt) {
+  const SafeTensors file(path);
+  const auto it = file.metadata().find("format");
+  if (it == file.metadata().end() || it->second != "metagrad.checkpoint.v1")
+    throw io_error("load_checkpoint: " + path.string() + " is not a metagrad checkpoint (metadata 'format' is " +
+                   (it == file.metadata().end() ? std::string("absent") : "'" + it->second + "'") + ")");
+  const auto mstate = state_of(model);
+  std::vector<StateEntry> ostate;
+  opt.collect_state(ostate);
+  LoadReport rm = detail::match_state(mstate, file, "model.");
+  LoadReport ro = detail::match_state(ostate, file, "optim.");
+  // Keys of one part are "unexpected" to the other; only keys under neither prefix are truly unexpected.
+  std::vector<std::string> stray;
+  for (const auto& n : file.names())
+    if (n.rfind("model.", 0) != 0 && n.rfind("optim.", 0) != 0) stray.push_back(n);
+  if (!rm.complete() || !ro.complete() || !stray.empty()) {
+    std::string why = "model: " + rm.str() + "; optimiser: " + ro.str();
+    for (const auto& s : stray) why += "; stray key " + s;
+    throw io_error("load_checkpoint: " + path.string() + " does not match this model and optimiser: " + why);
+  }
+  detail::load_matched(mstate, file, "model.", rm);
+  detail::load_matched(ostate, file, "optim.", ro);
+  opt.state_loaded();
+  return file.metadata();
+}
+
+}  // namespace nn
+METAGRAD_NAMESPACE_END
+// end of <metagrad/nn/state_dict.hpp>
+// #include <metagrad/nn/trainer.hpp>
+// metagrad/nn/trainer.hpp — the training loop for classifiers: fit(epochs) runs compiled training steps over
+// a data loader with a progress bar (batch k/N, images/s, ETA, running loss and accuracy; plain lines when
+// the output is not a terminal), evaluates every epoch, writes a metrics CSV, saves checkpoints atomically,
+// resumes from one, applies learning-rate schedules and stops early. It is built from TrainStep and
+// EvalStep (nn/train_step.hpp), which custom loops use directly. Include <metagrad/nn.hpp> instead.
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <limits>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/expr/leaf.hpp> (inlined above)
+// #include <metagrad/expr/reduce.hpp> (inlined above)
+// #include <metagrad/nn/schedule.hpp> (inlined above)
+// #include <metagrad/nn/state_dict.hpp> (inlined above)
+// #include <metagrad/nn/train_step.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace nn {
+
+/// Peak resident set size of this process in MiB (getrusage).
+inline double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
+
+/// One epoch's figures.
+struct EpochStats {
+  int epoch = 0;
+  double train_loss = 0, train_accuracy = 0;
+  double test_loss = std::numeric_limits<double>::quiet_NaN(), test_accuracy = std::numeric_limits<double>::quiet_NaN();
+  double lr = 0, seconds = 0, images_per_second = 0, peak_rss_mib = 0;
+};
+
+struct TrainerOptions {
+  int epochs = 1;
+  /// Where to write a checkpoint after every epoch ("" for none); see resume.
+  std::string checkpoint;
+  /// Start from `checkpoint` when it exists (its epoch count, parameters, optimiser state).
+  bool resume = false;
+  /// Append one line per epoch (epoch, train loss/accuracy, test loss/accuracy, lr, seconds, images/s).
+  std::string metrics_csv;
+  /// Stop when the test accuracy has not improved for this many epochs (0: never).
+  int early_stopping_patience = 0;
+  /// Learning rate as a function of fractional epoch and base lr (empty: constant).
+  LrSchedule schedule;
+  /// Reduce the learning rate when the test loss plateaus.
+  std::optional<PlateauOptions> plateau;
+  double clip_grad_norm = 0.0;
+  /// Progress output; nullptr for silence. The bar redraws in place only when this is a terminal.
+  std::ostream* out = &std::cout;
+  /// Called after every epoch with its figures (after evaluation, before the checkpoint).
+  std::function<void(const EpochStats&)> on_epoch;
+  /// Redraw the bar at most this often.
+  double progress_interval_s = 0.25;
+};
+
+namespace detail {
+inline bool is_terminal(const std::ostream* os) {
+  if (os == &std::cout) return ::isatty(STDOUT_FILENO) != 0;
+  if (os == &std::cerr || os == &std::clog) return ::isatty(STDERR_FILENO) != 0;
+  return false;
+}
+inline std::string clock_text(double s) {
+  if (!std::isfinite(s) || s < 0) s = 0;
+  const long t = static_cast<long>(s + 0.5);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%ld:%02ld", t / 60, t % 60);
+  return buf;
+}
+}  // namespace detail
+
+/// A progress line: "epoch 2/5 [=========>          ] 412/938  5120 img/s  ETA 0:03  loss 0.4210  acc 84.9%".
+class ProgressBar {
+ public:
+  ProgressBar(std::ostream* out, double interval_s)
+      : out_(out), tty_(detail::is_terminal(out)), interval_(interval_s) {}
+  void start(std::string label, std::int64_t total) {
+    label_ = std::move(label);
+    total_ = total;
+    t0_ = last_ = std::chrono::steady_clock::now();
+    next_plain_ = 0.1;
+  }
+  void update(std::int64_t done, std::int64_t samples, double loss, double acc, bool last = false) {
+    if (!out_) return;
+    const auto now = std::chrono::steady_clock::now();
+    const double el = std::chrono::duration<double>(now - t0_).count();
+    if (!last) {
+      if (tty_ && std::chrono::duration<double>(now - last_).count() < interval_) return;
+      // Not a terminal: a plain line at every tenth of the epoch, so logs stay short.
+      if (!tty_ && static_cast<double>(done) < next_plain_ * static_cast<double>(total_)) return;
+    }
+    last_ = now;
+    while (next_plain_ * static_cast<double>(total_) <= static_cast<double>(done)) next_plain_ += 0.1;
+    const double ips = el > 0 ? static_cast<double>(samples) / el : 0;
+    const double eta = done > 0 ? el * static_cast<double>(total_ - done) / static_cast<double>(done) : 0;
+    constexpr int width = 24;
+    const int fill = total_ > 0 ? static_cast<int>(width * done / total_) : width;
+    std::string bar(static_cast<std::size_t>(fill), '=');
+    if (fill < width) bar += '>' + std::string(static_cast<std::size_t>(width - fill - 1), ' ');
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "%s [%s] %lld/%lld  %.0f img/s  %s %s  loss %.4f  acc %.1f%%", label_.c_str(),
+                  bar.c_str(), static_cast<long long>(done), static_cast<long long>(total_), ips, last ? "took" : "ETA",
+                  detail::clock_text(last ? el : eta).c_str(), loss, 100 * acc);
+    if (tty_)
+      *out_ << '\r' << buf << "\033[K" << (last ? "\n" : "") << std::flush;
+    else
+      *out_ << buf << '\n' << std::flush;
+  }
+
+ private:
+  std::ostream* out_;
+  bool tty_;
+  double interval_;
+  std::string label_;
+  std::int64_t total_ = 0;
+  std::chrono::steady_clock::time_point t0_, last_;
+  double next_plain_ = 0.1;
+};
+
+/// Trains a classifier `model` (logits [N, classes] from input [N, ...] of rank R) with `opt` and
+/// `loss_fn(logits, labels)` (e.g. cross_entropy) on loaders yielding batches {x: Tensor<float, R>,
+/// y: Tensor<int64_t, 1>}. The training and evaluation steps are compiled once, at construction.
+/// @code
+///   nn::Trainer<decltype(model), decltype(opt), decltype(loss), 4> trainer(model, opt, loss, options);
+///   trainer.fit(train_loader, &test_loader);
+/// @endcode
+template <class Model, class Opt, class LossFn, int R, class T = float>
+class Trainer {
+  struct x_tag {};
+  struct y_tag {};
+  using XIn = Input<x_tag, T, R>;
+  using YIn = Input<y_tag, std::int64_t, 1>;
+
+  static auto build_train(Model& m, Opt& opt, LossFn& loss_fn, const XIn& x, const YIn& y, const TrainerOptions& o) {
+    m.train(true);
+    auto logits = m(x);
+    auto correct = sum(argmax(logits, 1) == y);
+    auto loss = loss_fn(logits, y);
+    return TrainStep(opt, loss, updates_of(m, x), std::make_tuple(correct), TrainStepOptions{o.clip_grad_norm});
+  }
+  static auto build_eval(Model& m, LossFn& loss_fn, const XIn& x, const YIn& y) {
+    m.train(false);
+    auto logits = m(x);
+    auto correct = sum(argmax(logits, 1) == y);
+    auto loss = loss_fn(logits, y);
+    auto step = EvalStep<decltype(loss), decltype(correct)>(loss, correct);
+    m.train(true);
+    return step;
+  }
+
+ public:
+  Trainer(const Trainer&) = delete;  // its training step calls back into it
+  Trainer& operator=(const Trainer&) = delete;
+  Trainer(Model& model, Opt& opt, LossFn loss_fn, TrainerOptions o = {})
+      : model_(model),
+        opt_(opt),
+        loss_fn_(std::move(loss_fn)),
+        options_(std::move(o)),
+        x_("x"),
+        y_("y"),
+        train_(build_train(model_, opt_, loss_fn_, x_, y_, options_)),
+        eval_(build_eval(model_, loss_fn_, x_, y_)),
+        bar_(options_.out, options_.progress_interval_s) {
+    train_.on_step = [this] { advance_of(model_); };
+    if (options_.plateau) plateau_.emplace(*options_.plateau);
+  }
+
+  /// One training step on a batch. @return the loss and the number of correct predictions.
+  std::pair<double, std::int64_t> train_step(const Tensor<T, R>& x, const Tensor<std::int64_t, 1>& y) {
+    check_batch(x, y, "train_step");
+    auto out = train_.run(x_.bind(x), y_.bind(y));
+    return {out.loss, static_cast<std::int64_t>(std::get<0>(out.extras).item())};
+  }
+  /// Loss and correct predictions on a batch in eval mode (nothing is updated).
+  std::pair<double, std::int64_t> eval_step(const Tensor<T, R>& x, const Tensor<std::int64_t, 1>& y) {
+    check_batch(x, y, "eval_step");
+    const auto& r = eval_.run(x_.bind(x), y_.bind(y));
+    return {static_cast<double>(std::get<0>(r).item()), static_cast<std::int64_t>(std::get<1>(r).item())};
+  }
+
+  /// Mean loss and accuracy over a loader, in eval mode.
+  template <class Loader>
+  std::pair<double, double> evaluate(Loader& loader) {
+    double loss = 0;
+    std::int64_t correct = 0, n = 0;
+    for (auto&& b : loader) {
+      const auto [l, c] = eval_step(b.x, b.y);
+      const index_t bs = b.y.shape()[0];
+      loss += l * static_cast<double>(bs);
+      correct += c;
+      n += bs;
+    }
+    if (n == 0) throw error("Trainer::evaluate: the loader yielded no samples");
+    return {loss / static_cast<double>(n), static_cast<double>(correct) / static_cast<double>(n)};
+  }
+
+  /// Trains for options.epochs epochs (from the checkpoint's epoch when resuming), evaluating on `test`
+  /// when given. @return the stats of every epoch run now.
+  template <class Loader>
+  std::vector<EpochStats> fit(Loader& train, Loader* test = nullptr) {
+    if (options_.resume && !options_.checkpoint.empty() && std::filesystem::exists(options_.checkpoint)) {
+      const auto meta = load_checkpoint(options_.checkpoint, model_, opt_);
+      epoch_ = std::stoi(meta.at("epoch"));
+      if (auto it = meta.find("lr"); it != meta.end()) opt_.set_lr(std::stod(it->second));
+      if (auto it = meta.find("best_accuracy"); it != meta.end()) best_acc_ = std::stod(it->second);
+      if (options_.out) *options_.out << "resumed from " << options_.checkpoint << " at epoch " << epoch_ << "\n";
+    }
+    std::vector<EpochStats> all;
+    const std::int64_t nb = static_cast<std::int64_t>(train.num_batches());
+    while (epoch_ < options_.epochs) {
+      EpochStats st;
+      st.epoch = epoch_ + 1;
+      if constexpr (requires { train.set_epoch(epoch_); }) train.set_epoch(epoch_);
+      bar_.start("epoch " + std::to_string(epoch_ + 1) + "/" + std::to_string(options_.epochs), nb);
+      const auto t0 = std::chrono::steady_clock::now();
+      double loss_sum = 0;
+      std::int64_t correct = 0, samples = 0, k = 0;
+      for (auto&& b : train) {
+        if (options_.schedule)
+          opt_.set_lr(options_.schedule(epoch_ + static_cast<double>(k) / static_cast<double>(nb), opt_.base_lr()));
+        const auto [l, c] = train_step(b.x, b.y);
+        if (!std::isfinite(l))
+          throw error("Trainer: the loss became " + std::to_string(l) + " at epoch " + std::to_string(epoch_ + 1) +
+                      ", batch " + std::to_string(k + 1) + "; lower the learning rate or clip gradients");
+        const index_t bs = b.y.shape()[0];
+        loss_sum += l * static_cast<double>(bs);
+        correct += c;
+        samples += bs;
+        ++k;
+        bar_.update(k, samples, loss_sum / static_cast<double>(samples),
+                    static_cast<double>(correct) / static_cast<double>(samples), k == nb);
+      }
+      st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      st.train_loss = samples ? loss_sum / static_cast<double>(samples) : 0;
+      st.train_accuracy = samples ? static_cast<double>(correct) / static_cast<double>(samples) : 0;
+      st.images_per_second = st.seconds > 0 ? static_cast<double>(samples) / st.seconds : 0;
+      st.lr = opt_.lr();
+      if (test) std::tie(st.test_loss, st.test_accuracy) = evaluate(*test);
+      st.peak_rss_mib = peak_rss_mib();
+      ++epoch_;
+      if (plateau_ && test) opt_.set_lr(plateau_->step(st.test_loss, opt_.lr()));
+      const bool improved = test && st.test_accuracy > best_acc_;
+      if (improved) {
+        best_acc_ = st.test_accuracy;
+        stale_ = 0;
+      } else {
+        ++stale_;
+      }
+      report(st);
+      if (options_.on_epoch) options_.on_epoch(st);
+      if (!options_.checkpoint.empty())
+        save_checkpoint(options_.checkpoint, model_, opt_,
+                        {{"epoch", std::to_string(epoch_)},
+                         {"lr", std::to_string(opt_.lr())},
+                         {"best_accuracy", std::to_string(best_acc_)},
+                         {"test_accuracy", std::to_string(st.test_accuracy)}});
+      all.push_back(st);
+      if (options_.early_stopping_patience > 0 && test && stale_ >= options_.early_stopping_patience) {
+        if (options_.out)
+          *options_.out << "early stopping: no improvement in test accuracy for " << stale_ << " epochs\n";
+        break;
+      }
+    }
+    return all;
+  }
+
+  int epoch() const { return epoch_; }
+  double best_accuracy() const { return best_acc_; }
+  const auto& train_program() const { return train_.program(); }
+
+ private:
+  void check_batch(const Tensor<T, R>& x, const Tensor<std::int64_t, 1>& y, const char* op) const {
+    if (x.shape()[0] != y.shape()[0])
+      throw shape_error(std::string("Trainer::") + op + ": the batch has " + std::to_string(x.shape()[0]) + " inputs " +
+                        to_string(x.shape()) + " but " + std::to_string(y.shape()[0]) + " labels");
+  }
+
+  void report(const EpochStats& st) {
+    if (options_.out) {
+      char buf[256];
+      std::snprintf(buf, sizeof buf,
+                    "epoch %d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | lr %.3g | %.2f s, %.0f img/s, "
+                    "peak RSS %.0f MiB",
+                    st.epoch, st.train_loss, 100 * st.train_accuracy, st.test_loss, 100 * st.test_accuracy, st.lr,
+                    st.seconds, st.images_per_second, st.peak_rss_mib);
+      *options_.out << buf << '\n' << std::flush;
+    }
+    if (!options_.metrics_csv.empty()) {
+      const bool fresh = !std::filesystem::exists(options_.metrics_csv);
+      std::ofstream f(options_.metrics_csv, std::ios::app);
+      if (!f) throw io_error("Trainer: cannot open the metrics file '" + options_.metrics_csv + "' for appending");
+      if (fresh)
+        f << "epoch,train_loss,train_accuracy,test_loss,test_accuracy,lr,seconds,images_per_second,peak_rss_mib\n";
+      f << st.epoch << ',' << st.train_loss << ',' << st.train_accuracy << ',' << st.test_loss << ','
+        << st.test_accuracy << ',' << st.lr << ',' << st.seconds << ',' << st.images_per_second << ','
+        << st.peak_rss_mib << '\n';
+      if (!f) throw io_error("Trainer: writing the metrics file '" + options_.metrics_csv + "' failed");
+    }
+  }
+
+  using train_t = decltype(build_train(std::declval<Model&>(), std::declval<Opt&>(), std::declval<LossFn&>(),
+                                       std::declval<const XIn&>(), std::declval<const YIn&>(),
+                                       std::declval<const TrainerOptions&>()));
+  using eval_t = decltype(build_eval(std::declval<Model&>(), std::declval<LossFn&>(), std::declval<const XIn&>(),
+                                     std::declval<const YIn&>()));
+
+  Model& model_;
+  Opt& opt_;
+  LossFn loss_fn_;
+  TrainerOptions options_;
+  XIn x_;
+  YIn y_;
+  train_t train_;
+  eval_t eval_;
+  ProgressBar bar_;
+  std::optional<ReduceLROnPlateau> plateau_;
+  int epoch_ = 0;
+  double best_acc_ = -1;
+  int stale_ = 0;
+};
+
+}  // namespace nn
+METAGRAD_NAMESPACE_END
+// end of <metagrad/nn/trainer.hpp>
+// end of <metagrad/nn.hpp>
 
 // Under nvcc the CUDA backend comes too (one source file carries both code paths).
 #if defined(__CUDACC__)
