@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # tools/quickstart_example.sh — build and run one example program.
 #
-#   bash tools/quickstart_example.sh [name]      # name defaults to 01_tensors (examples/01_tensors.cpp)
+#   bash tools/quickstart_example.sh [name [args...]]   # name defaults to 01_tensors (examples/01_tensors.cpp)
+#   bash tools/quickstart_example.sh 03_lenet_mnist --epochs 5   # the flagship: LeNet-5 on Fashion-MNIST
 #
+# Arguments after the name are passed to the program. For 03_lenet_mnist the accelerators it uses
+# (OpenBLAS, oneDNN, zlib) and the Fashion-MNIST data set package are installed too.
 # Installs cmake and a C++ compiler with apt when they are missing (Debian/Ubuntu; sudo when not root),
 # configures a Release build in build/, builds just that example and runs it from the repository root.
 # A fresh build/ is configured without tests and benches so this needs no test libraries;
@@ -12,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 NAME=${1:-01_tensors}
+shift || true
 NAME=${NAME%.cpp}
 NAME=${NAME##*/}
 BUILD_DIR=${BUILD_DIR:-build}
@@ -30,6 +34,9 @@ SCRIPT_NAME=quickstart_example.sh
 source tools/ensure_packages.sh
 
 ensure_packages cmake make g++
+if [[ ${NAME} == 03_lenet_mnist ]]; then
+  ensure_packages libomp-dev libopenblas-dev libdnnl-dev zlib1g-dev dataset-fashion-mnist
+fi
 
 configure_args=(-S . -B "${BUILD_DIR}" -DCMAKE_BUILD_TYPE=Release -DMETAGRAD_BUILD_EXAMPLES=ON)
 if [[ ! -f ${BUILD_DIR}/CMakeCache.txt ]]; then
@@ -42,4 +49,4 @@ echo "==> Building ${NAME}"
 cmake --build "${BUILD_DIR}" --target "${NAME}" --parallel "${JOBS}"
 
 echo "==> Running ${BUILD_DIR}/examples/${NAME}"
-exec "${BUILD_DIR}/examples/${NAME}"
+exec "${BUILD_DIR}/examples/${NAME}" "$@"
