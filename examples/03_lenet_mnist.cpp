@@ -5,11 +5,16 @@
 //
 //   03_lenet_mnist [--data DIR] [--epochs 5] [--batch-size 64] [--lr 0.01] [--optimizer sgd|adam]
 //                  [--threads N] [--device cpu] [--checkpoint PATH] [--resume] [--seed S] [--max-batches N]
+//   03_lenet_mnist --bench-step N [--threads N] [--batch-size 64]
 //
 // DIR holds the four standard IDX files (train-images-idx3-ubyte[.gz], ...); the default is Fashion-MNIST
 // from Debian's dataset-fashion-mnist package. Each epoch prints train loss, test accuracy, epoch time,
-// images/s and peak memory.
+// images/s and peak memory. --bench-step N times N training steps on random data after 20 warm-up steps
+// (the per-step comparison with bench/lenet_torch.cpp, which prints the same line).
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <vector>
 #include <cstdlib>
 #include <iostream>
 #include <metagrad/io.hpp>
@@ -38,13 +43,14 @@ struct Options {
   bool resume = false;
   std::uint64_t seed = 0;
   mg::index_t max_batches = 0;
+  int bench_step = 0;
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "03_lenet_mnist: %s\nusage: 03_lenet_mnist [--data DIR] [--epochs N] [--batch-size B] [--lr X] "
                "[--optimizer sgd|adam] [--threads N] [--device cpu] [--checkpoint PATH] [--resume] [--seed S] "
-               "[--max-batches N]\n",
+               "[--max-batches N] [--bench-step N]\n",
                why.c_str());
   std::exit(2);
 }
@@ -69,6 +75,7 @@ Options parse(int argc, char** argv) {
       else if (a == "--resume") o.resume = true;
       else if (a == "--seed") o.seed = std::stoull(value());
       else if (a == "--max-batches") o.max_batches = std::stol(value());
+      else if (a == "--bench-step") o.bench_step = std::stoi(value());
       else if (a == "--help" || a == "-h") usage("train LeNet-5 on an MNIST-format data set");
       else usage("unknown argument " + a);
     } catch (const std::logic_error&) {
@@ -100,10 +107,36 @@ mg::MnistData head(const mg::MnistData& d, mg::index_t n) {
   return {mg::eval(mg::slice(d.images, 0, 0, n)), mg::eval(mg::slice(d.labels, 0, 0, n))};
 }
 
+// Times training steps on random data: the step alone, without data loading or evaluation.
+template <class Opt>
+int bench_step(const Options& o, Opt& opt, decltype(lenet())& model) {
+  auto loss = [](const auto& logits, const auto& y) { return mg::cross_entropy(logits, y); };
+  nn::TrainerOptions to;
+  to.out = nullptr;
+  nn::Trainer<std::remove_cvref_t<decltype(model)>, Opt, decltype(loss), 4> trainer(model, opt, loss, to);
+  const mg::Tensor<float, 4> x = mg::eval(mg::normal<float>({o.batch_size, 1, 28, 28}));
+  const mg::Tensor<std::int64_t, 1> y = mg::randint<std::int64_t>(0, 10, {o.batch_size});
+  for (int i = 0; i < 20; ++i) trainer.train_step(x, y);
+  std::vector<double> ms;
+  for (int i = 0; i < o.bench_step; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    trainer.train_step(x, y);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  double mean = 0;
+  for (double v : ms) mean += v / static_cast<double>(ms.size());
+  std::sort(ms.begin(), ms.end());
+  const double median = ms.size() % 2 ? ms[ms.size() / 2] : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
+  std::printf("bench_step steps %d batch %ld threads %d median_ms %.4f mean_ms %.4f peak_rss_mib %.1f\n", o.bench_step,
+              static_cast<long>(o.batch_size), o.threads, median, mean, nn::peak_rss_mib());
+  return 0;
+}
+
 template <class Opt>
 int train(const Options& o, Opt& opt, decltype(lenet())& model) {
   const auto train_set = head(mg::load_mnist(o.data, mg::MnistSplit::train), o.max_batches * o.batch_size);
   const auto test_set = mg::load_mnist(o.data, mg::MnistSplit::test);
+  std::cout << model.summary(mg::Shape<4>{{o.batch_size, 1, 28, 28}});
   // Fashion-MNIST's pixel mean and standard deviation (after / 255); MNIST's are close enough for training.
   mg::LoaderOptions lo;
   lo.batch_size = o.batch_size;
@@ -148,13 +181,12 @@ int main(int argc, char** argv) {
   mg::manual_seed(o.seed);
   try {
     auto model = lenet();
-    std::cout << model.summary(mg::Shape<4>{{o.batch_size, 1, 28, 28}});
     if (o.optimizer == "sgd") {
       nn::SGD opt(model.params(), {.lr = o.lr, .momentum = 0.9});
-      return train(o, opt, model);
+      return o.bench_step > 0 ? bench_step(o, opt, model) : train(o, opt, model);
     }
     nn::Adam opt(model.params(), {.lr = o.lr});
-    return train(o, opt, model);
+    return o.bench_step > 0 ? bench_step(o, opt, model) : train(o, opt, model);
   } catch (const mg::error& e) {
     std::fprintf(stderr, "03_lenet_mnist: %s\n", e.what());
     return 1;

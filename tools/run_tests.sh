@@ -4,12 +4,13 @@
 #   bash tools/run_tests.sh
 #
 # Installs the build and test dependencies with apt when they are missing (Debian/Ubuntu; sudo when not
-# root), configures a Release build in build/ with tests, benches and examples on, builds it, runs every
+# root), configures a Release build in build/ with tests and examples on, builds it, runs every
 # CTest test (unit tests, compile-fail tests, the single-header test, the consumer projects, and the CUDA
-# tests when nvcc is present; benches are built but not run), and checks that
+# tests when nvcc is present), and checks that
 # single_include/metagrad/metagrad.hpp matches a fresh amalgamation.
 #
 # Environment: BUILD_DIR (default build), BUILD_TYPE (default Release), JOBS (default: nproc),
+# BENCH (default OFF: benches are built by their own scripts, see bench/README.md; ON builds them here too),
 # CMAKE_ARGS (extra arguments for the configure step).
 set -euo pipefail
 
@@ -29,7 +30,7 @@ ensure_packages cmake make g++ doctest-dev libbenchmark-dev libeigen3-dev libomp
 echo "==> Configuring ${BUILD_DIR} (${BUILD_TYPE})"
 # shellcheck disable=SC2086  # CMAKE_ARGS is a list of arguments
 cmake -S . -B "${BUILD_DIR}" -DCMAKE_BUILD_TYPE="${BUILD_TYPE}" \
-  -DMETAGRAD_BUILD_TESTS=ON -DMETAGRAD_BUILD_BENCH=ON -DMETAGRAD_BUILD_EXAMPLES=ON ${CMAKE_ARGS:-}
+  -DMETAGRAD_BUILD_TESTS=ON -DMETAGRAD_BUILD_BENCH=${BENCH:-OFF} -DMETAGRAD_BUILD_EXAMPLES=ON ${CMAKE_ARGS:-}
 
 echo "==> Building with ${JOBS} jobs"
 cmake --build "${BUILD_DIR}" --parallel "${JOBS}"
