@@ -5692,7 +5692,7 @@ struct Accumulator {
 // The gradient of y with respect to `leaf` with adjoints summed at the node types in Shared.
 template <class Shared, class Y, class L>
 auto gradient_of(const Y& y, const L& leaf) {
-  const Accumulator<Y, Shared> acc{y};
+  const Accumulator<Y, Shared> acc{y, {}};
   return gradient_of(acc, leaf);
 }
 template <class Shared, class Y, class L>
@@ -5773,7 +5773,7 @@ auto grad_merged(const Y& y, const Leaves&... leaves) {
           "grad_merged: a subexpression type is used twice with different parameters or leaves, so its adjoints "
           "cannot be summed; use grad(), which handles that case");
   }
-  const detail::Accumulator<YE, Shared> acc{y};  // one cache of shared adjoints for every leaf
+  const detail::Accumulator<YE, Shared> acc{y, {}};  // one cache of shared adjoints for every leaf
   return std::make_tuple(detail::gradient_of(acc, leaves)...);
 }
 
