@@ -14,12 +14,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <vector>
 #include <cstdlib>
 #include <iostream>
 #include <metagrad/io.hpp>
 #include <metagrad/nn.hpp>
 #include <string>
+#include <vector>
 
 #if defined(METAGRAD_WITH_BLAS) && __has_include(<openblas_config.h>)
 #include <cblas.h>
@@ -64,20 +64,34 @@ Options parse(int argc, char** argv) {
       return argv[++i];
     };
     try {
-      if (a == "--data") o.data = value();
-      else if (a == "--epochs") o.epochs = std::stoi(value());
-      else if (a == "--batch-size") o.batch_size = std::stol(value());
-      else if (a == "--lr") o.lr = std::stod(value());
-      else if (a == "--optimizer") o.optimizer = value();
-      else if (a == "--threads") o.threads = std::stoi(value());
-      else if (a == "--device") o.device = value();
-      else if (a == "--checkpoint") o.checkpoint = value();
-      else if (a == "--resume") o.resume = true;
-      else if (a == "--seed") o.seed = std::stoull(value());
-      else if (a == "--max-batches") o.max_batches = std::stol(value());
-      else if (a == "--bench-step") o.bench_step = std::stoi(value());
-      else if (a == "--help" || a == "-h") usage("train LeNet-5 on an MNIST-format data set");
-      else usage("unknown argument " + a);
+      if (a == "--data")
+        o.data = value();
+      else if (a == "--epochs")
+        o.epochs = std::stoi(value());
+      else if (a == "--batch-size")
+        o.batch_size = std::stol(value());
+      else if (a == "--lr")
+        o.lr = std::stod(value());
+      else if (a == "--optimizer")
+        o.optimizer = value();
+      else if (a == "--threads")
+        o.threads = std::stoi(value());
+      else if (a == "--device")
+        o.device = value();
+      else if (a == "--checkpoint")
+        o.checkpoint = value();
+      else if (a == "--resume")
+        o.resume = true;
+      else if (a == "--seed")
+        o.seed = std::stoull(value());
+      else if (a == "--max-batches")
+        o.max_batches = std::stol(value());
+      else if (a == "--bench-step")
+        o.bench_step = std::stoi(value());
+      else if (a == "--help" || a == "-h")
+        usage("train LeNet-5 on an MNIST-format data set");
+      else
+        usage("unknown argument " + a);
     } catch (const std::logic_error&) {
       usage("bad value for " + a);
     }
@@ -92,13 +106,12 @@ Options parse(int argc, char** argv) {
 
 // LeNet-5 as the benchmark defines it; parameter names match the equivalent torch.nn.Sequential.
 auto lenet() {
-  return nn::sequential<struct lenet5>(
-      nn::conv2d(1, 6, 5, {.padding = 2}), nn::relu(), nn::max_pool2d(2),  //
-      nn::conv2d(6, 16, 5), nn::relu(), nn::max_pool2d(2),               //
-      nn::flatten(),                                                      //
-      nn::linear(16 * 5 * 5, 120), nn::relu(),                            //
-      nn::linear(120, 84), nn::relu(),                                    //
-      nn::linear(84, 10));
+  return nn::sequential<struct lenet5>(nn::conv2d(1, 6, 5, {.padding = 2}), nn::relu(), nn::max_pool2d(2),  //
+                                       nn::conv2d(6, 16, 5), nn::relu(), nn::max_pool2d(2),                 //
+                                       nn::flatten(),                                                       //
+                                       nn::linear(16 * 5 * 5, 120), nn::relu(),                             //
+                                       nn::linear(120, 84), nn::relu(),                                     //
+                                       nn::linear(84, 10));
 }
 
 // Keeps only the first n samples (for quick runs).

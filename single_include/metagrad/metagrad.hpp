@@ -972,6 +972,21 @@ struct LeafPlan {
   METAGRAD_HD METAGRAD_INLINE T flat(I i) const {
     return ptr[i];
   }
+  /// Row access (see row_plan): the plan moved to the row holding idx (its last index ignored), and
+  /// element j of that row, one multiply per leaf instead of a dot product over every axis.
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE LeafPlan shifted(const Array<I, R>& idx) const {
+    Array<I, R> o = idx;
+    if constexpr (R > 0) o[R - 1] = 0;
+    return {ptr + detail::dot_index(o, strides), strides, flat_ok};
+  }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE T row(I j) const {
+    if constexpr (R > 0)
+      return ptr[j * static_cast<I>(strides[R - 1])];
+    else
+      return ptr[0];
+  }
   bool is_flat() const { return flat_ok; }
   /// Address range touched for a target of extents `shape` (strides may be negative).
   template <class F>
@@ -1003,6 +1018,14 @@ struct ScalarPlan {
   METAGRAD_HD METAGRAD_INLINE T flat(I) const {
     return value;
   }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE ScalarPlan shifted(const Array<I, R>&) const {
+    return *this;
+  }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE T row(I) const {
+    return value;
+  }
   bool is_flat() const { return true; }
   template <class F>
   void visit_leaves(F&&, bool, const Array<index_t, R>&) const {}
@@ -1023,6 +1046,15 @@ struct UnaryPlan {
   METAGRAD_HD METAGRAD_INLINE value_type flat(I i) const {
     return op(c.flat(i));
   }
+  template <class I>
+  requires requires(const C& x, const Array<I, rank>& i) { x.shifted(i); }
+  METAGRAD_HD METAGRAD_INLINE auto shifted(const Array<I, rank>& idx) const {
+    using S = decltype(c.shifted(idx));
+    return UnaryPlan<Op, S>{op, c.shifted(idx)};
+  }
+  template <class I>
+  requires requires(const C& x, I j) { x.row(j); }
+  METAGRAD_HD METAGRAD_INLINE value_type row(I j) const { return op(c.row(j)); }
   bool is_flat() const { return c.is_flat(); }
   template <class F>
   void visit_leaves(F&& f, bool remapped, const Array<index_t, rank>& shape) const {
@@ -1045,6 +1077,24 @@ struct BinaryPlan {
   template <class I>
   METAGRAD_HD METAGRAD_INLINE value_type flat(I i) const {
     return op(static_cast<U>(a.flat(i)), static_cast<U>(b.flat(i)));
+  }
+  template <class I>
+  requires requires(const A& x, const B& y, const Array<I, rank>& i) {
+    x.shifted(i);
+    y.shifted(i);
+  }
+  METAGRAD_HD METAGRAD_INLINE auto shifted(const Array<I, rank>& idx) const {
+    using SA = decltype(a.shifted(idx));
+    using SB = decltype(b.shifted(idx));
+    return BinaryPlan<Op, U, SA, SB>{op, a.shifted(idx), b.shifted(idx)};
+  }
+  template <class I>
+  requires requires(const A& x, const B& y, I j) {
+    x.row(j);
+    y.row(j);
+  }
+  METAGRAD_HD METAGRAD_INLINE value_type row(I j) const {
+    return op(static_cast<U>(a.row(j)), static_cast<U>(b.row(j)));
   }
   bool is_flat() const { return a.is_flat() && b.is_flat(); }
   template <class F>
@@ -1072,6 +1122,27 @@ struct TernaryPlan {
   METAGRAD_HD METAGRAD_INLINE value_type flat(I i) const {
     return op(a.flat(i), static_cast<U>(b.flat(i)), static_cast<U>(c.flat(i)));
   }
+  template <class I>
+  requires requires(const A& x, const B& y, const C& z, const Array<I, rank>& i) {
+    x.shifted(i);
+    y.shifted(i);
+    z.shifted(i);
+  }
+  METAGRAD_HD METAGRAD_INLINE auto shifted(const Array<I, rank>& idx) const {
+    using SA = decltype(a.shifted(idx));
+    using SB = decltype(b.shifted(idx));
+    using SC = decltype(c.shifted(idx));
+    return TernaryPlan<Op, U, SA, SB, SC>{op, a.shifted(idx), b.shifted(idx), c.shifted(idx)};
+  }
+  template <class I>
+  requires requires(const A& x, const B& y, const C& z, I j) {
+    x.row(j);
+    y.row(j);
+    z.row(j);
+  }
+  METAGRAD_HD METAGRAD_INLINE value_type row(I j) const {
+    return op(a.row(j), static_cast<U>(b.row(j)), static_cast<U>(c.row(j)));
+  }
   bool is_flat() const { return a.is_flat() && b.is_flat() && c.is_flat(); }
   template <class F>
   void visit_leaves(F&& f, bool remapped, const Array<index_t, rank>& shape) const {
@@ -1079,6 +1150,14 @@ struct TernaryPlan {
     b.visit_leaves(f, remapped, shape);
     c.visit_leaves(f, remapped, shape);
   }
+};
+
+/// Plans whose rows can be walked with one multiply per leaf and element: p.shifted(idx) moves the plan to
+/// the row holding idx, .row(j) reads element j of it. Leaves, scalars and the elementwise op plans over
+/// them qualify; drivers fall back to at(idx) for the others (views, random draws, ...).
+template <class P, class I>
+concept row_plan = requires(const P& p, const Array<I, P::rank>& idx, I j) {
+  p.shifted(idx).row(j);
 };
 
 /// Reads a rank-RC child plan from rank-R indices: child axis d takes target axis map[d], or index 0 when
@@ -6861,9 +6940,11 @@ struct Size2 {
 /// zero padding on both sides of each axis; `dilation` spaces the kernel taps; `groups` splits the channels
 /// into independent convolutions (groups == C_in == C_out is a depthwise convolution).
 struct Conv2dOptions {
-  Size2 stride = 1;
-  Size2 padding = 0;
-  Size2 dilation = 1;
+  // Two-argument initialisers: with `= 1` (the converting constructor) GCC 12's SLP vectoriser at
+  // -O2 -march=native (AVX-512) built Conv2dOptions{} with padding.h = 1.
+  Size2 stride{1, 1};
+  Size2 padding{0, 0};
+  Size2 dilation{1, 1};
   index_t groups = 1;
 };
 
@@ -7224,7 +7305,7 @@ class Conv2dExpr : public ExprBase<Conv2dExpr<X, W>>,
                 "metagrad: conv2d is defined for float and double");
 
   /// @throws metagrad::error for a stride or dilation below 1, a negative padding or groups below 1.
-  Conv2dExpr(X x, W w, const Conv2dOptions& o) : x_(std::forward<X>(x)), w_(std::forward<W>(w)), opts_(o) {
+  Conv2dExpr(X x, W w, Conv2dOptions o) : x_(std::forward<X>(x)), w_(std::forward<W>(w)), opts_(o) {
     detail::check_conv_options(o, "conv2d");
   }
 
@@ -7289,8 +7370,16 @@ class Conv2dExpr : public ExprBase<Conv2dExpr<X, W>>,
 ///         shape_error naming conv2d and both shapes, when evaluated, if C_in != w's second extent x groups,
 ///         C_out is not divisible by groups, the kernel is empty or the output would be empty.
 template <expression X, expression W>
-auto conv2d(X&& x, W&& w, const Conv2dOptions& options = {}) {
+auto conv2d(X&& x, W&& w, const Conv2dOptions& options) {
   return Conv2dExpr<closure_t<X&&>, closure_t<W&&>>(std::forward<X>(x), std::forward<W>(w), options);
+}
+/// conv2d with stride 1, no padding, dilation 1, one group. The defaults are a static object rather than a
+/// `= {}` temporary: GCC 12 at -O2 -march=native (AVX-512) miscompiled the copy of that temporary into the
+/// node (padding.h came out as 1), found by the conv tests.
+template <expression X, expression W>
+auto conv2d(X&& x, W&& w) {
+  static constexpr Conv2dOptions defaults{};
+  return conv2d(std::forward<X>(x), std::forward<W>(w), defaults);
 }
 
 METAGRAD_NAMESPACE_END
@@ -9004,9 +9093,15 @@ void run_plan(T* out, const Strides<R>& ostr, const Shape<R>& shape, const Plan&
             T* row = out;
             for (int d = 0; d < R - 1; ++d) row += static_cast<index_t>(idx[d]) * ostr[d];
             const I m = static_cast<I>(inner);
-            for (I j = 0; j < m; ++j) {
-              idx[R - 1] = j;
-              row[j * ostep] = static_cast<T>(plan.at(idx));
+            if constexpr (row_plan<Plan, I>) {
+              // Broadcasts along outer axes (a bias over NCHW): one base offset per row and leaf.
+              const auto rp = plan.shifted(idx);
+              for (I j = 0; j < m; ++j) row[j * ostep] = static_cast<T>(rp.row(j));
+            } else {
+              for (I j = 0; j < m; ++j) {
+                idx[R - 1] = j;
+                row[j * ostep] = static_cast<T>(plan.at(idx));
+              }
             }
           }
         },
@@ -9755,7 +9850,9 @@ METAGRAD_NAMESPACE_END
 // end of <metagrad/backend/cpu/gemm.hpp>
 // #include <metagrad/backend/cpu/parallel.hpp> (inlined above)
 
-#if defined(METAGRAD_WITH_DNNL) && METAGRAD_WITH_DNNL
+// nvcc 13's front end stops with an internal error inside <oneapi/dnnl/dnnl.hpp>, so a translation unit
+// compiled by nvcc runs its CPU convolutions with im2col + GEMM (host translation units keep oneDNN).
+#if defined(METAGRAD_WITH_DNNL) && METAGRAD_WITH_DNNL && !defined(__CUDACC__)
 #include <oneapi/dnnl/dnnl.hpp>
 #define METAGRAD_CONV_HAVE_DNNL_ 1
 #else
@@ -10319,8 +10416,14 @@ const T* plane_rows(const Plan& p, bool flat, index_t n, index_t c, index_t plan
     METAGRAD_SIMD_LOOP
     for (index_t i = 0; i < h * w; ++i) buf[i] = p.flat(base + i);
   } else {
-    for (index_t y = 0; y < h; ++y)
-      for (index_t x = 0; x < w; ++x) buf[y * w + x] = p.at(Array<index_t, 4>{{n, c, y, x}});
+    for (index_t y = 0; y < h; ++y) {
+      if constexpr (row_plan<Plan, index_t>) {
+        const auto rp = p.shifted(Array<index_t, 4>{{n, c, y, 0}});
+        for (index_t x = 0; x < w; ++x) buf[y * w + x] = rp.row(x);
+      } else {
+        for (index_t x = 0; x < w; ++x) buf[y * w + x] = p.at(Array<index_t, 4>{{n, c, y, x}});
+      }
+    }
   }
   return buf;
 }
@@ -10707,6 +10810,26 @@ void reduce(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bo
               idx[d] = 0;
             }
           Acc a = red.template init<T>();
+          if constexpr (R > 0 && row_plan<Plan, index_t>) {
+            if (reduce[R - 1] && in[R - 1] > 0) {
+              // The last axis is reduced: walk it as rows (one base offset per row and leaf).
+              const index_t w = in[R - 1];
+              for (index_t r = 0; r < N; r += w) {
+                const auto rp = plan.shifted(idx);
+                // reduce_run keeps several accumulators (vectorised); positions are relative to the row.
+                Acc part = detail::reduce_run<T>(red, w, [&](index_t j) { return rp.row(j); });
+                if constexpr (requires { part.index; }) part.index = part.index >= 0 ? part.index + r : part.index;
+                a = red.template merge<T>(a, part);
+                for (int d = R - 2; d >= 0; --d) {  // odometer over the other reduced axes
+                  if (!reduce[d]) continue;
+                  if (++idx[d] < in[d]) break;
+                  idx[d] = 0;
+                }
+              }
+              out[out_offset(m)] = static_cast<Out>(red.template finish<T>(a, N));
+              continue;
+            }
+          }
           for (index_t r = 0; r < N; ++r) {
             red.template add<T>(a, plan.at(idx), r);
             for (int d = R - 1; d >= 0; --d) {  // odometer over the reduced axes
@@ -14166,16 +14289,18 @@ class Conv2d : public LayerBase {
 inline auto max_pool2d(Size2 kernel, std::optional<Size2> stride = std::nullopt, Size2 padding = 0) {
   const Size2 st = stride.value_or(kernel);
   auto f = [=](auto&& x) { return ::metagrad::max_pool2d(std::forward<decltype(x)>(x), kernel, st, padding); };
-  return Lambda<decltype(f)>("MaxPool2d(kernel_size=" + metagrad::detail::size2_text(kernel) + ", stride=" +
-                                 metagrad::detail::size2_text(st) + ", padding=" + metagrad::detail::size2_text(padding) + ")",
+  return Lambda<decltype(f)>("MaxPool2d(kernel_size=" + metagrad::detail::size2_text(kernel) +
+                                 ", stride=" + metagrad::detail::size2_text(st) +
+                                 ", padding=" + metagrad::detail::size2_text(padding) + ")",
                              f);
 }
 /// Average pooling over NCHW input (torch.nn.AvgPool2d; padding counted in the average, as torch's default).
 inline auto avg_pool2d(Size2 kernel, std::optional<Size2> stride = std::nullopt, Size2 padding = 0) {
   const Size2 st = stride.value_or(kernel);
   auto f = [=](auto&& x) { return ::metagrad::avg_pool2d(std::forward<decltype(x)>(x), kernel, st, padding); };
-  return Lambda<decltype(f)>("AvgPool2d(kernel_size=" + metagrad::detail::size2_text(kernel) + ", stride=" +
-                                 metagrad::detail::size2_text(st) + ", padding=" + metagrad::detail::size2_text(padding) + ")",
+  return Lambda<decltype(f)>("AvgPool2d(kernel_size=" + metagrad::detail::size2_text(kernel) +
+                                 ", stride=" + metagrad::detail::size2_text(st) +
+                                 ", padding=" + metagrad::detail::size2_text(padding) + ")",
                              f);
 }
 /// Adaptive average pooling to an output of `size` (torch.nn.AdaptiveAvgPool2d).

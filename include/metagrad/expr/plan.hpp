@@ -46,6 +46,21 @@ struct LeafPlan {
   METAGRAD_HD METAGRAD_INLINE T flat(I i) const {
     return ptr[i];
   }
+  /// Row access (see row_plan): the plan moved to the row holding idx (its last index ignored), and
+  /// element j of that row, one multiply per leaf instead of a dot product over every axis.
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE LeafPlan shifted(const Array<I, R>& idx) const {
+    Array<I, R> o = idx;
+    if constexpr (R > 0) o[R - 1] = 0;
+    return {ptr + detail::dot_index(o, strides), strides, flat_ok};
+  }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE T row(I j) const {
+    if constexpr (R > 0)
+      return ptr[j * static_cast<I>(strides[R - 1])];
+    else
+      return ptr[0];
+  }
   bool is_flat() const { return flat_ok; }
   /// Address range touched for a target of extents `shape` (strides may be negative).
   template <class F>
@@ -77,6 +92,14 @@ struct ScalarPlan {
   METAGRAD_HD METAGRAD_INLINE T flat(I) const {
     return value;
   }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE ScalarPlan shifted(const Array<I, R>&) const {
+    return *this;
+  }
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE T row(I) const {
+    return value;
+  }
   bool is_flat() const { return true; }
   template <class F>
   void visit_leaves(F&&, bool, const Array<index_t, R>&) const {}
@@ -97,6 +120,15 @@ struct UnaryPlan {
   METAGRAD_HD METAGRAD_INLINE value_type flat(I i) const {
     return op(c.flat(i));
   }
+  template <class I>
+  requires requires(const C& x, const Array<I, rank>& i) { x.shifted(i); }
+  METAGRAD_HD METAGRAD_INLINE auto shifted(const Array<I, rank>& idx) const {
+    using S = decltype(c.shifted(idx));
+    return UnaryPlan<Op, S>{op, c.shifted(idx)};
+  }
+  template <class I>
+  requires requires(const C& x, I j) { x.row(j); }
+  METAGRAD_HD METAGRAD_INLINE value_type row(I j) const { return op(c.row(j)); }
   bool is_flat() const { return c.is_flat(); }
   template <class F>
   void visit_leaves(F&& f, bool remapped, const Array<index_t, rank>& shape) const {
@@ -119,6 +151,24 @@ struct BinaryPlan {
   template <class I>
   METAGRAD_HD METAGRAD_INLINE value_type flat(I i) const {
     return op(static_cast<U>(a.flat(i)), static_cast<U>(b.flat(i)));
+  }
+  template <class I>
+  requires requires(const A& x, const B& y, const Array<I, rank>& i) {
+    x.shifted(i);
+    y.shifted(i);
+  }
+  METAGRAD_HD METAGRAD_INLINE auto shifted(const Array<I, rank>& idx) const {
+    using SA = decltype(a.shifted(idx));
+    using SB = decltype(b.shifted(idx));
+    return BinaryPlan<Op, U, SA, SB>{op, a.shifted(idx), b.shifted(idx)};
+  }
+  template <class I>
+  requires requires(const A& x, const B& y, I j) {
+    x.row(j);
+    y.row(j);
+  }
+  METAGRAD_HD METAGRAD_INLINE value_type row(I j) const {
+    return op(static_cast<U>(a.row(j)), static_cast<U>(b.row(j)));
   }
   bool is_flat() const { return a.is_flat() && b.is_flat(); }
   template <class F>
@@ -146,6 +196,27 @@ struct TernaryPlan {
   METAGRAD_HD METAGRAD_INLINE value_type flat(I i) const {
     return op(a.flat(i), static_cast<U>(b.flat(i)), static_cast<U>(c.flat(i)));
   }
+  template <class I>
+  requires requires(const A& x, const B& y, const C& z, const Array<I, rank>& i) {
+    x.shifted(i);
+    y.shifted(i);
+    z.shifted(i);
+  }
+  METAGRAD_HD METAGRAD_INLINE auto shifted(const Array<I, rank>& idx) const {
+    using SA = decltype(a.shifted(idx));
+    using SB = decltype(b.shifted(idx));
+    using SC = decltype(c.shifted(idx));
+    return TernaryPlan<Op, U, SA, SB, SC>{op, a.shifted(idx), b.shifted(idx), c.shifted(idx)};
+  }
+  template <class I>
+  requires requires(const A& x, const B& y, const C& z, I j) {
+    x.row(j);
+    y.row(j);
+    z.row(j);
+  }
+  METAGRAD_HD METAGRAD_INLINE value_type row(I j) const {
+    return op(a.row(j), static_cast<U>(b.row(j)), static_cast<U>(c.row(j)));
+  }
   bool is_flat() const { return a.is_flat() && b.is_flat() && c.is_flat(); }
   template <class F>
   void visit_leaves(F&& f, bool remapped, const Array<index_t, rank>& shape) const {
@@ -153,6 +224,14 @@ struct TernaryPlan {
     b.visit_leaves(f, remapped, shape);
     c.visit_leaves(f, remapped, shape);
   }
+};
+
+/// Plans whose rows can be walked with one multiply per leaf and element: p.shifted(idx) moves the plan to
+/// the row holding idx, .row(j) reads element j of it. Leaves, scalars and the elementwise op plans over
+/// them qualify; drivers fall back to at(idx) for the others (views, random draws, ...).
+template <class P, class I>
+concept row_plan = requires(const P& p, const Array<I, P::rank>& idx, I j) {
+  p.shifted(idx).row(j);
 };
 
 /// Reads a rank-RC child plan from rank-R indices: child axis d takes target axis map[d], or index 0 when

@@ -138,16 +138,18 @@ class Conv2d : public LayerBase {
 inline auto max_pool2d(Size2 kernel, std::optional<Size2> stride = std::nullopt, Size2 padding = 0) {
   const Size2 st = stride.value_or(kernel);
   auto f = [=](auto&& x) { return ::metagrad::max_pool2d(std::forward<decltype(x)>(x), kernel, st, padding); };
-  return Lambda<decltype(f)>("MaxPool2d(kernel_size=" + metagrad::detail::size2_text(kernel) + ", stride=" +
-                                 metagrad::detail::size2_text(st) + ", padding=" + metagrad::detail::size2_text(padding) + ")",
+  return Lambda<decltype(f)>("MaxPool2d(kernel_size=" + metagrad::detail::size2_text(kernel) +
+                                 ", stride=" + metagrad::detail::size2_text(st) +
+                                 ", padding=" + metagrad::detail::size2_text(padding) + ")",
                              f);
 }
 /// Average pooling over NCHW input (torch.nn.AvgPool2d; padding counted in the average, as torch's default).
 inline auto avg_pool2d(Size2 kernel, std::optional<Size2> stride = std::nullopt, Size2 padding = 0) {
   const Size2 st = stride.value_or(kernel);
   auto f = [=](auto&& x) { return ::metagrad::avg_pool2d(std::forward<decltype(x)>(x), kernel, st, padding); };
-  return Lambda<decltype(f)>("AvgPool2d(kernel_size=" + metagrad::detail::size2_text(kernel) + ", stride=" +
-                                 metagrad::detail::size2_text(st) + ", padding=" + metagrad::detail::size2_text(padding) + ")",
+  return Lambda<decltype(f)>("AvgPool2d(kernel_size=" + metagrad::detail::size2_text(kernel) +
+                                 ", stride=" + metagrad::detail::size2_text(st) +
+                                 ", padding=" + metagrad::detail::size2_text(padding) + ")",
                              f);
 }
 /// Adaptive average pooling to an output of `size` (torch.nn.AdaptiveAvgPool2d).

@@ -32,7 +32,9 @@
 #include "gemm.hpp"
 #include "parallel.hpp"
 
-#if defined(METAGRAD_WITH_DNNL) && METAGRAD_WITH_DNNL
+// nvcc 13's front end stops with an internal error inside <oneapi/dnnl/dnnl.hpp>, so a translation unit
+// compiled by nvcc runs its CPU convolutions with im2col + GEMM (host translation units keep oneDNN).
+#if defined(METAGRAD_WITH_DNNL) && METAGRAD_WITH_DNNL && !defined(__CUDACC__)
 #include <oneapi/dnnl/dnnl.hpp>
 #define METAGRAD_CONV_HAVE_DNNL_ 1
 #else

@@ -67,9 +67,15 @@ void run_plan(T* out, const Strides<R>& ostr, const Shape<R>& shape, const Plan&
             T* row = out;
             for (int d = 0; d < R - 1; ++d) row += static_cast<index_t>(idx[d]) * ostr[d];
             const I m = static_cast<I>(inner);
-            for (I j = 0; j < m; ++j) {
-              idx[R - 1] = j;
-              row[j * ostep] = static_cast<T>(plan.at(idx));
+            if constexpr (row_plan<Plan, I>) {
+              // Broadcasts along outer axes (a bias over NCHW): one base offset per row and leaf.
+              const auto rp = plan.shifted(idx);
+              for (I j = 0; j < m; ++j) row[j * ostep] = static_cast<T>(rp.row(j));
+            } else {
+              for (I j = 0; j < m; ++j) {
+                idx[R - 1] = j;
+                row[j * ostep] = static_cast<T>(plan.at(idx));
+              }
             }
           }
         },

@@ -89,8 +89,14 @@ const T* plane_rows(const Plan& p, bool flat, index_t n, index_t c, index_t plan
     METAGRAD_SIMD_LOOP
     for (index_t i = 0; i < h * w; ++i) buf[i] = p.flat(base + i);
   } else {
-    for (index_t y = 0; y < h; ++y)
-      for (index_t x = 0; x < w; ++x) buf[y * w + x] = p.at(Array<index_t, 4>{{n, c, y, x}});
+    for (index_t y = 0; y < h; ++y) {
+      if constexpr (row_plan<Plan, index_t>) {
+        const auto rp = p.shifted(Array<index_t, 4>{{n, c, y, 0}});
+        for (index_t x = 0; x < w; ++x) buf[y * w + x] = rp.row(x);
+      } else {
+        for (index_t x = 0; x < w; ++x) buf[y * w + x] = p.at(Array<index_t, 4>{{n, c, y, x}});
+      }
+    }
   }
   return buf;
 }

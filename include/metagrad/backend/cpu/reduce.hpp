@@ -207,6 +207,26 @@ void reduce(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bo
               idx[d] = 0;
             }
           Acc a = red.template init<T>();
+          if constexpr (R > 0 && row_plan<Plan, index_t>) {
+            if (reduce[R - 1] && in[R - 1] > 0) {
+              // The last axis is reduced: walk it as rows (one base offset per row and leaf).
+              const index_t w = in[R - 1];
+              for (index_t r = 0; r < N; r += w) {
+                const auto rp = plan.shifted(idx);
+                // reduce_run keeps several accumulators (vectorised); positions are relative to the row.
+                Acc part = detail::reduce_run<T>(red, w, [&](index_t j) { return rp.row(j); });
+                if constexpr (requires { part.index; }) part.index = part.index >= 0 ? part.index + r : part.index;
+                a = red.template merge<T>(a, part);
+                for (int d = R - 2; d >= 0; --d) {  // odometer over the other reduced axes
+                  if (!reduce[d]) continue;
+                  if (++idx[d] < in[d]) break;
+                  idx[d] = 0;
+                }
+              }
+              out[out_offset(m)] = static_cast<Out>(red.template finish<T>(a, N));
+              continue;
+            }
+          }
           for (index_t r = 0; r < N; ++r) {
             red.template add<T>(a, plan.at(idx), r);
             for (int d = R - 1; d >= 0; --d) {  // odometer over the reduced axes
