@@ -16,7 +16,7 @@
 #include "nn/norm.hpp"
 #include "nn/optim.hpp"
 #include "nn/schedule.hpp"
-#include "nn/train_step.hpp"
 #include "nn/sequential.hpp"
 #include "nn/state_dict.hpp"
+#include "nn/train_step.hpp"
 #include "nn/trainer.hpp"

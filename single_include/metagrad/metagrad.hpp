@@ -23,13 +23,13 @@
 // results are ordinary expressions, fused and deduplicated like any other; nothing happens at run time
 // but their evaluation. Include <metagrad/autodiff.hpp> instead.
 
-#include <string>
 #include <memory>
+#include <string>
 #include <tuple>
+#include <type_traits>
 #include <typeindex>
 #include <typeinfo>
 #include <unordered_map>
-#include <type_traits>
 #include <utility>
 
 // #include <metagrad/core/error.hpp>
@@ -3628,7 +3628,9 @@ decltype(auto) operand_value(const AE& c) {
 /// adjoint of child I (in children() order) given the node's adjoint g. grad() uses it for every child the
 /// differentiated leaf depends on.
 template <class E>
-concept self_differentiating = requires { typename E::self_differentiating_tag; };
+concept self_differentiating = requires {
+  typename E::self_differentiating_tag;
+};
 
 METAGRAD_NAMESPACE_END
 
@@ -5579,8 +5581,9 @@ template <std::size_t I, class W, class E, class G>
 auto child_adjoint(const W& w, const E& e, const G& g) {
   using C = std::remove_cvref_t<std::tuple_element_t<I, decltype(e.children())>>;
   if constexpr (depends_on<C, typename W::target>::value) {
-    static_assert(requires { e.backward(std::integral_constant<int, int(I)>{}, g); },
-                  "metagrad: grad: this node has no derivative with respect to one of its operands");
+    static_assert(
+        requires { e.backward(std::integral_constant<int, int(I)>{}, g); },
+        "metagrad: grad: this node has no derivative with respect to one of its operands");
     return backprop(w, std::get<I>(e.children()), e.backward(std::integral_constant<int, int(I)>{}, g));
   } else {
     return std::tuple<>();
@@ -5590,9 +5593,8 @@ auto child_adjoint(const W& w, const E& e, const G& g) {
 template <class W, class E, class G>
 requires self_differentiating<E>
 auto backprop_node(const W& w, const E& e, const G& g) {
-  return [&]<std::size_t... I>(std::index_sequence<I...>) {
-    return std::tuple_cat(child_adjoint<I>(w, e, g)...);
-  }(std::make_index_sequence<std::tuple_size_v<decltype(e.children())>>{});
+  return [&]<std::size_t... I>(std::index_sequence<I...>) { return std::tuple_cat(child_adjoint<I>(w, e, g)...); }
+  (std::make_index_sequence<std::tuple_size_v<decltype(e.children())>>{});
 }
 
 // --- the walk ---------------------------------------------------------------------------------------
@@ -13870,7 +13872,7 @@ struct StateEntry {
 };
 
 namespace detail {
-template <class T, int R>
+template <int R>
 std::vector<index_t> shape_vector(const Shape<R>& s) {
   std::vector<index_t> v(R);
   for (int d = 0; d < R; ++d) v[d] = s[d];
@@ -13885,7 +13887,7 @@ StateEntry state_entry(std::string name, const Tensor<T, R>& t, bool trainable) 
   if (!is_contiguous(t.shape(), t.strides()))
     throw error("state of '" + name + "': the tensor is not contiguous; set() a contiguous tensor");
   // A Tensor is a handle: its elements stay writable through a const handle's storage (state loading).
-  return {std::move(name), dtype_of<T>, detail::shape_vector<T, R>(t.shape()), const_cast<T*>(t.data()), trainable};
+  return {std::move(name), dtype_of<T>, detail::shape_vector(t.shape()), const_cast<T*>(t.data()), trainable};
 }
 
 /// Calls f(param) for every Param handle in a tuple.
@@ -15028,151 +15030,6 @@ class ReduceLROnPlateau {
 }  // namespace nn
 METAGRAD_NAMESPACE_END
 // end of <metagrad/nn/schedule.hpp>
-// #include <metagrad/nn/train_step.hpp>
-// metagrad/nn/train_step.hpp — a training step as one compiled Program: the loss, its gradients with respect
-// to the optimiser's parameters, the layers' buffer updates (batch norm's running statistics) and any extra
-// outputs (predictions, a count of correct answers) are planned together, so every boundary result is
-// computed once and shared between forward, backward and metrics. After the Program runs, the optimiser
-// updates each parameter in one fused pass and the buffers take their new values. EvalStep is the same
-// without gradients. These are the pieces the Trainer is built from, usable alone in a custom loop.
-// Include <metagrad/nn.hpp> instead.
-
-#include <cmath>
-#include <functional>
-#include <tuple>
-#include <type_traits>
-#include <utility>
-#include <vector>
-
-// #include <metagrad/autodiff/grad.hpp> (inlined above)
-// #include <metagrad/graph/program.hpp> (inlined above)
-// #include <metagrad/nn/module.hpp> (inlined above)
-// #include <metagrad/nn/optim.hpp> (inlined above)
-
-METAGRAD_NAMESPACE_BEGIN
-namespace nn {
-
-struct TrainStepOptions {
-  /// Clip the gradients' global norm to this value (0: no clipping), as torch.nn.utils.clip_grad_norm_.
-  double clip_grad_norm = 0.0;
-};
-
-namespace detail {
-template <class Tuple, std::size_t Off, std::size_t... I>
-auto sub_tuple(const Tuple& t, std::index_sequence<I...>) {
-  return std::tie(std::get<Off + I>(t)...);
-}
-template <class Loss, class Params, class Updates, class Extras>
-auto build_train_program(const Loss& loss, const Params& params, const Updates& ups, const Extras& extras) {
-  auto grads = std::apply([&](const auto&... p) { return grad_merged(loss, p...); }, params);
-  auto values = std::apply([](const auto&... u) { return std::make_tuple(u.value...); }, ups);
-  return std::apply([](const auto&... o) { return compile(o...); },
-                    std::tuple_cat(std::make_tuple(loss), grads, values, extras));
-}
-}  // namespace detail
-
-/// The outcome of one step: the loss and the extra outputs (the Program's buffers: valid until the next run).
-template <class Extras>
-struct StepOutput {
-  double loss;
-  Extras extras;     // a tuple of const Tensor& (one per extra output)
-  double grad_norm;  // global gradient norm before clipping (0 when clipping is off)
-};
-
-/// A compiled training step for optimiser `opt` (which must outlive it) and scalar `loss`.
-/// @code
-///   auto step = nn::TrainStep(opt, loss, model.updates(x), std::make_tuple(correct));
-///   auto out = step.run(x.bind(images), y.bind(labels));   // out.loss, std::get<0>(out.extras)
-/// @endcode
-template <class Opt, class Loss, class Updates = std::tuple<>, class Extras = std::tuple<>>
-class TrainStep {
-  static constexpr std::size_t NP = Opt::num_params;
-  static constexpr std::size_t NU = std::tuple_size_v<Updates>;
-  static constexpr std::size_t NE = std::tuple_size_v<Extras>;
-  using program_t = decltype(detail::build_train_program(
-      std::declval<const Loss&>(), std::declval<const typename Opt::params_type&>(), std::declval<const Updates&>(),
-      std::declval<const Extras&>()));
-
- public:
-  static_assert(std::remove_cvref_t<Loss>::rank == 0, "metagrad: a training step needs a scalar loss (rank 0)");
-
-  TrainStep(Opt& opt, const Loss& loss, Updates updates = {}, Extras extras = {}, TrainStepOptions o = {})
-      : opt_(&opt),
-        targets_(std::move(updates)),
-        program_(detail::build_train_program(loss, opt.params(), targets_, extras)),
-        options_(o) {}
-
-  /// Runs forward and backward on the bound inputs (bind them before, or pass x.bind(t) here), updates the
-  /// parameters and buffers. @throws whatever the Program throws (unbound inputs, shape errors); in that
-  /// case nothing has been updated.
-  template <class... Bindings>
-  auto run(const Bindings&...) {
-    const auto& r = program_.run();
-    const auto grads = detail::sub_tuple<std::remove_cvref_t<decltype(r)>, 1>(r, std::make_index_sequence<NP>{});
-    double norm = 0, scale = 1;
-    if (options_.clip_grad_norm > 0) {
-      norm = global_norm(grads);
-      if (!std::isfinite(norm))
-        throw error("train step: the gradient norm is not finite (" + std::to_string(norm) + ")");
-      if (norm > options_.clip_grad_norm) scale = options_.clip_grad_norm / (norm + 1e-6);
-    }
-    opt_->step(grads, scale);
-    [&]<std::size_t... U>(std::index_sequence<U...>) {
-      (std::get<U>(targets_).target.assign(std::get<1 + NP + U>(r)), ...);
-    }
-    (std::make_index_sequence<NU>{});
-    if (on_step) on_step();
-    const double loss = static_cast<double>(std::get<0>(r).item());
-    auto extras = detail::sub_tuple<std::remove_cvref_t<decltype(r)>, 1 + NP + NU>(r, std::make_index_sequence<NE>{});
-    return StepOutput<decltype(extras)>{loss, extras, norm};
-  }
-  template <class... Bindings>
-  auto operator()(const Bindings&... b) {
-    return run(b...);
-  }
-
-  /// Called after every step (advance dropout streams, count steps, ...).
-  std::function<void()> on_step;
-  const program_t& program() const { return program_; }
-  Opt& optimizer() { return *opt_; }
-
- private:
-  Opt* opt_;
-  Updates targets_;
-  program_t program_;
-  TrainStepOptions options_;
-};
-
-template <class Opt, class Loss>
-TrainStep(Opt&, const Loss&) -> TrainStep<Opt, Loss>;
-template <class Opt, class Loss, class U>
-TrainStep(Opt&, const Loss&, U) -> TrainStep<Opt, Loss, U>;
-template <class Opt, class Loss, class U, class E>
-TrainStep(Opt&, const Loss&, U, E) -> TrainStep<Opt, Loss, U, E>;
-template <class Opt, class Loss, class U, class E>
-TrainStep(Opt&, const Loss&, U, E, TrainStepOptions) -> TrainStep<Opt, Loss, U, E>;
-
-/// A compiled evaluation step: the given outputs (a loss, a count of correct answers, ...), no gradients.
-template <class... Outs>
-class EvalStep {
- public:
-  explicit EvalStep(const Outs&... outs) : program_(compile(outs...)) {}
-  template <class... Bindings>
-  const auto& run(const Bindings&...) {
-    return program_.run();
-  }
-  template <class... Bindings>
-  const auto& operator()(const Bindings&... b) {
-    return run(b...);
-  }
-
- private:
-  decltype(compile(std::declval<const Outs&>()...)) program_;
-};
-
-}  // namespace nn
-METAGRAD_NAMESPACE_END
-// end of <metagrad/nn/train_step.hpp>
 // #include <metagrad/nn/sequential.hpp>
 // metagrad/nn/sequential.hpp — sequential(...): layers applied in order, each child's parameters named by its
 // position ("0.weight", "3.bias") or by a name given with named("features", ...), nesting composing names
@@ -15439,11 +15296,6 @@ struct LoadReport {
   /// A readable summary: "missing keys: ...; unexpected keys: ...; shape mismatches: fc.weight model [10, 84]
   /// file [5, 84]".
   std::string str() const {
-    auto shape = [](const std::vector<index_t>& s) {
-      std::string r = "[";
-      for (std::size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-      return r + "]";
-    };
     auto list = [](const std::vector<std::string>& v) {
       std::string r;
       for (std::size_t i = 0; i < v.size(); ++i) r += (i ? ", " : "") + v[i];
@@ -15455,7 +15307,8 @@ struct LoadReport {
     if (!mismatched.empty()) {
       r += "; shape mismatches:";
       for (const auto& m : mismatched)
-        r += " " + m.name + " model " + shape(m.model_shape) + " file " + shape(m.file_shape);
+        r += " " + m.name + " model " + ::metagrad::detail::shape_string(m.model_shape) + " file " +
+             ::metagrad::detail::shape_string(m.file_shape);
     }
     return r;
   }
@@ -15657,6 +15510,151 @@ std::map<std::string, std::string> load_checkpoint(const std::filesystem::path& 
 }  // namespace nn
 METAGRAD_NAMESPACE_END
 // end of <metagrad/nn/state_dict.hpp>
+// #include <metagrad/nn/train_step.hpp>
+// metagrad/nn/train_step.hpp — a training step as one compiled Program: the loss, its gradients with respect
+// to the optimiser's parameters, the layers' buffer updates (batch norm's running statistics) and any extra
+// outputs (predictions, a count of correct answers) are planned together, so every boundary result is
+// computed once and shared between forward, backward and metrics. After the Program runs, the optimiser
+// updates each parameter in one fused pass and the buffers take their new values. EvalStep is the same
+// without gradients. These are the pieces the Trainer is built from, usable alone in a custom loop.
+// Include <metagrad/nn.hpp> instead.
+
+#include <cmath>
+#include <functional>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+// #include <metagrad/autodiff/grad.hpp> (inlined above)
+// #include <metagrad/graph/program.hpp> (inlined above)
+// #include <metagrad/nn/module.hpp> (inlined above)
+// #include <metagrad/nn/optim.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace nn {
+
+struct TrainStepOptions {
+  /// Clip the gradients' global norm to this value (0: no clipping), as torch.nn.utils.clip_grad_norm_.
+  double clip_grad_norm = 0.0;
+};
+
+namespace detail {
+template <class Tuple, std::size_t Off, std::size_t... I>
+auto sub_tuple(const Tuple& t, std::index_sequence<I...>) {
+  return std::tie(std::get<Off + I>(t)...);
+}
+template <class Loss, class Params, class Updates, class Extras>
+auto build_train_program(const Loss& loss, const Params& params, const Updates& ups, const Extras& extras) {
+  auto grads = std::apply([&](const auto&... p) { return grad_merged(loss, p...); }, params);
+  auto values = std::apply([](const auto&... u) { return std::make_tuple(u.value...); }, ups);
+  return std::apply([](const auto&... o) { return compile(o...); },
+                    std::tuple_cat(std::make_tuple(loss), grads, values, extras));
+}
+}  // namespace detail
+
+/// The outcome of one step: the loss and the extra outputs (the Program's buffers: valid until the next run).
+template <class Extras>
+struct StepOutput {
+  double loss;
+  Extras extras;     // a tuple of const Tensor& (one per extra output)
+  double grad_norm;  // global gradient norm before clipping (0 when clipping is off)
+};
+
+/// A compiled training step for optimiser `opt` (which must outlive it) and scalar `loss`.
+/// @code
+///   auto step = nn::TrainStep(opt, loss, model.updates(x), std::make_tuple(correct));
+///   auto out = step.run(x.bind(images), y.bind(labels));   // out.loss, std::get<0>(out.extras)
+/// @endcode
+template <class Opt, class Loss, class Updates = std::tuple<>, class Extras = std::tuple<>>
+class TrainStep {
+  static constexpr std::size_t NP = Opt::num_params;
+  static constexpr std::size_t NU = std::tuple_size_v<Updates>;
+  static constexpr std::size_t NE = std::tuple_size_v<Extras>;
+  using program_t = decltype(detail::build_train_program(
+      std::declval<const Loss&>(), std::declval<const typename Opt::params_type&>(), std::declval<const Updates&>(),
+      std::declval<const Extras&>()));
+
+ public:
+  static_assert(std::remove_cvref_t<Loss>::rank == 0, "metagrad: a training step needs a scalar loss (rank 0)");
+
+  TrainStep(Opt& opt, const Loss& loss, Updates updates = {}, Extras extras = {}, TrainStepOptions o = {})
+      : opt_(&opt),
+        targets_(std::move(updates)),
+        program_(detail::build_train_program(loss, opt.params(), targets_, extras)),
+        options_(o) {}
+
+  /// Runs forward and backward on the bound inputs (bind them before, or pass x.bind(t) here), updates the
+  /// parameters and buffers. @throws whatever the Program throws (unbound inputs, shape errors); in that
+  /// case nothing has been updated.
+  template <class... Bindings>
+  auto run(const Bindings&...) {
+    const auto& r = program_.run();
+    const auto grads = detail::sub_tuple<std::remove_cvref_t<decltype(r)>, 1>(r, std::make_index_sequence<NP>{});
+    double norm = 0, scale = 1;
+    if (options_.clip_grad_norm > 0) {
+      norm = global_norm(grads);
+      if (!std::isfinite(norm))
+        throw error("train step: the gradient norm is not finite (" + std::to_string(norm) + ")");
+      if (norm > options_.clip_grad_norm) scale = options_.clip_grad_norm / (norm + 1e-6);
+    }
+    opt_->step(grads, scale);
+    [&]<std::size_t... U>(std::index_sequence<U...>) {
+      (std::get<U>(targets_).target.assign(std::get<1 + NP + U>(r)), ...);
+    }
+    (std::make_index_sequence<NU>{});
+    if (on_step) on_step();
+    const double loss = static_cast<double>(std::get<0>(r).item());
+    auto extras = detail::sub_tuple<std::remove_cvref_t<decltype(r)>, 1 + NP + NU>(r, std::make_index_sequence<NE>{});
+    return StepOutput<decltype(extras)>{loss, extras, norm};
+  }
+  template <class... Bindings>
+  auto operator()(const Bindings&... b) {
+    return run(b...);
+  }
+
+  /// Called after every step (advance dropout streams, count steps, ...).
+  std::function<void()> on_step;
+  const program_t& program() const { return program_; }
+  Opt& optimizer() { return *opt_; }
+
+ private:
+  Opt* opt_;
+  Updates targets_;
+  program_t program_;
+  TrainStepOptions options_;
+};
+
+template <class Opt, class Loss>
+TrainStep(Opt&, const Loss&) -> TrainStep<Opt, Loss>;
+template <class Opt, class Loss, class U>
+TrainStep(Opt&, const Loss&, U) -> TrainStep<Opt, Loss, U>;
+template <class Opt, class Loss, class U, class E>
+TrainStep(Opt&, const Loss&, U, E) -> TrainStep<Opt, Loss, U, E>;
+template <class Opt, class Loss, class U, class E>
+TrainStep(Opt&, const Loss&, U, E, TrainStepOptions) -> TrainStep<Opt, Loss, U, E>;
+
+/// A compiled evaluation step: the given outputs (a loss, a count of correct answers, ...), no gradients.
+template <class... Outs>
+class EvalStep {
+ public:
+  explicit EvalStep(const Outs&... outs) : program_(compile(outs...)) {}
+  template <class... Bindings>
+  const auto& run(const Bindings&...) {
+    return program_.run();
+  }
+  template <class... Bindings>
+  const auto& operator()(const Bindings&... b) {
+    return run(b...);
+  }
+
+ private:
+  decltype(compile(std::declval<const Outs&>()...)) program_;
+};
+
+}  // namespace nn
+METAGRAD_NAMESPACE_END
+// end of <metagrad/nn/train_step.hpp>
 // #include <metagrad/nn/trainer.hpp>
 // metagrad/nn/trainer.hpp — the training loop for classifiers: fit(epochs) runs compiled training steps over
 // a data loader with a progress bar (batch k/N, images/s, ETA, running loss and accuracy; plain lines when

@@ -6,13 +6,13 @@
 // but their evaluation. Include <metagrad/autodiff.hpp> instead.
 #pragma once
 
-#include <string>
 #include <memory>
+#include <string>
 #include <tuple>
+#include <type_traits>
 #include <typeindex>
 #include <typeinfo>
 #include <unordered_map>
-#include <type_traits>
 #include <utility>
 
 #include "../core/error.hpp"
@@ -327,8 +327,9 @@ template <std::size_t I, class W, class E, class G>
 auto child_adjoint(const W& w, const E& e, const G& g) {
   using C = std::remove_cvref_t<std::tuple_element_t<I, decltype(e.children())>>;
   if constexpr (depends_on<C, typename W::target>::value) {
-    static_assert(requires { e.backward(std::integral_constant<int, int(I)>{}, g); },
-                  "metagrad: grad: this node has no derivative with respect to one of its operands");
+    static_assert(
+        requires { e.backward(std::integral_constant<int, int(I)>{}, g); },
+        "metagrad: grad: this node has no derivative with respect to one of its operands");
     return backprop(w, std::get<I>(e.children()), e.backward(std::integral_constant<int, int(I)>{}, g));
   } else {
     return std::tuple<>();
@@ -338,9 +339,8 @@ auto child_adjoint(const W& w, const E& e, const G& g) {
 template <class W, class E, class G>
 requires self_differentiating<E>
 auto backprop_node(const W& w, const E& e, const G& g) {
-  return [&]<std::size_t... I>(std::index_sequence<I...>) {
-    return std::tuple_cat(child_adjoint<I>(w, e, g)...);
-  }(std::make_index_sequence<std::tuple_size_v<decltype(e.children())>>{});
+  return [&]<std::size_t... I>(std::index_sequence<I...>) { return std::tuple_cat(child_adjoint<I>(w, e, g)...); }
+  (std::make_index_sequence<std::tuple_size_v<decltype(e.children())>>{});
 }
 
 // --- the walk ---------------------------------------------------------------------------------------

@@ -226,7 +226,9 @@ decltype(auto) operand_value(const AE& c) {
 /// adjoint of child I (in children() order) given the node's adjoint g. grad() uses it for every child the
 /// differentiated leaf depends on.
 template <class E>
-concept self_differentiating = requires { typename E::self_differentiating_tag; };
+concept self_differentiating = requires {
+  typename E::self_differentiating_tag;
+};
 
 METAGRAD_NAMESPACE_END
 

@@ -61,7 +61,7 @@ struct StateEntry {
 };
 
 namespace detail {
-template <class T, int R>
+template <int R>
 std::vector<index_t> shape_vector(const Shape<R>& s) {
   std::vector<index_t> v(R);
   for (int d = 0; d < R; ++d) v[d] = s[d];
@@ -76,7 +76,7 @@ StateEntry state_entry(std::string name, const Tensor<T, R>& t, bool trainable) 
   if (!is_contiguous(t.shape(), t.strides()))
     throw error("state of '" + name + "': the tensor is not contiguous; set() a contiguous tensor");
   // A Tensor is a handle: its elements stay writable through a const handle's storage (state loading).
-  return {std::move(name), dtype_of<T>, detail::shape_vector<T, R>(t.shape()), const_cast<T*>(t.data()), trainable};
+  return {std::move(name), dtype_of<T>, detail::shape_vector(t.shape()), const_cast<T*>(t.data()), trainable};
 }
 
 /// Calls f(param) for every Param handle in a tuple.

@@ -34,11 +34,6 @@ struct LoadReport {
   /// A readable summary: "missing keys: ...; unexpected keys: ...; shape mismatches: fc.weight model [10, 84]
   /// file [5, 84]".
   std::string str() const {
-    auto shape = [](const std::vector<index_t>& s) {
-      std::string r = "[";
-      for (std::size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-      return r + "]";
-    };
     auto list = [](const std::vector<std::string>& v) {
       std::string r;
       for (std::size_t i = 0; i < v.size(); ++i) r += (i ? ", " : "") + v[i];
@@ -50,7 +45,8 @@ struct LoadReport {
     if (!mismatched.empty()) {
       r += "; shape mismatches:";
       for (const auto& m : mismatched)
-        r += " " + m.name + " model " + shape(m.model_shape) + " file " + shape(m.file_shape);
+        r += " " + m.name + " model " + ::metagrad::detail::shape_string(m.model_shape) + " file " +
+             ::metagrad::detail::shape_string(m.file_shape);
     }
     return r;
   }
