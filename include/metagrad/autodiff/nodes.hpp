@@ -115,7 +115,8 @@ class SumToExpr : public ExprBase<SumToExpr<G, X>>, public BoundaryBase<typename
     static_assert(RD == rank);
     const auto gs = g_.shape();
     const auto xs = x_.shape();
-    if (!dst.defined() || !(dst.shape() == xs)) dst.allocate(xs);
+    const Device dev = detail::operands_device(*this, "sum_to").value_or(Device::cpu());
+    detail::prepare_destination(dst, xs, dev);
     Array<bool, RG> mask{};
     Strides<RG> ost{};
     for (int d = 0; d < RG; ++d) {
@@ -123,7 +124,7 @@ class SumToExpr : public ExprBase<SumToExpr<G, X>>, public BoundaryBase<typename
       mask[d] = c < 0 || (xs[c] == 1 && gs[d] != 1);
       ost[d] = c < 0 ? 0 : dst.strides()[c];
     }
-    run_reduction(ops::SumReducer{}, lower_expr(g_, gs), gs, mask, dst.data(), ost);
+    run_reduction(dev, ops::SumReducer{}, lower_expr(g_, gs), gs, mask, dst.data(), ost);
   }
 
   template <int RT>

@@ -11,9 +11,19 @@
 #define METAGRAD_VERSION_PATCH 0
 
 // The inline namespace v0 keeps two vendored copies of different versions from clashing at link time.
+// A file compiled by nvcc gets v0_cuda: its evaluation code carries the CUDA paths that a plain C++ file's
+// does not, and the same template instantiated both ways under one name would break the one-definition
+// rule (the linker would keep one of them for both). Tensors therefore do not cross between nvcc and
+// plain C++ translation units of one program; pass raw data, or keep the model in .cu files.
+#if defined(__CUDACC__)
+#define METAGRAD_NAMESPACE_BEGIN \
+  namespace metagrad {           \
+  inline namespace v0_cuda {
+#else
 #define METAGRAD_NAMESPACE_BEGIN \
   namespace metagrad {           \
   inline namespace v0 {
+#endif
 #define METAGRAD_NAMESPACE_END \
   }                            \
   }

@@ -31,6 +31,13 @@ Shape<N> shape_from(const index_t (&dims)[N]) {
 template <dtype T, int N>
 Tensor<T, N> full(const Shape<N>& shape, T value, Device device = Device::cpu()) {
   Tensor<T, N> t;
+  if (!device.is_cpu()) {
+    if (value == T(0)) {
+      t.allocate(shape, device, true);
+      return t;
+    }
+    return full<T, N>(shape, value).to(device);  // filled on the host, then one copy
+  }
   t.allocate(shape, device);
   std::fill(t.data(), t.data() + shape.numel(), value);
   return t;

@@ -152,8 +152,13 @@ struct Printer {
 ///           [3.0000, 4.2500]], shape=[2, 2], dtype=float32)
 template <class T, int R>
 std::string to_string(const Tensor<T, R>& t) {
-  const std::string tail = "shape=" + to_string(t.shape()) + ", dtype=" + dtype_name<T>() + ")";
+  const std::string tail = "shape=" + to_string(t.shape()) + ", dtype=" + dtype_name<T>() +
+                           (t.device().is_cpu() ? std::string() : ", device=" + t.device().str()) + ")";
   if (!t.defined()) return "tensor(<empty>, " + tail;
+  if (!t.device().is_cpu()) {  // printed from a host copy
+    const std::string body = to_string(t.to(Device::cpu()));
+    return body.substr(0, body.rfind("shape=")) + tail;
+  }
   const auto& opt = print_options();
   detail::Printer<T, R> p{t, t.numel() > opt.threshold, opt.edgeitems, {}};
   p.choose_format();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstring>
 #include <cstdlib>
 #include <functional>
 #include <memory>
@@ -15,7 +16,7 @@
 
 METAGRAD_NAMESPACE_BEGIN
 
-/// Process-wide counters of storage allocations (host memory). `allocations` counts every block made;
+/// Process-wide counters of storage allocations (host memory; device memory has cuda::memory_stats). `allocations` counts every block made;
 /// tests use it to prove a steady-state run allocates nothing.
 struct MemoryStats {
   std::int64_t allocations = 0;
@@ -31,6 +32,42 @@ inline MemoryCounters& memory_counters() {
   static MemoryCounters c;
   return c;
 }
+
+/// How Storage and Tensor reach device memory: function pointers the CUDA backend
+/// (backend/cuda/runtime.hpp) installs when a translation unit compiled by nvcc includes it. In a file
+/// compiled by a plain C++ compiler they stay null, and asking for device memory throws device_error.
+struct DeviceMemoryHooks {
+  void* (*allocate)(std::size_t bytes, Device device) = nullptr;
+  void (*deallocate)(void* ptr, Device device) = nullptr;
+  /// Copies `bytes` between any two devices; returns when the destination holds them (host side).
+  void (*copy)(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes) = nullptr;
+  void (*fill_zero)(void* ptr, std::size_t bytes, Device device) = nullptr;
+  void (*synchronize)(Device device) = nullptr;
+};
+inline DeviceMemoryHooks& device_memory_hooks() {
+  static DeviceMemoryHooks h;
+  return h;
+}
+/// The hooks, or device_error naming `what` and the device when this build has no CUDA backend.
+inline const DeviceMemoryHooks& device_hooks_for(Device device, const char* what) {
+  const auto& h = device_memory_hooks();
+  if (!h.allocate)
+    throw device_error(std::string(what) + " on " + device.str() +
+                       ": this translation unit was not compiled by nvcc, so it has no CUDA backend; compile the "
+                       "file that uses CUDA tensors with nvcc (CMake: link metagrad::cuda and make it a .cu source)");
+  return h;
+}
+/// Copies `bytes` from src (on src_device) to dst (on dst_device): memcpy between host buffers, the CUDA
+/// backend otherwise.
+inline void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes) {
+  if (bytes == 0) return;
+  if (dst_device.is_cpu() && src_device.is_cpu()) {
+    std::memcpy(dst, src, bytes);
+    return;
+  }
+  device_hooks_for(dst_device.is_cpu() ? src_device : dst_device, "copy").copy(dst, dst_device, src, src_device,
+                                                                                 bytes);
+}
 }  // namespace detail
 
 /// A snapshot of the host allocation counters.
@@ -45,10 +82,16 @@ class Storage {
  public:
   static constexpr std::size_t alignment = 64;  // a cache line and an AVX-512 register
 
+  /// `bytes` of memory on `device` (device memory comes from the CUDA backend's caching allocator).
+  /// @throws device_error for a CUDA device in a file not compiled by nvcc.
   Storage(std::size_t bytes, Device device) : bytes_(bytes), device_(device) {
-    if (!device.is_cpu())
-      throw device_error("metagrad: storage on " + device.str() +
-                         " needs the CUDA backend; compile this file with nvcc (METAGRAD_WITH_CUDA)");
+    if (!device.is_cpu()) {
+      const auto& h = detail::device_hooks_for(device, "allocate storage");
+      data_ = h.allocate(bytes, device);
+      deleter_ = [h = h.deallocate, device](void* p) { h(p, device); };
+      counted_ = false;
+      return;
+    }
     // aligned_alloc requires a size that is a multiple of the alignment.
     const std::size_t padded = (bytes + alignment - 1) / alignment * alignment;
     data_ = padded ? std::aligned_alloc(alignment, padded) : nullptr;

@@ -150,6 +150,7 @@ class Tensor : public ExprBase<Tensor<T, Rank>> {
 
   /// Element at the given indices (negative indices count from the end).
   /// @throws index_error when an index is out of range.
+  /// @throws device_error on a CUDA tensor (copy it with to(Device::cpu()) first).
   template <class... I>
   requires(std::is_integral_v<I>&&...) T& operator()(I... idx) { return data_[offset_of(idx...)]; }
   template <class... I>
@@ -159,6 +160,11 @@ class Tensor : public ExprBase<Tensor<T, Rank>> {
   T item() const {
     if (numel() != 1)
       throw shape_error("Tensor::item: needs exactly one element, tensor has shape " + to_string(shape_));
+    if (!device_.is_cpu()) {
+      T v{};
+      detail::copy_bytes(&v, Device::cpu(), data_, device_, sizeof(T));
+      return v;
+    }
     return *data_;
   }
 
@@ -178,17 +184,24 @@ class Tensor : public ExprBase<Tensor<T, Rank>> {
     return Tensor<U, Rank>(detail::expr_ops<Tensor>::template cast<U>(*this));
   }
 
-  /// A copy on `device` (this tensor itself when it is already there).
+  /// A contiguous copy on `device` (this tensor itself when it is already there). Host-to-device copies
+  /// go through pinned staging buffers; the call returns when the copy is complete.
+  /// @throws device_error for a CUDA device in a file not compiled by nvcc, or one that does not exist.
   Tensor to(Device device) const {
-    if (device == device_) return *this;
-    throw device_error("Tensor::to(" + device.str() +
-                       "): the CUDA backend is not part of this build; compile with nvcc");
+    if (device == device_ || !defined()) return *this;
+    const Tensor src = is_contiguous() ? *this : clone();
+    Tensor out;
+    out.allocate(shape_, device, false);
+    detail::copy_bytes(out.data_, device, src.data_, device_, static_cast<std::size_t>(numel()) * sizeof(T));
+    return out;
   }
 
-  /// Vector of all elements in row-major order.
+  /// Vector of all elements in row-major order (copied to the host from a device).
   std::vector<T> to_vector() const {
     const Tensor c = is_contiguous() ? *this : clone();
-    return std::vector<T>(c.data_, c.data_ + c.numel());
+    std::vector<T> v(static_cast<std::size_t>(c.numel()));
+    if (!v.empty()) detail::copy_bytes(v.data(), Device::cpu(), c.data_, device_, v.size() * sizeof(T));
+    return v;
   }
 
   /// A tensor viewing existing storage with the given layout (no copy). Used by views that fold into
@@ -221,7 +234,12 @@ class Tensor : public ExprBase<Tensor<T, Rank>> {
     shape_ = shape;
     strides_ = contiguous_strides(shape);
     device_ = device;
-    if (zero_fill) std::fill(data_, data_ + shape.numel(), T{});
+    if (zero_fill && shape.numel() > 0) {
+      if (device.is_cpu())
+        std::fill(data_, data_ + shape.numel(), T{});
+      else
+        detail::device_hooks_for(device, "Tensor").fill_zero(data_, storage_->bytes(), device);
+    }
   }
 
  private:
@@ -249,6 +267,9 @@ class Tensor : public ExprBase<Tensor<T, Rank>> {
       off += i * strides_[d];
     }
     if (!storage_) throw index_error("Tensor: element access on an empty tensor");
+    if (!device_.is_cpu())
+      throw device_error("Tensor: element access on " + device_.str() +
+                         " memory from the host; copy the tensor with to(Device::cpu()) first");
     return off;
   }
 

@@ -94,8 +94,9 @@ auto reshaped_plan(const E& e, const Shape<RF>& from, const Shape<RO>& to, Tenso
   if constexpr (is_leaf_plan_v<CP>) {
     const T* ptr = cp.ptr;
     if (!is_contiguous(from, Strides<RF>(cp.strides))) {
-      if (!copy.defined() || !(copy.shape() == from)) copy.allocate(from);
-      run_fill(copy.data(), copy.strides(), from, cp);
+      const Device dev = detail::expr_device(e, "reshape").value_or(Device::cpu());
+      detail::prepare_destination(copy, from, dev);
+      run_fill(dev, copy.data(), copy.strides(), from, cp);
       ptr = copy.data();
     }
     return LeafPlan<T, RO>{ptr, contiguous_strides(to), true};

@@ -159,7 +159,7 @@ const T* contiguous_values(const E& e, const Shape<R>& s, const Scratch<T, R>& b
     if (p.is_flat()) return p.ptr;
   }
   auto& t = buf.sized(s);
-  if (s.numel() > 0) run_fill(t.data(), t.strides(), s, p);
+  if (s.numel() > 0) run_fill(Device::cpu(), t.data(), t.strides(), s, p);
   return t.data();
 }
 
@@ -229,7 +229,8 @@ class BufferExpr : public ExprBase<BufferExpr<G>>,
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == rank);
     const auto s = g_.shape();
-    if (!dst.defined() || !(dst.shape() == s)) dst.allocate(s);
+    const Device dev = detail::operands_device(*this, "buffer").value_or(Device::cpu());
+    detail::prepare_destination(dst, s, dev);
     if (s.numel() == 0) return;
     const auto p = lower_expr(g_, s);
     bool alias = false;
@@ -240,11 +241,12 @@ class BufferExpr : public ExprBase<BufferExpr<G>>,
                        bool) { alias |= !(static_cast<const char*>(h) <= lo || static_cast<const char*>(l) >= hi); },
                    false, s);
     if (alias) {
-      auto& t = tmp_.sized(s);
-      run_fill(t.data(), t.strides(), s, p);
+      Tensor<value_type, rank> t;
+      t.allocate(s, dev);
+      run_fill(dev, t.data(), t.strides(), s, p);
       dst.assign(t);
     } else {
-      run_fill(dst.data(), dst.strides(), s, p);
+      run_fill(dev, dst.data(), dst.strides(), s, p);
     }
   }
 
@@ -255,7 +257,6 @@ class BufferExpr : public ExprBase<BufferExpr<G>>,
 
  private:
   G g_;
-  detail::Scratch<value_type, rank> tmp_;
 };
 
 namespace detail {
@@ -300,6 +301,7 @@ class Conv2dBackwardDataExpr : public ExprBase<Conv2dBackwardDataExpr<G, W, X>>,
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 4);
+    detail::require_cpu(detail::operands_device(*this, "conv2d (backward data)"), "conv2d (backward data)");
     const auto geom = detail::conv2d_geometry(like_.shape(), w_.shape(), opts_, "conv2d (backward data)");
     const auto gs = g_.shape();
     if (!(gs == geom.output_shape()))
@@ -353,6 +355,7 @@ class Conv2dBackwardWeightExpr : public ExprBase<Conv2dBackwardWeightExpr<G, X, 
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 4);
+    detail::require_cpu(detail::operands_device(*this, "conv2d (backward weight)"), "conv2d (backward weight)");
     const auto xs = x_.shape();
     const auto geom = detail::conv2d_geometry(xs, like_.shape(), opts_, "conv2d (backward weight)");
     const auto gs = g_.shape();
@@ -425,6 +428,7 @@ class Conv2dExpr : public ExprBase<Conv2dExpr<X, W>>,
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 4);
+    detail::require_cpu(detail::operands_device(*this, "conv2d"), "conv2d");
     const auto geom = geometry();
     const value_type* xp = detail::contiguous_values<value_type>(x_, geom.input_shape(), xbuf_);
     const value_type* wp = detail::contiguous_values<value_type>(w_, geom.weight_shape(), wbuf_);

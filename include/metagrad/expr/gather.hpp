@@ -57,7 +57,7 @@ const T* table_of(const W& w, const Shape<2>& ws, Tensor<T, 2>& copy, index_t& s
     return p.ptr;
   } else {
     if (!copy.defined() || !(copy.shape() == ws)) copy.allocate(ws);
-    run_fill(copy.data(), copy.strides(), ws, p);
+    run_fill(Device::cpu(), copy.data(), copy.strides(), ws, p);
     sr = copy.strides()[0];
     sc = copy.strides()[1];
     return copy.data();
@@ -94,6 +94,7 @@ class EmbeddingBackwardExpr : public ExprBase<EmbeddingBackwardExpr<G, I, W>>,
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 2);
+    detail::require_cpu(detail::operands_device(*this, "embedding (backward)"), "embedding (backward)");
     const auto ws = w_.shape();
     const auto is = idx_.shape();
     const auto gs = g_.shape();
@@ -113,7 +114,7 @@ class EmbeddingBackwardExpr : public ExprBase<EmbeddingBackwardExpr<G, I, W>>,
     }
     if (!gptr) {
       if (!gcopy_.get().defined() || !(gcopy_.get().shape() == gs)) gcopy_.get().allocate(gs);
-      run_fill(gcopy_.get().data(), gcopy_.get().strides(), gs, gp);
+      run_fill(Device::cpu(), gcopy_.get().data(), gcopy_.get().strides(), gs, gp);
       gptr = gcopy_.get().data();
     }
     Tensor<value_type, 2> out(ws);  // zero-filled; dst may alias g, so it is written last
@@ -176,6 +177,7 @@ class EmbeddingExpr : public ExprBase<EmbeddingExpr<W, I>>, public BoundaryBase<
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == rank);
+    detail::require_cpu(detail::operands_device(*this, "embedding"), "embedding");
     const auto ws = w_.shape();
     const auto is = idx_.shape();
     const auto rows = detail::gather_rows(idx_, is, ws[0], "embedding");

@@ -34,6 +34,7 @@ struct GemmCall {
   T beta;
   T* c;
   index_t ldc, stride_c;
+  Device device;  // where a, b and c live
 };
 
 namespace detail {
@@ -102,25 +103,30 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
     const auto as = a_.shape();
     const auto bs = b_.shape();
     const auto os = out_shape(as, bs);
+    const Device dev = detail::operands_device(*this, "matmul").value_or(Device::cpu());
+    if (dst.defined() && dst.device() != dev)
+      throw device_error("matmul: the operands are on " + dev.str() + " but the destination is on " +
+                         dst.device().str());
     if (!dst.defined() || !(dst.shape() == os)) {
       if (beta != value_type(0))
         throw shape_error("matmul: cannot accumulate into a tensor of shape " +
                           (dst.defined() ? to_string(dst.shape()) : std::string("(empty)")) +
                           "; the product has shape " + to_string(os));
-      dst.allocate(os);
+      dst.allocate(os, dev);
     }
     if (os.numel() == 0) return;
-    const Operand pa = prepare(a_, as, opa_.get());
-    const Operand pb = prepare(b_, bs, opb_.get());
+    const Operand pa = prepare(a_, as, opa_.get(), dev);
+    const Operand pb = prepare(b_, bs, opb_.get(), dev);
     // The destination must be row-major within each matrix for the GEMM; otherwise use a temporary.
     const bool direct = (os[rank - 1] == 1 || dst.strides()[rank - 1] == 1) &&
                         (os[rank - 2] == 1 || dst.strides()[rank - 2] >= os[rank - 1]) && !overlaps(dst, pa, pb);
     if (direct) {
-      run(pa, pb, os, dst.data(), dst.strides(), beta);
+      run(pa, pb, os, dst.data(), dst.strides(), beta, dev);
     } else {
-      Tensor<value_type, rank> tmp(os);
+      Tensor<value_type, rank> tmp;
+      tmp.allocate(os, dev);
       if (beta != value_type(0)) tmp.assign(dst);
-      run(pa, pb, os, tmp.data(), tmp.strides(), beta);
+      run(pa, pb, os, tmp.data(), tmp.strides(), beta, dev);
       dst.assign(tmp);
     }
   }
@@ -144,7 +150,7 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
   };
 
   template <class X, int RX>
-  static Operand prepare(const X& x, const Shape<RX>& xs, Tensor<value_type, RX>& copy) {
+  static Operand prepare(const X& x, const Shape<RX>& xs, Tensor<value_type, RX>& copy, Device dev) {
     auto p = lower_expr(x, xs);
     Operand o{};
     o.rows = xs[RX - 2];
@@ -176,16 +182,16 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
             Shape<RX> is = xs;
             is[RX - 2] = xs[RX - 1];
             is[RX - 1] = xs[RX - 2];
-            if (!copy.defined() || !(copy.shape() == is)) copy.allocate(is);
-            run_fill(copy.data(), copy.strides(), is, lower_expr(x.operand(), is));
+            detail::prepare_destination(copy, is, dev);
+            run_fill(dev, copy.data(), copy.strides(), is, lower_expr(x.operand(), is));
             st = copy.strides();
             std::swap(st[RX - 2], st[RX - 1]);
           }
         }
       }
       if (!swapped) {
-        if (!copy.defined() || !(copy.shape() == xs)) copy.allocate(xs);
-        run_fill(copy.data(), copy.strides(), xs, p);
+        detail::prepare_destination(copy, xs, dev);
+        run_fill(dev, copy.data(), copy.strides(), xs, p);
         st = copy.strides();
       }
       ptr = copy.data();
@@ -216,12 +222,12 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
   }
 
   void run(const Operand& pa, const Operand& pb, const Shape<rank>& os, value_type* out, const Strides<rank>& ost,
-           value_type beta) const {
+           value_type beta, Device dev) const {
     const index_t m = os[rank - 2], n = os[rank - 1], k = pa.cols;
     const index_t ldc = m == 1 ? n : ost[rank - 2];
     if constexpr (batch_rank == 0) {
       run_gemm(GemmCall<value_type>{1, pa.layout.trans, pb.layout.trans, m, n, k, alpha_, pa.ptr, pa.layout.ld, 0,
-                                    pb.ptr, pb.layout.ld, 0, beta, out, ldc, 0});
+                                    pb.ptr, pb.layout.ld, 0, beta, out, ldc, 0, dev});
     } else {
       // The innermost batch axis becomes the GEMM batch; the others are looped over.
       constexpr int last = batch_rank - 1;
@@ -238,7 +244,7 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
         }
         run_gemm(GemmCall<value_type>{os[last], pa.layout.trans, pb.layout.trans, m, n, k, alpha_, pa.ptr + offa,
                                       pa.layout.ld, pa.bstride[last], pb.ptr + offb, pb.layout.ld, pb.bstride[last],
-                                      beta, out + offc, ldc, ost[last]});
+                                      beta, out + offc, ldc, ost[last], dev});
       }
     }
   }

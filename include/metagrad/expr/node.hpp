@@ -5,11 +5,15 @@
 
 #include <cstring>
 #include <memory>
+#include <optional>
+#include <string>
 #include <tuple>
 #include <type_traits>
 
 #include "../core/config.hpp"
+#include "../core/device.hpp"
 #include "../core/dtype.hpp"
+#include "../core/error.hpp"
 #include "../core/expr_base.hpp"
 #include "../core/shape.hpp"
 #include "../core/tensor.hpp"
@@ -226,5 +230,90 @@ template <class E>
 concept boundary_expression = requires(const E& e) {
   e.bound_slot();
 };
+
+// --- devices ----------------------------------------------------------------------------------------
+
+namespace detail {
+/// Folds `d` into `acc`. @throws device_error naming `what` when an expression reads two devices.
+inline void merge_device(std::optional<Device>& acc, const std::optional<Device>& d, const char* what) {
+  if (!d) return;
+  if (!acc) {
+    acc = d;
+  } else if (*acc != *d) {
+    throw device_error(std::string(what) + ": the expression reads tensors on " + acc->str() + " and on " + d->str() +
+                       "; move them to one device with to(device) first");
+  }
+}
+
+/// The device of every tensor an expression reads (nullopt when it reads none: constants, random draws).
+/// A boundary node a Program has already evaluated answers with its slot, so the walk stops there.
+/// @throws device_error when the tensors are on different devices.
+template <class E>
+std::optional<Device> expr_device(const E& e, const char* what = "evaluate") {
+  if constexpr (is_tensor_v<E>) {
+    return e.defined() ? std::optional<Device>(e.device()) : std::nullopt;
+  } else if constexpr (requires { e.value().device(); }) {
+    return e.value().device();
+  } else {
+    std::optional<Device> acc;
+    if constexpr (boundary_expression<E>) {
+      if (const auto* s = e.bound_slot(); s && s->defined()) return s->device();
+    }
+    if constexpr (requires {
+                    e.takes_first();
+                    e.first_branch();
+                    e.second_branch();
+                  }) {  // a run-time choice reads only the branch it takes
+      return e.takes_first() ? expr_device(e.first_branch(), what) : expr_device(e.second_branch(), what);
+    } else if constexpr (requires { e.children(); })
+      std::apply([&](const auto&... c) { (merge_device(acc, expr_device(c, what), what), ...); }, e.children());
+    return acc;
+  }
+}
+
+/// The device of the operands of a node (its children only; its own slot is not consulted).
+template <class E>
+std::optional<Device> operands_device(const E& e, const char* what) {
+  std::optional<Device> acc;
+  if constexpr (requires { e.children(); })
+    std::apply([&](const auto&... c) { (merge_device(acc, expr_device(c, what), what), ...); }, e.children());
+  return acc;
+}
+
+/// The device of the first tensor found in an expression, ignoring the slots of boundary nodes (a walk
+/// down the first operand with a tensor, not of the whole tree): how a Program picks its device.
+template <class E>
+std::optional<Device> first_device(const E& e) {
+  if constexpr (is_tensor_v<E>) {
+    return e.defined() ? std::optional<Device>(e.device()) : std::nullopt;
+  } else if constexpr (requires { e.value().device(); }) {
+    return e.value().device();
+  } else if constexpr (requires { e.children(); }) {
+    return std::apply(
+        [](const auto&... c) {
+          std::optional<Device> d;
+          ((d = d ? d : first_device(c)), ...);
+          return d;
+        },
+        e.children());
+  } else {
+    return std::nullopt;
+  }
+}
+
+/// Gives `dst` storage of `shape` on `device` unless it already has both.
+template <class T, int R>
+void prepare_destination(Tensor<T, R>& dst, const Shape<R>& shape, Device device) {
+  if (!dst.defined() || !(dst.shape() == shape) || dst.device() != device) dst.allocate(shape, device);
+}
+
+/// @throws device_error naming `op` when `device` is not the CPU: the op has no device code in this release.
+inline void require_cpu(const std::optional<Device>& device, const char* op) {
+  if (device && !device->is_cpu())
+    throw device_error(std::string(op) + " on " + device->str() +
+                       ": this operation runs on the CPU only in this release; move its operands with "
+                       "to(Device::cpu())");
+}
+}  // namespace detail
 
 METAGRAD_NAMESPACE_END

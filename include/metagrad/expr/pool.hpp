@@ -171,6 +171,7 @@ class MaxPool2dBackwardExpr : public ExprBase<MaxPool2dBackwardExpr<G, X>>,
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 4);
+    detail::require_cpu(detail::operands_device(*this, "pooling"), "pooling");
     const auto xs = x_.shape();
     const auto geom = detail::pool2d_geometry(xs, p_);
     const auto gs = g_.shape();
@@ -232,6 +233,7 @@ class AvgPool2dBackwardExpr : public ExprBase<AvgPool2dBackwardExpr<K, G, X>>,
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 4);
+    detail::require_cpu(detail::operands_device(*this, "pooling"), "pooling");
     const auto xs = like_.shape();
     const auto geom = detail::pool2d_geometry(xs, p_);
     const auto gs = g_.shape();
@@ -296,6 +298,7 @@ class Pool2dExpr : public ExprBase<Pool2dExpr<K, X>>,
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 4);
+    detail::require_cpu(detail::operands_device(*this, "pooling"), "pooling");
     const auto xs = x_.shape();
     const auto geom = detail::pool2d_geometry(xs, p_);
     const auto xp = lower_expr(x_, xs);

@@ -74,7 +74,8 @@ class ReduceExpr
     const auto in = a_.shape();
     const auto os = out_shape(in);
     check_nonempty(in);
-    if (!dst.defined() || !(dst.shape() == os)) dst.allocate(os);
+    const Device dev = detail::operands_device(*this, Red::name).value_or(Device::cpu());
+    detail::prepare_destination(dst, os, dev);
     const auto plan = lower_expr(a_, in);
     bool alias = false;
     if (os.numel() > 0) {  // an empty dst has no memory (data() is null) and cannot alias
@@ -92,12 +93,12 @@ class ReduceExpr
       // The input reads the destination: reduce into fresh memory, then copy into dst's own memory, so that
       // other handles and views of it see the result (as `x = x.t()` does for elementwise expressions).
       Tensor<value_type, RD> tmp;
-      tmp.allocate(os);
-      run_reduction(red_, plan, in, mask_, tmp.data(), ost_for(tmp));
+      tmp.allocate(os, dev);
+      run_reduction(dev, red_, plan, in, mask_, tmp.data(), ost_for(tmp));
       dst.assign(tmp);
       return;
     }
-    run_reduction(red_, plan, in, mask_, dst.data(), ost_for(dst));
+    run_reduction(dev, red_, plan, in, mask_, dst.data(), ost_for(dst));
   }
 
  private:

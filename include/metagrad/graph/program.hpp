@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <tuple>
@@ -120,6 +121,7 @@ class Program {
     std::vector<std::shared_ptr<Storage>> slots;
     std::tuple<Tensor<typename Outs::value_type, Outs::rank>...> results;
     std::size_t runs = 0;
+    Device device;  // where this run's bound tensors live; slots and outputs are allocated there
     explicit State(const Outs&... o) : outs(o...), slots(P::num_slots) {}
   };
 
@@ -132,10 +134,18 @@ class Program {
 
   /// Runs the program on the tensors bound to its Inputs (bind them first, or pass x.bind(t) here, which
   /// binds as it is evaluated) and returns the outputs. The returned tensors are the Program's own buffers,
-  /// overwritten by the next run: clone() what must outlive it.
+  /// overwritten by the next run: clone() what must outlive it. The program runs on the device of its bound
+  /// tensors (CPU, or a CUDA device in a file compiled by nvcc).
   /// @throws unbound_error when an Input is not bound; shape_error when the bound shapes do not fit.
   template <class... Bindings>
   const result_type& run(const Bindings&...) {
+    s_->device = std::apply(
+        [](const auto&... o) {
+          std::optional<Device> d;
+          ((d = d ? d : detail::first_device(o)), ...);
+          return d.value_or(Device::cpu());
+        },
+        s_->outs);
     size_slots();
     run_steps(std::make_index_sequence<NG>{});
     write_outputs(std::make_index_sequence<NO>{});
@@ -317,9 +327,9 @@ class Program {
         if (!st.rep) return;
         const std::size_t b = group_bytes(*st.rep);
         auto& slot = s_->slots[P::slot_of[decltype(g)::value]];
-        if (!slot || slot->bytes() < b) {
+        if (!slot || slot->bytes() < b || slot->device() != s_->device) {
           slot.reset();  // free the old one first: peak memory, not old + new
-          slot = std::make_shared<Storage>(b, Device::cpu());
+          slot = std::make_shared<Storage>(b, s_->device);
         }
       }
     });
@@ -337,7 +347,7 @@ class Program {
     const auto shape = n.shape();
     if constexpr (P::output_of[G] != P::none) {
       auto& out = std::get<P::output_of[G]>(s_->results);
-      if (!out.defined() || !(out.shape() == shape)) out.allocate(shape);
+      detail::prepare_destination(out, shape, s_->device);
       st.view = out;
     } else {
       st.view = graph::detail::group_tensor_t<Node>::from_storage(s_->slots[P::slot_of[G]], 0, shape,

@@ -13,7 +13,7 @@
 #include "../../core/tensor.hpp"
 #include "../../expr/node.hpp"
 #include "../../ops/arithmetic.hpp"
-#include "elementwise.hpp"
+#include "../dispatch.hpp"
 
 METAGRAD_NAMESPACE_BEGIN
 
@@ -56,8 +56,11 @@ struct assigner<Tensor<T, R>> {
     if (dst.defined() && dst.shape() == s) {
       write(dst, e);
     } else {
+      // A new tensor lives where the expression's data does (the destination's device for one that reads
+      // no tensor).
+      const Device dev = expr_device(e, "assign").value_or(dst.defined() ? dst.device() : Device::cpu());
       Dst fresh;
-      fresh.allocate(s, dst.defined() ? dst.device() : Device::cpu());
+      fresh.allocate(s, dev);
       write(fresh, e);
       dst = std::move(fresh);
     }
@@ -73,11 +76,25 @@ struct assigner<Tensor<T, R>> {
 
   template <class Plan>
   static void run_copy(Dst& dst, const Plan& plan) {
-    cpu::run_elementwise(dst.data(), dst.strides(), dst.shape(), plan);
+    run_fill(dst.device(), dst.data(), dst.strides(), dst.shape(), plan);
   }
 
   template <class E>
   static void write(Dst& dst, const E& e) {
+    // An expression over another device's tensors is evaluated there, then copied across (a host tensor
+    // assigned a CUDA expression, or the reverse).
+    if (const auto ed = expr_device(e, "assign"); ed && *ed != dst.device()) {
+      Dst tmp;
+      tmp.allocate(dst.shape(), *ed);
+      write(tmp, e);
+      if (dst.is_contiguous()) {
+        copy_bytes(dst.data(), dst.device(), tmp.data(), *ed, static_cast<std::size_t>(dst.numel()) * sizeof(T));
+      } else {
+        const Dst moved = tmp.to(dst.device());
+        run_copy(dst, lower_expr(moved, dst.shape()));
+      }
+      return;
+    }
     if constexpr (requires {
                     e.rhs().accumulate_into(dst);
                     e.lhs().data();
@@ -115,10 +132,10 @@ struct assigner<Tensor<T, R>> {
     if (reads_other_elements_of(plan, dst)) {
       Dst tmp;
       tmp.allocate(dst.shape(), dst.device());
-      cpu::run_elementwise(tmp.data(), tmp.strides(), tmp.shape(), plan);
-      cpu::run_elementwise(dst.data(), dst.strides(), dst.shape(), lower_expr(tmp, dst.shape()));
+      run_fill(dst.device(), tmp.data(), tmp.strides(), tmp.shape(), plan);
+      run_copy(dst, lower_expr(tmp, dst.shape()));
     } else {
-      cpu::run_elementwise(dst.data(), dst.strides(), dst.shape(), plan);
+      run_copy(dst, plan);
     }
   }
 };

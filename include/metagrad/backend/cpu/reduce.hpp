@@ -243,11 +243,4 @@ void reduce(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bo
 
 }  // namespace cpu
 
-/// Backend entry point of ReduceExpr (found by argument-dependent lookup from the expression layer).
-template <class Red, class Plan, class Out, int R>
-void run_reduction(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bool, R>& reduce, Out* out,
-                   const Strides<R>& out_strides) {
-  with_static_plan(plan, [&](const auto& p) { cpu::reduce(red, p, in, reduce, out, out_strides); });
-}
-
 METAGRAD_NAMESPACE_END

@@ -1,0 +1,81 @@
+// metagrad/backend/dispatch.hpp — the backend hooks that expr/ nodes call by argument-dependent lookup
+// (run_fill, run_reduction, run_gemm), answered on the device the data lives on: the CPU drivers, or the
+// CUDA ones in a file compiled by nvcc. A plain C++ file asked for CUDA work throws device_error saying to
+// compile it with nvcc. Include <metagrad/metagrad.hpp> instead.
+#pragma once
+
+#include <string>
+
+#include "../core/device.hpp"
+#include "../core/error.hpp"
+#include "../core/shape.hpp"
+#include "../expr/matmul.hpp"
+#include "../expr/plan.hpp"
+#include "cpu/elementwise.hpp"
+#include "cpu/matmul.hpp"
+#include "cpu/reduce.hpp"
+
+#if defined(__CUDACC__)
+#include "cuda/elementwise.hpp"
+#include "cuda/matmul.hpp"
+#include "cuda/reduce.hpp"
+#include "cuda/runtime.hpp"
+#endif
+
+METAGRAD_NAMESPACE_BEGIN
+
+namespace detail {
+/// @throws device_error: `what` was asked of a CUDA device in a file without the CUDA backend.
+[[noreturn]] inline void no_cuda_backend(const char* what, Device device) {
+  throw device_error(std::string(what) + " on " + device.str() +
+                     ": this translation unit was not compiled by nvcc, so it has no CUDA kernels; compile the "
+                     "file that evaluates CUDA tensors with nvcc (CMake: a .cu source linked to metagrad::cuda)");
+}
+}  // namespace detail
+
+/// Evaluates `plan` (lowered at `shape`) into `out` (strides `strides`) on `device`: one fused loop nest on
+/// the CPU, one kernel on CUDA.
+template <class T, int R, class Plan>
+void run_fill(Device device, T* out, const Strides<R>& strides, const Shape<R>& shape, const Plan& plan) {
+  if (device.is_cpu()) {
+    cpu::run_elementwise(out, strides, shape, plan);
+    return;
+  }
+#if defined(__CUDACC__)
+  cuda::run_elementwise(out, strides, shape, plan, device.index());
+#else
+  detail::no_cuda_backend("elementwise evaluation", device);
+#endif
+}
+
+/// Reduces `plan` (lowered at its own shape `in`) over the axes where reduce[d] is true into out, whose
+/// strides are given at the input's rank, on `device`.
+template <class Red, class Plan, class Out, int R>
+void run_reduction(Device device, const Red& red, const Plan& plan, const Shape<R>& in, const Array<bool, R>& reduce,
+                   Out* out, const Strides<R>& out_strides) {
+  if (device.is_cpu()) {
+    with_static_plan(plan, [&](const auto& p) { cpu::reduce(red, p, in, reduce, out, out_strides); });
+    return;
+  }
+#if defined(__CUDACC__)
+  with_static_plan(plan, [&](const auto& p) { cuda::run_reduction(red, p, in, reduce, out, out_strides, device.index()); });
+#else
+  detail::no_cuda_backend(Red::name, device);
+#endif
+}
+
+/// Runs one (strided-batched) GEMM on `call.device`.
+template <class T>
+void run_gemm(const GemmCall<T>& call) {
+  if (call.device.is_cpu()) {
+    cpu::run_gemm(call);
+    return;
+  }
+#if defined(__CUDACC__)
+  cuda::run_gemm(call);
+#else
+  detail::no_cuda_backend("matmul", call.device);
+#endif
+}
+
+METAGRAD_NAMESPACE_END
