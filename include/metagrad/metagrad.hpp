@@ -17,6 +17,9 @@
 // Under nvcc the CUDA backend comes too (one source file carries both code paths).
 #if defined(__CUDACC__)
 #include "backend/cuda/elementwise.hpp"
+#include "backend/cuda/matmul.hpp"
+#include "backend/cuda/reduce.hpp"
+#include "backend/cuda/runtime.hpp"
 #endif
 
 // Internal helper macros end here (STYLE.md); the METAGRAD_HD / METAGRAD_INLINE / namespace macros stay

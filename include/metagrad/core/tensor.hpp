@@ -192,16 +192,15 @@ class Tensor : public ExprBase<Tensor<T, Rank>> {
     const Tensor src = is_contiguous() ? *this : clone();
     Tensor out;
     out.allocate(shape_, device, false);
-    detail::copy_bytes(out.data_, device, src.data_, device_, static_cast<std::size_t>(numel()) * sizeof(T));
+    detail::copy_bytes(out.data(), device, src.data(), device_, static_cast<std::size_t>(numel()) * sizeof(T));
     return out;
   }
 
   /// Vector of all elements in row-major order (copied to the host from a device).
   std::vector<T> to_vector() const {
+    if (!device_.is_cpu()) return to(Device::cpu()).to_vector();
     const Tensor c = is_contiguous() ? *this : clone();
-    std::vector<T> v(static_cast<std::size_t>(c.numel()));
-    if (!v.empty()) detail::copy_bytes(v.data(), Device::cpu(), c.data_, device_, v.size() * sizeof(T));
-    return v;
+    return std::vector<T>(c.data_, c.data_ + c.numel());
   }
 
   /// A tensor viewing existing storage with the given layout (no copy). Used by views that fold into
