@@ -102,8 +102,8 @@ void check_gemm_limits(const GemmCall<T>& c) {
   const index_t v[] = {c.batch, c.m, c.n, c.k, c.lda, c.ldb, c.ldc};
   for (index_t x : v)
     if (x < 0 || x > index_t(INT_MAX))
-      throw shape_error("matmul: cuBLAS takes sizes as 32-bit int and this product exceeds INT_MAX (" +
-                        gemm_sizes(c) + "); split it into smaller products");
+      throw shape_error("matmul: cuBLAS takes sizes as 32-bit int and this product exceeds INT_MAX (" + gemm_sizes(c) +
+                        "); split it into smaller products");
 }
 
 template <class T>
@@ -120,8 +120,8 @@ inline cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
   return cublasSgemm(h, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 inline cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                           const double* alpha, const double* a, int lda, const double* b, int ldb,
-                           const double* beta, double* c, int ldc) {
+                           const double* alpha, const double* a, int lda, const double* b, int ldb, const double* beta,
+                           double* c, int ldc) {
   return cublasDgemm(h, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 inline cublasStatus_t gemm_strided(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
@@ -159,8 +159,7 @@ void run_gemm(const GemmCall<T>& c) {
     bd.stream = st;
     bd.stream_set = true;
   }
-  const cublasMath_t math =
-      std::is_same_v<T, float> && allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
+  const cublasMath_t math = std::is_same_v<T, float> && allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
   if (bd.math != math) {
     detail::check_blas(cublasSetMathMode(bd.handle, math), "cublasSetMathMode", c);
     bd.math = math;

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# bench/run_gpu.sh — the whole GPU check in one command, for a machine with an NVIDIA GPU (written for an
+# H100, sm_90, 16 cores, no network): configure a CUDA build, build the CUDA tests and bench_cuda, record
+# nvidia-smi, run the CUDA tests (ctest -L cuda), bench_cuda, the PyTorch baseline, and summarise the ratios.
+#
+#   bench/run_gpu.sh [build-dir]          (default build-gpu; JOBS=16, CUDA_ARCH=90 override)
+#
+# Everything lands in bench/results/gpu-<date>/ (and is copied to $OUT when set): environment.txt (what was
+# found and what is missing), nvidia-smi.txt, configure.txt, build.txt, tests.txt, bench_cuda.{txt,json},
+# pytorch.{txt,json}, summary.md. Exit status: 0 when the tests passed and the bench ran; 1 when a CUDA test
+# failed; 2 when configuring or building failed; 3 when bench_cuda failed. Partial results are kept in
+# every case. Budget: under 10 minutes (most of it nvcc).
+set -uo pipefail
+
+cd "$(dirname "$0")/.." || exit 2
+BUILD=${1:-build-gpu}
+JOBS=${JOBS:-16}
+CUDA_ARCH=${CUDA_ARCH:-90}
+STAMP=$(date +%Y-%m-%d_%H%M%S)
+RES=bench/results/gpu-$STAMP
+mkdir -p "$RES"
+START=$(date +%s)
+status=0
+
+say() { echo "[run_gpu $(($(date +%s) - START))s] $*" | tee -a "$RES/run.log"; }
+fail() { # fail <code> <message>: keep the first (most fundamental) failure code
+  [ "$status" -eq 0 ] && status=$1
+  say "FAILED: $2"
+}
+# step <name> <timeout-s> <command...>: runs the command, output to the terminal and $RES/<name>.txt.
+step() {
+  local name=$1 limit=$2
+  shift 2
+  say "$name: $*"
+  timeout --kill-after=10 "$limit" "$@" 2>&1 | tee "$RES/$name.txt"
+  local rc=${PIPESTATUS[0]}
+  [ "$rc" -eq 124 ] && say "$name: timed out after ${limit}s"
+  return "$rc"
+}
+
+finish() {
+  if [ -f "$RES/bench_cuda.json" ] && command -v python3 >/dev/null; then
+    local torch_json=""
+    [ -s "$RES/pytorch.json" ] && torch_json="$RES/pytorch.json"
+    python3 bench/report_gpu.py "$RES/bench_cuda.json" $torch_json >"$RES/summary.md" 2>&1
+  fi
+  {
+    echo
+    echo "exit status: $status (0 ok, 1 CUDA test failure, 2 configure/build failure, 3 bench failure)"
+    echo "wall time: $(($(date +%s) - START)) s"
+  } >>"$RES/summary.md"
+  say "results in $RES"
+  [ -f "$RES/summary.md" ] && cat "$RES/summary.md"
+  if [ -n "${OUT:-}" ]; then
+    mkdir -p "$OUT" && cp -r "$RES" "$OUT/" && say "copied to $OUT/$(basename "$RES")"
+  fi
+  exit "$status"
+}
+trap finish EXIT
+
+# ---- what this machine has -------------------------------------------------------------------------------
+if ! command -v nvcc >/dev/null; then
+  for d in /usr/local/cuda/bin /opt/cuda/bin; do [ -x "$d/nvcc" ] && export PATH="$d:$PATH" && break; done
+fi
+missing=()
+{
+  echo "date: $(date -Iseconds)"
+  echo "host: $(hostname), $(nproc) cores, $(free -g 2>/dev/null | awk '/Mem:/ {print $2 " GiB"}')"
+  for tool in cmake g++ nvcc nvidia-smi python3 ninja; do
+    if command -v "$tool" >/dev/null; then
+      echo "$tool: $(command -v "$tool") ($("$tool" --version 2>&1 | grep -m1 -iE 'version|[0-9]+\.[0-9]+' | head -c 120))"
+    else
+      echo "$tool: MISSING"
+      [ "$tool" != ninja ] && missing+=("$tool")
+    fi
+  done
+  found=""
+  for d in /usr/include /usr/local/include; do [ -f "$d/doctest/doctest.h" ] && found="$d/doctest/doctest.h"; done
+  echo "doctest: ${found:-MISSING (Debian: doctest-dev) — the CUDA tests cannot be built}"
+  [ -z "$found" ] && missing+=("doctest")
+  found=""
+  for d in /usr/include /usr/local/include; do [ -f "$d/benchmark/benchmark.h" ] && found="$d/benchmark/benchmark.h"; done
+  echo "google benchmark: ${found:-MISSING (Debian: libbenchmark-dev) — bench_cuda cannot be built}"
+  [ -z "$found" ] && missing+=("libbenchmark")
+  if command -v python3 >/dev/null; then
+    t=$(python3 -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())' 2>&1 | tail -1)
+    echo "python3 torch: $t"
+    python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null || missing+=("torch-with-cuda")
+  fi
+  echo "missing: ${missing[*]:-nothing}"
+} 2>&1 | tee "$RES/environment.txt"
+missing_line=$(grep '^missing:' "$RES/environment.txt")
+
+step nvidia-smi 30 nvidia-smi || fail 2 "nvidia-smi (no driver or no GPU?)"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem,power.limit \
+  --format=csv >>"$RES/nvidia-smi.txt" 2>&1
+
+# ---- configure and build -----------------------------------------------------------------------------------
+gen=()
+command -v ninja >/dev/null && gen=(-G Ninja)
+if [ -f "$BUILD/CMakeCache.txt" ]; then gen=(); fi # keep the generator of an existing build tree
+step configure 180 cmake -S . -B "$BUILD" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCH" -DMETAGRAD_WITH_CUDA=ON -DMETAGRAD_BUILD_TESTS=ON \
+  -DMETAGRAD_BUILD_BENCH=ON -DMETAGRAD_BUILD_EXAMPLES=OFF || { fail 2 "configure ($missing_line)"; exit; }
+
+# Both targets in one build, going on past a failure so one broken target does not hide the other.
+keep_going=(-k)
+grep -q 'CMAKE_GENERATOR:INTERNAL=Ninja' "$BUILD/CMakeCache.txt" && keep_going=(-k 0)
+targets=()
+grep -q 'metagrad_cuda_tests' "$BUILD/CMakeFiles/TargetDirectories.txt" 2>/dev/null && targets+=(metagrad_cuda_tests)
+grep -q '/bench_cuda.dir' "$BUILD/CMakeFiles/TargetDirectories.txt" 2>/dev/null && targets+=(bench_cuda)
+[ ${#targets[@]} -eq 0 ] && { fail 2 "neither metagrad_cuda_tests nor bench_cuda is configured ($missing_line)"; exit; }
+step build 420 cmake --build "$BUILD" --target "${targets[@]}" -j "$JOBS" -- "${keep_going[@]}" ||
+  fail 2 "build of ${targets[*]}"
+
+# ---- tests ---------------------------------------------------------------------------------------------------
+tests_bin=$(find "$BUILD" -name metagrad_cuda_tests -type f -perm -u+x | head -1)
+if [ -n "$tests_bin" ]; then
+  step tests 300 ctest --test-dir "$BUILD" -L cuda --output-on-failure -V --timeout 280 || fail 1 "CUDA tests"
+else
+  fail 2 "metagrad_cuda_tests was not built"
+fi
+
+# ---- benchmarks ---------------------------------------------------------------------------------------------
+bench_bin=$(find "$BUILD" -name bench_cuda -type f -perm -u+x | head -1)
+if [ -n "$bench_bin" ]; then
+  step bench_cuda 300 "$bench_bin" --benchmark_out="$RES/bench_cuda.json" --benchmark_out_format=json ||
+    fail 3 "bench_cuda"
+else
+  fail 2 "bench_cuda was not built"
+fi
+if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  step pytorch 240 python3 bench/mlp_step_pytorch.py --out "$RES/pytorch.json" || say "PyTorch baseline failed"
+else
+  say "PyTorch with CUDA not available: no PyTorch baseline ($missing_line)"
+fi
