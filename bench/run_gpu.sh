@@ -4,6 +4,7 @@
 # nvidia-smi, run the CUDA tests (ctest -L cuda), bench_cuda, the PyTorch baseline, and summarise the ratios.
 #
 #   bench/run_gpu.sh [build-dir]          (default build-gpu; JOBS=16, CUDA_ARCH=90 override)
+#   CMAKE_ARGS="-DMETAGRAD_BENCH_CUDA_MLP=OFF" bench/run_gpu.sh     (extra configure options)
 #
 # Everything lands in bench/results/gpu-<date>/ (and is copied to $OUT when set): environment.txt (what was
 # found and what is missing), nvidia-smi.txt, configure.txt, build.txt, tests.txt, bench_cuda.{txt,json},
@@ -101,7 +102,7 @@ command -v ninja >/dev/null && gen=(-G Ninja)
 if [ -f "$BUILD/CMakeCache.txt" ]; then gen=(); fi # keep the generator of an existing build tree
 step configure 180 cmake -S . -B "$BUILD" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCH" -DMETAGRAD_WITH_CUDA=ON -DMETAGRAD_BUILD_TESTS=ON \
-  -DMETAGRAD_BUILD_BENCH=ON -DMETAGRAD_BUILD_EXAMPLES=OFF || { fail 2 "configure ($missing_line)"; exit; }
+  -DMETAGRAD_BUILD_BENCH=ON -DMETAGRAD_BUILD_EXAMPLES=OFF ${CMAKE_ARGS:-} || { fail 2 "configure ($missing_line)"; exit; }
 
 # Both targets in one build, going on past a failure so one broken target does not hide the other.
 keep_going=(-k)

@@ -223,7 +223,6 @@ TEST_CASE("cuda matmul: computed operands are evaluated on the GPU first") {
   check_product(Tensor<float, 2>(matmul(transpose(exp(gat), -1, -2), gb * 1.0f)), cpu, ref, k, 4);
 }
 
-#if !defined(SKIP_MLP)
 namespace {
 
 struct mlp_x;
@@ -307,8 +306,6 @@ TEST_CASE("cuda matmul: an MLP's loss and gradients on the GPU equal the CPU's")
     for (std::size_t i = 0; i < cpu[t].size(); ++i) CHECK(std::fabs(dev[t][i] - cpu[t][i]) <= 1e-4 * scale);
   }
 }
-
-#endif
 
 TEST_CASE("cuda matmul: TF32 is off by default and switches on and off") {
   // The switch itself is host state: this part runs without a GPU.
