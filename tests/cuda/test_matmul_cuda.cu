@@ -135,6 +135,15 @@ TEST_CASE_TEMPLATE("cuda matmul: 2-D products in every transpose combination, od
     check_product(Tensor<T, 2>(matmul(gat.t(), gbt.t())), cpu, ref, s.k);
     check_product(Tensor<T, 2>(matmul(transpose(gat, -1, -2), transpose(gbt, 0, 1))), cpu, ref, s.k);
   }
+  SUBCASE("an empty inner extent gives zeros, and c += adds nothing") {
+    const Tensor<T, 2> a = zeros<T>({4, 0}), b = zeros<T>({0, 3});
+    const Tensor<T, 2> got = matmul(a.to(gpu), b.to(gpu));
+    for (T v : got.to(Device::cpu()).to_vector()) CHECK(v == T(0));
+    const Tensor<T, 2> c0 = randn<T>({4, 3});
+    Tensor<T, 2> gc = c0.to(gpu);
+    gc += matmul(a.to(gpu), b.to(gpu));
+    CHECK(gc.to(Device::cpu()).to_vector() == c0.to_vector());
+  }
 }
 
 TEST_CASE_TEMPLATE("cuda matmul: a scalar folds into alpha and += accumulates with beta = 1", T, float, double) {

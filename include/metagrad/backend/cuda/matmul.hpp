@@ -17,6 +17,7 @@
 
 #include <cublas_v2.h>
 
+#include <algorithm>
 #include <atomic>
 #include <climits>
 #include <mutex>
@@ -169,7 +170,15 @@ void run_gemm(const GemmCall<T>& c) {
   const cublasOperation_t ob = c.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t oa = c.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const int m = static_cast<int>(c.n), n = static_cast<int>(c.m), k = static_cast<int>(c.k);
-  const int lda = static_cast<int>(c.ldb), ldb = static_cast<int>(c.lda), ldc = static_cast<int>(c.ldc);
+  int lda = static_cast<int>(c.ldb), ldb = static_cast<int>(c.lda);
+  const int ldc = static_cast<int>(c.ldc);
+  if (k == 0) {
+    // C = beta C and the operands are not read, but cuBLAS still checks their leading dimensions, which an
+    // empty operand may not meet (its row stride can be 0).
+    const int ra = c.trans_b ? k : m, rb = c.trans_a ? n : k;
+    lda = std::max(lda, std::max(1, ra));
+    ldb = std::max(ldb, std::max(1, rb));
+  }
   if (c.batch == 1) {
     detail::check_blas(detail::gemm(bd.handle, ob, oa, m, n, k, &c.alpha, c.b, lda, c.a, ldb, &c.beta, c.c, ldc),
                        std::is_same_v<T, float> ? "cublasSgemm" : "cublasDgemm", c);
