@@ -13,7 +13,7 @@ using namespace metagrad;
 namespace {
 
 bool have_device() {
-  if (cuda::device_count() > 0) return true;
+  if (metagrad::cuda::device_count() > 0) return true;
   static bool said = false;
   if (!said) std::printf("skipped: no CUDA device\n");
   said = true;
@@ -27,14 +27,14 @@ struct DeviceCopy {
   Tensor<T, R> tensor;
   explicit DeviceCopy(const Tensor<T, R>& host) {
     const auto v = host.to_vector();
-    cuda::check(cudaMalloc(&ptr, v.size() * sizeof(T)), "cudaMalloc");
-    cuda::check(cudaMemcpy(ptr, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice), "cudaMemcpy");
+    metagrad::cuda::check(cudaMalloc(&ptr, v.size() * sizeof(T)), "cudaMalloc");
+    metagrad::cuda::check(cudaMemcpy(ptr, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice), "cudaMemcpy");
     tensor = Tensor<T, R>::from_blob(ptr, host.shape(), Device::cuda(0));
   }
   ~DeviceCopy() { cudaFree(ptr); }
   std::vector<T> download() const {
     std::vector<T> v(static_cast<std::size_t>(tensor.numel()));
-    cuda::check(cudaMemcpy(v.data(), ptr, v.size() * sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy");
+    metagrad::cuda::check(cudaMemcpy(v.data(), ptr, v.size() * sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy");
     return v;
   }
 };
@@ -57,8 +57,8 @@ TEST_CASE("cuda: a fused elementwise expression runs as one kernel and matches t
                    hd = randn<float>({n});
   DeviceCopy<float, 1> a(ha), x(hx), b(hb), c(hc), d(hd), y(zeros<float>({n}));
   const auto expr = tanh(a.tensor * x.tensor + b.tensor) * c.tensor + d.tensor * d.tensor;
-  cuda::run_elementwise(y.tensor.data(), y.tensor.strides(), y.tensor.shape(), lower_expr(expr, y.tensor.shape()));
-  cuda::check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  metagrad::cuda::run_elementwise(y.tensor.data(), y.tensor.strides(), y.tensor.shape(), lower_expr(expr, y.tensor.shape()));
+  metagrad::cuda::check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   const auto got = y.download();
   const Tensor<float, 1> want = tanh(ha * hx + hb) * hc + hd * hd;
   for (index_t i = 0; i < n; ++i) REQUIRE(got[static_cast<std::size_t>(i)] == doctest::Approx(want(i)).epsilon(1e-5));
@@ -71,9 +71,9 @@ TEST_CASE("cuda: the strided path handles broadcasts and transposed views") {
   DeviceCopy<float, 2> m(hm), out(zeros<float>({53, 37}));
   DeviceCopy<float, 1> r(hr);
   const auto expr = exp(m.tensor.t()) - r.tensor;
-  cuda::run_elementwise(out.tensor.data(), out.tensor.strides(), out.tensor.shape(),
+  metagrad::cuda::run_elementwise(out.tensor.data(), out.tensor.strides(), out.tensor.shape(),
                         lower_expr(expr, out.tensor.shape()));
-  cuda::check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  metagrad::cuda::check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   const auto got = out.download();
   const Tensor<float, 2> want = exp(hm.t()) - hr;
   for (index_t i = 0; i < 53; ++i)

@@ -75,6 +75,11 @@ template <class T, int R>
 StateEntry state_entry(std::string name, const Tensor<T, R>& t, bool trainable) {
   if (!is_contiguous(t.shape(), t.strides()))
     throw error("state of '" + name + "': the tensor is not contiguous; set() a contiguous tensor");
+  // State entries are read and written as host memory (state dicts, checkpoints).
+  if (!t.device().is_cpu())
+    throw device_error("state of '" + name + "' is on " + t.device().str() +
+                       ": state dicts and checkpoints read host memory in this release; move the model's "
+                       "parameters with to(Device::cpu()) first");
   // A Tensor is a handle: its elements stay writable through a const handle's storage (state loading).
   return {std::move(name), dtype_of<T>, detail::shape_vector(t.shape()), const_cast<T*>(t.data()), trainable};
 }

@@ -20,6 +20,9 @@
 #include "../core/creation.hpp"
 #include "../core/error.hpp"
 #include "../core/tensor.hpp"
+#include "../backend/cpu/assign.hpp"
+#include "../expr/functions.hpp"
+#include "../expr/reduce.hpp"
 #include "module.hpp"
 
 METAGRAD_NAMESPACE_BEGIN
@@ -161,6 +164,10 @@ double global_norm(const Grads& grads) {
   std::apply(
       [&](const auto&... g) {
         auto one = [&](const auto& t) {
+          if (!t.device().is_cpu()) {  // on the device: one reduction, one number back
+            s += eval(sum(square(cast<double>(t)))).item();
+            return;
+          }
           const auto c = t.is_contiguous() ? t : t.clone();
           const auto* d = c.data();
           for (index_t i = 0, n = c.numel(); i < n; ++i) s += static_cast<double>(d[i]) * static_cast<double>(d[i]);
@@ -263,6 +270,10 @@ class Optimizer {
                         ", the parameter " + to_string(pt.shape()));
     if (!is_contiguous(pt.shape(), pt.strides()))
       throw error("optimizer step: parameter '" + p.name() + "' is not contiguous");
+    if (!pt.device().is_cpu() || !g.device().is_cpu())
+      throw device_error("optimizer step: parameter '" + p.name() + "' is on " + pt.device().str() +
+                         "; the optimisers' update loops run on the CPU in this release (fused GPU updates "
+                         "arrive with the cuDNN milestone)");
     const auto gc = g.is_contiguous() ? g : g.clone();
     T* pd = pt.data();
     const T* gd = gc.data();
