@@ -69,7 +69,8 @@ TEST_CASE("cuda launch: unravel_index gives the multi-index and the strided offs
     for (index_t y = 0; y < 4; ++y)
       for (index_t z = 0; z < 5; ++z, ++i) {
         std::int32_t off32 = 0;
-        const auto idx32 = mg::cuda::unravel_index<std::int32_t, 3>(static_cast<std::int32_t>(i), shape, strides, off32);
+        const auto idx32 =
+            mg::cuda::unravel_index<std::int32_t, 3>(static_cast<std::int32_t>(i), shape, strides, off32);
         CHECK(idx32[0] == x);
         CHECK(idx32[1] == y);
         CHECK(idx32[2] == z);

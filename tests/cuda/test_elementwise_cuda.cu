@@ -17,8 +17,8 @@
 #include "../expr/elementwise_reference.hpp"
 
 namespace mg = metagrad;
-using mg::index_t;
 using elementwise_test::ulp_distance;
+using mg::index_t;
 
 namespace {
 
@@ -83,18 +83,21 @@ void unary_ops_match_cpu(double rel) {
     std::function<mg::Tensor<T, 1>(const mg::Tensor<T, 1>&)> f;
     double cap;
   };
-#define MG_UNARY_(fn) \
-  Case { #fn, [](const mg::Tensor<T, 1>& x) { return mg::eval(mg::fn(x)); }, 1e300 }
-#define MG_UNARY_CAP_(fn, cap) \
-  Case { #fn, [](const mg::Tensor<T, 1>& x) { return mg::eval(mg::fn(x)); }, cap }
+#define MG_UNARY_(fn)                                                          \
+  Case {                                                                       \
+#fn, [](const mg::Tensor <T, 1>& x) { return mg::eval(mg::fn(x)); }, 1e300 \
+  }
+#define MG_UNARY_CAP_(fn, cap)                                               \
+  Case {                                                                     \
+#fn, [](const mg::Tensor <T, 1>& x) { return mg::eval(mg::fn(x)); }, cap \
+  }
   const std::vector<Case> cases = {
-      MG_UNARY_(exp),      MG_UNARY_(exp2),    MG_UNARY_(expm1),   MG_UNARY_(log),         MG_UNARY_(log2),
-      MG_UNARY_(log1p),    MG_UNARY_(sqrt),    MG_UNARY_(rsqrt),   MG_UNARY_(square),      MG_UNARY_(abs),
-      MG_UNARY_(sign),     MG_UNARY_CAP_(sin, 1e4), MG_UNARY_CAP_(cos, 1e4), MG_UNARY_CAP_(tan, 1e3),
-      MG_UNARY_(asin),     MG_UNARY_(acos),    MG_UNARY_(atan),    MG_UNARY_(sinh),        MG_UNARY_(cosh),
-      MG_UNARY_(tanh),     MG_UNARY_(erf),     MG_UNARY_(sigmoid), MG_UNARY_(relu),        MG_UNARY_(selu),
-      MG_UNARY_(softplus), MG_UNARY_(silu),    MG_UNARY_(floor),   MG_UNARY_(ceil),        MG_UNARY_(round),
-      MG_UNARY_(trunc),
+      MG_UNARY_(exp),   MG_UNARY_(exp2),         MG_UNARY_(expm1),        MG_UNARY_(log),          MG_UNARY_(log2),
+      MG_UNARY_(log1p), MG_UNARY_(sqrt),         MG_UNARY_(rsqrt),        MG_UNARY_(square),       MG_UNARY_(abs),
+      MG_UNARY_(sign),  MG_UNARY_CAP_(sin, 1e4), MG_UNARY_CAP_(cos, 1e4), MG_UNARY_CAP_(tan, 1e3), MG_UNARY_(asin),
+      MG_UNARY_(acos),  MG_UNARY_(atan),         MG_UNARY_(sinh),         MG_UNARY_(cosh),         MG_UNARY_(tanh),
+      MG_UNARY_(erf),   MG_UNARY_(sigmoid),      MG_UNARY_(relu),         MG_UNARY_(selu),         MG_UNARY_(softplus),
+      MG_UNARY_(silu),  MG_UNARY_(floor),        MG_UNARY_(ceil),         MG_UNARY_(round),        MG_UNARY_(trunc),
   };
 #undef MG_UNARY_
 #undef MG_UNARY_CAP_
@@ -184,8 +187,8 @@ TEST_CASE("cuda: integer ops are exact") {
 
 TEST_CASE("cuda: vector, element and strided paths agree for every length and alignment") {
   if (!have_device()) return;
-  for (index_t n : {index_t(1), index_t(3), index_t(4), index_t(5), index_t(17), index_t(1023),
-                    index_t((1 << 20) + 3)}) {
+  for (index_t n :
+       {index_t(1), index_t(3), index_t(4), index_t(5), index_t(17), index_t(1023), index_t((1 << 20) + 3)}) {
     const auto a = mg::randn<float>({n + 1}), b = mg::randn<float>({n + 1});
     const auto ag = a.to(gpu), bg = b.to(gpu);
     // Aligned (vector path), shifted by one element (not 16-byte aligned: element path).

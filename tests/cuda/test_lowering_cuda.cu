@@ -57,7 +57,8 @@ TEST_CASE("cuda: a fused elementwise expression runs as one kernel and matches t
                    hd = randn<float>({n});
   DeviceCopy<float, 1> a(ha), x(hx), b(hb), c(hc), d(hd), y(zeros<float>({n}));
   const auto expr = tanh(a.tensor * x.tensor + b.tensor) * c.tensor + d.tensor * d.tensor;
-  metagrad::cuda::run_elementwise(y.tensor.data(), y.tensor.strides(), y.tensor.shape(), lower_expr(expr, y.tensor.shape()));
+  metagrad::cuda::run_elementwise(y.tensor.data(), y.tensor.strides(), y.tensor.shape(),
+                                  lower_expr(expr, y.tensor.shape()));
   metagrad::cuda::check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   const auto got = y.download();
   const Tensor<float, 1> want = tanh(ha * hx + hb) * hc + hd * hd;
@@ -72,7 +73,7 @@ TEST_CASE("cuda: the strided path handles broadcasts and transposed views") {
   DeviceCopy<float, 1> r(hr);
   const auto expr = exp(m.tensor.t()) - r.tensor;
   metagrad::cuda::run_elementwise(out.tensor.data(), out.tensor.strides(), out.tensor.shape(),
-                        lower_expr(expr, out.tensor.shape()));
+                                  lower_expr(expr, out.tensor.shape()));
   metagrad::cuda::check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   const auto got = out.download();
   const Tensor<float, 2> want = exp(hm.t()) - hr;

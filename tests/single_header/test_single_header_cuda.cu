@@ -1,9 +1,8 @@
 // The single header in a .cu file: single_include/metagrad/metagrad.hpp alone carries the CUDA backend under
 // nvcc. Built wherever nvcc is; the GPU part reports "skipped: no CUDA device" on a machine without a GPU.
-#include <metagrad/metagrad.hpp>
-
 #include <cmath>
 #include <cstdio>
+#include <metagrad/metagrad.hpp>
 #include <vector>
 
 namespace mg = metagrad;

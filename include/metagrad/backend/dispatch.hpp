@@ -58,7 +58,8 @@ void run_reduction(Device device, const Red& red, const Plan& plan, const Shape<
     return;
   }
 #if defined(__CUDACC__)
-  with_static_plan(plan, [&](const auto& p) { cuda::run_reduction(red, p, in, reduce, out, out_strides, device.index()); });
+  with_static_plan(plan,
+                   [&](const auto& p) { cuda::run_reduction(red, p, in, reduce, out, out_strides, device.index()); });
 #else
   detail::no_cuda_backend(Red::name, device);
 #endif

@@ -3,8 +3,8 @@
 #pragma once
 
 #include <atomic>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <new>
@@ -16,8 +16,8 @@
 
 METAGRAD_NAMESPACE_BEGIN
 
-/// Process-wide counters of storage allocations (host memory; device memory has cuda::memory_stats). `allocations` counts every block made;
-/// tests use it to prove a steady-state run allocates nothing.
+/// Process-wide counters of storage allocations (host memory; device memory has cuda::memory_stats). `allocations`
+/// counts every block made; tests use it to prove a steady-state run allocates nothing.
 struct MemoryStats {
   std::int64_t allocations = 0;
   std::int64_t current_bytes = 0;
@@ -65,8 +65,7 @@ inline void copy_bytes(void* dst, Device dst_device, const void* src, Device src
     std::memcpy(dst, src, bytes);
     return;
   }
-  device_hooks_for(dst_device.is_cpu() ? src_device : dst_device, "copy").copy(dst, dst_device, src, src_device,
-                                                                                 bytes);
+  device_hooks_for(dst_device.is_cpu() ? src_device : dst_device, "copy").copy(dst, dst_device, src, src_device, bytes);
 }
 }  // namespace detail
 

@@ -15,12 +15,12 @@
 #include <utility>
 #include <vector>
 
+#include "../backend/cpu/assign.hpp"
 #include "../backend/cpu/parallel.hpp"
 #include "../core/config.hpp"
 #include "../core/creation.hpp"
 #include "../core/error.hpp"
 #include "../core/tensor.hpp"
-#include "../backend/cpu/assign.hpp"
 #include "../expr/functions.hpp"
 #include "../expr/reduce.hpp"
 #include "module.hpp"

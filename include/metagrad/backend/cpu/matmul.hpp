@@ -13,8 +13,8 @@ namespace cpu {
 /// Runs one GemmCall on the CPU.
 template <class T>
 void run_gemm(const GemmCall<T>& c) {
-  gemm_batched<T>(c.batch, c.trans_a, c.trans_b, c.m, c.n, c.k, c.alpha, c.a, c.lda, c.stride_a, c.b, c.ldb,
-                  c.stride_b, c.beta, c.c, c.ldc, c.stride_c);
+  gemm_batched<T>(c.batch, c.trans_a, c.trans_b, c.m, c.n, c.k, c.alpha, c.a, c.lda, c.stride_a, c.b, c.ldb, c.stride_b,
+                  c.beta, c.c, c.ldc, c.stride_c);
 }
 
 }  // namespace cpu

@@ -116,8 +116,9 @@ void run_elementwise(T* out, const Strides<R>& ostr, const Shape<R>& shape, cons
     using P = std::remove_cvref_t<decltype(plan)>;
     static_assert(std::is_trivially_copyable_v<P>, "metagrad: a kernel plan must be trivially copyable");
     // CUDA 12.1+ passes up to 32764 bytes of kernel parameters (Volta and newer).
-    static_assert(sizeof(P) <= 32000, "metagrad: this fused expression's plan exceeds the kernel-parameter budget; "
-                                      "evaluate part of it into a tensor first (eval(...))");
+    static_assert(sizeof(P) <= 32000,
+                  "metagrad: this fused expression's plan exceeds the kernel-parameter budget; "
+                  "evaluate part of it into a tensor first (eval(...))");
     const bool flat = plan.is_flat() && is_contiguous(shape, ostr);
     if (cpu::fits_int32<P, T, R>(plan, shape, ostr))
       detail::launch_elementwise<T, R, P, std::int32_t>(out, ostr, shape, plan, static_cast<std::int32_t>(n), flat,

@@ -118,8 +118,7 @@ METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const ScalarPlan<T, R>& p, I)
   return r;
 }
 template <int N, class Op, class C, class I>
-METAGRAD_HD METAGRAD_INLINE Lanes<typename UnaryPlan<Op, C>::value_type, N> load_lanes(const UnaryPlan<Op, C>& p,
-                                                                                         I i) {
+METAGRAD_HD METAGRAD_INLINE Lanes<typename UnaryPlan<Op, C>::value_type, N> load_lanes(const UnaryPlan<Op, C>& p, I i) {
   const auto x = load_lanes<N>(p.c, i);
   Lanes<typename UnaryPlan<Op, C>::value_type, N> r;
   METAGRAD_UNROLL_
