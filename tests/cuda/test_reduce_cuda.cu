@@ -1,4 +1,4 @@
-// CUDA tests of reductions (backend/cuda/reduce.hpp): every reducer over all axes (CUB, more than 2^20
+// CUDA tests of reductions (backend/cuda/reduce.hpp): every reducer over all axes (more than 2^20
 // elements), over leading, trailing, middle and several axes, with keepdims, over transposed, permuted, sliced
 // and broadcast inputs, with fused elementwise inputs, for float, double, int32, int64 and bool, on long
 // segments cut into parts and on one-element segments, against the CPU's results for the same data. They
@@ -21,7 +21,7 @@
 #include <vector>
 
 using namespace metagrad;
-namespace mgc = metagrad::cuda;  // `cuda::` alone is ambiguous beside CCCL's ::cuda
+namespace mgc = metagrad::cuda;
 
 namespace {
 
@@ -227,7 +227,7 @@ struct SomeAxes {
 
 }  // namespace
 
-TEST_CASE("cuda reduce: every reducer over all axes of more than 2^20 elements (CUB, several blocks)") {
+TEST_CASE("cuda reduce: every reducer over all axes of more than 2^20 elements (warps over parts, merged in a block)") {
   if (!have_device()) return;
   Generator gen(11);
   const index_t n = (index_t(1) << 21) + 37;  // not a multiple of the vector width: a short last item
@@ -327,7 +327,7 @@ TEST_CASE("cuda reduce: fused elementwise inputs") {
         "argmax(where(a > b, a, -b))", [&](const auto& u, const auto& v) { return argmax(where(u > v, u, -v), axis); },
         exact, a, b);
     gpu_vs_cpu(
-        "mean(square(a - b))", [&](const auto& u, const auto& v) { return mean(square(u - v), {axis}); }, st, a, b);
+        "mean(square(a - b))", [&](const auto& u, const auto& v) { return mean(square(u - v), axis); }, st, a, b);
   }
   gpu_vs_cpu(
       "sum(exp(a) * b) over all", [](const auto& u, const auto& v) { return sum(exp(u) * v); }, st, a, b);
@@ -356,7 +356,7 @@ TEST_CASE("cuda reduce: int32, int64 and bool") {
     gpu_vs_cpu(
         "int64 argmax (ties)", [&](const auto& v) { return argmax(v, axis); }, exact, q);
     gpu_vs_cpu(
-        "int64 mean", [&](const auto& v) { return mean(v, {axis}); }, {1e-14, 1e-12}, q);
+        "int64 mean", [&](const auto& v) { return mean(v, axis); }, {1e-14, 1e-12}, q);
     gpu_vs_cpu(
         "bool any", [&](const auto& v) { return any(v, axis); }, exact, z);
     gpu_vs_cpu(
@@ -424,7 +424,7 @@ TEST_CASE("cuda reduce: tiny inputs, one-element segments, empty reduced axes") 
   gpu_vs_cpu(
       "sum over an empty axis", [](const auto& v) { return sum(v, 1); }, exact, empty);
   gpu_vs_cpu(
-      "mean over an empty axis", [](const auto& v) { return mean(v, {1}); }, exact, empty);
+      "mean over an empty axis", [](const auto& v) { return mean(v, 1); }, exact, empty);
   gpu_vs_cpu(
       "all over an empty axis", [](const auto& v) { return all(v, 1); }, exact, empty);
   gpu_vs_cpu(

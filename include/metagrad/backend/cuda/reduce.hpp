@@ -1,13 +1,16 @@
 // metagrad/backend/cuda/reduce.hpp — the CUDA driver of reductions over any set of axes, with the elementwise
 // input fused in (the input is a plan read inside the reduction; nothing is materialised). Same contract as
 // cpu::reduce: every reducer of ops/reduction.hpp, `index` in add() the row-major position within the reduced
-// axes, finish(init, 0) over empty axes. Three kernels: a full reduction (one result) is CUB's DeviceReduce over
-// an iterator of one-element (or one-vector) accumulators; per-axis reductions take a warp per output when the
-// axis that is fastest in memory is reduced (coalesced along the reduced run), else a thread per output with
-// the block's rows cutting the reduced range (coalesced along the kept axis). Outputs with few, long segments
-// cut them into parts whose partial accumulators a second kernel merges, so the whole GPU is busy either way.
-// Every merge is of partial results whose positions may interleave, which every reducer allows (argmax and
-// argmin compare positions on ties, so the first extreme still wins, deterministically).
+// axes, finish(init, 0) over empty axes. Three kernels: a full reduction (one result) gives a warp to each
+// part of the input, read as 16-byte vectors where the plan is flat and aligned, and merges the parts in one
+// block; per-axis reductions take a warp per output when the axis that is fastest in memory is reduced
+// (coalesced along the reduced run), else a thread per output with the block's rows cutting the reduced range
+// (coalesced along the kept axis). Outputs with few, long segments cut them into parts whose partial
+// accumulators a second kernel merges, so the whole GPU is busy either way. Every merge is of partial results
+// whose positions may interleave, which every reducer allows (argmax and argmin compare positions on ties, so
+// the first extreme still wins, deterministically). The kernels use warp shuffles, not CUB: CUB's headers
+// bring CCCL's namespace ::cuda, which makes `cuda::` ambiguous in every file that says `using namespace
+// metagrad` (and nvcc's generated kernel stubs spell CCCL types as `cuda::...`, so such files stop compiling).
 //
 // The index math (ReduceIndex, split_range) and the per-thread accumulation loops are plain METAGRAD_HD code
 // outside the nvcc guard, so CPU tests drive exactly what the kernels run. Include <metagrad/metagrad.hpp>.
@@ -340,9 +343,20 @@ ReduceIndex<R> reduce_index_for(const Plan& plan, const Shape<R>& in, const Arra
   return make_reduce_index(in, reduce, ost, by_memory ? &mem : nullptr);
 }
 
+/// The item form of a full reduction: vectors when the plan is flat and its leaves 16-byte aligned (and a
+/// vector holds more than one element), single elements of a flat plan, else the multi-index.
+inline int full_item_mode(bool flat, bool vectors) { return !flat ? item_strided : vectors ? item_vector : item_flat; }
+/// Items of a full reduction of n positions in `mode` with L-element vectors.
+inline index_t full_items(index_t n, int L, int mode) { return mode == item_vector ? (n + L - 1) / L : n; }
+/// Parts (one warp each) of a full reduction: enough warps to keep every SM's loads in flight (32 each, with
+/// four loads unrolled), each lane with at least 8 items, so that the block merging the parts has little to do.
+inline index_t full_parts(index_t items, int sms) {
+  return split_count(1, items, static_cast<index_t>(sms > 0 ? sms : 1) * 32, 32 * 8, index_t(1) << 20);
+}
+
 enum class ReducePath { full, rows, cols };
 
-/// The kernel a reduction takes: CUB over all positions when there is one segment; a warp per segment when
+/// The kernel a reduction takes: warps over parts of all positions when there is one segment; a warp per segment when
 /// the axis fastest in memory is reduced and segments are longer than a warp; a thread per segment otherwise.
 template <int R>
 ReducePath reduce_path(const ReduceIndex<R>& ix) {
@@ -382,12 +396,6 @@ METAGRAD_NAMESPACE_END
 #if defined(__CUDACC__)
 
 #include <cuda_runtime.h>
-#include <thrust/iterator/counting_iterator.h>
-#include <thrust/iterator/transform_iterator.h>
-#include <thrust/iterator/transform_output_iterator.h>
-
-#include <cub/device/device_reduce.cuh>
-#include <cub/warp/warp_reduce.cuh>
 
 #include "../../core/error.hpp"
 #include "../cpu/elementwise.hpp"
@@ -401,6 +409,32 @@ namespace kernels {
 inline constexpr int reduce_block = 256;
 inline constexpr int reduce_warps = reduce_block / 32;
 
+// An accumulator of any trivially copyable type moved down the warp by `off` lanes, word by word.
+template <class Acc>
+__device__ __forceinline__ Acc shuffle_down(const Acc& a, int off) {
+  constexpr int words = static_cast<int>((sizeof(Acc) + 3) / 4);
+  unsigned w[words] = {};
+  memcpy(w, &a, sizeof(Acc));
+#pragma unroll
+  for (int k = 0; k < words; ++k) w[k] = __shfl_down_sync(0xffffffffu, w[k], off);
+  Acc r;
+  memcpy(&r, w, sizeof(Acc));
+  return r;
+}
+
+// Lane 0 gets the merge of the warp's 32 accumulators (a tree: lane i takes op(x_i, x_{i + off}) for
+// off = 1, 2, 4, 8, 16; lanes whose partner is past the warp compute values lane 0 never reads).
+// @pre all 32 lanes call it.
+template <class Acc, class Op>
+__device__ __forceinline__ Acc warp_merge(Acc a, const Op& op) {
+#pragma unroll
+  for (int off = 1; off < 32; off *= 2) {
+    const Acc b = shuffle_down(a, off);
+    a = op(a, b);
+  }
+  return a;
+}
+
 /// A warp per (segment, part): lanes take every 32nd position of the part, then the warp merges. With one
 /// part the result is finished into out, otherwise the partial accumulator goes to partial[m * parts + s].
 template <class Red, class Plan, class Out, class I, int R>
@@ -409,8 +443,6 @@ __global__ void __launch_bounds__(reduce_block)
                 Out* __restrict__ out, typename Red::template acc_t<typename Plan::value_type>* __restrict__ partial) {
   using T = typename Plan::value_type;
   using Acc = typename Red::template acc_t<T>;
-  using WarpReduce = cub::WarpReduce<Acc>;
-  __shared__ typename WarpReduce::TempStorage tmp[reduce_warps];
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   const I total = static_cast<I>(ix.M) * parts, n = static_cast<I>(ix.N);
   const I step = static_cast<I>(gridDim.x) * reduce_warps;
@@ -420,14 +452,13 @@ __global__ void __launch_bounds__(reduce_block)
     detail::split_range(n, parts, s, b, e);
     Acc acc = red.template init<T>();
     detail::accumulate(red, plan, ix, flat, m, b + static_cast<I>(lane), e, I(32), acc);
-    acc = WarpReduce(tmp[warp]).Reduce(acc, detail::MergeOp<Red, T>{red});
+    acc = warp_merge(acc, detail::MergeOp<Red, T>{red});
     if (lane == 0) {
       if (partial)
         partial[w] = acc;
       else
         out[ix.out_offset(m)] = static_cast<Out>(red.template finish<T>(acc, ix.N));
     }
-    __syncwarp();
   }
 }
 
@@ -465,23 +496,72 @@ __global__ void __launch_bounds__(reduce_block)
   }
 }
 
+/// One segment (M == 1): a warp per part of the items (whole 16-byte vectors of a flat plan, or single
+/// positions), lanes taking every 32nd item. With one part the result is finished into out[0], otherwise the
+/// partial accumulator goes to partial[s].
+template <int L, class Red, class Plan, class Out, class I, int R>
+__global__ void __launch_bounds__(reduce_block)
+    reduce_items(const detail::FullItem<L, Red, Plan, I, R> item, const I items, const I parts, Out* __restrict__ out,
+                 typename Red::template acc_t<typename Plan::value_type>* __restrict__ partial) {
+  using T = typename Plan::value_type;
+  using Acc = typename Red::template acc_t<T>;
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const I step = static_cast<I>(gridDim.x) * reduce_warps;
+  const detail::MergeOp<Red, T> op{item.red};
+  for (I s = static_cast<I>(blockIdx.x) * reduce_warps + warp; s < parts; s += step) {
+    I b = 0, e = 0;
+    detail::split_range(items, parts, s, b, e);
+    Acc acc = item.red.template init<T>();
+#pragma unroll 4
+    for (I j = b + static_cast<I>(lane); j < e; j += 32) acc = op(acc, item(j));
+    acc = warp_merge(acc, op);
+    if (lane == 0) {
+      if (partial)
+        partial[s] = acc;
+      else
+        out[0] = static_cast<Out>(item.red.template finish<T>(acc, item.ix.N));
+    }
+  }
+}
+
 /// A warp per segment merges its `parts` partial accumulators and finishes the result into out.
 template <class Red, class T, class Out, class I, int R>
 __global__ void __launch_bounds__(reduce_block)
     reduce_parts(const Red red, const detail::ReduceIndex<R> ix, const I parts,
                  const typename Red::template acc_t<T>* __restrict__ partial, Out* __restrict__ out) {
   using Acc = typename Red::template acc_t<T>;
-  using WarpReduce = cub::WarpReduce<Acc>;
-  __shared__ typename WarpReduce::TempStorage tmp[reduce_warps];
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   const I M = static_cast<I>(ix.M);
   const I step = static_cast<I>(gridDim.x) * reduce_warps;
+  const detail::MergeOp<Red, T> op{red};
   for (I m = static_cast<I>(blockIdx.x) * reduce_warps + warp; m < M; m += step) {
     Acc acc = red.template init<T>();
-    for (I k = static_cast<I>(lane); k < parts; k += 32) acc = red.template merge<T>(acc, partial[m * parts + k]);
-    acc = WarpReduce(tmp[warp]).Reduce(acc, detail::MergeOp<Red, T>{red});
+    for (I k = static_cast<I>(lane); k < parts; k += 32) acc = op(acc, partial[m * parts + k]);
+    acc = warp_merge(acc, op);
     if (lane == 0) out[ix.out_offset(m)] = static_cast<Out>(red.template finish<T>(acc, ix.N));
-    __syncwarp();
+  }
+}
+
+/// One block merges the `parts` partial accumulators of a single segment (threads strided over them, then
+/// each warp, then warp 0 over the warps' results) and finishes it into out[0].
+template <class Red, class T, class Out, class I>
+__global__ void __launch_bounds__(reduce_block)
+    reduce_parts_block(const Red red, const index_t n, const I parts,
+                       const typename Red::template acc_t<T>* __restrict__ partial, Out* __restrict__ out) {
+  using Acc = typename Red::template acc_t<T>;
+  __shared__ alignas(16) unsigned char raw[reduce_warps * sizeof(Acc)];
+  Acc* sh = reinterpret_cast<Acc*>(raw);
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const detail::MergeOp<Red, T> op{red};
+  Acc acc = red.template init<T>();
+  for (I k = static_cast<I>(threadIdx.x); k < parts; k += reduce_block) acc = op(acc, partial[k]);
+  acc = warp_merge(acc, op);
+  if (lane == 0) sh[warp] = acc;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    acc = sh[0];
+    for (int k = 1; k < reduce_warps; ++k) acc = op(acc, sh[k]);
+    out[0] = static_cast<Out>(red.template finish<T>(acc, n));
   }
 }
 }  // namespace kernels
@@ -495,17 +575,6 @@ inline unsigned reduce_grid(index_t blocks, int sms) {
   return static_cast<unsigned>(g > 0 ? g : 1);
 }
 
-template <class It, class OutIt, class Op, class Acc, class I>
-void cub_reduce(It in, I n, OutIt out, Op op, Acc init, int device, cudaStream_t st) {
-  std::size_t bytes = 0;
-  check(cub::DeviceReduce::Reduce(nullptr, bytes, in, out, n, op, init, st),
-        "metagrad::cuda::run_reduction: cub::DeviceReduce::Reduce (workspace size)");
-  // A null workspace would make the second call another size query.
-  DeviceBuffer workspace(bytes > 0 ? bytes : 1, device);
-  check(cub::DeviceReduce::Reduce(workspace.get(), bytes, in, out, n, op, init, st),
-        "metagrad::cuda::run_reduction: cub::DeviceReduce::Reduce");
-}
-
 template <class I, class Red, class Plan, class Out, int R>
 void launch_reduction(const Red& red, const Plan& plan, const Shape<R>& in, const ReduceIndex<R>& ix, bool flat,
                       Out* out, int device, cudaStream_t st) {
@@ -513,28 +582,37 @@ void launch_reduction(const Red& red, const Plan& plan, const Shape<R>& in, cons
   using Acc = typename Red::template acc_t<T>;
   const int sms = sm_count(device);
   const index_t M = ix.M, N = ix.N;
-
   const ReducePath path = reduce_path(ix);
-  if (path == ReducePath::full) {
-    constexpr int L = vector_lanes<T, Plan>();
-    const int mode = !flat ? item_strided : (L > 1 && leaves_aligned(plan, in) ? item_vector : item_flat);
-    const I items = static_cast<I>(mode == item_vector ? (N + L - 1) / L : N);
-    const FullItem<L, Red, Plan, I, R> item{red, plan, ix, static_cast<I>(N), mode};
-    cub_reduce(thrust::make_transform_iterator(thrust::counting_iterator<I>(0), item), items,
-               thrust::make_transform_output_iterator(out, Finisher<Red, T, Out>{red, N}), MergeOp<Red, T>{red},
-               red.template init<T>(), device, st);
-    return;
-  }
-
   DeviceBuffer part_buffer;
   Acc* partial = nullptr;
   index_t parts = 1;
+  auto make_parts = [&](index_t count) {
+    part_buffer = DeviceBuffer(static_cast<std::size_t>(count) * sizeof(Acc), device);
+    partial = static_cast<Acc*>(part_buffer.get());
+  };
+
+  if (path == ReducePath::full) {
+    constexpr int L = vector_lanes<T, Plan>();
+    const int mode = full_item_mode(flat, L > 1 && flat && leaves_aligned(plan, in));
+    const index_t items = full_items(N, L, mode);
+    parts = full_parts(items, sms);
+    if (parts > 1) make_parts(parts);
+    const FullItem<L, Red, Plan, I, R> item{red, plan, ix, static_cast<I>(N), mode};
+    kernels::reduce_items<L, Red, Plan, Out, I, R>
+        <<<reduce_grid((parts + kernels::reduce_warps - 1) / kernels::reduce_warps, sms), kernels::reduce_block, 0,
+           st>>>(item, static_cast<I>(items), static_cast<I>(parts), out, partial);
+    check(cudaGetLastError(), "metagrad::cuda::run_reduction kernel launch");
+    if (parts > 1) {
+      kernels::reduce_parts_block<Red, T, Out, I>
+          <<<1, kernels::reduce_block, 0, st>>>(red, N, static_cast<I>(parts), partial, out);
+      check(cudaGetLastError(), "metagrad::cuda::run_reduction kernel launch (merge of parts)");
+    }
+    return;
+  }
+
   if (path == ReducePath::rows) {
     parts = rows_parts(M, N, sms);
-    if (parts > 1) {
-      part_buffer = DeviceBuffer(static_cast<std::size_t>(M * parts) * sizeof(Acc), device);
-      partial = static_cast<Acc*>(part_buffer.get());
-    }
+    if (parts > 1) make_parts(M * parts);
     const index_t warps = M * parts;
     kernels::reduce_rows<Red, Plan, Out, I, R>
         <<<reduce_grid((warps + kernels::reduce_warps - 1) / kernels::reduce_warps, sms), kernels::reduce_block, 0,
@@ -542,10 +620,7 @@ void launch_reduction(const Red& red, const Plan& plan, const Shape<R>& in, cons
   } else {
     const ColsShape g = cols_shape(M, N, kernels::reduce_block, sms);
     parts = g.parts;
-    if (parts > 1) {
-      part_buffer = DeviceBuffer(static_cast<std::size_t>(M * parts) * sizeof(Acc), device);
-      partial = static_cast<Acc*>(part_buffer.get());
-    }
+    if (parts > 1) make_parts(M * parts);
     const dim3 grid(reduce_grid(g.blocks, sms), static_cast<unsigned>(parts));
     kernels::reduce_cols<Red, Plan, Out, I, R>
         <<<grid, kernels::reduce_block, 0, st>>>(red, plan, ix, flat, g.bx, static_cast<I>(parts), out, partial);
@@ -568,7 +643,7 @@ void launch_reduction(const Red& red, const Plan& plan, const Shape<R>& in, cons
 /// Same results as cpu::reduce up to the summation order (sums accumulate in double either way); argmax and
 /// argmin give the same first index. Runs on stream(device), asynchronously.
 /// @pre max, min, argmax, argmin are not asked over an empty axis (ReduceExpr rejects that first).
-/// @throws cuda_error when a launch or CUB fails.
+/// @throws cuda_error when a launch fails.
 template <class Red, class Plan, class Out, int R>
 void run_reduction(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bool, R>& reduce, Out* out,
                    const Strides<R>& out_strides, int device) {
