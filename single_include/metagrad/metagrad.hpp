@@ -51,9 +51,19 @@
 #define METAGRAD_VERSION_PATCH 0
 
 // The inline namespace v0 keeps two vendored copies of different versions from clashing at link time.
+// A file compiled by nvcc gets v0_cuda: its evaluation code carries the CUDA paths that a plain C++ file's
+// does not, and the same template instantiated both ways under one name would break the one-definition
+// rule (the linker would keep one of them for both). Tensors therefore do not cross between nvcc and
+// plain C++ translation units of one program; pass raw data, or keep the model in .cu files.
+#if defined(__CUDACC__)
+#define METAGRAD_NAMESPACE_BEGIN \
+  namespace metagrad {           \
+  inline namespace v0_cuda {
+#else
 #define METAGRAD_NAMESPACE_BEGIN \
   namespace metagrad {           \
   inline namespace v0 {
+#endif
 #define METAGRAD_NAMESPACE_END \
   }                            \
   }
@@ -391,11 +401,50 @@ METAGRAD_NAMESPACE_END
 
 #include <cstring>
 #include <memory>
+#include <optional>
+#include <string>
 #include <tuple>
 #include <type_traits>
 
 // #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/device.hpp>
+// metagrad/core/device.hpp — where a tensor lives: the CPU, or CUDA device n. Include <metagrad/core.hpp>.
+
+#include <string>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+/// A memory space and the processor that computes on it. Only the CPU is served by this release's
+/// backends; `Device::cuda(n)` is reserved for the CUDA backend and asking a CPU-only build for it throws
+/// `device_error`.
+class Device {
+ public:
+  enum class Kind : unsigned char { cpu, cuda };
+
+  constexpr Device() = default;
+  static constexpr Device cpu() { return Device(Kind::cpu, 0); }
+  static constexpr Device cuda(int index = 0) { return Device(Kind::cuda, index); }
+
+  constexpr Kind kind() const { return kind_; }
+  constexpr int index() const { return index_; }
+  constexpr bool is_cpu() const { return kind_ == Kind::cpu; }
+  constexpr bool is_cuda() const { return kind_ == Kind::cuda; }
+  constexpr bool operator==(const Device&) const = default;
+
+  std::string str() const { return is_cpu() ? std::string("cpu") : "cuda:" + std::to_string(index_); }
+
+ private:
+  constexpr Device(Kind k, int i) : kind_(k), index_(i) {}
+  Kind kind_ = Kind::cpu;
+  int index_ = 0;
+};
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/core/device.hpp>
 // #include <metagrad/core/dtype.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
 // #include <metagrad/core/expr_base.hpp>
 // metagrad/core/expr_base.hpp — the CRTP base every expression (Tensor included) derives from. It marks
 // a type as a metagrad expression and gives it the view member functions (reshape, permute, t, slice,
@@ -548,42 +597,7 @@ METAGRAD_NAMESPACE_END
 #include <vector>
 
 // #include <metagrad/core/config.hpp> (inlined above)
-// #include <metagrad/core/device.hpp>
-// metagrad/core/device.hpp — where a tensor lives: the CPU, or CUDA device n. Include <metagrad/core.hpp>.
-
-#include <string>
-
-// #include <metagrad/core/config.hpp> (inlined above)
-
-METAGRAD_NAMESPACE_BEGIN
-
-/// A memory space and the processor that computes on it. Only the CPU is served by this release's
-/// backends; `Device::cuda(n)` is reserved for the CUDA backend and asking a CPU-only build for it throws
-/// `device_error`.
-class Device {
- public:
-  enum class Kind : unsigned char { cpu, cuda };
-
-  constexpr Device() = default;
-  static constexpr Device cpu() { return Device(Kind::cpu, 0); }
-  static constexpr Device cuda(int index = 0) { return Device(Kind::cuda, index); }
-
-  constexpr Kind kind() const { return kind_; }
-  constexpr int index() const { return index_; }
-  constexpr bool is_cpu() const { return kind_ == Kind::cpu; }
-  constexpr bool is_cuda() const { return kind_ == Kind::cuda; }
-  constexpr bool operator==(const Device&) const = default;
-
-  std::string str() const { return is_cpu() ? std::string("cpu") : "cuda:" + std::to_string(index_); }
-
- private:
-  constexpr Device(Kind k, int i) : kind_(k), index_(i) {}
-  Kind kind_ = Kind::cpu;
-  int index_ = 0;
-};
-
-METAGRAD_NAMESPACE_END
-// end of <metagrad/core/device.hpp>
+// #include <metagrad/core/device.hpp> (inlined above)
 // #include <metagrad/core/dtype.hpp> (inlined above)
 // #include <metagrad/core/error.hpp> (inlined above)
 // #include <metagrad/core/expr_base.hpp> (inlined above)
@@ -594,6 +608,7 @@ METAGRAD_NAMESPACE_END
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <new>
@@ -605,8 +620,8 @@ METAGRAD_NAMESPACE_END
 
 METAGRAD_NAMESPACE_BEGIN
 
-/// Process-wide counters of storage allocations (host memory). `allocations` counts every block made;
-/// tests use it to prove a steady-state run allocates nothing.
+/// Process-wide counters of storage allocations (host memory; device memory has cuda::memory_stats). `allocations`
+/// counts every block made; tests use it to prove a steady-state run allocates nothing.
 struct MemoryStats {
   std::int64_t allocations = 0;
   std::int64_t current_bytes = 0;
@@ -620,6 +635,41 @@ struct MemoryCounters {
 inline MemoryCounters& memory_counters() {
   static MemoryCounters c;
   return c;
+}
+
+/// How Storage and Tensor reach device memory: function pointers the CUDA backend
+/// (backend/cuda/runtime.hpp) installs when a translation unit compiled by nvcc includes it. In a file
+/// compiled by a plain C++ compiler they stay null, and asking for device memory throws device_error.
+struct DeviceMemoryHooks {
+  void* (*allocate)(std::size_t bytes, Device device) = nullptr;
+  void (*deallocate)(void* ptr, Device device) = nullptr;
+  /// Copies `bytes` between any two devices; returns when the destination holds them (host side).
+  void (*copy)(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes) = nullptr;
+  void (*fill_zero)(void* ptr, std::size_t bytes, Device device) = nullptr;
+  void (*synchronize)(Device device) = nullptr;
+};
+inline DeviceMemoryHooks& device_memory_hooks() {
+  static DeviceMemoryHooks h;
+  return h;
+}
+/// The hooks, or device_error naming `what` and the device when this build has no CUDA backend.
+inline const DeviceMemoryHooks& device_hooks_for(Device device, const char* what) {
+  const auto& h = device_memory_hooks();
+  if (!h.allocate)
+    throw device_error(std::string(what) + " on " + device.str() +
+                       ": this translation unit was not compiled by nvcc, so it has no CUDA backend; compile the "
+                       "file that uses CUDA tensors with nvcc (CMake: link metagrad::cuda and make it a .cu source)");
+  return h;
+}
+/// Copies `bytes` from src (on src_device) to dst (on dst_device): memcpy between host buffers, the CUDA
+/// backend otherwise.
+inline void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes) {
+  if (bytes == 0) return;
+  if (dst_device.is_cpu() && src_device.is_cpu()) {
+    std::memcpy(dst, src, bytes);
+    return;
+  }
+  device_hooks_for(dst_device.is_cpu() ? src_device : dst_device, "copy").copy(dst, dst_device, src, src_device, bytes);
 }
 }  // namespace detail
 
@@ -635,10 +685,16 @@ class Storage {
  public:
   static constexpr std::size_t alignment = 64;  // a cache line and an AVX-512 register
 
+  /// `bytes` of memory on `device` (device memory comes from the CUDA backend's caching allocator).
+  /// @throws device_error for a CUDA device in a file not compiled by nvcc.
   Storage(std::size_t bytes, Device device) : bytes_(bytes), device_(device) {
-    if (!device.is_cpu())
-      throw device_error("metagrad: storage on " + device.str() +
-                         " needs the CUDA backend; compile this file with nvcc (METAGRAD_WITH_CUDA)");
+    if (!device.is_cpu()) {
+      const auto& h = detail::device_hooks_for(device, "allocate storage");
+      data_ = h.allocate(bytes, device);
+      deleter_ = [h = h.deallocate, device](void* p) { h(p, device); };
+      counted_ = false;
+      return;
+    }
     // aligned_alloc requires a size that is a multiple of the alignment.
     const std::size_t padded = (bytes + alignment - 1) / alignment * alignment;
     data_ = padded ? std::aligned_alloc(alignment, padded) : nullptr;
@@ -813,6 +869,7 @@ class Tensor : public ExprBase<Tensor<T, Rank>> {
 
   /// Element at the given indices (negative indices count from the end).
   /// @throws index_error when an index is out of range.
+  /// @throws device_error on a CUDA tensor (copy it with to(Device::cpu()) first).
   template <class... I>
   requires(std::is_integral_v<I>&&...) T& operator()(I... idx) { return data_[offset_of(idx...)]; }
   template <class... I>
@@ -822,6 +879,11 @@ class Tensor : public ExprBase<Tensor<T, Rank>> {
   T item() const {
     if (numel() != 1)
       throw shape_error("Tensor::item: needs exactly one element, tensor has shape " + to_string(shape_));
+    if (!device_.is_cpu()) {
+      T v{};
+      detail::copy_bytes(&v, Device::cpu(), data_, device_, sizeof(T));
+      return v;
+    }
     return *data_;
   }
 
@@ -841,15 +903,21 @@ class Tensor : public ExprBase<Tensor<T, Rank>> {
     return Tensor<U, Rank>(detail::expr_ops<Tensor>::template cast<U>(*this));
   }
 
-  /// A copy on `device` (this tensor itself when it is already there).
+  /// A contiguous copy on `device` (this tensor itself when it is already there). Host-to-device copies
+  /// go through pinned staging buffers; the call returns when the copy is complete.
+  /// @throws device_error for a CUDA device in a file not compiled by nvcc, or one that does not exist.
   Tensor to(Device device) const {
-    if (device == device_) return *this;
-    throw device_error("Tensor::to(" + device.str() +
-                       "): the CUDA backend is not part of this build; compile with nvcc");
+    if (device == device_ || !defined()) return *this;
+    const Tensor src = is_contiguous() ? *this : clone();
+    Tensor out;
+    out.allocate(shape_, device, false);
+    detail::copy_bytes(out.data(), device, src.data(), device_, static_cast<std::size_t>(numel()) * sizeof(T));
+    return out;
   }
 
-  /// Vector of all elements in row-major order.
+  /// Vector of all elements in row-major order (copied to the host from a device).
   std::vector<T> to_vector() const {
+    if (!device_.is_cpu()) return to(Device::cpu()).to_vector();
     const Tensor c = is_contiguous() ? *this : clone();
     return std::vector<T>(c.data_, c.data_ + c.numel());
   }
@@ -884,7 +952,12 @@ class Tensor : public ExprBase<Tensor<T, Rank>> {
     shape_ = shape;
     strides_ = contiguous_strides(shape);
     device_ = device;
-    if (zero_fill) std::fill(data_, data_ + shape.numel(), T{});
+    if (zero_fill && shape.numel() > 0) {
+      if (device.is_cpu())
+        std::fill(data_, data_ + shape.numel(), T{});
+      else
+        detail::device_hooks_for(device, "Tensor").fill_zero(data_, storage_->bytes(), device);
+    }
   }
 
  private:
@@ -912,6 +985,9 @@ class Tensor : public ExprBase<Tensor<T, Rank>> {
       off += i * strides_[d];
     }
     if (!storage_) throw index_error("Tensor: element access on an empty tensor");
+    if (!device_.is_cpu())
+      throw device_error("Tensor: element access on " + device_.str() +
+                         " memory from the host; copy the tensor with to(Device::cpu()) first");
     return off;
   }
 
@@ -1673,6 +1749,91 @@ template <class E>
 concept boundary_expression = requires(const E& e) {
   e.bound_slot();
 };
+
+// --- devices ----------------------------------------------------------------------------------------
+
+namespace detail {
+/// Folds `d` into `acc`. @throws device_error naming `what` when an expression reads two devices.
+inline void merge_device(std::optional<Device>& acc, const std::optional<Device>& d, const char* what) {
+  if (!d) return;
+  if (!acc) {
+    acc = d;
+  } else if (*acc != *d) {
+    throw device_error(std::string(what) + ": the expression reads tensors on " + acc->str() + " and on " + d->str() +
+                       "; move them to one device with to(device) first");
+  }
+}
+
+/// The device of every tensor an expression reads (nullopt when it reads none: constants, random draws).
+/// A boundary node a Program has already evaluated answers with its slot, so the walk stops there.
+/// @throws device_error when the tensors are on different devices.
+template <class E>
+std::optional<Device> expr_device(const E& e, const char* what = "evaluate") {
+  if constexpr (is_tensor_v<E>) {
+    return e.defined() ? std::optional<Device>(e.device()) : std::nullopt;
+  } else if constexpr (requires { e.value().device(); }) {
+    return e.value().device();
+  } else {
+    std::optional<Device> acc;
+    if constexpr (boundary_expression<E>) {
+      if (const auto* s = e.bound_slot(); s && s->defined()) return s->device();
+    }
+    if constexpr (requires {
+                    e.takes_first();
+                    e.first_branch();
+                    e.second_branch();
+                  }) {  // a run-time choice reads only the branch it takes
+      return e.takes_first() ? expr_device(e.first_branch(), what) : expr_device(e.second_branch(), what);
+    } else if constexpr (requires { e.children(); })
+      std::apply([&](const auto&... c) { (merge_device(acc, expr_device(c, what), what), ...); }, e.children());
+    return acc;
+  }
+}
+
+/// The device of the operands of a node (its children only; its own slot is not consulted).
+template <class E>
+std::optional<Device> operands_device(const E& e, const char* what) {
+  std::optional<Device> acc;
+  if constexpr (requires { e.children(); })
+    std::apply([&](const auto&... c) { (merge_device(acc, expr_device(c, what), what), ...); }, e.children());
+  return acc;
+}
+
+/// The device of the first tensor found in an expression, ignoring the slots of boundary nodes (a walk
+/// down the first operand with a tensor, not of the whole tree): how a Program picks its device.
+template <class E>
+std::optional<Device> first_device(const E& e) {
+  if constexpr (is_tensor_v<E>) {
+    return e.defined() ? std::optional<Device>(e.device()) : std::nullopt;
+  } else if constexpr (requires { e.value().device(); }) {
+    return e.value().device();
+  } else if constexpr (requires { e.children(); }) {
+    return std::apply(
+        [](const auto&... c) {
+          std::optional<Device> d;
+          ((d = d ? d : first_device(c)), ...);
+          return d;
+        },
+        e.children());
+  } else {
+    return std::nullopt;
+  }
+}
+
+/// Gives `dst` storage of `shape` on `device` unless it already has both.
+template <class T, int R>
+void prepare_destination(Tensor<T, R>& dst, const Shape<R>& shape, Device device) {
+  if (!dst.defined() || !(dst.shape() == shape) || dst.device() != device) dst.allocate(shape, device);
+}
+
+/// @throws device_error naming `op` when `device` is not the CPU: the op has no device code in this release.
+inline void require_cpu(const std::optional<Device>& device, const char* op) {
+  if (device && !device->is_cpu())
+    throw device_error(std::string(op) + " on " + device->str() +
+                       ": this operation runs on the CPU only in this release; move its operands with "
+                       "to(Device::cpu())");
+}
+}  // namespace detail
 
 METAGRAD_NAMESPACE_END
 // end of <metagrad/expr/node.hpp>
@@ -3677,6 +3838,7 @@ struct GemmCall {
   T beta;
   T* c;
   index_t ldc, stride_c;
+  Device device;  // where a, b and c live
 };
 
 namespace detail {
@@ -3745,25 +3907,30 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
     const auto as = a_.shape();
     const auto bs = b_.shape();
     const auto os = out_shape(as, bs);
+    const Device dev = detail::operands_device(*this, "matmul").value_or(Device::cpu());
+    if (dst.defined() && dst.device() != dev)
+      throw device_error("matmul: the operands are on " + dev.str() + " but the destination is on " +
+                         dst.device().str());
     if (!dst.defined() || !(dst.shape() == os)) {
       if (beta != value_type(0))
         throw shape_error("matmul: cannot accumulate into a tensor of shape " +
                           (dst.defined() ? to_string(dst.shape()) : std::string("(empty)")) +
                           "; the product has shape " + to_string(os));
-      dst.allocate(os);
+      dst.allocate(os, dev);
     }
     if (os.numel() == 0) return;
-    const Operand pa = prepare(a_, as, opa_.get());
-    const Operand pb = prepare(b_, bs, opb_.get());
+    const Operand pa = prepare(a_, as, opa_.get(), dev);
+    const Operand pb = prepare(b_, bs, opb_.get(), dev);
     // The destination must be row-major within each matrix for the GEMM; otherwise use a temporary.
     const bool direct = (os[rank - 1] == 1 || dst.strides()[rank - 1] == 1) &&
                         (os[rank - 2] == 1 || dst.strides()[rank - 2] >= os[rank - 1]) && !overlaps(dst, pa, pb);
     if (direct) {
-      run(pa, pb, os, dst.data(), dst.strides(), beta);
+      run(pa, pb, os, dst.data(), dst.strides(), beta, dev);
     } else {
-      Tensor<value_type, rank> tmp(os);
+      Tensor<value_type, rank> tmp;
+      tmp.allocate(os, dev);
       if (beta != value_type(0)) tmp.assign(dst);
-      run(pa, pb, os, tmp.data(), tmp.strides(), beta);
+      run(pa, pb, os, tmp.data(), tmp.strides(), beta, dev);
       dst.assign(tmp);
     }
   }
@@ -3787,7 +3954,7 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
   };
 
   template <class X, int RX>
-  static Operand prepare(const X& x, const Shape<RX>& xs, Tensor<value_type, RX>& copy) {
+  static Operand prepare(const X& x, const Shape<RX>& xs, Tensor<value_type, RX>& copy, Device dev) {
     auto p = lower_expr(x, xs);
     Operand o{};
     o.rows = xs[RX - 2];
@@ -3819,16 +3986,16 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
             Shape<RX> is = xs;
             is[RX - 2] = xs[RX - 1];
             is[RX - 1] = xs[RX - 2];
-            if (!copy.defined() || !(copy.shape() == is)) copy.allocate(is);
-            run_fill(copy.data(), copy.strides(), is, lower_expr(x.operand(), is));
+            detail::prepare_destination(copy, is, dev);
+            run_fill(dev, copy.data(), copy.strides(), is, lower_expr(x.operand(), is));
             st = copy.strides();
             std::swap(st[RX - 2], st[RX - 1]);
           }
         }
       }
       if (!swapped) {
-        if (!copy.defined() || !(copy.shape() == xs)) copy.allocate(xs);
-        run_fill(copy.data(), copy.strides(), xs, p);
+        detail::prepare_destination(copy, xs, dev);
+        run_fill(dev, copy.data(), copy.strides(), xs, p);
         st = copy.strides();
       }
       ptr = copy.data();
@@ -3859,12 +4026,12 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
   }
 
   void run(const Operand& pa, const Operand& pb, const Shape<rank>& os, value_type* out, const Strides<rank>& ost,
-           value_type beta) const {
+           value_type beta, Device dev) const {
     const index_t m = os[rank - 2], n = os[rank - 1], k = pa.cols;
     const index_t ldc = m == 1 ? n : ost[rank - 2];
     if constexpr (batch_rank == 0) {
       run_gemm(GemmCall<value_type>{1, pa.layout.trans, pb.layout.trans, m, n, k, alpha_, pa.ptr, pa.layout.ld, 0,
-                                    pb.ptr, pb.layout.ld, 0, beta, out, ldc, 0});
+                                    pb.ptr, pb.layout.ld, 0, beta, out, ldc, 0, dev});
     } else {
       // The innermost batch axis becomes the GEMM batch; the others are looped over.
       constexpr int last = batch_rank - 1;
@@ -3881,7 +4048,7 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
         }
         run_gemm(GemmCall<value_type>{os[last], pa.layout.trans, pb.layout.trans, m, n, k, alpha_, pa.ptr + offa,
                                       pa.layout.ld, pa.bstride[last], pb.ptr + offb, pb.layout.ld, pb.bstride[last],
-                                      beta, out + offc, ldc, ost[last]});
+                                      beta, out + offc, ldc, ost[last], dev});
       }
     }
   }
@@ -4347,7 +4514,8 @@ class ReduceExpr
     const auto in = a_.shape();
     const auto os = out_shape(in);
     check_nonempty(in);
-    if (!dst.defined() || !(dst.shape() == os)) dst.allocate(os);
+    const Device dev = detail::operands_device(*this, Red::name).value_or(Device::cpu());
+    detail::prepare_destination(dst, os, dev);
     const auto plan = lower_expr(a_, in);
     bool alias = false;
     if (os.numel() > 0) {  // an empty dst has no memory (data() is null) and cannot alias
@@ -4365,12 +4533,12 @@ class ReduceExpr
       // The input reads the destination: reduce into fresh memory, then copy into dst's own memory, so that
       // other handles and views of it see the result (as `x = x.t()` does for elementwise expressions).
       Tensor<value_type, RD> tmp;
-      tmp.allocate(os);
-      run_reduction(red_, plan, in, mask_, tmp.data(), ost_for(tmp));
+      tmp.allocate(os, dev);
+      run_reduction(dev, red_, plan, in, mask_, tmp.data(), ost_for(tmp));
       dst.assign(tmp);
       return;
     }
-    run_reduction(red_, plan, in, mask_, dst.data(), ost_for(dst));
+    run_reduction(dev, red_, plan, in, mask_, dst.data(), ost_for(dst));
   }
 
  private:
@@ -5101,7 +5269,8 @@ class SumToExpr : public ExprBase<SumToExpr<G, X>>, public BoundaryBase<typename
     static_assert(RD == rank);
     const auto gs = g_.shape();
     const auto xs = x_.shape();
-    if (!dst.defined() || !(dst.shape() == xs)) dst.allocate(xs);
+    const Device dev = detail::operands_device(*this, "sum_to").value_or(Device::cpu());
+    detail::prepare_destination(dst, xs, dev);
     Array<bool, RG> mask{};
     Strides<RG> ost{};
     for (int d = 0; d < RG; ++d) {
@@ -5109,7 +5278,7 @@ class SumToExpr : public ExprBase<SumToExpr<G, X>>, public BoundaryBase<typename
       mask[d] = c < 0 || (xs[c] == 1 && gs[d] != 1);
       ost[d] = c < 0 ? 0 : dst.strides()[c];
     }
-    run_reduction(ops::SumReducer{}, lower_expr(g_, gs), gs, mask, dst.data(), ost);
+    run_reduction(dev, ops::SumReducer{}, lower_expr(g_, gs), gs, mask, dst.data(), ost);
   }
 
   template <int RT>
@@ -5903,6 +6072,13 @@ Shape<N> shape_from(const index_t (&dims)[N]) {
 template <dtype T, int N>
 Tensor<T, N> full(const Shape<N>& shape, T value, Device device = Device::cpu()) {
   Tensor<T, N> t;
+  if (!device.is_cpu()) {
+    if (value == T(0)) {
+      t.allocate(shape, device, true);
+      return t;
+    }
+    return full<T, N>(shape, value).to(device);  // filled on the host, then one copy
+  }
   t.allocate(shape, device);
   std::fill(t.data(), t.data() + shape.numel(), value);
   return t;
@@ -6447,8 +6623,13 @@ struct Printer {
 ///           [3.0000, 4.2500]], shape=[2, 2], dtype=float32)
 template <class T, int R>
 std::string to_string(const Tensor<T, R>& t) {
-  const std::string tail = "shape=" + to_string(t.shape()) + ", dtype=" + dtype_name<T>() + ")";
+  const std::string tail = "shape=" + to_string(t.shape()) + ", dtype=" + dtype_name<T>() +
+                           (t.device().is_cpu() ? std::string() : ", device=" + t.device().str()) + ")";
   if (!t.defined()) return "tensor(<empty>, " + tail;
+  if (!t.device().is_cpu()) {  // printed from a host copy
+    const std::string body = to_string(t.to(Device::cpu()));
+    return body.substr(0, body.rfind("shape=")) + tail;
+  }
   const auto& opt = print_options();
   detail::Printer<T, R> p{t, t.numel() > opt.threshold, opt.edgeitems, {}};
   p.choose_format();
@@ -6568,8 +6749,9 @@ auto reshaped_plan(const E& e, const Shape<RF>& from, const Shape<RO>& to, Tenso
   if constexpr (is_leaf_plan_v<CP>) {
     const T* ptr = cp.ptr;
     if (!is_contiguous(from, Strides<RF>(cp.strides))) {
-      if (!copy.defined() || !(copy.shape() == from)) copy.allocate(from);
-      run_fill(copy.data(), copy.strides(), from, cp);
+      const Device dev = detail::expr_device(e, "reshape").value_or(Device::cpu());
+      detail::prepare_destination(copy, from, dev);
+      run_fill(dev, copy.data(), copy.strides(), from, cp);
       ptr = copy.data();
     }
     return LeafPlan<T, RO>{ptr, contiguous_strides(to), true};
@@ -7065,7 +7247,7 @@ const T* contiguous_values(const E& e, const Shape<R>& s, const Scratch<T, R>& b
     if (p.is_flat()) return p.ptr;
   }
   auto& t = buf.sized(s);
-  if (s.numel() > 0) run_fill(t.data(), t.strides(), s, p);
+  if (s.numel() > 0) run_fill(Device::cpu(), t.data(), t.strides(), s, p);
   return t.data();
 }
 
@@ -7135,7 +7317,8 @@ class BufferExpr : public ExprBase<BufferExpr<G>>,
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == rank);
     const auto s = g_.shape();
-    if (!dst.defined() || !(dst.shape() == s)) dst.allocate(s);
+    const Device dev = detail::operands_device(*this, "buffer").value_or(Device::cpu());
+    detail::prepare_destination(dst, s, dev);
     if (s.numel() == 0) return;
     const auto p = lower_expr(g_, s);
     bool alias = false;
@@ -7146,11 +7329,12 @@ class BufferExpr : public ExprBase<BufferExpr<G>>,
                        bool) { alias |= !(static_cast<const char*>(h) <= lo || static_cast<const char*>(l) >= hi); },
                    false, s);
     if (alias) {
-      auto& t = tmp_.sized(s);
-      run_fill(t.data(), t.strides(), s, p);
+      Tensor<value_type, rank> t;
+      t.allocate(s, dev);
+      run_fill(dev, t.data(), t.strides(), s, p);
       dst.assign(t);
     } else {
-      run_fill(dst.data(), dst.strides(), s, p);
+      run_fill(dev, dst.data(), dst.strides(), s, p);
     }
   }
 
@@ -7161,7 +7345,6 @@ class BufferExpr : public ExprBase<BufferExpr<G>>,
 
  private:
   G g_;
-  detail::Scratch<value_type, rank> tmp_;
 };
 
 namespace detail {
@@ -7206,6 +7389,7 @@ class Conv2dBackwardDataExpr : public ExprBase<Conv2dBackwardDataExpr<G, W, X>>,
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 4);
+    detail::require_cpu(detail::operands_device(*this, "conv2d (backward data)"), "conv2d (backward data)");
     const auto geom = detail::conv2d_geometry(like_.shape(), w_.shape(), opts_, "conv2d (backward data)");
     const auto gs = g_.shape();
     if (!(gs == geom.output_shape()))
@@ -7259,6 +7443,7 @@ class Conv2dBackwardWeightExpr : public ExprBase<Conv2dBackwardWeightExpr<G, X, 
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 4);
+    detail::require_cpu(detail::operands_device(*this, "conv2d (backward weight)"), "conv2d (backward weight)");
     const auto xs = x_.shape();
     const auto geom = detail::conv2d_geometry(xs, like_.shape(), opts_, "conv2d (backward weight)");
     const auto gs = g_.shape();
@@ -7331,6 +7516,7 @@ class Conv2dExpr : public ExprBase<Conv2dExpr<X, W>>,
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 4);
+    detail::require_cpu(detail::operands_device(*this, "conv2d"), "conv2d");
     const auto geom = geometry();
     const value_type* xp = detail::contiguous_values<value_type>(x_, geom.input_shape(), xbuf_);
     const value_type* wp = detail::contiguous_values<value_type>(w_, geom.weight_shape(), wbuf_);
@@ -7607,7 +7793,7 @@ const T* table_of(const W& w, const Shape<2>& ws, Tensor<T, 2>& copy, index_t& s
     return p.ptr;
   } else {
     if (!copy.defined() || !(copy.shape() == ws)) copy.allocate(ws);
-    run_fill(copy.data(), copy.strides(), ws, p);
+    run_fill(Device::cpu(), copy.data(), copy.strides(), ws, p);
     sr = copy.strides()[0];
     sc = copy.strides()[1];
     return copy.data();
@@ -7644,6 +7830,7 @@ class EmbeddingBackwardExpr : public ExprBase<EmbeddingBackwardExpr<G, I, W>>,
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 2);
+    detail::require_cpu(detail::operands_device(*this, "embedding (backward)"), "embedding (backward)");
     const auto ws = w_.shape();
     const auto is = idx_.shape();
     const auto gs = g_.shape();
@@ -7663,7 +7850,7 @@ class EmbeddingBackwardExpr : public ExprBase<EmbeddingBackwardExpr<G, I, W>>,
     }
     if (!gptr) {
       if (!gcopy_.get().defined() || !(gcopy_.get().shape() == gs)) gcopy_.get().allocate(gs);
-      run_fill(gcopy_.get().data(), gcopy_.get().strides(), gs, gp);
+      run_fill(Device::cpu(), gcopy_.get().data(), gcopy_.get().strides(), gs, gp);
       gptr = gcopy_.get().data();
     }
     Tensor<value_type, 2> out(ws);  // zero-filled; dst may alias g, so it is written last
@@ -7726,6 +7913,7 @@ class EmbeddingExpr : public ExprBase<EmbeddingExpr<W, I>>, public BoundaryBase<
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == rank);
+    detail::require_cpu(detail::operands_device(*this, "embedding"), "embedding");
     const auto ws = w_.shape();
     const auto is = idx_.shape();
     const auto rows = detail::gather_rows(idx_, is, ws[0], "embedding");
@@ -8500,6 +8688,7 @@ class MaxPool2dBackwardExpr : public ExprBase<MaxPool2dBackwardExpr<G, X>>,
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 4);
+    detail::require_cpu(detail::operands_device(*this, "pooling"), "pooling");
     const auto xs = x_.shape();
     const auto geom = detail::pool2d_geometry(xs, p_);
     const auto gs = g_.shape();
@@ -8561,6 +8750,7 @@ class AvgPool2dBackwardExpr : public ExprBase<AvgPool2dBackwardExpr<K, G, X>>,
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 4);
+    detail::require_cpu(detail::operands_device(*this, "pooling"), "pooling");
     const auto xs = like_.shape();
     const auto geom = detail::pool2d_geometry(xs, p_);
     const auto gs = g_.shape();
@@ -8625,6 +8815,7 @@ class Pool2dExpr : public ExprBase<Pool2dExpr<K, X>>,
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 4);
+    detail::require_cpu(detail::operands_device(*this, "pooling"), "pooling");
     const auto xs = x_.shape();
     const auto geom = detail::pool2d_geometry(xs, p_);
     const auto xp = lower_expr(x_, xs);
@@ -8939,6 +9130,19 @@ METAGRAD_NAMESPACE_END
 // #include <metagrad/core/tensor.hpp> (inlined above)
 // #include <metagrad/expr/node.hpp> (inlined above)
 // #include <metagrad/ops/arithmetic.hpp> (inlined above)
+// #include <metagrad/backend/dispatch.hpp>
+// metagrad/backend/dispatch.hpp — the backend hooks that expr/ nodes call by argument-dependent lookup
+// (run_fill, run_reduction, run_gemm), answered on the device the data lives on: the CPU drivers, or the
+// CUDA ones in a file compiled by nvcc. A plain C++ file asked for CUDA work throws device_error saying to
+// compile it with nvcc. Include <metagrad/metagrad.hpp> instead.
+
+#include <string>
+
+// #include <metagrad/core/device.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/matmul.hpp> (inlined above)
+// #include <metagrad/expr/plan.hpp> (inlined above)
 // #include <metagrad/backend/cpu/elementwise.hpp>
 // metagrad/backend/cpu/elementwise.hpp — the CPU driver of a fused elementwise plan: one flat,
 // vectorisable loop when every operand is contiguous and of the output's shape, a row-wise strided loop
@@ -9134,180 +9338,13 @@ METAGRAD_NAMESPACE_END
 #pragma clang diagnostic pop
 #endif
 // end of <metagrad/backend/cpu/elementwise.hpp>
+// #include <metagrad/backend/cpu/matmul.hpp>
+// metagrad/backend/cpu/matmul.hpp — the CPU GEMM of matmul nodes: one strided-batched GemmCall through
+// cpu::gemm_batched (CBLAS when found, else the built-in kernel). backend/dispatch.hpp calls it for calls on
+// the CPU. Include <metagrad/metagrad.hpp> instead.
 
-METAGRAD_NAMESPACE_BEGIN
-
-namespace detail {
-
-/// True when a plan reads the memory of `dst` other than exactly element-for-element.
-template <class Plan, class T, int R>
-bool reads_other_elements_of(const Plan& plan, const Tensor<T, R>& dst) {
-  if (!dst.defined() || dst.numel() == 0) return false;
-  const auto r = offset_range(dst.shape(), dst.strides());
-  const char* dlo = reinterpret_cast<const char*>(dst.data() + r.lo);
-  const char* dhi = reinterpret_cast<const char*>(dst.data() + r.hi + 1);
-  bool hazard = false;
-  plan.visit_leaves(
-      [&](const void* ptr, const void* lo, const void* hi, const auto& strides, bool remapped) {
-        const char* l = static_cast<const char*>(lo);
-        const char* h = static_cast<const char*>(hi);
-        if (h <= dlo || l >= dhi) return;
-        bool same = !remapped && ptr == static_cast<const void*>(dst.data());
-        if constexpr (std::remove_cvref_t<decltype(strides)>::size() == R)
-          for (int d = 0; d < R; ++d) same &= strides[d] == dst.strides()[d] || dst.shape()[d] == 1;
-        else
-          same = false;
-        hazard |= !same;
-      },
-      false, dst.shape());
-  return hazard;
-}
-
-template <class T, int R>
-struct assigner<Tensor<T, R>> {
-  using Dst = Tensor<T, R>;
-
-  /// dst = e: in place when dst already has e's shape, else into new storage (then re-seats dst).
-  template <class E>
-  static void assign(Dst& dst, const E& e) {
-    const auto es = e.shape();
-    Shape<R> s;
-    for (int d = 0; d < R; ++d) s[d] = d < R - E::rank ? 1 : es[d - (R - E::rank)];
-    if (dst.defined() && dst.shape() == s) {
-      write(dst, e);
-    } else {
-      Dst fresh;
-      fresh.allocate(s, dst.defined() ? dst.device() : Device::cpu());
-      write(fresh, e);
-      dst = std::move(fresh);
-    }
-  }
-
-  /// dst.assign(e): into dst's existing memory; e must broadcast to dst's shape.
-  template <class E>
-  static void assign_inplace(Dst& dst, const E& e) {
-    if (!dst.defined()) throw shape_error("assign: the destination tensor is empty (default-constructed)");
-    check_broadcastable_to(e.shape(), dst.shape(), "assign");
-    write(dst, e);
-  }
-
-  template <class Plan>
-  static void run_copy(Dst& dst, const Plan& plan) {
-    cpu::run_elementwise(dst.data(), dst.strides(), dst.shape(), plan);
-  }
-
-  template <class E>
-  static void write(Dst& dst, const E& e) {
-    if constexpr (requires {
-                    e.rhs().accumulate_into(dst);
-                    e.lhs().data();
-                  }) {
-      // dst = dst + boundary (what dst += matmul(a, b) becomes): accumulate in the library call (beta = 1).
-      if constexpr (std::is_same_v<std::remove_cvref_t<decltype(e.op())>, ops::Add> &&
-                    std::is_same_v<std::remove_cvref_t<decltype(e.lhs())>, Dst> &&
-                    std::remove_cvref_t<decltype(e.rhs())>::rank == R) {
-        const auto& l = e.lhs();
-        if (l.data() == dst.data() && l.shape() == dst.shape() && l.strides() == dst.strides() &&
-            e.rhs().shape() == dst.shape()) {
-          e.rhs().accumulate_into(dst);
-          return;
-        }
-      }
-    }
-    if constexpr (boundary_expression<E>) {
-      // A node a Program has already evaluated into its slot is read, not evaluated again.
-      bool fused = false;  // a sum_to that is its operand this run has nothing in its slot
-      if constexpr (requires { e.materialised(); }) fused = !e.materialised();
-      if (const auto* slot = e.bound_slot(); slot && !fused) {
-        if constexpr (E::rank == R) {
-          if (slot->data() != dst.data()) run_copy(dst, lower_expr(*slot, dst.shape()));
-          return;
-        }
-      }
-    }
-    if constexpr (E::rank == R && requires { e.eval_into(dst); }) {
-      if (e.shape() == dst.shape()) {  // destination passing: a boundary node at the root writes directly
-        e.eval_into(dst);
-        return;
-      }
-    }
-    const auto plan = lower_expr(e, dst.shape());
-    if (reads_other_elements_of(plan, dst)) {
-      Dst tmp;
-      tmp.allocate(dst.shape(), dst.device());
-      cpu::run_elementwise(tmp.data(), tmp.strides(), tmp.shape(), plan);
-      cpu::run_elementwise(dst.data(), dst.strides(), dst.shape(), lower_expr(tmp, dst.shape()));
-    } else {
-      cpu::run_elementwise(dst.data(), dst.strides(), dst.shape(), plan);
-    }
-  }
-};
-
-}  // namespace detail
-
-/// Evaluates an expression into a new tensor of its own shape and dtype (one fused pass).
-template <expression E>
-auto eval(const E& e) {
-  using ER = std::remove_cvref_t<E>;
-  return Tensor<typename ER::value_type, ER::rank>(e);
-}
-
-/// A contiguous tensor with the expression's values: the tensor itself when it already is contiguous
-/// (no copy), otherwise one fused pass.
-template <expression E>
-auto contiguous(const E& e) {
-  using ER = std::remove_cvref_t<E>;
-  if constexpr (is_tensor_v<ER>) {
-    if (e.is_contiguous()) return e;
-    return e.clone();
-  } else {
-    return eval(e);
-  }
-}
-
-/// The text form of an expression (evaluated first), as for a tensor.
-template <expression E>
-requires(!is_tensor_v<std::remove_cvref_t<E>>) std::string to_string(const E& e) { return to_string(eval(e)); }
-
-/// Prints an expression by evaluating it first.
-template <expression E>
-requires(!is_tensor_v<std::remove_cvref_t<E>>) std::ostream& operator<<(std::ostream& os, const E& e) {
-  return os << eval(e);
-}
-
-METAGRAD_NAMESPACE_END
-// end of <metagrad/backend/cpu/assign.hpp>
-// #include <metagrad/backend/cpu/conv.hpp>
-// metagrad/backend/cpu/conv.hpp — the CPU answer to run_conv2d(Conv2dCall) (expr/conv.hpp): 2-D convolution
-// forward, backward-data and backward-weight, by oneDNN when the build has it (METAGRAD_WITH_DNNL) and by
-// im2col + GEMM (cpu::gemm: CBLAS or the built-in kernel) always. Both are callable directly
-// (cpu::conv2d_im2col, cpu::conv2d_onednn) and cpu::set_conv_algorithm() pins one, for tests and benchmarks.
-// Include <metagrad/metagrad.hpp> instead.
-//
-// im2col: for each image and group, the input patches are unrolled into a [C_in/g kH kW, OH OW] matrix
-// (zeros where the window reaches into the padding), and the convolution is one GEMM with the weights
-// viewed as [C_out/g, C_in/g kH kW]. Backward-data is the transposed GEMM followed by col2im (patches
-// added back into the input's shape); backward-weight is a GEMM of the output adjoint with the unrolled
-// input, summed over the batch. A 1x1 convolution with stride 1 and no padding needs no unrolling. Small
-// images run side by side on the CPU threads (one GEMM per image on each thread); images too large for
-// that run one after another, each GEMM threaded.
-//
-// oneDNN: a primitive per (pass, geometry, thread count), created on first use and cached per thread, so
-// a training loop creates none after its first step. The operands stay in metagrad's plain NCHW / OIHW
-// layouts; the primitive works on the blocked layouts oneDNN picks for speed (format_tag::any), with
-// reorders in and out: with plain layouts this oneDNN (2.6) falls back to its slower GEMM convolution.
-// oneDNN here runs on OpenMP and reads the thread count (set_num_threads) when a primitive is created,
-// hence the thread count in the cache key.
-
-#include <algorithm>
-#include <cstring>
-#include <memory>
-#include <string>
-#include <vector>
-
-// #include <metagrad/core/config.hpp> (inlined above)
-// #include <metagrad/core/error.hpp> (inlined above)
-// #include <metagrad/expr/conv.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/matmul.hpp> (inlined above)
 // #include <metagrad/backend/cpu/gemm.hpp>
 // metagrad/backend/cpu/gemm.hpp — dense matrix products on the CPU, C = alpha * op(A) * op(B) + beta * C on
 // row-major matrices, one at a time or strided-batched. A CBLAS (OpenBLAS) does the work when the build found
@@ -9850,6 +9887,2761 @@ METAGRAD_NAMESPACE_END
 
 #undef METAGRAD_GEMM_NOINLINE
 // end of <metagrad/backend/cpu/gemm.hpp>
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cpu {
+
+/// Runs one GemmCall on the CPU.
+template <class T>
+void run_gemm(const GemmCall<T>& c) {
+  gemm_batched<T>(c.batch, c.trans_a, c.trans_b, c.m, c.n, c.k, c.alpha, c.a, c.lda, c.stride_a, c.b, c.ldb, c.stride_b,
+                  c.beta, c.c, c.ldc, c.stride_c);
+}
+
+}  // namespace cpu
+METAGRAD_NAMESPACE_END
+// end of <metagrad/backend/cpu/matmul.hpp>
+// #include <metagrad/backend/cpu/reduce.hpp>
+// metagrad/backend/cpu/reduce.hpp — the CPU driver of reductions over any set of axes, with the
+// elementwise input fused in (the input is a plan; nothing is materialised). Three loop shapes:
+// reduced axes trailing (contiguous runs, vector lanes), reduced axes leading (rows accumulated into a
+// vector of partial results), and a general multi-index walk. Include <metagrad/metagrad.hpp> instead.
+
+#include <vector>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/backend/cpu/parallel.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cpu {
+
+namespace detail {
+// Independent accumulators per run, so a sum is not one serial chain of dependent adds and the compiler
+// can keep them in one vector register.
+inline constexpr int reduce_lanes = 8;
+
+// One accumulator in a vector: a std::vector<bool> of the all/any accumulators would pack them into bits,
+// which cannot bind to Acc& and which two threads cannot write side by side.
+template <class Acc>
+struct AccCell {
+  Acc a;
+};
+
+template <class T, class Red, class Get>
+auto reduce_run(const Red& red, index_t n, Get&& get) {
+  using Acc = typename Red::template acc_t<T>;
+  Acc lanes[reduce_lanes];
+  for (int k = 0; k < reduce_lanes; ++k) lanes[k] = red.template init<T>();
+  index_t r = 0;
+  // The fused input is first evaluated a chunk at a time into an L1-resident buffer: that loop is the
+  // plain elementwise loop, which vectorises however heavy the math, where interleaving it with the
+  // accumulator updates does not. Summing the buffer is then cheap.
+  constexpr index_t chunk = 512;
+  T buf[chunk];
+  for (; r + chunk <= n; r += chunk) {
+    METAGRAD_SIMD_LOOP
+    for (index_t j = 0; j < chunk; ++j) buf[j] = get(r + j);
+    for (index_t j = 0; j < chunk; j += reduce_lanes)
+      for (int k = 0; k < reduce_lanes; ++k) red.template add<T>(lanes[k], buf[j + k], r + j + k);
+  }
+  for (; r + reduce_lanes <= n; r += reduce_lanes)
+    for (int k = 0; k < reduce_lanes; ++k) red.template add<T>(lanes[k], get(r + k), r + k);
+  for (; r < n; ++r) red.template add<T>(lanes[r % reduce_lanes], get(r), r);
+  Acc acc = lanes[0];
+  for (int k = 1; k < reduce_lanes; ++k) acc = red.template merge<T>(acc, lanes[k]);
+  return acc;
+}
+}  // namespace detail
+
+/// Reduces `plan` (lowered at its own shape `in`) over the axes where reduce[d] is true, writing
+/// red.finish(...) for each kept position to out, whose strides are given at the input's rank (the value
+/// on reduced axes is ignored).
+template <class Red, class Plan, class Out, int R>
+void reduce(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bool, R>& reduce, Out* out,
+            const Strides<R>& out_strides) {
+  using T = typename Plan::value_type;
+  using Acc = typename Red::template acc_t<T>;
+  index_t M = 1, N = 1;
+  int first_red = R, last_kept = -1;
+  for (int d = 0; d < R; ++d) {
+    if (reduce[d]) {
+      N *= in[d];
+      if (first_red == R) first_red = d;
+    } else {
+      M *= in[d];
+      last_kept = d;
+    }
+  }
+  if (M == 0) return;
+  // Offset in `out` of kept position m (row-major over the kept axes).
+  auto out_offset = [&](index_t m) {
+    index_t off = 0;
+    for (int d = R - 1; d >= 0; --d)
+      if (!reduce[d]) {
+        off += (m % in[d]) * out_strides[d];
+        m /= in[d];
+      }
+    return off;
+  };
+  const bool flat = plan.is_flat();
+  const bool suffix = last_kept < first_red;  // every reduced axis after every kept one
+  bool prefix = true;                         // every reduced axis before every kept one
+  for (int d = 0, seen_kept = 0; d < R; ++d) {
+    if (!reduce[d])
+      seen_kept = 1;
+    else if (seen_kept)
+      prefix = false;
+  }
+
+  if (flat && suffix) {
+    if (M == 1) {
+      // One result: split the range over threads, merge the partials in order (deterministic).
+      const int chunks = static_cast<int>(std::min<index_t>(num_threads(), (N + parallel_grain - 1) / parallel_grain));
+      // Partials live on the stack for any sane thread count (steady-state runs must not allocate).
+      const std::size_t nparts = static_cast<std::size_t>(chunks > 0 ? chunks : 1);
+      detail::AccCell<Acc> small[64];
+      std::vector<detail::AccCell<Acc>> big;
+      if (nparts > 64) big.resize(nparts);
+      detail::AccCell<Acc>* part = nparts > 64 ? big.data() : small;
+      for (std::size_t c = 0; c < nparts; ++c) part[c].a = red.template init<T>();
+      parallel_for(
+          chunks,
+          [&](index_t cb, index_t ce) {
+            for (index_t c = cb; c < ce; ++c) {
+              const index_t b = N * c / chunks, e = N * (c + 1) / chunks;
+              Acc a = detail::reduce_run<T>(red, e - b, [&](index_t r) { return plan.flat(b + r); });
+              // Positions inside a chunk are relative; shift them by re-merging with an offset-aware add.
+              if constexpr (requires { a.index; }) a.index = a.index >= 0 ? a.index + b : a.index;
+              part[static_cast<std::size_t>(c)].a = a;
+            }
+          },
+          parallel_grain, 1);
+      Acc acc = part[0].a;
+      for (std::size_t c = 1; c < nparts; ++c) acc = red.template merge<T>(acc, part[c].a);
+      out[0] = static_cast<Out>(red.template finish<T>(acc, N));
+      return;
+    }
+    parallel_for(
+        M,
+        [&](index_t mb, index_t me) {
+          for (index_t m = mb; m < me; ++m) {
+            const index_t base = m * N;
+            const Acc a = detail::reduce_run<T>(red, N, [&](index_t r) { return plan.flat(base + r); });
+            out[out_offset(m)] = static_cast<Out>(red.template finish<T>(a, N));
+          }
+        },
+        N, 1);
+    return;
+  }
+
+  if (flat && prefix) {
+    // Element (r, m) is flat(r * M + m): walk rows, accumulating a vector of M partial results.
+    parallel_for(
+        M,
+        [&](index_t mb, index_t me) {
+          // Per-thread scratch that only grows, so steady-state runs allocate nothing.
+          thread_local std::vector<detail::AccCell<Acc>> acc;
+          if (acc.size() < static_cast<std::size_t>(me - mb)) acc.resize(static_cast<std::size_t>(me - mb));
+          for (index_t m = mb; m < me; ++m) acc[static_cast<std::size_t>(m - mb)].a = red.template init<T>();
+          for (index_t r = 0; r < N; ++r) {
+            const index_t base = r * M;
+            for (index_t m = mb; m < me; ++m)
+              red.template add<T>(acc[static_cast<std::size_t>(m - mb)].a, plan.flat(base + m), r);
+          }
+          for (index_t m = mb; m < me; ++m)
+            out[out_offset(m)] = static_cast<Out>(red.template finish<T>(acc[static_cast<std::size_t>(m - mb)].a, N));
+        },
+        N);
+    return;
+  }
+
+  if (prefix && N > 1) {
+    // Reduced axes leading, input not flat (a broadcast or a view inside it): walk the input in row-major
+    // order through multi-indices, rows of reduced positions outside, kept positions inside, so that the
+    // reads stay sequential and each output keeps one accumulator (not a column walk per output).
+    int nred = 0;
+    for (int d = 0; d < R; ++d) nred += reduce[d] ? 1 : 0;
+    parallel_for(
+        M,
+        [&](index_t mb, index_t me) {
+          thread_local std::vector<detail::AccCell<Acc>> acc;
+          if (acc.size() < static_cast<std::size_t>(me - mb)) acc.resize(static_cast<std::size_t>(me - mb));
+          for (index_t m = mb; m < me; ++m) acc[static_cast<std::size_t>(m - mb)].a = red.template init<T>();
+          Array<index_t, R> idx{};
+          for (index_t r = 0; r < N; ++r) {
+            index_t rem = r;
+            for (int d = nred - 1; d >= 0; --d) {
+              idx[d] = rem % in[d];
+              rem /= in[d];
+            }
+            rem = mb;
+            for (int d = R - 1; d >= nred; --d) {
+              idx[d] = rem % in[d];
+              rem /= in[d];
+            }
+            for (index_t m = mb; m < me; ++m) {
+              red.template add<T>(acc[static_cast<std::size_t>(m - mb)].a, plan.at(idx), r);
+              for (int d = R - 1; d >= nred; --d) {  // odometer over the kept axes
+                if (++idx[d] < in[d]) break;
+                idx[d] = 0;
+              }
+            }
+          }
+          for (index_t m = mb; m < me; ++m)
+            out[out_offset(m)] = static_cast<Out>(red.template finish<T>(acc[static_cast<std::size_t>(m - mb)].a, N));
+        },
+        N);
+    return;
+  }
+
+  // General case: for each kept position walk the reduced sub-space with a multi-index.
+  parallel_for(
+      M,
+      [&](index_t mb, index_t me) {
+        Array<index_t, R> idx{};
+        for (index_t m = mb; m < me; ++m) {
+          index_t rem = m;
+          for (int d = R - 1; d >= 0; --d)
+            if (!reduce[d]) {
+              idx[d] = rem % in[d];
+              rem /= in[d];
+            } else {
+              idx[d] = 0;
+            }
+          Acc a = red.template init<T>();
+          if constexpr (R > 0 && row_plan<Plan, index_t>) {
+            if (reduce[R - 1] && in[R - 1] > 0) {
+              // The last axis is reduced: walk it as rows (one base offset per row and leaf).
+              const index_t w = in[R - 1];
+              for (index_t r = 0; r < N; r += w) {
+                const auto rp = plan.shifted(idx);
+                // reduce_run keeps several accumulators (vectorised); positions are relative to the row.
+                Acc part = detail::reduce_run<T>(red, w, [&](index_t j) { return rp.row(j); });
+                if constexpr (requires { part.index; }) part.index = part.index >= 0 ? part.index + r : part.index;
+                a = red.template merge<T>(a, part);
+                for (int d = R - 2; d >= 0; --d) {  // odometer over the other reduced axes
+                  if (!reduce[d]) continue;
+                  if (++idx[d] < in[d]) break;
+                  idx[d] = 0;
+                }
+              }
+              out[out_offset(m)] = static_cast<Out>(red.template finish<T>(a, N));
+              continue;
+            }
+          }
+          for (index_t r = 0; r < N; ++r) {
+            red.template add<T>(a, plan.at(idx), r);
+            for (int d = R - 1; d >= 0; --d) {  // odometer over the reduced axes
+              if (!reduce[d]) continue;
+              if (++idx[d] < in[d]) break;
+              idx[d] = 0;
+            }
+          }
+          out[out_offset(m)] = static_cast<Out>(red.template finish<T>(a, N));
+        }
+      },
+      N);
+}
+
+}  // namespace cpu
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/backend/cpu/reduce.hpp>
+
+#if defined(__CUDACC__)
+// #include <metagrad/backend/cuda/elementwise.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_ELEMENTWISE_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_ELEMENTWISE_HPP
+// metagrad/backend/cuda/elementwise.hpp — the CUDA driver of a fused elementwise plan: one kernel per
+// lowered plan type (so graphs of the same structure share a kernel), a grid-stride loop, 16-byte vector
+// loads and stores on the flat path (every operand contiguous, of the output's shape and 16-byte aligned),
+// a strided path for broadcasts and views, and 32-bit index math when the sizes allow. The launch geometry
+// and the vector lanes are plain METAGRAD_HD code (backend/cuda/launch.hpp) that CPU tests drive too.
+// Needs nvcc; include <metagrad/metagrad.hpp> (or <metagrad/cuda.hpp>) instead.
+
+#if defined(__CUDACC__)
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <type_traits>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/plan.hpp> (inlined above)
+// #include <metagrad/backend/cpu/elementwise.hpp> (inlined above)
+// #include <metagrad/backend/cuda/launch.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_LAUNCH_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_LAUNCH_HPP
+// metagrad/backend/cuda/launch.hpp — the device-independent part of the CUDA elementwise driver: launch
+// geometry, the unravelling of a flat index into a multi-index and an output offset, and N-lane vector reads
+// of a plan (one aligned vector load per leaf, the op applied lane by lane). Everything here is METAGRAD_HD
+// plain C++, so CPU tests drive the same code the kernels run. Include <metagrad/metagrad.hpp> instead.
+
+#include <cstring>
+#include <type_traits>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/plan.hpp> (inlined above)
+
+// Unrolls the lane loops (nvcc, GCC, clang); a plain loop elsewhere.
+#if defined(__CUDA_ARCH__) || (defined(__clang__) && !defined(__CUDACC__))
+#define METAGRAD_UNROLL_ METAGRAD_PRAGMA_(unroll)
+#elif defined(__GNUC__) && !defined(__CUDACC__)
+#define METAGRAD_UNROLL_ METAGRAD_PRAGMA_(GCC unroll 16)
+#else
+#define METAGRAD_UNROLL_
+#endif
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+
+/// N consecutive elements, aligned so that a 16-byte (or smaller, when N sizeof(T) is) vector load or store
+/// moves them at once.
+template <class T, int N>
+struct alignas(sizeof(T) * N < 16 ? sizeof(T) * N : 16) Lanes {
+  T v[N];
+};
+
+/// Lanes per thread on the flat path: as many output elements as fill 16 bytes.
+template <class T, class Plan>
+constexpr int vector_lanes() {
+  return sizeof(T) >= 16 ? 1 : static_cast<int>(16 / sizeof(T));
+}
+
+/// Blocks and threads per block of a grid-stride launch over n work items.
+struct LaunchShape {
+  int grid;
+  int block;
+};
+
+/// 256 threads a block; enough blocks to fill every multiprocessor several times over (16 blocks of 256
+/// threads per SM keeps the memory pipeline busy on Hopper), never more than the work needs.
+METAGRAD_HD inline LaunchShape launch_shape(index_t n, int sm_count) {
+  constexpr int block = 256;
+  const index_t needed = (n + block - 1) / block;
+  const index_t cap = static_cast<index_t>(sm_count > 0 ? sm_count : 1) * 16;
+  const index_t grid = needed < cap ? needed : cap;
+  return {static_cast<int>(grid > 0 ? grid : 1), block};
+}
+
+/// The multi-index of row-major element i of `shape`, and its offset under `strides` (in `off`).
+template <class I, int R>
+METAGRAD_HD METAGRAD_INLINE Array<I, R> unravel_index(I i, const Shape<R>& shape, const Strides<R>& strides, I& off) {
+  Array<I, R> idx{};
+  I rem = i;
+  off = 0;
+  for (int d = R - 1; d >= 0; --d) {
+    const I ext = static_cast<I>(shape[d]);
+    idx[d] = rem % ext;
+    rem /= ext;
+    off += idx[d] * static_cast<I>(strides[d]);
+  }
+  return idx;
+}
+
+// --- N-lane reads -------------------------------------------------------------------------------------
+// load_lanes<N>(plan, i) is elements i .. i + N - 1 of a flat plan. Leaves load one aligned vector; the op
+// plans apply their op lane by lane to their children's lanes; any other plan reads element by element.
+// @pre i is a multiple of N and every leaf pointer is 16-byte aligned.
+
+template <int N, class P, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename P::value_type, N> load_lanes(const P& p, I i);
+template <int N, class T, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const LeafPlan<T, R>& p, I i);
+template <int N, class T, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const ScalarPlan<T, R>& p, I i);
+template <int N, class Op, class C, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename UnaryPlan<Op, C>::value_type, N> load_lanes(const UnaryPlan<Op, C>& p, I i);
+template <int N, class Op, class U, class A, class B, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename BinaryPlan<Op, U, A, B>::value_type, N> load_lanes(
+    const BinaryPlan<Op, U, A, B>& p, I i);
+template <int N, class Op, class U, class A, class B, class C, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename TernaryPlan<Op, U, A, B, C>::value_type, N> load_lanes(
+    const TernaryPlan<Op, U, A, B, C>& p, I i);
+template <int N, class T, class C, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const ConvertPlan<T, C>& p, I i);
+template <int N, class C, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename C::value_type, N> load_lanes(const ReshapePlan<C, R>& p, I i);
+template <int N, class C, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename C::value_type, N> load_lanes(const AxisMapPlan<C, R>& p, I i);
+
+template <int N, class P, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename P::value_type, N> load_lanes(const P& p, I i) {
+  Lanes<typename P::value_type, N> r;
+  METAGRAD_UNROLL_
+  for (int k = 0; k < N; ++k) r.v[k] = p.flat(i + static_cast<I>(k));
+  return r;
+}
+template <int N, class T, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const LeafPlan<T, R>& p, I i) {
+#if defined(__CUDA_ARCH__)
+  return *reinterpret_cast<const Lanes<T, N>*>(p.ptr + i);
+#else
+  Lanes<T, N> r;
+  std::memcpy(r.v, p.ptr + i, sizeof(T) * N);
+  return r;
+#endif
+}
+template <int N, class T, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const ScalarPlan<T, R>& p, I) {
+  Lanes<T, N> r;
+  METAGRAD_UNROLL_
+  for (int k = 0; k < N; ++k) r.v[k] = p.value;
+  return r;
+}
+template <int N, class Op, class C, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename UnaryPlan<Op, C>::value_type, N> load_lanes(const UnaryPlan<Op, C>& p, I i) {
+  const auto x = load_lanes<N>(p.c, i);
+  Lanes<typename UnaryPlan<Op, C>::value_type, N> r;
+  METAGRAD_UNROLL_
+  for (int k = 0; k < N; ++k) r.v[k] = p.op(x.v[k]);
+  return r;
+}
+template <int N, class Op, class U, class A, class B, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename BinaryPlan<Op, U, A, B>::value_type, N> load_lanes(
+    const BinaryPlan<Op, U, A, B>& p, I i) {
+  const auto a = load_lanes<N>(p.a, i);
+  const auto b = load_lanes<N>(p.b, i);
+  Lanes<typename BinaryPlan<Op, U, A, B>::value_type, N> r;
+  METAGRAD_UNROLL_
+  for (int k = 0; k < N; ++k) r.v[k] = p.op(static_cast<U>(a.v[k]), static_cast<U>(b.v[k]));
+  return r;
+}
+template <int N, class Op, class U, class A, class B, class C, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename TernaryPlan<Op, U, A, B, C>::value_type, N> load_lanes(
+    const TernaryPlan<Op, U, A, B, C>& p, I i) {
+  const auto a = load_lanes<N>(p.a, i);
+  const auto b = load_lanes<N>(p.b, i);
+  const auto c = load_lanes<N>(p.c, i);
+  Lanes<typename TernaryPlan<Op, U, A, B, C>::value_type, N> r;
+  METAGRAD_UNROLL_
+  for (int k = 0; k < N; ++k) r.v[k] = p.op(a.v[k], static_cast<U>(b.v[k]), static_cast<U>(c.v[k]));
+  return r;
+}
+template <int N, class T, class C, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const ConvertPlan<T, C>& p, I i) {
+  const auto x = load_lanes<N>(p.c, i);
+  Lanes<T, N> r;
+  METAGRAD_UNROLL_
+  for (int k = 0; k < N; ++k) r.v[k] = static_cast<T>(x.v[k]);
+  return r;
+}
+// Flat reads of these pass straight to the child (they are flat only when row-major order is unchanged).
+template <int N, class C, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename C::value_type, N> load_lanes(const ReshapePlan<C, R>& p, I i) {
+  return load_lanes<N>(p.c, i);
+}
+template <int N, class C, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename C::value_type, N> load_lanes(const AxisMapPlan<C, R>& p, I i) {
+  return load_lanes<N>(p.c, i);
+}
+
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_LAUNCH_HPP
+// end of <metagrad/backend/cuda/launch.hpp>
+// #include <metagrad/backend/cuda/runtime.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_RUNTIME_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_RUNTIME_HPP
+// metagrad/backend/cuda/runtime.hpp — the CUDA runtime services every other CUDA header uses: status checks
+// that throw cuda_error, the device count, a device guard, one stream per device, a stream-ordered caching
+// allocator (no cudaMalloc in steady state; current / peak / reserved statistics), pinned staging for host
+// copies, and the memory hooks through which core/ Storage and Tensor reach device memory. Needs nvcc;
+// include <metagrad/metagrad.hpp> (or <metagrad/cuda.hpp>) instead.
+
+#if defined(__CUDACC__)
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/device.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/storage.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+
+/// Throws cuda_error naming `what` (the call), the error's name, code and text when `status` is not
+/// cudaSuccess. The sticky error state of the runtime is cleared first where it can be.
+inline void check(cudaError_t status, const char* what) {
+  if (status == cudaSuccess) return;
+  (void)cudaGetLastError();
+  throw cuda_error(std::string(what) + " failed: " + cudaGetErrorName(status) + " (" +
+                   std::to_string(static_cast<int>(status)) + "): " + cudaGetErrorString(status));
+}
+
+/// Number of CUDA devices visible (0 when there is no driver or no GPU; never throws).
+inline int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError();  // clear the "no device" / "insufficient driver" error
+    return 0;
+  }
+  return n;
+}
+
+/// True when at least one CUDA device can be used.
+inline bool is_available() { return device_count() > 0; }
+
+/// @throws device_error when `device` is not a CUDA device of this machine.
+inline void check_device(Device device, const char* what) {
+  if (!device.is_cuda()) throw device_error(std::string(what) + ": " + device.str() + " is not a CUDA device");
+  const int n = device_count();
+  if (device.index() < 0 || device.index() >= n)
+    throw device_error(std::string(what) + ": " + device.str() + " does not exist (this machine has " +
+                       std::to_string(n) + " CUDA device" + (n == 1 ? "" : "s") + ")");
+}
+
+/// Makes `device` current for its lifetime and restores the previous one after (only when they differ).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    check(cudaGetDevice(&prev_), "cudaGetDevice");
+    if (prev_ != device) check(cudaSetDevice(device), "cudaSetDevice");
+    changed_ = prev_ != device;
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+  ~DeviceGuard() {
+    if (changed_) (void)cudaSetDevice(prev_);
+  }
+
+ private:
+  int prev_ = 0;
+  bool changed_ = false;
+};
+
+namespace detail {
+inline std::mutex& runtime_mutex() {
+  static std::mutex m;
+  return m;
+}
+inline std::unordered_map<int, cudaStream_t>& streams() {
+  static auto* s = new std::unordered_map<int, cudaStream_t>();  // never destroyed: outlives static teardown
+  return *s;
+}
+}  // namespace detail
+
+/// The stream metagrad's kernels and library calls use on `device`: one per device, created (non-blocking
+/// with respect to the legacy default stream) on first use, unless set_stream() chose another.
+inline cudaStream_t stream(int device) {
+  std::lock_guard<std::mutex> lock(detail::runtime_mutex());
+  auto& s = detail::streams();
+  auto it = s.find(device);
+  if (it != s.end()) return it->second;
+  DeviceGuard g(device);
+  cudaStream_t st = nullptr;
+  check(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+  s[device] = st;
+  return st;
+}
+
+/// Makes metagrad use `s` (the caller's stream, which must outlive its use) on `device`. Memory the
+/// caching allocator holds was freed in the order of the previous stream: synchronise it before switching.
+inline void set_stream(int device, cudaStream_t s) {
+  const cudaStream_t old = stream(device);
+  {
+    DeviceGuard g(device);
+    check(cudaStreamSynchronize(old), "cudaStreamSynchronize");
+  }
+  std::lock_guard<std::mutex> lock(detail::runtime_mutex());
+  detail::streams()[device] = s;
+}
+
+/// Waits for all work metagrad queued on `device`. @throws cuda_error with the first asynchronous error.
+inline void synchronize(int device = 0) {
+  DeviceGuard g(device);
+  check(cudaStreamSynchronize(stream(device)), "cudaStreamSynchronize");
+}
+
+/// Device memory statistics of the caching allocator, in bytes. `current` is held by live tensors and
+/// workspaces, `reserved` is what cudaMalloc gave the cache (current + cached free blocks), `peak` the
+/// highest `current` since the last reset; `device_mallocs` counts cudaMalloc calls (flat in steady state).
+struct DeviceMemoryStats {
+  std::int64_t current_bytes = 0;
+  std::int64_t peak_bytes = 0;
+  std::int64_t reserved_bytes = 0;
+  std::int64_t peak_reserved_bytes = 0;
+  std::int64_t device_mallocs = 0;
+  std::int64_t requests = 0;
+};
+
+/// A stream-ordered caching allocator. Freed blocks go back to a per-device pool and are handed out again
+/// to later requests on the same stream: work queued on one stream runs in order, so a block freed there
+/// may be reused by the next kernel without synchronising. Small requests are rounded to 512 bytes, large
+/// ones to 2 MiB; a cached block is reused for a request when it is at most twice its size (so a large
+/// block is not pinned by a small tensor). When cudaMalloc fails the cache is released and the call is
+/// retried once before cuda_error (naming the size and the statistics) is thrown.
+class CachingAllocator {
+ public:
+  /// Device memory of at least `bytes` bytes on `device`, ordered on stream(device). Null for 0 bytes.
+  void* allocate(std::size_t bytes, int device) {
+    if (bytes == 0) return nullptr;
+    const std::size_t size = round_size(bytes);
+    const cudaStream_t st = stream(device);
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& pool = pools_[device];
+    auto& stats = pool.stats;
+    ++stats.requests;
+    auto it = pool.free.lower_bound(Key{st, size});
+    if (it != pool.free.end() && it->first.stream == st && it->first.size <= 2 * size) {
+      void* p = it->second;
+      const std::size_t got = it->first.size;
+      pool.free.erase(it);
+      live_[p] = Live{device, got, st};
+      add_current(stats, static_cast<std::int64_t>(got));
+      return p;
+    }
+    void* p = nullptr;
+    {
+      DeviceGuard g(device);
+      cudaError_t e = cudaMalloc(&p, size);
+      if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        release_cached(device, pool);
+        e = cudaMalloc(&p, size);
+      }
+      if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        throw cuda_error("cudaMalloc of " + std::to_string(size) + " bytes on cuda:" + std::to_string(device) +
+                         " failed: " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e) + " (metagrad holds " +
+                         std::to_string(stats.current_bytes) + " bytes in tensors, " +
+                         std::to_string(stats.reserved_bytes) + " reserved)");
+      }
+    }
+    ++stats.device_mallocs;
+    stats.reserved_bytes += static_cast<std::int64_t>(size);
+    if (stats.reserved_bytes > stats.peak_reserved_bytes) stats.peak_reserved_bytes = stats.reserved_bytes;
+    live_[p] = Live{device, size, st};
+    add_current(stats, static_cast<std::int64_t>(size));
+    return p;
+  }
+
+  /// Returns a block to its pool (no device call). Unknown pointers are ignored.
+  void deallocate(void* p) {
+    if (!p) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = live_.find(p);
+    if (it == live_.end()) return;
+    const Live l = it->second;
+    live_.erase(it);
+    auto& pool = pools_[l.device];
+    pool.stats.current_bytes -= static_cast<std::int64_t>(l.size);
+    pool.free.emplace(Key{l.stream, l.size}, p);
+  }
+
+  /// Gives every cached (free) block of every device back to CUDA; live tensors keep theirs.
+  void empty_cache() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& [device, pool] : pools_) release_cached(device, pool);
+  }
+
+  DeviceMemoryStats stats(int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return pools_[device].stats;
+  }
+  void reset_peak(int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& s = pools_[device].stats;
+    s.peak_bytes = s.current_bytes;
+    s.peak_reserved_bytes = s.reserved_bytes;
+  }
+
+  /// Requests are served in these units (exposed for tests of the size classes).
+  static std::size_t round_size(std::size_t bytes) {
+    constexpr std::size_t small_unit = 512, large_unit = std::size_t(2) << 20, small_limit = std::size_t(1) << 20;
+    const std::size_t unit = bytes <= small_limit ? small_unit : large_unit;
+    return (bytes + unit - 1) / unit * unit;
+  }
+
+ private:
+  struct Key {
+    cudaStream_t stream;
+    std::size_t size;
+    bool operator<(const Key& o) const {
+      const auto a = reinterpret_cast<std::uintptr_t>(stream), b = reinterpret_cast<std::uintptr_t>(o.stream);
+      return a != b ? a < b : size < o.size;
+    }
+  };
+  struct Live {
+    int device;
+    std::size_t size;
+    cudaStream_t stream;
+  };
+  struct Pool {
+    std::multimap<Key, void*> free;
+    DeviceMemoryStats stats;
+  };
+
+  static void add_current(DeviceMemoryStats& s, std::int64_t n) {
+    s.current_bytes += n;
+    if (s.current_bytes > s.peak_bytes) s.peak_bytes = s.current_bytes;
+  }
+  static void release_cached(int device, Pool& pool) {
+    if (pool.free.empty()) return;
+    DeviceGuard g(device);
+    // Blocks freed on a stream may still be read by queued work: let it finish first.
+    (void)cudaDeviceSynchronize();
+    for (auto& [key, p] : pool.free) {
+      (void)cudaFree(p);
+      pool.stats.reserved_bytes -= static_cast<std::int64_t>(key.size);
+    }
+    pool.free.clear();
+  }
+
+  std::mutex mutex_;
+  std::unordered_map<void*, Live> live_;
+  std::unordered_map<int, Pool> pools_;
+};
+
+/// The process's caching allocator (never destroyed: tensors may be freed during static destruction).
+inline CachingAllocator& allocator() {
+  static auto* a = new CachingAllocator();
+  return *a;
+}
+
+/// Statistics of the caching allocator on `device`.
+inline DeviceMemoryStats memory_stats(int device = 0) { return allocator().stats(device); }
+/// Starts peak_bytes afresh from current_bytes.
+inline void reset_peak_memory_stats(int device = 0) { allocator().reset_peak(device); }
+/// Releases cached free blocks to the driver (tensors keep theirs).
+inline void empty_cache() { allocator().empty_cache(); }
+
+/// Device memory from the caching allocator held for a scope (library workspaces, temporaries).
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(std::size_t bytes, int device) : ptr_(allocator().allocate(bytes, device)), bytes_(bytes) {}
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = nullptr; }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    std::swap(ptr_, o.ptr_);
+    std::swap(bytes_, o.bytes_);
+    return *this;
+  }
+  ~DeviceBuffer() { allocator().deallocate(ptr_); }
+  void* get() const { return ptr_; }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+namespace detail {
+// Two pinned buffers: host memory is copied into one while the other is on its way to the device, so a
+// large transfer runs at the speed of pinned copies without pinning the caller's memory.
+struct PinnedStaging {
+  static constexpr std::size_t chunk = std::size_t(4) << 20;
+  void* buf[2] = {nullptr, nullptr};
+  cudaEvent_t done[2] = {nullptr, nullptr};
+  std::mutex mutex;
+};
+inline PinnedStaging& staging() {
+  static auto* s = new PinnedStaging();
+  return *s;
+}
+
+// Below this size a plain cudaMemcpy (the driver stages it) is as fast as the pipeline.
+inline constexpr std::size_t staging_threshold = std::size_t(1) << 20;
+
+inline void copy_host_to_device(void* dst, const void* src, std::size_t bytes, int device) {
+  DeviceGuard g(device);
+  const cudaStream_t st = stream(device);
+  if (bytes < staging_threshold) {
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st), "cudaMemcpyAsync (host to device)");
+    check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+    return;
+  }
+  auto& s = staging();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  for (int i = 0; i < 2; ++i)
+    if (!s.buf[i]) {
+      check(cudaHostAlloc(&s.buf[i], PinnedStaging::chunk, cudaHostAllocDefault), "cudaHostAlloc (staging)");
+      check(cudaEventCreateWithFlags(&s.done[i], cudaEventDisableTiming), "cudaEventCreate");
+    }
+  std::size_t off = 0;
+  for (int k = 0; off < bytes; k ^= 1) {
+    const std::size_t n = bytes - off < PinnedStaging::chunk ? bytes - off : PinnedStaging::chunk;
+    check(cudaEventSynchronize(s.done[k]), "cudaEventSynchronize (staging)");
+    std::memcpy(s.buf[k], static_cast<const char*>(src) + off, n);
+    check(cudaMemcpyAsync(static_cast<char*>(dst) + off, s.buf[k], n, cudaMemcpyHostToDevice, st),
+          "cudaMemcpyAsync (host to device)");
+    check(cudaEventRecord(s.done[k], st), "cudaEventRecord");
+    off += n;
+  }
+  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+}
+
+inline void copy_device_to_host(void* dst, const void* src, std::size_t bytes, int device) {
+  DeviceGuard g(device);
+  const cudaStream_t st = stream(device);
+  if (bytes < staging_threshold) {
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync (device to host)");
+    check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+    return;
+  }
+  auto& s = staging();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  for (int i = 0; i < 2; ++i)
+    if (!s.buf[i]) {
+      check(cudaHostAlloc(&s.buf[i], PinnedStaging::chunk, cudaHostAllocDefault), "cudaHostAlloc (staging)");
+      check(cudaEventCreateWithFlags(&s.done[i], cudaEventDisableTiming), "cudaEventCreate");
+    }
+  // Chunk k is copied out of its pinned buffer while chunk k + 1 is in flight into the other one.
+  std::size_t off = 0, pending_off = 0, pending_n = 0;
+  int pending = -1;
+  for (int k = 0; off < bytes; k ^= 1) {
+    const std::size_t n = bytes - off < PinnedStaging::chunk ? bytes - off : PinnedStaging::chunk;
+    check(cudaMemcpyAsync(s.buf[k], static_cast<const char*>(src) + off, n, cudaMemcpyDeviceToHost, st),
+          "cudaMemcpyAsync (device to host)");
+    check(cudaEventRecord(s.done[k], st), "cudaEventRecord");
+    if (pending >= 0) {
+      check(cudaEventSynchronize(s.done[pending]), "cudaEventSynchronize (staging)");
+      std::memcpy(static_cast<char*>(dst) + pending_off, s.buf[pending], pending_n);
+    }
+    pending = k;
+    pending_off = off;
+    pending_n = n;
+    off += n;
+  }
+  check(cudaEventSynchronize(s.done[pending]), "cudaEventSynchronize (staging)");
+  std::memcpy(static_cast<char*>(dst) + pending_off, s.buf[pending], pending_n);
+}
+
+// The core/ memory hooks (core/storage.hpp): how Storage and Tensor reach device memory from here.
+inline void* hook_allocate(std::size_t bytes, Device d) {
+  check_device(d, "allocate");
+  return allocator().allocate(bytes, d.index());
+}
+inline void hook_deallocate(void* p, Device) { allocator().deallocate(p); }
+inline void hook_copy(void* dst, Device dd, const void* src, Device sd, std::size_t bytes) {
+  if (bytes == 0) return;
+  if (dd.is_cuda() && sd.is_cpu()) return copy_host_to_device(dst, src, bytes, dd.index());
+  if (dd.is_cpu() && sd.is_cuda()) return copy_device_to_host(dst, src, bytes, sd.index());
+  if (dd.is_cuda() && sd.is_cuda()) {
+    DeviceGuard g(dd.index());
+    const cudaStream_t st = stream(dd.index());
+    if (dd.index() != sd.index()) {
+      // The source's producer ran on the source device's stream: finish it before the peer copy.
+      {
+        DeviceGuard gs(sd.index());
+        check(cudaStreamSynchronize(stream(sd.index())), "cudaStreamSynchronize");
+      }
+      check(cudaMemcpyPeerAsync(dst, dd.index(), src, sd.index(), bytes, st), "cudaMemcpyPeerAsync");
+    } else {
+      check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st), "cudaMemcpyAsync (device to device)");
+    }
+    return;
+  }
+  std::memcpy(dst, src, bytes);
+}
+inline void hook_fill_zero(void* p, std::size_t bytes, Device d) {
+  DeviceGuard g(d.index());
+  check(cudaMemsetAsync(p, 0, bytes, stream(d.index())), "cudaMemsetAsync");
+}
+inline void hook_synchronize(Device d) { synchronize(d.index()); }
+
+inline bool install_memory_hooks() {
+  auto& h = metagrad::detail::device_memory_hooks();
+  h.allocate = &hook_allocate;
+  h.deallocate = &hook_deallocate;
+  h.copy = &hook_copy;
+  h.fill_zero = &hook_fill_zero;
+  h.synchronize = &hook_synchronize;
+  return true;
+}
+// Installed during static initialisation of any program with a translation unit that includes this file.
+inline const bool memory_hooks_installed = install_memory_hooks();
+}  // namespace detail
+
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+
+#endif  // __CUDACC__
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_RUNTIME_HPP
+// end of <metagrad/backend/cuda/runtime.hpp>
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+
+namespace kernels {
+/// Flat path with N-lane vectors: thread v handles elements [v N, v N + N) with one vector load per leaf and
+/// one vector store; the n % N tail is done element by element by the first threads.
+template <int N, class T, class Plan, class I>
+__global__ void elementwise_vector(T* __restrict__ out, const Plan plan, I n) {
+  const I nvec = n / N;
+  const I stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
+  const I first = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x);
+  for (I v = first; v < nvec; v += stride) {
+    const auto x = load_lanes<N>(plan, v * N);
+    Lanes<T, N> r;
+    METAGRAD_UNROLL_
+    for (int k = 0; k < N; ++k) r.v[k] = static_cast<T>(x.v[k]);
+    *reinterpret_cast<Lanes<T, N>*>(out + v * N) = r;
+  }
+  for (I i = nvec * N + first; i < n; i += stride) out[i] = static_cast<T>(plan.flat(i));
+}
+
+/// Flat path, one element per iteration (plans or pointers that cannot be read as aligned vectors).
+template <class T, class Plan, class I>
+__global__ void elementwise_flat(T* __restrict__ out, const Plan plan, I n) {
+  const I stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
+  for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < n; i += stride)
+    out[i] = static_cast<T>(plan.flat(i));
+}
+
+/// Strided path: element i's multi-index is unravelled from the output's extents.
+template <class T, class Plan, class I, int R>
+__global__ void elementwise_strided(T* __restrict__ out, const Strides<R> ostr, const Shape<R> shape, const Plan plan,
+                                    I n) {
+  const I stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
+  for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < n;
+       i += stride) {
+    I off = 0;
+    const auto idx = unravel_index<I, R>(i, shape, ostr, off);
+    out[off] = static_cast<T>(plan.at(idx));
+  }
+}
+}  // namespace kernels
+
+namespace detail {
+// Streaming multiprocessors of a device (cached: the attribute query costs a driver call).
+inline int sm_count(int device) {
+  static int cached[64] = {};
+  if (device >= 0 && device < 64 && cached[device]) return cached[device];
+  int n = 0;
+  check(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
+  if (device >= 0 && device < 64) cached[device] = n;
+  return n;
+}
+
+// True when every leaf the plan reads starts on a 16-byte boundary (vector loads need it).
+template <class Plan>
+bool leaves_aligned(const Plan& plan, const Array<index_t, Plan::rank>& shape) {
+  bool ok = true;
+  plan.visit_leaves([&](const void* p, const void*, const void*, const auto&,
+                        bool) { ok &= reinterpret_cast<std::uintptr_t>(p) % 16 == 0; },
+                    false, shape);
+  return ok;
+}
+
+template <class T, int R, class P, class I>
+void launch_elementwise(T* out, const Strides<R>& ostr, const Shape<R>& shape, const P& plan, I n, bool flat,
+                        int device, cudaStream_t st) {
+  constexpr int N = vector_lanes<T, P>();
+  const int sms = sm_count(device);
+  if (flat && N > 1 && reinterpret_cast<std::uintptr_t>(out) % 16 == 0 && leaves_aligned(plan, shape)) {
+    const LaunchShape g = launch_shape(static_cast<index_t>(n) / N > 0 ? static_cast<index_t>(n) / N : 1, sms);
+    kernels::elementwise_vector<N, T, P, I><<<g.grid, g.block, 0, st>>>(out, plan, n);
+  } else if (flat) {
+    const LaunchShape g = launch_shape(static_cast<index_t>(n), sms);
+    kernels::elementwise_flat<T, P, I><<<g.grid, g.block, 0, st>>>(out, plan, n);
+  } else {
+    const LaunchShape g = launch_shape(static_cast<index_t>(n), sms);
+    kernels::elementwise_strided<T, P, I, R><<<g.grid, g.block, 0, st>>>(out, ostr, shape, plan, n);
+  }
+}
+}  // namespace detail
+
+/// Runs `plan` (lowered at `shape`, reading memory of CUDA device `device`) into that device's memory `out`
+/// (strides `ostr`, in elements) on stream(device). Asynchronous: errors of the kernel itself surface at the
+/// next synchronising call. @throws cuda_error when the launch fails.
+template <class T, int R, class Plan>
+void run_elementwise(T* out, const Strides<R>& ostr, const Shape<R>& shape, const Plan& plan_in, int device) {
+  const index_t n = shape.numel();
+  if (n == 0) return;
+  DeviceGuard guard(device);
+  const cudaStream_t st = stream(device);
+  with_static_plan(plan_in, [&](const auto& plan) {
+    using P = std::remove_cvref_t<decltype(plan)>;
+    static_assert(std::is_trivially_copyable_v<P>, "metagrad: a kernel plan must be trivially copyable");
+    // CUDA 12.1+ passes up to 32764 bytes of kernel parameters (Volta and newer).
+    static_assert(sizeof(P) <= 32000,
+                  "metagrad: this fused expression's plan exceeds the kernel-parameter budget; "
+                  "evaluate part of it into a tensor first (eval(...))");
+    const bool flat = plan.is_flat() && is_contiguous(shape, ostr);
+    if (cpu::fits_int32<P, T, R>(plan, shape, ostr))
+      detail::launch_elementwise<T, R, P, std::int32_t>(out, ostr, shape, plan, static_cast<std::int32_t>(n), flat,
+                                                        device, st);
+    else
+      detail::launch_elementwise<T, R, P, std::int64_t>(out, ostr, shape, plan, n, flat, device, st);
+  });
+  check(cudaGetLastError(), "metagrad::cuda::run_elementwise kernel launch");
+}
+
+/// The same on stream 0 of the current device (kept for code written against the first CUDA driver).
+template <class T, int R, class Plan>
+void run_elementwise(T* out, const Strides<R>& ostr, const Shape<R>& shape, const Plan& plan) {
+  int device = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  run_elementwise(out, ostr, shape, plan, device);
+}
+
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+
+#endif  // __CUDACC__
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_ELEMENTWISE_HPP
+// end of <metagrad/backend/cuda/elementwise.hpp>
+// #include <metagrad/backend/cuda/matmul.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_MATMUL_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_MATMUL_HPP
+// metagrad/backend/cuda/matmul.hpp — the CUDA GEMM of matmul nodes: one GemmCall becomes one cuBLAS call
+// (cublas{S,D}gemm, or cublas{S,D}gemmStridedBatched for a batch) on metagrad's stream of the device, with
+// no copies: a row-major product C = op(A) op(B) is the column-major product C^T = op(B)^T op(A)^T, so the
+// operands are swapped and the transpose flags kept. One cuBLAS handle per device, created on first use and
+// never destroyed (see blas_handle). float32 products run in full FP32 unless TF32 is switched on with
+// set_allow_tf32(true). backend/dispatch.hpp calls run_gemm for calls on a CUDA device. Needs nvcc; include
+// <metagrad/metagrad.hpp> instead.
+//
+// Workspace: cuBLAS 12.2 and later takes its workspace stream-ordered (cudaMallocAsync) by itself, which is
+// also safe under CUDA-graph capture, so no workspace from metagrad's caching allocator is set (PyTorch
+// dropped its explicit cuBLAS workspace for the same reason, pytorch/pytorch#113994). cuBLASLt is not used:
+// for plain and strided-batched GEMMs cublasSgemm picks the same kernels, and metagrad does not yet fuse a
+// bias or activation into a GEMM epilogue, the case where cuBLASLt would pay.
+
+#if defined(__CUDACC__)
+
+#include <cublas_v2.h>
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <mutex>
+#include <string>
+#include <type_traits>
+#include <unordered_map>
+
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/matmul.hpp> (inlined above)
+// #include <metagrad/backend/cuda/runtime.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+
+namespace detail {
+inline std::atomic<bool>& tf32_flag() {
+  static std::atomic<bool> flag{false};
+  return flag;
+}
+}  // namespace detail
+
+/// Allows (true) or forbids (false, the default) TensorFloat-32 tensor-core math in float32 matmuls on
+/// CUDA. TF32 rounds the operands to a 10-bit mantissa (relative error about 5e-4 per product instead of
+/// 6e-8) in exchange for several times the FLOP rate on Ampere and later; the accumulation stays FP32.
+/// Takes effect for GEMMs queued after the call, on every device. double products are never affected.
+/// (The NVIDIA_TF32_OVERRIDE environment variable of the CUDA libraries overrides this switch.)
+inline void set_allow_tf32(bool allow) { detail::tf32_flag().store(allow, std::memory_order_relaxed); }
+
+/// Whether float32 matmuls on CUDA may use TF32 tensor cores (false unless set_allow_tf32(true)).
+inline bool allow_tf32() { return detail::tf32_flag().load(std::memory_order_relaxed); }
+
+/// Name of a cuBLAS status ("CUBLAS_STATUS_INVALID_VALUE"), for messages.
+inline const char* status_name(cublasStatus_t s) { return cublasGetStatusName(s); }
+
+namespace detail {
+
+// The per-device cuBLAS state. A handle is bound to the device current at cublasCreate, and its stream and
+// math mode are handle state: both are re-set only when they change, under the device's mutex, so two host
+// threads queueing GEMMs on one device never see each other's half-configured handle.
+struct BlasDevice {
+  std::mutex mutex;
+  cublasHandle_t handle = nullptr;
+  cudaStream_t stream = nullptr;
+  bool stream_set = false;
+  cublasMath_t math = CUBLAS_DEFAULT_MATH;
+};
+
+/// The cuBLAS state of `device`, created on first use. Never destroyed: at process exit the CUDA context
+/// may already be gone when static destructors run, and cublasDestroy would then fail or crash (PyTorch
+/// keeps its handles alive for the same reason).
+/// @throws cuda_error when cublasCreate fails.
+inline BlasDevice& blas_device(int device) {
+  static auto* devices = new std::unordered_map<int, BlasDevice*>();
+  static std::mutex m;
+  std::lock_guard<std::mutex> lock(m);
+  auto it = devices->find(device);
+  if (it != devices->end()) return *it->second;
+  DeviceGuard g(device);
+  cublasHandle_t h = nullptr;
+  const cublasStatus_t s = cublasCreate(&h);
+  if (s != CUBLAS_STATUS_SUCCESS)
+    throw cuda_error(std::string("cublasCreate on cuda:") + std::to_string(device) + " failed: " + status_name(s));
+  auto* d = new BlasDevice();
+  d->handle = h;
+  (*devices)[device] = d;
+  return *d;
+}
+
+template <class T>
+std::string gemm_sizes(const GemmCall<T>& c) {
+  return "batch " + std::to_string(c.batch) + ", m " + std::to_string(c.m) + ", n " + std::to_string(c.n) + ", k " +
+         std::to_string(c.k) + ", trans_a " + (c.trans_a ? "1" : "0") + ", trans_b " + (c.trans_b ? "1" : "0") +
+         ", lda " + std::to_string(c.lda) + ", ldb " + std::to_string(c.ldb) + ", ldc " + std::to_string(c.ldc) +
+         ", strides " + std::to_string(c.stride_a) + "/" + std::to_string(c.stride_b) + "/" +
+         std::to_string(c.stride_c);
+}
+
+/// cuBLAS takes m, n, k, the leading dimensions and the batch count as 32-bit int.
+/// @throws shape_error naming matmul and the sizes when one of them exceeds INT_MAX (or is negative).
+template <class T>
+void check_gemm_limits(const GemmCall<T>& c) {
+  const index_t v[] = {c.batch, c.m, c.n, c.k, c.lda, c.ldb, c.ldc};
+  for (index_t x : v)
+    if (x < 0 || x > index_t(INT_MAX))
+      throw shape_error("matmul: cuBLAS takes sizes as 32-bit int and this product exceeds INT_MAX (" + gemm_sizes(c) +
+                        "); split it into smaller products");
+}
+
+template <class T>
+void check_blas(cublasStatus_t s, const char* call, const GemmCall<T>& c) {
+  if (s == CUBLAS_STATUS_SUCCESS) return;
+  throw cuda_error(std::string("matmul: ") + call + " failed on " + c.device.str() + ": " + status_name(s) + " (" +
+                   cublasGetStatusString(s) + "; " + gemm_sizes(c) + ")");
+}
+
+// Typed entry points, so run_gemm is written once.
+inline cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                           const float* alpha, const float* a, int lda, const float* b, int ldb, const float* beta,
+                           float* c, int ldc) {
+  return cublasSgemm(h, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+inline cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                           const double* alpha, const double* a, int lda, const double* b, int ldb, const double* beta,
+                           double* c, int ldc) {
+  return cublasDgemm(h, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+inline cublasStatus_t gemm_strided(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                   const float* alpha, const float* a, int lda, long long sa, const float* b, int ldb,
+                                   long long sb, const float* beta, float* c, int ldc, long long sc, int batch) {
+  return cublasSgemmStridedBatched(h, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch);
+}
+inline cublasStatus_t gemm_strided(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                   const double* alpha, const double* a, int lda, long long sa, const double* b,
+                                   int ldb, long long sb, const double* beta, double* c, int ldc, long long sc,
+                                   int batch) {
+  return cublasDgemmStridedBatched(h, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch);
+}
+
+}  // namespace detail
+
+/// Runs one GemmCall (row-major, strided-batched; see expr/matmul.hpp) with cuBLAS on call.device, queued
+/// on stream(device): the call returns before the product is computed.
+/// @pre a, b and c are device memory of call.device; every ld is at least the row length it describes.
+/// @throws shape_error naming matmul and the sizes when m, n, k, a leading dimension or the batch exceeds
+///         INT_MAX (cuBLAS's 32-bit sizes); cuda_error naming the cuBLAS call, its status and the sizes when
+///         cuBLAS refuses or fails.
+template <class T>
+void run_gemm(const GemmCall<T>& c) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "metagrad: cuBLAS GEMM is float or double");
+  detail::check_gemm_limits(c);
+  if (c.batch == 0 || c.m == 0 || c.n == 0) return;
+  const int device = c.device.index();
+  DeviceGuard g(device);
+  const cudaStream_t st = stream(device);
+  auto& bd = detail::blas_device(device);
+  std::lock_guard<std::mutex> lock(bd.mutex);
+  if (!bd.stream_set || bd.stream != st) {
+    detail::check_blas(cublasSetStream(bd.handle, st), "cublasSetStream", c);
+    bd.stream = st;
+    bd.stream_set = true;
+  }
+  const cublasMath_t math = std::is_same_v<T, float> && allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
+  if (bd.math != math) {
+    detail::check_blas(cublasSetMathMode(bd.handle, math), "cublasSetMathMode", c);
+    bd.math = math;
+  }
+  // Row-major C (m x n, ldc) is column-major C^T (n x m, ldc); likewise for A and B. So C^T = op(B)^T op(A)^T
+  // is a column-major GEMM with B first: n x m, inner k, and each operand keeps its own transpose flag.
+  const cublasOperation_t ob = c.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t oa = c.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const int m = static_cast<int>(c.n), n = static_cast<int>(c.m), k = static_cast<int>(c.k);
+  int lda = static_cast<int>(c.ldb), ldb = static_cast<int>(c.lda);
+  const int ldc = static_cast<int>(c.ldc);
+  if (k == 0) {
+    // C = beta C and the operands are not read, but cuBLAS still checks their leading dimensions, which an
+    // empty operand may not meet (its row stride can be 0).
+    const int ra = c.trans_b ? k : m, rb = c.trans_a ? n : k;
+    lda = std::max(lda, std::max(1, ra));
+    ldb = std::max(ldb, std::max(1, rb));
+  }
+  if (c.batch == 1) {
+    detail::check_blas(detail::gemm(bd.handle, ob, oa, m, n, k, &c.alpha, c.b, lda, c.a, ldb, &c.beta, c.c, ldc),
+                       std::is_same_v<T, float> ? "cublasSgemm" : "cublasDgemm", c);
+  } else if (c.stride_c == 0) {
+    // Every item writes the same C: the items must run one after another (as on the CPU, where beta = 1
+    // then sums them), which a batched call does not promise.
+    for (index_t i = 0; i < c.batch; ++i)
+      detail::check_blas(detail::gemm(bd.handle, ob, oa, m, n, k, &c.alpha, c.b + i * c.stride_b, lda,
+                                      c.a + i * c.stride_a, ldb, &c.beta, c.c, ldc),
+                         std::is_same_v<T, float> ? "cublasSgemm" : "cublasDgemm", c);
+  } else {
+    detail::check_blas(detail::gemm_strided(bd.handle, ob, oa, m, n, k, &c.alpha, c.b, lda, c.stride_b, c.a, ldb,
+                                            c.stride_a, &c.beta, c.c, ldc, c.stride_c, static_cast<int>(c.batch)),
+                       std::is_same_v<T, float> ? "cublasSgemmStridedBatched" : "cublasDgemmStridedBatched", c);
+  }
+}
+
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+
+#endif  // __CUDACC__
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_MATMUL_HPP
+// end of <metagrad/backend/cuda/matmul.hpp>
+// #include <metagrad/backend/cuda/reduce.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_REDUCE_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_REDUCE_HPP
+// metagrad/backend/cuda/reduce.hpp — the CUDA driver of reductions over any set of axes, with the elementwise
+// input fused in (the input is a plan read inside the reduction; nothing is materialised). Same contract as
+// cpu::reduce: every reducer of ops/reduction.hpp, `index` in add() the row-major position within the reduced
+// axes, finish(init, 0) over empty axes. Three kernels: a full reduction (one result) gives a warp to each
+// part of the input, read as 16-byte vectors where the plan is flat and aligned, and merges the parts in one
+// block; per-axis reductions take a warp per output when the axis that is fastest in memory is reduced
+// (coalesced along the reduced run), else a thread per output with the block's rows cutting the reduced range
+// (coalesced along the kept axis). Outputs with few, long segments cut them into parts whose partial
+// accumulators a second kernel merges, so the whole GPU is busy either way. Every merge is of partial results
+// whose positions may interleave, which every reducer allows (argmax and argmin compare positions on ties, so
+// the first extreme still wins, deterministically). The kernels use warp shuffles, not CUB: CUB's headers
+// bring CCCL's namespace ::cuda, which makes `cuda::` ambiguous in every file that says `using namespace
+// metagrad` (and nvcc's generated kernel stubs spell CCCL types as `cuda::...`, so such files stop compiling).
+//
+// The index math (ReduceIndex, split_range) and the per-thread accumulation loops are plain METAGRAD_HD code
+// outside the nvcc guard, so CPU tests drive exactly what the kernels run. Include <metagrad/metagrad.hpp>.
+
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/backend/cuda/launch.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_LAUNCH_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_LAUNCH_HPP
+// metagrad/backend/cuda/launch.hpp — the device-independent part of the CUDA elementwise driver: launch
+// geometry, the unravelling of a flat index into a multi-index and an output offset, and N-lane vector reads
+// of a plan (one aligned vector load per leaf, the op applied lane by lane). Everything here is METAGRAD_HD
+// plain C++, so CPU tests drive the same code the kernels run. Include <metagrad/metagrad.hpp> instead.
+
+#include <cstring>
+#include <type_traits>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/plan.hpp> (inlined above)
+
+// Unrolls the lane loops (nvcc, GCC, clang); a plain loop elsewhere.
+#if defined(__CUDA_ARCH__) || (defined(__clang__) && !defined(__CUDACC__))
+#define METAGRAD_UNROLL_ METAGRAD_PRAGMA_(unroll)
+#elif defined(__GNUC__) && !defined(__CUDACC__)
+#define METAGRAD_UNROLL_ METAGRAD_PRAGMA_(GCC unroll 16)
+#else
+#define METAGRAD_UNROLL_
+#endif
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+
+/// N consecutive elements, aligned so that a 16-byte (or smaller, when N sizeof(T) is) vector load or store
+/// moves them at once.
+template <class T, int N>
+struct alignas(sizeof(T) * N < 16 ? sizeof(T) * N : 16) Lanes {
+  T v[N];
+};
+
+/// Lanes per thread on the flat path: as many output elements as fill 16 bytes.
+template <class T, class Plan>
+constexpr int vector_lanes() {
+  return sizeof(T) >= 16 ? 1 : static_cast<int>(16 / sizeof(T));
+}
+
+/// Blocks and threads per block of a grid-stride launch over n work items.
+struct LaunchShape {
+  int grid;
+  int block;
+};
+
+/// 256 threads a block; enough blocks to fill every multiprocessor several times over (16 blocks of 256
+/// threads per SM keeps the memory pipeline busy on Hopper), never more than the work needs.
+METAGRAD_HD inline LaunchShape launch_shape(index_t n, int sm_count) {
+  constexpr int block = 256;
+  const index_t needed = (n + block - 1) / block;
+  const index_t cap = static_cast<index_t>(sm_count > 0 ? sm_count : 1) * 16;
+  const index_t grid = needed < cap ? needed : cap;
+  return {static_cast<int>(grid > 0 ? grid : 1), block};
+}
+
+/// The multi-index of row-major element i of `shape`, and its offset under `strides` (in `off`).
+template <class I, int R>
+METAGRAD_HD METAGRAD_INLINE Array<I, R> unravel_index(I i, const Shape<R>& shape, const Strides<R>& strides, I& off) {
+  Array<I, R> idx{};
+  I rem = i;
+  off = 0;
+  for (int d = R - 1; d >= 0; --d) {
+    const I ext = static_cast<I>(shape[d]);
+    idx[d] = rem % ext;
+    rem /= ext;
+    off += idx[d] * static_cast<I>(strides[d]);
+  }
+  return idx;
+}
+
+// --- N-lane reads -------------------------------------------------------------------------------------
+// load_lanes<N>(plan, i) is elements i .. i + N - 1 of a flat plan. Leaves load one aligned vector; the op
+// plans apply their op lane by lane to their children's lanes; any other plan reads element by element.
+// @pre i is a multiple of N and every leaf pointer is 16-byte aligned.
+
+template <int N, class P, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename P::value_type, N> load_lanes(const P& p, I i);
+template <int N, class T, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const LeafPlan<T, R>& p, I i);
+template <int N, class T, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const ScalarPlan<T, R>& p, I i);
+template <int N, class Op, class C, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename UnaryPlan<Op, C>::value_type, N> load_lanes(const UnaryPlan<Op, C>& p, I i);
+template <int N, class Op, class U, class A, class B, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename BinaryPlan<Op, U, A, B>::value_type, N> load_lanes(
+    const BinaryPlan<Op, U, A, B>& p, I i);
+template <int N, class Op, class U, class A, class B, class C, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename TernaryPlan<Op, U, A, B, C>::value_type, N> load_lanes(
+    const TernaryPlan<Op, U, A, B, C>& p, I i);
+template <int N, class T, class C, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const ConvertPlan<T, C>& p, I i);
+template <int N, class C, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename C::value_type, N> load_lanes(const ReshapePlan<C, R>& p, I i);
+template <int N, class C, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename C::value_type, N> load_lanes(const AxisMapPlan<C, R>& p, I i);
+
+template <int N, class P, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename P::value_type, N> load_lanes(const P& p, I i) {
+  Lanes<typename P::value_type, N> r;
+  METAGRAD_UNROLL_
+  for (int k = 0; k < N; ++k) r.v[k] = p.flat(i + static_cast<I>(k));
+  return r;
+}
+template <int N, class T, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const LeafPlan<T, R>& p, I i) {
+#if defined(__CUDA_ARCH__)
+  return *reinterpret_cast<const Lanes<T, N>*>(p.ptr + i);
+#else
+  Lanes<T, N> r;
+  std::memcpy(r.v, p.ptr + i, sizeof(T) * N);
+  return r;
+#endif
+}
+template <int N, class T, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const ScalarPlan<T, R>& p, I) {
+  Lanes<T, N> r;
+  METAGRAD_UNROLL_
+  for (int k = 0; k < N; ++k) r.v[k] = p.value;
+  return r;
+}
+template <int N, class Op, class C, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename UnaryPlan<Op, C>::value_type, N> load_lanes(const UnaryPlan<Op, C>& p, I i) {
+  const auto x = load_lanes<N>(p.c, i);
+  Lanes<typename UnaryPlan<Op, C>::value_type, N> r;
+  METAGRAD_UNROLL_
+  for (int k = 0; k < N; ++k) r.v[k] = p.op(x.v[k]);
+  return r;
+}
+template <int N, class Op, class U, class A, class B, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename BinaryPlan<Op, U, A, B>::value_type, N> load_lanes(
+    const BinaryPlan<Op, U, A, B>& p, I i) {
+  const auto a = load_lanes<N>(p.a, i);
+  const auto b = load_lanes<N>(p.b, i);
+  Lanes<typename BinaryPlan<Op, U, A, B>::value_type, N> r;
+  METAGRAD_UNROLL_
+  for (int k = 0; k < N; ++k) r.v[k] = p.op(static_cast<U>(a.v[k]), static_cast<U>(b.v[k]));
+  return r;
+}
+template <int N, class Op, class U, class A, class B, class C, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename TernaryPlan<Op, U, A, B, C>::value_type, N> load_lanes(
+    const TernaryPlan<Op, U, A, B, C>& p, I i) {
+  const auto a = load_lanes<N>(p.a, i);
+  const auto b = load_lanes<N>(p.b, i);
+  const auto c = load_lanes<N>(p.c, i);
+  Lanes<typename TernaryPlan<Op, U, A, B, C>::value_type, N> r;
+  METAGRAD_UNROLL_
+  for (int k = 0; k < N; ++k) r.v[k] = p.op(a.v[k], static_cast<U>(b.v[k]), static_cast<U>(c.v[k]));
+  return r;
+}
+template <int N, class T, class C, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const ConvertPlan<T, C>& p, I i) {
+  const auto x = load_lanes<N>(p.c, i);
+  Lanes<T, N> r;
+  METAGRAD_UNROLL_
+  for (int k = 0; k < N; ++k) r.v[k] = static_cast<T>(x.v[k]);
+  return r;
+}
+// Flat reads of these pass straight to the child (they are flat only when row-major order is unchanged).
+template <int N, class C, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename C::value_type, N> load_lanes(const ReshapePlan<C, R>& p, I i) {
+  return load_lanes<N>(p.c, i);
+}
+template <int N, class C, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename C::value_type, N> load_lanes(const AxisMapPlan<C, R>& p, I i) {
+  return load_lanes<N>(p.c, i);
+}
+
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_LAUNCH_HPP
+// end of <metagrad/backend/cuda/launch.hpp>
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+namespace detail {
+
+// Roles of the input's axes. Axes of extent 1 are neither kept nor reduced: their index is always 0.
+inline constexpr int axis_unit = 0;
+inline constexpr int axis_kept = 1;
+inline constexpr int axis_reduced = 2;
+
+/// How a reduction of a rank-R input enumerates its work: segment m (one per output element, row-major over the
+/// kept axes in enumeration order) and position t within a segment (over the reduced axes in enumeration
+/// order). The enumeration order is the row-major (logical) one, or, for inputs that are not flat, the order of
+/// the input's memory (largest stride first), so that neighbouring threads read neighbouring addresses; the
+/// position passed to add() is always the logical row-major one within the reduced axes, as on the CPU.
+/// Trivially copyable: kernels take it by value.
+template <int R>
+struct ReduceIndex {
+  Array<int, R> role;       // axis_unit / axis_kept / axis_reduced
+  Array<index_t, R> ext;    // extents
+  Array<index_t, R> pitch;  // digit of axis d = (m or t) / pitch[d] % ext[d], in its group's enumeration
+  Array<bool, R> slowest;   // the first axis of its group's enumeration: the quotient needs no modulo
+  Array<index_t, R> cs;     // row-major contiguous strides of the input (offsets for flat plans)
+  Array<index_t, R> os;     // output strides on kept axes, 0 elsewhere
+  Array<index_t, R> rpos;   // stride of a reduced axis in the logical row-major position among the reduced axes
+  index_t M;                // segments (outputs)
+  index_t N;                // positions per segment
+  index_t inner;            // with `run`: the flat offset of position t is t * inner
+  bool run;                 // the reduced axes form one block of consecutive axes, enumerated logically
+  bool logical;             // both groups enumerated in row-major order (position == t)
+  bool out_contig;          // the output offset of segment m is m
+  bool inner_reduced;       // the axis fastest in the enumeration (in memory) is a reduced one
+
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE I digit(I q, int d) const {
+    const I p = static_cast<I>(pitch[d]);
+    if (p != 1) q /= p;
+    return slowest[d] ? q : q % static_cast<I>(ext[d]);
+  }
+
+  /// Writes the kept axes of segment m into idx; returns their part of the flat (row-major) offset.
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE I set_kept(Array<I, R>& idx, I m) const {
+    I off = 0;
+    METAGRAD_UNROLL_
+    for (int d = 0; d < R; ++d)
+      if (role[d] == axis_kept) {
+        const I x = digit(m, d);
+        idx[d] = x;
+        off += x * static_cast<I>(cs[d]);
+      }
+    return off;
+  }
+
+  /// Writes the reduced axes of position t into idx and its logical position into pos; returns their part of
+  /// the flat offset.
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE I set_reduced(Array<I, R>& idx, I t, I& pos) const {
+    I off = 0, p = 0;
+    METAGRAD_UNROLL_
+    for (int d = 0; d < R; ++d)
+      if (role[d] == axis_reduced) {
+        const I x = digit(t, d);
+        idx[d] = x;
+        off += x * static_cast<I>(cs[d]);
+        p += x * static_cast<I>(rpos[d]);
+      }
+    pos = logical ? t : p;
+    return off;
+  }
+
+  /// The reduced part of the flat offset of position t.
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE I reduced_flat(I t) const {
+    if (run) return t * static_cast<I>(inner);
+    Array<I, R> idx{};
+    I pos = 0;
+    return set_reduced(idx, t, pos);
+  }
+
+  /// Offset in the output of segment m.
+  template <class I>
+  METAGRAD_HD METAGRAD_INLINE I out_offset(I m) const {
+    if (out_contig) return m;
+    I off = 0;
+    METAGRAD_UNROLL_
+    for (int d = 0; d < R; ++d)
+      if (role[d] == axis_kept) off += digit(m, d) * static_cast<I>(os[d]);
+    return off;
+  }
+};
+
+/// The enumeration of a reduction of `in` over the axes where reduce[d] is true, written through out_strides
+/// (given at the input's rank; ignored on reduced axes). With memory_strides (a leaf's strides at the input's
+/// rank) both groups are enumerated slowest axis first, broadcast (stride 0) axes slowest of all; without,
+/// in row-major order.
+template <int R>
+ReduceIndex<R> make_reduce_index(const Shape<R>& in, const Array<bool, R>& reduce, const Strides<R>& out_strides,
+                                 const Array<index_t, R>* memory_strides = nullptr) {
+  ReduceIndex<R> ix{};
+  ix.M = 1;
+  ix.N = 1;
+  index_t c = 1;
+  for (int d = R - 1; d >= 0; --d) {
+    ix.cs[d] = c;
+    c *= in[d];
+  }
+  for (int d = 0; d < R; ++d) {
+    ix.ext[d] = in[d];
+    ix.role[d] = in[d] == 1 ? axis_unit : reduce[d] ? axis_reduced : axis_kept;
+    (reduce[d] ? ix.N : ix.M) *= in[d];
+    ix.os[d] = ix.role[d] == axis_kept ? out_strides[d] : 0;
+    ix.pitch[d] = 1;
+    ix.slowest[d] = false;
+  }
+  // Enumeration order, slowest first: insertion sort by memory stride, descending (ties keep logical order).
+  Array<int, R> order{};
+  for (int d = 0; d < R; ++d) order[d] = d;
+  if (memory_strides) {
+    auto key = [&](int d) {
+      const index_t s = (*memory_strides)[d];
+      return s == 0 ? std::numeric_limits<index_t>::max() : (s < 0 ? -s : s);
+    };
+    for (int i = 1; i < R; ++i)
+      for (int j = i; j > 0 && key(order[j]) > key(order[j - 1]); --j) {
+        const int tmp = order[j];
+        order[j] = order[j - 1];
+        order[j - 1] = tmp;
+      }
+  }
+  ix.logical = true;
+  for (const int g : {axis_kept, axis_reduced}) {
+    index_t p = 1;
+    int prev = R, slow = -1;
+    for (int i = R - 1; i >= 0; --i) {
+      const int d = order[i];
+      if (ix.role[d] != g) continue;
+      if (d > prev) ix.logical = false;
+      prev = d;
+      ix.pitch[d] = p;
+      p *= ix.ext[d];
+      slow = d;
+    }
+    if (slow >= 0) ix.slowest[slow] = true;
+  }
+  index_t p = 1;
+  for (int d = R - 1; d >= 0; --d) {
+    ix.rpos[d] = 0;
+    if (ix.role[d] == axis_reduced) {
+      ix.rpos[d] = p;
+      p *= ix.ext[d];
+    }
+  }
+  ix.out_contig = true;
+  for (int d = 0; d < R; ++d)
+    if (ix.role[d] == axis_kept && ix.os[d] != ix.pitch[d]) ix.out_contig = false;
+  // One block of reduced axes among the non-unit ones, in logical order: offset t * (kept extents after it).
+  ix.run = memory_strides == nullptr;
+  ix.inner = 1;
+  int state = 0;  // 0: before the block, 1: inside, 2: after
+  for (int d = 0; d < R; ++d) {
+    if (ix.role[d] == axis_reduced) {
+      if (state == 2) ix.run = false;
+      state = 1;
+    } else if (ix.role[d] == axis_kept) {
+      if (state >= 1) {
+        state = 2;
+        ix.inner *= ix.ext[d];
+      }
+    }
+  }
+  if (state == 0) ix.inner = 1;
+  ix.inner_reduced = false;
+  for (int i = R - 1; i >= 0; --i)
+    if (ix.role[order[i]] != axis_unit) {
+      ix.inner_reduced = ix.role[order[i]] == axis_reduced;
+      break;
+    }
+  return ix;
+}
+
+/// Part s of [0, n) cut into S nearly equal parts (the first n % S one longer): [b, e).
+template <class I>
+METAGRAD_HD METAGRAD_INLINE void split_range(I n, I S, I s, I& b, I& e) {
+  const I q = n / S, r = n % S;
+  b = s * q + (s < r ? s : r);
+  e = b + q + (s < r ? I(1) : I(0));
+}
+
+/// Parts to cut each of m segments of n positions into so that about `want` workers are busy, each with at
+/// least `min_part` positions, and at most `max_parts` parts.
+inline index_t split_count(index_t m, index_t n, index_t want, index_t min_part, index_t max_parts) {
+  if (m <= 0 || n <= 0) return 1;
+  index_t s = (want + m - 1) / m;
+  const index_t cap = (n + min_part - 1) / min_part;
+  if (s > cap) s = cap;
+  if (s > max_parts) s = max_parts;
+  return s < 1 ? 1 : s;
+}
+
+/// Accumulates positions t = begin, begin + step, ... < end of segment m of `plan` into acc. `flat` says the
+/// plan is flat (then ix must enumerate logically).
+template <class Red, class Plan, class I, int R>
+METAGRAD_HD METAGRAD_INLINE void accumulate(const Red& red, const Plan& plan, const ReduceIndex<R>& ix, bool flat, I m,
+                                            I begin, I end, I step,
+                                            typename Red::template acc_t<typename Plan::value_type>& acc) {
+  using T = typename Plan::value_type;
+  Array<I, R> idx{};
+  const I base = ix.set_kept(idx, m);
+  if (flat && ix.run) {
+    const I inner = static_cast<I>(ix.inner);
+    for (I t = begin; t < end; t += step)
+      red.template add<T>(acc, plan.flat(base + t * inner), static_cast<index_t>(t));
+  } else if (flat) {
+    for (I t = begin; t < end; t += step)
+      red.template add<T>(acc, plan.flat(base + ix.reduced_flat(t)), static_cast<index_t>(t));
+  } else {
+    for (I t = begin; t < end; t += step) {
+      I pos = 0;
+      ix.set_reduced(idx, t, pos);
+      red.template add<T>(acc, plan.at(idx), static_cast<index_t>(pos));
+    }
+  }
+}
+
+// How a full reduction reads its items: L-element vectors of a flat plan with 16-byte aligned leaves, single
+// elements of a flat plan, or single elements through the multi-index.
+inline constexpr int item_vector = 0;
+inline constexpr int item_flat = 1;
+inline constexpr int item_strided = 2;
+
+/// Item j of a full reduction (M == 1) as an accumulator: init() with the item's elements added. Vector items
+/// cover elements [j L, j L + L) of n (the last one may be short); other items are element j.
+template <int L, class Red, class Plan, class I, int R>
+struct FullItem {
+  using T = typename Plan::value_type;
+  using Acc = typename Red::template acc_t<T>;
+  Red red;
+  Plan plan;
+  ReduceIndex<R> ix;
+  I n;
+  int mode;
+  METAGRAD_HD METAGRAD_INLINE Acc operator()(I j) const {
+    Acc a = red.template init<T>();
+    if (mode == item_vector) {
+      const I b = j * static_cast<I>(L);
+      if (b + static_cast<I>(L) <= n) {
+        const auto x = load_lanes<L>(plan, b);
+        METAGRAD_UNROLL_
+        for (int k = 0; k < L; ++k) red.template add<T>(a, x.v[k], static_cast<index_t>(b + k));
+      } else {
+        for (I i = b; i < n; ++i) red.template add<T>(a, plan.flat(i), static_cast<index_t>(i));
+      }
+    } else if (mode == item_flat) {
+      red.template add<T>(a, plan.flat(j), static_cast<index_t>(j));  // one segment: position j is element j
+    } else {
+      Array<I, R> idx{};
+      I pos = 0;
+      ix.set_reduced(idx, j, pos);
+      red.template add<T>(a, plan.at(idx), static_cast<index_t>(pos));
+    }
+    return a;
+  }
+};
+
+/// red.merge as a binary operator on accumulators.
+template <class Red, class T>
+struct MergeOp {
+  using Acc = typename Red::template acc_t<T>;
+  Red red;
+  METAGRAD_HD METAGRAD_INLINE Acc operator()(const Acc& a, const Acc& b) const { return red.template merge<T>(a, b); }
+};
+
+/// red.finish over n positions, converted to the output type.
+template <class Red, class T, class Out>
+struct Finisher {
+  using Acc = typename Red::template acc_t<T>;
+  Red red;
+  index_t n;
+  METAGRAD_HD METAGRAD_INLINE Out operator()(const Acc& a) const {
+    return static_cast<Out>(red.template finish<T>(a, n));
+  }
+};
+
+// The leaf strides that decide the enumeration order of a plan that is not flat: those of the leaf spanning
+// the most memory among the leaves read at the input's rank. False when there is none (views of computed
+// expressions, random draws): the logical order is used then.
+template <int R, class Plan>
+bool dominant_strides(const Plan& plan, const Shape<R>& in, Array<index_t, R>& strides) {
+  bool found = false;
+  std::ptrdiff_t best = -1;
+  plan.visit_leaves(
+      [&](const void*, const void* lo, const void* hi, const auto& s, bool remapped) {
+        using S = std::remove_cvref_t<decltype(s)>;
+        if constexpr (S::size() == R) {
+          const std::ptrdiff_t span = static_cast<const char*>(hi) - static_cast<const char*>(lo);
+          if (!remapped && span > best) {
+            best = span;
+            for (int d = 0; d < R; ++d) strides[d] = s[d];
+            found = true;
+          }
+        }
+      },
+      false, in);
+  return found;
+}
+
+/// The enumeration run_reduction uses for `plan`: row-major when the plan is flat, else in the memory order
+/// of its dominant leaf. Output strides on reduced axes are ignored.
+template <class Plan, int R>
+ReduceIndex<R> reduce_index_for(const Plan& plan, const Shape<R>& in, const Array<bool, R>& reduce,
+                                const Strides<R>& out_strides) {
+  Strides<R> ost = out_strides;
+  for (int d = 0; d < R; ++d)
+    if (reduce[d]) ost[d] = 0;
+  Array<index_t, R> mem{};
+  const bool by_memory = !plan.is_flat() && dominant_strides(plan, in, mem);
+  return make_reduce_index(in, reduce, ost, by_memory ? &mem : nullptr);
+}
+
+/// The item form of a full reduction: vectors when the plan is flat and its leaves 16-byte aligned (and a
+/// vector holds more than one element), single elements of a flat plan, else the multi-index.
+inline int full_item_mode(bool flat, bool vectors) { return !flat ? item_strided : vectors ? item_vector : item_flat; }
+/// Items of a full reduction of n positions in `mode` with L-element vectors.
+inline index_t full_items(index_t n, int L, int mode) { return mode == item_vector ? (n + L - 1) / L : n; }
+/// Parts (one warp each) of a full reduction: enough warps to keep every SM's loads in flight (32 each, with
+/// four loads unrolled), each lane with at least 8 items, so that the block merging the parts has little to do.
+inline index_t full_parts(index_t items, int sms) {
+  return split_count(1, items, static_cast<index_t>(sms > 0 ? sms : 1) * 32, 32 * 8, index_t(1) << 20);
+}
+
+enum class ReducePath { full, rows, cols };
+
+/// The kernel a reduction takes: warps over parts of all positions when there is one segment; a warp per segment when
+/// the axis fastest in memory is reduced and segments are longer than a warp; a thread per segment otherwise.
+template <int R>
+ReducePath reduce_path(const ReduceIndex<R>& ix) {
+  if (ix.M == 1 && ix.N > 0) return ReducePath::full;
+  if (ix.N > 32 && ix.inner_reduced) return ReducePath::rows;
+  return ReducePath::cols;
+}
+
+/// Parts per segment of the warp-per-segment kernel: enough warps to fill every SM (64 resident warps each),
+/// each lane with at least 32 positions.
+inline index_t rows_parts(index_t M, index_t N, int sms) {
+  return split_count(M, N, static_cast<index_t>(sms > 0 ? sms : 1) * 64, 32 * 32, index_t(1) << 24);
+}
+
+/// Geometry of the thread-per-segment kernel: bx segments a block (a power of two from 32 to 256, so that
+/// few segments leave room for rows of threads that share their positions), blocks along the segments, and
+/// parts per segment enough to fill every SM (8 resident blocks of 256 threads), each thread with at least
+/// 16 positions; at most 65535 parts (the grid's y extent).
+struct ColsShape {
+  int bx, rows;
+  index_t blocks, parts;
+};
+inline ColsShape cols_shape(index_t M, index_t N, int block, int sms) {
+  int bx = 32;
+  while (bx < block && bx < M) bx *= 2;
+  const int rows = block / bx;
+  const index_t blocks = (M + bx - 1) / bx;
+  const index_t parts =
+      split_count(blocks, N, static_cast<index_t>(sms > 0 ? sms : 1) * 8, static_cast<index_t>(rows) * 16, 65535);
+  return {bx, rows, blocks, parts};
+}
+
+}  // namespace detail
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+
+#if defined(__CUDACC__)
+
+#include <cuda_runtime.h>
+
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/backend/cpu/elementwise.hpp> (inlined above)
+// #include <metagrad/backend/cuda/elementwise.hpp> (inlined above)
+// #include <metagrad/backend/cuda/runtime.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+
+namespace kernels {
+inline constexpr int reduce_block = 256;
+inline constexpr int reduce_warps = reduce_block / 32;
+
+// An accumulator of any trivially copyable type moved down the warp by `off` lanes, word by word.
+template <class Acc>
+__device__ __forceinline__ Acc shuffle_down(const Acc& a, int off) {
+  constexpr int words = static_cast<int>((sizeof(Acc) + 3) / 4);
+  unsigned w[words] = {};
+  memcpy(w, &a, sizeof(Acc));
+#pragma unroll
+  for (int k = 0; k < words; ++k) w[k] = __shfl_down_sync(0xffffffffu, w[k], off);
+  Acc r;
+  memcpy(&r, w, sizeof(Acc));
+  return r;
+}
+
+// Lane 0 gets the merge of the warp's 32 accumulators (a tree: lane i takes op(x_i, x_{i + off}) for
+// off = 1, 2, 4, 8, 16; lanes whose partner is past the warp compute values lane 0 never reads).
+// @pre all 32 lanes call it.
+template <class Acc, class Op>
+__device__ __forceinline__ Acc warp_merge(Acc a, const Op& op) {
+#pragma unroll
+  for (int off = 1; off < 32; off *= 2) {
+    const Acc b = shuffle_down(a, off);
+    a = op(a, b);
+  }
+  return a;
+}
+
+/// A warp per (segment, part): lanes take every 32nd position of the part, then the warp merges. With one
+/// part the result is finished into out, otherwise the partial accumulator goes to partial[m * parts + s].
+template <class Red, class Plan, class Out, class I, int R>
+__global__ void __launch_bounds__(reduce_block)
+    reduce_rows(const Red red, const Plan plan, const detail::ReduceIndex<R> ix, const bool flat, const I parts,
+                Out* __restrict__ out, typename Red::template acc_t<typename Plan::value_type>* __restrict__ partial) {
+  using T = typename Plan::value_type;
+  using Acc = typename Red::template acc_t<T>;
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const I total = static_cast<I>(ix.M) * parts, n = static_cast<I>(ix.N);
+  const I step = static_cast<I>(gridDim.x) * reduce_warps;
+  for (I w = static_cast<I>(blockIdx.x) * reduce_warps + warp; w < total; w += step) {
+    const I m = w / parts, s = w - m * parts;
+    I b = 0, e = 0;
+    detail::split_range(n, parts, s, b, e);
+    Acc acc = red.template init<T>();
+    detail::accumulate(red, plan, ix, flat, m, b + static_cast<I>(lane), e, I(32), acc);
+    acc = warp_merge(acc, detail::MergeOp<Red, T>{red});
+    if (lane == 0) {
+      if (partial)
+        partial[w] = acc;
+      else
+        out[ix.out_offset(m)] = static_cast<Out>(red.template finish<T>(acc, ix.N));
+    }
+  }
+}
+
+/// A thread per segment, `bx` consecutive segments a block (blockDim.x / bx rows of threads, which take
+/// every row-th position of the block's part, blockIdx.y), merged through shared memory. Output as reduce_rows.
+template <class Red, class Plan, class Out, class I, int R>
+__global__ void __launch_bounds__(reduce_block)
+    reduce_cols(const Red red, const Plan plan, const detail::ReduceIndex<R> ix, const bool flat, const int bx,
+                const I parts, Out* __restrict__ out,
+                typename Red::template acc_t<typename Plan::value_type>* __restrict__ partial) {
+  using T = typename Plan::value_type;
+  using Acc = typename Red::template acc_t<T>;
+  __shared__ alignas(16) unsigned char raw[reduce_block * sizeof(Acc)];
+  Acc* sh = reinterpret_cast<Acc*>(raw);
+  const int tx = static_cast<int>(threadIdx.x) % bx, ty = static_cast<int>(threadIdx.x) / bx;
+  const int rows = reduce_block / bx;
+  const I M = static_cast<I>(ix.M), s = static_cast<I>(blockIdx.y);
+  const I blocks = (M + static_cast<I>(bx) - 1) / static_cast<I>(bx);
+  I b = 0, e = 0;
+  detail::split_range(static_cast<I>(ix.N), parts, s, b, e);
+  for (I mb = static_cast<I>(blockIdx.x); mb < blocks; mb += static_cast<I>(gridDim.x)) {
+    const I m = mb * static_cast<I>(bx) + static_cast<I>(tx);
+    Acc acc = red.template init<T>();
+    if (m < M) detail::accumulate(red, plan, ix, flat, m, b + static_cast<I>(ty), e, static_cast<I>(rows), acc);
+    sh[threadIdx.x] = acc;
+    __syncthreads();
+    if (ty == 0 && m < M) {
+      for (int k = 1; k < rows; ++k) acc = red.template merge<T>(acc, sh[k * bx + tx]);
+      if (partial)
+        partial[m * parts + s] = acc;
+      else
+        out[ix.out_offset(m)] = static_cast<Out>(red.template finish<T>(acc, ix.N));
+    }
+    __syncthreads();
+  }
+}
+
+/// One segment (M == 1): a warp per part of the items (whole 16-byte vectors of a flat plan, or single
+/// positions), lanes taking every 32nd item. With one part the result is finished into out[0], otherwise the
+/// partial accumulator goes to partial[s].
+template <int L, class Red, class Plan, class Out, class I, int R>
+__global__ void __launch_bounds__(reduce_block)
+    reduce_items(const detail::FullItem<L, Red, Plan, I, R> item, const I items, const I parts, Out* __restrict__ out,
+                 typename Red::template acc_t<typename Plan::value_type>* __restrict__ partial) {
+  using T = typename Plan::value_type;
+  using Acc = typename Red::template acc_t<T>;
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const I step = static_cast<I>(gridDim.x) * reduce_warps;
+  const detail::MergeOp<Red, T> op{item.red};
+  for (I s = static_cast<I>(blockIdx.x) * reduce_warps + warp; s < parts; s += step) {
+    I b = 0, e = 0;
+    detail::split_range(items, parts, s, b, e);
+    Acc acc = item.red.template init<T>();
+#pragma unroll 4
+    for (I j = b + static_cast<I>(lane); j < e; j += 32) acc = op(acc, item(j));
+    acc = warp_merge(acc, op);
+    if (lane == 0) {
+      if (partial)
+        partial[s] = acc;
+      else
+        out[0] = static_cast<Out>(item.red.template finish<T>(acc, item.ix.N));
+    }
+  }
+}
+
+/// A warp per segment merges its `parts` partial accumulators and finishes the result into out.
+template <class Red, class T, class Out, class I, int R>
+__global__ void __launch_bounds__(reduce_block)
+    reduce_parts(const Red red, const detail::ReduceIndex<R> ix, const I parts,
+                 const typename Red::template acc_t<T>* __restrict__ partial, Out* __restrict__ out) {
+  using Acc = typename Red::template acc_t<T>;
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const I M = static_cast<I>(ix.M);
+  const I step = static_cast<I>(gridDim.x) * reduce_warps;
+  const detail::MergeOp<Red, T> op{red};
+  for (I m = static_cast<I>(blockIdx.x) * reduce_warps + warp; m < M; m += step) {
+    Acc acc = red.template init<T>();
+    for (I k = static_cast<I>(lane); k < parts; k += 32) acc = op(acc, partial[m * parts + k]);
+    acc = warp_merge(acc, op);
+    if (lane == 0) out[ix.out_offset(m)] = static_cast<Out>(red.template finish<T>(acc, ix.N));
+  }
+}
+
+/// One block merges the `parts` partial accumulators of a single segment (threads strided over them, then
+/// each warp, then warp 0 over the warps' results) and finishes it into out[0].
+template <class Red, class T, class Out, class I>
+__global__ void __launch_bounds__(reduce_block)
+    reduce_parts_block(const Red red, const index_t n, const I parts,
+                       const typename Red::template acc_t<T>* __restrict__ partial, Out* __restrict__ out) {
+  using Acc = typename Red::template acc_t<T>;
+  __shared__ alignas(16) unsigned char raw[reduce_warps * sizeof(Acc)];
+  Acc* sh = reinterpret_cast<Acc*>(raw);
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const detail::MergeOp<Red, T> op{red};
+  Acc acc = red.template init<T>();
+  for (I k = static_cast<I>(threadIdx.x); k < parts; k += reduce_block) acc = op(acc, partial[k]);
+  acc = warp_merge(acc, op);
+  if (lane == 0) sh[warp] = acc;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    acc = sh[0];
+    for (int k = 1; k < reduce_warps; ++k) acc = op(acc, sh[k]);
+    out[0] = static_cast<Out>(red.template finish<T>(acc, n));
+  }
+}
+}  // namespace kernels
+
+namespace detail {
+
+// Grid of a grid-stride launch over `blocks` blocks: no more than 16 blocks a multiprocessor stay useful.
+inline unsigned reduce_grid(index_t blocks, int sms) {
+  const index_t cap = static_cast<index_t>(sms > 0 ? sms : 1) * 16;
+  const index_t g = blocks < cap ? blocks : cap;
+  return static_cast<unsigned>(g > 0 ? g : 1);
+}
+
+template <class I, class Red, class Plan, class Out, int R>
+void launch_reduction(const Red& red, const Plan& plan, const Shape<R>& in, const ReduceIndex<R>& ix, bool flat,
+                      Out* out, int device, cudaStream_t st) {
+  using T = typename Plan::value_type;
+  using Acc = typename Red::template acc_t<T>;
+  const int sms = sm_count(device);
+  const index_t M = ix.M, N = ix.N;
+  const ReducePath path = reduce_path(ix);
+  DeviceBuffer part_buffer;
+  Acc* partial = nullptr;
+  index_t parts = 1;
+  auto make_parts = [&](index_t count) {
+    part_buffer = DeviceBuffer(static_cast<std::size_t>(count) * sizeof(Acc), device);
+    partial = static_cast<Acc*>(part_buffer.get());
+  };
+
+  if (path == ReducePath::full) {
+    constexpr int L = vector_lanes<T, Plan>();
+    const int mode = full_item_mode(flat, L > 1 && flat && leaves_aligned(plan, in));
+    const index_t items = full_items(N, L, mode);
+    parts = full_parts(items, sms);
+    if (parts > 1) make_parts(parts);
+    const FullItem<L, Red, Plan, I, R> item{red, plan, ix, static_cast<I>(N), mode};
+    kernels::reduce_items<L, Red, Plan, Out, I, R>
+        <<<reduce_grid((parts + kernels::reduce_warps - 1) / kernels::reduce_warps, sms), kernels::reduce_block, 0,
+           st>>>(item, static_cast<I>(items), static_cast<I>(parts), out, partial);
+    check(cudaGetLastError(), "metagrad::cuda::run_reduction kernel launch");
+    if (parts > 1) {
+      kernels::reduce_parts_block<Red, T, Out, I>
+          <<<1, kernels::reduce_block, 0, st>>>(red, N, static_cast<I>(parts), partial, out);
+      check(cudaGetLastError(), "metagrad::cuda::run_reduction kernel launch (merge of parts)");
+    }
+    return;
+  }
+
+  if (path == ReducePath::rows) {
+    parts = rows_parts(M, N, sms);
+    if (parts > 1) make_parts(M * parts);
+    const index_t warps = M * parts;
+    kernels::reduce_rows<Red, Plan, Out, I, R>
+        <<<reduce_grid((warps + kernels::reduce_warps - 1) / kernels::reduce_warps, sms), kernels::reduce_block, 0,
+           st>>>(red, plan, ix, flat, static_cast<I>(parts), out, partial);
+  } else {
+    const ColsShape g = cols_shape(M, N, kernels::reduce_block, sms);
+    parts = g.parts;
+    if (parts > 1) make_parts(M * parts);
+    const dim3 grid(reduce_grid(g.blocks, sms), static_cast<unsigned>(parts));
+    kernels::reduce_cols<Red, Plan, Out, I, R>
+        <<<grid, kernels::reduce_block, 0, st>>>(red, plan, ix, flat, g.bx, static_cast<I>(parts), out, partial);
+  }
+  check(cudaGetLastError(), "metagrad::cuda::run_reduction kernel launch");
+  if (parts > 1) {
+    kernels::reduce_parts<Red, T, Out, I, R>
+        <<<reduce_grid((M + kernels::reduce_warps - 1) / kernels::reduce_warps, sms), kernels::reduce_block, 0, st>>>(
+            red, ix, static_cast<I>(parts), partial, out);
+    check(cudaGetLastError(), "metagrad::cuda::run_reduction kernel launch (merge of parts)");
+  }
+  // part_buffer returns to the stream-ordered cache here: work queued later on `st` runs after the merge.
+}
+
+}  // namespace detail
+
+/// Reduces `plan` (lowered at its own shape `in`, reading memory of CUDA device `device`) over the axes where
+/// reduce[d] is true, writing red.finish(...) of each kept position, converted to Out, to `out` (that device's
+/// memory) at the offsets of out_strides (given at the input's rank; the values on reduced axes are ignored).
+/// Same results as cpu::reduce up to the summation order (sums accumulate in double either way); argmax and
+/// argmin give the same first index. Runs on stream(device), asynchronously.
+/// @pre max, min, argmax, argmin are not asked over an empty axis (ReduceExpr rejects that first).
+/// @throws cuda_error when a launch fails.
+template <class Red, class Plan, class Out, int R>
+void run_reduction(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bool, R>& reduce, Out* out,
+                   const Strides<R>& out_strides, int device) {
+  using T = typename Plan::value_type;
+  using Acc = typename Red::template acc_t<T>;
+  static_assert(std::is_trivially_copyable_v<Plan>, "metagrad: a kernel plan must be trivially copyable");
+  static_assert(std::is_trivially_copyable_v<Red> && std::is_trivially_copyable_v<Acc>,
+                "metagrad: reducers and their accumulators must be trivially copyable");
+  static_assert(sizeof(Plan) <= 3200,
+                "metagrad: this fused expression's plan exceeds the kernel-parameter budget; "
+                "evaluate part of it into a tensor first (eval(...))");
+  index_t M = 1;
+  for (int d = 0; d < R; ++d)
+    if (!reduce[d]) M *= in[d];
+  if (M == 0) return;
+  Strides<R> ost = out_strides;
+  for (int d = 0; d < R; ++d)
+    if (reduce[d]) ost[d] = 0;
+  const bool flat = plan.is_flat();
+  const auto ix = detail::reduce_index_for(plan, in, reduce, ost);
+  DeviceGuard guard(device);
+  const cudaStream_t st = stream(device);
+  // 32-bit index math when every offset fits, with room for the loops' last step past the end.
+  const bool small = in.numel() < std::numeric_limits<std::int32_t>::max() - (index_t(1) << 20) &&
+                     cpu::fits_int32<Plan, Out, R>(plan, in, ost);
+  if (small)
+    detail::launch_reduction<std::int32_t>(red, plan, in, ix, flat, out, device, st);
+  else
+    detail::launch_reduction<std::int64_t>(red, plan, in, ix, flat, out, device, st);
+}
+
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+
+#endif  // __CUDACC__
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_REDUCE_HPP
+// end of <metagrad/backend/cuda/reduce.hpp>
+// #include <metagrad/backend/cuda/runtime.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_RUNTIME_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_RUNTIME_HPP
+// metagrad/backend/cuda/runtime.hpp — the CUDA runtime services every other CUDA header uses: status checks
+// that throw cuda_error, the device count, a device guard, one stream per device, a stream-ordered caching
+// allocator (no cudaMalloc in steady state; current / peak / reserved statistics), pinned staging for host
+// copies, and the memory hooks through which core/ Storage and Tensor reach device memory. Needs nvcc;
+// include <metagrad/metagrad.hpp> (or <metagrad/cuda.hpp>) instead.
+
+#if defined(__CUDACC__)
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/device.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/storage.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+
+/// Throws cuda_error naming `what` (the call), the error's name, code and text when `status` is not
+/// cudaSuccess. The sticky error state of the runtime is cleared first where it can be.
+inline void check(cudaError_t status, const char* what) {
+  if (status == cudaSuccess) return;
+  (void)cudaGetLastError();
+  throw cuda_error(std::string(what) + " failed: " + cudaGetErrorName(status) + " (" +
+                   std::to_string(static_cast<int>(status)) + "): " + cudaGetErrorString(status));
+}
+
+/// Number of CUDA devices visible (0 when there is no driver or no GPU; never throws).
+inline int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError();  // clear the "no device" / "insufficient driver" error
+    return 0;
+  }
+  return n;
+}
+
+/// True when at least one CUDA device can be used.
+inline bool is_available() { return device_count() > 0; }
+
+/// @throws device_error when `device` is not a CUDA device of this machine.
+inline void check_device(Device device, const char* what) {
+  if (!device.is_cuda()) throw device_error(std::string(what) + ": " + device.str() + " is not a CUDA device");
+  const int n = device_count();
+  if (device.index() < 0 || device.index() >= n)
+    throw device_error(std::string(what) + ": " + device.str() + " does not exist (this machine has " +
+                       std::to_string(n) + " CUDA device" + (n == 1 ? "" : "s") + ")");
+}
+
+/// Makes `device` current for its lifetime and restores the previous one after (only when they differ).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    check(cudaGetDevice(&prev_), "cudaGetDevice");
+    if (prev_ != device) check(cudaSetDevice(device), "cudaSetDevice");
+    changed_ = prev_ != device;
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+  ~DeviceGuard() {
+    if (changed_) (void)cudaSetDevice(prev_);
+  }
+
+ private:
+  int prev_ = 0;
+  bool changed_ = false;
+};
+
+namespace detail {
+inline std::mutex& runtime_mutex() {
+  static std::mutex m;
+  return m;
+}
+inline std::unordered_map<int, cudaStream_t>& streams() {
+  static auto* s = new std::unordered_map<int, cudaStream_t>();  // never destroyed: outlives static teardown
+  return *s;
+}
+}  // namespace detail
+
+/// The stream metagrad's kernels and library calls use on `device`: one per device, created (non-blocking
+/// with respect to the legacy default stream) on first use, unless set_stream() chose another.
+inline cudaStream_t stream(int device) {
+  std::lock_guard<std::mutex> lock(detail::runtime_mutex());
+  auto& s = detail::streams();
+  auto it = s.find(device);
+  if (it != s.end()) return it->second;
+  DeviceGuard g(device);
+  cudaStream_t st = nullptr;
+  check(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+  s[device] = st;
+  return st;
+}
+
+/// Makes metagrad use `s` (the caller's stream, which must outlive its use) on `device`. Memory the
+/// caching allocator holds was freed in the order of the previous stream: synchronise it before switching.
+inline void set_stream(int device, cudaStream_t s) {
+  const cudaStream_t old = stream(device);
+  {
+    DeviceGuard g(device);
+    check(cudaStreamSynchronize(old), "cudaStreamSynchronize");
+  }
+  std::lock_guard<std::mutex> lock(detail::runtime_mutex());
+  detail::streams()[device] = s;
+}
+
+/// Waits for all work metagrad queued on `device`. @throws cuda_error with the first asynchronous error.
+inline void synchronize(int device = 0) {
+  DeviceGuard g(device);
+  check(cudaStreamSynchronize(stream(device)), "cudaStreamSynchronize");
+}
+
+/// Device memory statistics of the caching allocator, in bytes. `current` is held by live tensors and
+/// workspaces, `reserved` is what cudaMalloc gave the cache (current + cached free blocks), `peak` the
+/// highest `current` since the last reset; `device_mallocs` counts cudaMalloc calls (flat in steady state).
+struct DeviceMemoryStats {
+  std::int64_t current_bytes = 0;
+  std::int64_t peak_bytes = 0;
+  std::int64_t reserved_bytes = 0;
+  std::int64_t peak_reserved_bytes = 0;
+  std::int64_t device_mallocs = 0;
+  std::int64_t requests = 0;
+};
+
+/// A stream-ordered caching allocator. Freed blocks go back to a per-device pool and are handed out again
+/// to later requests on the same stream: work queued on one stream runs in order, so a block freed there
+/// may be reused by the next kernel without synchronising. Small requests are rounded to 512 bytes, large
+/// ones to 2 MiB; a cached block is reused for a request when it is at most twice its size (so a large
+/// block is not pinned by a small tensor). When cudaMalloc fails the cache is released and the call is
+/// retried once before cuda_error (naming the size and the statistics) is thrown.
+class CachingAllocator {
+ public:
+  /// Device memory of at least `bytes` bytes on `device`, ordered on stream(device). Null for 0 bytes.
+  void* allocate(std::size_t bytes, int device) {
+    if (bytes == 0) return nullptr;
+    const std::size_t size = round_size(bytes);
+    const cudaStream_t st = stream(device);
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& pool = pools_[device];
+    auto& stats = pool.stats;
+    ++stats.requests;
+    auto it = pool.free.lower_bound(Key{st, size});
+    if (it != pool.free.end() && it->first.stream == st && it->first.size <= 2 * size) {
+      void* p = it->second;
+      const std::size_t got = it->first.size;
+      pool.free.erase(it);
+      live_[p] = Live{device, got, st};
+      add_current(stats, static_cast<std::int64_t>(got));
+      return p;
+    }
+    void* p = nullptr;
+    {
+      DeviceGuard g(device);
+      cudaError_t e = cudaMalloc(&p, size);
+      if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        release_cached(device, pool);
+        e = cudaMalloc(&p, size);
+      }
+      if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        throw cuda_error("cudaMalloc of " + std::to_string(size) + " bytes on cuda:" + std::to_string(device) +
+                         " failed: " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e) + " (metagrad holds " +
+                         std::to_string(stats.current_bytes) + " bytes in tensors, " +
+                         std::to_string(stats.reserved_bytes) + " reserved)");
+      }
+    }
+    ++stats.device_mallocs;
+    stats.reserved_bytes += static_cast<std::int64_t>(size);
+    if (stats.reserved_bytes > stats.peak_reserved_bytes) stats.peak_reserved_bytes = stats.reserved_bytes;
+    live_[p] = Live{device, size, st};
+    add_current(stats, static_cast<std::int64_t>(size));
+    return p;
+  }
+
+  /// Returns a block to its pool (no device call). Unknown pointers are ignored.
+  void deallocate(void* p) {
+    if (!p) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = live_.find(p);
+    if (it == live_.end()) return;
+    const Live l = it->second;
+    live_.erase(it);
+    auto& pool = pools_[l.device];
+    pool.stats.current_bytes -= static_cast<std::int64_t>(l.size);
+    pool.free.emplace(Key{l.stream, l.size}, p);
+  }
+
+  /// Gives every cached (free) block of every device back to CUDA; live tensors keep theirs.
+  void empty_cache() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& [device, pool] : pools_) release_cached(device, pool);
+  }
+
+  DeviceMemoryStats stats(int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return pools_[device].stats;
+  }
+  void reset_peak(int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& s = pools_[device].stats;
+    s.peak_bytes = s.current_bytes;
+    s.peak_reserved_bytes = s.reserved_bytes;
+  }
+
+  /// Requests are served in these units (exposed for tests of the size classes).
+  static std::size_t round_size(std::size_t bytes) {
+    constexpr std::size_t small_unit = 512, large_unit = std::size_t(2) << 20, small_limit = std::size_t(1) << 20;
+    const std::size_t unit = bytes <= small_limit ? small_unit : large_unit;
+    return (bytes + unit - 1) / unit * unit;
+  }
+
+ private:
+  struct Key {
+    cudaStream_t stream;
+    std::size_t size;
+    bool operator<(const Key& o) const {
+      const auto a = reinterpret_cast<std::uintptr_t>(stream), b = reinterpret_cast<std::uintptr_t>(o.stream);
+      return a != b ? a < b : size < o.size;
+    }
+  };
+  struct Live {
+    int device;
+    std::size_t size;
+    cudaStream_t stream;
+  };
+  struct Pool {
+    std::multimap<Key, void*> free;
+    DeviceMemoryStats stats;
+  };
+
+  static void add_current(DeviceMemoryStats& s, std::int64_t n) {
+    s.current_bytes += n;
+    if (s.current_bytes > s.peak_bytes) s.peak_bytes = s.current_bytes;
+  }
+  static void release_cached(int device, Pool& pool) {
+    if (pool.free.empty()) return;
+    DeviceGuard g(device);
+    // Blocks freed on a stream may still be read by queued work: let it finish first.
+    (void)cudaDeviceSynchronize();
+    for (auto& [key, p] : pool.free) {
+      (void)cudaFree(p);
+      pool.stats.reserved_bytes -= static_cast<std::int64_t>(key.size);
+    }
+    pool.free.clear();
+  }
+
+  std::mutex mutex_;
+  std::unordered_map<void*, Live> live_;
+  std::unordered_map<int, Pool> pools_;
+};
+
+/// The process's caching allocator (never destroyed: tensors may be freed during static destruction).
+inline CachingAllocator& allocator() {
+  static auto* a = new CachingAllocator();
+  return *a;
+}
+
+/// Statistics of the caching allocator on `device`.
+inline DeviceMemoryStats memory_stats(int device = 0) { return allocator().stats(device); }
+/// Starts peak_bytes afresh from current_bytes.
+inline void reset_peak_memory_stats(int device = 0) { allocator().reset_peak(device); }
+/// Releases cached free blocks to the driver (tensors keep theirs).
+inline void empty_cache() { allocator().empty_cache(); }
+
+/// Device memory from the caching allocator held for a scope (library workspaces, temporaries).
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(std::size_t bytes, int device) : ptr_(allocator().allocate(bytes, device)), bytes_(bytes) {}
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = nullptr; }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    std::swap(ptr_, o.ptr_);
+    std::swap(bytes_, o.bytes_);
+    return *this;
+  }
+  ~DeviceBuffer() { allocator().deallocate(ptr_); }
+  void* get() const { return ptr_; }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+namespace detail {
+// Two pinned buffers: host memory is copied into one while the other is on its way to the device, so a
+// large transfer runs at the speed of pinned copies without pinning the caller's memory.
+struct PinnedStaging {
+  static constexpr std::size_t chunk = std::size_t(4) << 20;
+  void* buf[2] = {nullptr, nullptr};
+  cudaEvent_t done[2] = {nullptr, nullptr};
+  std::mutex mutex;
+};
+inline PinnedStaging& staging() {
+  static auto* s = new PinnedStaging();
+  return *s;
+}
+
+// Below this size a plain cudaMemcpy (the driver stages it) is as fast as the pipeline.
+inline constexpr std::size_t staging_threshold = std::size_t(1) << 20;
+
+inline void copy_host_to_device(void* dst, const void* src, std::size_t bytes, int device) {
+  DeviceGuard g(device);
+  const cudaStream_t st = stream(device);
+  if (bytes < staging_threshold) {
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st), "cudaMemcpyAsync (host to device)");
+    check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+    return;
+  }
+  auto& s = staging();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  for (int i = 0; i < 2; ++i)
+    if (!s.buf[i]) {
+      check(cudaHostAlloc(&s.buf[i], PinnedStaging::chunk, cudaHostAllocDefault), "cudaHostAlloc (staging)");
+      check(cudaEventCreateWithFlags(&s.done[i], cudaEventDisableTiming), "cudaEventCreate");
+    }
+  std::size_t off = 0;
+  for (int k = 0; off < bytes; k ^= 1) {
+    const std::size_t n = bytes - off < PinnedStaging::chunk ? bytes - off : PinnedStaging::chunk;
+    check(cudaEventSynchronize(s.done[k]), "cudaEventSynchronize (staging)");
+    std::memcpy(s.buf[k], static_cast<const char*>(src) + off, n);
+    check(cudaMemcpyAsync(static_cast<char*>(dst) + off, s.buf[k], n, cudaMemcpyHostToDevice, st),
+          "cudaMemcpyAsync (host to device)");
+    check(cudaEventRecord(s.done[k], st), "cudaEventRecord");
+    off += n;
+  }
+  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+}
+
+inline void copy_device_to_host(void* dst, const void* src, std::size_t bytes, int device) {
+  DeviceGuard g(device);
+  const cudaStream_t st = stream(device);
+  if (bytes < staging_threshold) {
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync (device to host)");
+    check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+    return;
+  }
+  auto& s = staging();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  for (int i = 0; i < 2; ++i)
+    if (!s.buf[i]) {
+      check(cudaHostAlloc(&s.buf[i], PinnedStaging::chunk, cudaHostAllocDefault), "cudaHostAlloc (staging)");
+      check(cudaEventCreateWithFlags(&s.done[i], cudaEventDisableTiming), "cudaEventCreate");
+    }
+  // Chunk k is copied out of its pinned buffer while chunk k + 1 is in flight into the other one.
+  std::size_t off = 0, pending_off = 0, pending_n = 0;
+  int pending = -1;
+  for (int k = 0; off < bytes; k ^= 1) {
+    const std::size_t n = bytes - off < PinnedStaging::chunk ? bytes - off : PinnedStaging::chunk;
+    check(cudaMemcpyAsync(s.buf[k], static_cast<const char*>(src) + off, n, cudaMemcpyDeviceToHost, st),
+          "cudaMemcpyAsync (device to host)");
+    check(cudaEventRecord(s.done[k], st), "cudaEventRecord");
+    if (pending >= 0) {
+      check(cudaEventSynchronize(s.done[pending]), "cudaEventSynchronize (staging)");
+      std::memcpy(static_cast<char*>(dst) + pending_off, s.buf[pending], pending_n);
+    }
+    pending = k;
+    pending_off = off;
+    pending_n = n;
+    off += n;
+  }
+  check(cudaEventSynchronize(s.done[pending]), "cudaEventSynchronize (staging)");
+  std::memcpy(static_cast<char*>(dst) + pending_off, s.buf[pending], pending_n);
+}
+
+// The core/ memory hooks (core/storage.hpp): how Storage and Tensor reach device memory from here.
+inline void* hook_allocate(std::size_t bytes, Device d) {
+  check_device(d, "allocate");
+  return allocator().allocate(bytes, d.index());
+}
+inline void hook_deallocate(void* p, Device) { allocator().deallocate(p); }
+inline void hook_copy(void* dst, Device dd, const void* src, Device sd, std::size_t bytes) {
+  if (bytes == 0) return;
+  if (dd.is_cuda() && sd.is_cpu()) return copy_host_to_device(dst, src, bytes, dd.index());
+  if (dd.is_cpu() && sd.is_cuda()) return copy_device_to_host(dst, src, bytes, sd.index());
+  if (dd.is_cuda() && sd.is_cuda()) {
+    DeviceGuard g(dd.index());
+    const cudaStream_t st = stream(dd.index());
+    if (dd.index() != sd.index()) {
+      // The source's producer ran on the source device's stream: finish it before the peer copy.
+      {
+        DeviceGuard gs(sd.index());
+        check(cudaStreamSynchronize(stream(sd.index())), "cudaStreamSynchronize");
+      }
+      check(cudaMemcpyPeerAsync(dst, dd.index(), src, sd.index(), bytes, st), "cudaMemcpyPeerAsync");
+    } else {
+      check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st), "cudaMemcpyAsync (device to device)");
+    }
+    return;
+  }
+  std::memcpy(dst, src, bytes);
+}
+inline void hook_fill_zero(void* p, std::size_t bytes, Device d) {
+  DeviceGuard g(d.index());
+  check(cudaMemsetAsync(p, 0, bytes, stream(d.index())), "cudaMemsetAsync");
+}
+inline void hook_synchronize(Device d) { synchronize(d.index()); }
+
+inline bool install_memory_hooks() {
+  auto& h = metagrad::detail::device_memory_hooks();
+  h.allocate = &hook_allocate;
+  h.deallocate = &hook_deallocate;
+  h.copy = &hook_copy;
+  h.fill_zero = &hook_fill_zero;
+  h.synchronize = &hook_synchronize;
+  return true;
+}
+// Installed during static initialisation of any program with a translation unit that includes this file.
+inline const bool memory_hooks_installed = install_memory_hooks();
+}  // namespace detail
+
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+
+#endif  // __CUDACC__
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_RUNTIME_HPP
+// end of <metagrad/backend/cuda/runtime.hpp>
+#endif
+
+METAGRAD_NAMESPACE_BEGIN
+
+namespace detail {
+/// @throws device_error: `what` was asked of a CUDA device in a file without the CUDA backend.
+[[noreturn]] inline void no_cuda_backend(const char* what, Device device) {
+  throw device_error(std::string(what) + " on " + device.str() +
+                     ": this translation unit was not compiled by nvcc, so it has no CUDA kernels; compile the "
+                     "file that evaluates CUDA tensors with nvcc (CMake: a .cu source linked to metagrad::cuda)");
+}
+}  // namespace detail
+
+/// Evaluates `plan` (lowered at `shape`) into `out` (strides `strides`) on `device`: one fused loop nest on
+/// the CPU, one kernel on CUDA.
+template <class T, int R, class Plan>
+void run_fill(Device device, T* out, const Strides<R>& strides, const Shape<R>& shape, const Plan& plan) {
+  if (device.is_cpu()) {
+    cpu::run_elementwise(out, strides, shape, plan);
+    return;
+  }
+#if defined(__CUDACC__)
+  cuda::run_elementwise(out, strides, shape, plan, device.index());
+#else
+  detail::no_cuda_backend("elementwise evaluation", device);
+#endif
+}
+
+/// Reduces `plan` (lowered at its own shape `in`) over the axes where reduce[d] is true into out, whose
+/// strides are given at the input's rank, on `device`.
+template <class Red, class Plan, class Out, int R>
+void run_reduction(Device device, const Red& red, const Plan& plan, const Shape<R>& in, const Array<bool, R>& reduce,
+                   Out* out, const Strides<R>& out_strides) {
+  if (device.is_cpu()) {
+    with_static_plan(plan, [&](const auto& p) { cpu::reduce(red, p, in, reduce, out, out_strides); });
+    return;
+  }
+#if defined(__CUDACC__)
+  with_static_plan(plan,
+                   [&](const auto& p) { cuda::run_reduction(red, p, in, reduce, out, out_strides, device.index()); });
+#else
+  detail::no_cuda_backend(Red::name, device);
+#endif
+}
+
+/// Runs one (strided-batched) GEMM on `call.device`.
+template <class T>
+void run_gemm(const GemmCall<T>& call) {
+  if (call.device.is_cpu()) {
+    cpu::run_gemm(call);
+    return;
+  }
+#if defined(__CUDACC__)
+  cuda::run_gemm(call);
+#else
+  detail::no_cuda_backend("matmul", call.device);
+#endif
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/backend/dispatch.hpp>
+
+METAGRAD_NAMESPACE_BEGIN
+
+namespace detail {
+
+/// True when a plan reads the memory of `dst` other than exactly element-for-element.
+template <class Plan, class T, int R>
+bool reads_other_elements_of(const Plan& plan, const Tensor<T, R>& dst) {
+  if (!dst.defined() || dst.numel() == 0) return false;
+  const auto r = offset_range(dst.shape(), dst.strides());
+  const char* dlo = reinterpret_cast<const char*>(dst.data() + r.lo);
+  const char* dhi = reinterpret_cast<const char*>(dst.data() + r.hi + 1);
+  bool hazard = false;
+  plan.visit_leaves(
+      [&](const void* ptr, const void* lo, const void* hi, const auto& strides, bool remapped) {
+        const char* l = static_cast<const char*>(lo);
+        const char* h = static_cast<const char*>(hi);
+        if (h <= dlo || l >= dhi) return;
+        bool same = !remapped && ptr == static_cast<const void*>(dst.data());
+        if constexpr (std::remove_cvref_t<decltype(strides)>::size() == R)
+          for (int d = 0; d < R; ++d) same &= strides[d] == dst.strides()[d] || dst.shape()[d] == 1;
+        else
+          same = false;
+        hazard |= !same;
+      },
+      false, dst.shape());
+  return hazard;
+}
+
+template <class T, int R>
+struct assigner<Tensor<T, R>> {
+  using Dst = Tensor<T, R>;
+
+  /// dst = e: in place when dst already has e's shape, else into new storage (then re-seats dst).
+  template <class E>
+  static void assign(Dst& dst, const E& e) {
+    const auto es = e.shape();
+    Shape<R> s;
+    for (int d = 0; d < R; ++d) s[d] = d < R - E::rank ? 1 : es[d - (R - E::rank)];
+    if (dst.defined() && dst.shape() == s) {
+      write(dst, e);
+    } else {
+      // A new tensor lives where the expression's data does (the destination's device for one that reads
+      // no tensor).
+      const Device dev = expr_device(e, "assign").value_or(dst.defined() ? dst.device() : Device::cpu());
+      Dst fresh;
+      fresh.allocate(s, dev);
+      write(fresh, e);
+      dst = std::move(fresh);
+    }
+  }
+
+  /// dst.assign(e): into dst's existing memory; e must broadcast to dst's shape.
+  template <class E>
+  static void assign_inplace(Dst& dst, const E& e) {
+    if (!dst.defined()) throw shape_error("assign: the destination tensor is empty (default-constructed)");
+    check_broadcastable_to(e.shape(), dst.shape(), "assign");
+    write(dst, e);
+  }
+
+  template <class Plan>
+  static void run_copy(Dst& dst, const Plan& plan) {
+    run_fill(dst.device(), dst.data(), dst.strides(), dst.shape(), plan);
+  }
+
+  template <class E>
+  static void write(Dst& dst, const E& e) {
+    // An expression over another device's tensors is evaluated there, then copied across (a host tensor
+    // assigned a CUDA expression, or the reverse).
+    if (const auto ed = expr_device(e, "assign"); ed && *ed != dst.device()) {
+      Dst tmp;
+      tmp.allocate(dst.shape(), *ed);
+      write(tmp, e);
+      if (dst.is_contiguous()) {
+        copy_bytes(dst.data(), dst.device(), tmp.data(), *ed, static_cast<std::size_t>(dst.numel()) * sizeof(T));
+      } else {
+        const Dst moved = tmp.to(dst.device());
+        run_copy(dst, lower_expr(moved, dst.shape()));
+      }
+      return;
+    }
+    if constexpr (requires {
+                    e.rhs().accumulate_into(dst);
+                    e.lhs().data();
+                  }) {
+      // dst = dst + boundary (what dst += matmul(a, b) becomes): accumulate in the library call (beta = 1).
+      if constexpr (std::is_same_v<std::remove_cvref_t<decltype(e.op())>, ops::Add> &&
+                    std::is_same_v<std::remove_cvref_t<decltype(e.lhs())>, Dst> &&
+                    std::remove_cvref_t<decltype(e.rhs())>::rank == R) {
+        const auto& l = e.lhs();
+        if (l.data() == dst.data() && l.shape() == dst.shape() && l.strides() == dst.strides() &&
+            e.rhs().shape() == dst.shape()) {
+          e.rhs().accumulate_into(dst);
+          return;
+        }
+      }
+    }
+    if constexpr (boundary_expression<E>) {
+      // A node a Program has already evaluated into its slot is read, not evaluated again.
+      bool fused = false;  // a sum_to that is its operand this run has nothing in its slot
+      if constexpr (requires { e.materialised(); }) fused = !e.materialised();
+      if (const auto* slot = e.bound_slot(); slot && !fused) {
+        if constexpr (E::rank == R) {
+          if (slot->data() != dst.data()) run_copy(dst, lower_expr(*slot, dst.shape()));
+          return;
+        }
+      }
+    }
+    if constexpr (E::rank == R && requires { e.eval_into(dst); }) {
+      if (e.shape() == dst.shape()) {  // destination passing: a boundary node at the root writes directly
+        e.eval_into(dst);
+        return;
+      }
+    }
+    const auto plan = lower_expr(e, dst.shape());
+    if (reads_other_elements_of(plan, dst)) {
+      Dst tmp;
+      tmp.allocate(dst.shape(), dst.device());
+      run_fill(dst.device(), tmp.data(), tmp.strides(), tmp.shape(), plan);
+      run_copy(dst, lower_expr(tmp, dst.shape()));
+    } else {
+      run_copy(dst, plan);
+    }
+  }
+};
+
+}  // namespace detail
+
+/// Evaluates an expression into a new tensor of its own shape and dtype (one fused pass).
+template <expression E>
+auto eval(const E& e) {
+  using ER = std::remove_cvref_t<E>;
+  return Tensor<typename ER::value_type, ER::rank>(e);
+}
+
+/// A contiguous tensor with the expression's values: the tensor itself when it already is contiguous
+/// (no copy), otherwise one fused pass.
+template <expression E>
+auto contiguous(const E& e) {
+  using ER = std::remove_cvref_t<E>;
+  if constexpr (is_tensor_v<ER>) {
+    if (e.is_contiguous()) return e;
+    return e.clone();
+  } else {
+    return eval(e);
+  }
+}
+
+/// The text form of an expression (evaluated first), as for a tensor.
+template <expression E>
+requires(!is_tensor_v<std::remove_cvref_t<E>>) std::string to_string(const E& e) { return to_string(eval(e)); }
+
+/// Prints an expression by evaluating it first.
+template <expression E>
+requires(!is_tensor_v<std::remove_cvref_t<E>>) std::ostream& operator<<(std::ostream& os, const E& e) {
+  return os << eval(e);
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/backend/cpu/assign.hpp>
+// #include <metagrad/backend/cpu/conv.hpp>
+// metagrad/backend/cpu/conv.hpp — the CPU answer to run_conv2d(Conv2dCall) (expr/conv.hpp): 2-D convolution
+// forward, backward-data and backward-weight, by oneDNN when the build has it (METAGRAD_WITH_DNNL) and by
+// im2col + GEMM (cpu::gemm: CBLAS or the built-in kernel) always. Both are callable directly
+// (cpu::conv2d_im2col, cpu::conv2d_onednn) and cpu::set_conv_algorithm() pins one, for tests and benchmarks.
+// Include <metagrad/metagrad.hpp> instead.
+//
+// im2col: for each image and group, the input patches are unrolled into a [C_in/g kH kW, OH OW] matrix
+// (zeros where the window reaches into the padding), and the convolution is one GEMM with the weights
+// viewed as [C_out/g, C_in/g kH kW]. Backward-data is the transposed GEMM followed by col2im (patches
+// added back into the input's shape); backward-weight is a GEMM of the output adjoint with the unrolled
+// input, summed over the batch. A 1x1 convolution with stride 1 and no padding needs no unrolling. Small
+// images run side by side on the CPU threads (one GEMM per image on each thread); images too large for
+// that run one after another, each GEMM threaded.
+//
+// oneDNN: a primitive per (pass, geometry, thread count), created on first use and cached per thread, so
+// a training loop creates none after its first step. The operands stay in metagrad's plain NCHW / OIHW
+// layouts; the primitive works on the blocked layouts oneDNN picks for speed (format_tag::any), with
+// reorders in and out: with plain layouts this oneDNN (2.6) falls back to its slower GEMM convolution.
+// oneDNN here runs on OpenMP and reads the thread count (set_num_threads) when a primitive is created,
+// hence the thread count in the cache key.
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/expr/conv.hpp> (inlined above)
+// #include <metagrad/backend/cpu/gemm.hpp> (inlined above)
 // #include <metagrad/backend/cpu/parallel.hpp> (inlined above)
 
 // nvcc 13's front end stops with an internal error inside <oneapi/dnnl/dnnl.hpp>, so a translation unit
@@ -10299,33 +13091,7 @@ METAGRAD_NAMESPACE_END
 // end of <metagrad/backend/cpu/conv.hpp>
 // #include <metagrad/backend/cpu/elementwise.hpp> (inlined above)
 // #include <metagrad/backend/cpu/gemm.hpp> (inlined above)
-// #include <metagrad/backend/cpu/matmul.hpp>
-// metagrad/backend/cpu/matmul.hpp — the CPU answers to the hooks of boundary nodes in expr/: run_gemm (one
-// strided-batched GEMM, through cpu::gemm_batched: CBLAS when found, else the built-in kernel) and run_fill
-// (a plan evaluated into a buffer). Include <metagrad/metagrad.hpp> instead.
-
-// #include <metagrad/core/shape.hpp> (inlined above)
-// #include <metagrad/expr/matmul.hpp> (inlined above)
-// #include <metagrad/backend/cpu/elementwise.hpp> (inlined above)
-// #include <metagrad/backend/cpu/gemm.hpp> (inlined above)
-
-METAGRAD_NAMESPACE_BEGIN
-
-/// Runs one GemmCall on the CPU.
-template <class T>
-void run_gemm(const GemmCall<T>& c) {
-  cpu::gemm_batched<T>(c.batch, c.trans_a, c.trans_b, c.m, c.n, c.k, c.alpha, c.a, c.lda, c.stride_a, c.b, c.ldb,
-                       c.stride_b, c.beta, c.c, c.ldc, c.stride_c);
-}
-
-/// Evaluates `plan` (lowered at `shape`) into out.
-template <class T, int R, class Plan>
-void run_fill(T* out, const Strides<R>& strides, const Shape<R>& shape, const Plan& plan) {
-  cpu::run_elementwise(out, strides, shape, plan);
-}
-
-METAGRAD_NAMESPACE_END
-// end of <metagrad/backend/cpu/matmul.hpp>
+// #include <metagrad/backend/cpu/matmul.hpp> (inlined above)
 // #include <metagrad/backend/cpu/parallel.hpp> (inlined above)
 // #include <metagrad/backend/cpu/pool.hpp>
 // metagrad/backend/cpu/pool.hpp — the CPU answers to the pooling hooks of expr/pool.hpp: run_pool2d
@@ -10603,260 +13369,7 @@ void run_avg_pool2d_backward(const Pool2dCall<T>& call, const GPlan& gp) {
 
 METAGRAD_NAMESPACE_END
 // end of <metagrad/backend/cpu/pool.hpp>
-// #include <metagrad/backend/cpu/reduce.hpp>
-// metagrad/backend/cpu/reduce.hpp — the CPU driver of reductions over any set of axes, with the
-// elementwise input fused in (the input is a plan; nothing is materialised). Three loop shapes:
-// reduced axes trailing (contiguous runs, vector lanes), reduced axes leading (rows accumulated into a
-// vector of partial results), and a general multi-index walk. Include <metagrad/metagrad.hpp> instead.
-
-#include <vector>
-
-// #include <metagrad/core/config.hpp> (inlined above)
-// #include <metagrad/core/shape.hpp> (inlined above)
-// #include <metagrad/backend/cpu/parallel.hpp> (inlined above)
-
-METAGRAD_NAMESPACE_BEGIN
-namespace cpu {
-
-namespace detail {
-// Independent accumulators per run, so a sum is not one serial chain of dependent adds and the compiler
-// can keep them in one vector register.
-inline constexpr int reduce_lanes = 8;
-
-// One accumulator in a vector: a std::vector<bool> of the all/any accumulators would pack them into bits,
-// which cannot bind to Acc& and which two threads cannot write side by side.
-template <class Acc>
-struct AccCell {
-  Acc a;
-};
-
-template <class T, class Red, class Get>
-auto reduce_run(const Red& red, index_t n, Get&& get) {
-  using Acc = typename Red::template acc_t<T>;
-  Acc lanes[reduce_lanes];
-  for (int k = 0; k < reduce_lanes; ++k) lanes[k] = red.template init<T>();
-  index_t r = 0;
-  // The fused input is first evaluated a chunk at a time into an L1-resident buffer: that loop is the
-  // plain elementwise loop, which vectorises however heavy the math, where interleaving it with the
-  // accumulator updates does not. Summing the buffer is then cheap.
-  constexpr index_t chunk = 512;
-  T buf[chunk];
-  for (; r + chunk <= n; r += chunk) {
-    METAGRAD_SIMD_LOOP
-    for (index_t j = 0; j < chunk; ++j) buf[j] = get(r + j);
-    for (index_t j = 0; j < chunk; j += reduce_lanes)
-      for (int k = 0; k < reduce_lanes; ++k) red.template add<T>(lanes[k], buf[j + k], r + j + k);
-  }
-  for (; r + reduce_lanes <= n; r += reduce_lanes)
-    for (int k = 0; k < reduce_lanes; ++k) red.template add<T>(lanes[k], get(r + k), r + k);
-  for (; r < n; ++r) red.template add<T>(lanes[r % reduce_lanes], get(r), r);
-  Acc acc = lanes[0];
-  for (int k = 1; k < reduce_lanes; ++k) acc = red.template merge<T>(acc, lanes[k]);
-  return acc;
-}
-}  // namespace detail
-
-/// Reduces `plan` (lowered at its own shape `in`) over the axes where reduce[d] is true, writing
-/// red.finish(...) for each kept position to out, whose strides are given at the input's rank (the value
-/// on reduced axes is ignored).
-template <class Red, class Plan, class Out, int R>
-void reduce(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bool, R>& reduce, Out* out,
-            const Strides<R>& out_strides) {
-  using T = typename Plan::value_type;
-  using Acc = typename Red::template acc_t<T>;
-  index_t M = 1, N = 1;
-  int first_red = R, last_kept = -1;
-  for (int d = 0; d < R; ++d) {
-    if (reduce[d]) {
-      N *= in[d];
-      if (first_red == R) first_red = d;
-    } else {
-      M *= in[d];
-      last_kept = d;
-    }
-  }
-  if (M == 0) return;
-  // Offset in `out` of kept position m (row-major over the kept axes).
-  auto out_offset = [&](index_t m) {
-    index_t off = 0;
-    for (int d = R - 1; d >= 0; --d)
-      if (!reduce[d]) {
-        off += (m % in[d]) * out_strides[d];
-        m /= in[d];
-      }
-    return off;
-  };
-  const bool flat = plan.is_flat();
-  const bool suffix = last_kept < first_red;  // every reduced axis after every kept one
-  bool prefix = true;                         // every reduced axis before every kept one
-  for (int d = 0, seen_kept = 0; d < R; ++d) {
-    if (!reduce[d])
-      seen_kept = 1;
-    else if (seen_kept)
-      prefix = false;
-  }
-
-  if (flat && suffix) {
-    if (M == 1) {
-      // One result: split the range over threads, merge the partials in order (deterministic).
-      const int chunks = static_cast<int>(std::min<index_t>(num_threads(), (N + parallel_grain - 1) / parallel_grain));
-      // Partials live on the stack for any sane thread count (steady-state runs must not allocate).
-      const std::size_t nparts = static_cast<std::size_t>(chunks > 0 ? chunks : 1);
-      detail::AccCell<Acc> small[64];
-      std::vector<detail::AccCell<Acc>> big;
-      if (nparts > 64) big.resize(nparts);
-      detail::AccCell<Acc>* part = nparts > 64 ? big.data() : small;
-      for (std::size_t c = 0; c < nparts; ++c) part[c].a = red.template init<T>();
-      parallel_for(
-          chunks,
-          [&](index_t cb, index_t ce) {
-            for (index_t c = cb; c < ce; ++c) {
-              const index_t b = N * c / chunks, e = N * (c + 1) / chunks;
-              Acc a = detail::reduce_run<T>(red, e - b, [&](index_t r) { return plan.flat(b + r); });
-              // Positions inside a chunk are relative; shift them by re-merging with an offset-aware add.
-              if constexpr (requires { a.index; }) a.index = a.index >= 0 ? a.index + b : a.index;
-              part[static_cast<std::size_t>(c)].a = a;
-            }
-          },
-          parallel_grain, 1);
-      Acc acc = part[0].a;
-      for (std::size_t c = 1; c < nparts; ++c) acc = red.template merge<T>(acc, part[c].a);
-      out[0] = static_cast<Out>(red.template finish<T>(acc, N));
-      return;
-    }
-    parallel_for(
-        M,
-        [&](index_t mb, index_t me) {
-          for (index_t m = mb; m < me; ++m) {
-            const index_t base = m * N;
-            const Acc a = detail::reduce_run<T>(red, N, [&](index_t r) { return plan.flat(base + r); });
-            out[out_offset(m)] = static_cast<Out>(red.template finish<T>(a, N));
-          }
-        },
-        N, 1);
-    return;
-  }
-
-  if (flat && prefix) {
-    // Element (r, m) is flat(r * M + m): walk rows, accumulating a vector of M partial results.
-    parallel_for(
-        M,
-        [&](index_t mb, index_t me) {
-          // Per-thread scratch that only grows, so steady-state runs allocate nothing.
-          thread_local std::vector<detail::AccCell<Acc>> acc;
-          if (acc.size() < static_cast<std::size_t>(me - mb)) acc.resize(static_cast<std::size_t>(me - mb));
-          for (index_t m = mb; m < me; ++m) acc[static_cast<std::size_t>(m - mb)].a = red.template init<T>();
-          for (index_t r = 0; r < N; ++r) {
-            const index_t base = r * M;
-            for (index_t m = mb; m < me; ++m)
-              red.template add<T>(acc[static_cast<std::size_t>(m - mb)].a, plan.flat(base + m), r);
-          }
-          for (index_t m = mb; m < me; ++m)
-            out[out_offset(m)] = static_cast<Out>(red.template finish<T>(acc[static_cast<std::size_t>(m - mb)].a, N));
-        },
-        N);
-    return;
-  }
-
-  if (prefix && N > 1) {
-    // Reduced axes leading, input not flat (a broadcast or a view inside it): walk the input in row-major
-    // order through multi-indices, rows of reduced positions outside, kept positions inside, so that the
-    // reads stay sequential and each output keeps one accumulator (not a column walk per output).
-    int nred = 0;
-    for (int d = 0; d < R; ++d) nred += reduce[d] ? 1 : 0;
-    parallel_for(
-        M,
-        [&](index_t mb, index_t me) {
-          thread_local std::vector<detail::AccCell<Acc>> acc;
-          if (acc.size() < static_cast<std::size_t>(me - mb)) acc.resize(static_cast<std::size_t>(me - mb));
-          for (index_t m = mb; m < me; ++m) acc[static_cast<std::size_t>(m - mb)].a = red.template init<T>();
-          Array<index_t, R> idx{};
-          for (index_t r = 0; r < N; ++r) {
-            index_t rem = r;
-            for (int d = nred - 1; d >= 0; --d) {
-              idx[d] = rem % in[d];
-              rem /= in[d];
-            }
-            rem = mb;
-            for (int d = R - 1; d >= nred; --d) {
-              idx[d] = rem % in[d];
-              rem /= in[d];
-            }
-            for (index_t m = mb; m < me; ++m) {
-              red.template add<T>(acc[static_cast<std::size_t>(m - mb)].a, plan.at(idx), r);
-              for (int d = R - 1; d >= nred; --d) {  // odometer over the kept axes
-                if (++idx[d] < in[d]) break;
-                idx[d] = 0;
-              }
-            }
-          }
-          for (index_t m = mb; m < me; ++m)
-            out[out_offset(m)] = static_cast<Out>(red.template finish<T>(acc[static_cast<std::size_t>(m - mb)].a, N));
-        },
-        N);
-    return;
-  }
-
-  // General case: for each kept position walk the reduced sub-space with a multi-index.
-  parallel_for(
-      M,
-      [&](index_t mb, index_t me) {
-        Array<index_t, R> idx{};
-        for (index_t m = mb; m < me; ++m) {
-          index_t rem = m;
-          for (int d = R - 1; d >= 0; --d)
-            if (!reduce[d]) {
-              idx[d] = rem % in[d];
-              rem /= in[d];
-            } else {
-              idx[d] = 0;
-            }
-          Acc a = red.template init<T>();
-          if constexpr (R > 0 && row_plan<Plan, index_t>) {
-            if (reduce[R - 1] && in[R - 1] > 0) {
-              // The last axis is reduced: walk it as rows (one base offset per row and leaf).
-              const index_t w = in[R - 1];
-              for (index_t r = 0; r < N; r += w) {
-                const auto rp = plan.shifted(idx);
-                // reduce_run keeps several accumulators (vectorised); positions are relative to the row.
-                Acc part = detail::reduce_run<T>(red, w, [&](index_t j) { return rp.row(j); });
-                if constexpr (requires { part.index; }) part.index = part.index >= 0 ? part.index + r : part.index;
-                a = red.template merge<T>(a, part);
-                for (int d = R - 2; d >= 0; --d) {  // odometer over the other reduced axes
-                  if (!reduce[d]) continue;
-                  if (++idx[d] < in[d]) break;
-                  idx[d] = 0;
-                }
-              }
-              out[out_offset(m)] = static_cast<Out>(red.template finish<T>(a, N));
-              continue;
-            }
-          }
-          for (index_t r = 0; r < N; ++r) {
-            red.template add<T>(a, plan.at(idx), r);
-            for (int d = R - 1; d >= 0; --d) {  // odometer over the reduced axes
-              if (!reduce[d]) continue;
-              if (++idx[d] < in[d]) break;
-              idx[d] = 0;
-            }
-          }
-          out[out_offset(m)] = static_cast<Out>(red.template finish<T>(a, N));
-        }
-      },
-      N);
-}
-
-}  // namespace cpu
-
-/// Backend entry point of ReduceExpr (found by argument-dependent lookup from the expression layer).
-template <class Red, class Plan, class Out, int R>
-void run_reduction(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bool, R>& reduce, Out* out,
-                   const Strides<R>& out_strides) {
-  with_static_plan(plan, [&](const auto& p) { cpu::reduce(red, p, in, reduce, out, out_strides); });
-}
-
-METAGRAD_NAMESPACE_END
-// end of <metagrad/backend/cpu/reduce.hpp>
+// #include <metagrad/backend/cpu/reduce.hpp> (inlined above)
 // end of <metagrad/backend/cpu.hpp>
 // #include <metagrad/core.hpp> (inlined above)
 // #include <metagrad/expr.hpp> (inlined above)
@@ -11156,6 +13669,7 @@ METAGRAD_NAMESPACE_END
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <tuple>
@@ -11269,6 +13783,7 @@ class Program {
     std::vector<std::shared_ptr<Storage>> slots;
     std::tuple<Tensor<typename Outs::value_type, Outs::rank>...> results;
     std::size_t runs = 0;
+    Device device;  // where this run's bound tensors live; slots and outputs are allocated there
     explicit State(const Outs&... o) : outs(o...), slots(P::num_slots) {}
   };
 
@@ -11281,10 +13796,18 @@ class Program {
 
   /// Runs the program on the tensors bound to its Inputs (bind them first, or pass x.bind(t) here, which
   /// binds as it is evaluated) and returns the outputs. The returned tensors are the Program's own buffers,
-  /// overwritten by the next run: clone() what must outlive it.
+  /// overwritten by the next run: clone() what must outlive it. The program runs on the device of its bound
+  /// tensors (CPU, or a CUDA device in a file compiled by nvcc).
   /// @throws unbound_error when an Input is not bound; shape_error when the bound shapes do not fit.
   template <class... Bindings>
   const result_type& run(const Bindings&...) {
+    s_->device = std::apply(
+        [](const auto&... o) {
+          std::optional<Device> d;
+          ((d = d ? d : detail::first_device(o)), ...);
+          return d.value_or(Device::cpu());
+        },
+        s_->outs);
     size_slots();
     run_steps(std::make_index_sequence<NG>{});
     write_outputs(std::make_index_sequence<NO>{});
@@ -11466,9 +13989,9 @@ class Program {
         if (!st.rep) return;
         const std::size_t b = group_bytes(*st.rep);
         auto& slot = s_->slots[P::slot_of[decltype(g)::value]];
-        if (!slot || slot->bytes() < b) {
+        if (!slot || slot->bytes() < b || slot->device() != s_->device) {
           slot.reset();  // free the old one first: peak memory, not old + new
-          slot = std::make_shared<Storage>(b, Device::cpu());
+          slot = std::make_shared<Storage>(b, s_->device);
         }
       }
     });
@@ -11486,7 +14009,7 @@ class Program {
     const auto shape = n.shape();
     if constexpr (P::output_of[G] != P::none) {
       auto& out = std::get<P::output_of[G]>(s_->results);
-      if (!out.defined() || !(out.shape() == shape)) out.allocate(shape);
+      detail::prepare_destination(out, shape, s_->device);
       st.view = out;
     } else {
       st.view = graph::detail::group_tensor_t<Node>::from_storage(s_->slots[P::slot_of[G]], 0, shape,
@@ -13886,6 +16409,11 @@ template <class T, int R>
 StateEntry state_entry(std::string name, const Tensor<T, R>& t, bool trainable) {
   if (!is_contiguous(t.shape(), t.strides()))
     throw error("state of '" + name + "': the tensor is not contiguous; set() a contiguous tensor");
+  // State entries are read and written as host memory (state dicts, checkpoints).
+  if (!t.device().is_cpu())
+    throw device_error("state of '" + name + "' is on " + t.device().str() +
+                       ": state dicts and checkpoints read host memory in this release; move the model's "
+                       "parameters with to(Device::cpu()) first");
   // A Tensor is a handle: its elements stay writable through a const handle's storage (state loading).
   return {std::move(name), dtype_of<T>, detail::shape_vector(t.shape()), const_cast<T*>(t.data()), trainable};
 }
@@ -14601,11 +17129,14 @@ METAGRAD_NAMESPACE_END
 #include <utility>
 #include <vector>
 
+// #include <metagrad/backend/cpu/assign.hpp> (inlined above)
 // #include <metagrad/backend/cpu/parallel.hpp> (inlined above)
 // #include <metagrad/core/config.hpp> (inlined above)
 // #include <metagrad/core/creation.hpp> (inlined above)
 // #include <metagrad/core/error.hpp> (inlined above)
 // #include <metagrad/core/tensor.hpp> (inlined above)
+// #include <metagrad/expr/functions.hpp> (inlined above)
+// #include <metagrad/expr/reduce.hpp> (inlined above)
 // #include <metagrad/nn/module.hpp> (inlined above)
 
 METAGRAD_NAMESPACE_BEGIN
@@ -14747,6 +17278,10 @@ double global_norm(const Grads& grads) {
   std::apply(
       [&](const auto&... g) {
         auto one = [&](const auto& t) {
+          if (!t.device().is_cpu()) {  // on the device: one reduction, one number back
+            s += eval(sum(square(cast<double>(t)))).item();
+            return;
+          }
           const auto c = t.is_contiguous() ? t : t.clone();
           const auto* d = c.data();
           for (index_t i = 0, n = c.numel(); i < n; ++i) s += static_cast<double>(d[i]) * static_cast<double>(d[i]);
@@ -14849,6 +17384,10 @@ class Optimizer {
                         ", the parameter " + to_string(pt.shape()));
     if (!is_contiguous(pt.shape(), pt.strides()))
       throw error("optimizer step: parameter '" + p.name() + "' is not contiguous");
+    if (!pt.device().is_cpu() || !g.device().is_cpu())
+      throw device_error("optimizer step: parameter '" + p.name() + "' is on " + pt.device().str() +
+                         "; the optimisers' update loops run on the CPU in this release (fused GPU updates "
+                         "arrive with the cuDNN milestone)");
     const auto gc = g.is_contiguous() ? g : g.clone();
     T* pd = pt.data();
     const T* gd = gc.data();
@@ -16000,107 +18539,10 @@ METAGRAD_NAMESPACE_END
 
 // Under nvcc the CUDA backend comes too (one source file carries both code paths).
 #if defined(__CUDACC__)
-// #include <metagrad/backend/cuda/elementwise.hpp> (guarded: also inlined under a condition)
-#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_ELEMENTWISE_HPP
-#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_ELEMENTWISE_HPP
-// metagrad/backend/cuda/elementwise.hpp — the CUDA driver of a fused elementwise plan: one kernel per
-// lowered plan type (so graphs of the same structure share a kernel), a grid-stride loop, the flat path
-// when every operand is contiguous and of the output's shape, a strided path otherwise, and 32-bit index
-// math when the sizes allow. Needs nvcc; include <metagrad/cuda.hpp> instead.
-
-#if defined(__CUDACC__)
-
-#include <cuda_runtime.h>
-
-#include <cstdint>
-#include <string>
-
-// #include <metagrad/core/config.hpp> (inlined above)
-// #include <metagrad/core/error.hpp> (inlined above)
-// #include <metagrad/core/shape.hpp> (inlined above)
-// #include <metagrad/backend/cpu/elementwise.hpp> (inlined above)
-
-METAGRAD_NAMESPACE_BEGIN
-namespace cuda {
-
-/// Throws cuda_error naming `what` when `status` is not cudaSuccess.
-inline void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess)
-    throw cuda_error(std::string(what) + " failed: " + cudaGetErrorName(status) + " (" +
-                     std::to_string(static_cast<int>(status)) + "): " + cudaGetErrorString(status));
-}
-
-/// Number of CUDA devices visible (0 when there is no driver or no GPU; never throws).
-inline int device_count() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    (void)cudaGetLastError();  // clear the sticky "no device" error
-    return 0;
-  }
-  return n;
-}
-
-namespace kernels {
-template <class T, class Plan, class I>
-__global__ void elementwise_flat(T* __restrict__ out, const Plan plan, I n) {
-  const I stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
-  for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < n; i += stride)
-    out[i] = static_cast<T>(plan.flat(i));
-}
-
-template <class T, class Plan, class I, int R>
-__global__ void elementwise_strided(T* __restrict__ out, const Strides<R> ostr, const Shape<R> shape, const Plan plan,
-                                    I n) {
-  const I stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
-  for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < n;
-       i += stride) {
-    Array<I, R> idx{};
-    I rem = i, off = 0;
-    for (int d = R - 1; d >= 0; --d) {
-      const I ext = static_cast<I>(shape[d]);
-      idx[d] = rem % ext;
-      rem /= ext;
-      off += idx[d] * static_cast<I>(ostr[d]);
-    }
-    out[off] = static_cast<T>(plan.at(idx));
-  }
-}
-}  // namespace kernels
-
-/// Runs `plan` (lowered at `shape`, reading device memory) into device memory `out` on `stream`.
-/// @throws cuda_error when the launch fails.
-template <class T, int R, class Plan>
-void run_elementwise(T* out, const Strides<R>& ostr, const Shape<R>& shape, const Plan& plan, cudaStream_t stream = 0) {
-  static_assert(std::is_trivially_copyable_v<Plan>, "metagrad: a kernel plan must be trivially copyable");
-  const index_t n = shape.numel();
-  if (n == 0) return;
-  constexpr int block = 256;
-  const index_t blocks_needed = (n + block - 1) / block;
-  const int grid = static_cast<int>(blocks_needed < 65535 * 8 ? blocks_needed : 65535 * 8);
-  const bool flat = plan.is_flat() && is_contiguous(shape, ostr);
-  const bool small = cpu::fits_int32<Plan, T, R>(plan, shape, ostr);
-  if (flat) {
-    if (small)
-      kernels::elementwise_flat<T, Plan, std::int32_t>
-          <<<grid, block, 0, stream>>>(out, plan, static_cast<std::int32_t>(n));
-    else
-      kernels::elementwise_flat<T, Plan, std::int64_t><<<grid, block, 0, stream>>>(out, plan, n);
-  } else {
-    if (small)
-      kernels::elementwise_strided<T, Plan, std::int32_t, R>
-          <<<grid, block, 0, stream>>>(out, ostr, shape, plan, static_cast<std::int32_t>(n));
-    else
-      kernels::elementwise_strided<T, Plan, std::int64_t, R><<<grid, block, 0, stream>>>(out, ostr, shape, plan, n);
-  }
-  check(cudaGetLastError(), "metagrad::cuda::run_elementwise kernel launch");
-}
-
-}  // namespace cuda
-METAGRAD_NAMESPACE_END
-
-#endif  // __CUDACC__
-#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_ELEMENTWISE_HPP
-// end of <metagrad/backend/cuda/elementwise.hpp>
+// #include <metagrad/backend/cuda/elementwise.hpp> (inlined above)
+// #include <metagrad/backend/cuda/matmul.hpp> (inlined above)
+// #include <metagrad/backend/cuda/reduce.hpp> (inlined above)
+// #include <metagrad/backend/cuda/runtime.hpp> (inlined above)
 #endif
 
 // Internal helper macros end here (STYLE.md); the METAGRAD_HD / METAGRAD_INLINE / namespace macros stay
