@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../expr/elementwise_reference.hpp"
+#include "cuda_test_support.hpp"
 
 namespace mg = metagrad;
 using elementwise_test::ulp_distance;
@@ -22,13 +23,7 @@ using mg::index_t;
 
 namespace {
 
-bool have_device() {
-  if (mg::cuda::device_count() > 0) return true;
-  static bool said = false;
-  if (!said) std::printf("skipped: no CUDA device\n");
-  said = true;
-  return false;
-}
+using cuda_test::have_device;
 
 const mg::Device gpu = mg::Device::cuda(0);
 

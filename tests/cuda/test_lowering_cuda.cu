@@ -8,17 +8,13 @@
 #include <metagrad/metagrad.hpp>
 #include <vector>
 
+#include "cuda_test_support.hpp"
+
 using namespace metagrad;
 
 namespace {
 
-bool have_device() {
-  if (metagrad::cuda::device_count() > 0) return true;
-  static bool said = false;
-  if (!said) std::printf("skipped: no CUDA device\n");
-  said = true;
-  return false;
-}
+using cuda_test::have_device;
 
 // Device buffer holding a copy of a host tensor's values, wrapped as a (non-owning) device Tensor.
 template <class T, int R>

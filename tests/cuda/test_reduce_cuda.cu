@@ -20,18 +20,14 @@
 #include <type_traits>
 #include <vector>
 
+#include "cuda_test_support.hpp"
+
 using namespace metagrad;
 namespace mgc = metagrad::cuda;
 
 namespace {
 
-bool have_device() {
-  if (mgc::device_count() > 0) return true;
-  static bool said = false;
-  if (!said) std::printf("skipped: no CUDA device\n");
-  said = true;
-  return false;
-}
+using cuda_test::have_device;
 
 const Device gpu = Device::cuda(0);
 

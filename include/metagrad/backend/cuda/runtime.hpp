@@ -301,6 +301,14 @@ struct PinnedStaging {
   void* buf[2] = {nullptr, nullptr};
   cudaEvent_t done[2] = {nullptr, nullptr};
   std::mutex mutex;
+  // On first use (under the mutex): the two pinned buffers and their events.
+  void make_buffers() {
+    for (int i = 0; i < 2; ++i)
+      if (!buf[i]) {
+        check(cudaHostAlloc(&buf[i], chunk, cudaHostAllocDefault), "cudaHostAlloc (staging)");
+        check(cudaEventCreateWithFlags(&done[i], cudaEventDisableTiming), "cudaEventCreate");
+      }
+  }
 };
 inline PinnedStaging& staging() {
   static auto* s = new PinnedStaging();
@@ -320,11 +328,7 @@ inline void copy_host_to_device(void* dst, const void* src, std::size_t bytes, i
   }
   auto& s = staging();
   std::lock_guard<std::mutex> lock(s.mutex);
-  for (int i = 0; i < 2; ++i)
-    if (!s.buf[i]) {
-      check(cudaHostAlloc(&s.buf[i], PinnedStaging::chunk, cudaHostAllocDefault), "cudaHostAlloc (staging)");
-      check(cudaEventCreateWithFlags(&s.done[i], cudaEventDisableTiming), "cudaEventCreate");
-    }
+  s.make_buffers();
   std::size_t off = 0;
   for (int k = 0; off < bytes; k ^= 1) {
     const std::size_t n = bytes - off < PinnedStaging::chunk ? bytes - off : PinnedStaging::chunk;
@@ -348,11 +352,7 @@ inline void copy_device_to_host(void* dst, const void* src, std::size_t bytes, i
   }
   auto& s = staging();
   std::lock_guard<std::mutex> lock(s.mutex);
-  for (int i = 0; i < 2; ++i)
-    if (!s.buf[i]) {
-      check(cudaHostAlloc(&s.buf[i], PinnedStaging::chunk, cudaHostAllocDefault), "cudaHostAlloc (staging)");
-      check(cudaEventCreateWithFlags(&s.done[i], cudaEventDisableTiming), "cudaEventCreate");
-    }
+  s.make_buffers();
   // Chunk k is copied out of its pinned buffer while chunk k + 1 is in flight into the other one.
   std::size_t off = 0, pending_off = 0, pending_n = 0;
   int pending = -1;
