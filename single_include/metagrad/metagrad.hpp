@@ -908,6 +908,7 @@ class Tensor : public ExprBase<Tensor<T, Rank>> {
   /// @throws device_error for a CUDA device in a file not compiled by nvcc, or one that does not exist.
   Tensor to(Device device) const {
     if (device == device_ || !defined()) return *this;
+    if (!device.is_cpu()) (void)detail::device_hooks_for(device, "Tensor::to");  // names this call when absent
     const Tensor src = is_contiguous() ? *this : clone();
     Tensor out;
     out.allocate(shape_, device, false);
