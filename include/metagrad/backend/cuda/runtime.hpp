@@ -50,7 +50,7 @@ inline bool is_available() { return device_count() > 0; }
 /// @throws device_error when `device` is not a CUDA device of this machine.
 inline void check_device(Device device, const char* what) {
   if (!device.is_cuda()) throw device_error(std::string(what) + ": " + device.str() + " is not a CUDA device");
-  const int n = device_count();
+  static const int n = device_count();  // fixed for the process: not queried on every allocation
   if (device.index() < 0 || device.index() >= n)
     throw device_error(std::string(what) + ": " + device.str() + " does not exist (this machine has " +
                        std::to_string(n) + " CUDA device" + (n == 1 ? "" : "s") + ")");
