@@ -241,7 +241,6 @@ void BM_sgemm_metagrad(benchmark::State& state, mg::index_t n, bool tf32) {
   mg::cuda::set_allow_tf32(false);
 }
 
-#if !defined(METAGRAD_BENCH_NO_MLP)
 // ==== mlp_step ============================================================================================
 //
 // One SGD training step: forward, loss, the six gradients (one compiled Program) and six fused in-place
@@ -309,7 +308,6 @@ void BM_mlp_metagrad(benchmark::State& state, mg::index_t batch, mg::index_t hid
   state.counters["batch"] = static_cast<double>(batch);
 }
 
-#endif  // METAGRAD_BENCH_NO_MLP
 
 // Baselines first: a metagrad implementation reads its baseline's rate for the `ratio` counter.
 void register_all() {
@@ -339,7 +337,6 @@ void register_all() {
     reg(gemm_key(n, true) + "/cublas", [n](benchmark::State& st) { BM_sgemm_cublas(st, n, true); });
     reg(gemm_key(n, true) + "/metagrad", [n](benchmark::State& st) { BM_sgemm_metagrad(st, n, true); });
   }
-#if !defined(METAGRAD_BENCH_NO_MLP)
   reg("mlp_step/metagrad", [](benchmark::State& st) { BM_mlp_metagrad(st, 128, 256, 20); });
   reg("mlp_step_large/metagrad", [](benchmark::State& st) { BM_mlp_metagrad(st, 1024, 2048, 5); });
 #endif

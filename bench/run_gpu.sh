@@ -4,7 +4,7 @@
 # nvidia-smi, run the CUDA tests (ctest -L cuda), bench_cuda, the PyTorch baseline, and summarise the ratios.
 #
 #   bench/run_gpu.sh [build-dir]          (default build-gpu; JOBS=16, CUDA_ARCH=90 override)
-#   CMAKE_ARGS="-DMETAGRAD_BENCH_CUDA_MLP=ON" bench/run_gpu.sh      (extra configure options)
+#   CMAKE_ARGS="..." bench/run_gpu.sh      (extra configure options)
 #
 # Everything lands in bench/results/gpu-<date>/ (and is copied to $OUT when set): environment.txt (what was
 # found and what is missing), nvidia-smi.txt, configure.txt, build.txt, tests.txt, bench_cuda.{txt,json},

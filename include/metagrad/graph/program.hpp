@@ -61,6 +61,17 @@ struct group_states<std::tuple<G...>> {
   using type = std::tuple<GroupState<G>...>;
 };
 
+// The Program's state is held as a StateBase, not as std::unique_ptr<State>: nvcc 13's front end
+// (cudafe++) does not finish instantiating libstdc++'s unique_ptr (its __uniq_ptr_impl) over a type whose
+// template arguments are a large gradient expression, whereas g++ takes a second. Measured in bench/README.md,
+// "nvcc's front end and compiled gradients". One virtual destructor per Program, nothing per step.
+struct StateBase {
+  StateBase() = default;
+  StateBase(const StateBase&) = delete;
+  StateBase& operator=(const StateBase&) = delete;
+  virtual ~StateBase() = default;
+};
+
 inline std::string bytes_text(std::size_t b) {
   std::ostringstream os;
   if (b >= (1u << 20))
@@ -115,7 +126,7 @@ class Program {
   static constexpr std::size_t NG = P::num_groups;
   static constexpr std::size_t NO = sizeof...(Outs);
 
-  struct State {
+  struct State : graph::detail::StateBase {
     std::tuple<Outs...> outs;
     typename graph::detail::group_states<Groups>::type groups;
     std::vector<std::shared_ptr<Storage>> slots;
@@ -128,7 +139,7 @@ class Program {
  public:
   using result_type = std::tuple<Tensor<typename Outs::value_type, Outs::rank>...>;
 
-  explicit Program(const Outs&... outs) : s_(std::make_unique<State>(outs...)) { bind_nodes(); }
+  explicit Program(const Outs&... outs) : s_(new State(outs...)) { bind_nodes(); }
   Program(Program&&) noexcept = default;
   Program& operator=(Program&&) noexcept = default;
 
@@ -139,18 +150,18 @@ class Program {
   /// @throws unbound_error when an Input is not bound; shape_error when the bound shapes do not fit.
   template <class... Bindings>
   const result_type& run(const Bindings&...) {
-    s_->device = std::apply(
+    state()->device = std::apply(
         [](const auto&... o) {
           std::optional<Device> d;
           ((d = d ? d : detail::first_device(o)), ...);
           return d.value_or(Device::cpu());
         },
-        s_->outs);
+        state()->outs);
     size_slots();
     run_steps(std::make_index_sequence<NG>{});
     write_outputs(std::make_index_sequence<NO>{});
-    ++s_->runs;
-    return s_->results;
+    ++state()->runs;
+    return state()->results;
   }
   template <class... Bindings>
   const result_type& operator()(const Bindings&... b) {
@@ -183,7 +194,7 @@ class Program {
       m.output_bytes += b;
       if (index_of_output_group(k++) == P::none) m.intermediate_bytes += b;  // not already counted as a step
     };
-    std::apply([&](const auto&... o) { (add_output(o), ...); }, s_->outs);
+    std::apply([&](const auto&... o) { (add_output(o), ...); }, state()->outs);
     m.peak_bytes = m.slot_bytes + m.output_bytes;
     return m;
   }
@@ -238,7 +249,7 @@ class Program {
               }(),
               ...);
         },
-        s_->outs);
+        state()->outs);
     try {
       const auto m = memory_plan();
       os << "  memory: slots " << graph::detail::bytes_text(m.slot_bytes) << " + outputs "
@@ -252,13 +263,13 @@ class Program {
 
   static constexpr std::size_t steps() { return NG; }
   static constexpr std::size_t slots() { return P::num_slots; }
-  std::size_t runs() const { return s_->runs; }
-  const std::tuple<Outs...>& outputs() const { return s_->outs; }
+  std::size_t runs() const { return state()->runs; }
+  const std::tuple<Outs...>& outputs() const { return state()->outs; }
 
  private:
   template <class F, std::size_t... G>
   void for_groups_impl(F&& f, std::index_sequence<G...>) const {
-    (f(std::integral_constant<std::size_t, G>{}, std::get<G>(s_->groups)), ...);
+    (f(std::integral_constant<std::size_t, G>{}, std::get<G>(state()->groups)), ...);
   }
   template <class F>
   void for_groups(F&& f) const {
@@ -267,7 +278,7 @@ class Program {
   // f(group, state) for every group, in the order of the steps.
   template <class F, std::size_t... S>
   void for_steps_impl(F&& f, std::index_sequence<S...>) const {
-    (f(std::integral_constant<std::size_t, P::order[S]>{}, std::get<P::order[S]>(s_->groups)), ...);
+    (f(std::integral_constant<std::size_t, P::order[S]>{}, std::get<P::order[S]>(state()->groups)), ...);
   }
   template <class F>
   void for_steps(F&& f) const {
@@ -299,7 +310,7 @@ class Program {
     auto visit = [&](const auto& node) {
       using G = std::remove_cvref_t<decltype(node)>;
       constexpr std::size_t g = graph::detail::index_of<G, typename P::groups>::value;
-      auto& st = std::get<g>(s_->groups);
+      auto& st = std::get<g>(state()->groups);
       ++st.occurrences;
       if (!st.rep) {
         st.rep = &node;
@@ -317,7 +328,7 @@ class Program {
         node.bind_slot(st.other_values.back().get());
       }
     };
-    std::apply([&](const auto&... o) { (graph::detail::for_each_boundary(o, visit), ...); }, s_->outs);
+    std::apply([&](const auto&... o) { (graph::detail::for_each_boundary(o, visit), ...); }, state()->outs);
   }
 
   // Grows slot storage to fit this run's shapes (nothing is allocated when they fit).
@@ -326,10 +337,10 @@ class Program {
       if constexpr (P::slot_of[decltype(g)::value] != P::none) {
         if (!st.rep) return;
         const std::size_t b = group_bytes(*st.rep);
-        auto& slot = s_->slots[P::slot_of[decltype(g)::value]];
-        if (!slot || slot->bytes() < b || slot->device() != s_->device) {
+        auto& slot = state()->slots[P::slot_of[decltype(g)::value]];
+        if (!slot || slot->bytes() < b || slot->device() != state()->device) {
           slot.reset();  // free the old one first: peak memory, not old + new
-          slot = std::make_shared<Storage>(b, s_->device);
+          slot = std::make_shared<Storage>(b, state()->device);
         }
       }
     });
@@ -338,7 +349,7 @@ class Program {
   template <std::size_t G>
   void run_step() {
     using Node = std::tuple_element_t<G, Groups>;
-    auto& st = std::get<G>(s_->groups);
+    auto& st = std::get<G>(state()->groups);
     if (!st.rep) return;  // only in the branch of a SelectExpr that is not taken
     const Node& n = *st.rep;
     if constexpr (requires { n.materialised(); }) {
@@ -346,11 +357,11 @@ class Program {
     }
     const auto shape = n.shape();
     if constexpr (P::output_of[G] != P::none) {
-      auto& out = std::get<P::output_of[G]>(s_->results);
-      detail::prepare_destination(out, shape, s_->device);
+      auto& out = std::get<P::output_of[G]>(state()->results);
+      detail::prepare_destination(out, shape, state()->device);
       st.view = out;
     } else {
-      st.view = graph::detail::group_tensor_t<Node>::from_storage(s_->slots[P::slot_of[G]], 0, shape,
+      st.view = graph::detail::group_tensor_t<Node>::from_storage(state()->slots[P::slot_of[G]], 0, shape,
                                                                   contiguous_strides(shape));
     }
     n.eval_into(st.view);
@@ -364,13 +375,13 @@ class Program {
   template <std::size_t K>
   void write_output() {
     using O = std::tuple_element_t<K, std::tuple<Outs...>>;
-    const O& o = std::get<K>(s_->outs);
-    auto& out = std::get<K>(s_->results);
+    const O& o = std::get<K>(state()->outs);
+    auto& out = std::get<K>(state()->results);
     if constexpr (boundary_expression<O>) {
       constexpr std::size_t g = graph::detail::index_of<O, typename P::groups>::value;
       if constexpr (P::output_of[g] == K) {
         bool done = true;
-        if constexpr (requires { o.materialised(); }) done = std::get<g>(s_->groups).rep->materialised();
+        if constexpr (requires { o.materialised(); }) done = std::get<g>(state()->groups).rep->materialised();
         (void)o;
         if (done) return;  // the step wrote it
       }
@@ -382,7 +393,8 @@ class Program {
     (write_output<K>(), ...);
   }
 
-  std::unique_ptr<State> s_;
+  State* state() const { return static_cast<State*>(s_.get()); }  // s_ always holds a State
+  std::unique_ptr<graph::detail::StateBase> s_;
 };
 
 /// Compiles output expressions into a Program: their boundary nodes (reductions, matrix products, ...)
