@@ -43,6 +43,17 @@ struct DeviceMemoryHooks {
   void (*copy)(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes) = nullptr;
   void (*fill_zero)(void* ptr, std::size_t bytes, Device device) = nullptr;
   void (*synchronize)(Device device) = nullptr;
+
+  // Stream capture of a compiled step (graph/program.hpp). graph_begin starts recording the work queued on
+  // the device's stream and returns a token; graph_end stops it and returns a replayable graph, or null
+  // with `why` set when the recorded work cannot be replayed (the run queued nothing: it only recorded);
+  // graph_abort stops it and discards what was recorded; graph_launch replays a graph on the device's
+  // stream; graph_destroy frees it and the memory its recording kept.
+  void* (*graph_begin)(Device device) = nullptr;
+  void* (*graph_end)(Device device, void* token, std::string& why) = nullptr;
+  void (*graph_abort)(Device device, void* token) = nullptr;
+  void (*graph_launch)(void* graph) = nullptr;
+  void (*graph_destroy)(void* graph) = nullptr;
 };
 inline DeviceMemoryHooks& device_memory_hooks() {
   static DeviceMemoryHooks h;

@@ -18,6 +18,7 @@
 #include "../core/error.hpp"
 #include "../core/storage.hpp"
 #include "../core/tensor.hpp"
+#include "capture.hpp"
 #include "plan.hpp"
 
 METAGRAD_NAMESPACE_BEGIN
@@ -133,6 +134,12 @@ class Program {
     std::tuple<Tensor<typename Outs::value_type, Outs::rank>...> results;
     std::size_t runs = 0;
     Device device;  // where this run's bound tensors live; slots and outputs are allocated there
+    // CUDA-graph replay (set_graph_capture): the last run's key, the recording, and why there is none.
+    bool capture = true;
+    std::vector<std::uint64_t> last_key;
+    graph::detail::RecordedGraph recorded;
+    std::size_t replays = 0;
+    std::string capture_off;  // non-empty: recording failed once for this reason and is not tried again
     explicit State(const Outs&... o) : outs(o...), slots(P::num_slots) {}
   };
 
@@ -148,20 +155,42 @@ class Program {
   /// overwritten by the next run: clone() what must outlive it. The program runs on the device of its bound
   /// tensors (CPU, or a CUDA device in a file compiled by nvcc).
   /// @throws unbound_error when an Input is not bound; shape_error when the bound shapes do not fit.
+  ///
+  /// On a CUDA device the step is recorded as a CUDA graph on the second of two consecutive runs whose
+  /// bound tensors (addresses, shapes, strides) and dropout steps are the same, and from
+  /// then on replayed with one launch while they stay the same: its results equal those of a run, with the
+  /// host-side work of every kernel and library call skipped. Bind the same tensors each step (copy new
+  /// data into them) to keep replaying. set_graph_capture(false) turns this off.
   template <class... Bindings>
   const result_type& run(const Bindings&...) {
-    state()->device = std::apply(
+    State& st = *state();
+    st.device = std::apply(
         [](const auto&... o) {
           std::optional<Device> d;
           ((d = d ? d : detail::first_device(o)), ...);
           return d.value_or(Device::cpu());
         },
-        state()->outs);
-    size_slots();
-    run_steps(std::make_index_sequence<NG>{});
-    write_outputs(std::make_index_sequence<NO>{});
-    ++state()->runs;
-    return state()->results;
+        st.outs);
+    using graph::detail::CapturePolicy;
+    auto action = CapturePolicy::Action::run;
+    std::vector<std::uint64_t> key;
+    if (st.capture && st.capture_off.empty() && st.device.is_cuda()) {
+      key = graph::detail::capture_key(st.outs);
+      action = CapturePolicy::decide(true, true, st.runs > 0 && key == st.last_key, st.recorded.matches(key));
+    }
+    if (action == CapturePolicy::Action::replay) {
+      st.recorded.launch();
+      ++st.replays;
+    } else {
+      st.recorded.reset();  // its tensors may be gone: never replay a recording of other bindings
+      if (action == CapturePolicy::Action::record)
+        record(key);
+      else
+        run_now();
+      if (!key.empty()) st.last_key = std::move(key);
+    }
+    ++st.runs;
+    return st.results;
   }
   template <class... Bindings>
   const result_type& operator()(const Bindings&... b) {
@@ -261,6 +290,18 @@ class Program {
     return os.str();
   }
 
+  /// Turns CUDA-graph recording and replay of this Program on (the default) or off; off drops a recording.
+  void set_graph_capture(bool on) {
+    state()->capture = on;
+    if (!on) state()->recorded.reset();
+  }
+  /// Whether the next run with the same bindings replays a recorded CUDA graph.
+  bool graph_captured() const { return state()->recorded.holds(); }
+  /// How many runs were replays of a recording.
+  std::size_t graph_replays() const { return state()->replays; }
+  /// Why this Program no longer records (empty when it does, or has not tried).
+  const std::string& graph_capture_error() const { return state()->capture_off; }
+
   static constexpr std::size_t steps() { return NG; }
   static constexpr std::size_t slots() { return P::num_slots; }
   std::size_t runs() const { return state()->runs; }
@@ -329,6 +370,44 @@ class Program {
       }
     };
     std::apply([&](const auto&... o) { (graph::detail::for_each_boundary(o, visit), ...); }, state()->outs);
+  }
+
+  void run_now() {
+    size_slots();
+    run_steps(std::make_index_sequence<NG>{});
+    write_outputs(std::make_index_sequence<NO>{});
+  }
+
+  // Records one run as a CUDA graph, then replays it (recording queues nothing). A CUDA error while
+  // recording (a library call that cannot be captured, a synchronisation inside a step) turns recording
+  // off for this Program, with the reason kept, and the step runs normally; any other error is the run's
+  // own (bad shapes, ...) and is rethrown after the recording is discarded.
+  void record(std::vector<std::uint64_t> key) {
+    State& st = *state();
+    const auto& hooks = metagrad::detail::device_hooks_for(st.device, "CUDA graph capture");
+    size_slots();  // outside the recording: shapes are those of the last run, so nothing is allocated
+    void* token = hooks.graph_begin(st.device);
+    try {
+      run_steps(std::make_index_sequence<NG>{});
+      write_outputs(std::make_index_sequence<NO>{});
+    } catch (const cuda_error& e) {
+      hooks.graph_abort(st.device, token);
+      st.capture_off = e.what();
+      run_now();
+      return;
+    } catch (...) {
+      hooks.graph_abort(st.device, token);
+      throw;
+    }
+    std::string why;
+    void* g = hooks.graph_end(st.device, token, why);
+    if (!g) {
+      st.capture_off = why;
+      run_now();
+      return;
+    }
+    st.recorded.set(g, std::move(key));
+    st.recorded.launch();
   }
 
   // Grows slot storage to fit this run's shapes (nothing is allocated when they fit).

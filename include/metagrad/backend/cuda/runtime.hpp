@@ -1,7 +1,8 @@
 // metagrad/backend/cuda/runtime.hpp — the CUDA runtime services every other CUDA header uses: status checks
 // that throw cuda_error, the device count, a device guard, one stream per device, a stream-ordered caching
-// allocator (no cudaMalloc in steady state; current / peak / reserved statistics), pinned staging for host
-// copies, and the memory hooks through which core/ Storage and Tensor reach device memory. Needs nvcc;
+// allocator (no cudaMalloc in steady state; current / peak / reserved statistics; private pools for recorded
+// CUDA graphs), pinned staging for host copies, and the hooks through which core/ Storage, Tensor and
+// graph/ Program reach device memory and CUDA-graph recording. Needs nvcc;
 // include <metagrad/metagrad.hpp> (or <metagrad/cuda.hpp>) instead.
 #pragma once
 
@@ -147,14 +148,20 @@ class CachingAllocator {
     auto& pool = pools_[device];
     auto& stats = pool.stats;
     ++stats.requests;
-    auto it = pool.free.lower_bound(Key{st, size});
-    if (it != pool.free.end() && it->first.stream == st && it->first.size <= 2 * size) {
-      void* p = it->second;
-      const std::size_t got = it->first.size;
-      pool.free.erase(it);
-      live_[p] = Live{device, got, st};
-      add_current(stats, static_cast<std::int64_t>(got));
-      return p;
+    // While a step is recorded, blocks the recording freed are reused first (they belong to the graph).
+    const auto rec = recording_.find(device);
+    const std::uint64_t owner = rec == recording_.end() ? 0 : rec->second;
+    for (auto* free : {owner ? &private_[owner] : nullptr, &pool.free}) {
+      if (!free) continue;
+      auto it = free->lower_bound(Key{st, size});
+      if (it != free->end() && it->first.stream == st && it->first.size <= 2 * size) {
+        void* p = it->second;
+        const std::size_t got = it->first.size;
+        free->erase(it);
+        live_[p] = Live{device, got, st, owner};
+        add_current(stats, static_cast<std::int64_t>(got));
+        return p;
+      }
     }
     void* p = nullptr;
     {
@@ -176,7 +183,7 @@ class CachingAllocator {
     ++stats.device_mallocs;
     stats.reserved_bytes += static_cast<std::int64_t>(size);
     if (stats.reserved_bytes > stats.peak_reserved_bytes) stats.peak_reserved_bytes = stats.reserved_bytes;
-    live_[p] = Live{device, size, st};
+    live_[p] = Live{device, size, st, owner};
     add_current(stats, static_cast<std::int64_t>(size));
     return p;
   }
@@ -191,7 +198,36 @@ class CachingAllocator {
     live_.erase(it);
     auto& pool = pools_[l.device];
     pool.stats.current_bytes -= static_cast<std::int64_t>(l.size);
-    pool.free.emplace(Key{l.stream, l.size}, p);
+    // A block freed while a step is recorded, or made by a recording that is still replayed, is read and
+    // written by every replay: it stays the recording's until the graph is destroyed.
+    const auto rec = recording_.find(l.device);
+    std::uint64_t owner = rec != recording_.end() ? rec->second : 0;
+    if (!owner && l.owner && private_.count(l.owner)) owner = l.owner;
+    (owner ? private_[owner] : pool.free).emplace(Key{l.stream, l.size}, p);
+  }
+
+  /// Starts a private pool for a recording on `device` (see deallocate). @return its id.
+  std::uint64_t begin_recording(int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const std::uint64_t id = ++next_owner_;
+    recording_[device] = id;
+    private_[id];
+    return id;
+  }
+  /// Ends the recording on `device`; its blocks stay private until release_recording(id).
+  void end_recording(int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    recording_.erase(device);
+  }
+  /// The graph of recording `id` is gone: its blocks return to the cache. They were last used by work
+  /// queued on their stream, so stream order keeps later users behind the last replay.
+  void release_recording(int device, std::uint64_t id) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = private_.find(id);
+    if (it == private_.end()) return;
+    auto& free = pools_[device].free;
+    for (auto& [key, p] : it->second) free.emplace(key, p);
+    private_.erase(it);
   }
 
   /// Gives every cached (free) block of every device back to CUDA; live tensors keep theirs.
@@ -231,6 +267,7 @@ class CachingAllocator {
     int device;
     std::size_t size;
     cudaStream_t stream;
+    std::uint64_t owner;  // the recording that made it (0: none)
   };
   struct Pool {
     std::multimap<Key, void*> free;
@@ -256,6 +293,9 @@ class CachingAllocator {
   std::mutex mutex_;
   std::unordered_map<void*, Live> live_;
   std::unordered_map<int, Pool> pools_;
+  std::unordered_map<int, std::uint64_t> recording_;                      // device -> recording id
+  std::unordered_map<std::uint64_t, std::multimap<Key, void*>> private_;  // recording id -> its free blocks
+  std::uint64_t next_owner_ = 0;
 };
 
 /// The process's caching allocator (never destroyed: tensors may be freed during static destruction).
@@ -407,6 +447,82 @@ inline void hook_fill_zero(void* p, std::size_t bytes, Device d) {
 }
 inline void hook_synchronize(Device d) { synchronize(d.index()); }
 
+// CUDA-graph recording of a compiled step (graph/program.hpp, graph/capture.hpp). Relaxed capture mode: the
+// caching allocator may still call cudaMalloc while a step is recorded (its first runs sized everything, so
+// that is rare); any call that cannot be recorded fails the recording and the Program runs uncaptured.
+struct Recording {
+  int device;
+  std::uint64_t pool;
+};
+struct Recorded {
+  cudaGraphExec_t exec;
+  int device;
+  std::uint64_t pool;
+};
+inline void* hook_graph_begin(Device d) {
+  DeviceGuard g(d.index());
+  auto* r = new Recording{d.index(), allocator().begin_recording(d.index())};
+  const cudaError_t e = cudaStreamBeginCapture(stream(d.index()), cudaStreamCaptureModeRelaxed);
+  if (e != cudaSuccess) {
+    allocator().end_recording(r->device);
+    allocator().release_recording(r->device, r->pool);
+    delete r;
+    check(e, "cudaStreamBeginCapture");
+  }
+  return r;
+}
+inline void hook_graph_abort(Device d, void* token) {
+  auto* r = static_cast<Recording*>(token);
+  DeviceGuard g(d.index());
+  cudaGraph_t graph = nullptr;
+  (void)cudaStreamEndCapture(stream(d.index()), &graph);
+  if (graph) (void)cudaGraphDestroy(graph);
+  (void)cudaGetLastError();
+  // Nothing recorded ever runs: the blocks the recording freed go straight back to the cache.
+  allocator().end_recording(r->device);
+  allocator().release_recording(r->device, r->pool);
+  delete r;
+}
+inline void* hook_graph_end(Device d, void* token, std::string& why) {
+  auto* r = static_cast<Recording*>(token);
+  DeviceGuard g(d.index());
+  cudaGraph_t graph = nullptr;
+  cudaError_t e = cudaStreamEndCapture(stream(d.index()), &graph);
+  allocator().end_recording(r->device);
+  cudaGraphExec_t exec = nullptr;
+  if (e == cudaSuccess) e = cudaGraphInstantiate(&exec, graph, 0);
+  if (graph) (void)cudaGraphDestroy(graph);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    why =
+        std::string("recording the step as a CUDA graph failed: ") + cudaGetErrorName(e) + ": " + cudaGetErrorString(e);
+    allocator().release_recording(r->device, r->pool);
+    delete r;
+    return nullptr;
+  }
+  auto* out = new Recorded{exec, r->device, r->pool};
+  delete r;
+  return out;
+}
+inline void hook_graph_launch(void* graph) {
+  const auto* r = static_cast<const Recorded*>(graph);
+  DeviceGuard g(r->device);
+  check(cudaGraphLaunch(r->exec, stream(r->device)), "cudaGraphLaunch");
+}
+inline void hook_graph_destroy(void* graph) {
+  auto* r = static_cast<Recorded*>(graph);
+  {
+    DeviceGuard g(r->device);
+    // The last replay may still be running; its memory goes back to the cache in stream order, but the
+    // executable graph is freed only after it finished.
+    (void)cudaStreamSynchronize(stream(r->device));
+    (void)cudaGraphExecDestroy(r->exec);
+    (void)cudaGetLastError();
+  }
+  allocator().release_recording(r->device, r->pool);
+  delete r;
+}
+
 inline bool install_memory_hooks() {
   auto& h = metagrad::detail::device_memory_hooks();
   h.allocate = &hook_allocate;
@@ -414,6 +530,11 @@ inline bool install_memory_hooks() {
   h.copy = &hook_copy;
   h.fill_zero = &hook_fill_zero;
   h.synchronize = &hook_synchronize;
+  h.graph_begin = &hook_graph_begin;
+  h.graph_end = &hook_graph_end;
+  h.graph_abort = &hook_graph_abort;
+  h.graph_launch = &hook_graph_launch;
+  h.graph_destroy = &hook_graph_destroy;
   return true;
 }
 // Installed during static initialisation of any program with a translation unit that includes this file.
