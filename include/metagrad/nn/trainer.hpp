@@ -30,6 +30,10 @@
 #include "state_dict.hpp"
 #include "train_step.hpp"
 
+#if defined(__CUDACC__)
+#include "../backend/cuda/runtime.hpp"
+#endif
+
 METAGRAD_NAMESPACE_BEGIN
 namespace nn {
 
@@ -46,7 +50,25 @@ struct EpochStats {
   double train_loss = 0, train_accuracy = 0;
   double test_loss = std::numeric_limits<double>::quiet_NaN(), test_accuracy = std::numeric_limits<double>::quiet_NaN();
   double lr = 0, seconds = 0, images_per_second = 0, peak_rss_mib = 0;
+  /// Peak device memory held by tensors and workspaces during the epoch, in MiB (0 on the CPU).
+  double peak_device_mib = 0;
 };
+
+/// Peak bytes metagrad's caching allocator held on `device` since the last reset (0 for the CPU, and in a
+/// translation unit without the CUDA backend), and a reset of that peak.
+inline double peak_device_mib(Device device) {
+#if defined(__CUDACC__)
+  if (device.is_cuda()) return static_cast<double>(metagrad::cuda::memory_stats(device.index()).peak_bytes) / (1 << 20);
+#endif
+  (void)device;
+  return 0;
+}
+inline void reset_peak_device_memory(Device device) {
+#if defined(__CUDACC__)
+  if (device.is_cuda()) metagrad::cuda::reset_peak_memory_stats(device.index());
+#endif
+  (void)device;
+}
 
 struct TrainerOptions {
   int epochs = 1;
@@ -137,6 +159,9 @@ class ProgressBar {
 /// Trains a classifier `model` (logits [N, classes] from input [N, ...] of rank R) with `opt` and
 /// `loss_fn(logits, labels)` (e.g. cross_entropy) on loaders yielding batches {x: Tensor<float, R>,
 /// y: Tensor<int64_t, 1>}. The training and evaluation steps are compiled once, at construction.
+/// The Trainer runs on the device of the optimiser's (first) parameter: move the model there before
+/// building the optimiser and the Trainer. Host batches are copied into device tensors that are reused from
+/// step to step, so the compiled step keeps reading the same memory and is replayed as a CUDA graph.
 /// @code
 ///   nn::Trainer<decltype(model), decltype(opt), decltype(loss), 4> trainer(model, opt, loss, options);
 ///   trainer.fit(train_loader, &test_loader);
@@ -173,6 +198,7 @@ class Trainer {
         opt_(opt),
         loss_fn_(std::move(loss_fn)),
         options_(std::move(o)),
+        device_(std::get<0>(opt.params()).value().device()),
         x_("x"),
         y_("y"),
         train_(build_train(model_, opt_, loss_fn_, x_, y_, options_)),
@@ -182,18 +208,23 @@ class Trainer {
     if (options_.plateau) plateau_.emplace(*options_.plateau);
   }
 
-  /// One training step on a batch. @return the loss and the number of correct predictions.
+  /// One training step on a batch (on the host or on the Trainer's device). @return the loss and the number
+  /// of correct predictions. @throws shape_error when the batch's inputs and labels disagree; error for a
+  /// negative label of a batch on the host that goes to a device (the device step does not check them).
   std::pair<double, std::int64_t> train_step(const Tensor<T, R>& x, const Tensor<std::int64_t, 1>& y) {
     check_batch(x, y, "train_step");
-    auto out = train_.run(x_.bind(x), y_.bind(y));
+    auto out = train_.run(x_.bind(staged(x, train_x_)), y_.bind(staged(y, train_y_)));
     return {out.loss, static_cast<std::int64_t>(std::get<0>(out.extras).item())};
   }
   /// Loss and correct predictions on a batch in eval mode (nothing is updated).
   std::pair<double, std::int64_t> eval_step(const Tensor<T, R>& x, const Tensor<std::int64_t, 1>& y) {
     check_batch(x, y, "eval_step");
-    const auto& r = eval_.run(x_.bind(x), y_.bind(y));
+    const auto& r = eval_.run(x_.bind(staged(x, eval_x_)), y_.bind(staged(y, eval_y_)));
     return {static_cast<double>(std::get<0>(r).item()), static_cast<std::int64_t>(std::get<1>(r).item())};
   }
+
+  /// The device the Trainer runs on (its optimiser's first parameter's).
+  Device device() const { return device_; }
 
   /// Mean loss and accuracy over a loader, in eval mode.
   template <class Loader>
@@ -229,6 +260,7 @@ class Trainer {
       st.epoch = epoch_ + 1;
       if constexpr (requires { train.set_epoch(epoch_); }) train.set_epoch(epoch_);
       bar_.start("epoch " + std::to_string(epoch_ + 1) + "/" + std::to_string(options_.epochs), nb);
+      reset_peak_device_memory(device_);
       const auto t0 = std::chrono::steady_clock::now();
       double loss_sum = 0;
       std::int64_t correct = 0, samples = 0, k = 0;
@@ -254,6 +286,7 @@ class Trainer {
       st.lr = opt_.lr();
       if (test) std::tie(st.test_loss, st.test_accuracy) = evaluate(*test);
       st.peak_rss_mib = peak_rss_mib();
+      st.peak_device_mib = peak_device_mib(device_);
       ++epoch_;
       if (plateau_ && test) opt_.set_lr(plateau_->step(st.test_loss, opt_.lr()));
       const bool improved = test && st.test_accuracy > best_acc_;
@@ -292,6 +325,27 @@ class Trainer {
                         to_string(x.shape()) + " but " + std::to_string(y.shape()[0]) + " labels");
   }
 
+  // The batch tensor on the Trainer's device: `b` itself when it is there already, else a copy in `buf`,
+  // which keeps its memory while the batch shape stays the same.
+  template <class U, int RB>
+  const Tensor<U, RB>& staged(const Tensor<U, RB>& b, Tensor<U, RB>& buf) const {
+    if (b.device() == device_) return b;
+    if constexpr (std::is_same_v<U, std::int64_t>) {
+      if (b.device().is_cpu()) {
+        const auto c = b.is_contiguous() ? b : b.clone();
+        for (index_t i = 0; i < c.numel(); ++i)
+          if (c.data()[i] < 0)
+            throw error("Trainer: label " + std::to_string(c.data()[i]) + " at position " + std::to_string(i) +
+                        " of the batch is negative");
+      }
+    }
+    if (!buf.defined() || !(buf.shape() == b.shape())) buf.allocate(b.shape(), device_);
+    const auto c = b.is_contiguous() ? b : b.clone();
+    metagrad::detail::copy_bytes(buf.data(), device_, c.data(), c.device(),
+                                 static_cast<std::size_t>(c.numel()) * sizeof(U));
+    return buf;
+  }
+
   void report(const EpochStats& st) {
     if (options_.out) {
       char buf[256];
@@ -300,7 +354,9 @@ class Trainer {
                     "peak RSS %.0f MiB",
                     st.epoch, st.train_loss, 100 * st.train_accuracy, st.test_loss, 100 * st.test_accuracy, st.lr,
                     st.seconds, st.images_per_second, st.peak_rss_mib);
-      *options_.out << buf << '\n' << std::flush;
+      *options_.out << buf;
+      if (device_.is_cuda()) *options_.out << ", peak " << device_.str() << " " << st.peak_device_mib << " MiB";
+      *options_.out << '\n' << std::flush;
     }
     if (!options_.metrics_csv.empty()) {
       const bool fresh = !std::filesystem::exists(options_.metrics_csv);
@@ -325,8 +381,11 @@ class Trainer {
   Opt& opt_;
   LossFn loss_fn_;
   TrainerOptions options_;
+  Device device_;
   XIn x_;
   YIn y_;
+  Tensor<T, R> train_x_, eval_x_;  // batches copied to device_ (see staged)
+  Tensor<std::int64_t, 1> train_y_, eval_y_;
   train_t train_;
   eval_t eval_;
   ProgressBar bar_;
