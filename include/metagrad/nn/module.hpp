@@ -13,6 +13,8 @@
 // and optionally
 //   template <class X> auto updates(const X& x) const a tuple of StateUpdate: buffers to overwrite after a
 //                                                     training step (batch norm's running statistics)
+//   void to(Device)                                   moves its parameters and buffers to a device (layers
+//                                                     without it have their params() moved by to_device)
 // A layer's parameters are tagged by the layer's Tag, so two layers never share a parameter by accident;
 // a *spec* (nn::linear(400, 120)) is the untagged description, made into a layer by sequential() or make<Tag>.
 #pragma once
@@ -24,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "../core/device.hpp"
 #include "../core/dtype.hpp"
 #include "../core/error.hpp"
 #include "../core/shape.hpp"
@@ -45,13 +48,15 @@ struct bias {};
 }  // namespace role
 
 /// One named tensor of a model's state: a parameter (trainable) or a buffer (running statistics). `data`
-/// points at `numel` contiguous elements of `dtype`, valid while the model is alive and not re-shaped.
+/// points at `numel` contiguous elements of `dtype` in the memory of `device` (state dicts and checkpoints
+/// copy device entries through the host), valid while the model is alive, not re-shaped and not moved.
 struct StateEntry {
   std::string name;
   DType dtype;
   std::vector<index_t> shape;
   void* data;
   bool trainable;
+  Device device = Device::cpu();
 
   index_t numel() const {
     index_t n = 1;
@@ -69,19 +74,15 @@ std::vector<index_t> shape_vector(const Shape<R>& s) {
 }
 }  // namespace detail
 
-/// The state entry of a tensor (loading writes through it). @pre t is contiguous (layers allocate their tensors
-/// themselves).
+/// The state entry of a tensor (loading writes through it), on the tensor's device. @pre t is contiguous
+/// (layers allocate their tensors themselves).
 template <class T, int R>
 StateEntry state_entry(std::string name, const Tensor<T, R>& t, bool trainable) {
   if (!is_contiguous(t.shape(), t.strides()))
     throw error("state of '" + name + "': the tensor is not contiguous; set() a contiguous tensor");
-  // State entries are read and written as host memory (state dicts, checkpoints).
-  if (!t.device().is_cpu())
-    throw device_error("state of '" + name + "' is on " + t.device().str() +
-                       ": state dicts and checkpoints read host memory in this release; move the model's "
-                       "parameters with to(Device::cpu()) first");
   // A Tensor is a handle: its elements stay writable through a const handle's storage (state loading).
-  return {std::move(name), dtype_of<T>, detail::shape_vector(t.shape()), const_cast<T*>(t.data()), trainable};
+  return {std::move(name),          dtype_of<T>, detail::shape_vector(t.shape()),
+          const_cast<T*>(t.data()), trainable,   t.device()};
 }
 
 /// Calls f(param) for every Param handle in a tuple.
@@ -126,6 +127,43 @@ auto updates_of(const L& l, const X& x) {
 template <class L>
 void advance_of(const L& l) {
   if constexpr (requires { l.advance(); }) l.advance();
+}
+
+/// Moves a parameter's tensor to `device` (a copy there replaces it; nothing happens when it is already
+/// there). The Param keeps its identity: every copy of the handle, an optimiser's included, sees the moved
+/// tensor, and expressions built from it read it there. @throws device_error as Tensor::to does.
+template <class P>
+void move_param(const P& p, Device device) {
+  if (p.initialized() && !(p.value().device() == device)) p.set(p.value().to(device));
+}
+
+/// Moves every Param of a tuple to `device` (see move_param).
+template <class Tuple>
+void move_params(const Tuple& params, Device device) {
+  for_each_param(params, [&](const auto& p) { move_param(p, device); });
+}
+
+/// Moves a layer or model to `device`: l.to(device) when the layer has it (containers, layers with
+/// buffers), else its params(). See to_device.
+template <class L>
+void to_device_of(L& l, Device device) {
+  if constexpr (requires { l.to(device); })
+    l.to(device);
+  else
+    move_params(l.params(), device);
+}
+
+/// Moves every parameter and buffer of `model` (a layer or a sequential) to `device`, in place, like
+/// torch's module.to(device): Params keep their identity, so an optimiser built on model.params() before the
+/// move keeps working (its state follows on the next step). Expressions and training steps that read
+/// buffers (batch norm's running statistics) hold the old tensors: build them after the move.
+/// @code nn::to_device(model, Device::cuda(0)); @endcode
+/// @throws device_error for a CUDA device without the CUDA backend (no file compiled by nvcc in the program)
+/// or one that does not exist.
+template <class L>
+L& to_device(L& model, Device device) {
+  to_device_of(model, device);
+  return model;
 }
 
 /// Number of trainable elements in a tuple of params.

@@ -95,7 +95,16 @@ class BatchNorm : public LayerBase {
   const bias_type& bias() const { return bias_; }
   const Tensor<T, 1>& running_mean() const { return mean_; }
   const Tensor<T, 1>& running_var() const { return var_; }
-  std::int64_t num_batches_tracked() const { return count_.data()[0]; }
+  std::int64_t num_batches_tracked() const { return count_.item(); }
+
+  /// Moves the parameters and the running statistics to `device`, in place (see nn::to_device).
+  /// Expressions and training steps built before the move still read the old running statistics.
+  void to(Device device) {
+    move_params(params(), device);
+    mean_ = mean_.to(device);
+    var_ = var_.to(device);
+    count_ = count_.to(device);
+  }
 
   auto params() const { return std::make_tuple(weight_, bias_); }
   void collect_state(std::vector<StateEntry>& out) const {

@@ -1,7 +1,10 @@
 // metagrad/nn/optim.hpp — optimisers: SGD (momentum, dampening, Nesterov, weight decay), Adam, AdamW and
 // RMSprop, with PyTorch's update rules and state names (so their state round-trips through checkpoints).
 // Each step updates every parameter in one fused pass that reads the parameter, its gradient and its state
-// once and writes them once: the per-element rule is a METAGRAD_HD function, run here by a threaded CPU loop.
+// once and writes them once: the per-element rule is a METAGRAD_HD function, run by a threaded CPU loop for
+// CPU parameters and, for CUDA parameters (in a file compiled by nvcc), by multi-tensor kernels that update
+// every parameter of one dtype and device in one launch (backend/cuda/multi_tensor.hpp). State tensors live
+// on their parameter's device and follow it when the model is moved (nn::to_device).
 // Gradient clipping by global norm scales the gradients inside that same pass. Which parameters train is
 // chosen by the params tuple the optimiser is built with (the others are never differentiated); freeze()
 // additionally stops updates by name at run time. Include <metagrad/nn.hpp> instead.
@@ -10,13 +13,17 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "../backend/cpu/assign.hpp"
 #include "../backend/cpu/parallel.hpp"
+#include "../backend/dispatch.hpp"
+#include "../backend/multi_tensor_plan.hpp"
 #include "../core/config.hpp"
 #include "../core/creation.hpp"
 #include "../core/error.hpp"
@@ -24,6 +31,10 @@
 #include "../expr/functions.hpp"
 #include "../expr/reduce.hpp"
 #include "module.hpp"
+
+#if defined(__CUDACC__)
+#include "../backend/cuda/multi_tensor.hpp"
+#endif
 
 METAGRAD_NAMESPACE_BEGIN
 namespace nn {
@@ -155,6 +166,17 @@ struct RmspropRule {
 template <class P>
 using param_tensor_t = Tensor<typename P::value_type, P::rank>;
 
+/// The per-element update of a multi-tensor launch (detail::multi_tensor_chunk): Rule::update with the
+/// gradient scaled first, exactly as the CPU loop does. Trivially copyable (a kernel argument).
+template <class Rule, class T>
+struct RuleUpdate {
+  static constexpr int max_state = Rule::max_state;
+  typename Rule::options options;
+  StepScalars scalars;
+  T scale;
+  METAGRAD_HD void operator()(T& p, T g, T* s) const { Rule::update(p, g * scale, s, options, scalars); }
+};
+
 }  // namespace detail
 
 /// The square root of the sum of squares of every gradient in a tuple of tensors (double accumulation).
@@ -191,24 +213,57 @@ class Optimizer {
     frozen_.assign(num_params, false);
     const int ns = Rule::state_count(opts_);
     for_each_indexed([&](const auto& p, auto& st, std::size_t) {
-      for (int k = 0; k < ns; ++k) st[k] = zeros<typename std::remove_cvref_t<decltype(p)>::value_type>(p.shape());
+      for (int k = 0; k < ns; ++k)
+        st[k] = zeros<typename std::remove_cvref_t<decltype(p)>::value_type>(p.shape(), p.value().device());
     });
   }
 
   /// One update of every (unfrozen) parameter from `grads`, a tuple of tensors shaped like the params (a
   /// compiled training step's gradient outputs). `grad_scale` multiplies every gradient first (clipping).
-  /// @throws shape_error when a gradient's shape differs from its parameter's.
+  /// CPU parameters are updated by a threaded loop each; the CUDA parameters of one dtype and device all
+  /// together by multi-tensor kernels (queued on the device's stream, float32 and float64). State tensors
+  /// are first moved to their parameter's device if it moved; non-contiguous gradients are copied to
+  /// contiguous ones on their device. Everything is checked before anything changes.
+  /// @throws shape_error when a gradient's shape differs from its parameter's; device_error when a gradient
+  /// is on another device than its parameter, or for CUDA parameters in a file not compiled by nvcc; error
+  /// for a non-contiguous parameter or a CUDA parameter of an integer dtype.
   template <class Grads>
   void step(const Grads& grads, double grad_scale = 1.0) {
     static_assert(std::tuple_size_v<std::remove_cvref_t<Grads>> == num_params,
                   "metagrad: optimizer step needs one gradient per parameter");
+    bool on_device = false;
+    Device first_device = Device::cpu();
+    for_each_indexed([&](const auto& p, auto&, auto i) {
+      if (frozen_[i]) return;
+      check_one(p, std::get<decltype(i)::value>(grads));
+      if (!on_device && !p.value().device().is_cpu()) {
+        on_device = true;
+        first_device = p.value().device();
+      }
+    });
+#if !defined(__CUDACC__)
+    if (on_device) ::metagrad::detail::no_cuda_backend("optimizer step", first_device);
+#else
+    (void)first_device;
+#endif
     ++steps_;
     const auto k = Rule::scalars(opts_, lr_, steps_);
+    DeviceWork work;
     for_each_indexed([&](const auto& p, auto& st, auto i) {
       if (frozen_[i]) return;
+      follow_param(p, st);
       const auto& g = std::get<decltype(i)::value>(grads);
-      apply_one(p, g, st, k, grad_scale);
+      if (p.value().device().is_cpu())
+        apply_one(p, g, st, k, grad_scale);
+      else
+        add_device(work, p, g, st);
     });
+#if defined(__CUDACC__)
+    if (on_device) {
+      run_groups(work.f32, k, grad_scale);
+      run_groups(work.f64, k, grad_scale);
+    }
+#endif
   }
 
   double lr() const { return lr_; }
@@ -236,9 +291,11 @@ class Optimizer {
 
   /// The optimiser's state as named tensors: "<param name>.<state name>" (PyTorch's names: exp_avg,
   /// momentum_buffer, ...) plus the step count as a one-element int64 tensor named "step", for checkpoints.
+  /// State tensors are on their parameter's device (moved there first if the parameter moved).
   void collect_state(std::vector<StateEntry>& out, const std::string& prefix = "") {
     const int ns = Rule::state_count(opts_);
     for_each_indexed([&](const auto& p, auto& st, std::size_t) {
+      follow_param(p, st);  // a checkpoint loaded after moving the model lands on the parameters' device
       for (int k = 0; k < ns; ++k)
         out.push_back(state_entry(prefix + p.name() + "." + Rule::state_names[k], st[k], false));
     });
@@ -261,19 +318,99 @@ class Optimizer {
     (std::make_index_sequence<num_params>{});
   }
 
-  template <class P, class G, class S>
-  void apply_one(const P& p, const G& g, S& st, const detail::StepScalars& k, double scale) {
+  // Buffers of one step's CUDA parameters, grouped by dtype and device (one multi-tensor pass per group).
+  template <class T>
+  struct DeviceGroup {
+    int device;
+    std::vector<::metagrad::detail::MultiTensorEntry<T, 2 + Rule::max_state>> list;
+  };
+  struct DeviceWork {
+    std::vector<DeviceGroup<float>> f32;
+    std::vector<DeviceGroup<double>> f64;
+    std::vector<std::shared_ptr<Storage>> keep;  // contiguous copies of gradients, alive until launched
+  };
+
+  template <class P, class G>
+  static void check_one(const P& p, const G& g) {
     using T = typename P::value_type;
-    auto& pt = p.value();
+    const auto& pt = p.value();
     if (!(g.shape() == pt.shape()))
       throw shape_error("optimizer step: the gradient of '" + p.name() + "' has shape " + to_string(g.shape()) +
                         ", the parameter " + to_string(pt.shape()));
     if (!is_contiguous(pt.shape(), pt.strides()))
       throw error("optimizer step: parameter '" + p.name() + "' is not contiguous");
-    if (!pt.device().is_cpu() || !g.device().is_cpu())
-      throw device_error("optimizer step: parameter '" + p.name() + "' is on " + pt.device().str() +
-                         "; the optimisers' update loops run on the CPU in this release (fused GPU updates "
-                         "arrive with the cuDNN milestone)");
+    if (!(g.device() == pt.device()))
+      throw device_error("optimizer step: the gradient of '" + p.name() + "' is on " + g.device().str() +
+                         ", the parameter on " + pt.device().str());
+    if (!pt.device().is_cpu() && !std::is_same_v<T, float> && !std::is_same_v<T, double>)
+      throw error("optimizer step: parameter '" + p.name() + "' on " + pt.device().str() + " has dtype " +
+                  std::string(dtype_name(dtype_of<T>)) + "; GPU updates take float32 and float64 parameters");
+  }
+
+  // The state was made (or last moved) where the parameter was; after model.to(device) it follows.
+  template <class P, class S>
+  void follow_param(const P& p, S& st) {
+    const Device d = p.value().device();
+    for (int k = 0; k < Rule::state_count(opts_); ++k)
+      if (st[k].defined() && !(st[k].device() == d)) st[k] = st[k].to(d);
+  }
+
+  template <class P, class G, class S>
+  void add_device(DeviceWork& w, const P& p, const G& g, S& st) {
+    using T = typename P::value_type;
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+      auto& pt = p.value();
+      const auto gc = g.is_contiguous() ? g : g.clone();
+      w.keep.push_back(gc.storage());
+      ::metagrad::detail::MultiTensorEntry<T, 2 + Rule::max_state> e{};
+      e.ptr[0] = pt.data();
+      e.ptr[1] = const_cast<T*>(gc.data());  // read only: the kernels write the parameter and the states
+      for (int j = 0; j < Rule::state_count(opts_); ++j) e.ptr[2 + j] = st[j].data();
+      e.numel = pt.numel();
+      auto& groups = [&]() -> auto& {
+        if constexpr (std::is_same_v<T, float>)
+          return w.f32;
+        else
+          return w.f64;
+      }
+      ();
+      const int dev = pt.device().index();
+      for (auto& grp : groups)
+        if (grp.device == dev) {
+          grp.list.push_back(e);
+          return;
+        }
+      groups.push_back({dev, {e}});
+    }
+  }
+
+#if defined(__CUDACC__)
+  template <class T>
+  void run_groups(const std::vector<DeviceGroup<T>>& groups, const detail::StepScalars& k, double scale) const {
+    const detail::RuleUpdate<Rule, T> op{opts_, k, static_cast<T>(scale)};
+    for (const auto& grp : groups) launch_group<0>(Rule::state_count(opts_), grp, op);
+  }
+  // The kernel is instantiated for the number of state buffers the options use (SGD without momentum
+  // moves two buffers per element, not three).
+  template <int NS, class T>
+  static void launch_group(int ns, const DeviceGroup<T>& grp, const detail::RuleUpdate<Rule, T>& op) {
+    if (ns != NS) {
+      if constexpr (NS < Rule::max_state) launch_group<NS + 1>(ns, grp, op);
+      return;
+    }
+    std::vector<::metagrad::detail::MultiTensorEntry<T, 2 + NS>> list(grp.list.size());
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      for (int j = 0; j < 2 + NS; ++j) list[i].ptr[j] = grp.list[i].ptr[j];
+      list[i].numel = grp.list[i].numel;
+    }
+    cuda::multi_tensor_apply<NS>(list, op, grp.device);
+  }
+#endif
+
+  template <class P, class G, class S>
+  void apply_one(const P& p, const G& g, S& st, const detail::StepScalars& k, double scale) {
+    using T = typename P::value_type;
+    auto& pt = p.value();
     const auto gc = g.is_contiguous() ? g : g.clone();
     T* pd = pt.data();
     const T* gd = gc.data();

@@ -110,6 +110,12 @@ class Sequential : public LayerBase {
   }
   void eval() { train(false); }
 
+  /// Moves every child's parameters and buffers to `device`, in place (see nn::to_device): Params keep
+  /// their identity, so optimisers built on params() keep working. @throws device_error as Tensor::to does.
+  void to(Device device) {
+    std::apply([&](auto&... c) { (to_device_of(c, device), ...); }, children_);
+  }
+
   /// Moves every child's random streams (dropout) to the next step.
   void advance() const {
     std::apply([](const auto&... c) { (advance_of(c), ...); }, children_);

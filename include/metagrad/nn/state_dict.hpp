@@ -77,10 +77,12 @@ template <class T, int R>
 AnyTensor any_tensor_ranked(const StateEntry& e) {
   Shape<R> s;
   for (int d = 0; d < R; ++d) s[d] = e.shape[d];
-  return AnyTensor(Tensor<T, R>::from_blob(static_cast<T*>(e.data), s));
+  const auto t = Tensor<T, R>::from_blob(static_cast<T*>(e.data), s, e.device);
+  return AnyTensor(e.device.is_cpu() ? t : t.to(Device::cpu()));
 }
 
-// The entry's memory as an AnyTensor (no copy) for the safetensors writer.
+// The entry's memory as an AnyTensor for the safetensors writer: no copy on the host, a host copy of a device
+// entry (made before the file is opened, so a failing copy leaves no file behind).
 inline AnyTensor any_tensor(const StateEntry& e) {
   return visit_dtype(e.dtype, [&](auto tag) -> AnyTensor {
     using T = decltype(tag);
@@ -106,25 +108,30 @@ inline AnyTensor any_tensor(const StateEntry& e) {
   });
 }
 
-// Copies `src` (little-endian bytes of dtype sd) into the entry's memory, converting the dtype.
+// Copies `src` (little-endian bytes of dtype sd) into the entry's memory, converting the dtype; an entry on a
+// device is filled through a host buffer.
 inline void copy_converted(const StateEntry& dst, const TensorBytes& src) {
   const auto n = static_cast<std::size_t>(dst.numel());
+  const std::size_t bytes = n * dtype_size(dst.dtype);
+  std::vector<unsigned char> staging(dst.device.is_cpu() ? 0 : bytes);
+  void* out = dst.device.is_cpu() ? dst.data : static_cast<void*>(staging.data());
   if (src.dtype == dst.dtype) {
-    std::memcpy(dst.data, src.bytes.data(), n * dtype_size(dst.dtype));  // safetensors is little-endian, as is x86
-    return;
-  }
-  visit_dtype(dst.dtype, [&](auto dtag) {
-    using D = decltype(dtag);
-    visit_dtype(src.dtype, [&](auto stag) {
-      using S = decltype(stag);
-      auto* out = static_cast<D*>(dst.data);
-      for (std::size_t i = 0; i < n; ++i) {
-        S v;
-        std::memcpy(&v, src.bytes.data() + i * sizeof(S), sizeof(S));
-        out[i] = static_cast<D>(v);
-      }
+    std::memcpy(out, src.bytes.data(), bytes);  // safetensors is little-endian, as is x86
+  } else {
+    visit_dtype(dst.dtype, [&](auto dtag) {
+      using D = decltype(dtag);
+      visit_dtype(src.dtype, [&](auto stag) {
+        using S = decltype(stag);
+        auto* o = static_cast<D*>(out);
+        for (std::size_t i = 0; i < n; ++i) {
+          S v;
+          std::memcpy(&v, src.bytes.data() + i * sizeof(S), sizeof(S));
+          o[i] = static_cast<D>(v);
+        }
+      });
     });
-  });
+  }
+  if (!dst.device.is_cpu()) ::metagrad::detail::copy_bytes(dst.data, dst.device, out, Device::cpu(), bytes);
 }
 
 inline LoadReport match_state(const std::vector<StateEntry>& state, const SafeTensors& file,
@@ -169,7 +176,8 @@ inline SafeTensorsEntries state_entries(const std::vector<StateEntry>& state, co
 }
 
 /// Writes the model's parameters and buffers to `path` (safetensors, atomically), keyed like PyTorch's
-/// state_dict: torch's safetensors.torch.load_file(path) gives a dict model.load_state_dict accepts.
+/// state_dict: torch's safetensors.torch.load_file(path) gives a dict model.load_state_dict accepts. A model
+/// on a GPU is copied to the host first (the file is the same as the CPU model's).
 template <class Model>
 void save_state_dict(const Model& model, const std::filesystem::path& path,
                      const std::map<std::string, std::string>& metadata = {}) {
@@ -184,8 +192,8 @@ struct LoadOptions {
 };
 
 /// Loads the tensors of `file` into the model by name, converting dtypes (float64 weights into a float32
-/// model, as torch does). @throws io_error in strict mode when the keys or shapes differ (naming them all);
-/// io_error when the file is malformed.
+/// model, as torch does), wherever the model's tensors live (a model on a GPU is written through the host). @throws
+/// io_error in strict mode when the keys or shapes differ (naming them all); io_error when the file is malformed.
 /// `label` names the file in messages.
 template <class Model>
 LoadReport load_state_dict(Model& model, const SafeTensors& file, const LoadOptions& o = {},
