@@ -5,7 +5,15 @@ Same model, data handling, hyperparameters, flags and output as bench/lenet_torc
 baseline) and examples/03_lenet_mnist.cpp (metagrad); bench/compare_lenet.sh runs all three.
 
     python3 bench/lenet_pytorch.py [--data DIR] [--epochs 5] [--batch-size 64] [--optimizer sgd|adam]
-        [--lr X] [--threads N] [--seed S] [--max-batches N] [--mean 0.2860] [--std 0.3530]
+        [--lr X] [--threads N] [--seed S] [--max-batches N] [--mean 0.2860] [--std 0.3530] [--device cpu|cuda]
+    python3 bench/lenet_pytorch.py --bench-step N [--batch-size 64] [--device cuda]
+
+--device cuda trains on the GPU as a PyTorch user would: the model and optimiser on the device, each batch
+gathered and normalised on the host and copied with .to(device); peak_device_mib is
+torch.cuda.max_memory_allocated over the epoch (tensors only, like metagrad's figure). --bench-step N times N
+training steps on one random batch already on the device after 20 warm-up steps and prints
+    bench_step device D steps N batch B threads T median_ms M mean_ms A peak_rss_mib R peak_device_mib P
+as examples/03_lenet_mnist.cpp does; each step ends with loss.item(), as the training loop's does.
 
 Model: conv 6@5x5 pad 2, relu, max-pool 2, conv 16@5x5, relu, max-pool 2, flatten, fc 120, relu, fc 84,
 relu, fc 10; softmax cross-entropy. SGD uses momentum 0.9 (lr 0.01 by default), Adam lr 1e-3 by default.
@@ -95,13 +103,17 @@ def normalise(u8, args):
     return u8.float().div_(255.0).sub_(args.mean).div_(args.std)
 
 
-def test_accuracy(net, images, labels, args):
+def peak_device_mib(device):
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
+
+
+def test_accuracy(net, images, labels, args, device):
     net.eval()
     correct = 0
     with torch.no_grad():
         for b in range(0, images.shape[0], args.test_batch_size):
-            logits = net(normalise(images[b : b + args.test_batch_size], args))
-            correct += int((logits.argmax(1) == labels[b : b + args.test_batch_size]).sum())
+            logits = net(normalise(images[b : b + args.test_batch_size], args).to(device))
+            correct += int((logits.argmax(1) == labels[b : b + args.test_batch_size].to(device)).sum())
     net.train()
     return 100.0 * correct / images.shape[0]
 
@@ -119,7 +131,12 @@ def main():
     p.add_argument("--max-batches", type=int, default=-1, help="negative: the whole epoch")
     p.add_argument("--mean", type=float, default=0.2860)
     p.add_argument("--std", type=float, default=0.3530)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--bench-step", type=int, default=0, help="time N steps on random data instead of training")
     args = p.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: this torch has no usable CUDA device")
     if args.lr is None:
         args.lr = 0.01 if args.optimizer == "sgd" else 1e-3
     if args.epochs < 0 or args.batch_size < 1 or args.test_batch_size < 1 or args.threads < 1 or args.std <= 0:
@@ -130,9 +147,11 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
+    if args.bench_step > 0:
+        return bench_step(args, device)
     train_x, train_y = load_split(args.data, "train")
     test_x, test_y = load_split(args.data, "t10k")
-    net = LeNet()
+    net = LeNet().to(device)
     opt = make_optimizer(args, net)
     gen = torch.Generator().manual_seed(args.seed)
     n = train_x.shape[0]
@@ -140,6 +159,8 @@ def main():
           f"lr {args.lr:g} batch {args.batch_size} threads {args.threads} seed {args.seed} torch {torch.__version__}",
           flush=True)
     for epoch in range(1, args.epochs + 1):
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
         order = torch.randperm(n, generator=gen)
         loss_sum, batches, images = 0.0, 0, 0
@@ -147,8 +168,8 @@ def main():
             if 0 <= args.max_batches <= batches:
                 break
             idx = order[b : b + args.batch_size]
-            x = normalise(train_x.index_select(0, idx), args)
-            y = train_y.index_select(0, idx)
+            x = normalise(train_x.index_select(0, idx), args).to(device)
+            y = train_y.index_select(0, idx).to(device)
             opt.zero_grad()
             loss = F.cross_entropy(net(x), y)
             loss.backward()
@@ -157,9 +178,41 @@ def main():
             batches += 1
             images += idx.shape[0]
         epoch_s = time.perf_counter() - t0
-        acc = test_accuracy(net, test_x, test_y, args)
+        peak_dev = peak_device_mib(device)
+        acc = test_accuracy(net, test_x, test_y, args, device)
         print(f"epoch {epoch} train_loss {loss_sum / max(batches, 1):.4f} test_acc {acc:.2f} epoch_s {epoch_s:.3f} "
-              f"images_per_s {images / epoch_s:.1f} peak_rss_mib {peak_rss_mib():.1f}", flush=True)
+              f"images_per_s {images / epoch_s:.1f} peak_rss_mib {peak_rss_mib():.1f} peak_device_mib {peak_dev:.2f}",
+              flush=True)
+
+
+def bench_step(args, device):
+    net = LeNet().to(device)
+    opt = make_optimizer(args, net)
+    x = torch.randn(args.batch_size, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (args.batch_size,), device=device)
+
+    def step():
+        opt.zero_grad()
+        loss = F.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    for _ in range(20):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    ms = []
+    for _ in range(args.bench_step):
+        t0 = time.perf_counter()
+        step()
+        ms.append(1e3 * (time.perf_counter() - t0))
+    ms.sort()
+    median = ms[len(ms) // 2] if len(ms) % 2 else 0.5 * (ms[len(ms) // 2 - 1] + ms[len(ms) // 2])
+    print(f"bench_step device {device} steps {args.bench_step} batch {args.batch_size} threads {args.threads} "
+          f"median_ms {median:.4f} mean_ms {sum(ms) / len(ms):.4f} peak_rss_mib {peak_rss_mib():.1f} "
+          f"peak_device_mib {peak_device_mib(device):.2f} torch {torch.__version__}", flush=True)
 
 
 if __name__ == "__main__":

@@ -75,3 +75,20 @@ TEST_CASE("device errors: one expression over two devices is refused") {
   const auto m2 = device_error_of([&] { (void)mg::eval(mg::sum(h * d)); });
   CHECK(m2.find("reads tensors on cpu and on cuda:0") != std::string::npos);
 }
+
+TEST_CASE("device: names parse to devices and back, anything else is refused by name") {
+  CHECK(mg::Device::parse("cpu") == mg::Device::cpu());
+  CHECK(mg::Device::parse("cuda") == mg::Device::cuda(0));
+  CHECK(mg::Device::parse("cuda:3") == mg::Device::cuda(3));
+  for (const auto d : {mg::Device::cpu(), mg::Device::cuda(0), mg::Device::cuda(12)})
+    CHECK(mg::Device::parse(d.str()) == d);
+  for (const char* bad : {"", "gpu", "cuda:", "cuda:-1", "cuda:1x", "CPU", "cuda:99999999999"}) {
+    CAPTURE(bad);
+    try {
+      (void)mg::Device::parse(bad);
+      FAIL("no error");
+    } catch (const mg::error& e) {
+      CHECK(std::string(e.what()).find(std::string("'") + bad + "'") != std::string::npos);
+    }
+  }
+}

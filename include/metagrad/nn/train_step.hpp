@@ -104,6 +104,7 @@ class TrainStep {
   /// Called after every step (advance dropout streams, count steps, ...).
   std::function<void()> on_step;
   const program_t& program() const { return program_; }
+  program_t& program() { return program_; }
   Opt& optimizer() { return *opt_; }
 
  private:
@@ -135,6 +136,8 @@ class EvalStep {
   const auto& operator()(const Bindings&... b) {
     return run(b...);
   }
+  const auto& program() const { return program_; }
+  auto& program() { return program_; }
 
  private:
   decltype(compile(std::declval<const Outs&>()...)) program_;

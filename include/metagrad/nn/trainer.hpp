@@ -91,6 +91,9 @@ struct TrainerOptions {
   std::function<void(const EpochStats&)> on_epoch;
   /// Redraw the bar at most this often.
   double progress_interval_s = 0.25;
+  /// On a CUDA device, record the training and evaluation steps as CUDA graphs and replay them
+  /// (Program::set_graph_capture); false runs every kernel and library call from the host each step.
+  bool cuda_graphs = true;
 };
 
 namespace detail {
@@ -205,6 +208,8 @@ class Trainer {
         eval_(build_eval(model_, loss_fn_, x_, y_)),
         bar_(options_.out, options_.progress_interval_s) {
     train_.on_step = [this] { advance_of(model_); };
+    train_.program().set_graph_capture(options_.cuda_graphs);
+    eval_.program().set_graph_capture(options_.cuda_graphs);
     if (options_.plateau) plateau_.emplace(*options_.plateau);
   }
 
