@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # bench/run_gpu.sh — the whole GPU check in one command, for a machine with an NVIDIA GPU (written for an
-# H100, sm_90, 16 cores, no network): configure a CUDA build, build the CUDA tests and bench_cuda, record
-# nvidia-smi, run the CUDA tests (ctest -L cuda), bench_cuda, the PyTorch baseline, and summarise the ratios.
+# H100, sm_90, 16 cores, no network): configure a CUDA build, build the CUDA tests, bench_cuda, bench_cudnn
+# and the LeNet example, record nvidia-smi, run the CUDA tests (ctest -L cuda), the benchmarks, LeNet-5 on
+# MNIST-format data beside PyTorch (bench/lenet_pytorch.py, same model, data and batch size) at batch 64 and
+# 256, and summarise the ratios.
 #
 #   bench/run_gpu.sh [build-dir]          (default build-gpu; JOBS=16, CUDA_ARCH=90 override)
+#   DATA=dir bench/run_gpu.sh             (MNIST-format IDX files; default /usr/share/datasets/fashion-mnist,
+#                                          else data/fashion-mnist in the tree, else a synthetic set is made)
 #   CMAKE_ARGS="..." bench/run_gpu.sh      (extra configure options)
 #
 # Everything lands in bench/results/gpu-<date>/ (and is copied to $OUT when set): environment.txt (what was
@@ -51,6 +55,7 @@ finish() {
     echo "wall time: $(($(date +%s) - START)) s"
   } >>"$RES/summary.md"
   say "results in $RES"
+  [ -f "$RES/lenet_summary.md" ] && cat "$RES/lenet_summary.md" >>"$RES/summary.md"
   [ -f "$RES/summary.md" ] && cat "$RES/summary.md"
   if [ -n "${OUT:-}" ]; then
     mkdir -p "$OUT" && cp -r "$RES" "$OUT/" && say "copied to $OUT/$(basename "$RES")"
@@ -102,16 +107,18 @@ command -v ninja >/dev/null && gen=(-G Ninja)
 if [ -f "$BUILD/CMakeCache.txt" ]; then gen=(); fi # keep the generator of an existing build tree
 step configure 180 cmake -S . -B "$BUILD" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCH" -DMETAGRAD_WITH_CUDA=ON -DMETAGRAD_BUILD_TESTS=ON \
-  -DMETAGRAD_BUILD_BENCH=ON -DMETAGRAD_BUILD_EXAMPLES=OFF ${CMAKE_ARGS:-} || { fail 2 "configure ($missing_line)"; exit; }
+  -DMETAGRAD_BUILD_BENCH=ON -DMETAGRAD_BUILD_EXAMPLES=ON ${CMAKE_ARGS:-} || { fail 2 "configure ($missing_line)"; exit; }
 
 # Both targets in one build, going on past a failure so one broken target does not hide the other.
 keep_going=(-k)
 grep -q 'CMAKE_GENERATOR:INTERNAL=Ninja' "$BUILD/CMakeCache.txt" && keep_going=(-k 0)
 targets=()
 grep -q 'metagrad_cuda_tests' "$BUILD/CMakeFiles/TargetDirectories.txt" 2>/dev/null && targets+=(metagrad_cuda_tests)
-grep -q '/bench_cuda.dir' "$BUILD/CMakeFiles/TargetDirectories.txt" 2>/dev/null && targets+=(bench_cuda)
+for t in bench_cuda bench_cudnn 03_lenet_mnist_cuda; do
+  grep -q "/$t.dir" "$BUILD/CMakeFiles/TargetDirectories.txt" 2>/dev/null && targets+=("$t")
+done
 [ ${#targets[@]} -eq 0 ] && { fail 2 "neither metagrad_cuda_tests nor bench_cuda is configured ($missing_line)"; exit; }
-step build 420 cmake --build "$BUILD" --target "${targets[@]}" -j "$JOBS" -- "${keep_going[@]}" ||
+step build 480 cmake --build "$BUILD" --target "${targets[@]}" -j "$JOBS" -- "${keep_going[@]}" ||
   fail 2 "build of ${targets[*]}"
 
 # ---- tests ---------------------------------------------------------------------------------------------------
@@ -130,8 +137,50 @@ if [ -n "$bench_bin" ]; then
 else
   fail 2 "bench_cuda was not built"
 fi
-if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+have_torch=0
+python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null && have_torch=1
+if [ "$have_torch" -eq 1 ]; then
   step pytorch 240 python3 bench/mlp_step_pytorch.py --out "$RES/pytorch.json" || say "PyTorch baseline failed"
 else
   say "PyTorch with CUDA not available: no PyTorch baseline ($missing_line)"
+fi
+cudnn_bin=$(find "$BUILD" -name bench_cudnn -type f -perm -u+x | head -1)
+if [ -n "$cudnn_bin" ]; then
+  step bench_cudnn 240 "$cudnn_bin" --benchmark_out="$RES/bench_cudnn.json" --benchmark_out_format=json ||
+    fail 3 "bench_cudnn"
+else
+  say "bench_cudnn was not built"
+fi
+
+# ---- LeNet-5 on MNIST-format data, metagrad beside PyTorch ------------------------------------------------
+lenet_bin=$(find "$BUILD" -name 03_lenet_mnist_cuda -type f -perm -u+x | head -1)
+DATA=${DATA:-}
+for d in /usr/share/datasets/fashion-mnist data/fashion-mnist; do
+  [ -z "$DATA" ] && ls "$d"/train-images-idx3-ubyte* >/dev/null 2>&1 && DATA=$d
+done
+if [ -z "$DATA" ]; then
+  DATA=$RES/synthetic-mnist
+  say "no MNIST-format data found: writing a synthetic set to $DATA (speed figures only; accuracy is not MNIST's)"
+  python3 bench/make_synthetic_idx.py "$DATA" >"$RES/synthetic-data.txt" 2>&1 || say "making synthetic data failed"
+fi
+echo "$DATA" >"$RES/lenet-data.txt"
+if [ -n "$lenet_bin" ]; then
+  for B in 64 256; do
+    # Steps on one batch already on the device (the step alone), with and without CUDA-graph replay.
+    step "lenet_step_b$B" 120 "$lenet_bin" --bench-step 300 --batch-size "$B" || fail 3 "LeNet step, batch $B"
+    step "lenet_step_nograph_b$B" 120 "$lenet_bin" --bench-step 300 --batch-size "$B" --no-cuda-graphs ||
+      fail 3 "LeNet step without graphs, batch $B"
+    # Two epochs on the data (the second is the figure: the first pays start-up), test accuracy after each.
+    step "lenet_epochs_b$B" 300 "$lenet_bin" --epochs 2 --batch-size "$B" --data "$DATA" ||
+      fail 3 "LeNet epochs, batch $B"
+    if [ "$have_torch" -eq 1 ]; then
+      step "torch_step_b$B" 120 python3 bench/lenet_pytorch.py --device cuda --bench-step 300 --batch-size "$B" ||
+        say "PyTorch LeNet step failed"
+      step "torch_epochs_b$B" 300 python3 bench/lenet_pytorch.py --device cuda --epochs 2 --batch-size "$B" \
+        --data "$DATA" || say "PyTorch LeNet epochs failed"
+    fi
+  done
+  python3 bench/report_lenet_gpu.py "$RES" >"$RES/lenet_summary.md" 2>&1 || say "LeNet report failed"
+else
+  fail 2 "03_lenet_mnist_cuda was not built"
 fi
