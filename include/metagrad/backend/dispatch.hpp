@@ -1,7 +1,7 @@
 // metagrad/backend/dispatch.hpp — the backend hooks that expr/ nodes call by argument-dependent lookup
-// (run_fill, run_reduction, run_gemm), answered on the device the data lives on: the CPU drivers, or the
-// CUDA ones in a file compiled by nvcc. A plain C++ file asked for CUDA work throws device_error saying to
-// compile it with nvcc. Include <metagrad/metagrad.hpp> instead.
+// (run_fill, run_reduction, run_gemm, run_conv2d and the pooling hooks), answered on the device the data lives on: the
+// CPU drivers, or the CUDA ones in a file compiled by nvcc. A plain C++ file asked for CUDA work throws device_error
+// saying to compile it with nvcc. Include <metagrad/metagrad.hpp> instead.
 #pragma once
 
 #include <string>
@@ -9,15 +9,22 @@
 #include "../core/device.hpp"
 #include "../core/error.hpp"
 #include "../core/shape.hpp"
+#include "../expr/conv.hpp"
 #include "../expr/matmul.hpp"
 #include "../expr/plan.hpp"
+#include "../expr/pool.hpp"
+#include "cpu/conv.hpp"
 #include "cpu/elementwise.hpp"
 #include "cpu/matmul.hpp"
+#include "cpu/pool.hpp"
 #include "cpu/reduce.hpp"
 
 #if defined(__CUDACC__)
+#include "cuda/conv.hpp"
+#include "cuda/cudnn.hpp"
 #include "cuda/elementwise.hpp"
 #include "cuda/matmul.hpp"
+#include "cuda/pool.hpp"
 #include "cuda/reduce.hpp"
 #include "cuda/runtime.hpp"
 #endif
@@ -76,6 +83,62 @@ void run_gemm(const GemmCall<T>& call) {
   cuda::run_gemm(call);
 #else
   detail::no_cuda_backend("matmul", call.device);
+#endif
+}
+
+/// Runs one convolution pass on `call.device` (cuDNN on CUDA).
+template <class T>
+void run_conv2d(const Conv2dCall<T>& call) {
+  if (call.device.is_cpu()) {
+    cpu::run_conv2d(call);
+    return;
+  }
+#if defined(__CUDACC__)
+  cuda::run_conv2d(call);
+#else
+  detail::no_cuda_backend("conv2d", call.device);
+#endif
+}
+
+/// Forward pooling of the plan x into call.out on `call.device`.
+template <class T, class Plan>
+void run_pool2d(const Pool2dCall<T>& call, const Plan& x) {
+  if (call.device.is_cpu()) {
+    cpu::run_pool2d(call, x);
+    return;
+  }
+#if defined(__CUDACC__)
+  cuda::run_pool2d(call, x);
+#else
+  detail::no_cuda_backend(detail::pool_name(call.geom.p.kind), call.device);
+#endif
+}
+
+/// dx of a max pooling (adjoint plan g, operand plan x) into call.out on `call.device`.
+template <class T, class GPlan, class XPlan>
+void run_max_pool2d_backward(const Pool2dCall<T>& call, const GPlan& g, const XPlan& x) {
+  if (call.device.is_cpu()) {
+    cpu::run_max_pool2d_backward(call, g, x);
+    return;
+  }
+#if defined(__CUDACC__)
+  cuda::run_max_pool2d_backward(call, g, x);
+#else
+  detail::no_cuda_backend("max_pool2d (backward)", call.device);
+#endif
+}
+
+/// dx of an average pooling (adjoint plan g) into call.out on `call.device`.
+template <class T, class GPlan>
+void run_avg_pool2d_backward(const Pool2dCall<T>& call, const GPlan& g) {
+  if (call.device.is_cpu()) {
+    cpu::run_avg_pool2d_backward(call, g);
+    return;
+  }
+#if defined(__CUDACC__)
+  cuda::run_avg_pool2d_backward(call, g);
+#else
+  detail::no_cuda_backend("average pooling (backward)", call.device);
 #endif
 }
 

@@ -4,8 +4,9 @@
 // convolution) and backward-weight (the adjoint of the weights, a correlation of input and output adjoint).
 // Operands are handed to the backend as contiguous NCHW buffers: a contiguous tensor in place, anything
 // else (a computed expression, a view) evaluated once into a buffer the node keeps. The backend answers
-// run_conv2d(Conv2dCall), found by argument-dependent lookup (oneDNN or im2col + GEMM on the CPU), so this
-// layer names no backend. There is no bias: a layer adds one by broadcasting (conv2d(x, w) + b.reshape(...)),
+// run_conv2d(Conv2dCall), found by argument-dependent lookup (oneDNN or im2col + GEMM on the CPU, cuDNN on
+// CUDA; backend/dispatch.hpp picks by the call's device), so this layer names no backend. Buffers live on
+// the operands' device. There is no bias: a layer adds one by broadcasting (conv2d(x, w) + b.reshape(...)),
 // which fuses into whatever reads the convolution. Include <metagrad/expr.hpp> instead.
 #pragma once
 
@@ -14,8 +15,10 @@
 #include <type_traits>
 #include <utility>
 
+#include "../core/device.hpp"
 #include "../core/error.hpp"
 #include "../core/shape.hpp"
+#include "../core/storage.hpp"
 #include "../core/tensor.hpp"
 #include "leaf.hpp"
 #include "node.hpp"
@@ -65,7 +68,8 @@ enum class ConvPass { forward, backward_data, backward_weight };
 
 /// One convolution for a backend, answered by run_conv2d(call) (found by argument-dependent lookup). Every
 /// pointer is to a contiguous NCHW (or [c_out, c_in / groups, kh, kw]) buffer; `out` overlaps none of the
-/// inputs and is overwritten (never accumulated into).
+/// inputs and is overwritten (never accumulated into); every buffer is memory of `device` (the CPU, or a
+/// CUDA device, whose answer is cuDNN's in a file compiled by nvcc).
 ///   forward:          out = y  [n, c_out, oh, ow]         from x, w
 ///   backward_data:    out = dx [n, c_in, h, w]            from dy, w
 ///   backward_weight:  out = dw [c_out, c_in / g, kh, kw]  from dy, x
@@ -77,6 +81,7 @@ struct Conv2dCall {
   const T* w;
   const T* dy;
   T* out;
+  Device device = Device::cpu();
 };
 
 namespace detail {
@@ -135,32 +140,44 @@ inline Conv2dGeometry conv2d_geometry(const Shape<4>& xs, const Shape<4>& ws, co
   return g;
 }
 
-/// A buffer a node keeps between evaluations. A copy of the node starts without one, so copies never
-/// write into each other's memory.
+/// A buffer a node keeps between evaluations, on the device of the node's operands. A copy of the node
+/// starts without one, so copies never write into each other's memory.
 template <class T, int R>
 struct Scratch {
   Scratch() = default;
   Scratch(const Scratch&) {}
   Scratch& operator=(const Scratch&) { return *this; }
-  Tensor<T, R>& sized(const Shape<R>& s) const {
+  Tensor<T, R>& sized(const Shape<R>& s, Device device = Device::cpu()) const {
     auto& t = t_.get();
-    if (!t.defined() || !(t.shape() == s)) t.allocate(s);
+    if (!t.defined() || !(t.shape() == s) || t.device() != device) t.allocate(s, device);
     return t;
   }
   Lazy<Tensor<T, R>> t_;
 };
 
-/// The values of expression e (of shape s) as a contiguous row-major buffer: a contiguous leaf's own memory,
-/// else `buf` filled by one fused pass (run_fill, the backend's hook).
+/// The values of expression e (of shape s, read on `device`) as a contiguous row-major buffer there: a
+/// contiguous leaf's own memory, else `buf` filled by one fused pass (run_fill, the backend's hook).
 template <class T, class E, int R>
-const T* contiguous_values(const E& e, const Shape<R>& s, const Scratch<T, R>& buf) {
+const T* contiguous_values(const E& e, const Shape<R>& s, const Scratch<T, R>& buf, Device device) {
   const auto p = lower_expr(e, s);
   if constexpr (is_leaf_plan_v<std::remove_cvref_t<decltype(p)>>) {
     if (p.is_flat()) return p.ptr;
   }
-  auto& t = buf.sized(s);
-  if (s.numel() > 0) run_fill(Device::cpu(), t.data(), t.strides(), s, p);
+  auto& t = buf.sized(s, device);
+  if (s.numel() > 0) run_fill(device, t.data(), t.strides(), s, p);
   return t.data();
+}
+
+/// The device a boundary node computes on: its operands' (the CPU when it reads no tensor).
+/// @throws device_error naming `op` when the operands are on different devices, or when dst already holds
+///         memory of another device (a result is never moved between devices behind the caller's back).
+template <class Node, class T, int R>
+Device boundary_device(const Node& node, const Tensor<T, R>& dst, const char* op) {
+  const Device dev = operands_device(node, op).value_or(Device::cpu());
+  if (dst.defined() && dst.device() != dev)
+    throw device_error(std::string(op) + ": the operands are on " + dev.str() + " but the destination is on " +
+                       dst.device().str());
+  return dev;
 }
 
 /// Whether [a, a + na) and [b, b + nb) share memory.
@@ -169,20 +186,25 @@ bool ranges_overlap(const T* a, index_t na, const T* b, index_t nb) {
   return na > 0 && nb > 0 && a < b + nb && b < a + na;
 }
 
-/// Runs `call` with call.out pointing into dst (allocated to `os` when its shape differs) when dst is
-/// contiguous and overlaps none of the inputs, else into `tmp` and copies.
+/// Runs `call` (on call.device) with call.out pointing into dst (allocated there to `os` when its shape
+/// differs) when dst is contiguous and overlaps none of the inputs, else into `tmp` and copies.
 template <class T, class Inputs>
 void run_conv_into(Tensor<T, 4>& dst, const Shape<4>& os, Conv2dCall<T> call, const Inputs& inputs,
                    const Scratch<T, 4>& tmp) {
-  if (!dst.defined() || !(dst.shape() == os)) dst.allocate(os);
+  if (!dst.defined() || !(dst.shape() == os)) dst.allocate(os, call.device);
   if (os.numel() == 0) return;
   bool direct = dst.is_contiguous();
   for (const auto& [p, n] : inputs) direct = direct && !ranges_overlap<T>(dst.data(), os.numel(), p, n);
-  call.out = direct ? dst.data() : tmp.sized(os).data();
+  call.out = direct ? dst.data() : tmp.sized(os, call.device).data();
   const Conv2dGeometry& g = call.geom;
   if (g.n == 0 || g.c_in == 0 || g.c_out == 0) {
     // Nothing to sum over, or nothing to sum: the result is zero (no backend call with empty extents).
-    for (index_t i = 0; i < os.numel(); ++i) call.out[i] = T(0);
+    if (call.device.is_cpu()) {
+      for (index_t i = 0; i < os.numel(); ++i) call.out[i] = T(0);
+    } else {
+      device_hooks_for(call.device, "conv2d")
+          .fill_zero(call.out, static_cast<std::size_t>(os.numel()) * sizeof(T), call.device);
+    }
   } else {
     run_conv2d(call);
   }
@@ -301,17 +323,18 @@ class Conv2dBackwardDataExpr : public ExprBase<Conv2dBackwardDataExpr<G, W, X>>,
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 4);
-    detail::require_cpu(detail::operands_device(*this, "conv2d (backward data)"), "conv2d (backward data)");
+    const Device dev = detail::boundary_device(*this, dst, "conv2d (backward data)");
     const auto geom = detail::conv2d_geometry(like_.shape(), w_.shape(), opts_, "conv2d (backward data)");
     const auto gs = g_.shape();
     if (!(gs == geom.output_shape()))
       throw shape_error("conv2d (backward data): the output adjoint has shape " + to_string(gs) + ", expected " +
                         to_string(geom.output_shape()));
-    const value_type* gp = detail::contiguous_values<value_type>(g_, gs, gbuf_);
-    const value_type* wp = detail::contiguous_values<value_type>(w_, geom.weight_shape(), wbuf_);
+    const value_type* gp = detail::contiguous_values<value_type>(g_, gs, gbuf_, dev);
+    const value_type* wp = detail::contiguous_values<value_type>(w_, geom.weight_shape(), wbuf_, dev);
     const detail::Spans<value_type, 2> in{{{gp, gs.numel()}, {wp, geom.weight_shape().numel()}}};
     detail::run_conv_into(dst, geom.input_shape(),
-                          Conv2dCall<value_type>{ConvPass::backward_data, geom, nullptr, wp, gp, nullptr}, in, out_);
+                          Conv2dCall<value_type>{ConvPass::backward_data, geom, nullptr, wp, gp, nullptr, dev}, in,
+                          out_);
   }
 
   template <int I, class H>
@@ -355,18 +378,19 @@ class Conv2dBackwardWeightExpr : public ExprBase<Conv2dBackwardWeightExpr<G, X, 
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 4);
-    detail::require_cpu(detail::operands_device(*this, "conv2d (backward weight)"), "conv2d (backward weight)");
+    const Device dev = detail::boundary_device(*this, dst, "conv2d (backward weight)");
     const auto xs = x_.shape();
     const auto geom = detail::conv2d_geometry(xs, like_.shape(), opts_, "conv2d (backward weight)");
     const auto gs = g_.shape();
     if (!(gs == geom.output_shape()))
       throw shape_error("conv2d (backward weight): the output adjoint has shape " + to_string(gs) + ", expected " +
                         to_string(geom.output_shape()));
-    const value_type* gp = detail::contiguous_values<value_type>(g_, gs, gbuf_);
-    const value_type* xp = detail::contiguous_values<value_type>(x_, xs, xbuf_);
+    const value_type* gp = detail::contiguous_values<value_type>(g_, gs, gbuf_, dev);
+    const value_type* xp = detail::contiguous_values<value_type>(x_, xs, xbuf_, dev);
     const detail::Spans<value_type, 2> in{{{gp, gs.numel()}, {xp, xs.numel()}}};
     detail::run_conv_into(dst, geom.weight_shape(),
-                          Conv2dCall<value_type>{ConvPass::backward_weight, geom, xp, nullptr, gp, nullptr}, in, out_);
+                          Conv2dCall<value_type>{ConvPass::backward_weight, geom, xp, nullptr, gp, nullptr, dev}, in,
+                          out_);
   }
 
   template <int I, class H>
@@ -428,13 +452,13 @@ class Conv2dExpr : public ExprBase<Conv2dExpr<X, W>>,
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 4);
-    detail::require_cpu(detail::operands_device(*this, "conv2d"), "conv2d");
+    const Device dev = detail::boundary_device(*this, dst, "conv2d");
     const auto geom = geometry();
-    const value_type* xp = detail::contiguous_values<value_type>(x_, geom.input_shape(), xbuf_);
-    const value_type* wp = detail::contiguous_values<value_type>(w_, geom.weight_shape(), wbuf_);
+    const value_type* xp = detail::contiguous_values<value_type>(x_, geom.input_shape(), xbuf_, dev);
+    const value_type* wp = detail::contiguous_values<value_type>(w_, geom.weight_shape(), wbuf_, dev);
     const detail::Spans<value_type, 2> in{{{xp, geom.input_shape().numel()}, {wp, geom.weight_shape().numel()}}};
     detail::run_conv_into(dst, geom.output_shape(),
-                          Conv2dCall<value_type>{ConvPass::forward, geom, xp, wp, nullptr, nullptr}, in, out_);
+                          Conv2dCall<value_type>{ConvPass::forward, geom, xp, wp, nullptr, nullptr, dev}, in, out_);
   }
 
   /// dx = conv2d_backward_data(g, w), shaped like x.

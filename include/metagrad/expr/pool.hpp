@@ -6,7 +6,8 @@
 // the operand and sends the window's adjoint to it (ties: the first maximum in row-major window order, as
 // PyTorch); the average pools spread each adjoint over its window, divided by the window's count (and that
 // node is differentiable again: its adjoint is the average pool of the adjoint). The loops are the
-// backend's (run_pool2d and friends, found by argument-dependent lookup). Include <metagrad/expr.hpp>.
+// backend's (run_pool2d and friends, found by argument-dependent lookup: the CPU's loops, or on a CUDA device
+// cuDNN and metagrad's kernels). Include <metagrad/expr.hpp>.
 #pragma once
 
 #include <optional>
@@ -46,13 +47,15 @@ struct Pool2dGeometry {
   Shape<4> output_shape() const { return Shape<4>{n, c, oh, ow}; }
 };
 
-/// A pooling pass for a backend; `out` is contiguous and overlaps nothing the pass reads. The backend
-/// answers run_pool2d(call, x_plan) (out = the pooled x), run_max_pool2d_backward(call, g_plan, x_plan) and
-/// run_avg_pool2d_backward(call, g_plan) (out = dx, shaped like x, overwritten).
+/// A pooling pass for a backend; `out` is contiguous memory of `device` and overlaps nothing the pass
+/// reads. The backend answers run_pool2d(call, x_plan) (out = the pooled x), run_max_pool2d_backward(call,
+/// g_plan, x_plan) and run_avg_pool2d_backward(call, g_plan) (out = dx, shaped like x, overwritten);
+/// backend/dispatch.hpp sends each to the CPU loops or, for a CUDA device, to cuDNN and metagrad's kernels.
 template <class T>
 struct Pool2dCall {
   Pool2dGeometry geom;
   T* out;
+  Device device = Device::cpu();
 };
 
 namespace detail {
@@ -130,14 +133,14 @@ bool plan_reads(const Plan& plan, const Shape<R>& shape, const Tensor<T, 4>& dst
   return hit;
 }
 
-/// Runs f(out) with out = dst's memory (allocated to `os` when its shape differs) when dst is contiguous and
-/// `reads(dst)` is false, else a temporary that is copied into dst afterwards.
+/// Runs f(out) with out = dst's memory (allocated on `device` to `os` when its shape differs) when dst is
+/// contiguous and `reads(dst)` is false, else a temporary on `device` that is copied into dst afterwards.
 template <class T, class Reads, class F>
-void pool_into(Tensor<T, 4>& dst, const Shape<4>& os, Reads&& reads, const Scratch<T, 4>& tmp, F&& f) {
-  if (!dst.defined() || !(dst.shape() == os)) dst.allocate(os);
+void pool_into(Tensor<T, 4>& dst, const Shape<4>& os, Device device, Reads&& reads, const Scratch<T, 4>& tmp, F&& f) {
+  if (!dst.defined() || !(dst.shape() == os)) dst.allocate(os, device);
   if (os.numel() == 0) return;
   const bool direct = dst.is_contiguous() && !reads(dst);
-  f(direct ? dst.data() : tmp.sized(os).data());
+  f(direct ? dst.data() : tmp.sized(os, device).data());
   if (!direct) dst.assign(tmp.t_.get());
 }
 
@@ -171,7 +174,7 @@ class MaxPool2dBackwardExpr : public ExprBase<MaxPool2dBackwardExpr<G, X>>,
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 4);
-    detail::require_cpu(detail::operands_device(*this, "pooling"), "pooling");
+    const Device dev = detail::boundary_device(*this, dst, "max_pool2d (backward)");
     const auto xs = x_.shape();
     const auto geom = detail::pool2d_geometry(xs, p_);
     const auto gs = g_.shape();
@@ -181,11 +184,11 @@ class MaxPool2dBackwardExpr : public ExprBase<MaxPool2dBackwardExpr<G, X>>,
     const auto gp = lower_expr(g_, gs);
     const auto xp = lower_expr(x_, xs);
     detail::pool_into(
-        dst, xs,
+        dst, xs, dev,
         [&](const Tensor<value_type, 4>& d) { return detail::plan_reads(gp, gs, d) || detail::plan_reads(xp, xs, d); },
         out_,
         [&](value_type* out) {
-          run_max_pool2d_backward(Pool2dCall<value_type>{geom, out}, gp, xp);
+          run_max_pool2d_backward(Pool2dCall<value_type>{geom, out, dev}, gp, xp);
         });
   }
 
@@ -233,7 +236,7 @@ class AvgPool2dBackwardExpr : public ExprBase<AvgPool2dBackwardExpr<K, G, X>>,
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 4);
-    detail::require_cpu(detail::operands_device(*this, "pooling"), "pooling");
+    const Device dev = detail::boundary_device(*this, dst, "average pooling (backward)");
     const auto xs = like_.shape();
     const auto geom = detail::pool2d_geometry(xs, p_);
     const auto gs = g_.shape();
@@ -242,9 +245,9 @@ class AvgPool2dBackwardExpr : public ExprBase<AvgPool2dBackwardExpr<K, G, X>>,
                         to_string(gs) + ", expected " + to_string(geom.output_shape()));
     const auto gp = lower_expr(g_, gs);
     detail::pool_into(
-        dst, xs, [&](const Tensor<value_type, 4>& d) { return detail::plan_reads(gp, gs, d); }, out_,
+        dst, xs, dev, [&](const Tensor<value_type, 4>& d) { return detail::plan_reads(gp, gs, d); }, out_,
         [&](value_type* out) {
-          run_avg_pool2d_backward(Pool2dCall<value_type>{geom, out}, gp);
+          run_avg_pool2d_backward(Pool2dCall<value_type>{geom, out, dev}, gp);
         });
   }
 
@@ -298,14 +301,15 @@ class Pool2dExpr : public ExprBase<Pool2dExpr<K, X>>,
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 4);
-    detail::require_cpu(detail::operands_device(*this, "pooling"), "pooling");
+    const Device dev = detail::boundary_device(*this, dst, detail::pool_name(K));
     const auto xs = x_.shape();
     const auto geom = detail::pool2d_geometry(xs, p_);
     const auto xp = lower_expr(x_, xs);
     detail::pool_into(
-        dst, geom.output_shape(), [&](const Tensor<value_type, 4>& d) { return detail::plan_reads(xp, xs, d); }, out_,
+        dst, geom.output_shape(), dev, [&](const Tensor<value_type, 4>& d) { return detail::plan_reads(xp, xs, d); },
+        out_,
         [&](value_type* out) {
-          run_pool2d(Pool2dCall<value_type>{geom, out}, xp);
+          run_pool2d(Pool2dCall<value_type>{geom, out, dev}, xp);
         });
   }
 

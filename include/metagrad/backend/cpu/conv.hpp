@@ -457,21 +457,22 @@ namespace detail {
 inline bool prefer_onednn(const Conv2dCall<float>& c) { return c.geom.c_in_per_group() > 1; }
 }  // namespace detail
 
-}  // namespace cpu
-
-/// The CPU convolution hook of expr/conv.hpp: oneDNN for float when the build has it and the algorithm
-/// setting allows (see cpu::set_conv_algorithm), im2col + GEMM otherwise.
+/// The CPU answer to the convolution hook of expr/conv.hpp (backend/dispatch.hpp calls it for calls on the
+/// CPU): oneDNN for float when the build has it and the algorithm setting allows (see set_conv_algorithm),
+/// im2col + GEMM otherwise.
 template <class T>
 void run_conv2d(const Conv2dCall<T>& c) {
 #if METAGRAD_CONV_HAVE_DNNL_
   if constexpr (std::is_same_v<T, float>) {
-    const auto a = cpu::conv_algorithm();
-    if (a == cpu::ConvAlgorithm::onednn || (a == cpu::ConvAlgorithm::automatic && cpu::detail::prefer_onednn(c)))
-      if (cpu::conv2d_onednn(c)) return;
+    const auto a = conv_algorithm();
+    if (a == ConvAlgorithm::onednn || (a == ConvAlgorithm::automatic && detail::prefer_onednn(c)))
+      if (conv2d_onednn(c)) return;
   }
 #endif
-  cpu::conv2d_im2col(c);
+  conv2d_im2col(c);
 }
+
+}  // namespace cpu
 
 METAGRAD_NAMESPACE_END
 

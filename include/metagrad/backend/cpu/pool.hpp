@@ -157,10 +157,12 @@ METAGRAD_INLINE int argmax4(T a, T b, T c, T d, T& best) {
 
 }  // namespace cpu::detail
 
+namespace cpu {
+
 /// Forward pooling of the plan x (lowered at the input's shape) into call.out ([n, c, oh, ow], contiguous).
 template <class T, class Plan>
 void run_pool2d(const Pool2dCall<T>& call, const Plan& x) {
-  using namespace cpu::detail;
+  using namespace detail;
   const Pool2dGeometry& g = call.geom;
   const bool flat = x.is_flat(), fast = is_pool_2x2(g);
   for_each_plane(g, pool_window_work(g), [&](index_t n, index_t c, index_t plane) {
@@ -204,7 +206,7 @@ void run_pool2d(const Pool2dCall<T>& call, const Plan& x) {
 /// window's maximum in x.
 template <class T, class GPlan, class XPlan>
 void run_max_pool2d_backward(const Pool2dCall<T>& call, const GPlan& gp, const XPlan& x) {
-  using namespace cpu::detail;
+  using namespace detail;
   const Pool2dGeometry& g = call.geom;
   const bool xflat = x.is_flat(), gflat = gp.is_flat(), fast = is_pool_2x2(g);
   for_each_plane(g, pool_window_work(g), [&](index_t n, index_t c, index_t plane) {
@@ -251,7 +253,7 @@ void run_max_pool2d_backward(const Pool2dCall<T>& call, const GPlan& gp, const X
 /// window's count and added over the window.
 template <class T, class GPlan>
 void run_avg_pool2d_backward(const Pool2dCall<T>& call, const GPlan& gp) {
-  using namespace cpu::detail;
+  using namespace detail;
   const Pool2dGeometry& g = call.geom;
   const bool gflat = gp.is_flat();
   for_each_plane(g, pool_window_work(g), [&](index_t n, index_t c, index_t plane) {
@@ -271,5 +273,7 @@ void run_avg_pool2d_backward(const Pool2dCall<T>& call, const GPlan& gp) {
     }
   });
 }
+
+}  // namespace cpu
 
 METAGRAD_NAMESPACE_END
