@@ -11,7 +11,8 @@
 #
 # Environment: BUILD_DIR (default build), BUILD_TYPE (default Release), JOBS (default: nproc),
 # BENCH (default OFF: benches are built by their own scripts, see bench/README.md; ON builds them here too),
-# CMAKE_ARGS (extra arguments for the configure step).
+# CUDA_MODELS (default OFF: the whole-model CUDA programs, whose nvcc build is too long for CI; ON builds
+# them), CMAKE_ARGS (extra arguments for the configure step).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -30,7 +31,8 @@ ensure_packages cmake make g++ doctest-dev libbenchmark-dev libeigen3-dev libomp
 echo "==> Configuring ${BUILD_DIR} (${BUILD_TYPE})"
 # shellcheck disable=SC2086  # CMAKE_ARGS is a list of arguments
 cmake -S . -B "${BUILD_DIR}" -DCMAKE_BUILD_TYPE="${BUILD_TYPE}" \
-  -DMETAGRAD_BUILD_TESTS=ON -DMETAGRAD_BUILD_BENCH=${BENCH:-OFF} -DMETAGRAD_BUILD_EXAMPLES=ON ${CMAKE_ARGS:-}
+  -DMETAGRAD_BUILD_TESTS=ON -DMETAGRAD_BUILD_BENCH=${BENCH:-OFF} -DMETAGRAD_BUILD_EXAMPLES=ON \
+  -DMETAGRAD_BUILD_CUDA_MODELS=${CUDA_MODELS:-OFF} ${CMAKE_ARGS:-}
 
 echo "==> Building with ${JOBS} jobs"
 cmake --build "${BUILD_DIR}" --parallel "${JOBS}"

@@ -413,12 +413,13 @@ METAGRAD_NAMESPACE_END
 #include <string>
 
 // #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
 
 METAGRAD_NAMESPACE_BEGIN
 
-/// A memory space and the processor that computes on it. Only the CPU is served by this release's
-/// backends; `Device::cuda(n)` is reserved for the CUDA backend and asking a CPU-only build for it throws
-/// `device_error`.
+/// A memory space and the processor that computes on it: the host, or CUDA device n. A translation unit
+/// compiled without the CUDA backend (a plain C++ compiler rather than nvcc) throws `device_error` when asked
+/// to allocate or compute on `Device::cuda(n)`.
 class Device {
  public:
   enum class Kind : unsigned char { cpu, cuda };
@@ -434,6 +435,17 @@ class Device {
   constexpr bool operator==(const Device&) const = default;
 
   std::string str() const { return is_cpu() ? std::string("cpu") : "cuda:" + std::to_string(index_); }
+
+  /// The device a name stands for: "cpu", "cuda" (device 0) or "cuda:N", as str() writes them.
+  /// @throws error naming the text for anything else. Whether the device exists is checked on first use.
+  static Device parse(const std::string& name) {
+    if (name == "cpu") return cpu();
+    if (name == "cuda") return cuda(0);
+    if (name.rfind("cuda:", 0) == 0 && name.size() > 5 && name.size() <= 9 &&
+        name.find_first_not_of("0123456789", 5) == std::string::npos)
+      return cuda(std::stoi(name.substr(5)));
+    throw error("device '" + name + "': expected cpu, cuda or cuda:N");
+  }
 
  private:
   constexpr Device(Kind k, int i) : kind_(k), index_(i) {}
@@ -647,6 +659,17 @@ struct DeviceMemoryHooks {
   void (*copy)(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes) = nullptr;
   void (*fill_zero)(void* ptr, std::size_t bytes, Device device) = nullptr;
   void (*synchronize)(Device device) = nullptr;
+
+  // Stream capture of a compiled step (graph/program.hpp). graph_begin starts recording the work queued on
+  // the device's stream and returns a token; graph_end stops it and returns a replayable graph, or null
+  // with `why` set when the recorded work cannot be replayed (the run queued nothing: it only recorded);
+  // graph_abort stops it and discards what was recorded; graph_launch replays a graph on the device's
+  // stream; graph_destroy frees it and the memory its recording kept.
+  void* (*graph_begin)(Device device) = nullptr;
+  void* (*graph_end)(Device device, void* token, std::string& why) = nullptr;
+  void (*graph_abort)(Device device, void* token) = nullptr;
+  void (*graph_launch)(void* graph) = nullptr;
+  void (*graph_destroy)(void* graph) = nullptr;
 };
 inline DeviceMemoryHooks& device_memory_hooks() {
   static DeviceMemoryHooks h;
@@ -7094,8 +7117,9 @@ METAGRAD_NAMESPACE_END
 // convolution) and backward-weight (the adjoint of the weights, a correlation of input and output adjoint).
 // Operands are handed to the backend as contiguous NCHW buffers: a contiguous tensor in place, anything
 // else (a computed expression, a view) evaluated once into a buffer the node keeps. The backend answers
-// run_conv2d(Conv2dCall), found by argument-dependent lookup (oneDNN or im2col + GEMM on the CPU), so this
-// layer names no backend. There is no bias: a layer adds one by broadcasting (conv2d(x, w) + b.reshape(...)),
+// run_conv2d(Conv2dCall), found by argument-dependent lookup (oneDNN or im2col + GEMM on the CPU, cuDNN on
+// CUDA; backend/dispatch.hpp picks by the call's device), so this layer names no backend. Buffers live on
+// the operands' device. There is no bias: a layer adds one by broadcasting (conv2d(x, w) + b.reshape(...)),
 // which fuses into whatever reads the convolution. Include <metagrad/expr.hpp> instead.
 
 #include <string>
@@ -7103,8 +7127,10 @@ METAGRAD_NAMESPACE_END
 #include <type_traits>
 #include <utility>
 
+// #include <metagrad/core/device.hpp> (inlined above)
 // #include <metagrad/core/error.hpp> (inlined above)
 // #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/core/storage.hpp> (inlined above)
 // #include <metagrad/core/tensor.hpp> (inlined above)
 // #include <metagrad/expr/leaf.hpp> (inlined above)
 // #include <metagrad/expr/node.hpp> (inlined above)
@@ -7154,7 +7180,8 @@ enum class ConvPass { forward, backward_data, backward_weight };
 
 /// One convolution for a backend, answered by run_conv2d(call) (found by argument-dependent lookup). Every
 /// pointer is to a contiguous NCHW (or [c_out, c_in / groups, kh, kw]) buffer; `out` overlaps none of the
-/// inputs and is overwritten (never accumulated into).
+/// inputs and is overwritten (never accumulated into); every buffer is memory of `device` (the CPU, or a
+/// CUDA device, whose answer is cuDNN's in a file compiled by nvcc).
 ///   forward:          out = y  [n, c_out, oh, ow]         from x, w
 ///   backward_data:    out = dx [n, c_in, h, w]            from dy, w
 ///   backward_weight:  out = dw [c_out, c_in / g, kh, kw]  from dy, x
@@ -7166,6 +7193,7 @@ struct Conv2dCall {
   const T* w;
   const T* dy;
   T* out;
+  Device device = Device::cpu();
 };
 
 namespace detail {
@@ -7224,32 +7252,44 @@ inline Conv2dGeometry conv2d_geometry(const Shape<4>& xs, const Shape<4>& ws, co
   return g;
 }
 
-/// A buffer a node keeps between evaluations. A copy of the node starts without one, so copies never
-/// write into each other's memory.
+/// A buffer a node keeps between evaluations, on the device of the node's operands. A copy of the node
+/// starts without one, so copies never write into each other's memory.
 template <class T, int R>
 struct Scratch {
   Scratch() = default;
   Scratch(const Scratch&) {}
   Scratch& operator=(const Scratch&) { return *this; }
-  Tensor<T, R>& sized(const Shape<R>& s) const {
+  Tensor<T, R>& sized(const Shape<R>& s, Device device = Device::cpu()) const {
     auto& t = t_.get();
-    if (!t.defined() || !(t.shape() == s)) t.allocate(s);
+    if (!t.defined() || !(t.shape() == s) || t.device() != device) t.allocate(s, device);
     return t;
   }
   Lazy<Tensor<T, R>> t_;
 };
 
-/// The values of expression e (of shape s) as a contiguous row-major buffer: a contiguous leaf's own memory,
-/// else `buf` filled by one fused pass (run_fill, the backend's hook).
+/// The values of expression e (of shape s, read on `device`) as a contiguous row-major buffer there: a
+/// contiguous leaf's own memory, else `buf` filled by one fused pass (run_fill, the backend's hook).
 template <class T, class E, int R>
-const T* contiguous_values(const E& e, const Shape<R>& s, const Scratch<T, R>& buf) {
+const T* contiguous_values(const E& e, const Shape<R>& s, const Scratch<T, R>& buf, Device device) {
   const auto p = lower_expr(e, s);
   if constexpr (is_leaf_plan_v<std::remove_cvref_t<decltype(p)>>) {
     if (p.is_flat()) return p.ptr;
   }
-  auto& t = buf.sized(s);
-  if (s.numel() > 0) run_fill(Device::cpu(), t.data(), t.strides(), s, p);
+  auto& t = buf.sized(s, device);
+  if (s.numel() > 0) run_fill(device, t.data(), t.strides(), s, p);
   return t.data();
+}
+
+/// The device a boundary node computes on: its operands' (the CPU when it reads no tensor).
+/// @throws device_error naming `op` when the operands are on different devices, or when dst already holds
+///         memory of another device (a result is never moved between devices behind the caller's back).
+template <class Node, class T, int R>
+Device boundary_device(const Node& node, const Tensor<T, R>& dst, const char* op) {
+  const Device dev = operands_device(node, op).value_or(Device::cpu());
+  if (dst.defined() && dst.device() != dev)
+    throw device_error(std::string(op) + ": the operands are on " + dev.str() + " but the destination is on " +
+                       dst.device().str());
+  return dev;
 }
 
 /// Whether [a, a + na) and [b, b + nb) share memory.
@@ -7258,20 +7298,25 @@ bool ranges_overlap(const T* a, index_t na, const T* b, index_t nb) {
   return na > 0 && nb > 0 && a < b + nb && b < a + na;
 }
 
-/// Runs `call` with call.out pointing into dst (allocated to `os` when its shape differs) when dst is
-/// contiguous and overlaps none of the inputs, else into `tmp` and copies.
+/// Runs `call` (on call.device) with call.out pointing into dst (allocated there to `os` when its shape
+/// differs) when dst is contiguous and overlaps none of the inputs, else into `tmp` and copies.
 template <class T, class Inputs>
 void run_conv_into(Tensor<T, 4>& dst, const Shape<4>& os, Conv2dCall<T> call, const Inputs& inputs,
                    const Scratch<T, 4>& tmp) {
-  if (!dst.defined() || !(dst.shape() == os)) dst.allocate(os);
+  if (!dst.defined() || !(dst.shape() == os)) dst.allocate(os, call.device);
   if (os.numel() == 0) return;
   bool direct = dst.is_contiguous();
   for (const auto& [p, n] : inputs) direct = direct && !ranges_overlap<T>(dst.data(), os.numel(), p, n);
-  call.out = direct ? dst.data() : tmp.sized(os).data();
+  call.out = direct ? dst.data() : tmp.sized(os, call.device).data();
   const Conv2dGeometry& g = call.geom;
   if (g.n == 0 || g.c_in == 0 || g.c_out == 0) {
     // Nothing to sum over, or nothing to sum: the result is zero (no backend call with empty extents).
-    for (index_t i = 0; i < os.numel(); ++i) call.out[i] = T(0);
+    if (call.device.is_cpu()) {
+      for (index_t i = 0; i < os.numel(); ++i) call.out[i] = T(0);
+    } else {
+      device_hooks_for(call.device, "conv2d")
+          .fill_zero(call.out, static_cast<std::size_t>(os.numel()) * sizeof(T), call.device);
+    }
   } else {
     run_conv2d(call);
   }
@@ -7390,17 +7435,18 @@ class Conv2dBackwardDataExpr : public ExprBase<Conv2dBackwardDataExpr<G, W, X>>,
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 4);
-    detail::require_cpu(detail::operands_device(*this, "conv2d (backward data)"), "conv2d (backward data)");
+    const Device dev = detail::boundary_device(*this, dst, "conv2d (backward data)");
     const auto geom = detail::conv2d_geometry(like_.shape(), w_.shape(), opts_, "conv2d (backward data)");
     const auto gs = g_.shape();
     if (!(gs == geom.output_shape()))
       throw shape_error("conv2d (backward data): the output adjoint has shape " + to_string(gs) + ", expected " +
                         to_string(geom.output_shape()));
-    const value_type* gp = detail::contiguous_values<value_type>(g_, gs, gbuf_);
-    const value_type* wp = detail::contiguous_values<value_type>(w_, geom.weight_shape(), wbuf_);
+    const value_type* gp = detail::contiguous_values<value_type>(g_, gs, gbuf_, dev);
+    const value_type* wp = detail::contiguous_values<value_type>(w_, geom.weight_shape(), wbuf_, dev);
     const detail::Spans<value_type, 2> in{{{gp, gs.numel()}, {wp, geom.weight_shape().numel()}}};
     detail::run_conv_into(dst, geom.input_shape(),
-                          Conv2dCall<value_type>{ConvPass::backward_data, geom, nullptr, wp, gp, nullptr}, in, out_);
+                          Conv2dCall<value_type>{ConvPass::backward_data, geom, nullptr, wp, gp, nullptr, dev}, in,
+                          out_);
   }
 
   template <int I, class H>
@@ -7444,18 +7490,19 @@ class Conv2dBackwardWeightExpr : public ExprBase<Conv2dBackwardWeightExpr<G, X, 
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 4);
-    detail::require_cpu(detail::operands_device(*this, "conv2d (backward weight)"), "conv2d (backward weight)");
+    const Device dev = detail::boundary_device(*this, dst, "conv2d (backward weight)");
     const auto xs = x_.shape();
     const auto geom = detail::conv2d_geometry(xs, like_.shape(), opts_, "conv2d (backward weight)");
     const auto gs = g_.shape();
     if (!(gs == geom.output_shape()))
       throw shape_error("conv2d (backward weight): the output adjoint has shape " + to_string(gs) + ", expected " +
                         to_string(geom.output_shape()));
-    const value_type* gp = detail::contiguous_values<value_type>(g_, gs, gbuf_);
-    const value_type* xp = detail::contiguous_values<value_type>(x_, xs, xbuf_);
+    const value_type* gp = detail::contiguous_values<value_type>(g_, gs, gbuf_, dev);
+    const value_type* xp = detail::contiguous_values<value_type>(x_, xs, xbuf_, dev);
     const detail::Spans<value_type, 2> in{{{gp, gs.numel()}, {xp, xs.numel()}}};
     detail::run_conv_into(dst, geom.weight_shape(),
-                          Conv2dCall<value_type>{ConvPass::backward_weight, geom, xp, nullptr, gp, nullptr}, in, out_);
+                          Conv2dCall<value_type>{ConvPass::backward_weight, geom, xp, nullptr, gp, nullptr, dev}, in,
+                          out_);
   }
 
   template <int I, class H>
@@ -7517,13 +7564,13 @@ class Conv2dExpr : public ExprBase<Conv2dExpr<X, W>>,
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 4);
-    detail::require_cpu(detail::operands_device(*this, "conv2d"), "conv2d");
+    const Device dev = detail::boundary_device(*this, dst, "conv2d");
     const auto geom = geometry();
-    const value_type* xp = detail::contiguous_values<value_type>(x_, geom.input_shape(), xbuf_);
-    const value_type* wp = detail::contiguous_values<value_type>(w_, geom.weight_shape(), wbuf_);
+    const value_type* xp = detail::contiguous_values<value_type>(x_, geom.input_shape(), xbuf_, dev);
+    const value_type* wp = detail::contiguous_values<value_type>(w_, geom.weight_shape(), wbuf_, dev);
     const detail::Spans<value_type, 2> in{{{xp, geom.input_shape().numel()}, {wp, geom.weight_shape().numel()}}};
     detail::run_conv_into(dst, geom.output_shape(),
-                          Conv2dCall<value_type>{ConvPass::forward, geom, xp, wp, nullptr, nullptr}, in, out_);
+                          Conv2dCall<value_type>{ConvPass::forward, geom, xp, wp, nullptr, nullptr, dev}, in, out_);
   }
 
   /// dx = conv2d_backward_data(g, w), shaped like x.
@@ -8525,7 +8572,8 @@ METAGRAD_NAMESPACE_END
 // the operand and sends the window's adjoint to it (ties: the first maximum in row-major window order, as
 // PyTorch); the average pools spread each adjoint over its window, divided by the window's count (and that
 // node is differentiable again: its adjoint is the average pool of the adjoint). The loops are the
-// backend's (run_pool2d and friends, found by argument-dependent lookup). Include <metagrad/expr.hpp>.
+// backend's (run_pool2d and friends, found by argument-dependent lookup: the CPU's loops, or on a CUDA device
+// cuDNN and metagrad's kernels). Include <metagrad/expr.hpp>.
 
 #include <optional>
 #include <string>
@@ -8564,13 +8612,15 @@ struct Pool2dGeometry {
   Shape<4> output_shape() const { return Shape<4>{n, c, oh, ow}; }
 };
 
-/// A pooling pass for a backend; `out` is contiguous and overlaps nothing the pass reads. The backend
-/// answers run_pool2d(call, x_plan) (out = the pooled x), run_max_pool2d_backward(call, g_plan, x_plan) and
-/// run_avg_pool2d_backward(call, g_plan) (out = dx, shaped like x, overwritten).
+/// A pooling pass for a backend; `out` is contiguous memory of `device` and overlaps nothing the pass
+/// reads. The backend answers run_pool2d(call, x_plan) (out = the pooled x), run_max_pool2d_backward(call,
+/// g_plan, x_plan) and run_avg_pool2d_backward(call, g_plan) (out = dx, shaped like x, overwritten);
+/// backend/dispatch.hpp sends each to the CPU loops or, for a CUDA device, to cuDNN and metagrad's kernels.
 template <class T>
 struct Pool2dCall {
   Pool2dGeometry geom;
   T* out;
+  Device device = Device::cpu();
 };
 
 namespace detail {
@@ -8630,6 +8680,26 @@ inline Pool2dGeometry pool2d_geometry(const Shape<4>& xs, const Pool2dParams& p)
     throw shape_error(op + ": input " + to_string(xs) + " with kernel " + size2_text(p.kernel) + ", padding " +
                       size2_text(p.padding) + (p.kind == PoolKind::max ? ", dilation " + size2_text(p.dilation) : "") +
                       " and stride " + size2_text(p.stride) + ": the output would be empty");
+  if (p.kind == PoolKind::max) {
+    // With dilation, a window's taps can all fall in the padding (width 1, kernel 2, padding 1, dilation 2):
+    // its maximum would have no position to send a gradient to. Refused rather than defined arbitrarily.
+    auto empty_window = [](index_t out, index_t in, index_t k, index_t s, index_t pad, index_t d) {
+      for (index_t o = 0; o < out; ++o) {
+        bool any = false;
+        for (index_t j = 0; j < k && !any; ++j) {
+          const index_t i = o * s - pad + j * d;
+          any = i >= 0 && i < in;
+        }
+        if (!any) return true;
+      }
+      return false;
+    };
+    if ((dh > 1 && empty_window(g.oh, g.h, p.kernel.h, p.stride.h, p.padding.h, dh)) ||
+        (dw > 1 && empty_window(g.ow, g.w, p.kernel.w, p.stride.w, p.padding.w, dw)))
+      throw shape_error(op + ": input " + to_string(xs) + " with kernel " + size2_text(p.kernel) + ", padding " +
+                        size2_text(p.padding) + ", dilation " + size2_text(p.dilation) + " and stride " +
+                        size2_text(p.stride) + ": a window covers only padding (no input element)");
+  }
   return g;
 }
 
@@ -8648,14 +8718,14 @@ bool plan_reads(const Plan& plan, const Shape<R>& shape, const Tensor<T, 4>& dst
   return hit;
 }
 
-/// Runs f(out) with out = dst's memory (allocated to `os` when its shape differs) when dst is contiguous and
-/// `reads(dst)` is false, else a temporary that is copied into dst afterwards.
+/// Runs f(out) with out = dst's memory (allocated on `device` to `os` when its shape differs) when dst is
+/// contiguous and `reads(dst)` is false, else a temporary on `device` that is copied into dst afterwards.
 template <class T, class Reads, class F>
-void pool_into(Tensor<T, 4>& dst, const Shape<4>& os, Reads&& reads, const Scratch<T, 4>& tmp, F&& f) {
-  if (!dst.defined() || !(dst.shape() == os)) dst.allocate(os);
+void pool_into(Tensor<T, 4>& dst, const Shape<4>& os, Device device, Reads&& reads, const Scratch<T, 4>& tmp, F&& f) {
+  if (!dst.defined() || !(dst.shape() == os)) dst.allocate(os, device);
   if (os.numel() == 0) return;
   const bool direct = dst.is_contiguous() && !reads(dst);
-  f(direct ? dst.data() : tmp.sized(os).data());
+  f(direct ? dst.data() : tmp.sized(os, device).data());
   if (!direct) dst.assign(tmp.t_.get());
 }
 
@@ -8689,7 +8759,7 @@ class MaxPool2dBackwardExpr : public ExprBase<MaxPool2dBackwardExpr<G, X>>,
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 4);
-    detail::require_cpu(detail::operands_device(*this, "pooling"), "pooling");
+    const Device dev = detail::boundary_device(*this, dst, "max_pool2d (backward)");
     const auto xs = x_.shape();
     const auto geom = detail::pool2d_geometry(xs, p_);
     const auto gs = g_.shape();
@@ -8699,11 +8769,11 @@ class MaxPool2dBackwardExpr : public ExprBase<MaxPool2dBackwardExpr<G, X>>,
     const auto gp = lower_expr(g_, gs);
     const auto xp = lower_expr(x_, xs);
     detail::pool_into(
-        dst, xs,
+        dst, xs, dev,
         [&](const Tensor<value_type, 4>& d) { return detail::plan_reads(gp, gs, d) || detail::plan_reads(xp, xs, d); },
         out_,
         [&](value_type* out) {
-          run_max_pool2d_backward(Pool2dCall<value_type>{geom, out}, gp, xp);
+          run_max_pool2d_backward(Pool2dCall<value_type>{geom, out, dev}, gp, xp);
         });
   }
 
@@ -8751,7 +8821,7 @@ class AvgPool2dBackwardExpr : public ExprBase<AvgPool2dBackwardExpr<K, G, X>>,
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 4);
-    detail::require_cpu(detail::operands_device(*this, "pooling"), "pooling");
+    const Device dev = detail::boundary_device(*this, dst, "average pooling (backward)");
     const auto xs = like_.shape();
     const auto geom = detail::pool2d_geometry(xs, p_);
     const auto gs = g_.shape();
@@ -8760,9 +8830,9 @@ class AvgPool2dBackwardExpr : public ExprBase<AvgPool2dBackwardExpr<K, G, X>>,
                         to_string(gs) + ", expected " + to_string(geom.output_shape()));
     const auto gp = lower_expr(g_, gs);
     detail::pool_into(
-        dst, xs, [&](const Tensor<value_type, 4>& d) { return detail::plan_reads(gp, gs, d); }, out_,
+        dst, xs, dev, [&](const Tensor<value_type, 4>& d) { return detail::plan_reads(gp, gs, d); }, out_,
         [&](value_type* out) {
-          run_avg_pool2d_backward(Pool2dCall<value_type>{geom, out}, gp);
+          run_avg_pool2d_backward(Pool2dCall<value_type>{geom, out, dev}, gp);
         });
   }
 
@@ -8816,14 +8886,15 @@ class Pool2dExpr : public ExprBase<Pool2dExpr<K, X>>,
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
     static_assert(RD == 4);
-    detail::require_cpu(detail::operands_device(*this, "pooling"), "pooling");
+    const Device dev = detail::boundary_device(*this, dst, detail::pool_name(K));
     const auto xs = x_.shape();
     const auto geom = detail::pool2d_geometry(xs, p_);
     const auto xp = lower_expr(x_, xs);
     detail::pool_into(
-        dst, geom.output_shape(), [&](const Tensor<value_type, 4>& d) { return detail::plan_reads(xp, xs, d); }, out_,
+        dst, geom.output_shape(), dev, [&](const Tensor<value_type, 4>& d) { return detail::plan_reads(xp, xs, d); },
+        out_,
         [&](value_type* out) {
-          run_pool2d(Pool2dCall<value_type>{geom, out}, xp);
+          run_pool2d(Pool2dCall<value_type>{geom, out, dev}, xp);
         });
   }
 
@@ -9133,27 +9204,75 @@ METAGRAD_NAMESPACE_END
 // #include <metagrad/ops/arithmetic.hpp> (inlined above)
 // #include <metagrad/backend/dispatch.hpp>
 // metagrad/backend/dispatch.hpp — the backend hooks that expr/ nodes call by argument-dependent lookup
-// (run_fill, run_reduction, run_gemm), answered on the device the data lives on: the CPU drivers, or the
-// CUDA ones in a file compiled by nvcc. A plain C++ file asked for CUDA work throws device_error saying to
-// compile it with nvcc. Include <metagrad/metagrad.hpp> instead.
+// (run_fill, run_reduction, run_gemm, run_conv2d and the pooling hooks), answered on the device the data lives on: the
+// CPU drivers, or the CUDA ones in a file compiled by nvcc. A plain C++ file asked for CUDA work throws device_error
+// saying to compile it with nvcc. Include <metagrad/metagrad.hpp> instead.
 
 #include <string>
 
 // #include <metagrad/core/device.hpp> (inlined above)
 // #include <metagrad/core/error.hpp> (inlined above)
 // #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/conv.hpp> (inlined above)
 // #include <metagrad/expr/matmul.hpp> (inlined above)
 // #include <metagrad/expr/plan.hpp> (inlined above)
-// #include <metagrad/backend/cpu/elementwise.hpp>
-// metagrad/backend/cpu/elementwise.hpp — the CPU driver of a fused elementwise plan: one flat,
-// vectorisable loop when every operand is contiguous and of the output's shape, a row-wise strided loop
-// otherwise; threads above a size threshold; 32-bit index math when the sizes allow.
+// #include <metagrad/expr/pool.hpp> (inlined above)
+// #include <metagrad/backend/cpu/conv.hpp>
+// metagrad/backend/cpu/conv.hpp — the CPU answer to run_conv2d(Conv2dCall) (expr/conv.hpp): 2-D convolution
+// forward, backward-data and backward-weight, by oneDNN when the build has it (METAGRAD_WITH_DNNL) and by
+// im2col + GEMM (cpu::gemm: CBLAS or the built-in kernel) always. Both are callable directly
+// (cpu::conv2d_im2col, cpu::conv2d_onednn) and cpu::set_conv_algorithm() pins one, for tests and benchmarks.
 // Include <metagrad/metagrad.hpp> instead.
+//
+// im2col: for each image and group, the input patches are unrolled into a [C_in/g kH kW, OH OW] matrix
+// (zeros where the window reaches into the padding), and the convolution is one GEMM with the weights
+// viewed as [C_out/g, C_in/g kH kW]. Backward-data is the transposed GEMM followed by col2im (patches
+// added back into the input's shape); backward-weight is a GEMM of the output adjoint with the unrolled
+// input, summed over the batch. A 1x1 convolution with stride 1 and no padding needs no unrolling. Small
+// images run side by side on the CPU threads (one GEMM per image on each thread); images too large for
+// that run one after another, each GEMM threaded.
+//
+// oneDNN: a primitive per (pass, geometry, thread count), created on first use and cached per thread, so
+// a training loop creates none after its first step. The operands stay in metagrad's plain NCHW / OIHW
+// layouts; the primitive works on the blocked layouts oneDNN picks for speed (format_tag::any), with
+// reorders in and out: with plain layouts this oneDNN (2.6) falls back to its slower GEMM convolution.
+// oneDNN here runs on OpenMP and reads the thread count (set_num_threads) when a primitive is created,
+// hence the thread count in the cache key.
 
-#include <cstdint>
-#include <limits>
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
 
 // #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/expr/conv.hpp> (inlined above)
+// #include <metagrad/backend/cpu/gemm.hpp>
+// metagrad/backend/cpu/gemm.hpp — dense matrix products on the CPU, C = alpha * op(A) * op(B) + beta * C on
+// row-major matrices, one at a time or strided-batched. A CBLAS (OpenBLAS) does the work when the build found
+// one (METAGRAD_WITH_BLAS); otherwise a built-in cache-blocked kernel does, and it stays callable as
+// builtin_gemm for benchmarks and tests. Include <metagrad/metagrad.hpp> instead.
+//
+// The built-in kernel is the Goto/BLIS scheme: op(B) is packed in slabs of KC x NC that stay in L2, op(A) in
+// blocks of MC x KC, both cut into micro-panels (MR rows of A, NR columns of B, stored k-major) so the
+// register-blocked micro-kernel reads two unit-stride streams whatever the transposes and leading dimensions.
+// The micro-kernel keeps an MR x NR tile of C in vector registers (GCC/Clang vector extensions, so one source
+// gives SSE2, AVX2 or AVX-512 code from whatever -m flags the program uses) and walks k, broadcasting one A
+// value per row against NR/width vectors of B. Threads take whole tiles of C.
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
 // #include <metagrad/core/shape.hpp> (inlined above)
 // #include <metagrad/backend/cpu/parallel.hpp>
 // metagrad/backend/cpu/parallel.hpp — the CPU thread pool interface: OpenMP when the build has it, one
@@ -9243,136 +9362,6 @@ void parallel_for(index_t n, F&& f, index_t weight = 1, index_t align = 16) {
 }  // namespace cpu
 METAGRAD_NAMESPACE_END
 // end of <metagrad/backend/cpu/parallel.hpp>
-
-// A loop over a plan that cannot vectorise (bool outputs, integer division, libm calls in double) is still
-// correct; clang would otherwise warn at every such instantiation of an `omp simd` loop.
-#if defined(__clang__)
-#pragma clang diagnostic push
-#pragma clang diagnostic ignored "-Wpass-failed"
-#endif
-
-METAGRAD_NAMESPACE_BEGIN
-namespace cpu {
-
-/// True when every offset the plan and the output can form fits in int32 (the loops then index with
-/// 32-bit integers, which halves index registers and lets the vectoriser use 32-bit lanes).
-template <class Plan, class T, int R>
-bool fits_int32(const Plan& plan, const Shape<R>& shape, const Strides<R>& out_strides) {
-  constexpr index_t lim = std::numeric_limits<std::int32_t>::max();
-  if (shape.numel() >= lim) return false;
-  bool ok = true;
-  index_t span = 0;
-  for (int d = 0; d < R; ++d)
-    span += (shape[d] > 0 ? shape[d] - 1 : 0) * (out_strides[d] < 0 ? -out_strides[d] : out_strides[d]);
-  ok &= span < lim;
-  plan.visit_leaves([&](const void*, const void* lo, const void* hi, const auto&,
-                        bool) { ok &= static_cast<const char*>(hi) - static_cast<const char*>(lo) < lim; },
-                    false, shape);
-  return ok;
-}
-
-namespace detail {
-template <class I, class T, int R, class Plan>
-void run_plan(T* out, const Strides<R>& ostr, const Shape<R>& shape, const Plan& plan, bool flat) {
-  const index_t n = shape.numel();
-  if constexpr (R == 0) {
-    out[0] = static_cast<T>(plan.at(Array<I, 0>{}));
-  } else if (flat) {
-    parallel_for(n, [&](index_t b, index_t e) {
-      const I lo = static_cast<I>(b), hi = static_cast<I>(e);
-      METAGRAD_SIMD_LOOP
-      for (I i = lo; i < hi; ++i) out[i] = static_cast<T>(plan.flat(i));
-    });
-  } else {
-    const index_t inner = shape[R - 1];
-    const index_t rows = n / inner;
-    const I ostep = static_cast<I>(ostr[R - 1]);
-    parallel_for(
-        rows,
-        [&](index_t rb, index_t re) {
-          for (index_t r = rb; r < re; ++r) {
-            Array<I, R> idx{};
-            index_t rem = r;
-            for (int d = R - 2; d >= 0; --d) {
-              idx[d] = static_cast<I>(rem % shape[d]);
-              rem /= shape[d];
-            }
-            T* row = out;
-            for (int d = 0; d < R - 1; ++d) row += static_cast<index_t>(idx[d]) * ostr[d];
-            const I m = static_cast<I>(inner);
-            if constexpr (row_plan<Plan, I>) {
-              // Broadcasts along outer axes (a bias over NCHW): one base offset per row and leaf.
-              const auto rp = plan.shifted(idx);
-              for (I j = 0; j < m; ++j) row[j * ostep] = static_cast<T>(rp.row(j));
-            } else {
-              for (I j = 0; j < m; ++j) {
-                idx[R - 1] = j;
-                row[j * ostep] = static_cast<T>(plan.at(idx));
-              }
-            }
-          }
-        },
-        inner, 1);
-  }
-}
-}  // namespace detail
-
-/// Writes every element of `plan` (lowered at `shape`) to out (strides in elements).
-/// @pre the plan does not read `out` except element-for-element at the same index.
-template <class T, int R, class Plan>
-void run_elementwise(T* out, const Strides<R>& ostr, const Shape<R>& shape, const Plan& plan_in) {
-  if (shape.numel() == 0) return;
-  with_static_plan(plan_in, [&](const auto& plan) {
-    using P = std::remove_cvref_t<decltype(plan)>;
-    const bool flat = plan.is_flat() && is_contiguous(shape, ostr);
-    if (fits_int32<P, T, R>(plan, shape, ostr))
-      detail::run_plan<std::int32_t>(out, ostr, shape, plan, flat);
-    else
-      detail::run_plan<std::int64_t>(out, ostr, shape, plan, flat);
-  });
-}
-
-}  // namespace cpu
-METAGRAD_NAMESPACE_END
-
-#if defined(__clang__)
-#pragma clang diagnostic pop
-#endif
-// end of <metagrad/backend/cpu/elementwise.hpp>
-// #include <metagrad/backend/cpu/matmul.hpp>
-// metagrad/backend/cpu/matmul.hpp — the CPU GEMM of matmul nodes: one strided-batched GemmCall through
-// cpu::gemm_batched (CBLAS when found, else the built-in kernel). backend/dispatch.hpp calls it for calls on
-// the CPU. Include <metagrad/metagrad.hpp> instead.
-
-// #include <metagrad/core/shape.hpp> (inlined above)
-// #include <metagrad/expr/matmul.hpp> (inlined above)
-// #include <metagrad/backend/cpu/gemm.hpp>
-// metagrad/backend/cpu/gemm.hpp — dense matrix products on the CPU, C = alpha * op(A) * op(B) + beta * C on
-// row-major matrices, one at a time or strided-batched. A CBLAS (OpenBLAS) does the work when the build found
-// one (METAGRAD_WITH_BLAS); otherwise a built-in cache-blocked kernel does, and it stays callable as
-// builtin_gemm for benchmarks and tests. Include <metagrad/metagrad.hpp> instead.
-//
-// The built-in kernel is the Goto/BLIS scheme: op(B) is packed in slabs of KC x NC that stay in L2, op(A) in
-// blocks of MC x KC, both cut into micro-panels (MR rows of A, NR columns of B, stored k-major) so the
-// register-blocked micro-kernel reads two unit-stride streams whatever the transposes and leading dimensions.
-// The micro-kernel keeps an MR x NR tile of C in vector registers (GCC/Clang vector extensions, so one source
-// gives SSE2, AVX2 or AVX-512 code from whatever -m flags the program uses) and walks k, broadcasting one A
-// value per row against NR/width vectors of B. Threads take whole tiles of C.
-
-#include <algorithm>
-#include <array>
-#include <cstddef>
-#include <cstring>
-#include <limits>
-#include <new>
-#include <string>
-#include <type_traits>
-#include <utility>
-
-// #include <metagrad/core/config.hpp> (inlined above)
-// #include <metagrad/core/error.hpp> (inlined above)
-// #include <metagrad/core/shape.hpp> (inlined above)
-// #include <metagrad/backend/cpu/parallel.hpp> (inlined above)
 
 #if defined(METAGRAD_WITH_BLAS)
 #include <cblas.h>
@@ -9888,6 +9877,570 @@ METAGRAD_NAMESPACE_END
 
 #undef METAGRAD_GEMM_NOINLINE
 // end of <metagrad/backend/cpu/gemm.hpp>
+// #include <metagrad/backend/cpu/parallel.hpp> (inlined above)
+
+// nvcc 13's front end stops with an internal error inside <oneapi/dnnl/dnnl.hpp>, so a translation unit
+// compiled by nvcc runs its CPU convolutions with im2col + GEMM (host translation units keep oneDNN).
+#if defined(METAGRAD_WITH_DNNL) && METAGRAD_WITH_DNNL && !defined(__CUDACC__)
+#include <oneapi/dnnl/dnnl.hpp>
+#define METAGRAD_CONV_HAVE_DNNL_ 1
+#else
+#define METAGRAD_CONV_HAVE_DNNL_ 0
+#endif
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cpu {
+
+/// Which implementation run_conv2d uses on the CPU. `automatic` picks per pass and shape (oneDNN where it
+/// is available and measured faster, im2col + GEMM otherwise and always for double).
+enum class ConvAlgorithm { automatic, im2col, onednn };
+
+namespace detail {
+inline ConvAlgorithm& conv_algorithm_setting() {
+  static ConvAlgorithm a = ConvAlgorithm::automatic;
+  return a;
+}
+}  // namespace detail
+
+/// Whether this build can run convolutions with oneDNN (METAGRAD_WITH_DNNL).
+inline constexpr bool have_onednn() { return METAGRAD_CONV_HAVE_DNNL_ != 0; }
+
+/// Pins the CPU convolution implementation for the whole process (tests, benchmarks); `automatic` restores the
+/// default. With `onednn`, a convolution oneDNN cannot run (double, or only its reference implementation
+/// available) still runs with im2col.
+/// @throws metagrad::error when asked for oneDNN in a build without it.
+inline void set_conv_algorithm(ConvAlgorithm a) {
+  if (a == ConvAlgorithm::onednn && !have_onednn())
+    throw error("set_conv_algorithm: this build has no oneDNN (configure with METAGRAD_WITH_DNNL=ON)");
+  detail::conv_algorithm_setting() = a;
+}
+inline ConvAlgorithm conv_algorithm() { return detail::conv_algorithm_setting(); }
+
+namespace detail {
+
+inline index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
+
+/// A growable per-thread buffer of T (slot `which`), reused across calls so steady state allocates nothing.
+template <class T>
+T* conv_scratch(std::size_t n, int which) {
+  thread_local std::vector<T> bufs[2];
+  auto& b = bufs[which];
+  if (b.size() < n) b.resize(n);
+  return b.data();
+}
+
+/// The range [o0, o1) of output positions o whose input position o s + off lies in [0, in).
+inline void valid_range(index_t in, index_t out, index_t s, index_t off, index_t& o0, index_t& o1) {
+  o0 = off >= 0 ? 0 : ceil_div(-off, s);
+  o1 = in - off <= 0 ? 0 : ceil_div(in - off, s);
+  o0 = std::min(o0, out);
+  o1 = std::clamp(o1, o0, out);
+}
+
+/// Unrolls one image's group of `cg` channels (x: [cg, h, w]) into col: [cg kh kw, oh ow].
+template <class T>
+void im2col(const T* x, const Conv2dGeometry& g, index_t cg, T* col) {
+  const index_t ohw = g.oh * g.ow, sh = g.stride.h, sw = g.stride.w;
+  for (index_t c = 0; c < cg; ++c)
+    for (index_t p = 0; p < g.kh; ++p)
+      for (index_t q = 0; q < g.kw; ++q) {
+        T* row = col + ((c * g.kh + p) * g.kw + q) * ohw;
+        const index_t xoff = q * g.dilation.w - g.padding.w;
+        index_t ox0, ox1;
+        valid_range(g.w, g.ow, sw, xoff, ox0, ox1);
+        for (index_t oy = 0; oy < g.oh; ++oy) {
+          T* r = row + oy * g.ow;
+          const index_t iy = oy * sh - g.padding.h + p * g.dilation.h;
+          if (iy < 0 || iy >= g.h) {
+            std::fill(r, r + g.ow, T(0));
+            continue;
+          }
+          const T* xr = x + (c * g.h + iy) * g.w + xoff;
+          std::fill(r, r + ox0, T(0));
+          if (sw == 1)
+            std::copy(xr + ox0, xr + ox1, r + ox0);
+          else
+            for (index_t ox = ox0; ox < ox1; ++ox) r[ox] = xr[ox * sw];
+          std::fill(r + ox1, r + g.ow, T(0));
+        }
+      }
+}
+
+/// Adds col ([cg kh kw, oh ow]) back into one image's group of channels dx ([cg, h, w]); dx is zeroed first.
+template <class T>
+void col2im(const T* col, const Conv2dGeometry& g, index_t cg, T* dx) {
+  const index_t ohw = g.oh * g.ow, sh = g.stride.h, sw = g.stride.w;
+  std::fill(dx, dx + cg * g.h * g.w, T(0));
+  for (index_t c = 0; c < cg; ++c)
+    for (index_t p = 0; p < g.kh; ++p)
+      for (index_t q = 0; q < g.kw; ++q) {
+        const T* row = col + ((c * g.kh + p) * g.kw + q) * ohw;
+        const index_t xoff = q * g.dilation.w - g.padding.w;
+        index_t ox0, ox1;
+        valid_range(g.w, g.ow, sw, xoff, ox0, ox1);
+        for (index_t oy = 0; oy < g.oh; ++oy) {
+          const index_t iy = oy * sh - g.padding.h + p * g.dilation.h;
+          if (iy < 0 || iy >= g.h) continue;
+          const T* r = row + oy * g.ow;
+          T* xr = dx + (c * g.h + iy) * g.w + xoff;
+          if (sw == 1) {
+            METAGRAD_SIMD_LOOP
+            for (index_t ox = ox0; ox < ox1; ++ox) xr[ox] += r[ox];
+          } else {
+            for (index_t ox = ox0; ox < ox1; ++ox) xr[ox * sw] += r[ox];
+          }
+        }
+      }
+}
+
+/// One GEMM on the calling thread (the CBLAS runs products this small on the calling thread too; see
+/// gemm_batch_side_by_side), or threaded when `threaded`.
+template <class T>
+void conv_gemm(bool threaded, bool ta, bool tb, index_t M, index_t N, index_t K, const T* A, index_t lda, const T* B,
+               index_t ldb, T beta, T* C, index_t ldc) {
+  if (threaded) return gemm(ta, tb, M, N, K, T(1), A, lda, B, ldb, beta, C, ldc);
+#if defined(METAGRAD_WITH_BLAS)
+  if (gemm_fits_blas_int(M, N, K, lda, ldb, ldc))
+    return gemm_cblas(ta, tb, M, N, K, T(1), A, lda, B, ldb, beta, C, ldc);
+#endif
+  gemm_builtin_run(1, ta, tb, M, N, K, T(1), A, lda, B, ldb, beta, C, ldc);
+}
+
+/// Calls f(n, threaded) for every image n: side by side on the CPU threads when one image's GEMM is too small
+/// to use several threads (f then runs its GEMMs single-threaded), else one image after another.
+template <class F>
+void for_each_image(const Conv2dGeometry& g, double gemm_work, F&& f) {
+  if (gemm_batch_side_by_side(gemm_work)) {
+    parallel_for(
+        g.n,
+        [&](index_t n0, index_t n1) {
+          for (index_t n = n0; n < n1; ++n) f(n, false);
+        },
+        std::max<index_t>(1, static_cast<index_t>(gemm_work * static_cast<double>(g.groups)) / 8), 1);
+  } else {
+    for (index_t n = 0; n < g.n; ++n) f(n, true);
+  }
+}
+
+template <class T>
+void im2col_forward(const Conv2dCall<T>& c) {
+  const Conv2dGeometry& g = c.geom;
+  const index_t cg = g.c_in_per_group(), og = g.c_out_per_group(), kk = cg * g.kh * g.kw, ohw = g.oh * g.ow;
+  const bool pointwise = g.kh == 1 && g.kw == 1 && g.stride == Size2(1) && g.padding == Size2(0);
+  for_each_image(g, double(og) * double(ohw) * double(kk), [&](index_t n, bool threaded) {
+    T* col = pointwise ? nullptr : conv_scratch<T>(static_cast<std::size_t>(kk * ohw), 0);
+    for (index_t gr = 0; gr < g.groups; ++gr) {
+      const T* x = c.x + (n * g.c_in + gr * cg) * g.h * g.w;
+      if (!pointwise) im2col(x, g, cg, col);
+      conv_gemm<T>(threaded, false, false, og, ohw, kk, c.w + gr * og * kk, kk, pointwise ? x : col, ohw, T(0),
+                   c.out + (n * g.c_out + gr * og) * ohw, ohw);
+    }
+  });
+}
+
+template <class T>
+void im2col_backward_data(const Conv2dCall<T>& c) {
+  const Conv2dGeometry& g = c.geom;
+  const index_t cg = g.c_in_per_group(), og = g.c_out_per_group(), kk = cg * g.kh * g.kw, ohw = g.oh * g.ow;
+  const bool pointwise = g.kh == 1 && g.kw == 1 && g.stride == Size2(1) && g.padding == Size2(0);
+  for_each_image(g, double(og) * double(ohw) * double(kk), [&](index_t n, bool threaded) {
+    T* col = pointwise ? nullptr : conv_scratch<T>(static_cast<std::size_t>(kk * ohw), 0);
+    for (index_t gr = 0; gr < g.groups; ++gr) {
+      T* dx = c.out + (n * g.c_in + gr * cg) * g.h * g.w;
+      conv_gemm<T>(threaded, true, false, kk, ohw, og, c.w + gr * og * kk, kk, c.dy + (n * g.c_out + gr * og) * ohw,
+                   ohw, T(0), pointwise ? dx : col, ohw);
+      if (!pointwise) col2im(col, g, cg, dx);
+    }
+  });
+}
+
+template <class T>
+void im2col_backward_weight(const Conv2dCall<T>& c) {
+  const Conv2dGeometry& g = c.geom;
+  const index_t cg = g.c_in_per_group(), og = g.c_out_per_group(), kk = cg * g.kh * g.kw, ohw = g.oh * g.ow;
+  const bool pointwise = g.kh == 1 && g.kw == 1 && g.stride == Size2(1) && g.padding == Size2(0);
+  const index_t wn = g.c_out * kk;
+  // Images [n0, n1) added into dst (overwritten by the first one).
+  auto accumulate = [&](index_t n0, index_t n1, T* dst, bool threaded) {
+    T* col = pointwise ? nullptr : conv_scratch<T>(static_cast<std::size_t>(kk * ohw), 0);
+    for (index_t n = n0; n < n1; ++n)
+      for (index_t gr = 0; gr < g.groups; ++gr) {
+        const T* x = c.x + (n * g.c_in + gr * cg) * g.h * g.w;
+        if (!pointwise) im2col(x, g, cg, col);
+        conv_gemm<T>(threaded, false, true, og, kk, ohw, c.dy + (n * g.c_out + gr * og) * ohw, ohw, pointwise ? x : col,
+                     ohw, n == n0 ? T(0) : T(1), dst + gr * og * kk, kk);
+      }
+  };
+  const double work = double(og) * double(ohw) * double(kk);
+  const index_t parts = std::min<index_t>(num_threads(), g.n);
+  if (!gemm_batch_side_by_side(work) || parts <= 1) {
+    accumulate(0, g.n, c.out, !gemm_batch_side_by_side(work));
+    return;
+  }
+  // Contiguous runs of images per thread, each summed into its own partial (the first into the output), then
+  // the partials added: the result depends on the thread count, never on timing.
+  T* partial = conv_scratch<T>(static_cast<std::size_t>((parts - 1) * wn), 1);
+  parallel_for(
+      parts,
+      [&](index_t t0, index_t t1) {
+        for (index_t t = t0; t < t1; ++t)
+          accumulate(g.n * t / parts, g.n * (t + 1) / parts, t == 0 ? c.out : partial + (t - 1) * wn, false);
+      },
+      parallel_grain, 1);
+  for (index_t t = 1; t < parts; ++t) {
+    const T* p = partial + (t - 1) * wn;
+    METAGRAD_SIMD_LOOP
+    for (index_t i = 0; i < wn; ++i) c.out[i] += p[i];
+  }
+}
+
+}  // namespace detail
+
+/// Runs a convolution pass with im2col + GEMM (CBLAS or the built-in kernel), whatever the build has.
+/// @pre the call's pointers and geometry are valid (expr/conv.hpp checks the shapes), every extent is >= 1.
+template <class T>
+void conv2d_im2col(const Conv2dCall<T>& c) {
+  switch (c.pass) {
+    case ConvPass::forward:
+      return detail::im2col_forward(c);
+    case ConvPass::backward_data:
+      return detail::im2col_backward_data(c);
+    case ConvPass::backward_weight:
+      return detail::im2col_backward_weight(c);
+  }
+}
+
+#if METAGRAD_CONV_HAVE_DNNL_
+namespace detail {
+
+inline dnnl::engine& dnnl_cpu_engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+/// One oneDNN convolution pass for one geometry and thread count, with its memories, reorders and
+/// scratchpad, ready to run on new data pointers without creating anything.
+class DnnlConv {
+ public:
+  DnnlConv(ConvPass pass, const Conv2dGeometry& g, int threads) : pass_(pass), geom_(g), threads_(threads) {
+    try {
+      build();
+      ok_ = impl_.find("ref") == std::string::npos;  // the reference kernels are slower than im2col
+    } catch (const dnnl::error&) {
+      ok_ = false;  // a geometry this oneDNN does not take: im2col runs it
+    }
+  }
+  bool matches(ConvPass pass, const Conv2dGeometry& g, int threads) const {
+    return pass == pass_ && g == geom_ && threads == threads_;
+  }
+  bool ok() const { return ok_; }
+  const std::string& impl() const { return impl_; }
+
+  /// in0, in1 and out as in Arg order: forward (x, w -> y), backward data (dy, w -> dx), backward weight
+  /// (dy, x -> dw).
+  void run(const float* in0, const float* in1, float* out) {
+    args_[0].user.set_data_handle(const_cast<float*>(in0));
+    args_[1].user.set_data_handle(const_cast<float*>(in1));
+    args_[2].user.set_data_handle(out);
+    for (int i = 0; i < 2; ++i)
+      if (args_[i].reordered) execute(args_[i].reorder, args_[i].user, args_[i].prim);
+    check(dnnl_primitive_execute(prim_.get(), stream_.get(), 4, exec_));
+    if (args_[2].reordered) execute(args_[2].reorder, args_[2].prim, args_[2].user);
+    check(dnnl_stream_wait(stream_.get()));
+  }
+
+ private:
+  using md = dnnl::memory::desc;
+  using tag = dnnl::memory::format_tag;
+  struct Arg {
+    dnnl::memory user, prim;
+    dnnl::primitive reorder;
+    bool reordered = false;
+  };
+
+  static void check(dnnl_status_t s) {
+    if (s != dnnl_success) throw error("conv2d: a oneDNN primitive failed (status " + std::to_string(int(s)) + ")");
+  }
+  void execute(const dnnl::primitive& p, const dnnl::memory& from, const dnnl::memory& to) {
+    const dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, from.get()}, {DNNL_ARG_TO, to.get()}};
+    check(dnnl_primitive_execute(p.get(), stream_.get(), 2, a));
+  }
+
+  void build() {
+    using dnnl::memory;
+    const auto& g = geom_;
+    auto& eng = dnnl_cpu_engine();
+    const memory::dims xd{g.n, g.c_in, g.h, g.w}, yd{g.n, g.c_out, g.oh, g.ow};
+    const memory::dims wd = g.groups > 1 ? memory::dims{g.groups, g.c_out / g.groups, g.c_in / g.groups, g.kh, g.kw}
+                                         : memory::dims{g.c_out, g.c_in, g.kh, g.kw};
+    const tag wtag = g.groups > 1 ? tag::goihw : tag::oihw;
+    const auto f32 = memory::data_type::f32;
+    const md x_any(xd, f32, tag::any), w_any(wd, f32, tag::any), y_any(yd, f32, tag::any);
+    const md x_user(xd, f32, tag::nchw), w_user(wd, f32, wtag), y_user(yd, f32, tag::nchw);
+    // oneDNN counts dilation from 0 and wants the right padding that makes the output extent exact (it may be
+    // smaller than the left one when the last window does not reach the end).
+    const memory::dims strides{g.stride.h, g.stride.w}, dil{g.dilation.h - 1, g.dilation.w - 1};
+    const memory::dims pl{g.padding.h, g.padding.w};
+    const memory::dims pr{(g.oh - 1) * g.stride.h + (g.kh - 1) * g.dilation.h + 1 - g.h - g.padding.h,
+                          (g.ow - 1) * g.stride.w + (g.kw - 1) * g.dilation.w + 1 - g.w - g.padding.w};
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    const auto alg = dnnl::algorithm::convolution_direct;
+    const dnnl::convolution_forward::primitive_desc fwd(
+        dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, x_any, w_any, y_any, strides, dil, pl,
+                                        pr),
+        attr, eng);
+    int arg_ids[3] = {};
+    md user[3], want[3], scratch;
+    if (pass_ == ConvPass::forward) {
+      prim_ = dnnl::convolution_forward(fwd);
+      impl_ = fwd.impl_info_str();
+      user[0] = x_user, want[0] = fwd.src_desc(), arg_ids[0] = DNNL_ARG_SRC;
+      user[1] = w_user, want[1] = fwd.weights_desc(), arg_ids[1] = DNNL_ARG_WEIGHTS;
+      user[2] = y_user, want[2] = fwd.dst_desc(), arg_ids[2] = DNNL_ARG_DST;
+      scratch = fwd.scratchpad_desc();
+    } else if (pass_ == ConvPass::backward_data) {
+      const dnnl::convolution_backward_data::primitive_desc pd(
+          dnnl::convolution_backward_data::desc(alg, x_any, w_any, y_any, strides, dil, pl, pr), attr, eng, fwd);
+      prim_ = dnnl::convolution_backward_data(pd);
+      impl_ = pd.impl_info_str();
+      user[0] = y_user, want[0] = pd.diff_dst_desc(), arg_ids[0] = DNNL_ARG_DIFF_DST;
+      user[1] = w_user, want[1] = pd.weights_desc(), arg_ids[1] = DNNL_ARG_WEIGHTS;
+      user[2] = x_user, want[2] = pd.diff_src_desc(), arg_ids[2] = DNNL_ARG_DIFF_SRC;
+      scratch = pd.scratchpad_desc();
+    } else {
+      const dnnl::convolution_backward_weights::primitive_desc pd(
+          dnnl::convolution_backward_weights::desc(alg, x_any, w_any, y_any, strides, dil, pl, pr), attr, eng, fwd);
+      prim_ = dnnl::convolution_backward_weights(pd);
+      impl_ = pd.impl_info_str();
+      user[0] = y_user, want[0] = pd.diff_dst_desc(), arg_ids[0] = DNNL_ARG_DIFF_DST;
+      user[1] = x_user, want[1] = pd.src_desc(), arg_ids[1] = DNNL_ARG_SRC;
+      user[2] = w_user, want[2] = pd.diff_weights_desc(), arg_ids[2] = DNNL_ARG_DIFF_WEIGHTS;
+      scratch = pd.scratchpad_desc();
+    }
+    stream_ = dnnl::stream(eng);
+    for (int i = 0; i < 3; ++i) {
+      Arg& a = args_[i];
+      a.user = memory(user[i], eng, nullptr);
+      a.reordered = user[i] != want[i];
+      if (a.reordered) {
+        a.prim = memory(want[i], eng);
+        a.reorder =
+            i < 2 ? dnnl::primitive(dnnl::reorder(a.user, a.prim)) : dnnl::primitive(dnnl::reorder(a.prim, a.user));
+      } else {
+        a.prim = a.user;
+      }
+      exec_[i] = {arg_ids[i], a.prim.get()};
+    }
+    scratchpad_ = memory(scratch, eng);
+    exec_[3] = {DNNL_ARG_SCRATCHPAD, scratchpad_.get()};
+  }
+
+  ConvPass pass_;
+  Conv2dGeometry geom_;
+  int threads_;
+  bool ok_ = false;
+  std::string impl_;
+  dnnl::primitive prim_;
+  dnnl::stream stream_;
+  Arg args_[3];
+  dnnl::memory scratchpad_;
+  dnnl_exec_arg_t exec_[4] = {};
+};
+
+/// The oneDNN pass for (pass, geometry, thread count), created on first use. The cache is per thread (a
+/// primitive's memories hold the data pointers of one run at a time) and keeps the 64 most recent.
+inline DnnlConv& dnnl_conv(ConvPass pass, const Conv2dGeometry& g) {
+  thread_local std::vector<std::unique_ptr<DnnlConv>> cache;
+  const int threads = num_threads();
+  for (std::size_t i = 0; i < cache.size(); ++i)
+    if (cache[i]->matches(pass, g, threads)) {
+      // Move to the front, so lookups in a steady loop stop at the first few entries.
+      if (i > 0)
+        std::rotate(cache.begin(), cache.begin() + static_cast<std::ptrdiff_t>(i),
+                    cache.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+      return *cache.front();
+    }
+  if (cache.size() >= 64) cache.pop_back();
+  cache.insert(cache.begin(), std::make_unique<DnnlConv>(pass, g, threads));
+  return *cache.front();
+}
+
+}  // namespace detail
+
+/// Runs a float convolution pass with oneDNN. Returns false (and computes nothing) when oneDNN has no
+/// implementation for it but its reference one, or rejects the geometry.
+/// @pre as conv2d_im2col.
+inline bool conv2d_onednn(const Conv2dCall<float>& c) {
+  auto& p = detail::dnnl_conv(c.pass, c.geom);
+  if (!p.ok()) return false;
+  switch (c.pass) {
+    case ConvPass::forward:
+      p.run(c.x, c.w, c.out);
+      break;
+    case ConvPass::backward_data:
+      p.run(c.dy, c.w, c.out);
+      break;
+    case ConvPass::backward_weight:
+      p.run(c.dy, c.x, c.out);
+      break;
+  }
+  return true;
+}
+
+/// The name of the oneDNN implementation that runs a pass ("jit:avx512_core", ...), or "" when none does.
+inline std::string conv2d_onednn_impl(ConvPass pass, const Conv2dGeometry& g) {
+  auto& p = detail::dnnl_conv(pass, g);
+  return p.ok() ? p.impl() : std::string();
+}
+#endif
+
+namespace detail {
+/// The automatic choice between oneDNN and im2col, from bench_conv on LeNet's shapes at batch 64 (AMD EPYC
+/// Zen 4, one thread, microseconds): conv1 (1 -> 6 channels, 28 x 28, 5 x 5, padding 2): forward 426 im2col
+/// vs 553 oneDNN, forward + weight gradient 850 vs 992, backward-data 5400 in oneDNN; conv2 (6 -> 16, 14 x 14,
+/// 5 x 5): forward 682 vs 286, forward + both gradients 2333 vs 1619. With one input channel per group the
+/// unrolled matrix is small and oneDNN's blocked kernels have nothing to block over.
+inline bool prefer_onednn(const Conv2dCall<float>& c) { return c.geom.c_in_per_group() > 1; }
+}  // namespace detail
+
+/// The CPU answer to the convolution hook of expr/conv.hpp (backend/dispatch.hpp calls it for calls on the
+/// CPU): oneDNN for float when the build has it and the algorithm setting allows (see set_conv_algorithm),
+/// im2col + GEMM otherwise.
+template <class T>
+void run_conv2d(const Conv2dCall<T>& c) {
+#if METAGRAD_CONV_HAVE_DNNL_
+  if constexpr (std::is_same_v<T, float>) {
+    const auto a = conv_algorithm();
+    if (a == ConvAlgorithm::onednn || (a == ConvAlgorithm::automatic && detail::prefer_onednn(c)))
+      if (conv2d_onednn(c)) return;
+  }
+#endif
+  conv2d_im2col(c);
+}
+
+}  // namespace cpu
+
+METAGRAD_NAMESPACE_END
+
+#undef METAGRAD_CONV_HAVE_DNNL_
+// end of <metagrad/backend/cpu/conv.hpp>
+// #include <metagrad/backend/cpu/elementwise.hpp>
+// metagrad/backend/cpu/elementwise.hpp — the CPU driver of a fused elementwise plan: one flat,
+// vectorisable loop when every operand is contiguous and of the output's shape, a row-wise strided loop
+// otherwise; threads above a size threshold; 32-bit index math when the sizes allow.
+// Include <metagrad/metagrad.hpp> instead.
+
+#include <cstdint>
+#include <limits>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/backend/cpu/parallel.hpp> (inlined above)
+
+// A loop over a plan that cannot vectorise (bool outputs, integer division, libm calls in double) is still
+// correct; clang would otherwise warn at every such instantiation of an `omp simd` loop.
+#if defined(__clang__)
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wpass-failed"
+#endif
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cpu {
+
+/// True when every offset the plan and the output can form fits in int32 (the loops then index with
+/// 32-bit integers, which halves index registers and lets the vectoriser use 32-bit lanes).
+template <class Plan, class T, int R>
+bool fits_int32(const Plan& plan, const Shape<R>& shape, const Strides<R>& out_strides) {
+  constexpr index_t lim = std::numeric_limits<std::int32_t>::max();
+  if (shape.numel() >= lim) return false;
+  bool ok = true;
+  index_t span = 0;
+  for (int d = 0; d < R; ++d)
+    span += (shape[d] > 0 ? shape[d] - 1 : 0) * (out_strides[d] < 0 ? -out_strides[d] : out_strides[d]);
+  ok &= span < lim;
+  plan.visit_leaves([&](const void*, const void* lo, const void* hi, const auto&,
+                        bool) { ok &= static_cast<const char*>(hi) - static_cast<const char*>(lo) < lim; },
+                    false, shape);
+  return ok;
+}
+
+namespace detail {
+template <class I, class T, int R, class Plan>
+void run_plan(T* out, const Strides<R>& ostr, const Shape<R>& shape, const Plan& plan, bool flat) {
+  const index_t n = shape.numel();
+  if constexpr (R == 0) {
+    out[0] = static_cast<T>(plan.at(Array<I, 0>{}));
+  } else if (flat) {
+    parallel_for(n, [&](index_t b, index_t e) {
+      const I lo = static_cast<I>(b), hi = static_cast<I>(e);
+      METAGRAD_SIMD_LOOP
+      for (I i = lo; i < hi; ++i) out[i] = static_cast<T>(plan.flat(i));
+    });
+  } else {
+    const index_t inner = shape[R - 1];
+    const index_t rows = n / inner;
+    const I ostep = static_cast<I>(ostr[R - 1]);
+    parallel_for(
+        rows,
+        [&](index_t rb, index_t re) {
+          for (index_t r = rb; r < re; ++r) {
+            Array<I, R> idx{};
+            index_t rem = r;
+            for (int d = R - 2; d >= 0; --d) {
+              idx[d] = static_cast<I>(rem % shape[d]);
+              rem /= shape[d];
+            }
+            T* row = out;
+            for (int d = 0; d < R - 1; ++d) row += static_cast<index_t>(idx[d]) * ostr[d];
+            const I m = static_cast<I>(inner);
+            if constexpr (row_plan<Plan, I>) {
+              // Broadcasts along outer axes (a bias over NCHW): one base offset per row and leaf.
+              const auto rp = plan.shifted(idx);
+              for (I j = 0; j < m; ++j) row[j * ostep] = static_cast<T>(rp.row(j));
+            } else {
+              for (I j = 0; j < m; ++j) {
+                idx[R - 1] = j;
+                row[j * ostep] = static_cast<T>(plan.at(idx));
+              }
+            }
+          }
+        },
+        inner, 1);
+  }
+}
+}  // namespace detail
+
+/// Writes every element of `plan` (lowered at `shape`) to out (strides in elements).
+/// @pre the plan does not read `out` except element-for-element at the same index.
+template <class T, int R, class Plan>
+void run_elementwise(T* out, const Strides<R>& ostr, const Shape<R>& shape, const Plan& plan_in) {
+  if (shape.numel() == 0) return;
+  with_static_plan(plan_in, [&](const auto& plan) {
+    using P = std::remove_cvref_t<decltype(plan)>;
+    const bool flat = plan.is_flat() && is_contiguous(shape, ostr);
+    if (fits_int32<P, T, R>(plan, shape, ostr))
+      detail::run_plan<std::int32_t>(out, ostr, shape, plan, flat);
+    else
+      detail::run_plan<std::int64_t>(out, ostr, shape, plan, flat);
+  });
+}
+
+}  // namespace cpu
+METAGRAD_NAMESPACE_END
+
+#if defined(__clang__)
+#pragma clang diagnostic pop
+#endif
+// end of <metagrad/backend/cpu/elementwise.hpp>
+// #include <metagrad/backend/cpu/matmul.hpp>
+// metagrad/backend/cpu/matmul.hpp — the CPU GEMM of matmul nodes: one strided-batched GemmCall through
+// cpu::gemm_batched (CBLAS when found, else the built-in kernel). backend/dispatch.hpp calls it for calls on
+// the CPU. Include <metagrad/metagrad.hpp> instead.
+
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/matmul.hpp> (inlined above)
+// #include <metagrad/backend/cpu/gemm.hpp> (inlined above)
 
 METAGRAD_NAMESPACE_BEGIN
 namespace cpu {
@@ -9902,6 +10455,286 @@ void run_gemm(const GemmCall<T>& c) {
 }  // namespace cpu
 METAGRAD_NAMESPACE_END
 // end of <metagrad/backend/cpu/matmul.hpp>
+// #include <metagrad/backend/cpu/pool.hpp>
+// metagrad/backend/cpu/pool.hpp — the CPU answers to the pooling hooks of expr/pool.hpp: run_pool2d
+// (forward), run_max_pool2d_backward and run_avg_pool2d_backward. Each (image, channel) plane is one unit of
+// work, and the planes are spread over the CPU threads (cpu::parallel_for); the operand is read through its
+// plan, so the elementwise expression feeding a pool is computed inside these loops. The window rules are
+// PyTorch's (aten/src/ATen/native/cpu/{MaxPoolKernel,AvgPoolKernel,AdaptiveAvgPoolKernel}.cpp), including
+// which element a max-pool window picks: the first maximum in row-major order, or the last NaN.
+// Include <metagrad/metagrad.hpp> instead.
+
+#include <algorithm>
+#include <cstddef>
+#include <limits>
+#include <vector>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/plan.hpp> (inlined above)
+// #include <metagrad/expr/pool.hpp> (inlined above)
+// #include <metagrad/backend/cpu/parallel.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+namespace cpu::detail {
+
+/// A window along one axis: input positions begin, begin + step, ... < end, and (average pools) the count
+/// that divides its sum.
+struct PoolSpan {
+  index_t begin, end, step, count;
+};
+
+/// The window of output position o along an axis of input extent `in` (the kernel, stride, padding and
+/// dilation of that axis given).
+inline PoolSpan pool_span(PoolKind kind, index_t o, index_t out, index_t in, index_t k, index_t s, index_t pad,
+                          index_t dil, bool include_pad) {
+  if (kind == PoolKind::adaptive_avg) {
+    const index_t b = (o * in) / out, e = ((o + 1) * in + out - 1) / out;
+    return {b, e, 1, e - b};
+  }
+  if (kind == PoolKind::max) {
+    index_t b = o * s - pad;
+    const index_t e = std::min(b + (k - 1) * dil + 1, in);
+    while (b < 0) b += dil;
+    return {b, e, dil, 0};
+  }
+  const index_t b = o * s - pad, e = std::min(b + k, in + pad);
+  const index_t cb = std::max<index_t>(b, 0), ce = std::min(e, in);
+  return {cb, ce, 1, include_pad ? e - b : ce - cb};
+}
+
+template <class F>
+void for_each_plane(const Pool2dGeometry& g, index_t weight, F&& f) {
+  parallel_for(
+      g.n * g.c,
+      [&](index_t p0, index_t p1) {
+        for (index_t p = p0; p < p1; ++p) f(p / g.c, p % g.c, p);
+      },
+      std::max<index_t>(1, weight), 1);
+}
+
+inline index_t pool_window_work(const Pool2dGeometry& g) {
+  if (g.p.kind == PoolKind::adaptive_avg) return g.h * g.w + g.oh * g.ow;
+  return g.oh * g.ow * g.p.kernel.h * g.p.kernel.w;
+}
+
+inline PoolSpan row_span(const Pool2dGeometry& g, index_t oy) {
+  return pool_span(g.p.kind, oy, g.oh, g.h, g.p.kernel.h, g.p.stride.h, g.p.padding.h, g.p.dilation.h,
+                   g.p.count_include_pad);
+}
+inline PoolSpan col_span(const Pool2dGeometry& g, index_t ox) {
+  return pool_span(g.p.kind, ox, g.ow, g.w, g.p.kernel.w, g.p.stride.w, g.p.padding.w, g.p.dilation.w,
+                   g.p.count_include_pad);
+}
+
+/// The rows of one (n, c) plane of the plan p ([n, c, h, w]) in memory: a leaf's own memory when its rows are
+/// unit-stride, else `buf` (h x w) filled from the plan once, so the window loops below read plain memory.
+/// Sets ld to the row stride.
+template <class T, class Plan>
+const T* plane_rows(const Plan& p, bool flat, index_t n, index_t c, index_t plane, index_t h, index_t w, T* buf,
+                    index_t& ld) {
+  if constexpr (is_leaf_plan_v<Plan>) {
+    if (p.strides[3] == 1 || w == 1) {
+      ld = p.strides[2];
+      return p.ptr + n * p.strides[0] + c * p.strides[1];
+    }
+  }
+  ld = w;
+  if (flat) {
+    const index_t base = plane * h * w;
+    METAGRAD_SIMD_LOOP
+    for (index_t i = 0; i < h * w; ++i) buf[i] = p.flat(base + i);
+  } else {
+    for (index_t y = 0; y < h; ++y) {
+      if constexpr (row_plan<Plan, index_t>) {
+        const auto rp = p.shifted(Array<index_t, 4>{{n, c, y, 0}});
+        for (index_t x = 0; x < w; ++x) buf[y * w + x] = rp.row(x);
+      } else {
+        for (index_t x = 0; x < w; ++x) buf[y * w + x] = p.at(Array<index_t, 4>{{n, c, y, x}});
+      }
+    }
+  }
+  return buf;
+}
+
+template <class T>
+T* plane_buffer(std::size_t n, int which) {
+  thread_local std::vector<T> bufs[2];
+  auto& b = bufs[which];
+  if (b.size() < n) b.resize(n);
+  return b.data();
+}
+
+/// PyTorch's max rule, `v > best || isnan(v)` from -inf: ties keep the first, a NaN wins.
+template <class T>
+METAGRAD_INLINE bool takes_max(T v, T best) {
+  return (v > best) | (v != v);  // no short circuit: a branch per element mispredicts on real data
+}
+
+/// The window's maximum in src (rows ld apart) and its position y w + x in a contiguous plane of width w; the
+/// window's first element when all are -inf.
+template <class T>
+METAGRAD_INLINE index_t window_argmax(const T* src, index_t ld, const PoolSpan& ys, const PoolSpan& xs, index_t w,
+                                      T& best) {
+  best = -std::numeric_limits<T>::infinity();
+  index_t arg = ys.begin * w + xs.begin;
+  for (index_t y = ys.begin; y < ys.end; y += ys.step)
+    for (index_t x = xs.begin; x < xs.end; x += xs.step)
+      if (takes_max(src[y * ld + x], best)) {
+        best = src[y * ld + x];
+        arg = y * w + x;
+      }
+  return arg;
+}
+
+/// Whether a max pool is the common 2 x 2, stride 2 one whose windows all lie inside the input.
+inline bool is_pool_2x2(const Pool2dGeometry& g) {
+  return g.p.kind == PoolKind::max && g.p.kernel == Size2(2) && g.p.stride == Size2(2) && g.p.padding == Size2(0) &&
+         g.p.dilation == Size2(1) && 2 * g.oh <= g.h && 2 * g.ow <= g.w;
+}
+
+/// Index 0..3 of the maximum of a, b, c, d (row-major window order) by the rule of takes_max, without
+/// branches so that the loops over a row of windows vectorise.
+template <class T>
+METAGRAD_INLINE int argmax4(T a, T b, T c, T d, T& best) {
+  int k = 0;
+  best = a;  // a beats the starting -inf, or equals it
+  const bool tb = takes_max(b, best);
+  best = tb ? b : best;
+  k = tb ? 1 : k;
+  const bool tc = takes_max(c, best);
+  best = tc ? c : best;
+  k = tc ? 2 : k;
+  const bool td = takes_max(d, best);
+  best = td ? d : best;
+  k = td ? 3 : k;
+  return k;
+}
+
+}  // namespace cpu::detail
+
+namespace cpu {
+
+/// Forward pooling of the plan x (lowered at the input's shape) into call.out ([n, c, oh, ow], contiguous).
+template <class T, class Plan>
+void run_pool2d(const Pool2dCall<T>& call, const Plan& x) {
+  using namespace detail;
+  const Pool2dGeometry& g = call.geom;
+  const bool flat = x.is_flat(), fast = is_pool_2x2(g);
+  for_each_plane(g, pool_window_work(g), [&](index_t n, index_t c, index_t plane) {
+    index_t ld = 0;
+    const T* src = plane_rows(x, flat, n, c, plane, g.h, g.w, plane_buffer<T>(std::size_t(g.h * g.w), 0), ld);
+    T* out = call.out + plane * g.oh * g.ow;
+    if (fast) {
+      for (index_t oy = 0; oy < g.oh; ++oy) {
+        const T* r0 = src + 2 * oy * ld;
+        const T* r1 = r0 + ld;
+        METAGRAD_SIMD_LOOP
+        for (index_t ox = 0; ox < g.ow; ++ox) {
+          T best;
+          argmax4(r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1], best);
+          out[oy * g.ow + ox] = best;
+        }
+      }
+      return;
+    }
+    for (index_t oy = 0; oy < g.oh; ++oy) {
+      const auto ys = row_span(g, oy);
+      for (index_t ox = 0; ox < g.ow; ++ox) {
+        const auto xs = col_span(g, ox);
+        T v;
+        if (g.p.kind == PoolKind::max) {
+          window_argmax(src, ld, ys, xs, g.w, v);
+        } else {
+          T s = 0;
+          for (index_t y = ys.begin; y < ys.end; ++y)
+            for (index_t xi = xs.begin; xi < xs.end; ++xi) s += src[y * ld + xi];
+          // PyTorch writes 0 for a window that lies entirely in the padding (possible with ceil_mode).
+          v = ys.begin < ys.end && xs.begin < xs.end ? s / static_cast<T>(ys.count * xs.count) : T(0);
+        }
+        out[oy * g.ow + ox] = v;
+      }
+    }
+  });
+}
+
+/// dx (call.out, shaped like x, overwritten) of a max pooling: the adjoint g of each output added at its
+/// window's maximum in x.
+template <class T, class GPlan, class XPlan>
+void run_max_pool2d_backward(const Pool2dCall<T>& call, const GPlan& gp, const XPlan& x) {
+  using namespace detail;
+  const Pool2dGeometry& g = call.geom;
+  const bool xflat = x.is_flat(), gflat = gp.is_flat(), fast = is_pool_2x2(g);
+  for_each_plane(g, pool_window_work(g), [&](index_t n, index_t c, index_t plane) {
+    index_t ld = 0, gld = 0;
+    const T* src = plane_rows(x, xflat, n, c, plane, g.h, g.w, plane_buffer<T>(std::size_t(g.h * g.w), 0), ld);
+    const T* gr = plane_rows(gp, gflat, n, c, plane, g.oh, g.ow, plane_buffer<T>(std::size_t(g.oh * g.ow), 1), gld);
+    T* dx = call.out + plane * g.h * g.w;
+    if (fast) {
+      // Disjoint windows covering rows and columns [0, 2 oh) x [0, 2 ow): every element there is written once.
+      for (index_t oy = 0; oy < g.oh; ++oy) {
+        const T* r0 = src + 2 * oy * ld;
+        const T* r1 = r0 + ld;
+        T* d0 = dx + 2 * oy * g.w;
+        T* d1 = d0 + g.w;
+        METAGRAD_SIMD_LOOP
+        for (index_t ox = 0; ox < g.ow; ++ox) {
+          T best;
+          const int k = argmax4(r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1], best);
+          const T v = gr[oy * gld + ox];
+          d0[2 * ox] = k == 0 ? v : T(0);
+          d0[2 * ox + 1] = k == 1 ? v : T(0);
+          d1[2 * ox] = k == 2 ? v : T(0);
+          d1[2 * ox + 1] = k == 3 ? v : T(0);
+        }
+        std::fill(d0 + 2 * g.ow, d0 + g.w, T(0));
+        std::fill(d1 + 2 * g.ow, d1 + g.w, T(0));
+      }
+      std::fill(dx + 2 * g.oh * g.w, dx + g.h * g.w, T(0));
+      return;
+    }
+    std::fill(dx, dx + g.h * g.w, T(0));
+    for (index_t oy = 0; oy < g.oh; ++oy) {
+      const auto ys = row_span(g, oy);
+      for (index_t ox = 0; ox < g.ow; ++ox) {
+        const auto xs = col_span(g, ox);
+        T best;
+        dx[window_argmax(src, ld, ys, xs, g.w, best)] += gr[oy * gld + ox];
+      }
+    }
+  });
+}
+
+/// dx (call.out, shaped like x, overwritten) of an average pooling: the adjoint g of each output divided by its
+/// window's count and added over the window.
+template <class T, class GPlan>
+void run_avg_pool2d_backward(const Pool2dCall<T>& call, const GPlan& gp) {
+  using namespace detail;
+  const Pool2dGeometry& g = call.geom;
+  const bool gflat = gp.is_flat();
+  for_each_plane(g, pool_window_work(g), [&](index_t n, index_t c, index_t plane) {
+    index_t gld = 0;
+    const T* gr = plane_rows(gp, gflat, n, c, plane, g.oh, g.ow, plane_buffer<T>(std::size_t(g.oh * g.ow), 1), gld);
+    T* dx = call.out + plane * g.h * g.w;
+    std::fill(dx, dx + g.h * g.w, T(0));
+    for (index_t oy = 0; oy < g.oh; ++oy) {
+      const auto ys = row_span(g, oy);
+      for (index_t ox = 0; ox < g.ow; ++ox) {
+        const auto xs = col_span(g, ox);
+        if (ys.begin >= ys.end || xs.begin >= xs.end) continue;
+        const T v = gr[oy * gld + ox] / static_cast<T>(ys.count * xs.count);
+        for (index_t y = ys.begin; y < ys.end; ++y)
+          for (index_t xi = xs.begin; xi < xs.end; ++xi) dx[y * g.w + xi] += v;
+      }
+    }
+  });
+}
+
+}  // namespace cpu
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/backend/cpu/pool.hpp>
 // #include <metagrad/backend/cpu/reduce.hpp>
 // metagrad/backend/cpu/reduce.hpp — the CPU driver of reductions over any set of axes, with the
 // elementwise input fused in (the input is a plan; nothing is materialised). Three loop shapes:
@@ -10151,6 +10984,3254 @@ METAGRAD_NAMESPACE_END
 // end of <metagrad/backend/cpu/reduce.hpp>
 
 #if defined(__CUDACC__)
+// #include <metagrad/backend/cuda/conv.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_CONV_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_CONV_HPP
+// metagrad/backend/cuda/conv.hpp — the CUDA answer to run_conv2d(Conv2dCall) (expr/conv.hpp): each pass is
+// one cuDNN call on metagrad's stream of the device (cudnnConvolutionForward, cudnnConvolutionBackwardData,
+// cudnnConvolutionBackwardFilter) over the contiguous NCHW buffers the node hands over, with the plan (the
+// descriptors, the algorithm found by cudnnFind*AlgorithmEx, its math type and workspace size) taken from the
+// cache of cudnn.hpp, and the workspace from the caching allocator. backend/dispatch.hpp calls it for calls
+// on a CUDA device. Needs nvcc; include <metagrad/metagrad.hpp> instead.
+
+#if defined(__CUDACC__)
+
+#include <memory>
+#include <string>
+#include <type_traits>
+
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/expr/conv.hpp> (inlined above)
+// #include <metagrad/backend/cuda/cudnn.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_CUDNN_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_CUDNN_HPP
+// metagrad/backend/cuda/cudnn.hpp — metagrad's cuDNN 9 plumbing (legacy descriptor API): status checks that
+// throw cuda_error naming the call, one cudnnHandle_t per device bound to metagrad's stream of that device,
+// RAII tensor / filter / convolution / pooling descriptors, and the convolution plan cache: per (pass, dtype,
+// math mode, geometry, device) the descriptors, the chosen algorithm, its math type and workspace size,
+// made on first use. Workspaces come from metagrad's caching allocator (cuda::DeviceBuffer), never from
+// cudaMalloc. Host-side code, but it leans on runtime.hpp, so like the other CUDA headers it is compiled
+// only under nvcc. Include <metagrad/metagrad.hpp> (in a .cu file) instead.
+//
+// Without cuDNN: METAGRAD_WITH_CUDNN is set by CMake (1 when libcudnn and cudnn.h are found, else 0); a file
+// compiled outside CMake gets 1 when <cudnn.h> can be included (and then must link -lcudnn). With 0, conv2d
+// on a CUDA tensor throws device_error saying the build has no cuDNN; pooling still runs (metagrad's own
+// kernels).
+//
+// Algorithm choice: cudnnFind*AlgorithmEx times the candidate algorithms on the real geometry and buffers
+// once per key (PyTorch's cudnn.benchmark = True). The _v7 heuristics were the alternative: free of the
+// one-time search (tens of milliseconds per geometry), but they rank by a model and for small images like
+// LeNet's pick algorithms several times slower than the fastest. A training loop runs a geometry thousands of
+// times, so the search pays. The search runs kernels and synchronises, which a stream under CUDA-graph
+// capture forbids: a key first met during capture takes the heuristics' first choice instead.
+//
+// Math type: float convolutions use CUDNN_FMA_MATH unless cuda::allow_tf32() is on. CUDNN_DEFAULT_MATH is not
+// enough: on Ampere and later it lets cuDNN pick TF32 tensor-core kernels for float data (cuDNN's
+// cudnnMathType_t documentation; PyTorch sets CUDNN_FMA_MATH when TF32 is off for the same reason), and TF32's
+// 10-bit mantissa would put results 1e-3 from the CPU's. double uses CUDNN_DEFAULT_MATH.
+
+#if defined(__CUDACC__)
+
+#if !defined(METAGRAD_WITH_CUDNN)
+#if __has_include(<cudnn.h>)
+#define METAGRAD_WITH_CUDNN 1
+#else
+#define METAGRAD_WITH_CUDNN 0
+#endif
+#endif
+
+#if METAGRAD_WITH_CUDNN
+
+#include <cudnn.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/backend/cuda/cudnn_params.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_CUDNN_PARAMS_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_CUDNN_PARAMS_HPP
+// metagrad/backend/cuda/cudnn_params.hpp — the device-independent half of metagrad's cuDNN use: the key
+// of the convolution algorithm cache (pass, dtype, math mode, geometry, device) and its hash, the 32-bit
+// descriptor parameters of a convolution (cuDNN's legacy descriptors take int extents and strides, so a
+// geometry beyond INT_MAX elements is refused here by name), and the mapping of a pooling onto a cuDNN
+// pooling descriptor together with the reason when there is none (dilation, a ceil_mode window past
+// cuDNN's floor geometry, an adaptive pool whose windows are not one uniform grid). Nothing here includes a
+// CUDA header, so plain C++ tests check it. Include <metagrad/metagrad.hpp> (in a .cu file) instead.
+
+#include <climits>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/conv.hpp> (inlined above)
+// #include <metagrad/expr/pool.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+
+/// Element type of a cuDNN call, as a key field (cuDNN's own enum lives in cudnn.h).
+enum class CudnnDtype : std::uint8_t { f32, f64 };
+
+template <class T>
+constexpr CudnnDtype cudnn_dtype_of() {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "metagrad: cuDNN calls are float or double");
+  return std::is_same_v<T, float> ? CudnnDtype::f32 : CudnnDtype::f64;
+}
+
+/// What an algorithm choice depends on: the same pass, dtype, math mode and geometry on the same device
+/// always gets the same algorithm and workspace size, so the search runs once per key per process.
+struct ConvAlgoKey {
+  ConvPass pass = ConvPass::forward;
+  CudnnDtype dtype = CudnnDtype::f32;
+  bool tf32 = false;  ///< TF32 tensor-core math allowed (float only): other algorithms qualify
+  Conv2dGeometry geom;
+  int device = 0;
+  bool operator==(const ConvAlgoKey&) const = default;
+};
+
+/// Hash of every field of a ConvAlgoKey (boost::hash_combine's mixing over the integers).
+struct ConvAlgoKeyHash {
+  std::size_t operator()(const ConvAlgoKey& k) const {
+    std::size_t h = 0;
+    auto mix = [&h](std::int64_t v) {
+      h ^= std::hash<std::int64_t>{}(v) + std::size_t(0x9e3779b97f4a7c15ull) + (h << 6) + (h >> 2);
+    };
+    const Conv2dGeometry& g = k.geom;
+    const std::int64_t v[] = {static_cast<std::int64_t>(k.pass),
+                              static_cast<std::int64_t>(k.dtype),
+                              k.tf32 ? 1 : 0,
+                              k.device,
+                              g.n,
+                              g.c_in,
+                              g.h,
+                              g.w,
+                              g.c_out,
+                              g.kh,
+                              g.kw,
+                              g.oh,
+                              g.ow,
+                              g.stride.h,
+                              g.stride.w,
+                              g.padding.h,
+                              g.padding.w,
+                              g.dilation.h,
+                              g.dilation.w,
+                              g.groups};
+    for (std::int64_t x : v) mix(x);
+    return h;
+  }
+};
+
+/// The int parameters of cuDNN's tensor, filter and convolution descriptors for one convolution: NCHW
+/// extents of x, w (KCRS, K = c_out, C = c_in / groups) and y, padding, stride, dilation and group count.
+struct CudnnConvParams {
+  int x[4], w[4], y[4];
+  int pad_h, pad_w, stride_h, stride_w, dil_h, dil_w, groups;
+};
+
+namespace detail {
+inline bool fits_int(index_t v) { return v >= 0 && v <= index_t(INT_MAX); }
+}  // namespace detail
+
+/// The descriptor parameters of geometry g.
+/// @throws shape_error naming conv2d and the shapes when a tensor of the convolution has more than INT_MAX
+///         elements (cuDNN's legacy descriptors hold int strides; split the batch) or a parameter exceeds
+///         INT_MAX.
+inline CudnnConvParams cudnn_conv_params(const Conv2dGeometry& g) {
+  const Shape<4> xs = g.input_shape(), ws = g.weight_shape(), ys = g.output_shape();
+  const index_t scalars[] = {g.padding.h, g.padding.w, g.stride.h, g.stride.w, g.dilation.h, g.dilation.w, g.groups};
+  bool ok = detail::fits_int(xs.numel()) && detail::fits_int(ws.numel()) && detail::fits_int(ys.numel());
+  for (index_t v : scalars) ok = ok && detail::fits_int(v);
+  if (!ok)
+    throw shape_error("conv2d on CUDA: input " + to_string(xs) + ", weight " + to_string(ws) + ", output " +
+                      to_string(ys) +
+                      ": cuDNN takes extents and strides as 32-bit int and a tensor here has more than INT_MAX "
+                      "elements; split the batch");
+  CudnnConvParams p{};
+  for (int d = 0; d < 4; ++d) {
+    p.x[d] = static_cast<int>(xs[d]);
+    p.w[d] = static_cast<int>(ws[d]);
+    p.y[d] = static_cast<int>(ys[d]);
+  }
+  p.pad_h = static_cast<int>(g.padding.h);
+  p.pad_w = static_cast<int>(g.padding.w);
+  p.stride_h = static_cast<int>(g.stride.h);
+  p.stride_w = static_cast<int>(g.stride.w);
+  p.dil_h = static_cast<int>(g.dilation.h);
+  p.dil_w = static_cast<int>(g.dilation.w);
+  p.groups = static_cast<int>(g.groups);
+  return p;
+}
+
+/// cuDNN's pooling modes metagrad uses (cudnnPoolingMode_t's values are chosen in cudnn.hpp).
+enum class CudnnPoolMode : std::uint8_t { max, avg_include_pad, avg_exclude_pad };
+
+/// A pooling as one cuDNN pooling descriptor, or (`exact` false) the reason cuDNN cannot compute exactly
+/// metagrad's (PyTorch's) result, in which case metagrad's own kernel runs.
+struct CudnnPoolParams {
+  bool exact = false;
+  const char* why_not = "";
+  CudnnPoolMode mode = CudnnPoolMode::max;
+  int window_h = 0, window_w = 0, pad_h = 0, pad_w = 0, stride_h = 0, stride_w = 0;
+  int x[4] = {0, 0, 0, 0}, y[4] = {0, 0, 0, 0};
+};
+
+/// Maps pooling geometry g onto cuDNN. cuDNN's output extent is floor((in + 2 pad - k) / stride) + 1 with
+/// symmetric padding and no dilation; a max window never takes a padded element and an average's divisor
+/// is k_h k_w (include) or the count of input elements (exclude). metagrad's windows agree with that
+/// exactly when the output extents are cuDNN's (a ceil_mode that adds no window): in floor mode every
+/// window ends by in + pad, so PyTorch's clipped divisor is k_h k_w too. An adaptive pool maps when each
+/// extent divides evenly (windows of in / out, stride in / out, no padding).
+inline CudnnPoolParams cudnn_pool_params(const Pool2dGeometry& g) {
+  CudnnPoolParams r;
+  const Pool2dParams& p = g.p;
+  const index_t all[] = {g.n * g.c * g.h * g.w, g.n * g.c * g.oh * g.ow};
+  if (!detail::fits_int(all[0]) || !detail::fits_int(all[1])) {
+    r.why_not = "a tensor has more than INT_MAX elements";
+    return r;
+  }
+  index_t kh = p.kernel.h, kw = p.kernel.w, sh = p.stride.h, sw = p.stride.w, ph = p.padding.h, pw = p.padding.w;
+  if (p.kind == PoolKind::adaptive_avg) {
+    if (g.h % g.oh != 0 || g.w % g.ow != 0) {
+      r.why_not = "adaptive windows of unequal sizes";
+      return r;
+    }
+    kh = sh = g.h / g.oh;
+    kw = sw = g.w / g.ow;
+    ph = pw = 0;
+    r.mode = CudnnPoolMode::avg_include_pad;
+  } else {
+    if (p.kind == PoolKind::max && (p.dilation.h != 1 || p.dilation.w != 1)) {
+      r.why_not = "dilation";
+      return r;
+    }
+    r.mode = p.kind == PoolKind::max ? CudnnPoolMode::max
+             : p.count_include_pad   ? CudnnPoolMode::avg_include_pad
+                                     : CudnnPoolMode::avg_exclude_pad;
+  }
+  const index_t floor_oh = metagrad::detail::pool_out_extent(g.h, kh, ph, sh, 1, false);
+  const index_t floor_ow = metagrad::detail::pool_out_extent(g.w, kw, pw, sw, 1, false);
+  if (floor_oh != g.oh || floor_ow != g.ow) {
+    r.why_not = "a ceil_mode window beyond cuDNN's output geometry";
+    return r;
+  }
+  const index_t scalars[] = {kh, kw, sh, sw, ph, pw};
+  for (index_t v : scalars)
+    if (!detail::fits_int(v)) {
+      r.why_not = "a window parameter exceeds INT_MAX";
+      return r;
+    }
+  r.exact = true;
+  r.window_h = static_cast<int>(kh);
+  r.window_w = static_cast<int>(kw);
+  r.stride_h = static_cast<int>(sh);
+  r.stride_w = static_cast<int>(sw);
+  r.pad_h = static_cast<int>(ph);
+  r.pad_w = static_cast<int>(pw);
+  const index_t xd[4] = {g.n, g.c, g.h, g.w}, yd[4] = {g.n, g.c, g.oh, g.ow};
+  for (int d = 0; d < 4; ++d) {
+    r.x[d] = static_cast<int>(xd[d]);
+    r.y[d] = static_cast<int>(yd[d]);
+  }
+  return r;
+}
+
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_CUDNN_PARAMS_HPP
+// end of <metagrad/backend/cuda/cudnn_params.hpp>
+// #include <metagrad/backend/cuda/matmul.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_MATMUL_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_MATMUL_HPP
+// metagrad/backend/cuda/matmul.hpp — the CUDA GEMM of matmul nodes: one GemmCall becomes one cuBLAS call
+// (cublas{S,D}gemm, or cublas{S,D}gemmStridedBatched for a batch) on metagrad's stream of the device, with
+// no copies: a row-major product C = op(A) op(B) is the column-major product C^T = op(B)^T op(A)^T, so the
+// operands are swapped and the transpose flags kept. One cuBLAS handle per device, created on first use and
+// never destroyed (see blas_handle). float32 products run in full FP32 unless TF32 is switched on with
+// set_allow_tf32(true). backend/dispatch.hpp calls run_gemm for calls on a CUDA device. Needs nvcc; include
+// <metagrad/metagrad.hpp> instead.
+//
+// Workspace: cuBLAS 12.2 and later takes its workspace stream-ordered (cudaMallocAsync) by itself, which is
+// also safe under CUDA-graph capture, so no workspace from metagrad's caching allocator is set (PyTorch
+// dropped its explicit cuBLAS workspace for the same reason, pytorch/pytorch#113994). cuBLASLt is not used:
+// for plain and strided-batched GEMMs cublasSgemm picks the same kernels, and metagrad does not yet fuse a
+// bias or activation into a GEMM epilogue, the case where cuBLASLt would pay.
+
+#if defined(__CUDACC__)
+
+#include <cublas_v2.h>
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <mutex>
+#include <string>
+#include <type_traits>
+#include <unordered_map>
+
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/matmul.hpp> (inlined above)
+// #include <metagrad/backend/cuda/runtime.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_RUNTIME_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_RUNTIME_HPP
+// metagrad/backend/cuda/runtime.hpp — the CUDA runtime services every other CUDA header uses: status checks
+// that throw cuda_error, the device count, a device guard, one stream per device, a stream-ordered caching
+// allocator (no cudaMalloc in steady state; current / peak / reserved statistics; private pools for recorded
+// CUDA graphs), pinned staging for host copies, and the hooks through which core/ Storage, Tensor and
+// graph/ Program reach device memory and CUDA-graph recording. Needs nvcc;
+// include <metagrad/metagrad.hpp> (or <metagrad/cuda.hpp>) instead.
+
+#if defined(__CUDACC__)
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/device.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/storage.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+
+/// Throws cuda_error naming `what` (the call), the error's name, code and text when `status` is not
+/// cudaSuccess. The sticky error state of the runtime is cleared first where it can be.
+inline void check(cudaError_t status, const char* what) {
+  if (status == cudaSuccess) return;
+  (void)cudaGetLastError();
+  throw cuda_error(std::string(what) + " failed: " + cudaGetErrorName(status) + " (" +
+                   std::to_string(static_cast<int>(status)) + "): " + cudaGetErrorString(status));
+}
+
+/// Number of CUDA devices visible (0 when there is no driver or no GPU; never throws).
+inline int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError();  // clear the "no device" / "insufficient driver" error
+    return 0;
+  }
+  return n;
+}
+
+/// True when at least one CUDA device can be used.
+inline bool is_available() { return device_count() > 0; }
+
+/// @throws device_error when `device` is not a CUDA device of this machine.
+inline void check_device(Device device, const char* what) {
+  if (!device.is_cuda()) throw device_error(std::string(what) + ": " + device.str() + " is not a CUDA device");
+  static const int n = device_count();  // fixed for the process: not queried on every allocation
+  if (device.index() < 0 || device.index() >= n)
+    throw device_error(std::string(what) + ": " + device.str() + " does not exist (this machine has " +
+                       std::to_string(n) + " CUDA device" + (n == 1 ? "" : "s") + ")");
+}
+
+/// Makes `device` current for its lifetime and restores the previous one after (only when they differ).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    check(cudaGetDevice(&prev_), "cudaGetDevice");
+    if (prev_ != device) check(cudaSetDevice(device), "cudaSetDevice");
+    changed_ = prev_ != device;
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+  ~DeviceGuard() {
+    if (changed_) (void)cudaSetDevice(prev_);
+  }
+
+ private:
+  int prev_ = 0;
+  bool changed_ = false;
+};
+
+namespace detail {
+inline std::mutex& runtime_mutex() {
+  static std::mutex m;
+  return m;
+}
+inline std::unordered_map<int, cudaStream_t>& streams() {
+  static auto* s = new std::unordered_map<int, cudaStream_t>();  // never destroyed: outlives static teardown
+  return *s;
+}
+}  // namespace detail
+
+/// The stream metagrad's kernels and library calls use on `device`: one per device, created (non-blocking
+/// with respect to the legacy default stream) on first use, unless set_stream() chose another.
+inline cudaStream_t stream(int device) {
+  std::lock_guard<std::mutex> lock(detail::runtime_mutex());
+  auto& s = detail::streams();
+  auto it = s.find(device);
+  if (it != s.end()) return it->second;
+  DeviceGuard g(device);
+  cudaStream_t st = nullptr;
+  check(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+  s[device] = st;
+  return st;
+}
+
+/// Makes metagrad use `s` (the caller's stream, which must outlive its use) on `device`. Memory the
+/// caching allocator holds was freed in the order of the previous stream: synchronise it before switching.
+inline void set_stream(int device, cudaStream_t s) {
+  const cudaStream_t old = stream(device);
+  {
+    DeviceGuard g(device);
+    check(cudaStreamSynchronize(old), "cudaStreamSynchronize");
+  }
+  std::lock_guard<std::mutex> lock(detail::runtime_mutex());
+  detail::streams()[device] = s;
+}
+
+/// Waits for all work metagrad queued on `device`. @throws cuda_error with the first asynchronous error.
+inline void synchronize(int device = 0) {
+  DeviceGuard g(device);
+  check(cudaStreamSynchronize(stream(device)), "cudaStreamSynchronize");
+}
+
+/// Device memory statistics of the caching allocator, in bytes. `current` is held by live tensors and
+/// workspaces, `reserved` is what cudaMalloc gave the cache (current + cached free blocks), `peak` the
+/// highest `current` since the last reset; `device_mallocs` counts cudaMalloc calls (flat in steady state).
+struct DeviceMemoryStats {
+  std::int64_t current_bytes = 0;
+  std::int64_t peak_bytes = 0;
+  std::int64_t reserved_bytes = 0;
+  std::int64_t peak_reserved_bytes = 0;
+  std::int64_t device_mallocs = 0;
+  std::int64_t requests = 0;
+};
+
+/// A stream-ordered caching allocator. Freed blocks go back to a per-device pool and are handed out again
+/// to later requests on the same stream: work queued on one stream runs in order, so a block freed there
+/// may be reused by the next kernel without synchronising. Small requests are rounded to 512 bytes, large
+/// ones to 2 MiB; a cached block is reused for a request when it is at most twice its size (so a large
+/// block is not pinned by a small tensor). When cudaMalloc fails the cache is released and the call is
+/// retried once before cuda_error (naming the size and the statistics) is thrown.
+class CachingAllocator {
+ public:
+  /// Device memory of at least `bytes` bytes on `device`, ordered on stream(device). Null for 0 bytes.
+  void* allocate(std::size_t bytes, int device) {
+    if (bytes == 0) return nullptr;
+    const std::size_t size = round_size(bytes);
+    const cudaStream_t st = stream(device);
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& pool = pools_[device];
+    auto& stats = pool.stats;
+    ++stats.requests;
+    // While a step is recorded, blocks the recording freed are reused first (they belong to the graph).
+    const auto rec = recording_.find(device);
+    const std::uint64_t owner = rec == recording_.end() ? 0 : rec->second;
+    for (auto* free : {owner ? &private_[owner] : nullptr, &pool.free}) {
+      if (!free) continue;
+      auto it = free->lower_bound(Key{st, size});
+      if (it != free->end() && it->first.stream == st && it->first.size <= 2 * size) {
+        void* p = it->second;
+        const std::size_t got = it->first.size;
+        free->erase(it);
+        live_[p] = Live{device, got, st, owner};
+        add_current(stats, static_cast<std::int64_t>(got));
+        return p;
+      }
+    }
+    void* p = nullptr;
+    {
+      DeviceGuard g(device);
+      cudaError_t e = cudaMalloc(&p, size);
+      if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        release_cached(device, pool);
+        e = cudaMalloc(&p, size);
+      }
+      if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        throw cuda_error("cudaMalloc of " + std::to_string(size) + " bytes on cuda:" + std::to_string(device) +
+                         " failed: " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e) + " (metagrad holds " +
+                         std::to_string(stats.current_bytes) + " bytes in tensors, " +
+                         std::to_string(stats.reserved_bytes) + " reserved)");
+      }
+    }
+    ++stats.device_mallocs;
+    stats.reserved_bytes += static_cast<std::int64_t>(size);
+    if (stats.reserved_bytes > stats.peak_reserved_bytes) stats.peak_reserved_bytes = stats.reserved_bytes;
+    live_[p] = Live{device, size, st, owner};
+    add_current(stats, static_cast<std::int64_t>(size));
+    return p;
+  }
+
+  /// Returns a block to its pool (no device call). Unknown pointers are ignored.
+  void deallocate(void* p) {
+    if (!p) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = live_.find(p);
+    if (it == live_.end()) return;
+    const Live l = it->second;
+    live_.erase(it);
+    auto& pool = pools_[l.device];
+    pool.stats.current_bytes -= static_cast<std::int64_t>(l.size);
+    // A block freed while a step is recorded, or made by a recording that is still replayed, is read and
+    // written by every replay: it stays the recording's until the graph is destroyed.
+    const auto rec = recording_.find(l.device);
+    std::uint64_t owner = rec != recording_.end() ? rec->second : 0;
+    if (!owner && l.owner && private_.count(l.owner)) owner = l.owner;
+    (owner ? private_[owner] : pool.free).emplace(Key{l.stream, l.size}, p);
+  }
+
+  /// Starts a private pool for a recording on `device` (see deallocate). @return its id.
+  std::uint64_t begin_recording(int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const std::uint64_t id = ++next_owner_;
+    recording_[device] = id;
+    private_[id];
+    return id;
+  }
+  /// Ends the recording on `device`; its blocks stay private until release_recording(id).
+  void end_recording(int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    recording_.erase(device);
+  }
+  /// The graph of recording `id` is gone: its blocks return to the cache. They were last used by work
+  /// queued on their stream, so stream order keeps later users behind the last replay.
+  void release_recording(int device, std::uint64_t id) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = private_.find(id);
+    if (it == private_.end()) return;
+    auto& free = pools_[device].free;
+    for (auto& [key, p] : it->second) free.emplace(key, p);
+    private_.erase(it);
+  }
+
+  /// Gives every cached (free) block of every device back to CUDA; live tensors keep theirs.
+  void empty_cache() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& [device, pool] : pools_) release_cached(device, pool);
+  }
+
+  DeviceMemoryStats stats(int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return pools_[device].stats;
+  }
+  void reset_peak(int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& s = pools_[device].stats;
+    s.peak_bytes = s.current_bytes;
+    s.peak_reserved_bytes = s.reserved_bytes;
+  }
+
+  /// Requests are served in these units (exposed for tests of the size classes).
+  static std::size_t round_size(std::size_t bytes) {
+    constexpr std::size_t small_unit = 512, large_unit = std::size_t(2) << 20, small_limit = std::size_t(1) << 20;
+    const std::size_t unit = bytes <= small_limit ? small_unit : large_unit;
+    return (bytes + unit - 1) / unit * unit;
+  }
+
+ private:
+  struct Key {
+    cudaStream_t stream;
+    std::size_t size;
+    bool operator<(const Key& o) const {
+      const auto a = reinterpret_cast<std::uintptr_t>(stream), b = reinterpret_cast<std::uintptr_t>(o.stream);
+      return a != b ? a < b : size < o.size;
+    }
+  };
+  struct Live {
+    int device;
+    std::size_t size;
+    cudaStream_t stream;
+    std::uint64_t owner;  // the recording that made it (0: none)
+  };
+  struct Pool {
+    std::multimap<Key, void*> free;
+    DeviceMemoryStats stats;
+  };
+
+  static void add_current(DeviceMemoryStats& s, std::int64_t n) {
+    s.current_bytes += n;
+    if (s.current_bytes > s.peak_bytes) s.peak_bytes = s.current_bytes;
+  }
+  static void release_cached(int device, Pool& pool) {
+    if (pool.free.empty()) return;
+    DeviceGuard g(device);
+    // Blocks freed on a stream may still be read by queued work: let it finish first.
+    (void)cudaDeviceSynchronize();
+    for (auto& [key, p] : pool.free) {
+      (void)cudaFree(p);
+      pool.stats.reserved_bytes -= static_cast<std::int64_t>(key.size);
+    }
+    pool.free.clear();
+  }
+
+  std::mutex mutex_;
+  std::unordered_map<void*, Live> live_;
+  std::unordered_map<int, Pool> pools_;
+  std::unordered_map<int, std::uint64_t> recording_;                      // device -> recording id
+  std::unordered_map<std::uint64_t, std::multimap<Key, void*>> private_;  // recording id -> its free blocks
+  std::uint64_t next_owner_ = 0;
+};
+
+/// The process's caching allocator (never destroyed: tensors may be freed during static destruction).
+inline CachingAllocator& allocator() {
+  static auto* a = new CachingAllocator();
+  return *a;
+}
+
+/// Statistics of the caching allocator on `device`.
+inline DeviceMemoryStats memory_stats(int device = 0) { return allocator().stats(device); }
+/// Starts peak_bytes afresh from current_bytes.
+inline void reset_peak_memory_stats(int device = 0) { allocator().reset_peak(device); }
+/// Releases cached free blocks to the driver (tensors keep theirs).
+inline void empty_cache() { allocator().empty_cache(); }
+
+/// Device memory from the caching allocator held for a scope (library workspaces, temporaries).
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(std::size_t bytes, int device) : ptr_(allocator().allocate(bytes, device)), bytes_(bytes) {}
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = nullptr; }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    std::swap(ptr_, o.ptr_);
+    std::swap(bytes_, o.bytes_);
+    return *this;
+  }
+  ~DeviceBuffer() { allocator().deallocate(ptr_); }
+  void* get() const { return ptr_; }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+namespace detail {
+// Two pinned buffers: host memory is copied into one while the other is on its way to the device, so a
+// large transfer runs at the speed of pinned copies without pinning the caller's memory.
+struct PinnedStaging {
+  static constexpr std::size_t chunk = std::size_t(4) << 20;
+  void* buf[2] = {nullptr, nullptr};
+  cudaEvent_t done[2] = {nullptr, nullptr};
+  std::mutex mutex;
+  // On first use (under the mutex): the two pinned buffers and their events.
+  void make_buffers() {
+    for (int i = 0; i < 2; ++i)
+      if (!buf[i]) {
+        check(cudaHostAlloc(&buf[i], chunk, cudaHostAllocDefault), "cudaHostAlloc (staging)");
+        check(cudaEventCreateWithFlags(&done[i], cudaEventDisableTiming), "cudaEventCreate");
+      }
+  }
+};
+inline PinnedStaging& staging() {
+  static auto* s = new PinnedStaging();
+  return *s;
+}
+
+// Below this size a plain cudaMemcpy (the driver stages it) is as fast as the pipeline.
+inline constexpr std::size_t staging_threshold = std::size_t(1) << 20;
+
+inline void copy_host_to_device(void* dst, const void* src, std::size_t bytes, int device) {
+  DeviceGuard g(device);
+  const cudaStream_t st = stream(device);
+  if (bytes < staging_threshold) {
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st), "cudaMemcpyAsync (host to device)");
+    check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+    return;
+  }
+  auto& s = staging();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.make_buffers();
+  std::size_t off = 0;
+  for (int k = 0; off < bytes; k ^= 1) {
+    const std::size_t n = bytes - off < PinnedStaging::chunk ? bytes - off : PinnedStaging::chunk;
+    check(cudaEventSynchronize(s.done[k]), "cudaEventSynchronize (staging)");
+    std::memcpy(s.buf[k], static_cast<const char*>(src) + off, n);
+    check(cudaMemcpyAsync(static_cast<char*>(dst) + off, s.buf[k], n, cudaMemcpyHostToDevice, st),
+          "cudaMemcpyAsync (host to device)");
+    check(cudaEventRecord(s.done[k], st), "cudaEventRecord");
+    off += n;
+  }
+  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+}
+
+inline void copy_device_to_host(void* dst, const void* src, std::size_t bytes, int device) {
+  DeviceGuard g(device);
+  const cudaStream_t st = stream(device);
+  if (bytes < staging_threshold) {
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync (device to host)");
+    check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+    return;
+  }
+  auto& s = staging();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.make_buffers();
+  // Chunk k is copied out of its pinned buffer while chunk k + 1 is in flight into the other one.
+  std::size_t off = 0, pending_off = 0, pending_n = 0;
+  int pending = -1;
+  for (int k = 0; off < bytes; k ^= 1) {
+    const std::size_t n = bytes - off < PinnedStaging::chunk ? bytes - off : PinnedStaging::chunk;
+    check(cudaMemcpyAsync(s.buf[k], static_cast<const char*>(src) + off, n, cudaMemcpyDeviceToHost, st),
+          "cudaMemcpyAsync (device to host)");
+    check(cudaEventRecord(s.done[k], st), "cudaEventRecord");
+    if (pending >= 0) {
+      check(cudaEventSynchronize(s.done[pending]), "cudaEventSynchronize (staging)");
+      std::memcpy(static_cast<char*>(dst) + pending_off, s.buf[pending], pending_n);
+    }
+    pending = k;
+    pending_off = off;
+    pending_n = n;
+    off += n;
+  }
+  check(cudaEventSynchronize(s.done[pending]), "cudaEventSynchronize (staging)");
+  std::memcpy(static_cast<char*>(dst) + pending_off, s.buf[pending], pending_n);
+}
+
+// The core/ memory hooks (core/storage.hpp): how Storage and Tensor reach device memory from here.
+inline void* hook_allocate(std::size_t bytes, Device d) {
+  check_device(d, "allocate");
+  return allocator().allocate(bytes, d.index());
+}
+inline void hook_deallocate(void* p, Device) { allocator().deallocate(p); }
+inline void hook_copy(void* dst, Device dd, const void* src, Device sd, std::size_t bytes) {
+  if (bytes == 0) return;
+  if (dd.is_cuda() && sd.is_cpu()) return copy_host_to_device(dst, src, bytes, dd.index());
+  if (dd.is_cpu() && sd.is_cuda()) return copy_device_to_host(dst, src, bytes, sd.index());
+  if (dd.is_cuda() && sd.is_cuda()) {
+    DeviceGuard g(dd.index());
+    const cudaStream_t st = stream(dd.index());
+    if (dd.index() != sd.index()) {
+      // The source's producer ran on the source device's stream: finish it before the peer copy.
+      {
+        DeviceGuard gs(sd.index());
+        check(cudaStreamSynchronize(stream(sd.index())), "cudaStreamSynchronize");
+      }
+      check(cudaMemcpyPeerAsync(dst, dd.index(), src, sd.index(), bytes, st), "cudaMemcpyPeerAsync");
+    } else {
+      check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st), "cudaMemcpyAsync (device to device)");
+    }
+    return;
+  }
+  std::memcpy(dst, src, bytes);
+}
+inline void hook_fill_zero(void* p, std::size_t bytes, Device d) {
+  DeviceGuard g(d.index());
+  check(cudaMemsetAsync(p, 0, bytes, stream(d.index())), "cudaMemsetAsync");
+}
+inline void hook_synchronize(Device d) { synchronize(d.index()); }
+
+// CUDA-graph recording of a compiled step (graph/program.hpp, graph/capture.hpp). Relaxed capture mode: the
+// caching allocator may still call cudaMalloc while a step is recorded (its first runs sized everything, so
+// that is rare); any call that cannot be recorded fails the recording and the Program runs uncaptured.
+struct Recording {
+  int device;
+  std::uint64_t pool;
+};
+struct Recorded {
+  cudaGraphExec_t exec;
+  int device;
+  std::uint64_t pool;
+};
+inline void* hook_graph_begin(Device d) {
+  DeviceGuard g(d.index());
+  auto* r = new Recording{d.index(), allocator().begin_recording(d.index())};
+  const cudaError_t e = cudaStreamBeginCapture(stream(d.index()), cudaStreamCaptureModeRelaxed);
+  if (e != cudaSuccess) {
+    allocator().end_recording(r->device);
+    allocator().release_recording(r->device, r->pool);
+    delete r;
+    check(e, "cudaStreamBeginCapture");
+  }
+  return r;
+}
+inline void hook_graph_abort(Device d, void* token) {
+  auto* r = static_cast<Recording*>(token);
+  DeviceGuard g(d.index());
+  cudaGraph_t graph = nullptr;
+  (void)cudaStreamEndCapture(stream(d.index()), &graph);
+  if (graph) (void)cudaGraphDestroy(graph);
+  (void)cudaGetLastError();
+  // Nothing recorded ever runs: the blocks the recording freed go straight back to the cache.
+  allocator().end_recording(r->device);
+  allocator().release_recording(r->device, r->pool);
+  delete r;
+}
+inline void* hook_graph_end(Device d, void* token, std::string& why) {
+  auto* r = static_cast<Recording*>(token);
+  DeviceGuard g(d.index());
+  cudaGraph_t graph = nullptr;
+  cudaError_t e = cudaStreamEndCapture(stream(d.index()), &graph);
+  allocator().end_recording(r->device);
+  cudaGraphExec_t exec = nullptr;
+  if (e == cudaSuccess) e = cudaGraphInstantiate(&exec, graph, 0);
+  if (graph) (void)cudaGraphDestroy(graph);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    why =
+        std::string("recording the step as a CUDA graph failed: ") + cudaGetErrorName(e) + ": " + cudaGetErrorString(e);
+    allocator().release_recording(r->device, r->pool);
+    delete r;
+    return nullptr;
+  }
+  auto* out = new Recorded{exec, r->device, r->pool};
+  delete r;
+  return out;
+}
+inline void hook_graph_launch(void* graph) {
+  const auto* r = static_cast<const Recorded*>(graph);
+  DeviceGuard g(r->device);
+  check(cudaGraphLaunch(r->exec, stream(r->device)), "cudaGraphLaunch");
+}
+inline void hook_graph_destroy(void* graph) {
+  auto* r = static_cast<Recorded*>(graph);
+  {
+    DeviceGuard g(r->device);
+    // The last replay may still be running; its memory goes back to the cache in stream order, but the
+    // executable graph is freed only after it finished.
+    (void)cudaStreamSynchronize(stream(r->device));
+    (void)cudaGraphExecDestroy(r->exec);
+    (void)cudaGetLastError();
+  }
+  allocator().release_recording(r->device, r->pool);
+  delete r;
+}
+
+inline bool install_memory_hooks() {
+  auto& h = metagrad::detail::device_memory_hooks();
+  h.allocate = &hook_allocate;
+  h.deallocate = &hook_deallocate;
+  h.copy = &hook_copy;
+  h.fill_zero = &hook_fill_zero;
+  h.synchronize = &hook_synchronize;
+  h.graph_begin = &hook_graph_begin;
+  h.graph_end = &hook_graph_end;
+  h.graph_abort = &hook_graph_abort;
+  h.graph_launch = &hook_graph_launch;
+  h.graph_destroy = &hook_graph_destroy;
+  return true;
+}
+// Installed during static initialisation of any program with a translation unit that includes this file.
+inline const bool memory_hooks_installed = install_memory_hooks();
+}  // namespace detail
+
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+
+#endif  // __CUDACC__
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_RUNTIME_HPP
+// end of <metagrad/backend/cuda/runtime.hpp>
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+
+namespace detail {
+inline std::atomic<bool>& tf32_flag() {
+  static std::atomic<bool> flag{false};
+  return flag;
+}
+}  // namespace detail
+
+/// Allows (true) or forbids (false, the default) TensorFloat-32 tensor-core math in float32 matmuls on
+/// CUDA. TF32 rounds the operands to a 10-bit mantissa (relative error about 5e-4 per product instead of
+/// 6e-8) in exchange for several times the FLOP rate on Ampere and later; the accumulation stays FP32.
+/// Takes effect for GEMMs queued after the call, on every device. double products are never affected.
+/// (The NVIDIA_TF32_OVERRIDE environment variable of the CUDA libraries overrides this switch.)
+inline void set_allow_tf32(bool allow) { detail::tf32_flag().store(allow, std::memory_order_relaxed); }
+
+/// Whether float32 matmuls on CUDA may use TF32 tensor cores (false unless set_allow_tf32(true)).
+inline bool allow_tf32() { return detail::tf32_flag().load(std::memory_order_relaxed); }
+
+/// Name of a cuBLAS status ("CUBLAS_STATUS_INVALID_VALUE"), for messages.
+inline const char* status_name(cublasStatus_t s) { return cublasGetStatusName(s); }
+
+namespace detail {
+
+// The per-device cuBLAS state. A handle is bound to the device current at cublasCreate, and its stream and
+// math mode are handle state: both are re-set only when they change, under the device's mutex, so two host
+// threads queueing GEMMs on one device never see each other's half-configured handle.
+struct BlasDevice {
+  std::mutex mutex;
+  cublasHandle_t handle = nullptr;
+  cudaStream_t stream = nullptr;
+  bool stream_set = false;
+  cublasMath_t math = CUBLAS_DEFAULT_MATH;
+};
+
+/// The cuBLAS state of `device`, created on first use. Never destroyed: at process exit the CUDA context
+/// may already be gone when static destructors run, and cublasDestroy would then fail or crash (PyTorch
+/// keeps its handles alive for the same reason).
+/// @throws cuda_error when cublasCreate fails.
+inline BlasDevice& blas_device(int device) {
+  static auto* devices = new std::unordered_map<int, BlasDevice*>();
+  static std::mutex m;
+  std::lock_guard<std::mutex> lock(m);
+  auto it = devices->find(device);
+  if (it != devices->end()) return *it->second;
+  DeviceGuard g(device);
+  cublasHandle_t h = nullptr;
+  const cublasStatus_t s = cublasCreate(&h);
+  if (s != CUBLAS_STATUS_SUCCESS)
+    throw cuda_error(std::string("cublasCreate on cuda:") + std::to_string(device) + " failed: " + status_name(s));
+  auto* d = new BlasDevice();
+  d->handle = h;
+  (*devices)[device] = d;
+  return *d;
+}
+
+template <class T>
+std::string gemm_sizes(const GemmCall<T>& c) {
+  return "batch " + std::to_string(c.batch) + ", m " + std::to_string(c.m) + ", n " + std::to_string(c.n) + ", k " +
+         std::to_string(c.k) + ", trans_a " + (c.trans_a ? "1" : "0") + ", trans_b " + (c.trans_b ? "1" : "0") +
+         ", lda " + std::to_string(c.lda) + ", ldb " + std::to_string(c.ldb) + ", ldc " + std::to_string(c.ldc) +
+         ", strides " + std::to_string(c.stride_a) + "/" + std::to_string(c.stride_b) + "/" +
+         std::to_string(c.stride_c);
+}
+
+/// cuBLAS takes m, n, k, the leading dimensions and the batch count as 32-bit int.
+/// @throws shape_error naming matmul and the sizes when one of them exceeds INT_MAX (or is negative).
+template <class T>
+void check_gemm_limits(const GemmCall<T>& c) {
+  const index_t v[] = {c.batch, c.m, c.n, c.k, c.lda, c.ldb, c.ldc};
+  for (index_t x : v)
+    if (x < 0 || x > index_t(INT_MAX))
+      throw shape_error("matmul: cuBLAS takes sizes as 32-bit int and this product exceeds INT_MAX (" + gemm_sizes(c) +
+                        "); split it into smaller products");
+}
+
+template <class T>
+void check_blas(cublasStatus_t s, const char* call, const GemmCall<T>& c) {
+  if (s == CUBLAS_STATUS_SUCCESS) return;
+  throw cuda_error(std::string("matmul: ") + call + " failed on " + c.device.str() + ": " + status_name(s) + " (" +
+                   cublasGetStatusString(s) + "; " + gemm_sizes(c) + ")");
+}
+
+// Typed entry points, so run_gemm is written once.
+inline cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                           const float* alpha, const float* a, int lda, const float* b, int ldb, const float* beta,
+                           float* c, int ldc) {
+  return cublasSgemm(h, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+inline cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                           const double* alpha, const double* a, int lda, const double* b, int ldb, const double* beta,
+                           double* c, int ldc) {
+  return cublasDgemm(h, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+inline cublasStatus_t gemm_strided(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                   const float* alpha, const float* a, int lda, long long sa, const float* b, int ldb,
+                                   long long sb, const float* beta, float* c, int ldc, long long sc, int batch) {
+  return cublasSgemmStridedBatched(h, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch);
+}
+inline cublasStatus_t gemm_strided(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                   const double* alpha, const double* a, int lda, long long sa, const double* b,
+                                   int ldb, long long sb, const double* beta, double* c, int ldc, long long sc,
+                                   int batch) {
+  return cublasDgemmStridedBatched(h, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch);
+}
+
+}  // namespace detail
+
+/// Runs one GemmCall (row-major, strided-batched; see expr/matmul.hpp) with cuBLAS on call.device, queued
+/// on stream(device): the call returns before the product is computed.
+/// @pre a, b and c are device memory of call.device; every ld is at least the row length it describes.
+/// @throws shape_error naming matmul and the sizes when m, n, k, a leading dimension or the batch exceeds
+///         INT_MAX (cuBLAS's 32-bit sizes); cuda_error naming the cuBLAS call, its status and the sizes when
+///         cuBLAS refuses or fails.
+template <class T>
+void run_gemm(const GemmCall<T>& c) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "metagrad: cuBLAS GEMM is float or double");
+  detail::check_gemm_limits(c);
+  if (c.batch == 0 || c.m == 0 || c.n == 0) return;
+  const int device = c.device.index();
+  DeviceGuard g(device);
+  const cudaStream_t st = stream(device);
+  auto& bd = detail::blas_device(device);
+  std::lock_guard<std::mutex> lock(bd.mutex);
+  if (!bd.stream_set || bd.stream != st) {
+    detail::check_blas(cublasSetStream(bd.handle, st), "cublasSetStream", c);
+    bd.stream = st;
+    bd.stream_set = true;
+  }
+  const cublasMath_t math = std::is_same_v<T, float> && allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
+  if (bd.math != math) {
+    detail::check_blas(cublasSetMathMode(bd.handle, math), "cublasSetMathMode", c);
+    bd.math = math;
+  }
+  // Row-major C (m x n, ldc) is column-major C^T (n x m, ldc); likewise for A and B. So C^T = op(B)^T op(A)^T
+  // is a column-major GEMM with B first: n x m, inner k, and each operand keeps its own transpose flag.
+  const cublasOperation_t ob = c.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t oa = c.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const int m = static_cast<int>(c.n), n = static_cast<int>(c.m), k = static_cast<int>(c.k);
+  int lda = static_cast<int>(c.ldb), ldb = static_cast<int>(c.lda);
+  const int ldc = static_cast<int>(c.ldc);
+  if (k == 0) {
+    // C = beta C and the operands are not read, but cuBLAS still checks their leading dimensions, which an
+    // empty operand may not meet (its row stride can be 0).
+    const int ra = c.trans_b ? k : m, rb = c.trans_a ? n : k;
+    lda = std::max(lda, std::max(1, ra));
+    ldb = std::max(ldb, std::max(1, rb));
+  }
+  if (c.batch == 1) {
+    detail::check_blas(detail::gemm(bd.handle, ob, oa, m, n, k, &c.alpha, c.b, lda, c.a, ldb, &c.beta, c.c, ldc),
+                       std::is_same_v<T, float> ? "cublasSgemm" : "cublasDgemm", c);
+  } else if (c.stride_c == 0) {
+    // Every item writes the same C: the items must run one after another (as on the CPU, where beta = 1
+    // then sums them), which a batched call does not promise.
+    for (index_t i = 0; i < c.batch; ++i)
+      detail::check_blas(detail::gemm(bd.handle, ob, oa, m, n, k, &c.alpha, c.b + i * c.stride_b, lda,
+                                      c.a + i * c.stride_a, ldb, &c.beta, c.c, ldc),
+                         std::is_same_v<T, float> ? "cublasSgemm" : "cublasDgemm", c);
+  } else {
+    detail::check_blas(detail::gemm_strided(bd.handle, ob, oa, m, n, k, &c.alpha, c.b, lda, c.stride_b, c.a, ldb,
+                                            c.stride_a, &c.beta, c.c, ldc, c.stride_c, static_cast<int>(c.batch)),
+                       std::is_same_v<T, float> ? "cublasSgemmStridedBatched" : "cublasDgemmStridedBatched", c);
+  }
+}
+
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+
+#endif  // __CUDACC__
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_MATMUL_HPP
+// end of <metagrad/backend/cuda/matmul.hpp>
+// #include <metagrad/backend/cuda/runtime.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_RUNTIME_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_RUNTIME_HPP
+// metagrad/backend/cuda/runtime.hpp — the CUDA runtime services every other CUDA header uses: status checks
+// that throw cuda_error, the device count, a device guard, one stream per device, a stream-ordered caching
+// allocator (no cudaMalloc in steady state; current / peak / reserved statistics; private pools for recorded
+// CUDA graphs), pinned staging for host copies, and the hooks through which core/ Storage, Tensor and
+// graph/ Program reach device memory and CUDA-graph recording. Needs nvcc;
+// include <metagrad/metagrad.hpp> (or <metagrad/cuda.hpp>) instead.
+
+#if defined(__CUDACC__)
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/device.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/storage.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+
+/// Throws cuda_error naming `what` (the call), the error's name, code and text when `status` is not
+/// cudaSuccess. The sticky error state of the runtime is cleared first where it can be.
+inline void check(cudaError_t status, const char* what) {
+  if (status == cudaSuccess) return;
+  (void)cudaGetLastError();
+  throw cuda_error(std::string(what) + " failed: " + cudaGetErrorName(status) + " (" +
+                   std::to_string(static_cast<int>(status)) + "): " + cudaGetErrorString(status));
+}
+
+/// Number of CUDA devices visible (0 when there is no driver or no GPU; never throws).
+inline int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError();  // clear the "no device" / "insufficient driver" error
+    return 0;
+  }
+  return n;
+}
+
+/// True when at least one CUDA device can be used.
+inline bool is_available() { return device_count() > 0; }
+
+/// @throws device_error when `device` is not a CUDA device of this machine.
+inline void check_device(Device device, const char* what) {
+  if (!device.is_cuda()) throw device_error(std::string(what) + ": " + device.str() + " is not a CUDA device");
+  static const int n = device_count();  // fixed for the process: not queried on every allocation
+  if (device.index() < 0 || device.index() >= n)
+    throw device_error(std::string(what) + ": " + device.str() + " does not exist (this machine has " +
+                       std::to_string(n) + " CUDA device" + (n == 1 ? "" : "s") + ")");
+}
+
+/// Makes `device` current for its lifetime and restores the previous one after (only when they differ).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    check(cudaGetDevice(&prev_), "cudaGetDevice");
+    if (prev_ != device) check(cudaSetDevice(device), "cudaSetDevice");
+    changed_ = prev_ != device;
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+  ~DeviceGuard() {
+    if (changed_) (void)cudaSetDevice(prev_);
+  }
+
+ private:
+  int prev_ = 0;
+  bool changed_ = false;
+};
+
+namespace detail {
+inline std::mutex& runtime_mutex() {
+  static std::mutex m;
+  return m;
+}
+inline std::unordered_map<int, cudaStream_t>& streams() {
+  static auto* s = new std::unordered_map<int, cudaStream_t>();  // never destroyed: outlives static teardown
+  return *s;
+}
+}  // namespace detail
+
+/// The stream metagrad's kernels and library calls use on `device`: one per device, created (non-blocking
+/// with respect to the legacy default stream) on first use, unless set_stream() chose another.
+inline cudaStream_t stream(int device) {
+  std::lock_guard<std::mutex> lock(detail::runtime_mutex());
+  auto& s = detail::streams();
+  auto it = s.find(device);
+  if (it != s.end()) return it->second;
+  DeviceGuard g(device);
+  cudaStream_t st = nullptr;
+  check(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+  s[device] = st;
+  return st;
+}
+
+/// Makes metagrad use `s` (the caller's stream, which must outlive its use) on `device`. Memory the
+/// caching allocator holds was freed in the order of the previous stream: synchronise it before switching.
+inline void set_stream(int device, cudaStream_t s) {
+  const cudaStream_t old = stream(device);
+  {
+    DeviceGuard g(device);
+    check(cudaStreamSynchronize(old), "cudaStreamSynchronize");
+  }
+  std::lock_guard<std::mutex> lock(detail::runtime_mutex());
+  detail::streams()[device] = s;
+}
+
+/// Waits for all work metagrad queued on `device`. @throws cuda_error with the first asynchronous error.
+inline void synchronize(int device = 0) {
+  DeviceGuard g(device);
+  check(cudaStreamSynchronize(stream(device)), "cudaStreamSynchronize");
+}
+
+/// Device memory statistics of the caching allocator, in bytes. `current` is held by live tensors and
+/// workspaces, `reserved` is what cudaMalloc gave the cache (current + cached free blocks), `peak` the
+/// highest `current` since the last reset; `device_mallocs` counts cudaMalloc calls (flat in steady state).
+struct DeviceMemoryStats {
+  std::int64_t current_bytes = 0;
+  std::int64_t peak_bytes = 0;
+  std::int64_t reserved_bytes = 0;
+  std::int64_t peak_reserved_bytes = 0;
+  std::int64_t device_mallocs = 0;
+  std::int64_t requests = 0;
+};
+
+/// A stream-ordered caching allocator. Freed blocks go back to a per-device pool and are handed out again
+/// to later requests on the same stream: work queued on one stream runs in order, so a block freed there
+/// may be reused by the next kernel without synchronising. Small requests are rounded to 512 bytes, large
+/// ones to 2 MiB; a cached block is reused for a request when it is at most twice its size (so a large
+/// block is not pinned by a small tensor). When cudaMalloc fails the cache is released and the call is
+/// retried once before cuda_error (naming the size and the statistics) is thrown.
+class CachingAllocator {
+ public:
+  /// Device memory of at least `bytes` bytes on `device`, ordered on stream(device). Null for 0 bytes.
+  void* allocate(std::size_t bytes, int device) {
+    if (bytes == 0) return nullptr;
+    const std::size_t size = round_size(bytes);
+    const cudaStream_t st = stream(device);
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& pool = pools_[device];
+    auto& stats = pool.stats;
+    ++stats.requests;
+    // While a step is recorded, blocks the recording freed are reused first (they belong to the graph).
+    const auto rec = recording_.find(device);
+    const std::uint64_t owner = rec == recording_.end() ? 0 : rec->second;
+    for (auto* free : {owner ? &private_[owner] : nullptr, &pool.free}) {
+      if (!free) continue;
+      auto it = free->lower_bound(Key{st, size});
+      if (it != free->end() && it->first.stream == st && it->first.size <= 2 * size) {
+        void* p = it->second;
+        const std::size_t got = it->first.size;
+        free->erase(it);
+        live_[p] = Live{device, got, st, owner};
+        add_current(stats, static_cast<std::int64_t>(got));
+        return p;
+      }
+    }
+    void* p = nullptr;
+    {
+      DeviceGuard g(device);
+      cudaError_t e = cudaMalloc(&p, size);
+      if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        release_cached(device, pool);
+        e = cudaMalloc(&p, size);
+      }
+      if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        throw cuda_error("cudaMalloc of " + std::to_string(size) + " bytes on cuda:" + std::to_string(device) +
+                         " failed: " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e) + " (metagrad holds " +
+                         std::to_string(stats.current_bytes) + " bytes in tensors, " +
+                         std::to_string(stats.reserved_bytes) + " reserved)");
+      }
+    }
+    ++stats.device_mallocs;
+    stats.reserved_bytes += static_cast<std::int64_t>(size);
+    if (stats.reserved_bytes > stats.peak_reserved_bytes) stats.peak_reserved_bytes = stats.reserved_bytes;
+    live_[p] = Live{device, size, st, owner};
+    add_current(stats, static_cast<std::int64_t>(size));
+    return p;
+  }
+
+  /// Returns a block to its pool (no device call). Unknown pointers are ignored.
+  void deallocate(void* p) {
+    if (!p) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = live_.find(p);
+    if (it == live_.end()) return;
+    const Live l = it->second;
+    live_.erase(it);
+    auto& pool = pools_[l.device];
+    pool.stats.current_bytes -= static_cast<std::int64_t>(l.size);
+    // A block freed while a step is recorded, or made by a recording that is still replayed, is read and
+    // written by every replay: it stays the recording's until the graph is destroyed.
+    const auto rec = recording_.find(l.device);
+    std::uint64_t owner = rec != recording_.end() ? rec->second : 0;
+    if (!owner && l.owner && private_.count(l.owner)) owner = l.owner;
+    (owner ? private_[owner] : pool.free).emplace(Key{l.stream, l.size}, p);
+  }
+
+  /// Starts a private pool for a recording on `device` (see deallocate). @return its id.
+  std::uint64_t begin_recording(int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const std::uint64_t id = ++next_owner_;
+    recording_[device] = id;
+    private_[id];
+    return id;
+  }
+  /// Ends the recording on `device`; its blocks stay private until release_recording(id).
+  void end_recording(int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    recording_.erase(device);
+  }
+  /// The graph of recording `id` is gone: its blocks return to the cache. They were last used by work
+  /// queued on their stream, so stream order keeps later users behind the last replay.
+  void release_recording(int device, std::uint64_t id) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = private_.find(id);
+    if (it == private_.end()) return;
+    auto& free = pools_[device].free;
+    for (auto& [key, p] : it->second) free.emplace(key, p);
+    private_.erase(it);
+  }
+
+  /// Gives every cached (free) block of every device back to CUDA; live tensors keep theirs.
+  void empty_cache() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& [device, pool] : pools_) release_cached(device, pool);
+  }
+
+  DeviceMemoryStats stats(int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return pools_[device].stats;
+  }
+  void reset_peak(int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& s = pools_[device].stats;
+    s.peak_bytes = s.current_bytes;
+    s.peak_reserved_bytes = s.reserved_bytes;
+  }
+
+  /// Requests are served in these units (exposed for tests of the size classes).
+  static std::size_t round_size(std::size_t bytes) {
+    constexpr std::size_t small_unit = 512, large_unit = std::size_t(2) << 20, small_limit = std::size_t(1) << 20;
+    const std::size_t unit = bytes <= small_limit ? small_unit : large_unit;
+    return (bytes + unit - 1) / unit * unit;
+  }
+
+ private:
+  struct Key {
+    cudaStream_t stream;
+    std::size_t size;
+    bool operator<(const Key& o) const {
+      const auto a = reinterpret_cast<std::uintptr_t>(stream), b = reinterpret_cast<std::uintptr_t>(o.stream);
+      return a != b ? a < b : size < o.size;
+    }
+  };
+  struct Live {
+    int device;
+    std::size_t size;
+    cudaStream_t stream;
+    std::uint64_t owner;  // the recording that made it (0: none)
+  };
+  struct Pool {
+    std::multimap<Key, void*> free;
+    DeviceMemoryStats stats;
+  };
+
+  static void add_current(DeviceMemoryStats& s, std::int64_t n) {
+    s.current_bytes += n;
+    if (s.current_bytes > s.peak_bytes) s.peak_bytes = s.current_bytes;
+  }
+  static void release_cached(int device, Pool& pool) {
+    if (pool.free.empty()) return;
+    DeviceGuard g(device);
+    // Blocks freed on a stream may still be read by queued work: let it finish first.
+    (void)cudaDeviceSynchronize();
+    for (auto& [key, p] : pool.free) {
+      (void)cudaFree(p);
+      pool.stats.reserved_bytes -= static_cast<std::int64_t>(key.size);
+    }
+    pool.free.clear();
+  }
+
+  std::mutex mutex_;
+  std::unordered_map<void*, Live> live_;
+  std::unordered_map<int, Pool> pools_;
+  std::unordered_map<int, std::uint64_t> recording_;                      // device -> recording id
+  std::unordered_map<std::uint64_t, std::multimap<Key, void*>> private_;  // recording id -> its free blocks
+  std::uint64_t next_owner_ = 0;
+};
+
+/// The process's caching allocator (never destroyed: tensors may be freed during static destruction).
+inline CachingAllocator& allocator() {
+  static auto* a = new CachingAllocator();
+  return *a;
+}
+
+/// Statistics of the caching allocator on `device`.
+inline DeviceMemoryStats memory_stats(int device = 0) { return allocator().stats(device); }
+/// Starts peak_bytes afresh from current_bytes.
+inline void reset_peak_memory_stats(int device = 0) { allocator().reset_peak(device); }
+/// Releases cached free blocks to the driver (tensors keep theirs).
+inline void empty_cache() { allocator().empty_cache(); }
+
+/// Device memory from the caching allocator held for a scope (library workspaces, temporaries).
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(std::size_t bytes, int device) : ptr_(allocator().allocate(bytes, device)), bytes_(bytes) {}
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = nullptr; }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    std::swap(ptr_, o.ptr_);
+    std::swap(bytes_, o.bytes_);
+    return *this;
+  }
+  ~DeviceBuffer() { allocator().deallocate(ptr_); }
+  void* get() const { return ptr_; }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+namespace detail {
+// Two pinned buffers: host memory is copied into one while the other is on its way to the device, so a
+// large transfer runs at the speed of pinned copies without pinning the caller's memory.
+struct PinnedStaging {
+  static constexpr std::size_t chunk = std::size_t(4) << 20;
+  void* buf[2] = {nullptr, nullptr};
+  cudaEvent_t done[2] = {nullptr, nullptr};
+  std::mutex mutex;
+  // On first use (under the mutex): the two pinned buffers and their events.
+  void make_buffers() {
+    for (int i = 0; i < 2; ++i)
+      if (!buf[i]) {
+        check(cudaHostAlloc(&buf[i], chunk, cudaHostAllocDefault), "cudaHostAlloc (staging)");
+        check(cudaEventCreateWithFlags(&done[i], cudaEventDisableTiming), "cudaEventCreate");
+      }
+  }
+};
+inline PinnedStaging& staging() {
+  static auto* s = new PinnedStaging();
+  return *s;
+}
+
+// Below this size a plain cudaMemcpy (the driver stages it) is as fast as the pipeline.
+inline constexpr std::size_t staging_threshold = std::size_t(1) << 20;
+
+inline void copy_host_to_device(void* dst, const void* src, std::size_t bytes, int device) {
+  DeviceGuard g(device);
+  const cudaStream_t st = stream(device);
+  if (bytes < staging_threshold) {
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st), "cudaMemcpyAsync (host to device)");
+    check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+    return;
+  }
+  auto& s = staging();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.make_buffers();
+  std::size_t off = 0;
+  for (int k = 0; off < bytes; k ^= 1) {
+    const std::size_t n = bytes - off < PinnedStaging::chunk ? bytes - off : PinnedStaging::chunk;
+    check(cudaEventSynchronize(s.done[k]), "cudaEventSynchronize (staging)");
+    std::memcpy(s.buf[k], static_cast<const char*>(src) + off, n);
+    check(cudaMemcpyAsync(static_cast<char*>(dst) + off, s.buf[k], n, cudaMemcpyHostToDevice, st),
+          "cudaMemcpyAsync (host to device)");
+    check(cudaEventRecord(s.done[k], st), "cudaEventRecord");
+    off += n;
+  }
+  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+}
+
+inline void copy_device_to_host(void* dst, const void* src, std::size_t bytes, int device) {
+  DeviceGuard g(device);
+  const cudaStream_t st = stream(device);
+  if (bytes < staging_threshold) {
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync (device to host)");
+    check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+    return;
+  }
+  auto& s = staging();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.make_buffers();
+  // Chunk k is copied out of its pinned buffer while chunk k + 1 is in flight into the other one.
+  std::size_t off = 0, pending_off = 0, pending_n = 0;
+  int pending = -1;
+  for (int k = 0; off < bytes; k ^= 1) {
+    const std::size_t n = bytes - off < PinnedStaging::chunk ? bytes - off : PinnedStaging::chunk;
+    check(cudaMemcpyAsync(s.buf[k], static_cast<const char*>(src) + off, n, cudaMemcpyDeviceToHost, st),
+          "cudaMemcpyAsync (device to host)");
+    check(cudaEventRecord(s.done[k], st), "cudaEventRecord");
+    if (pending >= 0) {
+      check(cudaEventSynchronize(s.done[pending]), "cudaEventSynchronize (staging)");
+      std::memcpy(static_cast<char*>(dst) + pending_off, s.buf[pending], pending_n);
+    }
+    pending = k;
+    pending_off = off;
+    pending_n = n;
+    off += n;
+  }
+  check(cudaEventSynchronize(s.done[pending]), "cudaEventSynchronize (staging)");
+  std::memcpy(static_cast<char*>(dst) + pending_off, s.buf[pending], pending_n);
+}
+
+// The core/ memory hooks (core/storage.hpp): how Storage and Tensor reach device memory from here.
+inline void* hook_allocate(std::size_t bytes, Device d) {
+  check_device(d, "allocate");
+  return allocator().allocate(bytes, d.index());
+}
+inline void hook_deallocate(void* p, Device) { allocator().deallocate(p); }
+inline void hook_copy(void* dst, Device dd, const void* src, Device sd, std::size_t bytes) {
+  if (bytes == 0) return;
+  if (dd.is_cuda() && sd.is_cpu()) return copy_host_to_device(dst, src, bytes, dd.index());
+  if (dd.is_cpu() && sd.is_cuda()) return copy_device_to_host(dst, src, bytes, sd.index());
+  if (dd.is_cuda() && sd.is_cuda()) {
+    DeviceGuard g(dd.index());
+    const cudaStream_t st = stream(dd.index());
+    if (dd.index() != sd.index()) {
+      // The source's producer ran on the source device's stream: finish it before the peer copy.
+      {
+        DeviceGuard gs(sd.index());
+        check(cudaStreamSynchronize(stream(sd.index())), "cudaStreamSynchronize");
+      }
+      check(cudaMemcpyPeerAsync(dst, dd.index(), src, sd.index(), bytes, st), "cudaMemcpyPeerAsync");
+    } else {
+      check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st), "cudaMemcpyAsync (device to device)");
+    }
+    return;
+  }
+  std::memcpy(dst, src, bytes);
+}
+inline void hook_fill_zero(void* p, std::size_t bytes, Device d) {
+  DeviceGuard g(d.index());
+  check(cudaMemsetAsync(p, 0, bytes, stream(d.index())), "cudaMemsetAsync");
+}
+inline void hook_synchronize(Device d) { synchronize(d.index()); }
+
+// CUDA-graph recording of a compiled step (graph/program.hpp, graph/capture.hpp). Relaxed capture mode: the
+// caching allocator may still call cudaMalloc while a step is recorded (its first runs sized everything, so
+// that is rare); any call that cannot be recorded fails the recording and the Program runs uncaptured.
+struct Recording {
+  int device;
+  std::uint64_t pool;
+};
+struct Recorded {
+  cudaGraphExec_t exec;
+  int device;
+  std::uint64_t pool;
+};
+inline void* hook_graph_begin(Device d) {
+  DeviceGuard g(d.index());
+  auto* r = new Recording{d.index(), allocator().begin_recording(d.index())};
+  const cudaError_t e = cudaStreamBeginCapture(stream(d.index()), cudaStreamCaptureModeRelaxed);
+  if (e != cudaSuccess) {
+    allocator().end_recording(r->device);
+    allocator().release_recording(r->device, r->pool);
+    delete r;
+    check(e, "cudaStreamBeginCapture");
+  }
+  return r;
+}
+inline void hook_graph_abort(Device d, void* token) {
+  auto* r = static_cast<Recording*>(token);
+  DeviceGuard g(d.index());
+  cudaGraph_t graph = nullptr;
+  (void)cudaStreamEndCapture(stream(d.index()), &graph);
+  if (graph) (void)cudaGraphDestroy(graph);
+  (void)cudaGetLastError();
+  // Nothing recorded ever runs: the blocks the recording freed go straight back to the cache.
+  allocator().end_recording(r->device);
+  allocator().release_recording(r->device, r->pool);
+  delete r;
+}
+inline void* hook_graph_end(Device d, void* token, std::string& why) {
+  auto* r = static_cast<Recording*>(token);
+  DeviceGuard g(d.index());
+  cudaGraph_t graph = nullptr;
+  cudaError_t e = cudaStreamEndCapture(stream(d.index()), &graph);
+  allocator().end_recording(r->device);
+  cudaGraphExec_t exec = nullptr;
+  if (e == cudaSuccess) e = cudaGraphInstantiate(&exec, graph, 0);
+  if (graph) (void)cudaGraphDestroy(graph);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    why =
+        std::string("recording the step as a CUDA graph failed: ") + cudaGetErrorName(e) + ": " + cudaGetErrorString(e);
+    allocator().release_recording(r->device, r->pool);
+    delete r;
+    return nullptr;
+  }
+  auto* out = new Recorded{exec, r->device, r->pool};
+  delete r;
+  return out;
+}
+inline void hook_graph_launch(void* graph) {
+  const auto* r = static_cast<const Recorded*>(graph);
+  DeviceGuard g(r->device);
+  check(cudaGraphLaunch(r->exec, stream(r->device)), "cudaGraphLaunch");
+}
+inline void hook_graph_destroy(void* graph) {
+  auto* r = static_cast<Recorded*>(graph);
+  {
+    DeviceGuard g(r->device);
+    // The last replay may still be running; its memory goes back to the cache in stream order, but the
+    // executable graph is freed only after it finished.
+    (void)cudaStreamSynchronize(stream(r->device));
+    (void)cudaGraphExecDestroy(r->exec);
+    (void)cudaGetLastError();
+  }
+  allocator().release_recording(r->device, r->pool);
+  delete r;
+}
+
+inline bool install_memory_hooks() {
+  auto& h = metagrad::detail::device_memory_hooks();
+  h.allocate = &hook_allocate;
+  h.deallocate = &hook_deallocate;
+  h.copy = &hook_copy;
+  h.fill_zero = &hook_fill_zero;
+  h.synchronize = &hook_synchronize;
+  h.graph_begin = &hook_graph_begin;
+  h.graph_end = &hook_graph_end;
+  h.graph_abort = &hook_graph_abort;
+  h.graph_launch = &hook_graph_launch;
+  h.graph_destroy = &hook_graph_destroy;
+  return true;
+}
+// Installed during static initialisation of any program with a translation unit that includes this file.
+inline const bool memory_hooks_installed = install_memory_hooks();
+}  // namespace detail
+
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+
+#endif  // __CUDACC__
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_RUNTIME_HPP
+// end of <metagrad/backend/cuda/runtime.hpp>
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+namespace cudnn {
+
+/// @throws cuda_error naming `what` (the cuDNN call and its context) and cuDNN's text for `status` when it is
+///         not CUDNN_STATUS_SUCCESS.
+inline void check(cudnnStatus_t status, const char* what) {
+  if (status == CUDNN_STATUS_SUCCESS) return;
+  throw cuda_error(std::string(what) + " failed: " + cudnnGetErrorString(status) + " (cuDNN status " +
+                   std::to_string(static_cast<int>(status)) + ")");
+}
+inline void check(cudnnStatus_t status, const std::string& what) { check(status, what.c_str()); }
+
+template <class T>
+constexpr cudnnDataType_t data_type() {
+  return std::is_same_v<T, float> ? CUDNN_DATA_FLOAT : CUDNN_DATA_DOUBLE;
+}
+inline cudnnDataType_t data_type(CudnnDtype d) { return d == CudnnDtype::f32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_DOUBLE; }
+
+/// The cuDNN state of one device: its handle (bound to the device current at cudnnCreate) and the stream the
+/// handle was last given. Calls hold `mutex` from setting the stream to queueing their work, so two host
+/// threads never share a half-configured handle.
+struct DeviceState {
+  std::mutex mutex;
+  cudnnHandle_t handle = nullptr;
+  cudaStream_t stream = nullptr;
+  bool stream_set = false;
+};
+
+/// The cuDNN state of `device`, created on first use and never destroyed (as blas_device: at exit the CUDA
+/// context may be gone before static destructors run).
+/// @throws cuda_error when cudnnCreate fails (no cuDNN library at run time, or an unsupported GPU).
+inline DeviceState& device_state(int device) {
+  static auto* states = new std::unordered_map<int, DeviceState*>();
+  static std::mutex m;
+  std::lock_guard<std::mutex> lock(m);
+  auto it = states->find(device);
+  if (it != states->end()) return *it->second;
+  DeviceGuard g(device);
+  cudnnHandle_t h = nullptr;
+  check(cudnnCreate(&h), "cudnnCreate on cuda:" + std::to_string(device));
+  auto* s = new DeviceState();
+  s->handle = h;
+  (*states)[device] = s;
+  return *s;
+}
+
+/// The handle of `device`, bound to stream(device). @pre the caller holds device_state(device).mutex.
+inline cudnnHandle_t bound_handle(DeviceState& s, int device) {
+  const cudaStream_t st = stream(device);
+  if (!s.stream_set || s.stream != st) {
+    check(cudnnSetStream(s.handle, st), "cudnnSetStream");
+    s.stream = st;
+    s.stream_set = true;
+  }
+  return s.handle;
+}
+
+/// A cudnnTensorDescriptor_t of a contiguous NCHW tensor.
+class TensorDescriptor {
+ public:
+  TensorDescriptor(cudnnDataType_t dt, const int (&d)[4]) {
+    check(cudnnCreateTensorDescriptor(&desc_), "cudnnCreateTensorDescriptor");
+    const cudnnStatus_t s = cudnnSetTensor4dDescriptor(desc_, CUDNN_TENSOR_NCHW, dt, d[0], d[1], d[2], d[3]);
+    if (s != CUDNN_STATUS_SUCCESS) {
+      cudnnDestroyTensorDescriptor(desc_);
+      check(s, "cudnnSetTensor4dDescriptor (" + dims(d) + ")");
+    }
+  }
+  TensorDescriptor(const TensorDescriptor&) = delete;
+  TensorDescriptor& operator=(const TensorDescriptor&) = delete;
+  ~TensorDescriptor() { cudnnDestroyTensorDescriptor(desc_); }
+  cudnnTensorDescriptor_t get() const { return desc_; }
+
+  static std::string dims(const int (&d)[4]) {
+    return "[" + std::to_string(d[0]) + ", " + std::to_string(d[1]) + ", " + std::to_string(d[2]) + ", " +
+           std::to_string(d[3]) + "]";
+  }
+
+ private:
+  cudnnTensorDescriptor_t desc_ = nullptr;
+};
+
+/// A cudnnFilterDescriptor_t of contiguous [K, C, R, S] weights.
+class FilterDescriptor {
+ public:
+  FilterDescriptor(cudnnDataType_t dt, const int (&d)[4]) {
+    check(cudnnCreateFilterDescriptor(&desc_), "cudnnCreateFilterDescriptor");
+    const cudnnStatus_t s = cudnnSetFilter4dDescriptor(desc_, dt, CUDNN_TENSOR_NCHW, d[0], d[1], d[2], d[3]);
+    if (s != CUDNN_STATUS_SUCCESS) {
+      cudnnDestroyFilterDescriptor(desc_);
+      check(s, "cudnnSetFilter4dDescriptor (" + TensorDescriptor::dims(d) + ")");
+    }
+  }
+  FilterDescriptor(const FilterDescriptor&) = delete;
+  FilterDescriptor& operator=(const FilterDescriptor&) = delete;
+  ~FilterDescriptor() { cudnnDestroyFilterDescriptor(desc_); }
+  cudnnFilterDescriptor_t get() const { return desc_; }
+
+ private:
+  cudnnFilterDescriptor_t desc_ = nullptr;
+};
+
+/// A cudnnConvolutionDescriptor_t: cross-correlation (PyTorch's conv2d) with the padding, stride, dilation
+/// and groups of p, accumulating in `compute`.
+class ConvolutionDescriptor {
+ public:
+  ConvolutionDescriptor(const CudnnConvParams& p, cudnnDataType_t compute) {
+    check(cudnnCreateConvolutionDescriptor(&desc_), "cudnnCreateConvolutionDescriptor");
+    try {
+      check(cudnnSetConvolution2dDescriptor(desc_, p.pad_h, p.pad_w, p.stride_h, p.stride_w, p.dil_h, p.dil_w,
+                                            CUDNN_CROSS_CORRELATION, compute),
+            "cudnnSetConvolution2dDescriptor");
+      check(cudnnSetConvolutionGroupCount(desc_, p.groups), "cudnnSetConvolutionGroupCount");
+    } catch (...) {
+      cudnnDestroyConvolutionDescriptor(desc_);
+      throw;
+    }
+  }
+  ConvolutionDescriptor(const ConvolutionDescriptor&) = delete;
+  ConvolutionDescriptor& operator=(const ConvolutionDescriptor&) = delete;
+  ~ConvolutionDescriptor() { cudnnDestroyConvolutionDescriptor(desc_); }
+  cudnnConvolutionDescriptor_t get() const { return desc_; }
+  void set_math(cudnnMathType_t m) { check(cudnnSetConvolutionMathType(desc_, m), "cudnnSetConvolutionMathType"); }
+
+ private:
+  cudnnConvolutionDescriptor_t desc_ = nullptr;
+};
+
+/// A cudnnPoolingDescriptor_t of p (NaNs propagate, as the CPU's max rule).
+class PoolingDescriptor {
+ public:
+  explicit PoolingDescriptor(const CudnnPoolParams& p) {
+    check(cudnnCreatePoolingDescriptor(&desc_), "cudnnCreatePoolingDescriptor");
+    // The deterministic max mode: the forward value is the same in both modes, and it is the one whose
+    // backward would not depend on scheduling.
+    const cudnnPoolingMode_t mode = p.mode == CudnnPoolMode::max ? CUDNN_POOLING_MAX_DETERMINISTIC
+                                    : p.mode == CudnnPoolMode::avg_include_pad
+                                        ? CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING
+                                        : CUDNN_POOLING_AVERAGE_COUNT_EXCLUDE_PADDING;
+    const cudnnStatus_t s = cudnnSetPooling2dDescriptor(desc_, mode, CUDNN_PROPAGATE_NAN, p.window_h, p.window_w,
+                                                        p.pad_h, p.pad_w, p.stride_h, p.stride_w);
+    if (s != CUDNN_STATUS_SUCCESS) {
+      cudnnDestroyPoolingDescriptor(desc_);
+      check(s, "cudnnSetPooling2dDescriptor");
+    }
+  }
+  PoolingDescriptor(const PoolingDescriptor&) = delete;
+  PoolingDescriptor& operator=(const PoolingDescriptor&) = delete;
+  ~PoolingDescriptor() { cudnnDestroyPoolingDescriptor(desc_); }
+  cudnnPoolingDescriptor_t get() const { return desc_; }
+
+ private:
+  cudnnPoolingDescriptor_t desc_ = nullptr;
+};
+
+/// The math type a convolution of dtype d runs in (see the file comment).
+inline cudnnMathType_t conv_math(CudnnDtype d, bool tf32) {
+  if (d == CudnnDtype::f64) return CUDNN_DEFAULT_MATH;
+  return tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
+}
+
+/// Everything a convolution pass of one key needs at run time: descriptors set once, the algorithm (the
+/// int value of the pass's cudnnConvolution*Algo_t), its math type and workspace bytes.
+struct ConvPlan {
+  ConvPlan(const CudnnConvParams& p, cudnnDataType_t dt) : x(dt, p.x), y(dt, p.y), w(dt, p.w), conv(p, dt) {}
+  TensorDescriptor x, y;
+  FilterDescriptor w;
+  ConvolutionDescriptor conv;
+  int algo = 0;
+  cudnnMathType_t math = CUDNN_DEFAULT_MATH;
+  std::size_t workspace = 0;
+  bool searched = false;  ///< chosen by timing (cudnnFind...Ex) rather than the heuristics
+};
+
+/// The convolution plans of this process, keyed by ConvAlgoKey. Plans are never removed (a program has few
+/// geometries) and their addresses are stable.
+class ConvPlanCache {
+ public:
+  ConvPlan* find(const ConvAlgoKey& k) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = plans_.find(k);
+    return it == plans_.end() ? nullptr : it->second.get();
+  }
+  ConvPlan* insert(const ConvAlgoKey& k, std::unique_ptr<ConvPlan> p) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto [it, fresh] = plans_.emplace(k, std::move(p));
+    return it->second.get();
+  }
+  std::size_t size() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return plans_.size();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<ConvAlgoKey, std::unique_ptr<ConvPlan>, ConvAlgoKeyHash> plans_;
+};
+
+inline ConvPlanCache& conv_plan_cache() {
+  static auto* c = new ConvPlanCache();
+  return *c;
+}
+
+/// Largest workspace the algorithm search offers cuDNN: algorithms wanting more (some FFT variants on large
+/// images) are not considered, so a first step never fails for lack of memory the steady state would not use.
+inline constexpr std::size_t max_search_workspace = std::size_t(1) << 30;
+
+namespace detail {
+
+/// Index of the first usable result: status success, workspace within `limit`, and a math type that keeps
+/// float results off TF32 unless allowed (with CUDNN_FMA_MATH asked for, that is the FMA or default math
+/// report); -1 when none.
+template <class Perf>
+int pick(const Perf* perf, int n, cudnnMathType_t wanted, std::size_t limit) {
+  for (int i = 0; i < n; ++i) {
+    if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > limit) continue;
+    if (wanted == CUDNN_FMA_MATH && perf[i].mathType != CUDNN_FMA_MATH && perf[i].mathType != CUDNN_DEFAULT_MATH)
+      continue;
+    return i;
+  }
+  return -1;
+}
+
+inline bool stream_capturing(int device) {
+  cudaStreamCaptureStatus s = cudaStreamCaptureStatusNone;
+  cuda::check(cudaStreamIsCapturing(stream(device), &s), "cudaStreamIsCapturing");
+  return s != cudaStreamCaptureStatusNone;
+}
+
+}  // namespace detail
+
+}  // namespace cudnn
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+
+#endif  // METAGRAD_WITH_CUDNN
+#endif  // __CUDACC__
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_CUDNN_HPP
+// end of <metagrad/backend/cuda/cudnn.hpp>
+// #include <metagrad/backend/cuda/cudnn_params.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_CUDNN_PARAMS_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_CUDNN_PARAMS_HPP
+// metagrad/backend/cuda/cudnn_params.hpp — the device-independent half of metagrad's cuDNN use: the key
+// of the convolution algorithm cache (pass, dtype, math mode, geometry, device) and its hash, the 32-bit
+// descriptor parameters of a convolution (cuDNN's legacy descriptors take int extents and strides, so a
+// geometry beyond INT_MAX elements is refused here by name), and the mapping of a pooling onto a cuDNN
+// pooling descriptor together with the reason when there is none (dilation, a ceil_mode window past
+// cuDNN's floor geometry, an adaptive pool whose windows are not one uniform grid). Nothing here includes a
+// CUDA header, so plain C++ tests check it. Include <metagrad/metagrad.hpp> (in a .cu file) instead.
+
+#include <climits>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/conv.hpp> (inlined above)
+// #include <metagrad/expr/pool.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+
+/// Element type of a cuDNN call, as a key field (cuDNN's own enum lives in cudnn.h).
+enum class CudnnDtype : std::uint8_t { f32, f64 };
+
+template <class T>
+constexpr CudnnDtype cudnn_dtype_of() {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "metagrad: cuDNN calls are float or double");
+  return std::is_same_v<T, float> ? CudnnDtype::f32 : CudnnDtype::f64;
+}
+
+/// What an algorithm choice depends on: the same pass, dtype, math mode and geometry on the same device
+/// always gets the same algorithm and workspace size, so the search runs once per key per process.
+struct ConvAlgoKey {
+  ConvPass pass = ConvPass::forward;
+  CudnnDtype dtype = CudnnDtype::f32;
+  bool tf32 = false;  ///< TF32 tensor-core math allowed (float only): other algorithms qualify
+  Conv2dGeometry geom;
+  int device = 0;
+  bool operator==(const ConvAlgoKey&) const = default;
+};
+
+/// Hash of every field of a ConvAlgoKey (boost::hash_combine's mixing over the integers).
+struct ConvAlgoKeyHash {
+  std::size_t operator()(const ConvAlgoKey& k) const {
+    std::size_t h = 0;
+    auto mix = [&h](std::int64_t v) {
+      h ^= std::hash<std::int64_t>{}(v) + std::size_t(0x9e3779b97f4a7c15ull) + (h << 6) + (h >> 2);
+    };
+    const Conv2dGeometry& g = k.geom;
+    const std::int64_t v[] = {static_cast<std::int64_t>(k.pass),
+                              static_cast<std::int64_t>(k.dtype),
+                              k.tf32 ? 1 : 0,
+                              k.device,
+                              g.n,
+                              g.c_in,
+                              g.h,
+                              g.w,
+                              g.c_out,
+                              g.kh,
+                              g.kw,
+                              g.oh,
+                              g.ow,
+                              g.stride.h,
+                              g.stride.w,
+                              g.padding.h,
+                              g.padding.w,
+                              g.dilation.h,
+                              g.dilation.w,
+                              g.groups};
+    for (std::int64_t x : v) mix(x);
+    return h;
+  }
+};
+
+/// The int parameters of cuDNN's tensor, filter and convolution descriptors for one convolution: NCHW
+/// extents of x, w (KCRS, K = c_out, C = c_in / groups) and y, padding, stride, dilation and group count.
+struct CudnnConvParams {
+  int x[4], w[4], y[4];
+  int pad_h, pad_w, stride_h, stride_w, dil_h, dil_w, groups;
+};
+
+namespace detail {
+inline bool fits_int(index_t v) { return v >= 0 && v <= index_t(INT_MAX); }
+}  // namespace detail
+
+/// The descriptor parameters of geometry g.
+/// @throws shape_error naming conv2d and the shapes when a tensor of the convolution has more than INT_MAX
+///         elements (cuDNN's legacy descriptors hold int strides; split the batch) or a parameter exceeds
+///         INT_MAX.
+inline CudnnConvParams cudnn_conv_params(const Conv2dGeometry& g) {
+  const Shape<4> xs = g.input_shape(), ws = g.weight_shape(), ys = g.output_shape();
+  const index_t scalars[] = {g.padding.h, g.padding.w, g.stride.h, g.stride.w, g.dilation.h, g.dilation.w, g.groups};
+  bool ok = detail::fits_int(xs.numel()) && detail::fits_int(ws.numel()) && detail::fits_int(ys.numel());
+  for (index_t v : scalars) ok = ok && detail::fits_int(v);
+  if (!ok)
+    throw shape_error("conv2d on CUDA: input " + to_string(xs) + ", weight " + to_string(ws) + ", output " +
+                      to_string(ys) +
+                      ": cuDNN takes extents and strides as 32-bit int and a tensor here has more than INT_MAX "
+                      "elements; split the batch");
+  CudnnConvParams p{};
+  for (int d = 0; d < 4; ++d) {
+    p.x[d] = static_cast<int>(xs[d]);
+    p.w[d] = static_cast<int>(ws[d]);
+    p.y[d] = static_cast<int>(ys[d]);
+  }
+  p.pad_h = static_cast<int>(g.padding.h);
+  p.pad_w = static_cast<int>(g.padding.w);
+  p.stride_h = static_cast<int>(g.stride.h);
+  p.stride_w = static_cast<int>(g.stride.w);
+  p.dil_h = static_cast<int>(g.dilation.h);
+  p.dil_w = static_cast<int>(g.dilation.w);
+  p.groups = static_cast<int>(g.groups);
+  return p;
+}
+
+/// cuDNN's pooling modes metagrad uses (cudnnPoolingMode_t's values are chosen in cudnn.hpp).
+enum class CudnnPoolMode : std::uint8_t { max, avg_include_pad, avg_exclude_pad };
+
+/// A pooling as one cuDNN pooling descriptor, or (`exact` false) the reason cuDNN cannot compute exactly
+/// metagrad's (PyTorch's) result, in which case metagrad's own kernel runs.
+struct CudnnPoolParams {
+  bool exact = false;
+  const char* why_not = "";
+  CudnnPoolMode mode = CudnnPoolMode::max;
+  int window_h = 0, window_w = 0, pad_h = 0, pad_w = 0, stride_h = 0, stride_w = 0;
+  int x[4] = {0, 0, 0, 0}, y[4] = {0, 0, 0, 0};
+};
+
+/// Maps pooling geometry g onto cuDNN. cuDNN's output extent is floor((in + 2 pad - k) / stride) + 1 with
+/// symmetric padding and no dilation; a max window never takes a padded element and an average's divisor
+/// is k_h k_w (include) or the count of input elements (exclude). metagrad's windows agree with that
+/// exactly when the output extents are cuDNN's (a ceil_mode that adds no window): in floor mode every
+/// window ends by in + pad, so PyTorch's clipped divisor is k_h k_w too. An adaptive pool maps when each
+/// extent divides evenly (windows of in / out, stride in / out, no padding).
+inline CudnnPoolParams cudnn_pool_params(const Pool2dGeometry& g) {
+  CudnnPoolParams r;
+  const Pool2dParams& p = g.p;
+  const index_t all[] = {g.n * g.c * g.h * g.w, g.n * g.c * g.oh * g.ow};
+  if (!detail::fits_int(all[0]) || !detail::fits_int(all[1])) {
+    r.why_not = "a tensor has more than INT_MAX elements";
+    return r;
+  }
+  index_t kh = p.kernel.h, kw = p.kernel.w, sh = p.stride.h, sw = p.stride.w, ph = p.padding.h, pw = p.padding.w;
+  if (p.kind == PoolKind::adaptive_avg) {
+    if (g.h % g.oh != 0 || g.w % g.ow != 0) {
+      r.why_not = "adaptive windows of unequal sizes";
+      return r;
+    }
+    kh = sh = g.h / g.oh;
+    kw = sw = g.w / g.ow;
+    ph = pw = 0;
+    r.mode = CudnnPoolMode::avg_include_pad;
+  } else {
+    if (p.kind == PoolKind::max && (p.dilation.h != 1 || p.dilation.w != 1)) {
+      r.why_not = "dilation";
+      return r;
+    }
+    r.mode = p.kind == PoolKind::max ? CudnnPoolMode::max
+             : p.count_include_pad   ? CudnnPoolMode::avg_include_pad
+                                     : CudnnPoolMode::avg_exclude_pad;
+  }
+  const index_t floor_oh = metagrad::detail::pool_out_extent(g.h, kh, ph, sh, 1, false);
+  const index_t floor_ow = metagrad::detail::pool_out_extent(g.w, kw, pw, sw, 1, false);
+  if (floor_oh != g.oh || floor_ow != g.ow) {
+    r.why_not = "a ceil_mode window beyond cuDNN's output geometry";
+    return r;
+  }
+  const index_t scalars[] = {kh, kw, sh, sw, ph, pw};
+  for (index_t v : scalars)
+    if (!detail::fits_int(v)) {
+      r.why_not = "a window parameter exceeds INT_MAX";
+      return r;
+    }
+  r.exact = true;
+  r.window_h = static_cast<int>(kh);
+  r.window_w = static_cast<int>(kw);
+  r.stride_h = static_cast<int>(sh);
+  r.stride_w = static_cast<int>(sw);
+  r.pad_h = static_cast<int>(ph);
+  r.pad_w = static_cast<int>(pw);
+  const index_t xd[4] = {g.n, g.c, g.h, g.w}, yd[4] = {g.n, g.c, g.oh, g.ow};
+  for (int d = 0; d < 4; ++d) {
+    r.x[d] = static_cast<int>(xd[d]);
+    r.y[d] = static_cast<int>(yd[d]);
+  }
+  return r;
+}
+
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_CUDNN_PARAMS_HPP
+// end of <metagrad/backend/cuda/cudnn_params.hpp>
+// #include <metagrad/backend/cuda/runtime.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_RUNTIME_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_RUNTIME_HPP
+// metagrad/backend/cuda/runtime.hpp — the CUDA runtime services every other CUDA header uses: status checks
+// that throw cuda_error, the device count, a device guard, one stream per device, a stream-ordered caching
+// allocator (no cudaMalloc in steady state; current / peak / reserved statistics; private pools for recorded
+// CUDA graphs), pinned staging for host copies, and the hooks through which core/ Storage, Tensor and
+// graph/ Program reach device memory and CUDA-graph recording. Needs nvcc;
+// include <metagrad/metagrad.hpp> (or <metagrad/cuda.hpp>) instead.
+
+#if defined(__CUDACC__)
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/device.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/storage.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+
+/// Throws cuda_error naming `what` (the call), the error's name, code and text when `status` is not
+/// cudaSuccess. The sticky error state of the runtime is cleared first where it can be.
+inline void check(cudaError_t status, const char* what) {
+  if (status == cudaSuccess) return;
+  (void)cudaGetLastError();
+  throw cuda_error(std::string(what) + " failed: " + cudaGetErrorName(status) + " (" +
+                   std::to_string(static_cast<int>(status)) + "): " + cudaGetErrorString(status));
+}
+
+/// Number of CUDA devices visible (0 when there is no driver or no GPU; never throws).
+inline int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError();  // clear the "no device" / "insufficient driver" error
+    return 0;
+  }
+  return n;
+}
+
+/// True when at least one CUDA device can be used.
+inline bool is_available() { return device_count() > 0; }
+
+/// @throws device_error when `device` is not a CUDA device of this machine.
+inline void check_device(Device device, const char* what) {
+  if (!device.is_cuda()) throw device_error(std::string(what) + ": " + device.str() + " is not a CUDA device");
+  static const int n = device_count();  // fixed for the process: not queried on every allocation
+  if (device.index() < 0 || device.index() >= n)
+    throw device_error(std::string(what) + ": " + device.str() + " does not exist (this machine has " +
+                       std::to_string(n) + " CUDA device" + (n == 1 ? "" : "s") + ")");
+}
+
+/// Makes `device` current for its lifetime and restores the previous one after (only when they differ).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    check(cudaGetDevice(&prev_), "cudaGetDevice");
+    if (prev_ != device) check(cudaSetDevice(device), "cudaSetDevice");
+    changed_ = prev_ != device;
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+  ~DeviceGuard() {
+    if (changed_) (void)cudaSetDevice(prev_);
+  }
+
+ private:
+  int prev_ = 0;
+  bool changed_ = false;
+};
+
+namespace detail {
+inline std::mutex& runtime_mutex() {
+  static std::mutex m;
+  return m;
+}
+inline std::unordered_map<int, cudaStream_t>& streams() {
+  static auto* s = new std::unordered_map<int, cudaStream_t>();  // never destroyed: outlives static teardown
+  return *s;
+}
+}  // namespace detail
+
+/// The stream metagrad's kernels and library calls use on `device`: one per device, created (non-blocking
+/// with respect to the legacy default stream) on first use, unless set_stream() chose another.
+inline cudaStream_t stream(int device) {
+  std::lock_guard<std::mutex> lock(detail::runtime_mutex());
+  auto& s = detail::streams();
+  auto it = s.find(device);
+  if (it != s.end()) return it->second;
+  DeviceGuard g(device);
+  cudaStream_t st = nullptr;
+  check(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+  s[device] = st;
+  return st;
+}
+
+/// Makes metagrad use `s` (the caller's stream, which must outlive its use) on `device`. Memory the
+/// caching allocator holds was freed in the order of the previous stream: synchronise it before switching.
+inline void set_stream(int device, cudaStream_t s) {
+  const cudaStream_t old = stream(device);
+  {
+    DeviceGuard g(device);
+    check(cudaStreamSynchronize(old), "cudaStreamSynchronize");
+  }
+  std::lock_guard<std::mutex> lock(detail::runtime_mutex());
+  detail::streams()[device] = s;
+}
+
+/// Waits for all work metagrad queued on `device`. @throws cuda_error with the first asynchronous error.
+inline void synchronize(int device = 0) {
+  DeviceGuard g(device);
+  check(cudaStreamSynchronize(stream(device)), "cudaStreamSynchronize");
+}
+
+/// Device memory statistics of the caching allocator, in bytes. `current` is held by live tensors and
+/// workspaces, `reserved` is what cudaMalloc gave the cache (current + cached free blocks), `peak` the
+/// highest `current` since the last reset; `device_mallocs` counts cudaMalloc calls (flat in steady state).
+struct DeviceMemoryStats {
+  std::int64_t current_bytes = 0;
+  std::int64_t peak_bytes = 0;
+  std::int64_t reserved_bytes = 0;
+  std::int64_t peak_reserved_bytes = 0;
+  std::int64_t device_mallocs = 0;
+  std::int64_t requests = 0;
+};
+
+/// A stream-ordered caching allocator. Freed blocks go back to a per-device pool and are handed out again
+/// to later requests on the same stream: work queued on one stream runs in order, so a block freed there
+/// may be reused by the next kernel without synchronising. Small requests are rounded to 512 bytes, large
+/// ones to 2 MiB; a cached block is reused for a request when it is at most twice its size (so a large
+/// block is not pinned by a small tensor). When cudaMalloc fails the cache is released and the call is
+/// retried once before cuda_error (naming the size and the statistics) is thrown.
+class CachingAllocator {
+ public:
+  /// Device memory of at least `bytes` bytes on `device`, ordered on stream(device). Null for 0 bytes.
+  void* allocate(std::size_t bytes, int device) {
+    if (bytes == 0) return nullptr;
+    const std::size_t size = round_size(bytes);
+    const cudaStream_t st = stream(device);
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& pool = pools_[device];
+    auto& stats = pool.stats;
+    ++stats.requests;
+    // While a step is recorded, blocks the recording freed are reused first (they belong to the graph).
+    const auto rec = recording_.find(device);
+    const std::uint64_t owner = rec == recording_.end() ? 0 : rec->second;
+    for (auto* free : {owner ? &private_[owner] : nullptr, &pool.free}) {
+      if (!free) continue;
+      auto it = free->lower_bound(Key{st, size});
+      if (it != free->end() && it->first.stream == st && it->first.size <= 2 * size) {
+        void* p = it->second;
+        const std::size_t got = it->first.size;
+        free->erase(it);
+        live_[p] = Live{device, got, st, owner};
+        add_current(stats, static_cast<std::int64_t>(got));
+        return p;
+      }
+    }
+    void* p = nullptr;
+    {
+      DeviceGuard g(device);
+      cudaError_t e = cudaMalloc(&p, size);
+      if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        release_cached(device, pool);
+        e = cudaMalloc(&p, size);
+      }
+      if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        throw cuda_error("cudaMalloc of " + std::to_string(size) + " bytes on cuda:" + std::to_string(device) +
+                         " failed: " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e) + " (metagrad holds " +
+                         std::to_string(stats.current_bytes) + " bytes in tensors, " +
+                         std::to_string(stats.reserved_bytes) + " reserved)");
+      }
+    }
+    ++stats.device_mallocs;
+    stats.reserved_bytes += static_cast<std::int64_t>(size);
+    if (stats.reserved_bytes > stats.peak_reserved_bytes) stats.peak_reserved_bytes = stats.reserved_bytes;
+    live_[p] = Live{device, size, st, owner};
+    add_current(stats, static_cast<std::int64_t>(size));
+    return p;
+  }
+
+  /// Returns a block to its pool (no device call). Unknown pointers are ignored.
+  void deallocate(void* p) {
+    if (!p) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = live_.find(p);
+    if (it == live_.end()) return;
+    const Live l = it->second;
+    live_.erase(it);
+    auto& pool = pools_[l.device];
+    pool.stats.current_bytes -= static_cast<std::int64_t>(l.size);
+    // A block freed while a step is recorded, or made by a recording that is still replayed, is read and
+    // written by every replay: it stays the recording's until the graph is destroyed.
+    const auto rec = recording_.find(l.device);
+    std::uint64_t owner = rec != recording_.end() ? rec->second : 0;
+    if (!owner && l.owner && private_.count(l.owner)) owner = l.owner;
+    (owner ? private_[owner] : pool.free).emplace(Key{l.stream, l.size}, p);
+  }
+
+  /// Starts a private pool for a recording on `device` (see deallocate). @return its id.
+  std::uint64_t begin_recording(int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const std::uint64_t id = ++next_owner_;
+    recording_[device] = id;
+    private_[id];
+    return id;
+  }
+  /// Ends the recording on `device`; its blocks stay private until release_recording(id).
+  void end_recording(int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    recording_.erase(device);
+  }
+  /// The graph of recording `id` is gone: its blocks return to the cache. They were last used by work
+  /// queued on their stream, so stream order keeps later users behind the last replay.
+  void release_recording(int device, std::uint64_t id) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = private_.find(id);
+    if (it == private_.end()) return;
+    auto& free = pools_[device].free;
+    for (auto& [key, p] : it->second) free.emplace(key, p);
+    private_.erase(it);
+  }
+
+  /// Gives every cached (free) block of every device back to CUDA; live tensors keep theirs.
+  void empty_cache() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& [device, pool] : pools_) release_cached(device, pool);
+  }
+
+  DeviceMemoryStats stats(int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return pools_[device].stats;
+  }
+  void reset_peak(int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& s = pools_[device].stats;
+    s.peak_bytes = s.current_bytes;
+    s.peak_reserved_bytes = s.reserved_bytes;
+  }
+
+  /// Requests are served in these units (exposed for tests of the size classes).
+  static std::size_t round_size(std::size_t bytes) {
+    constexpr std::size_t small_unit = 512, large_unit = std::size_t(2) << 20, small_limit = std::size_t(1) << 20;
+    const std::size_t unit = bytes <= small_limit ? small_unit : large_unit;
+    return (bytes + unit - 1) / unit * unit;
+  }
+
+ private:
+  struct Key {
+    cudaStream_t stream;
+    std::size_t size;
+    bool operator<(const Key& o) const {
+      const auto a = reinterpret_cast<std::uintptr_t>(stream), b = reinterpret_cast<std::uintptr_t>(o.stream);
+      return a != b ? a < b : size < o.size;
+    }
+  };
+  struct Live {
+    int device;
+    std::size_t size;
+    cudaStream_t stream;
+    std::uint64_t owner;  // the recording that made it (0: none)
+  };
+  struct Pool {
+    std::multimap<Key, void*> free;
+    DeviceMemoryStats stats;
+  };
+
+  static void add_current(DeviceMemoryStats& s, std::int64_t n) {
+    s.current_bytes += n;
+    if (s.current_bytes > s.peak_bytes) s.peak_bytes = s.current_bytes;
+  }
+  static void release_cached(int device, Pool& pool) {
+    if (pool.free.empty()) return;
+    DeviceGuard g(device);
+    // Blocks freed on a stream may still be read by queued work: let it finish first.
+    (void)cudaDeviceSynchronize();
+    for (auto& [key, p] : pool.free) {
+      (void)cudaFree(p);
+      pool.stats.reserved_bytes -= static_cast<std::int64_t>(key.size);
+    }
+    pool.free.clear();
+  }
+
+  std::mutex mutex_;
+  std::unordered_map<void*, Live> live_;
+  std::unordered_map<int, Pool> pools_;
+  std::unordered_map<int, std::uint64_t> recording_;                      // device -> recording id
+  std::unordered_map<std::uint64_t, std::multimap<Key, void*>> private_;  // recording id -> its free blocks
+  std::uint64_t next_owner_ = 0;
+};
+
+/// The process's caching allocator (never destroyed: tensors may be freed during static destruction).
+inline CachingAllocator& allocator() {
+  static auto* a = new CachingAllocator();
+  return *a;
+}
+
+/// Statistics of the caching allocator on `device`.
+inline DeviceMemoryStats memory_stats(int device = 0) { return allocator().stats(device); }
+/// Starts peak_bytes afresh from current_bytes.
+inline void reset_peak_memory_stats(int device = 0) { allocator().reset_peak(device); }
+/// Releases cached free blocks to the driver (tensors keep theirs).
+inline void empty_cache() { allocator().empty_cache(); }
+
+/// Device memory from the caching allocator held for a scope (library workspaces, temporaries).
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(std::size_t bytes, int device) : ptr_(allocator().allocate(bytes, device)), bytes_(bytes) {}
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = nullptr; }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    std::swap(ptr_, o.ptr_);
+    std::swap(bytes_, o.bytes_);
+    return *this;
+  }
+  ~DeviceBuffer() { allocator().deallocate(ptr_); }
+  void* get() const { return ptr_; }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+namespace detail {
+// Two pinned buffers: host memory is copied into one while the other is on its way to the device, so a
+// large transfer runs at the speed of pinned copies without pinning the caller's memory.
+struct PinnedStaging {
+  static constexpr std::size_t chunk = std::size_t(4) << 20;
+  void* buf[2] = {nullptr, nullptr};
+  cudaEvent_t done[2] = {nullptr, nullptr};
+  std::mutex mutex;
+  // On first use (under the mutex): the two pinned buffers and their events.
+  void make_buffers() {
+    for (int i = 0; i < 2; ++i)
+      if (!buf[i]) {
+        check(cudaHostAlloc(&buf[i], chunk, cudaHostAllocDefault), "cudaHostAlloc (staging)");
+        check(cudaEventCreateWithFlags(&done[i], cudaEventDisableTiming), "cudaEventCreate");
+      }
+  }
+};
+inline PinnedStaging& staging() {
+  static auto* s = new PinnedStaging();
+  return *s;
+}
+
+// Below this size a plain cudaMemcpy (the driver stages it) is as fast as the pipeline.
+inline constexpr std::size_t staging_threshold = std::size_t(1) << 20;
+
+inline void copy_host_to_device(void* dst, const void* src, std::size_t bytes, int device) {
+  DeviceGuard g(device);
+  const cudaStream_t st = stream(device);
+  if (bytes < staging_threshold) {
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st), "cudaMemcpyAsync (host to device)");
+    check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+    return;
+  }
+  auto& s = staging();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.make_buffers();
+  std::size_t off = 0;
+  for (int k = 0; off < bytes; k ^= 1) {
+    const std::size_t n = bytes - off < PinnedStaging::chunk ? bytes - off : PinnedStaging::chunk;
+    check(cudaEventSynchronize(s.done[k]), "cudaEventSynchronize (staging)");
+    std::memcpy(s.buf[k], static_cast<const char*>(src) + off, n);
+    check(cudaMemcpyAsync(static_cast<char*>(dst) + off, s.buf[k], n, cudaMemcpyHostToDevice, st),
+          "cudaMemcpyAsync (host to device)");
+    check(cudaEventRecord(s.done[k], st), "cudaEventRecord");
+    off += n;
+  }
+  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+}
+
+inline void copy_device_to_host(void* dst, const void* src, std::size_t bytes, int device) {
+  DeviceGuard g(device);
+  const cudaStream_t st = stream(device);
+  if (bytes < staging_threshold) {
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync (device to host)");
+    check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+    return;
+  }
+  auto& s = staging();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.make_buffers();
+  // Chunk k is copied out of its pinned buffer while chunk k + 1 is in flight into the other one.
+  std::size_t off = 0, pending_off = 0, pending_n = 0;
+  int pending = -1;
+  for (int k = 0; off < bytes; k ^= 1) {
+    const std::size_t n = bytes - off < PinnedStaging::chunk ? bytes - off : PinnedStaging::chunk;
+    check(cudaMemcpyAsync(s.buf[k], static_cast<const char*>(src) + off, n, cudaMemcpyDeviceToHost, st),
+          "cudaMemcpyAsync (device to host)");
+    check(cudaEventRecord(s.done[k], st), "cudaEventRecord");
+    if (pending >= 0) {
+      check(cudaEventSynchronize(s.done[pending]), "cudaEventSynchronize (staging)");
+      std::memcpy(static_cast<char*>(dst) + pending_off, s.buf[pending], pending_n);
+    }
+    pending = k;
+    pending_off = off;
+    pending_n = n;
+    off += n;
+  }
+  check(cudaEventSynchronize(s.done[pending]), "cudaEventSynchronize (staging)");
+  std::memcpy(static_cast<char*>(dst) + pending_off, s.buf[pending], pending_n);
+}
+
+// The core/ memory hooks (core/storage.hpp): how Storage and Tensor reach device memory from here.
+inline void* hook_allocate(std::size_t bytes, Device d) {
+  check_device(d, "allocate");
+  return allocator().allocate(bytes, d.index());
+}
+inline void hook_deallocate(void* p, Device) { allocator().deallocate(p); }
+inline void hook_copy(void* dst, Device dd, const void* src, Device sd, std::size_t bytes) {
+  if (bytes == 0) return;
+  if (dd.is_cuda() && sd.is_cpu()) return copy_host_to_device(dst, src, bytes, dd.index());
+  if (dd.is_cpu() && sd.is_cuda()) return copy_device_to_host(dst, src, bytes, sd.index());
+  if (dd.is_cuda() && sd.is_cuda()) {
+    DeviceGuard g(dd.index());
+    const cudaStream_t st = stream(dd.index());
+    if (dd.index() != sd.index()) {
+      // The source's producer ran on the source device's stream: finish it before the peer copy.
+      {
+        DeviceGuard gs(sd.index());
+        check(cudaStreamSynchronize(stream(sd.index())), "cudaStreamSynchronize");
+      }
+      check(cudaMemcpyPeerAsync(dst, dd.index(), src, sd.index(), bytes, st), "cudaMemcpyPeerAsync");
+    } else {
+      check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st), "cudaMemcpyAsync (device to device)");
+    }
+    return;
+  }
+  std::memcpy(dst, src, bytes);
+}
+inline void hook_fill_zero(void* p, std::size_t bytes, Device d) {
+  DeviceGuard g(d.index());
+  check(cudaMemsetAsync(p, 0, bytes, stream(d.index())), "cudaMemsetAsync");
+}
+inline void hook_synchronize(Device d) { synchronize(d.index()); }
+
+// CUDA-graph recording of a compiled step (graph/program.hpp, graph/capture.hpp). Relaxed capture mode: the
+// caching allocator may still call cudaMalloc while a step is recorded (its first runs sized everything, so
+// that is rare); any call that cannot be recorded fails the recording and the Program runs uncaptured.
+struct Recording {
+  int device;
+  std::uint64_t pool;
+};
+struct Recorded {
+  cudaGraphExec_t exec;
+  int device;
+  std::uint64_t pool;
+};
+inline void* hook_graph_begin(Device d) {
+  DeviceGuard g(d.index());
+  auto* r = new Recording{d.index(), allocator().begin_recording(d.index())};
+  const cudaError_t e = cudaStreamBeginCapture(stream(d.index()), cudaStreamCaptureModeRelaxed);
+  if (e != cudaSuccess) {
+    allocator().end_recording(r->device);
+    allocator().release_recording(r->device, r->pool);
+    delete r;
+    check(e, "cudaStreamBeginCapture");
+  }
+  return r;
+}
+inline void hook_graph_abort(Device d, void* token) {
+  auto* r = static_cast<Recording*>(token);
+  DeviceGuard g(d.index());
+  cudaGraph_t graph = nullptr;
+  (void)cudaStreamEndCapture(stream(d.index()), &graph);
+  if (graph) (void)cudaGraphDestroy(graph);
+  (void)cudaGetLastError();
+  // Nothing recorded ever runs: the blocks the recording freed go straight back to the cache.
+  allocator().end_recording(r->device);
+  allocator().release_recording(r->device, r->pool);
+  delete r;
+}
+inline void* hook_graph_end(Device d, void* token, std::string& why) {
+  auto* r = static_cast<Recording*>(token);
+  DeviceGuard g(d.index());
+  cudaGraph_t graph = nullptr;
+  cudaError_t e = cudaStreamEndCapture(stream(d.index()), &graph);
+  allocator().end_recording(r->device);
+  cudaGraphExec_t exec = nullptr;
+  if (e == cudaSuccess) e = cudaGraphInstantiate(&exec, graph, 0);
+  if (graph) (void)cudaGraphDestroy(graph);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    why =
+        std::string("recording the step as a CUDA graph failed: ") + cudaGetErrorName(e) + ": " + cudaGetErrorString(e);
+    allocator().release_recording(r->device, r->pool);
+    delete r;
+    return nullptr;
+  }
+  auto* out = new Recorded{exec, r->device, r->pool};
+  delete r;
+  return out;
+}
+inline void hook_graph_launch(void* graph) {
+  const auto* r = static_cast<const Recorded*>(graph);
+  DeviceGuard g(r->device);
+  check(cudaGraphLaunch(r->exec, stream(r->device)), "cudaGraphLaunch");
+}
+inline void hook_graph_destroy(void* graph) {
+  auto* r = static_cast<Recorded*>(graph);
+  {
+    DeviceGuard g(r->device);
+    // The last replay may still be running; its memory goes back to the cache in stream order, but the
+    // executable graph is freed only after it finished.
+    (void)cudaStreamSynchronize(stream(r->device));
+    (void)cudaGraphExecDestroy(r->exec);
+    (void)cudaGetLastError();
+  }
+  allocator().release_recording(r->device, r->pool);
+  delete r;
+}
+
+inline bool install_memory_hooks() {
+  auto& h = metagrad::detail::device_memory_hooks();
+  h.allocate = &hook_allocate;
+  h.deallocate = &hook_deallocate;
+  h.copy = &hook_copy;
+  h.fill_zero = &hook_fill_zero;
+  h.synchronize = &hook_synchronize;
+  h.graph_begin = &hook_graph_begin;
+  h.graph_end = &hook_graph_end;
+  h.graph_abort = &hook_graph_abort;
+  h.graph_launch = &hook_graph_launch;
+  h.graph_destroy = &hook_graph_destroy;
+  return true;
+}
+// Installed during static initialisation of any program with a translation unit that includes this file.
+inline const bool memory_hooks_installed = install_memory_hooks();
+}  // namespace detail
+
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+
+#endif  // __CUDACC__
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_RUNTIME_HPP
+// end of <metagrad/backend/cuda/runtime.hpp>
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+
+#if METAGRAD_WITH_CUDNN
+
+namespace detail {
+
+inline const char* conv_pass_name(ConvPass p) {
+  return p == ConvPass::forward ? "forward" : p == ConvPass::backward_data ? "backward data" : "backward weight";
+}
+
+inline std::string conv_context(ConvPass pass, const Conv2dGeometry& g) {
+  return std::string(" (conv2d ") + conv_pass_name(pass) + ": input " + to_string(g.input_shape()) + ", weight " +
+         to_string(g.weight_shape()) + ", output " + to_string(g.output_shape()) + ", stride " +
+         metagrad::detail::size2_text(g.stride) + ", padding " + metagrad::detail::size2_text(g.padding) +
+         ", dilation " + metagrad::detail::size2_text(g.dilation) + ", groups " + std::to_string(g.groups) + ")";
+}
+
+// The largest workspace, up to max_search_workspace, of the algorithms the heuristics list: what the search
+// is given.
+template <class Perf, class SizeOf>
+std::size_t search_workspace(const Perf* perf, int n, SizeOf&& size_of) {
+  std::size_t ws = 0;
+  for (int i = 0; i < n; ++i) {
+    if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
+    std::size_t s = 0;
+    if (size_of(perf[i].algo, s) == CUDNN_STATUS_SUCCESS && s <= cudnn::max_search_workspace) ws = std::max(ws, s);
+  }
+  return ws;
+}
+
+// Chooses the algorithm of plan p for pass `pass`: heuristics (_v7) first, then, unless the stream is being
+// captured, a timed search over the real buffers with the largest workspace the heuristics' candidates need.
+// The search writes the pass's output buffer, which the real call overwrites next.
+template <class T>
+void choose_algorithm(cudnn::ConvPlan& p, cudnnHandle_t h, const Conv2dCall<T>& c, cudnnMathType_t wanted, int device) {
+  const std::string ctx = conv_context(c.pass, c.geom);
+  auto finish = [&](int algo, cudnnMathType_t reported, std::size_t ws, bool searched) {
+    p.algo = algo;
+    // With FMA math asked for, the descriptor keeps it whatever the report says: a "default" report would
+    // let cuDNN choose TF32 kernels at run time.
+    p.math = wanted == CUDNN_FMA_MATH ? CUDNN_FMA_MATH : reported;
+    p.workspace = ws;
+    p.searched = searched;
+    p.conv.set_math(p.math);
+  };
+  auto run_search = [&](auto get_v7, auto find_ex, auto size_of, auto* perf, int count) {
+    int n = 0;
+    cudnn::check(get_v7(count, &n, perf), "cudnnGetConvolution*Algorithm_v7" + ctx);
+    const int heuristic = cudnn::detail::pick(perf, n, wanted, cudnn::max_search_workspace);
+    if (heuristic < 0) throw cuda_error("conv2d on " + c.device.str() + ": cuDNN offers no algorithm" + ctx);
+    std::size_t ws_heuristic = 0;
+    cudnn::check(size_of(perf[heuristic].algo, ws_heuristic), "cudnnGetConvolution*WorkspaceSize" + ctx);
+    const auto h_algo = static_cast<int>(perf[heuristic].algo);
+    const auto h_math = perf[heuristic].mathType;
+    if (cudnn::detail::stream_capturing(device)) {
+      finish(h_algo, h_math, ws_heuristic, false);
+      return;
+    }
+    const std::size_t ws = search_workspace(perf, n, size_of);
+    DeviceBuffer buf(ws, device);
+    int found = 0;
+    cudnn::check(find_ex(count, &found, perf, buf.get(), ws), "cudnnFindConvolution*AlgorithmEx" + ctx);
+    const int best = cudnn::detail::pick(perf, found, wanted, ws);
+    if (best < 0) {
+      finish(h_algo, h_math, ws_heuristic, false);
+      return;
+    }
+    finish(static_cast<int>(perf[best].algo), perf[best].mathType, perf[best].memory, true);
+  };
+  const auto xd = p.x.get(), yd = p.y.get();
+  const auto wd = p.w.get();
+  const auto cd = p.conv.get();
+  p.conv.set_math(wanted);
+  if (c.pass == ConvPass::forward) {
+    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    run_search(
+        [&](int k, int* n, cudnnConvolutionFwdAlgoPerf_t* r) {
+          return cudnnGetConvolutionForwardAlgorithm_v7(h, xd, wd, cd, yd, k, n, r);
+        },
+        [&](int k, int* n, cudnnConvolutionFwdAlgoPerf_t* r, void* ws, std::size_t bytes) {
+          return cudnnFindConvolutionForwardAlgorithmEx(h, xd, c.x, wd, c.w, cd, yd, c.out, k, n, r, ws, bytes);
+        },
+        [&](cudnnConvolutionFwdAlgo_t a, std::size_t& s) {
+          return cudnnGetConvolutionForwardWorkspaceSize(h, xd, wd, cd, yd, a, &s);
+        },
+        perf, CUDNN_CONVOLUTION_FWD_ALGO_COUNT);
+  } else if (c.pass == ConvPass::backward_data) {
+    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    run_search(
+        [&](int k, int* n, cudnnConvolutionBwdDataAlgoPerf_t* r) {
+          return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, wd, yd, cd, xd, k, n, r);
+        },
+        [&](int k, int* n, cudnnConvolutionBwdDataAlgoPerf_t* r, void* ws, std::size_t bytes) {
+          return cudnnFindConvolutionBackwardDataAlgorithmEx(h, wd, c.w, yd, c.dy, cd, xd, c.out, k, n, r, ws, bytes);
+        },
+        [&](cudnnConvolutionBwdDataAlgo_t a, std::size_t& s) {
+          return cudnnGetConvolutionBackwardDataWorkspaceSize(h, wd, yd, cd, xd, a, &s);
+        },
+        perf, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
+  } else {
+    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    run_search(
+        [&](int k, int* n, cudnnConvolutionBwdFilterAlgoPerf_t* r) {
+          return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, xd, yd, cd, wd, k, n, r);
+        },
+        [&](int k, int* n, cudnnConvolutionBwdFilterAlgoPerf_t* r, void* ws, std::size_t bytes) {
+          return cudnnFindConvolutionBackwardFilterAlgorithmEx(h, xd, c.x, yd, c.dy, cd, wd, c.out, k, n, r, ws, bytes);
+        },
+        [&](cudnnConvolutionBwdFilterAlgo_t a, std::size_t& s) {
+          return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, xd, yd, cd, wd, a, &s);
+        },
+        perf, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT);
+  }
+}
+
+}  // namespace detail
+
+/// The cuDNN plan of a convolution call: from the cache, or made (descriptors, algorithm search) and cached.
+/// @pre the caller holds cudnn::device_state(device).mutex and h is bound to stream(device).
+template <class T>
+cudnn::ConvPlan& conv_plan(const Conv2dCall<T>& c, cudnnHandle_t h) {
+  const int device = c.device.index();
+  const bool tf32 = std::is_same_v<T, float> && allow_tf32();
+  const ConvAlgoKey key{c.pass, cudnn_dtype_of<T>(), tf32, c.geom, device};
+  auto& cache = cudnn::conv_plan_cache();
+  if (cudnn::ConvPlan* p = cache.find(key)) return *p;
+  const CudnnConvParams params = cudnn_conv_params(c.geom);
+  auto plan = std::make_unique<cudnn::ConvPlan>(params, cudnn::data_type<T>());
+  detail::choose_algorithm(*plan, h, c, cudnn::conv_math(key.dtype, tf32), device);
+  return *cache.insert(key, std::move(plan));
+}
+
+/// Runs one convolution pass with cuDNN on call.device, queued on stream(device) (the call returns before
+/// the result is computed). The first call of a (pass, dtype, TF32 switch, geometry, device) searches the
+/// algorithms and synchronises the device; later calls reuse the choice.
+/// @pre every pointer is device memory of call.device, contiguous (see Conv2dCall); no extent is 0.
+/// @throws shape_error naming conv2d and the shapes when a tensor exceeds cuDNN's 32-bit sizes; cuda_error
+///         naming the cuDNN call, its status and the geometry when cuDNN refuses or fails.
+template <class T>
+void run_conv2d(const Conv2dCall<T>& c) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                "metagrad: cuDNN convolution is float or double");
+  (void)cudnn_conv_params(c.geom);  // the 32-bit limits, before any cuDNN state is made
+  const int device = c.device.index();
+  DeviceGuard guard(device);
+  auto& state = cudnn::device_state(device);
+  std::lock_guard<std::mutex> lock(state.mutex);
+  const cudnnHandle_t h = cudnn::bound_handle(state, device);
+  cudnn::ConvPlan& p = conv_plan(c, h);
+  DeviceBuffer ws(p.workspace, device);
+  const T one = 1, zero = 0;
+  const std::string ctx = detail::conv_context(c.pass, c.geom);
+  if (c.pass == ConvPass::forward) {
+    cudnn::check(cudnnConvolutionForward(h, &one, p.x.get(), c.x, p.w.get(), c.w, p.conv.get(),
+                                         static_cast<cudnnConvolutionFwdAlgo_t>(p.algo), ws.get(), p.workspace, &zero,
+                                         p.y.get(), c.out),
+                 "cudnnConvolutionForward" + ctx);
+  } else if (c.pass == ConvPass::backward_data) {
+    cudnn::check(cudnnConvolutionBackwardData(h, &one, p.w.get(), c.w, p.y.get(), c.dy, p.conv.get(),
+                                              static_cast<cudnnConvolutionBwdDataAlgo_t>(p.algo), ws.get(), p.workspace,
+                                              &zero, p.x.get(), c.out),
+                 "cudnnConvolutionBackwardData" + ctx);
+  } else {
+    cudnn::check(cudnnConvolutionBackwardFilter(h, &one, p.x.get(), c.x, p.y.get(), c.dy, p.conv.get(),
+                                                static_cast<cudnnConvolutionBwdFilterAlgo_t>(p.algo), ws.get(),
+                                                p.workspace, &zero, p.w.get(), c.out),
+                 "cudnnConvolutionBackwardFilter" + ctx);
+  }
+}
+
+#else  // no cuDNN in this build
+
+/// @throws device_error: this build has no cuDNN, so convolutions cannot run on CUDA devices.
+template <class T>
+void run_conv2d(const Conv2dCall<T>& c) {
+  throw device_error("conv2d on " + c.device.str() +
+                     ": this build has no cuDNN (METAGRAD_WITH_CUDNN is 0: cudnn.h or libcudnn was not found when "
+                     "it was configured); install cuDNN 9 and reconfigure, or move the operands to the CPU");
+}
+
+#endif  // METAGRAD_WITH_CUDNN
+
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+
+#endif  // __CUDACC__
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_CONV_HPP
+// end of <metagrad/backend/cuda/conv.hpp>
+// #include <metagrad/backend/cuda/cudnn.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_CUDNN_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_CUDNN_HPP
+// metagrad/backend/cuda/cudnn.hpp — metagrad's cuDNN 9 plumbing (legacy descriptor API): status checks that
+// throw cuda_error naming the call, one cudnnHandle_t per device bound to metagrad's stream of that device,
+// RAII tensor / filter / convolution / pooling descriptors, and the convolution plan cache: per (pass, dtype,
+// math mode, geometry, device) the descriptors, the chosen algorithm, its math type and workspace size,
+// made on first use. Workspaces come from metagrad's caching allocator (cuda::DeviceBuffer), never from
+// cudaMalloc. Host-side code, but it leans on runtime.hpp, so like the other CUDA headers it is compiled
+// only under nvcc. Include <metagrad/metagrad.hpp> (in a .cu file) instead.
+//
+// Without cuDNN: METAGRAD_WITH_CUDNN is set by CMake (1 when libcudnn and cudnn.h are found, else 0); a file
+// compiled outside CMake gets 1 when <cudnn.h> can be included (and then must link -lcudnn). With 0, conv2d
+// on a CUDA tensor throws device_error saying the build has no cuDNN; pooling still runs (metagrad's own
+// kernels).
+//
+// Algorithm choice: cudnnFind*AlgorithmEx times the candidate algorithms on the real geometry and buffers
+// once per key (PyTorch's cudnn.benchmark = True). The _v7 heuristics were the alternative: free of the
+// one-time search (tens of milliseconds per geometry), but they rank by a model and for small images like
+// LeNet's pick algorithms several times slower than the fastest. A training loop runs a geometry thousands of
+// times, so the search pays. The search runs kernels and synchronises, which a stream under CUDA-graph
+// capture forbids: a key first met during capture takes the heuristics' first choice instead.
+//
+// Math type: float convolutions use CUDNN_FMA_MATH unless cuda::allow_tf32() is on. CUDNN_DEFAULT_MATH is not
+// enough: on Ampere and later it lets cuDNN pick TF32 tensor-core kernels for float data (cuDNN's
+// cudnnMathType_t documentation; PyTorch sets CUDNN_FMA_MATH when TF32 is off for the same reason), and TF32's
+// 10-bit mantissa would put results 1e-3 from the CPU's. double uses CUDNN_DEFAULT_MATH.
+
+#if defined(__CUDACC__)
+
+#if !defined(METAGRAD_WITH_CUDNN)
+#if __has_include(<cudnn.h>)
+#define METAGRAD_WITH_CUDNN 1
+#else
+#define METAGRAD_WITH_CUDNN 0
+#endif
+#endif
+
+#if METAGRAD_WITH_CUDNN
+
+#include <cudnn.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/backend/cuda/cudnn_params.hpp> (inlined above)
+// #include <metagrad/backend/cuda/matmul.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_MATMUL_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_MATMUL_HPP
+// metagrad/backend/cuda/matmul.hpp — the CUDA GEMM of matmul nodes: one GemmCall becomes one cuBLAS call
+// (cublas{S,D}gemm, or cublas{S,D}gemmStridedBatched for a batch) on metagrad's stream of the device, with
+// no copies: a row-major product C = op(A) op(B) is the column-major product C^T = op(B)^T op(A)^T, so the
+// operands are swapped and the transpose flags kept. One cuBLAS handle per device, created on first use and
+// never destroyed (see blas_handle). float32 products run in full FP32 unless TF32 is switched on with
+// set_allow_tf32(true). backend/dispatch.hpp calls run_gemm for calls on a CUDA device. Needs nvcc; include
+// <metagrad/metagrad.hpp> instead.
+//
+// Workspace: cuBLAS 12.2 and later takes its workspace stream-ordered (cudaMallocAsync) by itself, which is
+// also safe under CUDA-graph capture, so no workspace from metagrad's caching allocator is set (PyTorch
+// dropped its explicit cuBLAS workspace for the same reason, pytorch/pytorch#113994). cuBLASLt is not used:
+// for plain and strided-batched GEMMs cublasSgemm picks the same kernels, and metagrad does not yet fuse a
+// bias or activation into a GEMM epilogue, the case where cuBLASLt would pay.
+
+#if defined(__CUDACC__)
+
+#include <cublas_v2.h>
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <mutex>
+#include <string>
+#include <type_traits>
+#include <unordered_map>
+
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/matmul.hpp> (inlined above)
+// #include <metagrad/backend/cuda/runtime.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+
+namespace detail {
+inline std::atomic<bool>& tf32_flag() {
+  static std::atomic<bool> flag{false};
+  return flag;
+}
+}  // namespace detail
+
+/// Allows (true) or forbids (false, the default) TensorFloat-32 tensor-core math in float32 matmuls on
+/// CUDA. TF32 rounds the operands to a 10-bit mantissa (relative error about 5e-4 per product instead of
+/// 6e-8) in exchange for several times the FLOP rate on Ampere and later; the accumulation stays FP32.
+/// Takes effect for GEMMs queued after the call, on every device. double products are never affected.
+/// (The NVIDIA_TF32_OVERRIDE environment variable of the CUDA libraries overrides this switch.)
+inline void set_allow_tf32(bool allow) { detail::tf32_flag().store(allow, std::memory_order_relaxed); }
+
+/// Whether float32 matmuls on CUDA may use TF32 tensor cores (false unless set_allow_tf32(true)).
+inline bool allow_tf32() { return detail::tf32_flag().load(std::memory_order_relaxed); }
+
+/// Name of a cuBLAS status ("CUBLAS_STATUS_INVALID_VALUE"), for messages.
+inline const char* status_name(cublasStatus_t s) { return cublasGetStatusName(s); }
+
+namespace detail {
+
+// The per-device cuBLAS state. A handle is bound to the device current at cublasCreate, and its stream and
+// math mode are handle state: both are re-set only when they change, under the device's mutex, so two host
+// threads queueing GEMMs on one device never see each other's half-configured handle.
+struct BlasDevice {
+  std::mutex mutex;
+  cublasHandle_t handle = nullptr;
+  cudaStream_t stream = nullptr;
+  bool stream_set = false;
+  cublasMath_t math = CUBLAS_DEFAULT_MATH;
+};
+
+/// The cuBLAS state of `device`, created on first use. Never destroyed: at process exit the CUDA context
+/// may already be gone when static destructors run, and cublasDestroy would then fail or crash (PyTorch
+/// keeps its handles alive for the same reason).
+/// @throws cuda_error when cublasCreate fails.
+inline BlasDevice& blas_device(int device) {
+  static auto* devices = new std::unordered_map<int, BlasDevice*>();
+  static std::mutex m;
+  std::lock_guard<std::mutex> lock(m);
+  auto it = devices->find(device);
+  if (it != devices->end()) return *it->second;
+  DeviceGuard g(device);
+  cublasHandle_t h = nullptr;
+  const cublasStatus_t s = cublasCreate(&h);
+  if (s != CUBLAS_STATUS_SUCCESS)
+    throw cuda_error(std::string("cublasCreate on cuda:") + std::to_string(device) + " failed: " + status_name(s));
+  auto* d = new BlasDevice();
+  d->handle = h;
+  (*devices)[device] = d;
+  return *d;
+}
+
+template <class T>
+std::string gemm_sizes(const GemmCall<T>& c) {
+  return "batch " + std::to_string(c.batch) + ", m " + std::to_string(c.m) + ", n " + std::to_string(c.n) + ", k " +
+         std::to_string(c.k) + ", trans_a " + (c.trans_a ? "1" : "0") + ", trans_b " + (c.trans_b ? "1" : "0") +
+         ", lda " + std::to_string(c.lda) + ", ldb " + std::to_string(c.ldb) + ", ldc " + std::to_string(c.ldc) +
+         ", strides " + std::to_string(c.stride_a) + "/" + std::to_string(c.stride_b) + "/" +
+         std::to_string(c.stride_c);
+}
+
+/// cuBLAS takes m, n, k, the leading dimensions and the batch count as 32-bit int.
+/// @throws shape_error naming matmul and the sizes when one of them exceeds INT_MAX (or is negative).
+template <class T>
+void check_gemm_limits(const GemmCall<T>& c) {
+  const index_t v[] = {c.batch, c.m, c.n, c.k, c.lda, c.ldb, c.ldc};
+  for (index_t x : v)
+    if (x < 0 || x > index_t(INT_MAX))
+      throw shape_error("matmul: cuBLAS takes sizes as 32-bit int and this product exceeds INT_MAX (" + gemm_sizes(c) +
+                        "); split it into smaller products");
+}
+
+template <class T>
+void check_blas(cublasStatus_t s, const char* call, const GemmCall<T>& c) {
+  if (s == CUBLAS_STATUS_SUCCESS) return;
+  throw cuda_error(std::string("matmul: ") + call + " failed on " + c.device.str() + ": " + status_name(s) + " (" +
+                   cublasGetStatusString(s) + "; " + gemm_sizes(c) + ")");
+}
+
+// Typed entry points, so run_gemm is written once.
+inline cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                           const float* alpha, const float* a, int lda, const float* b, int ldb, const float* beta,
+                           float* c, int ldc) {
+  return cublasSgemm(h, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+inline cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                           const double* alpha, const double* a, int lda, const double* b, int ldb, const double* beta,
+                           double* c, int ldc) {
+  return cublasDgemm(h, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+inline cublasStatus_t gemm_strided(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                   const float* alpha, const float* a, int lda, long long sa, const float* b, int ldb,
+                                   long long sb, const float* beta, float* c, int ldc, long long sc, int batch) {
+  return cublasSgemmStridedBatched(h, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch);
+}
+inline cublasStatus_t gemm_strided(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                   const double* alpha, const double* a, int lda, long long sa, const double* b,
+                                   int ldb, long long sb, const double* beta, double* c, int ldc, long long sc,
+                                   int batch) {
+  return cublasDgemmStridedBatched(h, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch);
+}
+
+}  // namespace detail
+
+/// Runs one GemmCall (row-major, strided-batched; see expr/matmul.hpp) with cuBLAS on call.device, queued
+/// on stream(device): the call returns before the product is computed.
+/// @pre a, b and c are device memory of call.device; every ld is at least the row length it describes.
+/// @throws shape_error naming matmul and the sizes when m, n, k, a leading dimension or the batch exceeds
+///         INT_MAX (cuBLAS's 32-bit sizes); cuda_error naming the cuBLAS call, its status and the sizes when
+///         cuBLAS refuses or fails.
+template <class T>
+void run_gemm(const GemmCall<T>& c) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "metagrad: cuBLAS GEMM is float or double");
+  detail::check_gemm_limits(c);
+  if (c.batch == 0 || c.m == 0 || c.n == 0) return;
+  const int device = c.device.index();
+  DeviceGuard g(device);
+  const cudaStream_t st = stream(device);
+  auto& bd = detail::blas_device(device);
+  std::lock_guard<std::mutex> lock(bd.mutex);
+  if (!bd.stream_set || bd.stream != st) {
+    detail::check_blas(cublasSetStream(bd.handle, st), "cublasSetStream", c);
+    bd.stream = st;
+    bd.stream_set = true;
+  }
+  const cublasMath_t math = std::is_same_v<T, float> && allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
+  if (bd.math != math) {
+    detail::check_blas(cublasSetMathMode(bd.handle, math), "cublasSetMathMode", c);
+    bd.math = math;
+  }
+  // Row-major C (m x n, ldc) is column-major C^T (n x m, ldc); likewise for A and B. So C^T = op(B)^T op(A)^T
+  // is a column-major GEMM with B first: n x m, inner k, and each operand keeps its own transpose flag.
+  const cublasOperation_t ob = c.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t oa = c.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const int m = static_cast<int>(c.n), n = static_cast<int>(c.m), k = static_cast<int>(c.k);
+  int lda = static_cast<int>(c.ldb), ldb = static_cast<int>(c.lda);
+  const int ldc = static_cast<int>(c.ldc);
+  if (k == 0) {
+    // C = beta C and the operands are not read, but cuBLAS still checks their leading dimensions, which an
+    // empty operand may not meet (its row stride can be 0).
+    const int ra = c.trans_b ? k : m, rb = c.trans_a ? n : k;
+    lda = std::max(lda, std::max(1, ra));
+    ldb = std::max(ldb, std::max(1, rb));
+  }
+  if (c.batch == 1) {
+    detail::check_blas(detail::gemm(bd.handle, ob, oa, m, n, k, &c.alpha, c.b, lda, c.a, ldb, &c.beta, c.c, ldc),
+                       std::is_same_v<T, float> ? "cublasSgemm" : "cublasDgemm", c);
+  } else if (c.stride_c == 0) {
+    // Every item writes the same C: the items must run one after another (as on the CPU, where beta = 1
+    // then sums them), which a batched call does not promise.
+    for (index_t i = 0; i < c.batch; ++i)
+      detail::check_blas(detail::gemm(bd.handle, ob, oa, m, n, k, &c.alpha, c.b + i * c.stride_b, lda,
+                                      c.a + i * c.stride_a, ldb, &c.beta, c.c, ldc),
+                         std::is_same_v<T, float> ? "cublasSgemm" : "cublasDgemm", c);
+  } else {
+    detail::check_blas(detail::gemm_strided(bd.handle, ob, oa, m, n, k, &c.alpha, c.b, lda, c.stride_b, c.a, ldb,
+                                            c.stride_a, &c.beta, c.c, ldc, c.stride_c, static_cast<int>(c.batch)),
+                       std::is_same_v<T, float> ? "cublasSgemmStridedBatched" : "cublasDgemmStridedBatched", c);
+  }
+}
+
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+
+#endif  // __CUDACC__
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_MATMUL_HPP
+// end of <metagrad/backend/cuda/matmul.hpp>
+// #include <metagrad/backend/cuda/runtime.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+namespace cudnn {
+
+/// @throws cuda_error naming `what` (the cuDNN call and its context) and cuDNN's text for `status` when it is
+///         not CUDNN_STATUS_SUCCESS.
+inline void check(cudnnStatus_t status, const char* what) {
+  if (status == CUDNN_STATUS_SUCCESS) return;
+  throw cuda_error(std::string(what) + " failed: " + cudnnGetErrorString(status) + " (cuDNN status " +
+                   std::to_string(static_cast<int>(status)) + ")");
+}
+inline void check(cudnnStatus_t status, const std::string& what) { check(status, what.c_str()); }
+
+template <class T>
+constexpr cudnnDataType_t data_type() {
+  return std::is_same_v<T, float> ? CUDNN_DATA_FLOAT : CUDNN_DATA_DOUBLE;
+}
+inline cudnnDataType_t data_type(CudnnDtype d) { return d == CudnnDtype::f32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_DOUBLE; }
+
+/// The cuDNN state of one device: its handle (bound to the device current at cudnnCreate) and the stream the
+/// handle was last given. Calls hold `mutex` from setting the stream to queueing their work, so two host
+/// threads never share a half-configured handle.
+struct DeviceState {
+  std::mutex mutex;
+  cudnnHandle_t handle = nullptr;
+  cudaStream_t stream = nullptr;
+  bool stream_set = false;
+};
+
+/// The cuDNN state of `device`, created on first use and never destroyed (as blas_device: at exit the CUDA
+/// context may be gone before static destructors run).
+/// @throws cuda_error when cudnnCreate fails (no cuDNN library at run time, or an unsupported GPU).
+inline DeviceState& device_state(int device) {
+  static auto* states = new std::unordered_map<int, DeviceState*>();
+  static std::mutex m;
+  std::lock_guard<std::mutex> lock(m);
+  auto it = states->find(device);
+  if (it != states->end()) return *it->second;
+  DeviceGuard g(device);
+  cudnnHandle_t h = nullptr;
+  check(cudnnCreate(&h), "cudnnCreate on cuda:" + std::to_string(device));
+  auto* s = new DeviceState();
+  s->handle = h;
+  (*states)[device] = s;
+  return *s;
+}
+
+/// The handle of `device`, bound to stream(device). @pre the caller holds device_state(device).mutex.
+inline cudnnHandle_t bound_handle(DeviceState& s, int device) {
+  const cudaStream_t st = stream(device);
+  if (!s.stream_set || s.stream != st) {
+    check(cudnnSetStream(s.handle, st), "cudnnSetStream");
+    s.stream = st;
+    s.stream_set = true;
+  }
+  return s.handle;
+}
+
+/// A cudnnTensorDescriptor_t of a contiguous NCHW tensor.
+class TensorDescriptor {
+ public:
+  TensorDescriptor(cudnnDataType_t dt, const int (&d)[4]) {
+    check(cudnnCreateTensorDescriptor(&desc_), "cudnnCreateTensorDescriptor");
+    const cudnnStatus_t s = cudnnSetTensor4dDescriptor(desc_, CUDNN_TENSOR_NCHW, dt, d[0], d[1], d[2], d[3]);
+    if (s != CUDNN_STATUS_SUCCESS) {
+      cudnnDestroyTensorDescriptor(desc_);
+      check(s, "cudnnSetTensor4dDescriptor (" + dims(d) + ")");
+    }
+  }
+  TensorDescriptor(const TensorDescriptor&) = delete;
+  TensorDescriptor& operator=(const TensorDescriptor&) = delete;
+  ~TensorDescriptor() { cudnnDestroyTensorDescriptor(desc_); }
+  cudnnTensorDescriptor_t get() const { return desc_; }
+
+  static std::string dims(const int (&d)[4]) {
+    return "[" + std::to_string(d[0]) + ", " + std::to_string(d[1]) + ", " + std::to_string(d[2]) + ", " +
+           std::to_string(d[3]) + "]";
+  }
+
+ private:
+  cudnnTensorDescriptor_t desc_ = nullptr;
+};
+
+/// A cudnnFilterDescriptor_t of contiguous [K, C, R, S] weights.
+class FilterDescriptor {
+ public:
+  FilterDescriptor(cudnnDataType_t dt, const int (&d)[4]) {
+    check(cudnnCreateFilterDescriptor(&desc_), "cudnnCreateFilterDescriptor");
+    const cudnnStatus_t s = cudnnSetFilter4dDescriptor(desc_, dt, CUDNN_TENSOR_NCHW, d[0], d[1], d[2], d[3]);
+    if (s != CUDNN_STATUS_SUCCESS) {
+      cudnnDestroyFilterDescriptor(desc_);
+      check(s, "cudnnSetFilter4dDescriptor (" + TensorDescriptor::dims(d) + ")");
+    }
+  }
+  FilterDescriptor(const FilterDescriptor&) = delete;
+  FilterDescriptor& operator=(const FilterDescriptor&) = delete;
+  ~FilterDescriptor() { cudnnDestroyFilterDescriptor(desc_); }
+  cudnnFilterDescriptor_t get() const { return desc_; }
+
+ private:
+  cudnnFilterDescriptor_t desc_ = nullptr;
+};
+
+/// A cudnnConvolutionDescriptor_t: cross-correlation (PyTorch's conv2d) with the padding, stride, dilation
+/// and groups of p, accumulating in `compute`.
+class ConvolutionDescriptor {
+ public:
+  ConvolutionDescriptor(const CudnnConvParams& p, cudnnDataType_t compute) {
+    check(cudnnCreateConvolutionDescriptor(&desc_), "cudnnCreateConvolutionDescriptor");
+    try {
+      check(cudnnSetConvolution2dDescriptor(desc_, p.pad_h, p.pad_w, p.stride_h, p.stride_w, p.dil_h, p.dil_w,
+                                            CUDNN_CROSS_CORRELATION, compute),
+            "cudnnSetConvolution2dDescriptor");
+      check(cudnnSetConvolutionGroupCount(desc_, p.groups), "cudnnSetConvolutionGroupCount");
+    } catch (...) {
+      cudnnDestroyConvolutionDescriptor(desc_);
+      throw;
+    }
+  }
+  ConvolutionDescriptor(const ConvolutionDescriptor&) = delete;
+  ConvolutionDescriptor& operator=(const ConvolutionDescriptor&) = delete;
+  ~ConvolutionDescriptor() { cudnnDestroyConvolutionDescriptor(desc_); }
+  cudnnConvolutionDescriptor_t get() const { return desc_; }
+  void set_math(cudnnMathType_t m) { check(cudnnSetConvolutionMathType(desc_, m), "cudnnSetConvolutionMathType"); }
+
+ private:
+  cudnnConvolutionDescriptor_t desc_ = nullptr;
+};
+
+/// A cudnnPoolingDescriptor_t of p (NaNs propagate, as the CPU's max rule).
+class PoolingDescriptor {
+ public:
+  explicit PoolingDescriptor(const CudnnPoolParams& p) {
+    check(cudnnCreatePoolingDescriptor(&desc_), "cudnnCreatePoolingDescriptor");
+    // The deterministic max mode: the forward value is the same in both modes, and it is the one whose
+    // backward would not depend on scheduling.
+    const cudnnPoolingMode_t mode = p.mode == CudnnPoolMode::max ? CUDNN_POOLING_MAX_DETERMINISTIC
+                                    : p.mode == CudnnPoolMode::avg_include_pad
+                                        ? CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING
+                                        : CUDNN_POOLING_AVERAGE_COUNT_EXCLUDE_PADDING;
+    const cudnnStatus_t s = cudnnSetPooling2dDescriptor(desc_, mode, CUDNN_PROPAGATE_NAN, p.window_h, p.window_w,
+                                                        p.pad_h, p.pad_w, p.stride_h, p.stride_w);
+    if (s != CUDNN_STATUS_SUCCESS) {
+      cudnnDestroyPoolingDescriptor(desc_);
+      check(s, "cudnnSetPooling2dDescriptor");
+    }
+  }
+  PoolingDescriptor(const PoolingDescriptor&) = delete;
+  PoolingDescriptor& operator=(const PoolingDescriptor&) = delete;
+  ~PoolingDescriptor() { cudnnDestroyPoolingDescriptor(desc_); }
+  cudnnPoolingDescriptor_t get() const { return desc_; }
+
+ private:
+  cudnnPoolingDescriptor_t desc_ = nullptr;
+};
+
+/// The math type a convolution of dtype d runs in (see the file comment).
+inline cudnnMathType_t conv_math(CudnnDtype d, bool tf32) {
+  if (d == CudnnDtype::f64) return CUDNN_DEFAULT_MATH;
+  return tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
+}
+
+/// Everything a convolution pass of one key needs at run time: descriptors set once, the algorithm (the
+/// int value of the pass's cudnnConvolution*Algo_t), its math type and workspace bytes.
+struct ConvPlan {
+  ConvPlan(const CudnnConvParams& p, cudnnDataType_t dt) : x(dt, p.x), y(dt, p.y), w(dt, p.w), conv(p, dt) {}
+  TensorDescriptor x, y;
+  FilterDescriptor w;
+  ConvolutionDescriptor conv;
+  int algo = 0;
+  cudnnMathType_t math = CUDNN_DEFAULT_MATH;
+  std::size_t workspace = 0;
+  bool searched = false;  ///< chosen by timing (cudnnFind...Ex) rather than the heuristics
+};
+
+/// The convolution plans of this process, keyed by ConvAlgoKey. Plans are never removed (a program has few
+/// geometries) and their addresses are stable.
+class ConvPlanCache {
+ public:
+  ConvPlan* find(const ConvAlgoKey& k) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = plans_.find(k);
+    return it == plans_.end() ? nullptr : it->second.get();
+  }
+  ConvPlan* insert(const ConvAlgoKey& k, std::unique_ptr<ConvPlan> p) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto [it, fresh] = plans_.emplace(k, std::move(p));
+    return it->second.get();
+  }
+  std::size_t size() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return plans_.size();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<ConvAlgoKey, std::unique_ptr<ConvPlan>, ConvAlgoKeyHash> plans_;
+};
+
+inline ConvPlanCache& conv_plan_cache() {
+  static auto* c = new ConvPlanCache();
+  return *c;
+}
+
+/// Largest workspace the algorithm search offers cuDNN: algorithms wanting more (some FFT variants on large
+/// images) are not considered, so a first step never fails for lack of memory the steady state would not use.
+inline constexpr std::size_t max_search_workspace = std::size_t(1) << 30;
+
+namespace detail {
+
+/// Index of the first usable result: status success, workspace within `limit`, and a math type that keeps
+/// float results off TF32 unless allowed (with CUDNN_FMA_MATH asked for, that is the FMA or default math
+/// report); -1 when none.
+template <class Perf>
+int pick(const Perf* perf, int n, cudnnMathType_t wanted, std::size_t limit) {
+  for (int i = 0; i < n; ++i) {
+    if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > limit) continue;
+    if (wanted == CUDNN_FMA_MATH && perf[i].mathType != CUDNN_FMA_MATH && perf[i].mathType != CUDNN_DEFAULT_MATH)
+      continue;
+    return i;
+  }
+  return -1;
+}
+
+inline bool stream_capturing(int device) {
+  cudaStreamCaptureStatus s = cudaStreamCaptureStatusNone;
+  cuda::check(cudaStreamIsCapturing(stream(device), &s), "cudaStreamIsCapturing");
+  return s != cudaStreamCaptureStatusNone;
+}
+
+}  // namespace detail
+
+}  // namespace cudnn
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+
+#endif  // METAGRAD_WITH_CUDNN
+#endif  // __CUDACC__
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_CUDNN_HPP
+// end of <metagrad/backend/cuda/cudnn.hpp>
 // #include <metagrad/backend/cuda/elementwise.hpp> (guarded: also inlined under a condition)
 #ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_ELEMENTWISE_HPP
 #define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_ELEMENTWISE_HPP
@@ -10345,436 +14426,7 @@ METAGRAD_HD METAGRAD_INLINE Lanes<typename C::value_type, N> load_lanes(const Ax
 METAGRAD_NAMESPACE_END
 #endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_LAUNCH_HPP
 // end of <metagrad/backend/cuda/launch.hpp>
-// #include <metagrad/backend/cuda/runtime.hpp> (guarded: also inlined under a condition)
-#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_RUNTIME_HPP
-#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_RUNTIME_HPP
-// metagrad/backend/cuda/runtime.hpp — the CUDA runtime services every other CUDA header uses: status checks
-// that throw cuda_error, the device count, a device guard, one stream per device, a stream-ordered caching
-// allocator (no cudaMalloc in steady state; current / peak / reserved statistics), pinned staging for host
-// copies, and the memory hooks through which core/ Storage and Tensor reach device memory. Needs nvcc;
-// include <metagrad/metagrad.hpp> (or <metagrad/cuda.hpp>) instead.
-
-#if defined(__CUDACC__)
-
-#include <cuda_runtime.h>
-
-#include <cstdint>
-#include <cstring>
-#include <map>
-#include <mutex>
-#include <string>
-#include <unordered_map>
-#include <vector>
-
-// #include <metagrad/core/config.hpp> (inlined above)
-// #include <metagrad/core/device.hpp> (inlined above)
-// #include <metagrad/core/error.hpp> (inlined above)
-// #include <metagrad/core/storage.hpp> (inlined above)
-
-METAGRAD_NAMESPACE_BEGIN
-namespace cuda {
-
-/// Throws cuda_error naming `what` (the call), the error's name, code and text when `status` is not
-/// cudaSuccess. The sticky error state of the runtime is cleared first where it can be.
-inline void check(cudaError_t status, const char* what) {
-  if (status == cudaSuccess) return;
-  (void)cudaGetLastError();
-  throw cuda_error(std::string(what) + " failed: " + cudaGetErrorName(status) + " (" +
-                   std::to_string(static_cast<int>(status)) + "): " + cudaGetErrorString(status));
-}
-
-/// Number of CUDA devices visible (0 when there is no driver or no GPU; never throws).
-inline int device_count() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    (void)cudaGetLastError();  // clear the "no device" / "insufficient driver" error
-    return 0;
-  }
-  return n;
-}
-
-/// True when at least one CUDA device can be used.
-inline bool is_available() { return device_count() > 0; }
-
-/// @throws device_error when `device` is not a CUDA device of this machine.
-inline void check_device(Device device, const char* what) {
-  if (!device.is_cuda()) throw device_error(std::string(what) + ": " + device.str() + " is not a CUDA device");
-  static const int n = device_count();  // fixed for the process: not queried on every allocation
-  if (device.index() < 0 || device.index() >= n)
-    throw device_error(std::string(what) + ": " + device.str() + " does not exist (this machine has " +
-                       std::to_string(n) + " CUDA device" + (n == 1 ? "" : "s") + ")");
-}
-
-/// Makes `device` current for its lifetime and restores the previous one after (only when they differ).
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    check(cudaGetDevice(&prev_), "cudaGetDevice");
-    if (prev_ != device) check(cudaSetDevice(device), "cudaSetDevice");
-    changed_ = prev_ != device;
-  }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-  ~DeviceGuard() {
-    if (changed_) (void)cudaSetDevice(prev_);
-  }
-
- private:
-  int prev_ = 0;
-  bool changed_ = false;
-};
-
-namespace detail {
-inline std::mutex& runtime_mutex() {
-  static std::mutex m;
-  return m;
-}
-inline std::unordered_map<int, cudaStream_t>& streams() {
-  static auto* s = new std::unordered_map<int, cudaStream_t>();  // never destroyed: outlives static teardown
-  return *s;
-}
-}  // namespace detail
-
-/// The stream metagrad's kernels and library calls use on `device`: one per device, created (non-blocking
-/// with respect to the legacy default stream) on first use, unless set_stream() chose another.
-inline cudaStream_t stream(int device) {
-  std::lock_guard<std::mutex> lock(detail::runtime_mutex());
-  auto& s = detail::streams();
-  auto it = s.find(device);
-  if (it != s.end()) return it->second;
-  DeviceGuard g(device);
-  cudaStream_t st = nullptr;
-  check(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
-  s[device] = st;
-  return st;
-}
-
-/// Makes metagrad use `s` (the caller's stream, which must outlive its use) on `device`. Memory the
-/// caching allocator holds was freed in the order of the previous stream: synchronise it before switching.
-inline void set_stream(int device, cudaStream_t s) {
-  const cudaStream_t old = stream(device);
-  {
-    DeviceGuard g(device);
-    check(cudaStreamSynchronize(old), "cudaStreamSynchronize");
-  }
-  std::lock_guard<std::mutex> lock(detail::runtime_mutex());
-  detail::streams()[device] = s;
-}
-
-/// Waits for all work metagrad queued on `device`. @throws cuda_error with the first asynchronous error.
-inline void synchronize(int device = 0) {
-  DeviceGuard g(device);
-  check(cudaStreamSynchronize(stream(device)), "cudaStreamSynchronize");
-}
-
-/// Device memory statistics of the caching allocator, in bytes. `current` is held by live tensors and
-/// workspaces, `reserved` is what cudaMalloc gave the cache (current + cached free blocks), `peak` the
-/// highest `current` since the last reset; `device_mallocs` counts cudaMalloc calls (flat in steady state).
-struct DeviceMemoryStats {
-  std::int64_t current_bytes = 0;
-  std::int64_t peak_bytes = 0;
-  std::int64_t reserved_bytes = 0;
-  std::int64_t peak_reserved_bytes = 0;
-  std::int64_t device_mallocs = 0;
-  std::int64_t requests = 0;
-};
-
-/// A stream-ordered caching allocator. Freed blocks go back to a per-device pool and are handed out again
-/// to later requests on the same stream: work queued on one stream runs in order, so a block freed there
-/// may be reused by the next kernel without synchronising. Small requests are rounded to 512 bytes, large
-/// ones to 2 MiB; a cached block is reused for a request when it is at most twice its size (so a large
-/// block is not pinned by a small tensor). When cudaMalloc fails the cache is released and the call is
-/// retried once before cuda_error (naming the size and the statistics) is thrown.
-class CachingAllocator {
- public:
-  /// Device memory of at least `bytes` bytes on `device`, ordered on stream(device). Null for 0 bytes.
-  void* allocate(std::size_t bytes, int device) {
-    if (bytes == 0) return nullptr;
-    const std::size_t size = round_size(bytes);
-    const cudaStream_t st = stream(device);
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto& pool = pools_[device];
-    auto& stats = pool.stats;
-    ++stats.requests;
-    auto it = pool.free.lower_bound(Key{st, size});
-    if (it != pool.free.end() && it->first.stream == st && it->first.size <= 2 * size) {
-      void* p = it->second;
-      const std::size_t got = it->first.size;
-      pool.free.erase(it);
-      live_[p] = Live{device, got, st};
-      add_current(stats, static_cast<std::int64_t>(got));
-      return p;
-    }
-    void* p = nullptr;
-    {
-      DeviceGuard g(device);
-      cudaError_t e = cudaMalloc(&p, size);
-      if (e == cudaErrorMemoryAllocation) {
-        (void)cudaGetLastError();
-        release_cached(device, pool);
-        e = cudaMalloc(&p, size);
-      }
-      if (e != cudaSuccess) {
-        (void)cudaGetLastError();
-        throw cuda_error("cudaMalloc of " + std::to_string(size) + " bytes on cuda:" + std::to_string(device) +
-                         " failed: " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e) + " (metagrad holds " +
-                         std::to_string(stats.current_bytes) + " bytes in tensors, " +
-                         std::to_string(stats.reserved_bytes) + " reserved)");
-      }
-    }
-    ++stats.device_mallocs;
-    stats.reserved_bytes += static_cast<std::int64_t>(size);
-    if (stats.reserved_bytes > stats.peak_reserved_bytes) stats.peak_reserved_bytes = stats.reserved_bytes;
-    live_[p] = Live{device, size, st};
-    add_current(stats, static_cast<std::int64_t>(size));
-    return p;
-  }
-
-  /// Returns a block to its pool (no device call). Unknown pointers are ignored.
-  void deallocate(void* p) {
-    if (!p) return;
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = live_.find(p);
-    if (it == live_.end()) return;
-    const Live l = it->second;
-    live_.erase(it);
-    auto& pool = pools_[l.device];
-    pool.stats.current_bytes -= static_cast<std::int64_t>(l.size);
-    pool.free.emplace(Key{l.stream, l.size}, p);
-  }
-
-  /// Gives every cached (free) block of every device back to CUDA; live tensors keep theirs.
-  void empty_cache() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (auto& [device, pool] : pools_) release_cached(device, pool);
-  }
-
-  DeviceMemoryStats stats(int device) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return pools_[device].stats;
-  }
-  void reset_peak(int device) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto& s = pools_[device].stats;
-    s.peak_bytes = s.current_bytes;
-    s.peak_reserved_bytes = s.reserved_bytes;
-  }
-
-  /// Requests are served in these units (exposed for tests of the size classes).
-  static std::size_t round_size(std::size_t bytes) {
-    constexpr std::size_t small_unit = 512, large_unit = std::size_t(2) << 20, small_limit = std::size_t(1) << 20;
-    const std::size_t unit = bytes <= small_limit ? small_unit : large_unit;
-    return (bytes + unit - 1) / unit * unit;
-  }
-
- private:
-  struct Key {
-    cudaStream_t stream;
-    std::size_t size;
-    bool operator<(const Key& o) const {
-      const auto a = reinterpret_cast<std::uintptr_t>(stream), b = reinterpret_cast<std::uintptr_t>(o.stream);
-      return a != b ? a < b : size < o.size;
-    }
-  };
-  struct Live {
-    int device;
-    std::size_t size;
-    cudaStream_t stream;
-  };
-  struct Pool {
-    std::multimap<Key, void*> free;
-    DeviceMemoryStats stats;
-  };
-
-  static void add_current(DeviceMemoryStats& s, std::int64_t n) {
-    s.current_bytes += n;
-    if (s.current_bytes > s.peak_bytes) s.peak_bytes = s.current_bytes;
-  }
-  static void release_cached(int device, Pool& pool) {
-    if (pool.free.empty()) return;
-    DeviceGuard g(device);
-    // Blocks freed on a stream may still be read by queued work: let it finish first.
-    (void)cudaDeviceSynchronize();
-    for (auto& [key, p] : pool.free) {
-      (void)cudaFree(p);
-      pool.stats.reserved_bytes -= static_cast<std::int64_t>(key.size);
-    }
-    pool.free.clear();
-  }
-
-  std::mutex mutex_;
-  std::unordered_map<void*, Live> live_;
-  std::unordered_map<int, Pool> pools_;
-};
-
-/// The process's caching allocator (never destroyed: tensors may be freed during static destruction).
-inline CachingAllocator& allocator() {
-  static auto* a = new CachingAllocator();
-  return *a;
-}
-
-/// Statistics of the caching allocator on `device`.
-inline DeviceMemoryStats memory_stats(int device = 0) { return allocator().stats(device); }
-/// Starts peak_bytes afresh from current_bytes.
-inline void reset_peak_memory_stats(int device = 0) { allocator().reset_peak(device); }
-/// Releases cached free blocks to the driver (tensors keep theirs).
-inline void empty_cache() { allocator().empty_cache(); }
-
-/// Device memory from the caching allocator held for a scope (library workspaces, temporaries).
-class DeviceBuffer {
- public:
-  DeviceBuffer() = default;
-  DeviceBuffer(std::size_t bytes, int device) : ptr_(allocator().allocate(bytes, device)), bytes_(bytes) {}
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = nullptr; }
-  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
-    std::swap(ptr_, o.ptr_);
-    std::swap(bytes_, o.bytes_);
-    return *this;
-  }
-  ~DeviceBuffer() { allocator().deallocate(ptr_); }
-  void* get() const { return ptr_; }
-  std::size_t bytes() const { return bytes_; }
-
- private:
-  void* ptr_ = nullptr;
-  std::size_t bytes_ = 0;
-};
-
-namespace detail {
-// Two pinned buffers: host memory is copied into one while the other is on its way to the device, so a
-// large transfer runs at the speed of pinned copies without pinning the caller's memory.
-struct PinnedStaging {
-  static constexpr std::size_t chunk = std::size_t(4) << 20;
-  void* buf[2] = {nullptr, nullptr};
-  cudaEvent_t done[2] = {nullptr, nullptr};
-  std::mutex mutex;
-  // On first use (under the mutex): the two pinned buffers and their events.
-  void make_buffers() {
-    for (int i = 0; i < 2; ++i)
-      if (!buf[i]) {
-        check(cudaHostAlloc(&buf[i], chunk, cudaHostAllocDefault), "cudaHostAlloc (staging)");
-        check(cudaEventCreateWithFlags(&done[i], cudaEventDisableTiming), "cudaEventCreate");
-      }
-  }
-};
-inline PinnedStaging& staging() {
-  static auto* s = new PinnedStaging();
-  return *s;
-}
-
-// Below this size a plain cudaMemcpy (the driver stages it) is as fast as the pipeline.
-inline constexpr std::size_t staging_threshold = std::size_t(1) << 20;
-
-inline void copy_host_to_device(void* dst, const void* src, std::size_t bytes, int device) {
-  DeviceGuard g(device);
-  const cudaStream_t st = stream(device);
-  if (bytes < staging_threshold) {
-    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st), "cudaMemcpyAsync (host to device)");
-    check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
-    return;
-  }
-  auto& s = staging();
-  std::lock_guard<std::mutex> lock(s.mutex);
-  s.make_buffers();
-  std::size_t off = 0;
-  for (int k = 0; off < bytes; k ^= 1) {
-    const std::size_t n = bytes - off < PinnedStaging::chunk ? bytes - off : PinnedStaging::chunk;
-    check(cudaEventSynchronize(s.done[k]), "cudaEventSynchronize (staging)");
-    std::memcpy(s.buf[k], static_cast<const char*>(src) + off, n);
-    check(cudaMemcpyAsync(static_cast<char*>(dst) + off, s.buf[k], n, cudaMemcpyHostToDevice, st),
-          "cudaMemcpyAsync (host to device)");
-    check(cudaEventRecord(s.done[k], st), "cudaEventRecord");
-    off += n;
-  }
-  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
-}
-
-inline void copy_device_to_host(void* dst, const void* src, std::size_t bytes, int device) {
-  DeviceGuard g(device);
-  const cudaStream_t st = stream(device);
-  if (bytes < staging_threshold) {
-    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync (device to host)");
-    check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
-    return;
-  }
-  auto& s = staging();
-  std::lock_guard<std::mutex> lock(s.mutex);
-  s.make_buffers();
-  // Chunk k is copied out of its pinned buffer while chunk k + 1 is in flight into the other one.
-  std::size_t off = 0, pending_off = 0, pending_n = 0;
-  int pending = -1;
-  for (int k = 0; off < bytes; k ^= 1) {
-    const std::size_t n = bytes - off < PinnedStaging::chunk ? bytes - off : PinnedStaging::chunk;
-    check(cudaMemcpyAsync(s.buf[k], static_cast<const char*>(src) + off, n, cudaMemcpyDeviceToHost, st),
-          "cudaMemcpyAsync (device to host)");
-    check(cudaEventRecord(s.done[k], st), "cudaEventRecord");
-    if (pending >= 0) {
-      check(cudaEventSynchronize(s.done[pending]), "cudaEventSynchronize (staging)");
-      std::memcpy(static_cast<char*>(dst) + pending_off, s.buf[pending], pending_n);
-    }
-    pending = k;
-    pending_off = off;
-    pending_n = n;
-    off += n;
-  }
-  check(cudaEventSynchronize(s.done[pending]), "cudaEventSynchronize (staging)");
-  std::memcpy(static_cast<char*>(dst) + pending_off, s.buf[pending], pending_n);
-}
-
-// The core/ memory hooks (core/storage.hpp): how Storage and Tensor reach device memory from here.
-inline void* hook_allocate(std::size_t bytes, Device d) {
-  check_device(d, "allocate");
-  return allocator().allocate(bytes, d.index());
-}
-inline void hook_deallocate(void* p, Device) { allocator().deallocate(p); }
-inline void hook_copy(void* dst, Device dd, const void* src, Device sd, std::size_t bytes) {
-  if (bytes == 0) return;
-  if (dd.is_cuda() && sd.is_cpu()) return copy_host_to_device(dst, src, bytes, dd.index());
-  if (dd.is_cpu() && sd.is_cuda()) return copy_device_to_host(dst, src, bytes, sd.index());
-  if (dd.is_cuda() && sd.is_cuda()) {
-    DeviceGuard g(dd.index());
-    const cudaStream_t st = stream(dd.index());
-    if (dd.index() != sd.index()) {
-      // The source's producer ran on the source device's stream: finish it before the peer copy.
-      {
-        DeviceGuard gs(sd.index());
-        check(cudaStreamSynchronize(stream(sd.index())), "cudaStreamSynchronize");
-      }
-      check(cudaMemcpyPeerAsync(dst, dd.index(), src, sd.index(), bytes, st), "cudaMemcpyPeerAsync");
-    } else {
-      check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st), "cudaMemcpyAsync (device to device)");
-    }
-    return;
-  }
-  std::memcpy(dst, src, bytes);
-}
-inline void hook_fill_zero(void* p, std::size_t bytes, Device d) {
-  DeviceGuard g(d.index());
-  check(cudaMemsetAsync(p, 0, bytes, stream(d.index())), "cudaMemsetAsync");
-}
-inline void hook_synchronize(Device d) { synchronize(d.index()); }
-
-inline bool install_memory_hooks() {
-  auto& h = metagrad::detail::device_memory_hooks();
-  h.allocate = &hook_allocate;
-  h.deallocate = &hook_deallocate;
-  h.copy = &hook_copy;
-  h.fill_zero = &hook_fill_zero;
-  h.synchronize = &hook_synchronize;
-  return true;
-}
-// Installed during static initialisation of any program with a translation unit that includes this file.
-inline const bool memory_hooks_installed = install_memory_hooks();
-}  // namespace detail
-
-}  // namespace cuda
-METAGRAD_NAMESPACE_END
-
-#endif  // __CUDACC__
-#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_RUNTIME_HPP
-// end of <metagrad/backend/cuda/runtime.hpp>
+// #include <metagrad/backend/cuda/runtime.hpp> (inlined above)
 
 METAGRAD_NAMESPACE_BEGIN
 namespace cuda {
@@ -11104,6 +14756,365 @@ METAGRAD_NAMESPACE_END
 #endif  // __CUDACC__
 #endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_MATMUL_HPP
 // end of <metagrad/backend/cuda/matmul.hpp>
+// #include <metagrad/backend/cuda/pool.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_POOL_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_POOL_HPP
+// metagrad/backend/cuda/pool.hpp — the CUDA answers to the pooling hooks of expr/pool.hpp (run_pool2d,
+// run_max_pool2d_backward, run_avg_pool2d_backward; backend/dispatch.hpp calls them for calls on a CUDA
+// device). The operand plans are first evaluated into contiguous device buffers by the fused elementwise
+// kernel (a contiguous tensor is read in place). Forward pooling is cudnnPoolingForward wherever cuDNN
+// computes exactly the CPU's result (cudnn_pool_params says when), else metagrad's own kernel; the backward
+// passes are always metagrad's own gather kernels (pool_index.hpp): cuDNN's max-pooling backward needs the
+// forward output as well and does not document which of tied maxima receives the adjoint, while the CPU's
+// rule (the first in row-major order) is part of metagrad's contract, and the gather form adds each input's
+// contributions in the CPU's order without atomics, so the results equal the CPU's bit for bit. Needs nvcc;
+// include <metagrad/metagrad.hpp> instead.
+
+#if defined(__CUDACC__)
+
+#include <atomic>
+#include <type_traits>
+
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/plan.hpp> (inlined above)
+// #include <metagrad/expr/pool.hpp> (inlined above)
+// #include <metagrad/backend/cuda/cudnn.hpp> (inlined above)
+// #include <metagrad/backend/cuda/cudnn_params.hpp> (inlined above)
+// #include <metagrad/backend/cuda/elementwise.hpp> (inlined above)
+// #include <metagrad/backend/cuda/pool_index.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_POOL_INDEX_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_POOL_INDEX_HPP
+// metagrad/backend/cuda/pool_index.hpp — the window arithmetic of metagrad's own CUDA pooling kernels (the
+// cases cuDNN cannot compute exactly, and every backward pass), as METAGRAD_HD plain code so a CPU test runs
+// exactly what the kernels run. One thread computes one output element (forward) or one input element
+// (backward, a gather: it visits the windows that contain its element, in the order the CPU's scatter loop
+// adds them, so the sums round identically and no atomics are needed). The rules are the CPU's
+// (backend/cpu/pool.hpp, PyTorch's): a max window takes the first maximum in row-major order or the last
+// NaN, and never a padded element; an average divides by the window clipped to the padded input
+// (count_include_pad) or to the input. Include <metagrad/metagrad.hpp> (in a .cu file) instead.
+
+#include <limits>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/pool.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+
+/// One spatial axis of a pooling: input and output extents and the window parameters.
+struct PoolAxis {
+  index_t in, out, k, stride, pad, dil;
+};
+
+/// Input positions begin, begin + step, ... < end of one window along one axis, and the count that
+/// divides an average's sum along it.
+struct PoolWindow {
+  index_t begin, end, step, count;
+};
+
+/// The pooling a kernel runs: the kind, the two axes and the average's divisor rule.
+struct PoolShape {
+  PoolKind kind;
+  PoolAxis y, x;
+  bool include_pad;
+};
+
+/// The PoolShape of geometry g.
+inline PoolShape pool_shape(const Pool2dGeometry& g) {
+  const Pool2dParams& p = g.p;
+  return PoolShape{p.kind,
+                   {g.h, g.oh, p.kernel.h, p.stride.h, p.padding.h, p.dilation.h},
+                   {g.w, g.ow, p.kernel.w, p.stride.w, p.padding.w, p.dilation.w},
+                   p.count_include_pad};
+}
+
+/// The window of output position o along axis a.
+METAGRAD_HD METAGRAD_INLINE PoolWindow pool_window(PoolKind kind, const PoolAxis& a, index_t o, bool include_pad) {
+  if (kind == PoolKind::adaptive_avg) {
+    const index_t b = (o * a.in) / a.out, e = ((o + 1) * a.in + a.out - 1) / a.out;
+    return {b, e, 1, e - b};
+  }
+  if (kind == PoolKind::max) {
+    index_t b = o * a.stride - a.pad;
+    const index_t last = b + (a.k - 1) * a.dil + 1;
+    const index_t e = last < a.in ? last : a.in;
+    while (b < 0) b += a.dil;
+    return {b, e, a.dil, 0};
+  }
+  const index_t b = o * a.stride - a.pad;
+  const index_t e = b + a.k < a.in + a.pad ? b + a.k : a.in + a.pad;
+  const index_t cb = b > 0 ? b : 0, ce = e < a.in ? e : a.in;
+  return {cb, ce, 1, include_pad ? e - b : ce - cb};
+}
+
+/// Whether window w contains input position i.
+METAGRAD_HD METAGRAD_INLINE bool window_contains(const PoolWindow& w, index_t i) {
+  return i >= w.begin && i < w.end && (i - w.begin) % w.step == 0;
+}
+
+/// The output positions whose windows may contain input position i along axis a, as [lo, hi) (a superset
+/// for adaptive windows, which window_contains then filters).
+METAGRAD_HD METAGRAD_INLINE void covering_outputs(PoolKind kind, const PoolAxis& a, index_t i, index_t& lo,
+                                                  index_t& hi) {
+  if (kind == PoolKind::adaptive_avg) {
+    lo = (i * a.out) / a.in;
+    hi = ((i + 1) * a.out + a.in - 1) / a.in + 1;
+  } else {
+    // The window of o starts at o s - pad and spans (k - 1) dil + 1 positions (k for the average pools).
+    const index_t span = kind == PoolKind::max ? (a.k - 1) * a.dil + 1 : a.k;
+    const index_t first = i + a.pad - span + 1;  // the lowest window start that still reaches i
+    lo = first <= 0 ? 0 : (first + a.stride - 1) / a.stride;
+    hi = (i + a.pad) / a.stride + 1;
+  }
+  if (lo < 0) lo = 0;
+  if (hi > a.out) hi = a.out;
+}
+
+/// The element a max window takes (its position y * w + x in a plane of width `ld`) and its value: the CPU's
+/// rule `v > best || isnan(v)` from -inf, so ties keep the first and the last NaN wins.
+template <class T>
+METAGRAD_HD METAGRAD_INLINE index_t window_argmax(const T* plane, index_t ld, const PoolWindow& wy,
+                                                  const PoolWindow& wx, T& best) {
+  best = -std::numeric_limits<T>::infinity();
+  index_t arg = wy.begin * ld + wx.begin;
+  for (index_t y = wy.begin; y < wy.end; y += wy.step)
+    for (index_t x = wx.begin; x < wx.end; x += wx.step) {
+      const T v = plane[y * ld + x];
+      if (v > best || v != v) {
+        best = v;
+        arg = y * ld + x;
+      }
+    }
+  return arg;
+}
+
+/// Output (oy, ox) of the pooling of one contiguous plane (s.y.in x s.x.in).
+template <class T>
+METAGRAD_HD METAGRAD_INLINE T pool_forward_at(const T* plane, const PoolShape& s, index_t oy, index_t ox) {
+  const PoolWindow wy = pool_window(s.kind, s.y, oy, s.include_pad);
+  const PoolWindow wx = pool_window(s.kind, s.x, ox, s.include_pad);
+  if (s.kind == PoolKind::max) {
+    T best;
+    (void)window_argmax(plane, s.x.in, wy, wx, best);
+    return best;
+  }
+  T sum = 0;
+  for (index_t y = wy.begin; y < wy.end; ++y)
+    for (index_t x = wx.begin; x < wx.end; ++x) sum += plane[y * s.x.in + x];
+  // A window entirely in the padding (possible with ceil_mode) is 0, as PyTorch writes.
+  return wy.begin < wy.end && wx.begin < wx.end ? sum / static_cast<T>(wy.count * wx.count) : T(0);
+}
+
+/// dx at input (y, x) of a max pooling of one plane: the sum, in row-major window order, of the adjoints g
+/// (a contiguous s.y.out x s.x.out plane) of the windows whose maximum is that element.
+template <class T>
+METAGRAD_HD METAGRAD_INLINE T max_pool_backward_at(const T* xplane, const T* gplane, const PoolShape& s, index_t y,
+                                                   index_t x) {
+  index_t y0, y1, x0, x1;
+  covering_outputs(s.kind, s.y, y, y0, y1);
+  covering_outputs(s.kind, s.x, x, x0, x1);
+  T acc = 0;
+  const index_t self = y * s.x.in + x;
+  for (index_t oy = y0; oy < y1; ++oy) {
+    const PoolWindow wy = pool_window(s.kind, s.y, oy, s.include_pad);
+    // The CPU's default argmax (a window's first element, when every value is -inf) is one of its positions,
+    // so only windows that contain (y, x) can pick it.
+    if (!window_contains(wy, y)) continue;
+    for (index_t ox = x0; ox < x1; ++ox) {
+      const PoolWindow wx = pool_window(s.kind, s.x, ox, s.include_pad);
+      if (!window_contains(wx, x)) continue;
+      T best;
+      if (window_argmax(xplane, s.x.in, wy, wx, best) == self) acc += gplane[oy * s.x.out + ox];
+    }
+  }
+  return acc;
+}
+
+/// dx at input (y, x) of an average pooling of one plane: the sum, in row-major window order, of g / count
+/// over the windows that contain the element.
+template <class T>
+METAGRAD_HD METAGRAD_INLINE T avg_pool_backward_at(const T* gplane, const PoolShape& s, index_t y, index_t x) {
+  index_t y0, y1, x0, x1;
+  covering_outputs(s.kind, s.y, y, y0, y1);
+  covering_outputs(s.kind, s.x, x, x0, x1);
+  T acc = 0;
+  for (index_t oy = y0; oy < y1; ++oy) {
+    const PoolWindow wy = pool_window(s.kind, s.y, oy, s.include_pad);
+    if (!window_contains(wy, y)) continue;
+    for (index_t ox = x0; ox < x1; ++ox) {
+      const PoolWindow wx = pool_window(s.kind, s.x, ox, s.include_pad);
+      if (!window_contains(wx, x)) continue;
+      acc += gplane[oy * s.x.out + ox] / static_cast<T>(wy.count * wx.count);
+    }
+  }
+  return acc;
+}
+
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_POOL_INDEX_HPP
+// end of <metagrad/backend/cuda/pool_index.hpp>
+// #include <metagrad/backend/cuda/runtime.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+
+namespace detail {
+inline std::atomic<bool>& pool_cudnn_flag() {
+  static std::atomic<bool> flag{true};
+  return flag;
+}
+}  // namespace detail
+
+/// Whether forward pooling on CUDA may use cuDNN (true, the default) where cuDNN's result is exact; false
+/// runs metagrad's own kernel always (for tests and benchmarks: both must equal the CPU's result).
+inline void set_pool_use_cudnn(bool use) { detail::pool_cudnn_flag().store(use, std::memory_order_relaxed); }
+inline bool pool_use_cudnn() { return detail::pool_cudnn_flag().load(std::memory_order_relaxed); }
+
+namespace kernels {
+
+template <class T>
+__global__ void pool_forward(const T* __restrict__ x, T* __restrict__ y, PoolShape s, index_t total) {
+  const index_t per = s.y.out * s.x.out;
+  for (index_t i = index_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += index_t(gridDim.x) * blockDim.x) {
+    const index_t plane = i / per, r = i - plane * per;
+    y[i] = pool_forward_at(x + plane * s.y.in * s.x.in, s, r / s.x.out, r % s.x.out);
+  }
+}
+
+template <class T>
+__global__ void max_pool_backward(const T* __restrict__ g, const T* __restrict__ x, T* __restrict__ dx, PoolShape s,
+                                  index_t total) {
+  const index_t per = s.y.in * s.x.in;
+  for (index_t i = index_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += index_t(gridDim.x) * blockDim.x) {
+    const index_t plane = i / per, r = i - plane * per;
+    dx[i] = max_pool_backward_at(x + plane * per, g + plane * s.y.out * s.x.out, s, r / s.x.in, r % s.x.in);
+  }
+}
+
+template <class T>
+__global__ void avg_pool_backward(const T* __restrict__ g, T* __restrict__ dx, PoolShape s, index_t total) {
+  const index_t per = s.y.in * s.x.in;
+  for (index_t i = index_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += index_t(gridDim.x) * blockDim.x) {
+    const index_t plane = i / per, r = i - plane * per;
+    dx[i] = avg_pool_backward_at(g + plane * s.y.out * s.x.out, s, r / s.x.in, r % s.x.in);
+  }
+}
+
+}  // namespace kernels
+
+namespace detail {
+
+/// The values of plan p (lowered at shape s) as a contiguous buffer on `device`: a flat leaf's own memory,
+/// else `buf`, filled by the fused elementwise kernel.
+template <class T, class Plan>
+const T* contiguous_operand(const Plan& p, const Shape<4>& s, DeviceBuffer& buf, int device) {
+  if constexpr (is_leaf_plan_v<Plan>) {
+    if (p.is_flat()) return p.ptr;
+  }
+  if (s.numel() == 0) return nullptr;
+  buf = DeviceBuffer(static_cast<std::size_t>(s.numel()) * sizeof(T), device);
+  T* out = static_cast<T*>(buf.get());
+  run_elementwise(out, contiguous_strides(s), s, p, device);
+  return out;
+}
+
+// Grid of a grid-stride loop over n items, 256 threads a block.
+inline unsigned pool_blocks(index_t n, int device) {
+  const index_t cap = index_t(sm_count(device)) * 32;
+  const index_t b = (n + 255) / 256;
+  return static_cast<unsigned>(b < cap ? (b < 1 ? 1 : b) : cap);
+}
+
+#if METAGRAD_WITH_CUDNN
+// cudnnPoolingForward of contiguous x into y when cuDNN computes the CPU's result exactly; false otherwise
+// (also when cuDNN's own output extents disagree with metagrad's, which cudnn_pool_params rules out).
+template <class T>
+bool cudnn_pool_forward(const Pool2dGeometry& g, const T* x, T* y, int device) {
+  const CudnnPoolParams p = cudnn_pool_params(g);
+  if (!p.exact) return false;
+  auto& state = cudnn::device_state(device);
+  std::lock_guard<std::mutex> lock(state.mutex);
+  const cudnnHandle_t h = cudnn::bound_handle(state, device);
+  const cudnnDataType_t dt = cudnn::data_type<T>();
+  cudnn::PoolingDescriptor pd(p);
+  cudnn::TensorDescriptor xd(dt, p.x), yd(dt, p.y);
+  int dims[4] = {0, 0, 0, 0};
+  cudnn::check(cudnnGetPooling2dForwardOutputDim(pd.get(), xd.get(), &dims[0], &dims[1], &dims[2], &dims[3]),
+               "cudnnGetPooling2dForwardOutputDim");
+  for (int d = 0; d < 4; ++d)
+    if (dims[d] != p.y[d]) return false;
+  const T one = 1, zero = 0;
+  cudnn::check(cudnnPoolingForward(h, pd.get(), &one, xd.get(), x, &zero, yd.get(), y),
+               std::string("cudnnPoolingForward (") + metagrad::detail::pool_name(g.p.kind) + ", input " +
+                   to_string(g.input_shape()) + ")");
+  return true;
+}
+#endif
+
+}  // namespace detail
+
+/// Forward pooling of the plan x into call.out on call.device (cuDNN where exact, else metagrad's kernel),
+/// queued on stream(device).
+/// @throws cuda_error naming the cuDNN call or the kernel launch when either fails.
+template <class T, class Plan>
+void run_pool2d(const Pool2dCall<T>& call, const Plan& x) {
+  const Pool2dGeometry& g = call.geom;
+  const index_t total = g.n * g.c * g.oh * g.ow;
+  if (total == 0) return;
+  const int device = call.device.index();
+  DeviceGuard guard(device);
+  DeviceBuffer buf;
+  const T* xp = detail::contiguous_operand<T>(x, g.input_shape(), buf, device);
+#if METAGRAD_WITH_CUDNN
+  if (pool_use_cudnn() && detail::cudnn_pool_forward(g, xp, call.out, device)) return;
+#endif
+  kernels::pool_forward<T>
+      <<<detail::pool_blocks(total, device), 256, 0, stream(device)>>>(xp, call.out, pool_shape(g), total);
+  check(cudaGetLastError(), "metagrad::cuda::run_pool2d kernel launch");
+}
+
+/// dx (call.out, shaped like x, overwritten) of a max pooling on call.device: each output adjoint to its
+/// window's first maximum, as the CPU.
+/// @throws cuda_error when the kernel launch fails.
+template <class T, class GPlan, class XPlan>
+void run_max_pool2d_backward(const Pool2dCall<T>& call, const GPlan& gp, const XPlan& x) {
+  const Pool2dGeometry& g = call.geom;
+  const index_t total = g.n * g.c * g.h * g.w;
+  if (total == 0) return;
+  const int device = call.device.index();
+  DeviceGuard guard(device);
+  DeviceBuffer gbuf, xbuf;
+  const T* gr = detail::contiguous_operand<T>(gp, g.output_shape(), gbuf, device);
+  const T* xr = detail::contiguous_operand<T>(x, g.input_shape(), xbuf, device);
+  kernels::max_pool_backward<T>
+      <<<detail::pool_blocks(total, device), 256, 0, stream(device)>>>(gr, xr, call.out, pool_shape(g), total);
+  check(cudaGetLastError(), "metagrad::cuda::run_max_pool2d_backward kernel launch");
+}
+
+/// dx (call.out, shaped like x, overwritten) of an average pooling on call.device.
+/// @throws cuda_error when the kernel launch fails.
+template <class T, class GPlan>
+void run_avg_pool2d_backward(const Pool2dCall<T>& call, const GPlan& gp) {
+  const Pool2dGeometry& g = call.geom;
+  const index_t total = g.n * g.c * g.h * g.w;
+  if (total == 0) return;
+  const int device = call.device.index();
+  DeviceGuard guard(device);
+  DeviceBuffer gbuf;
+  const T* gr = detail::contiguous_operand<T>(gp, g.output_shape(), gbuf, device);
+  kernels::avg_pool_backward<T>
+      <<<detail::pool_blocks(total, device), 256, 0, stream(device)>>>(gr, call.out, pool_shape(g), total);
+  check(cudaGetLastError(), "metagrad::cuda::run_avg_pool2d_backward kernel launch");
+}
+
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+
+#endif  // __CUDACC__
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_POOL_HPP
+// end of <metagrad/backend/cuda/pool.hpp>
 // #include <metagrad/backend/cuda/reduce.hpp> (guarded: also inlined under a condition)
 #ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_REDUCE_HPP
 #define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_REDUCE_HPP
@@ -11965,8 +15976,9 @@ METAGRAD_NAMESPACE_END
 #define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_RUNTIME_HPP
 // metagrad/backend/cuda/runtime.hpp — the CUDA runtime services every other CUDA header uses: status checks
 // that throw cuda_error, the device count, a device guard, one stream per device, a stream-ordered caching
-// allocator (no cudaMalloc in steady state; current / peak / reserved statistics), pinned staging for host
-// copies, and the memory hooks through which core/ Storage and Tensor reach device memory. Needs nvcc;
+// allocator (no cudaMalloc in steady state; current / peak / reserved statistics; private pools for recorded
+// CUDA graphs), pinned staging for host copies, and the hooks through which core/ Storage, Tensor and
+// graph/ Program reach device memory and CUDA-graph recording. Needs nvcc;
 // include <metagrad/metagrad.hpp> (or <metagrad/cuda.hpp>) instead.
 
 #if defined(__CUDACC__)
@@ -12111,14 +16123,20 @@ class CachingAllocator {
     auto& pool = pools_[device];
     auto& stats = pool.stats;
     ++stats.requests;
-    auto it = pool.free.lower_bound(Key{st, size});
-    if (it != pool.free.end() && it->first.stream == st && it->first.size <= 2 * size) {
-      void* p = it->second;
-      const std::size_t got = it->first.size;
-      pool.free.erase(it);
-      live_[p] = Live{device, got, st};
-      add_current(stats, static_cast<std::int64_t>(got));
-      return p;
+    // While a step is recorded, blocks the recording freed are reused first (they belong to the graph).
+    const auto rec = recording_.find(device);
+    const std::uint64_t owner = rec == recording_.end() ? 0 : rec->second;
+    for (auto* free : {owner ? &private_[owner] : nullptr, &pool.free}) {
+      if (!free) continue;
+      auto it = free->lower_bound(Key{st, size});
+      if (it != free->end() && it->first.stream == st && it->first.size <= 2 * size) {
+        void* p = it->second;
+        const std::size_t got = it->first.size;
+        free->erase(it);
+        live_[p] = Live{device, got, st, owner};
+        add_current(stats, static_cast<std::int64_t>(got));
+        return p;
+      }
     }
     void* p = nullptr;
     {
@@ -12140,7 +16158,7 @@ class CachingAllocator {
     ++stats.device_mallocs;
     stats.reserved_bytes += static_cast<std::int64_t>(size);
     if (stats.reserved_bytes > stats.peak_reserved_bytes) stats.peak_reserved_bytes = stats.reserved_bytes;
-    live_[p] = Live{device, size, st};
+    live_[p] = Live{device, size, st, owner};
     add_current(stats, static_cast<std::int64_t>(size));
     return p;
   }
@@ -12155,7 +16173,36 @@ class CachingAllocator {
     live_.erase(it);
     auto& pool = pools_[l.device];
     pool.stats.current_bytes -= static_cast<std::int64_t>(l.size);
-    pool.free.emplace(Key{l.stream, l.size}, p);
+    // A block freed while a step is recorded, or made by a recording that is still replayed, is read and
+    // written by every replay: it stays the recording's until the graph is destroyed.
+    const auto rec = recording_.find(l.device);
+    std::uint64_t owner = rec != recording_.end() ? rec->second : 0;
+    if (!owner && l.owner && private_.count(l.owner)) owner = l.owner;
+    (owner ? private_[owner] : pool.free).emplace(Key{l.stream, l.size}, p);
+  }
+
+  /// Starts a private pool for a recording on `device` (see deallocate). @return its id.
+  std::uint64_t begin_recording(int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const std::uint64_t id = ++next_owner_;
+    recording_[device] = id;
+    private_[id];
+    return id;
+  }
+  /// Ends the recording on `device`; its blocks stay private until release_recording(id).
+  void end_recording(int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    recording_.erase(device);
+  }
+  /// The graph of recording `id` is gone: its blocks return to the cache. They were last used by work
+  /// queued on their stream, so stream order keeps later users behind the last replay.
+  void release_recording(int device, std::uint64_t id) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = private_.find(id);
+    if (it == private_.end()) return;
+    auto& free = pools_[device].free;
+    for (auto& [key, p] : it->second) free.emplace(key, p);
+    private_.erase(it);
   }
 
   /// Gives every cached (free) block of every device back to CUDA; live tensors keep theirs.
@@ -12195,6 +16242,7 @@ class CachingAllocator {
     int device;
     std::size_t size;
     cudaStream_t stream;
+    std::uint64_t owner;  // the recording that made it (0: none)
   };
   struct Pool {
     std::multimap<Key, void*> free;
@@ -12220,6 +16268,9 @@ class CachingAllocator {
   std::mutex mutex_;
   std::unordered_map<void*, Live> live_;
   std::unordered_map<int, Pool> pools_;
+  std::unordered_map<int, std::uint64_t> recording_;                      // device -> recording id
+  std::unordered_map<std::uint64_t, std::multimap<Key, void*>> private_;  // recording id -> its free blocks
+  std::uint64_t next_owner_ = 0;
 };
 
 /// The process's caching allocator (never destroyed: tensors may be freed during static destruction).
@@ -12371,6 +16422,82 @@ inline void hook_fill_zero(void* p, std::size_t bytes, Device d) {
 }
 inline void hook_synchronize(Device d) { synchronize(d.index()); }
 
+// CUDA-graph recording of a compiled step (graph/program.hpp, graph/capture.hpp). Relaxed capture mode: the
+// caching allocator may still call cudaMalloc while a step is recorded (its first runs sized everything, so
+// that is rare); any call that cannot be recorded fails the recording and the Program runs uncaptured.
+struct Recording {
+  int device;
+  std::uint64_t pool;
+};
+struct Recorded {
+  cudaGraphExec_t exec;
+  int device;
+  std::uint64_t pool;
+};
+inline void* hook_graph_begin(Device d) {
+  DeviceGuard g(d.index());
+  auto* r = new Recording{d.index(), allocator().begin_recording(d.index())};
+  const cudaError_t e = cudaStreamBeginCapture(stream(d.index()), cudaStreamCaptureModeRelaxed);
+  if (e != cudaSuccess) {
+    allocator().end_recording(r->device);
+    allocator().release_recording(r->device, r->pool);
+    delete r;
+    check(e, "cudaStreamBeginCapture");
+  }
+  return r;
+}
+inline void hook_graph_abort(Device d, void* token) {
+  auto* r = static_cast<Recording*>(token);
+  DeviceGuard g(d.index());
+  cudaGraph_t graph = nullptr;
+  (void)cudaStreamEndCapture(stream(d.index()), &graph);
+  if (graph) (void)cudaGraphDestroy(graph);
+  (void)cudaGetLastError();
+  // Nothing recorded ever runs: the blocks the recording freed go straight back to the cache.
+  allocator().end_recording(r->device);
+  allocator().release_recording(r->device, r->pool);
+  delete r;
+}
+inline void* hook_graph_end(Device d, void* token, std::string& why) {
+  auto* r = static_cast<Recording*>(token);
+  DeviceGuard g(d.index());
+  cudaGraph_t graph = nullptr;
+  cudaError_t e = cudaStreamEndCapture(stream(d.index()), &graph);
+  allocator().end_recording(r->device);
+  cudaGraphExec_t exec = nullptr;
+  if (e == cudaSuccess) e = cudaGraphInstantiate(&exec, graph, 0);
+  if (graph) (void)cudaGraphDestroy(graph);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    why =
+        std::string("recording the step as a CUDA graph failed: ") + cudaGetErrorName(e) + ": " + cudaGetErrorString(e);
+    allocator().release_recording(r->device, r->pool);
+    delete r;
+    return nullptr;
+  }
+  auto* out = new Recorded{exec, r->device, r->pool};
+  delete r;
+  return out;
+}
+inline void hook_graph_launch(void* graph) {
+  const auto* r = static_cast<const Recorded*>(graph);
+  DeviceGuard g(r->device);
+  check(cudaGraphLaunch(r->exec, stream(r->device)), "cudaGraphLaunch");
+}
+inline void hook_graph_destroy(void* graph) {
+  auto* r = static_cast<Recorded*>(graph);
+  {
+    DeviceGuard g(r->device);
+    // The last replay may still be running; its memory goes back to the cache in stream order, but the
+    // executable graph is freed only after it finished.
+    (void)cudaStreamSynchronize(stream(r->device));
+    (void)cudaGraphExecDestroy(r->exec);
+    (void)cudaGetLastError();
+  }
+  allocator().release_recording(r->device, r->pool);
+  delete r;
+}
+
 inline bool install_memory_hooks() {
   auto& h = metagrad::detail::device_memory_hooks();
   h.allocate = &hook_allocate;
@@ -12378,6 +16505,11 @@ inline bool install_memory_hooks() {
   h.copy = &hook_copy;
   h.fill_zero = &hook_fill_zero;
   h.synchronize = &hook_synchronize;
+  h.graph_begin = &hook_graph_begin;
+  h.graph_end = &hook_graph_end;
+  h.graph_abort = &hook_graph_abort;
+  h.graph_launch = &hook_graph_launch;
+  h.graph_destroy = &hook_graph_destroy;
   return true;
 }
 // Installed during static initialisation of any program with a translation unit that includes this file.
@@ -12446,6 +16578,62 @@ void run_gemm(const GemmCall<T>& call) {
   cuda::run_gemm(call);
 #else
   detail::no_cuda_backend("matmul", call.device);
+#endif
+}
+
+/// Runs one convolution pass on `call.device` (cuDNN on CUDA).
+template <class T>
+void run_conv2d(const Conv2dCall<T>& call) {
+  if (call.device.is_cpu()) {
+    cpu::run_conv2d(call);
+    return;
+  }
+#if defined(__CUDACC__)
+  cuda::run_conv2d(call);
+#else
+  detail::no_cuda_backend("conv2d", call.device);
+#endif
+}
+
+/// Forward pooling of the plan x into call.out on `call.device`.
+template <class T, class Plan>
+void run_pool2d(const Pool2dCall<T>& call, const Plan& x) {
+  if (call.device.is_cpu()) {
+    cpu::run_pool2d(call, x);
+    return;
+  }
+#if defined(__CUDACC__)
+  cuda::run_pool2d(call, x);
+#else
+  detail::no_cuda_backend(detail::pool_name(call.geom.p.kind), call.device);
+#endif
+}
+
+/// dx of a max pooling (adjoint plan g, operand plan x) into call.out on `call.device`.
+template <class T, class GPlan, class XPlan>
+void run_max_pool2d_backward(const Pool2dCall<T>& call, const GPlan& g, const XPlan& x) {
+  if (call.device.is_cpu()) {
+    cpu::run_max_pool2d_backward(call, g, x);
+    return;
+  }
+#if defined(__CUDACC__)
+  cuda::run_max_pool2d_backward(call, g, x);
+#else
+  detail::no_cuda_backend("max_pool2d (backward)", call.device);
+#endif
+}
+
+/// dx of an average pooling (adjoint plan g) into call.out on `call.device`.
+template <class T, class GPlan>
+void run_avg_pool2d_backward(const Pool2dCall<T>& call, const GPlan& g) {
+  if (call.device.is_cpu()) {
+    cpu::run_avg_pool2d_backward(call, g);
+    return;
+  }
+#if defined(__CUDACC__)
+  cuda::run_avg_pool2d_backward(call, g);
+#else
+  detail::no_cuda_backend("average pooling (backward)", call.device);
 #endif
 }
 
@@ -12611,765 +16799,12 @@ requires(!is_tensor_v<std::remove_cvref_t<E>>) std::ostream& operator<<(std::ost
 
 METAGRAD_NAMESPACE_END
 // end of <metagrad/backend/cpu/assign.hpp>
-// #include <metagrad/backend/cpu/conv.hpp>
-// metagrad/backend/cpu/conv.hpp — the CPU answer to run_conv2d(Conv2dCall) (expr/conv.hpp): 2-D convolution
-// forward, backward-data and backward-weight, by oneDNN when the build has it (METAGRAD_WITH_DNNL) and by
-// im2col + GEMM (cpu::gemm: CBLAS or the built-in kernel) always. Both are callable directly
-// (cpu::conv2d_im2col, cpu::conv2d_onednn) and cpu::set_conv_algorithm() pins one, for tests and benchmarks.
-// Include <metagrad/metagrad.hpp> instead.
-//
-// im2col: for each image and group, the input patches are unrolled into a [C_in/g kH kW, OH OW] matrix
-// (zeros where the window reaches into the padding), and the convolution is one GEMM with the weights
-// viewed as [C_out/g, C_in/g kH kW]. Backward-data is the transposed GEMM followed by col2im (patches
-// added back into the input's shape); backward-weight is a GEMM of the output adjoint with the unrolled
-// input, summed over the batch. A 1x1 convolution with stride 1 and no padding needs no unrolling. Small
-// images run side by side on the CPU threads (one GEMM per image on each thread); images too large for
-// that run one after another, each GEMM threaded.
-//
-// oneDNN: a primitive per (pass, geometry, thread count), created on first use and cached per thread, so
-// a training loop creates none after its first step. The operands stay in metagrad's plain NCHW / OIHW
-// layouts; the primitive works on the blocked layouts oneDNN picks for speed (format_tag::any), with
-// reorders in and out: with plain layouts this oneDNN (2.6) falls back to its slower GEMM convolution.
-// oneDNN here runs on OpenMP and reads the thread count (set_num_threads) when a primitive is created,
-// hence the thread count in the cache key.
-
-#include <algorithm>
-#include <cstring>
-#include <memory>
-#include <string>
-#include <vector>
-
-// #include <metagrad/core/config.hpp> (inlined above)
-// #include <metagrad/core/error.hpp> (inlined above)
-// #include <metagrad/expr/conv.hpp> (inlined above)
-// #include <metagrad/backend/cpu/gemm.hpp> (inlined above)
-// #include <metagrad/backend/cpu/parallel.hpp> (inlined above)
-
-// nvcc 13's front end stops with an internal error inside <oneapi/dnnl/dnnl.hpp>, so a translation unit
-// compiled by nvcc runs its CPU convolutions with im2col + GEMM (host translation units keep oneDNN).
-#if defined(METAGRAD_WITH_DNNL) && METAGRAD_WITH_DNNL && !defined(__CUDACC__)
-#include <oneapi/dnnl/dnnl.hpp>
-#define METAGRAD_CONV_HAVE_DNNL_ 1
-#else
-#define METAGRAD_CONV_HAVE_DNNL_ 0
-#endif
-
-METAGRAD_NAMESPACE_BEGIN
-namespace cpu {
-
-/// Which implementation run_conv2d uses on the CPU. `automatic` picks per pass and shape (oneDNN where it
-/// is available and measured faster, im2col + GEMM otherwise and always for double).
-enum class ConvAlgorithm { automatic, im2col, onednn };
-
-namespace detail {
-inline ConvAlgorithm& conv_algorithm_setting() {
-  static ConvAlgorithm a = ConvAlgorithm::automatic;
-  return a;
-}
-}  // namespace detail
-
-/// Whether this build can run convolutions with oneDNN (METAGRAD_WITH_DNNL).
-inline constexpr bool have_onednn() { return METAGRAD_CONV_HAVE_DNNL_ != 0; }
-
-/// Pins the CPU convolution implementation for the whole process (tests, benchmarks); `automatic` restores the
-/// default. With `onednn`, a convolution oneDNN cannot run (double, or only its reference implementation
-/// available) still runs with im2col.
-/// @throws metagrad::error when asked for oneDNN in a build without it.
-inline void set_conv_algorithm(ConvAlgorithm a) {
-  if (a == ConvAlgorithm::onednn && !have_onednn())
-    throw error("set_conv_algorithm: this build has no oneDNN (configure with METAGRAD_WITH_DNNL=ON)");
-  detail::conv_algorithm_setting() = a;
-}
-inline ConvAlgorithm conv_algorithm() { return detail::conv_algorithm_setting(); }
-
-namespace detail {
-
-inline index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
-
-/// A growable per-thread buffer of T (slot `which`), reused across calls so steady state allocates nothing.
-template <class T>
-T* conv_scratch(std::size_t n, int which) {
-  thread_local std::vector<T> bufs[2];
-  auto& b = bufs[which];
-  if (b.size() < n) b.resize(n);
-  return b.data();
-}
-
-/// The range [o0, o1) of output positions o whose input position o s + off lies in [0, in).
-inline void valid_range(index_t in, index_t out, index_t s, index_t off, index_t& o0, index_t& o1) {
-  o0 = off >= 0 ? 0 : ceil_div(-off, s);
-  o1 = in - off <= 0 ? 0 : ceil_div(in - off, s);
-  o0 = std::min(o0, out);
-  o1 = std::clamp(o1, o0, out);
-}
-
-/// Unrolls one image's group of `cg` channels (x: [cg, h, w]) into col: [cg kh kw, oh ow].
-template <class T>
-void im2col(const T* x, const Conv2dGeometry& g, index_t cg, T* col) {
-  const index_t ohw = g.oh * g.ow, sh = g.stride.h, sw = g.stride.w;
-  for (index_t c = 0; c < cg; ++c)
-    for (index_t p = 0; p < g.kh; ++p)
-      for (index_t q = 0; q < g.kw; ++q) {
-        T* row = col + ((c * g.kh + p) * g.kw + q) * ohw;
-        const index_t xoff = q * g.dilation.w - g.padding.w;
-        index_t ox0, ox1;
-        valid_range(g.w, g.ow, sw, xoff, ox0, ox1);
-        for (index_t oy = 0; oy < g.oh; ++oy) {
-          T* r = row + oy * g.ow;
-          const index_t iy = oy * sh - g.padding.h + p * g.dilation.h;
-          if (iy < 0 || iy >= g.h) {
-            std::fill(r, r + g.ow, T(0));
-            continue;
-          }
-          const T* xr = x + (c * g.h + iy) * g.w + xoff;
-          std::fill(r, r + ox0, T(0));
-          if (sw == 1)
-            std::copy(xr + ox0, xr + ox1, r + ox0);
-          else
-            for (index_t ox = ox0; ox < ox1; ++ox) r[ox] = xr[ox * sw];
-          std::fill(r + ox1, r + g.ow, T(0));
-        }
-      }
-}
-
-/// Adds col ([cg kh kw, oh ow]) back into one image's group of channels dx ([cg, h, w]); dx is zeroed first.
-template <class T>
-void col2im(const T* col, const Conv2dGeometry& g, index_t cg, T* dx) {
-  const index_t ohw = g.oh * g.ow, sh = g.stride.h, sw = g.stride.w;
-  std::fill(dx, dx + cg * g.h * g.w, T(0));
-  for (index_t c = 0; c < cg; ++c)
-    for (index_t p = 0; p < g.kh; ++p)
-      for (index_t q = 0; q < g.kw; ++q) {
-        const T* row = col + ((c * g.kh + p) * g.kw + q) * ohw;
-        const index_t xoff = q * g.dilation.w - g.padding.w;
-        index_t ox0, ox1;
-        valid_range(g.w, g.ow, sw, xoff, ox0, ox1);
-        for (index_t oy = 0; oy < g.oh; ++oy) {
-          const index_t iy = oy * sh - g.padding.h + p * g.dilation.h;
-          if (iy < 0 || iy >= g.h) continue;
-          const T* r = row + oy * g.ow;
-          T* xr = dx + (c * g.h + iy) * g.w + xoff;
-          if (sw == 1) {
-            METAGRAD_SIMD_LOOP
-            for (index_t ox = ox0; ox < ox1; ++ox) xr[ox] += r[ox];
-          } else {
-            for (index_t ox = ox0; ox < ox1; ++ox) xr[ox * sw] += r[ox];
-          }
-        }
-      }
-}
-
-/// One GEMM on the calling thread (the CBLAS runs products this small on the calling thread too; see
-/// gemm_batch_side_by_side), or threaded when `threaded`.
-template <class T>
-void conv_gemm(bool threaded, bool ta, bool tb, index_t M, index_t N, index_t K, const T* A, index_t lda, const T* B,
-               index_t ldb, T beta, T* C, index_t ldc) {
-  if (threaded) return gemm(ta, tb, M, N, K, T(1), A, lda, B, ldb, beta, C, ldc);
-#if defined(METAGRAD_WITH_BLAS)
-  if (gemm_fits_blas_int(M, N, K, lda, ldb, ldc))
-    return gemm_cblas(ta, tb, M, N, K, T(1), A, lda, B, ldb, beta, C, ldc);
-#endif
-  gemm_builtin_run(1, ta, tb, M, N, K, T(1), A, lda, B, ldb, beta, C, ldc);
-}
-
-/// Calls f(n, threaded) for every image n: side by side on the CPU threads when one image's GEMM is too small
-/// to use several threads (f then runs its GEMMs single-threaded), else one image after another.
-template <class F>
-void for_each_image(const Conv2dGeometry& g, double gemm_work, F&& f) {
-  if (gemm_batch_side_by_side(gemm_work)) {
-    parallel_for(
-        g.n,
-        [&](index_t n0, index_t n1) {
-          for (index_t n = n0; n < n1; ++n) f(n, false);
-        },
-        std::max<index_t>(1, static_cast<index_t>(gemm_work * static_cast<double>(g.groups)) / 8), 1);
-  } else {
-    for (index_t n = 0; n < g.n; ++n) f(n, true);
-  }
-}
-
-template <class T>
-void im2col_forward(const Conv2dCall<T>& c) {
-  const Conv2dGeometry& g = c.geom;
-  const index_t cg = g.c_in_per_group(), og = g.c_out_per_group(), kk = cg * g.kh * g.kw, ohw = g.oh * g.ow;
-  const bool pointwise = g.kh == 1 && g.kw == 1 && g.stride == Size2(1) && g.padding == Size2(0);
-  for_each_image(g, double(og) * double(ohw) * double(kk), [&](index_t n, bool threaded) {
-    T* col = pointwise ? nullptr : conv_scratch<T>(static_cast<std::size_t>(kk * ohw), 0);
-    for (index_t gr = 0; gr < g.groups; ++gr) {
-      const T* x = c.x + (n * g.c_in + gr * cg) * g.h * g.w;
-      if (!pointwise) im2col(x, g, cg, col);
-      conv_gemm<T>(threaded, false, false, og, ohw, kk, c.w + gr * og * kk, kk, pointwise ? x : col, ohw, T(0),
-                   c.out + (n * g.c_out + gr * og) * ohw, ohw);
-    }
-  });
-}
-
-template <class T>
-void im2col_backward_data(const Conv2dCall<T>& c) {
-  const Conv2dGeometry& g = c.geom;
-  const index_t cg = g.c_in_per_group(), og = g.c_out_per_group(), kk = cg * g.kh * g.kw, ohw = g.oh * g.ow;
-  const bool pointwise = g.kh == 1 && g.kw == 1 && g.stride == Size2(1) && g.padding == Size2(0);
-  for_each_image(g, double(og) * double(ohw) * double(kk), [&](index_t n, bool threaded) {
-    T* col = pointwise ? nullptr : conv_scratch<T>(static_cast<std::size_t>(kk * ohw), 0);
-    for (index_t gr = 0; gr < g.groups; ++gr) {
-      T* dx = c.out + (n * g.c_in + gr * cg) * g.h * g.w;
-      conv_gemm<T>(threaded, true, false, kk, ohw, og, c.w + gr * og * kk, kk, c.dy + (n * g.c_out + gr * og) * ohw,
-                   ohw, T(0), pointwise ? dx : col, ohw);
-      if (!pointwise) col2im(col, g, cg, dx);
-    }
-  });
-}
-
-template <class T>
-void im2col_backward_weight(const Conv2dCall<T>& c) {
-  const Conv2dGeometry& g = c.geom;
-  const index_t cg = g.c_in_per_group(), og = g.c_out_per_group(), kk = cg * g.kh * g.kw, ohw = g.oh * g.ow;
-  const bool pointwise = g.kh == 1 && g.kw == 1 && g.stride == Size2(1) && g.padding == Size2(0);
-  const index_t wn = g.c_out * kk;
-  // Images [n0, n1) added into dst (overwritten by the first one).
-  auto accumulate = [&](index_t n0, index_t n1, T* dst, bool threaded) {
-    T* col = pointwise ? nullptr : conv_scratch<T>(static_cast<std::size_t>(kk * ohw), 0);
-    for (index_t n = n0; n < n1; ++n)
-      for (index_t gr = 0; gr < g.groups; ++gr) {
-        const T* x = c.x + (n * g.c_in + gr * cg) * g.h * g.w;
-        if (!pointwise) im2col(x, g, cg, col);
-        conv_gemm<T>(threaded, false, true, og, kk, ohw, c.dy + (n * g.c_out + gr * og) * ohw, ohw, pointwise ? x : col,
-                     ohw, n == n0 ? T(0) : T(1), dst + gr * og * kk, kk);
-      }
-  };
-  const double work = double(og) * double(ohw) * double(kk);
-  const index_t parts = std::min<index_t>(num_threads(), g.n);
-  if (!gemm_batch_side_by_side(work) || parts <= 1) {
-    accumulate(0, g.n, c.out, !gemm_batch_side_by_side(work));
-    return;
-  }
-  // Contiguous runs of images per thread, each summed into its own partial (the first into the output), then
-  // the partials added: the result depends on the thread count, never on timing.
-  T* partial = conv_scratch<T>(static_cast<std::size_t>((parts - 1) * wn), 1);
-  parallel_for(
-      parts,
-      [&](index_t t0, index_t t1) {
-        for (index_t t = t0; t < t1; ++t)
-          accumulate(g.n * t / parts, g.n * (t + 1) / parts, t == 0 ? c.out : partial + (t - 1) * wn, false);
-      },
-      parallel_grain, 1);
-  for (index_t t = 1; t < parts; ++t) {
-    const T* p = partial + (t - 1) * wn;
-    METAGRAD_SIMD_LOOP
-    for (index_t i = 0; i < wn; ++i) c.out[i] += p[i];
-  }
-}
-
-}  // namespace detail
-
-/// Runs a convolution pass with im2col + GEMM (CBLAS or the built-in kernel), whatever the build has.
-/// @pre the call's pointers and geometry are valid (expr/conv.hpp checks the shapes), every extent is >= 1.
-template <class T>
-void conv2d_im2col(const Conv2dCall<T>& c) {
-  switch (c.pass) {
-    case ConvPass::forward:
-      return detail::im2col_forward(c);
-    case ConvPass::backward_data:
-      return detail::im2col_backward_data(c);
-    case ConvPass::backward_weight:
-      return detail::im2col_backward_weight(c);
-  }
-}
-
-#if METAGRAD_CONV_HAVE_DNNL_
-namespace detail {
-
-inline dnnl::engine& dnnl_cpu_engine() {
-  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
-  return e;
-}
-
-/// One oneDNN convolution pass for one geometry and thread count, with its memories, reorders and
-/// scratchpad, ready to run on new data pointers without creating anything.
-class DnnlConv {
- public:
-  DnnlConv(ConvPass pass, const Conv2dGeometry& g, int threads) : pass_(pass), geom_(g), threads_(threads) {
-    try {
-      build();
-      ok_ = impl_.find("ref") == std::string::npos;  // the reference kernels are slower than im2col
-    } catch (const dnnl::error&) {
-      ok_ = false;  // a geometry this oneDNN does not take: im2col runs it
-    }
-  }
-  bool matches(ConvPass pass, const Conv2dGeometry& g, int threads) const {
-    return pass == pass_ && g == geom_ && threads == threads_;
-  }
-  bool ok() const { return ok_; }
-  const std::string& impl() const { return impl_; }
-
-  /// in0, in1 and out as in Arg order: forward (x, w -> y), backward data (dy, w -> dx), backward weight
-  /// (dy, x -> dw).
-  void run(const float* in0, const float* in1, float* out) {
-    args_[0].user.set_data_handle(const_cast<float*>(in0));
-    args_[1].user.set_data_handle(const_cast<float*>(in1));
-    args_[2].user.set_data_handle(out);
-    for (int i = 0; i < 2; ++i)
-      if (args_[i].reordered) execute(args_[i].reorder, args_[i].user, args_[i].prim);
-    check(dnnl_primitive_execute(prim_.get(), stream_.get(), 4, exec_));
-    if (args_[2].reordered) execute(args_[2].reorder, args_[2].prim, args_[2].user);
-    check(dnnl_stream_wait(stream_.get()));
-  }
-
- private:
-  using md = dnnl::memory::desc;
-  using tag = dnnl::memory::format_tag;
-  struct Arg {
-    dnnl::memory user, prim;
-    dnnl::primitive reorder;
-    bool reordered = false;
-  };
-
-  static void check(dnnl_status_t s) {
-    if (s != dnnl_success) throw error("conv2d: a oneDNN primitive failed (status " + std::to_string(int(s)) + ")");
-  }
-  void execute(const dnnl::primitive& p, const dnnl::memory& from, const dnnl::memory& to) {
-    const dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, from.get()}, {DNNL_ARG_TO, to.get()}};
-    check(dnnl_primitive_execute(p.get(), stream_.get(), 2, a));
-  }
-
-  void build() {
-    using dnnl::memory;
-    const auto& g = geom_;
-    auto& eng = dnnl_cpu_engine();
-    const memory::dims xd{g.n, g.c_in, g.h, g.w}, yd{g.n, g.c_out, g.oh, g.ow};
-    const memory::dims wd = g.groups > 1 ? memory::dims{g.groups, g.c_out / g.groups, g.c_in / g.groups, g.kh, g.kw}
-                                         : memory::dims{g.c_out, g.c_in, g.kh, g.kw};
-    const tag wtag = g.groups > 1 ? tag::goihw : tag::oihw;
-    const auto f32 = memory::data_type::f32;
-    const md x_any(xd, f32, tag::any), w_any(wd, f32, tag::any), y_any(yd, f32, tag::any);
-    const md x_user(xd, f32, tag::nchw), w_user(wd, f32, wtag), y_user(yd, f32, tag::nchw);
-    // oneDNN counts dilation from 0 and wants the right padding that makes the output extent exact (it may be
-    // smaller than the left one when the last window does not reach the end).
-    const memory::dims strides{g.stride.h, g.stride.w}, dil{g.dilation.h - 1, g.dilation.w - 1};
-    const memory::dims pl{g.padding.h, g.padding.w};
-    const memory::dims pr{(g.oh - 1) * g.stride.h + (g.kh - 1) * g.dilation.h + 1 - g.h - g.padding.h,
-                          (g.ow - 1) * g.stride.w + (g.kw - 1) * g.dilation.w + 1 - g.w - g.padding.w};
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    const auto alg = dnnl::algorithm::convolution_direct;
-    const dnnl::convolution_forward::primitive_desc fwd(
-        dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, x_any, w_any, y_any, strides, dil, pl,
-                                        pr),
-        attr, eng);
-    int arg_ids[3] = {};
-    md user[3], want[3], scratch;
-    if (pass_ == ConvPass::forward) {
-      prim_ = dnnl::convolution_forward(fwd);
-      impl_ = fwd.impl_info_str();
-      user[0] = x_user, want[0] = fwd.src_desc(), arg_ids[0] = DNNL_ARG_SRC;
-      user[1] = w_user, want[1] = fwd.weights_desc(), arg_ids[1] = DNNL_ARG_WEIGHTS;
-      user[2] = y_user, want[2] = fwd.dst_desc(), arg_ids[2] = DNNL_ARG_DST;
-      scratch = fwd.scratchpad_desc();
-    } else if (pass_ == ConvPass::backward_data) {
-      const dnnl::convolution_backward_data::primitive_desc pd(
-          dnnl::convolution_backward_data::desc(alg, x_any, w_any, y_any, strides, dil, pl, pr), attr, eng, fwd);
-      prim_ = dnnl::convolution_backward_data(pd);
-      impl_ = pd.impl_info_str();
-      user[0] = y_user, want[0] = pd.diff_dst_desc(), arg_ids[0] = DNNL_ARG_DIFF_DST;
-      user[1] = w_user, want[1] = pd.weights_desc(), arg_ids[1] = DNNL_ARG_WEIGHTS;
-      user[2] = x_user, want[2] = pd.diff_src_desc(), arg_ids[2] = DNNL_ARG_DIFF_SRC;
-      scratch = pd.scratchpad_desc();
-    } else {
-      const dnnl::convolution_backward_weights::primitive_desc pd(
-          dnnl::convolution_backward_weights::desc(alg, x_any, w_any, y_any, strides, dil, pl, pr), attr, eng, fwd);
-      prim_ = dnnl::convolution_backward_weights(pd);
-      impl_ = pd.impl_info_str();
-      user[0] = y_user, want[0] = pd.diff_dst_desc(), arg_ids[0] = DNNL_ARG_DIFF_DST;
-      user[1] = x_user, want[1] = pd.src_desc(), arg_ids[1] = DNNL_ARG_SRC;
-      user[2] = w_user, want[2] = pd.diff_weights_desc(), arg_ids[2] = DNNL_ARG_DIFF_WEIGHTS;
-      scratch = pd.scratchpad_desc();
-    }
-    stream_ = dnnl::stream(eng);
-    for (int i = 0; i < 3; ++i) {
-      Arg& a = args_[i];
-      a.user = memory(user[i], eng, nullptr);
-      a.reordered = user[i] != want[i];
-      if (a.reordered) {
-        a.prim = memory(want[i], eng);
-        a.reorder =
-            i < 2 ? dnnl::primitive(dnnl::reorder(a.user, a.prim)) : dnnl::primitive(dnnl::reorder(a.prim, a.user));
-      } else {
-        a.prim = a.user;
-      }
-      exec_[i] = {arg_ids[i], a.prim.get()};
-    }
-    scratchpad_ = memory(scratch, eng);
-    exec_[3] = {DNNL_ARG_SCRATCHPAD, scratchpad_.get()};
-  }
-
-  ConvPass pass_;
-  Conv2dGeometry geom_;
-  int threads_;
-  bool ok_ = false;
-  std::string impl_;
-  dnnl::primitive prim_;
-  dnnl::stream stream_;
-  Arg args_[3];
-  dnnl::memory scratchpad_;
-  dnnl_exec_arg_t exec_[4] = {};
-};
-
-/// The oneDNN pass for (pass, geometry, thread count), created on first use. The cache is per thread (a
-/// primitive's memories hold the data pointers of one run at a time) and keeps the 64 most recent.
-inline DnnlConv& dnnl_conv(ConvPass pass, const Conv2dGeometry& g) {
-  thread_local std::vector<std::unique_ptr<DnnlConv>> cache;
-  const int threads = num_threads();
-  for (std::size_t i = 0; i < cache.size(); ++i)
-    if (cache[i]->matches(pass, g, threads)) {
-      // Move to the front, so lookups in a steady loop stop at the first few entries.
-      if (i > 0)
-        std::rotate(cache.begin(), cache.begin() + static_cast<std::ptrdiff_t>(i),
-                    cache.begin() + static_cast<std::ptrdiff_t>(i) + 1);
-      return *cache.front();
-    }
-  if (cache.size() >= 64) cache.pop_back();
-  cache.insert(cache.begin(), std::make_unique<DnnlConv>(pass, g, threads));
-  return *cache.front();
-}
-
-}  // namespace detail
-
-/// Runs a float convolution pass with oneDNN. Returns false (and computes nothing) when oneDNN has no
-/// implementation for it but its reference one, or rejects the geometry.
-/// @pre as conv2d_im2col.
-inline bool conv2d_onednn(const Conv2dCall<float>& c) {
-  auto& p = detail::dnnl_conv(c.pass, c.geom);
-  if (!p.ok()) return false;
-  switch (c.pass) {
-    case ConvPass::forward:
-      p.run(c.x, c.w, c.out);
-      break;
-    case ConvPass::backward_data:
-      p.run(c.dy, c.w, c.out);
-      break;
-    case ConvPass::backward_weight:
-      p.run(c.dy, c.x, c.out);
-      break;
-  }
-  return true;
-}
-
-/// The name of the oneDNN implementation that runs a pass ("jit:avx512_core", ...), or "" when none does.
-inline std::string conv2d_onednn_impl(ConvPass pass, const Conv2dGeometry& g) {
-  auto& p = detail::dnnl_conv(pass, g);
-  return p.ok() ? p.impl() : std::string();
-}
-#endif
-
-namespace detail {
-/// The automatic choice between oneDNN and im2col, from bench_conv on LeNet's shapes at batch 64 (AMD EPYC
-/// Zen 4, one thread, microseconds): conv1 (1 -> 6 channels, 28 x 28, 5 x 5, padding 2): forward 426 im2col
-/// vs 553 oneDNN, forward + weight gradient 850 vs 992, backward-data 5400 in oneDNN; conv2 (6 -> 16, 14 x 14,
-/// 5 x 5): forward 682 vs 286, forward + both gradients 2333 vs 1619. With one input channel per group the
-/// unrolled matrix is small and oneDNN's blocked kernels have nothing to block over.
-inline bool prefer_onednn(const Conv2dCall<float>& c) { return c.geom.c_in_per_group() > 1; }
-}  // namespace detail
-
-}  // namespace cpu
-
-/// The CPU convolution hook of expr/conv.hpp: oneDNN for float when the build has it and the algorithm
-/// setting allows (see cpu::set_conv_algorithm), im2col + GEMM otherwise.
-template <class T>
-void run_conv2d(const Conv2dCall<T>& c) {
-#if METAGRAD_CONV_HAVE_DNNL_
-  if constexpr (std::is_same_v<T, float>) {
-    const auto a = cpu::conv_algorithm();
-    if (a == cpu::ConvAlgorithm::onednn || (a == cpu::ConvAlgorithm::automatic && cpu::detail::prefer_onednn(c)))
-      if (cpu::conv2d_onednn(c)) return;
-  }
-#endif
-  cpu::conv2d_im2col(c);
-}
-
-METAGRAD_NAMESPACE_END
-
-#undef METAGRAD_CONV_HAVE_DNNL_
-// end of <metagrad/backend/cpu/conv.hpp>
+// #include <metagrad/backend/cpu/conv.hpp> (inlined above)
 // #include <metagrad/backend/cpu/elementwise.hpp> (inlined above)
 // #include <metagrad/backend/cpu/gemm.hpp> (inlined above)
 // #include <metagrad/backend/cpu/matmul.hpp> (inlined above)
 // #include <metagrad/backend/cpu/parallel.hpp> (inlined above)
-// #include <metagrad/backend/cpu/pool.hpp>
-// metagrad/backend/cpu/pool.hpp — the CPU answers to the pooling hooks of expr/pool.hpp: run_pool2d
-// (forward), run_max_pool2d_backward and run_avg_pool2d_backward. Each (image, channel) plane is one unit of
-// work, and the planes are spread over the CPU threads (cpu::parallel_for); the operand is read through its
-// plan, so the elementwise expression feeding a pool is computed inside these loops. The window rules are
-// PyTorch's (aten/src/ATen/native/cpu/{MaxPoolKernel,AvgPoolKernel,AdaptiveAvgPoolKernel}.cpp), including
-// which element a max-pool window picks: the first maximum in row-major order, or the last NaN.
-// Include <metagrad/metagrad.hpp> instead.
-
-#include <algorithm>
-#include <cstddef>
-#include <limits>
-#include <vector>
-
-// #include <metagrad/core/config.hpp> (inlined above)
-// #include <metagrad/core/shape.hpp> (inlined above)
-// #include <metagrad/expr/plan.hpp> (inlined above)
-// #include <metagrad/expr/pool.hpp> (inlined above)
-// #include <metagrad/backend/cpu/parallel.hpp> (inlined above)
-
-METAGRAD_NAMESPACE_BEGIN
-
-namespace cpu::detail {
-
-/// A window along one axis: input positions begin, begin + step, ... < end, and (average pools) the count
-/// that divides its sum.
-struct PoolSpan {
-  index_t begin, end, step, count;
-};
-
-/// The window of output position o along an axis of input extent `in` (the kernel, stride, padding and
-/// dilation of that axis given).
-inline PoolSpan pool_span(PoolKind kind, index_t o, index_t out, index_t in, index_t k, index_t s, index_t pad,
-                          index_t dil, bool include_pad) {
-  if (kind == PoolKind::adaptive_avg) {
-    const index_t b = (o * in) / out, e = ((o + 1) * in + out - 1) / out;
-    return {b, e, 1, e - b};
-  }
-  if (kind == PoolKind::max) {
-    index_t b = o * s - pad;
-    const index_t e = std::min(b + (k - 1) * dil + 1, in);
-    while (b < 0) b += dil;
-    return {b, e, dil, 0};
-  }
-  const index_t b = o * s - pad, e = std::min(b + k, in + pad);
-  const index_t cb = std::max<index_t>(b, 0), ce = std::min(e, in);
-  return {cb, ce, 1, include_pad ? e - b : ce - cb};
-}
-
-template <class F>
-void for_each_plane(const Pool2dGeometry& g, index_t weight, F&& f) {
-  parallel_for(
-      g.n * g.c,
-      [&](index_t p0, index_t p1) {
-        for (index_t p = p0; p < p1; ++p) f(p / g.c, p % g.c, p);
-      },
-      std::max<index_t>(1, weight), 1);
-}
-
-inline index_t pool_window_work(const Pool2dGeometry& g) {
-  if (g.p.kind == PoolKind::adaptive_avg) return g.h * g.w + g.oh * g.ow;
-  return g.oh * g.ow * g.p.kernel.h * g.p.kernel.w;
-}
-
-inline PoolSpan row_span(const Pool2dGeometry& g, index_t oy) {
-  return pool_span(g.p.kind, oy, g.oh, g.h, g.p.kernel.h, g.p.stride.h, g.p.padding.h, g.p.dilation.h,
-                   g.p.count_include_pad);
-}
-inline PoolSpan col_span(const Pool2dGeometry& g, index_t ox) {
-  return pool_span(g.p.kind, ox, g.ow, g.w, g.p.kernel.w, g.p.stride.w, g.p.padding.w, g.p.dilation.w,
-                   g.p.count_include_pad);
-}
-
-/// The rows of one (n, c) plane of the plan p ([n, c, h, w]) in memory: a leaf's own memory when its rows are
-/// unit-stride, else `buf` (h x w) filled from the plan once, so the window loops below read plain memory.
-/// Sets ld to the row stride.
-template <class T, class Plan>
-const T* plane_rows(const Plan& p, bool flat, index_t n, index_t c, index_t plane, index_t h, index_t w, T* buf,
-                    index_t& ld) {
-  if constexpr (is_leaf_plan_v<Plan>) {
-    if (p.strides[3] == 1 || w == 1) {
-      ld = p.strides[2];
-      return p.ptr + n * p.strides[0] + c * p.strides[1];
-    }
-  }
-  ld = w;
-  if (flat) {
-    const index_t base = plane * h * w;
-    METAGRAD_SIMD_LOOP
-    for (index_t i = 0; i < h * w; ++i) buf[i] = p.flat(base + i);
-  } else {
-    for (index_t y = 0; y < h; ++y) {
-      if constexpr (row_plan<Plan, index_t>) {
-        const auto rp = p.shifted(Array<index_t, 4>{{n, c, y, 0}});
-        for (index_t x = 0; x < w; ++x) buf[y * w + x] = rp.row(x);
-      } else {
-        for (index_t x = 0; x < w; ++x) buf[y * w + x] = p.at(Array<index_t, 4>{{n, c, y, x}});
-      }
-    }
-  }
-  return buf;
-}
-
-template <class T>
-T* plane_buffer(std::size_t n, int which) {
-  thread_local std::vector<T> bufs[2];
-  auto& b = bufs[which];
-  if (b.size() < n) b.resize(n);
-  return b.data();
-}
-
-/// PyTorch's max rule, `v > best || isnan(v)` from -inf: ties keep the first, a NaN wins.
-template <class T>
-METAGRAD_INLINE bool takes_max(T v, T best) {
-  return (v > best) | (v != v);  // no short circuit: a branch per element mispredicts on real data
-}
-
-/// The window's maximum in src (rows ld apart) and its position y w + x in a contiguous plane of width w; the
-/// window's first element when all are -inf.
-template <class T>
-METAGRAD_INLINE index_t window_argmax(const T* src, index_t ld, const PoolSpan& ys, const PoolSpan& xs, index_t w,
-                                      T& best) {
-  best = -std::numeric_limits<T>::infinity();
-  index_t arg = ys.begin * w + xs.begin;
-  for (index_t y = ys.begin; y < ys.end; y += ys.step)
-    for (index_t x = xs.begin; x < xs.end; x += xs.step)
-      if (takes_max(src[y * ld + x], best)) {
-        best = src[y * ld + x];
-        arg = y * w + x;
-      }
-  return arg;
-}
-
-/// Whether a max pool is the common 2 x 2, stride 2 one whose windows all lie inside the input.
-inline bool is_pool_2x2(const Pool2dGeometry& g) {
-  return g.p.kind == PoolKind::max && g.p.kernel == Size2(2) && g.p.stride == Size2(2) && g.p.padding == Size2(0) &&
-         g.p.dilation == Size2(1) && 2 * g.oh <= g.h && 2 * g.ow <= g.w;
-}
-
-/// Index 0..3 of the maximum of a, b, c, d (row-major window order) by the rule of takes_max, without
-/// branches so that the loops over a row of windows vectorise.
-template <class T>
-METAGRAD_INLINE int argmax4(T a, T b, T c, T d, T& best) {
-  int k = 0;
-  best = a;  // a beats the starting -inf, or equals it
-  const bool tb = takes_max(b, best);
-  best = tb ? b : best;
-  k = tb ? 1 : k;
-  const bool tc = takes_max(c, best);
-  best = tc ? c : best;
-  k = tc ? 2 : k;
-  const bool td = takes_max(d, best);
-  best = td ? d : best;
-  k = td ? 3 : k;
-  return k;
-}
-
-}  // namespace cpu::detail
-
-/// Forward pooling of the plan x (lowered at the input's shape) into call.out ([n, c, oh, ow], contiguous).
-template <class T, class Plan>
-void run_pool2d(const Pool2dCall<T>& call, const Plan& x) {
-  using namespace cpu::detail;
-  const Pool2dGeometry& g = call.geom;
-  const bool flat = x.is_flat(), fast = is_pool_2x2(g);
-  for_each_plane(g, pool_window_work(g), [&](index_t n, index_t c, index_t plane) {
-    index_t ld = 0;
-    const T* src = plane_rows(x, flat, n, c, plane, g.h, g.w, plane_buffer<T>(std::size_t(g.h * g.w), 0), ld);
-    T* out = call.out + plane * g.oh * g.ow;
-    if (fast) {
-      for (index_t oy = 0; oy < g.oh; ++oy) {
-        const T* r0 = src + 2 * oy * ld;
-        const T* r1 = r0 + ld;
-        METAGRAD_SIMD_LOOP
-        for (index_t ox = 0; ox < g.ow; ++ox) {
-          T best;
-          argmax4(r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1], best);
-          out[oy * g.ow + ox] = best;
-        }
-      }
-      return;
-    }
-    for (index_t oy = 0; oy < g.oh; ++oy) {
-      const auto ys = row_span(g, oy);
-      for (index_t ox = 0; ox < g.ow; ++ox) {
-        const auto xs = col_span(g, ox);
-        T v;
-        if (g.p.kind == PoolKind::max) {
-          window_argmax(src, ld, ys, xs, g.w, v);
-        } else {
-          T s = 0;
-          for (index_t y = ys.begin; y < ys.end; ++y)
-            for (index_t xi = xs.begin; xi < xs.end; ++xi) s += src[y * ld + xi];
-          // PyTorch writes 0 for a window that lies entirely in the padding (possible with ceil_mode).
-          v = ys.begin < ys.end && xs.begin < xs.end ? s / static_cast<T>(ys.count * xs.count) : T(0);
-        }
-        out[oy * g.ow + ox] = v;
-      }
-    }
-  });
-}
-
-/// dx (call.out, shaped like x, overwritten) of a max pooling: the adjoint g of each output added at its
-/// window's maximum in x.
-template <class T, class GPlan, class XPlan>
-void run_max_pool2d_backward(const Pool2dCall<T>& call, const GPlan& gp, const XPlan& x) {
-  using namespace cpu::detail;
-  const Pool2dGeometry& g = call.geom;
-  const bool xflat = x.is_flat(), gflat = gp.is_flat(), fast = is_pool_2x2(g);
-  for_each_plane(g, pool_window_work(g), [&](index_t n, index_t c, index_t plane) {
-    index_t ld = 0, gld = 0;
-    const T* src = plane_rows(x, xflat, n, c, plane, g.h, g.w, plane_buffer<T>(std::size_t(g.h * g.w), 0), ld);
-    const T* gr = plane_rows(gp, gflat, n, c, plane, g.oh, g.ow, plane_buffer<T>(std::size_t(g.oh * g.ow), 1), gld);
-    T* dx = call.out + plane * g.h * g.w;
-    if (fast) {
-      // Disjoint windows covering rows and columns [0, 2 oh) x [0, 2 ow): every element there is written once.
-      for (index_t oy = 0; oy < g.oh; ++oy) {
-        const T* r0 = src + 2 * oy * ld;
-        const T* r1 = r0 + ld;
-        T* d0 = dx + 2 * oy * g.w;
-        T* d1 = d0 + g.w;
-        METAGRAD_SIMD_LOOP
-        for (index_t ox = 0; ox < g.ow; ++ox) {
-          T best;
-          const int k = argmax4(r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1], best);
-          const T v = gr[oy * gld + ox];
-          d0[2 * ox] = k == 0 ? v : T(0);
-          d0[2 * ox + 1] = k == 1 ? v : T(0);
-          d1[2 * ox] = k == 2 ? v : T(0);
-          d1[2 * ox + 1] = k == 3 ? v : T(0);
-        }
-        std::fill(d0 + 2 * g.ow, d0 + g.w, T(0));
-        std::fill(d1 + 2 * g.ow, d1 + g.w, T(0));
-      }
-      std::fill(dx + 2 * g.oh * g.w, dx + g.h * g.w, T(0));
-      return;
-    }
-    std::fill(dx, dx + g.h * g.w, T(0));
-    for (index_t oy = 0; oy < g.oh; ++oy) {
-      const auto ys = row_span(g, oy);
-      for (index_t ox = 0; ox < g.ow; ++ox) {
-        const auto xs = col_span(g, ox);
-        T best;
-        dx[window_argmax(src, ld, ys, xs, g.w, best)] += gr[oy * gld + ox];
-      }
-    }
-  });
-}
-
-/// dx (call.out, shaped like x, overwritten) of an average pooling: the adjoint g of each output divided by its
-/// window's count and added over the window.
-template <class T, class GPlan>
-void run_avg_pool2d_backward(const Pool2dCall<T>& call, const GPlan& gp) {
-  using namespace cpu::detail;
-  const Pool2dGeometry& g = call.geom;
-  const bool gflat = gp.is_flat();
-  for_each_plane(g, pool_window_work(g), [&](index_t n, index_t c, index_t plane) {
-    index_t gld = 0;
-    const T* gr = plane_rows(gp, gflat, n, c, plane, g.oh, g.ow, plane_buffer<T>(std::size_t(g.oh * g.ow), 1), gld);
-    T* dx = call.out + plane * g.h * g.w;
-    std::fill(dx, dx + g.h * g.w, T(0));
-    for (index_t oy = 0; oy < g.oh; ++oy) {
-      const auto ys = row_span(g, oy);
-      for (index_t ox = 0; ox < g.ow; ++ox) {
-        const auto xs = col_span(g, ox);
-        if (ys.begin >= ys.end || xs.begin >= xs.end) continue;
-        const T v = gr[oy * gld + ox] / static_cast<T>(ys.count * xs.count);
-        for (index_t y = ys.begin; y < ys.end; ++y)
-          for (index_t xi = xs.begin; xi < xs.end; ++xi) dx[y * g.w + xi] += v;
-      }
-    }
-  });
-}
-
-METAGRAD_NAMESPACE_END
-// end of <metagrad/backend/cpu/pool.hpp>
+// #include <metagrad/backend/cpu/pool.hpp> (inlined above)
 // #include <metagrad/backend/cpu/reduce.hpp> (inlined above)
 // end of <metagrad/backend/cpu.hpp>
 // #include <metagrad/core.hpp> (inlined above)
@@ -13562,10 +16997,17 @@ constexpr auto schedule(TypeList<Outs...>, std::index_sequence<I...>) {
   // List scheduling: of the nodes whose inputs are ready, take the one that ends the most lifetimes (it is
   // the last reader of the most results), so that a backward pass consumes forward results soon after its
   // adjoints exist; ties go to the earliest in post-order (the order the expressions were written in).
+  // The reads as adjacency lists: the scheduling loop below is N steps x N candidates x their reads, and with
+  // a dense row per candidate it cost N^3 constant-evaluation steps, past nvcc's limit for a LeNet step.
+  std::array<std::array<std::size_t, N>, N> adj{};
+  std::array<std::size_t, N> degree{};
   std::array<std::size_t, N> readers_left{};
   for (std::size_t g = 0; g < N; ++g)
     for (std::size_t r = 0; r < N; ++r)
-      if (reads[g][r]) ++readers_left[r];
+      if (reads[g][r]) {
+        adj[g][degree[g]++] = r;
+        ++readers_left[r];
+      }
   std::array<bool, N> done{};
   for (std::size_t step = 0; step < N; ++step) {
     std::size_t best = none;
@@ -13574,11 +17016,11 @@ constexpr auto schedule(TypeList<Outs...>, std::index_sequence<I...>) {
       if (done[g]) continue;
       bool ready = true;
       int score = 0;
-      for (std::size_t r = 0; r < N; ++r)
-        if (reads[g][r]) {
-          ready = ready && done[r];
-          score += readers_left[r] == 1 && !by_output[r] ? 1 : 0;
-        }
+      for (std::size_t k = 0; k < degree[g] && ready; ++k) {
+        const std::size_t r = adj[g][k];
+        ready = done[r];
+        score += readers_left[r] == 1 && !by_output[r] ? 1 : 0;
+      }
       if (ready && score > best_score) {
         best = g;
         best_score = score;
@@ -13587,16 +17029,15 @@ constexpr auto schedule(TypeList<Outs...>, std::index_sequence<I...>) {
     done[best] = true;
     sc.order[step] = best;
     sc.step_of[best] = step;
-    for (std::size_t r = 0; r < N; ++r)
-      if (reads[best][r]) --readers_left[r];
+    for (std::size_t k = 0; k < degree[best]; ++k) --readers_left[adj[best][k]];
   }
 
-  for (std::size_t g = 0; g < N; ++g) {
-    sc.last_use[g] = by_output[g] ? N : none;
-    if (!by_output[g])
-      for (std::size_t h = 0; h < N; ++h)
-        if (reads[h][g] && (sc.last_use[g] == none || sc.step_of[h] > sc.last_use[g])) sc.last_use[g] = sc.step_of[h];
-  }
+  for (std::size_t g = 0; g < N; ++g) sc.last_use[g] = by_output[g] ? N : none;
+  for (std::size_t h = 0; h < N; ++h)
+    for (std::size_t k = 0; k < degree[h]; ++k) {
+      const std::size_t g = adj[h][k];
+      if (!by_output[g] && (sc.last_use[g] == none || sc.step_of[h] > sc.last_use[g])) sc.last_use[g] = sc.step_of[h];
+    }
 
   for (auto& o : sc.output_of) o = none;
   std::size_t k = 0;
@@ -13681,6 +17122,135 @@ METAGRAD_NAMESPACE_END
 // #include <metagrad/core/error.hpp> (inlined above)
 // #include <metagrad/core/storage.hpp> (inlined above)
 // #include <metagrad/core/tensor.hpp> (inlined above)
+// #include <metagrad/graph/capture.hpp>
+// metagrad/graph/capture.hpp — what a Program needs to replay a recorded step (a CUDA graph) instead of
+// running it: the capture key of its outputs, which changes whenever a recorded step would no longer compute
+// what a fresh run computes, and the recorded graph's owner. A recording bakes in every device address,
+// shape and scalar of the step's kernels and library calls; the addresses and shapes come from the tensors
+// the expressions read, and the only value that changes between runs of the same expression objects is a
+// dropout site's step. The key is those, gathered by one walk of the outputs (a run-time choice between two
+// branches contributes its choice and walks only the branch it takes).
+// The walk and the policy are device-independent and tested on the CPU; the recording itself is the CUDA
+// backend's (backend/cuda/graph.hpp), reached through the device hooks of core/storage.hpp.
+// Include <metagrad/graph.hpp> instead.
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+// #include <metagrad/core/device.hpp> (inlined above)
+// #include <metagrad/core/storage.hpp> (inlined above)
+// #include <metagrad/core/tensor.hpp> (inlined above)
+// #include <metagrad/expr/node.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+namespace graph::detail {
+
+template <class T, int R>
+void append_tensor_key(const Tensor<T, R>& t, std::vector<std::uint64_t>& key) {
+  if (!t.defined()) {
+    key.push_back(0);
+    return;
+  }
+  key.push_back(reinterpret_cast<std::uintptr_t>(t.data()));
+  key.push_back(static_cast<std::uint64_t>(t.device().index()) + (t.device().is_cuda() ? (1ull << 32) : 0));
+  for (int d = 0; d < R; ++d) {
+    key.push_back(static_cast<std::uint64_t>(t.shape()[d]));
+    key.push_back(static_cast<std::uint64_t>(t.strides()[d]));
+  }
+}
+
+/// Appends to `key` what a recording of e depends on beyond e's type: the address, device, shape and strides
+/// of every tensor it reads (bound Inputs included), the step of every dropout site and the branch of every
+/// choice between two branches (whose other branch is not walked, as it is not run).
+/// @throws unbound_error when an Input is not bound.
+template <class E>
+void append_capture_key(const E& e, std::vector<std::uint64_t>& key) {
+  if constexpr (is_tensor_v<E>) {
+    append_tensor_key(e, key);
+  } else if constexpr (requires { e.value().device(); }) {
+    append_tensor_key(e.value(), key);
+  } else {
+    if constexpr (requires { e.key().step(); }) key.push_back(e.key().step());
+    if constexpr (requires {
+                    e.takes_first();
+                    e.first_branch();
+                    e.second_branch();
+                  }) {
+      const bool first = e.takes_first();
+      key.push_back(first ? 1 : 2);
+      if (first)
+        append_capture_key(e.first_branch(), key);
+      else
+        append_capture_key(e.second_branch(), key);
+    } else if constexpr (requires { e.children(); }) {
+      std::apply([&](const auto&... c) { (append_capture_key(c, key), ...); }, e.children());
+    }
+  }
+}
+
+/// The capture key of a tuple of outputs.
+template <class Tuple>
+std::vector<std::uint64_t> capture_key(const Tuple& outs) {
+  std::vector<std::uint64_t> key;
+  std::apply([&](const auto&... o) { (append_capture_key(o, key), ...); }, outs);
+  return key;
+}
+
+/// A recorded step, freed (with the memory its recording kept) when destroyed or replaced.
+class RecordedGraph {
+ public:
+  RecordedGraph() = default;
+  RecordedGraph(const RecordedGraph&) = delete;
+  RecordedGraph& operator=(const RecordedGraph&) = delete;
+  RecordedGraph(RecordedGraph&& o) noexcept : g_(std::exchange(o.g_, nullptr)), key_(std::move(o.key_)) {}
+  RecordedGraph& operator=(RecordedGraph&& o) noexcept {
+    if (this != &o) {
+      reset();
+      g_ = std::exchange(o.g_, nullptr);
+      key_ = std::move(o.key_);
+    }
+    return *this;
+  }
+  ~RecordedGraph() { reset(); }
+
+  void reset() noexcept {
+    if (g_) metagrad::detail::device_memory_hooks().graph_destroy(g_);
+    g_ = nullptr;
+    key_.clear();
+  }
+  void set(void* g, std::vector<std::uint64_t> key) {
+    reset();
+    g_ = g;
+    key_ = std::move(key);
+  }
+  bool holds() const { return g_ != nullptr; }
+  bool matches(const std::vector<std::uint64_t>& key) const { return g_ && key == key_; }
+  void launch() const { metagrad::detail::device_memory_hooks().graph_launch(g_); }
+
+ private:
+  void* g_ = nullptr;
+  std::vector<std::uint64_t> key_;
+};
+
+/// When a Program records and replays (Program::run). A step is recorded on the second of two consecutive
+/// runs with the same key (the first run of a key finds library algorithms and sizes buffers, which a
+/// recording must not do), and replayed while the key stays the same.
+struct CapturePolicy {
+  enum class Action { run, record, replay };
+  static Action decide(bool enabled, bool on_cuda, bool same_key_as_last_run, bool holds_matching_graph) {
+    if (!enabled || !on_cuda) return Action::run;
+    if (holds_matching_graph) return Action::replay;
+    return same_key_as_last_run ? Action::record : Action::run;
+  }
+};
+
+}  // namespace graph::detail
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/graph/capture.hpp>
 // #include <metagrad/graph/plan.hpp> (inlined above)
 
 METAGRAD_NAMESPACE_BEGIN
@@ -13717,11 +17287,42 @@ struct GroupState {
   std::size_t occurrences = 0;
 };
 
+// The states of all groups, reached by group number. Not a std::tuple: nvcc 13's front end gives up
+// ("excessive recursion") on std::tuple's constructor constraints over the hundred-odd groups of a conv net's
+// training step.
+template <std::size_t I, class T>
+struct Indexed {
+  T value;
+};
+template <class Seq, class... T>
+struct IndexedPack;
+template <std::size_t... I, class... T>
+struct IndexedPack<std::index_sequence<I...>, T...> : Indexed<I, T>... {};
+template <std::size_t I, class T>
+T& get_indexed(Indexed<I, T>& h) {
+  return h.value;
+}
+template <std::size_t I, class T>
+const T& get_indexed(const Indexed<I, T>& h) {
+  return h.value;
+}
+
 template <class Tuple>
 struct group_states;
 template <class... G>
 struct group_states<std::tuple<G...>> {
-  using type = std::tuple<GroupState<G>...>;
+  using type = IndexedPack<std::index_sequence_for<G...>, GroupState<G>...>;
+};
+
+// The Program's state is held as a StateBase, not as std::unique_ptr<State>: nvcc 13's front end
+// (cudafe++) does not finish instantiating libstdc++'s unique_ptr (its __uniq_ptr_impl) over a type whose
+// template arguments are a large gradient expression, whereas g++ takes a second. Measured in bench/README.md,
+// "nvcc's front end and compiled gradients". One virtual destructor per Program, nothing per step.
+struct StateBase {
+  StateBase() = default;
+  StateBase(const StateBase&) = delete;
+  StateBase& operator=(const StateBase&) = delete;
+  virtual ~StateBase() = default;
 };
 
 inline std::string bytes_text(std::size_t b) {
@@ -13778,20 +17379,26 @@ class Program {
   static constexpr std::size_t NG = P::num_groups;
   static constexpr std::size_t NO = sizeof...(Outs);
 
-  struct State {
+  struct State : graph::detail::StateBase {
     std::tuple<Outs...> outs;
     typename graph::detail::group_states<Groups>::type groups;
     std::vector<std::shared_ptr<Storage>> slots;
     std::tuple<Tensor<typename Outs::value_type, Outs::rank>...> results;
     std::size_t runs = 0;
     Device device;  // where this run's bound tensors live; slots and outputs are allocated there
+    // CUDA-graph replay (set_graph_capture): the last run's key, the recording, and why there is none.
+    bool capture = true;
+    std::vector<std::uint64_t> last_key;
+    graph::detail::RecordedGraph recorded;
+    std::size_t replays = 0;
+    std::string capture_off;  // non-empty: recording failed once for this reason and is not tried again
     explicit State(const Outs&... o) : outs(o...), slots(P::num_slots) {}
   };
 
  public:
   using result_type = std::tuple<Tensor<typename Outs::value_type, Outs::rank>...>;
 
-  explicit Program(const Outs&... outs) : s_(std::make_unique<State>(outs...)) { bind_nodes(); }
+  explicit Program(const Outs&... outs) : s_(new State(outs...)) { bind_nodes(); }
   Program(Program&&) noexcept = default;
   Program& operator=(Program&&) noexcept = default;
 
@@ -13800,20 +17407,42 @@ class Program {
   /// overwritten by the next run: clone() what must outlive it. The program runs on the device of its bound
   /// tensors (CPU, or a CUDA device in a file compiled by nvcc).
   /// @throws unbound_error when an Input is not bound; shape_error when the bound shapes do not fit.
+  ///
+  /// On a CUDA device the step is recorded as a CUDA graph on the second of two consecutive runs whose
+  /// bound tensors (addresses, shapes, strides) and dropout steps are the same, and from
+  /// then on replayed with one launch while they stay the same: its results equal those of a run, with the
+  /// host-side work of every kernel and library call skipped. Bind the same tensors each step (copy new
+  /// data into them) to keep replaying. set_graph_capture(false) turns this off.
   template <class... Bindings>
   const result_type& run(const Bindings&...) {
-    s_->device = std::apply(
+    State& st = *state();
+    st.device = std::apply(
         [](const auto&... o) {
           std::optional<Device> d;
           ((d = d ? d : detail::first_device(o)), ...);
           return d.value_or(Device::cpu());
         },
-        s_->outs);
-    size_slots();
-    run_steps(std::make_index_sequence<NG>{});
-    write_outputs(std::make_index_sequence<NO>{});
-    ++s_->runs;
-    return s_->results;
+        st.outs);
+    using graph::detail::CapturePolicy;
+    auto action = CapturePolicy::Action::run;
+    std::vector<std::uint64_t> key;
+    if (st.capture && st.capture_off.empty() && st.device.is_cuda()) {
+      key = graph::detail::capture_key(st.outs);
+      action = CapturePolicy::decide(true, true, st.runs > 0 && key == st.last_key, st.recorded.matches(key));
+    }
+    if (action == CapturePolicy::Action::replay) {
+      st.recorded.launch();
+      ++st.replays;
+    } else {
+      st.recorded.reset();  // its tensors may be gone: never replay a recording of other bindings
+      if (action == CapturePolicy::Action::record)
+        record(key);
+      else
+        run_now();
+      if (!key.empty()) st.last_key = std::move(key);
+    }
+    ++st.runs;
+    return st.results;
   }
   template <class... Bindings>
   const result_type& operator()(const Bindings&... b) {
@@ -13846,7 +17475,7 @@ class Program {
       m.output_bytes += b;
       if (index_of_output_group(k++) == P::none) m.intermediate_bytes += b;  // not already counted as a step
     };
-    std::apply([&](const auto&... o) { (add_output(o), ...); }, s_->outs);
+    std::apply([&](const auto&... o) { (add_output(o), ...); }, state()->outs);
     m.peak_bytes = m.slot_bytes + m.output_bytes;
     return m;
   }
@@ -13901,7 +17530,7 @@ class Program {
               }(),
               ...);
         },
-        s_->outs);
+        state()->outs);
     try {
       const auto m = memory_plan();
       os << "  memory: slots " << graph::detail::bytes_text(m.slot_bytes) << " + outputs "
@@ -13913,15 +17542,27 @@ class Program {
     return os.str();
   }
 
+  /// Turns CUDA-graph recording and replay of this Program on (the default) or off; off drops a recording.
+  void set_graph_capture(bool on) {
+    state()->capture = on;
+    if (!on) state()->recorded.reset();
+  }
+  /// Whether the next run with the same bindings replays a recorded CUDA graph.
+  bool graph_captured() const { return state()->recorded.holds(); }
+  /// How many runs were replays of a recording.
+  std::size_t graph_replays() const { return state()->replays; }
+  /// Why this Program no longer records (empty when it does, or has not tried).
+  const std::string& graph_capture_error() const { return state()->capture_off; }
+
   static constexpr std::size_t steps() { return NG; }
   static constexpr std::size_t slots() { return P::num_slots; }
-  std::size_t runs() const { return s_->runs; }
-  const std::tuple<Outs...>& outputs() const { return s_->outs; }
+  std::size_t runs() const { return state()->runs; }
+  const std::tuple<Outs...>& outputs() const { return state()->outs; }
 
  private:
   template <class F, std::size_t... G>
   void for_groups_impl(F&& f, std::index_sequence<G...>) const {
-    (f(std::integral_constant<std::size_t, G>{}, std::get<G>(s_->groups)), ...);
+    (f(std::integral_constant<std::size_t, G>{}, graph::detail::get_indexed<G>(state()->groups)), ...);
   }
   template <class F>
   void for_groups(F&& f) const {
@@ -13930,7 +17571,8 @@ class Program {
   // f(group, state) for every group, in the order of the steps.
   template <class F, std::size_t... S>
   void for_steps_impl(F&& f, std::index_sequence<S...>) const {
-    (f(std::integral_constant<std::size_t, P::order[S]>{}, std::get<P::order[S]>(s_->groups)), ...);
+    (f(std::integral_constant<std::size_t, P::order[S]>{}, graph::detail::get_indexed<P::order[S]>(state()->groups)),
+     ...);
   }
   template <class F>
   void for_steps(F&& f) const {
@@ -13962,7 +17604,7 @@ class Program {
     auto visit = [&](const auto& node) {
       using G = std::remove_cvref_t<decltype(node)>;
       constexpr std::size_t g = graph::detail::index_of<G, typename P::groups>::value;
-      auto& st = std::get<g>(s_->groups);
+      auto& st = graph::detail::get_indexed<g>(state()->groups);
       ++st.occurrences;
       if (!st.rep) {
         st.rep = &node;
@@ -13980,7 +17622,45 @@ class Program {
         node.bind_slot(st.other_values.back().get());
       }
     };
-    std::apply([&](const auto&... o) { (graph::detail::for_each_boundary(o, visit), ...); }, s_->outs);
+    std::apply([&](const auto&... o) { (graph::detail::for_each_boundary(o, visit), ...); }, state()->outs);
+  }
+
+  void run_now() {
+    size_slots();
+    run_steps(std::make_index_sequence<NG>{});
+    write_outputs(std::make_index_sequence<NO>{});
+  }
+
+  // Records one run as a CUDA graph, then replays it (recording queues nothing). A CUDA error while
+  // recording (a library call that cannot be captured, a synchronisation inside a step) turns recording
+  // off for this Program, with the reason kept, and the step runs normally; any other error is the run's
+  // own (bad shapes, ...) and is rethrown after the recording is discarded.
+  void record(std::vector<std::uint64_t> key) {
+    State& st = *state();
+    const auto& hooks = metagrad::detail::device_hooks_for(st.device, "CUDA graph capture");
+    size_slots();  // outside the recording: shapes are those of the last run, so nothing is allocated
+    void* token = hooks.graph_begin(st.device);
+    try {
+      run_steps(std::make_index_sequence<NG>{});
+      write_outputs(std::make_index_sequence<NO>{});
+    } catch (const cuda_error& e) {
+      hooks.graph_abort(st.device, token);
+      st.capture_off = e.what();
+      run_now();
+      return;
+    } catch (...) {
+      hooks.graph_abort(st.device, token);
+      throw;
+    }
+    std::string why;
+    void* g = hooks.graph_end(st.device, token, why);
+    if (!g) {
+      st.capture_off = why;
+      run_now();
+      return;
+    }
+    st.recorded.set(g, std::move(key));
+    st.recorded.launch();
   }
 
   // Grows slot storage to fit this run's shapes (nothing is allocated when they fit).
@@ -13989,10 +17669,10 @@ class Program {
       if constexpr (P::slot_of[decltype(g)::value] != P::none) {
         if (!st.rep) return;
         const std::size_t b = group_bytes(*st.rep);
-        auto& slot = s_->slots[P::slot_of[decltype(g)::value]];
-        if (!slot || slot->bytes() < b || slot->device() != s_->device) {
+        auto& slot = state()->slots[P::slot_of[decltype(g)::value]];
+        if (!slot || slot->bytes() < b || slot->device() != state()->device) {
           slot.reset();  // free the old one first: peak memory, not old + new
-          slot = std::make_shared<Storage>(b, s_->device);
+          slot = std::make_shared<Storage>(b, state()->device);
         }
       }
     });
@@ -14001,7 +17681,7 @@ class Program {
   template <std::size_t G>
   void run_step() {
     using Node = std::tuple_element_t<G, Groups>;
-    auto& st = std::get<G>(s_->groups);
+    auto& st = graph::detail::get_indexed<G>(state()->groups);
     if (!st.rep) return;  // only in the branch of a SelectExpr that is not taken
     const Node& n = *st.rep;
     if constexpr (requires { n.materialised(); }) {
@@ -14009,11 +17689,11 @@ class Program {
     }
     const auto shape = n.shape();
     if constexpr (P::output_of[G] != P::none) {
-      auto& out = std::get<P::output_of[G]>(s_->results);
-      detail::prepare_destination(out, shape, s_->device);
+      auto& out = std::get<P::output_of[G]>(state()->results);
+      detail::prepare_destination(out, shape, state()->device);
       st.view = out;
     } else {
-      st.view = graph::detail::group_tensor_t<Node>::from_storage(s_->slots[P::slot_of[G]], 0, shape,
+      st.view = graph::detail::group_tensor_t<Node>::from_storage(state()->slots[P::slot_of[G]], 0, shape,
                                                                   contiguous_strides(shape));
     }
     n.eval_into(st.view);
@@ -14027,13 +17707,14 @@ class Program {
   template <std::size_t K>
   void write_output() {
     using O = std::tuple_element_t<K, std::tuple<Outs...>>;
-    const O& o = std::get<K>(s_->outs);
-    auto& out = std::get<K>(s_->results);
+    const O& o = std::get<K>(state()->outs);
+    auto& out = std::get<K>(state()->results);
     if constexpr (boundary_expression<O>) {
       constexpr std::size_t g = graph::detail::index_of<O, typename P::groups>::value;
       if constexpr (P::output_of[g] == K) {
         bool done = true;
-        if constexpr (requires { o.materialised(); }) done = std::get<g>(s_->groups).rep->materialised();
+        if constexpr (requires { o.materialised(); })
+          done = graph::detail::get_indexed<g>(state()->groups).rep->materialised();
         (void)o;
         if (done) return;  // the step wrote it
       }
@@ -14045,7 +17726,8 @@ class Program {
     (write_output<K>(), ...);
   }
 
-  std::unique_ptr<State> s_;
+  State* state() const { return static_cast<State*>(s_.get()); }  // s_ always holds a State
+  std::unique_ptr<graph::detail::StateBase> s_;
 };
 
 /// Compiles output expressions into a Program: their boundary nodes (reductions, matrix products, ...)
@@ -16349,6 +20031,8 @@ METAGRAD_NAMESPACE_END
 // and optionally
 //   template <class X> auto updates(const X& x) const a tuple of StateUpdate: buffers to overwrite after a
 //                                                     training step (batch norm's running statistics)
+//   void to(Device)                                   moves its parameters and buffers to a device (layers
+//                                                     without it have their params() moved by to_device)
 // A layer's parameters are tagged by the layer's Tag, so two layers never share a parameter by accident;
 // a *spec* (nn::linear(400, 120)) is the untagged description, made into a layer by sequential() or make<Tag>.
 
@@ -16359,6 +20043,7 @@ METAGRAD_NAMESPACE_END
 #include <utility>
 #include <vector>
 
+// #include <metagrad/core/device.hpp> (inlined above)
 // #include <metagrad/core/dtype.hpp> (inlined above)
 // #include <metagrad/core/error.hpp> (inlined above)
 // #include <metagrad/core/shape.hpp> (inlined above)
@@ -16380,13 +20065,15 @@ struct bias {};
 }  // namespace role
 
 /// One named tensor of a model's state: a parameter (trainable) or a buffer (running statistics). `data`
-/// points at `numel` contiguous elements of `dtype`, valid while the model is alive and not re-shaped.
+/// points at `numel` contiguous elements of `dtype` in the memory of `device` (state dicts and checkpoints
+/// copy device entries through the host), valid while the model is alive, not re-shaped and not moved.
 struct StateEntry {
   std::string name;
   DType dtype;
   std::vector<index_t> shape;
   void* data;
   bool trainable;
+  Device device = Device::cpu();
 
   index_t numel() const {
     index_t n = 1;
@@ -16404,19 +20091,15 @@ std::vector<index_t> shape_vector(const Shape<R>& s) {
 }
 }  // namespace detail
 
-/// The state entry of a tensor (loading writes through it). @pre t is contiguous (layers allocate their tensors
-/// themselves).
+/// The state entry of a tensor (loading writes through it), on the tensor's device. @pre t is contiguous
+/// (layers allocate their tensors themselves).
 template <class T, int R>
 StateEntry state_entry(std::string name, const Tensor<T, R>& t, bool trainable) {
   if (!is_contiguous(t.shape(), t.strides()))
     throw error("state of '" + name + "': the tensor is not contiguous; set() a contiguous tensor");
-  // State entries are read and written as host memory (state dicts, checkpoints).
-  if (!t.device().is_cpu())
-    throw device_error("state of '" + name + "' is on " + t.device().str() +
-                       ": state dicts and checkpoints read host memory in this release; move the model's "
-                       "parameters with to(Device::cpu()) first");
   // A Tensor is a handle: its elements stay writable through a const handle's storage (state loading).
-  return {std::move(name), dtype_of<T>, detail::shape_vector(t.shape()), const_cast<T*>(t.data()), trainable};
+  return {std::move(name),          dtype_of<T>, detail::shape_vector(t.shape()),
+          const_cast<T*>(t.data()), trainable,   t.device()};
 }
 
 /// Calls f(param) for every Param handle in a tuple.
@@ -16461,6 +20144,43 @@ auto updates_of(const L& l, const X& x) {
 template <class L>
 void advance_of(const L& l) {
   if constexpr (requires { l.advance(); }) l.advance();
+}
+
+/// Moves a parameter's tensor to `device` (a copy there replaces it; nothing happens when it is already
+/// there). The Param keeps its identity: every copy of the handle, an optimiser's included, sees the moved
+/// tensor, and expressions built from it read it there. @throws device_error as Tensor::to does.
+template <class P>
+void move_param(const P& p, Device device) {
+  if (p.initialized() && !(p.value().device() == device)) p.set(p.value().to(device));
+}
+
+/// Moves every Param of a tuple to `device` (see move_param).
+template <class Tuple>
+void move_params(const Tuple& params, Device device) {
+  for_each_param(params, [&](const auto& p) { move_param(p, device); });
+}
+
+/// Moves a layer or model to `device`: l.to(device) when the layer has it (containers, layers with
+/// buffers), else its params(). See to_device.
+template <class L>
+void to_device_of(L& l, Device device) {
+  if constexpr (requires { l.to(device); })
+    l.to(device);
+  else
+    move_params(l.params(), device);
+}
+
+/// Moves every parameter and buffer of `model` (a layer or a sequential) to `device`, in place, like
+/// torch's module.to(device): Params keep their identity, so an optimiser built on model.params() before the
+/// move keeps working (its state follows on the next step). Expressions and training steps that read
+/// buffers (batch norm's running statistics) hold the old tensors: build them after the move.
+/// @code nn::to_device(model, Device::cuda(0)); @endcode
+/// @throws device_error for a CUDA device without the CUDA backend (no file compiled by nvcc in the program)
+/// or one that does not exist.
+template <class L>
+L& to_device(L& model, Device device) {
+  to_device_of(model, device);
+  return model;
 }
 
 /// Number of trainable elements in a tuple of params.
@@ -16949,7 +20669,16 @@ class BatchNorm : public LayerBase {
   const bias_type& bias() const { return bias_; }
   const Tensor<T, 1>& running_mean() const { return mean_; }
   const Tensor<T, 1>& running_var() const { return var_; }
-  std::int64_t num_batches_tracked() const { return count_.data()[0]; }
+  std::int64_t num_batches_tracked() const { return count_.item(); }
+
+  /// Moves the parameters and the running statistics to `device`, in place (see nn::to_device).
+  /// Expressions and training steps built before the move still read the old running statistics.
+  void to(Device device) {
+    move_params(params(), device);
+    mean_ = mean_.to(device);
+    var_ = var_.to(device);
+    count_ = count_.to(device);
+  }
 
   auto params() const { return std::make_tuple(weight_, bias_); }
   void collect_state(std::vector<StateEntry>& out) const {
@@ -17117,7 +20846,10 @@ METAGRAD_NAMESPACE_END
 // metagrad/nn/optim.hpp — optimisers: SGD (momentum, dampening, Nesterov, weight decay), Adam, AdamW and
 // RMSprop, with PyTorch's update rules and state names (so their state round-trips through checkpoints).
 // Each step updates every parameter in one fused pass that reads the parameter, its gradient and its state
-// once and writes them once: the per-element rule is a METAGRAD_HD function, run here by a threaded CPU loop.
+// once and writes them once: the per-element rule is a METAGRAD_HD function, run by a threaded CPU loop for
+// CPU parameters and, for CUDA parameters (in a file compiled by nvcc), by multi-tensor kernels that update
+// every parameter of one dtype and device in one launch (backend/cuda/multi_tensor.hpp). State tensors live
+// on their parameter's device and follow it when the model is moved (nn::to_device).
 // Gradient clipping by global norm scales the gradients inside that same pass. Which parameters train is
 // chosen by the params tuple the optimiser is built with (the others are never differentiated); freeze()
 // additionally stops updates by name at run time. Include <metagrad/nn.hpp> instead.
@@ -17125,13 +20857,356 @@ METAGRAD_NAMESPACE_END
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 // #include <metagrad/backend/cpu/assign.hpp> (inlined above)
 // #include <metagrad/backend/cpu/parallel.hpp> (inlined above)
+// #include <metagrad/backend/dispatch.hpp> (inlined above)
+// #include <metagrad/backend/multi_tensor_plan.hpp>
+// metagrad/backend/multi_tensor_plan.hpp — the device-independent half of multi-tensor updates (apex's and
+// PyTorch's multi_tensor_apply design, our own code): a list of tensors, each given as NPtr same-sized
+// buffers (an optimiser's parameter, gradient and state), is cut into fixed-size chunks and packed into
+// launches. Each launch's table (buffer pointers per tensor, and per chunk the tensor it belongs to and its
+// index there) is a trivially copyable kernel argument within the kernel-parameter budget, so one launch
+// updates many tensors: block b of a launch runs chunk b. The per-chunk body is plain METAGRAD_HD code with
+// 16-byte vector accesses where every buffer is aligned; CPU tests replay it exactly as the kernel runs it.
+// Include <metagrad/metagrad.hpp> instead.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/backend/cuda/launch.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_LAUNCH_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_LAUNCH_HPP
+// metagrad/backend/cuda/launch.hpp — the device-independent part of the CUDA elementwise driver: launch
+// geometry, the unravelling of a flat index into a multi-index and an output offset, and N-lane vector reads
+// of a plan (one aligned vector load per leaf, the op applied lane by lane). Everything here is METAGRAD_HD
+// plain C++, so CPU tests drive the same code the kernels run. Include <metagrad/metagrad.hpp> instead.
+
+#include <cstring>
+#include <type_traits>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/plan.hpp> (inlined above)
+
+// Unrolls the lane loops (nvcc, GCC, clang); a plain loop elsewhere.
+#if defined(__CUDA_ARCH__) || (defined(__clang__) && !defined(__CUDACC__))
+#define METAGRAD_UNROLL_ METAGRAD_PRAGMA_(unroll)
+#elif defined(__GNUC__) && !defined(__CUDACC__)
+#define METAGRAD_UNROLL_ METAGRAD_PRAGMA_(GCC unroll 16)
+#else
+#define METAGRAD_UNROLL_
+#endif
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+
+/// N consecutive elements, aligned so that a 16-byte (or smaller, when N sizeof(T) is) vector load or store
+/// moves them at once.
+template <class T, int N>
+struct alignas(sizeof(T) * N < 16 ? sizeof(T) * N : 16) Lanes {
+  T v[N];
+};
+
+/// Lanes per thread on the flat path: as many output elements as fill 16 bytes.
+template <class T, class Plan>
+constexpr int vector_lanes() {
+  return sizeof(T) >= 16 ? 1 : static_cast<int>(16 / sizeof(T));
+}
+
+/// Blocks and threads per block of a grid-stride launch over n work items.
+struct LaunchShape {
+  int grid;
+  int block;
+};
+
+/// 256 threads a block; enough blocks to fill every multiprocessor several times over (16 blocks of 256
+/// threads per SM keeps the memory pipeline busy on Hopper), never more than the work needs.
+METAGRAD_HD inline LaunchShape launch_shape(index_t n, int sm_count) {
+  constexpr int block = 256;
+  const index_t needed = (n + block - 1) / block;
+  const index_t cap = static_cast<index_t>(sm_count > 0 ? sm_count : 1) * 16;
+  const index_t grid = needed < cap ? needed : cap;
+  return {static_cast<int>(grid > 0 ? grid : 1), block};
+}
+
+/// The multi-index of row-major element i of `shape`, and its offset under `strides` (in `off`).
+template <class I, int R>
+METAGRAD_HD METAGRAD_INLINE Array<I, R> unravel_index(I i, const Shape<R>& shape, const Strides<R>& strides, I& off) {
+  Array<I, R> idx{};
+  I rem = i;
+  off = 0;
+  for (int d = R - 1; d >= 0; --d) {
+    const I ext = static_cast<I>(shape[d]);
+    idx[d] = rem % ext;
+    rem /= ext;
+    off += idx[d] * static_cast<I>(strides[d]);
+  }
+  return idx;
+}
+
+// --- N-lane reads -------------------------------------------------------------------------------------
+// load_lanes<N>(plan, i) is elements i .. i + N - 1 of a flat plan. Leaves load one aligned vector; the op
+// plans apply their op lane by lane to their children's lanes; any other plan reads element by element.
+// @pre i is a multiple of N and every leaf pointer is 16-byte aligned.
+
+template <int N, class P, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename P::value_type, N> load_lanes(const P& p, I i);
+template <int N, class T, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const LeafPlan<T, R>& p, I i);
+template <int N, class T, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const ScalarPlan<T, R>& p, I i);
+template <int N, class Op, class C, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename UnaryPlan<Op, C>::value_type, N> load_lanes(const UnaryPlan<Op, C>& p, I i);
+template <int N, class Op, class U, class A, class B, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename BinaryPlan<Op, U, A, B>::value_type, N> load_lanes(
+    const BinaryPlan<Op, U, A, B>& p, I i);
+template <int N, class Op, class U, class A, class B, class C, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename TernaryPlan<Op, U, A, B, C>::value_type, N> load_lanes(
+    const TernaryPlan<Op, U, A, B, C>& p, I i);
+template <int N, class T, class C, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const ConvertPlan<T, C>& p, I i);
+template <int N, class C, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename C::value_type, N> load_lanes(const ReshapePlan<C, R>& p, I i);
+template <int N, class C, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename C::value_type, N> load_lanes(const AxisMapPlan<C, R>& p, I i);
+
+template <int N, class P, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename P::value_type, N> load_lanes(const P& p, I i) {
+  Lanes<typename P::value_type, N> r;
+  METAGRAD_UNROLL_
+  for (int k = 0; k < N; ++k) r.v[k] = p.flat(i + static_cast<I>(k));
+  return r;
+}
+template <int N, class T, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const LeafPlan<T, R>& p, I i) {
+#if defined(__CUDA_ARCH__)
+  return *reinterpret_cast<const Lanes<T, N>*>(p.ptr + i);
+#else
+  Lanes<T, N> r;
+  std::memcpy(r.v, p.ptr + i, sizeof(T) * N);
+  return r;
+#endif
+}
+template <int N, class T, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const ScalarPlan<T, R>& p, I) {
+  Lanes<T, N> r;
+  METAGRAD_UNROLL_
+  for (int k = 0; k < N; ++k) r.v[k] = p.value;
+  return r;
+}
+template <int N, class Op, class C, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename UnaryPlan<Op, C>::value_type, N> load_lanes(const UnaryPlan<Op, C>& p, I i) {
+  const auto x = load_lanes<N>(p.c, i);
+  Lanes<typename UnaryPlan<Op, C>::value_type, N> r;
+  METAGRAD_UNROLL_
+  for (int k = 0; k < N; ++k) r.v[k] = p.op(x.v[k]);
+  return r;
+}
+template <int N, class Op, class U, class A, class B, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename BinaryPlan<Op, U, A, B>::value_type, N> load_lanes(
+    const BinaryPlan<Op, U, A, B>& p, I i) {
+  const auto a = load_lanes<N>(p.a, i);
+  const auto b = load_lanes<N>(p.b, i);
+  Lanes<typename BinaryPlan<Op, U, A, B>::value_type, N> r;
+  METAGRAD_UNROLL_
+  for (int k = 0; k < N; ++k) r.v[k] = p.op(static_cast<U>(a.v[k]), static_cast<U>(b.v[k]));
+  return r;
+}
+template <int N, class Op, class U, class A, class B, class C, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename TernaryPlan<Op, U, A, B, C>::value_type, N> load_lanes(
+    const TernaryPlan<Op, U, A, B, C>& p, I i) {
+  const auto a = load_lanes<N>(p.a, i);
+  const auto b = load_lanes<N>(p.b, i);
+  const auto c = load_lanes<N>(p.c, i);
+  Lanes<typename TernaryPlan<Op, U, A, B, C>::value_type, N> r;
+  METAGRAD_UNROLL_
+  for (int k = 0; k < N; ++k) r.v[k] = p.op(a.v[k], static_cast<U>(b.v[k]), static_cast<U>(c.v[k]));
+  return r;
+}
+template <int N, class T, class C, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const ConvertPlan<T, C>& p, I i) {
+  const auto x = load_lanes<N>(p.c, i);
+  Lanes<T, N> r;
+  METAGRAD_UNROLL_
+  for (int k = 0; k < N; ++k) r.v[k] = static_cast<T>(x.v[k]);
+  return r;
+}
+// Flat reads of these pass straight to the child (they are flat only when row-major order is unchanged).
+template <int N, class C, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename C::value_type, N> load_lanes(const ReshapePlan<C, R>& p, I i) {
+  return load_lanes<N>(p.c, i);
+}
+template <int N, class C, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename C::value_type, N> load_lanes(const AxisMapPlan<C, R>& p, I i) {
+  return load_lanes<N>(p.c, i);
+}
+
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_LAUNCH_HPP
+// end of <metagrad/backend/cuda/launch.hpp>
+
+METAGRAD_NAMESPACE_BEGIN
+namespace detail {
+
+/// Elements per chunk (one thread block's work): 64Ki, as apex and PyTorch use.
+inline constexpr index_t multi_tensor_chunk_size = index_t(1) << 16;
+
+/// Bytes of a launch table: CUDA 12.1+ passes 32764 bytes of kernel parameters (Volta and newer); the rest
+/// of 32000 is left to the update functor (options and per-step scalars).
+inline constexpr std::size_t multi_tensor_table_budget = 31232;
+
+/// One launch: per tensor slot its NPtr buffers and element count; per chunk (thread block) its tensor
+/// slot and its index within that tensor (elements [index * chunk_size, min(numel, (index + 1) chunk_size))).
+template <class T, int NPtr>
+struct MultiTensorTable {
+  static constexpr int max_chunks = 2048;
+  static constexpr int max_tensors =
+      static_cast<int>((multi_tensor_table_budget - 2 * sizeof(index_t) - 2 * sizeof(std::int32_t) * max_chunks) /
+                       (NPtr * sizeof(T*) + sizeof(index_t)));
+  static_assert(max_tensors > 0, "metagrad: too many buffers per tensor for one multi-tensor table");
+
+  index_t chunk_size;
+  std::int32_t num_tensors;
+  std::int32_t num_chunks;
+  T* ptr[NPtr][max_tensors];
+  index_t numel[max_tensors];
+  std::int32_t chunk_tensor[max_chunks];
+  std::int32_t chunk_index[max_chunks];
+};
+
+/// One tensor of a multi-tensor list: NPtr buffers of `numel` contiguous elements each (by convention
+/// parameter, gradient, then the state buffers).
+template <class T, int NPtr>
+struct MultiTensorEntry {
+  T* ptr[NPtr];
+  index_t numel;
+};
+
+/// Packs `list` into launches and calls launch(const MultiTensorTable<T, NPtr>&) for each, in order. Empty
+/// tensors are left out. A tensor whose chunks do not fit the current launch continues in the next one (in
+/// slot 0). `max_tensors` / `max_chunks` may lower the table's capacities (tests of the packing).
+/// @throws error when a tensor has more than 2^31 - 1 chunks or the limits are out of range.
+template <class T, int NPtr, class Launch>
+void for_each_multi_tensor_launch(const std::vector<MultiTensorEntry<T, NPtr>>& list, index_t chunk_size,
+                                  Launch&& launch, int max_tensors = MultiTensorTable<T, NPtr>::max_tensors,
+                                  int max_chunks = MultiTensorTable<T, NPtr>::max_chunks) {
+  using Table = MultiTensorTable<T, NPtr>;
+  if (chunk_size <= 0 || max_tensors <= 0 || max_tensors > Table::max_tensors || max_chunks <= 0 ||
+      max_chunks > Table::max_chunks)
+    throw error("multi-tensor launch: chunk size " + std::to_string(chunk_size) + ", max_tensors " +
+                std::to_string(max_tensors) + " and max_chunks " + std::to_string(max_chunks) +
+                " must be positive and within the table's capacity (" + std::to_string(Table::max_tensors) +
+                " tensors, " + std::to_string(Table::max_chunks) + " chunks)");
+  // ~31 KB: on the heap, not on the caller's stack.
+  auto table = std::make_unique<Table>();
+  Table& t = *table;
+  t.chunk_size = chunk_size;
+  t.num_tensors = 0;
+  t.num_chunks = 0;
+  for (const auto& e : list) {
+    if (e.numel <= 0) continue;
+    const index_t nchunks = (e.numel + chunk_size - 1) / chunk_size;
+    if (nchunks > index_t(INT32_MAX))
+      throw error("multi-tensor launch: a tensor of " + std::to_string(e.numel) + " elements has more than 2^31 - 1 " +
+                  "chunks of " + std::to_string(chunk_size));
+    if (t.num_tensors == max_tensors) {
+      launch(static_cast<const Table&>(t));
+      t.num_tensors = 0;
+      t.num_chunks = 0;
+    }
+    int slot = t.num_tensors++;
+    for (int j = 0; j < NPtr; ++j) t.ptr[j][slot] = e.ptr[j];
+    t.numel[slot] = e.numel;
+    for (index_t c = 0; c < nchunks; ++c) {
+      if (t.num_chunks == max_chunks) {
+        launch(static_cast<const Table&>(t));
+        // The tensor's remaining chunks go on in the next launch, where it is the only tensor so far.
+        for (int j = 0; j < NPtr; ++j) t.ptr[j][0] = e.ptr[j];
+        t.numel[0] = e.numel;
+        slot = 0;
+        t.num_tensors = 1;
+        t.num_chunks = 0;
+      }
+      t.chunk_tensor[t.num_chunks] = slot;
+      t.chunk_index[t.num_chunks] = static_cast<std::int32_t>(c);
+      ++t.num_chunks;
+    }
+  }
+  if (t.num_chunks > 0) launch(static_cast<const Table&>(t));
+}
+
+/// Lanes of one 16-byte vector access of T (1 when T is 16 bytes or more).
+template <class T>
+inline constexpr int multi_tensor_lanes = sizeof(T) >= 16 ? 1 : static_cast<int>(16 / sizeof(T));
+
+/// Runs chunk `c` of table `t` as thread `lane` of `lanes` threads: for every element i of the chunk it
+/// calls op(p[i], g[i], s) with s the element's NS state values (ptr[0] is the parameter, ptr[1] the
+/// gradient, ptr[2 .. 2 + NS) the states; s has Op::max_state slots, those past NS zero) and writes p and
+/// the states back. Threads take 16-byte vectors of consecutive elements when every buffer of the chunk is
+/// 16-byte aligned, then the tail element by element; otherwise elements one by one.
+/// @pre NPtr == 2 + NS, NS <= Op::max_state.
+template <int NS, class T, int NPtr, class Op>
+METAGRAD_HD METAGRAD_INLINE void multi_tensor_chunk(const MultiTensorTable<T, NPtr>& t, int c, index_t lane,
+                                                    index_t lanes, const Op& op) {
+  static_assert(NPtr == 2 + NS && NS <= Op::max_state, "metagrad: multi-tensor chunk buffers do not match");
+  constexpr int N = multi_tensor_lanes<T>;
+  constexpr int MS = Op::max_state > 0 ? Op::max_state : 1;
+  const int slot = t.chunk_tensor[c];
+  const index_t start = static_cast<index_t>(t.chunk_index[c]) * t.chunk_size;
+  const index_t rest = t.numel[slot] - start;
+  const index_t n = rest < t.chunk_size ? rest : t.chunk_size;
+  T* b[NPtr];
+  bool aligned = N > 1;
+  for (int j = 0; j < NPtr; ++j) {
+    b[j] = t.ptr[j][slot] + start;
+    aligned = aligned && reinterpret_cast<std::uintptr_t>(b[j]) % 16 == 0;
+  }
+  index_t done = 0;
+  if (aligned) {
+    using V = cuda::Lanes<T, N>;
+    const index_t nv = n / N;
+    for (index_t v = lane; v < nv; v += lanes) {
+      V x[NPtr];
+      for (int j = 0; j < NPtr; ++j) x[j] = *reinterpret_cast<const V*>(b[j] + v * N);
+      METAGRAD_UNROLL_
+      for (int k = 0; k < N; ++k) {
+        T s[MS] = {};
+        for (int j = 0; j < NS; ++j) s[j] = x[2 + j].v[k];
+        op(x[0].v[k], x[1].v[k], s);
+        for (int j = 0; j < NS; ++j) x[2 + j].v[k] = s[j];
+      }
+      *reinterpret_cast<V*>(b[0] + v * N) = x[0];
+      for (int j = 0; j < NS; ++j) *reinterpret_cast<V*>(b[2 + j] + v * N) = x[2 + j];
+    }
+    done = nv * N;
+  }
+  for (index_t i = done + lane; i < n; i += lanes) {
+    T s[MS] = {};
+    for (int j = 0; j < NS; ++j) s[j] = b[2 + j][i];
+    T p = b[0][i];
+    op(p, b[1][i], s);
+    b[0][i] = p;
+    for (int j = 0; j < NS; ++j) b[2 + j][i] = s[j];
+  }
+}
+
+}  // namespace detail
+METAGRAD_NAMESPACE_END
+// end of <metagrad/backend/multi_tensor_plan.hpp>
 // #include <metagrad/core/config.hpp> (inlined above)
 // #include <metagrad/core/creation.hpp> (inlined above)
 // #include <metagrad/core/error.hpp> (inlined above)
@@ -17139,6 +21214,77 @@ METAGRAD_NAMESPACE_END
 // #include <metagrad/expr/functions.hpp> (inlined above)
 // #include <metagrad/expr/reduce.hpp> (inlined above)
 // #include <metagrad/nn/module.hpp> (inlined above)
+
+#if defined(__CUDACC__)
+// #include <metagrad/backend/cuda/multi_tensor.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_MULTI_TENSOR_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_MULTI_TENSOR_HPP
+// metagrad/backend/cuda/multi_tensor.hpp — multi-tensor updates on a CUDA device: the launches planned by
+// backend/multi_tensor_plan.hpp, one kernel per launch with one thread block per 64Ki-element chunk, so one
+// kernel updates every parameter of a model (optimiser steps: parameter, gradient and up to three state
+// buffers per tensor, read and written once). The launch table is passed by value as a __grid_constant__
+// parameter (Volta and newer, as the 32000-byte parameter budget already requires), so the block reads its
+// chunk's entry from the constant bank without a per-thread copy. Needs nvcc; include
+// <metagrad/metagrad.hpp> instead.
+
+#if defined(__CUDACC__)
+
+#include <cuda_runtime.h>
+
+#include <type_traits>
+#include <vector>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/backend/multi_tensor_plan.hpp> (inlined above)
+// #include <metagrad/backend/cuda/runtime.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+
+namespace kernels {
+/// Block b runs chunk b of the table (see detail::multi_tensor_chunk).
+template <int NS, class T, int NPtr, class Op>
+__global__ void __launch_bounds__(512)
+    multi_tensor_update(const __grid_constant__ ::metagrad::detail::MultiTensorTable<T, NPtr> table, const Op op) {
+  ::metagrad::detail::multi_tensor_chunk<NS>(table, static_cast<int>(blockIdx.x), static_cast<index_t>(threadIdx.x),
+                                             static_cast<index_t>(blockDim.x), op);
+}
+}  // namespace kernels
+
+/// Threads per block of the multi-tensor kernels: a 64Ki-element chunk is 32 float4 vectors per thread.
+inline constexpr int multi_tensor_block = 512;
+
+/// Applies `op` to every element of every tensor of `list` (buffers on CUDA device `device`: parameter,
+/// gradient, then NS states, each contiguous) in as few launches as the table budget allows, queued on
+/// stream(device). Asynchronous; the buffers must stay allocated until the kernels ran (stream order: memory
+/// freed to metagrad's caching allocator after this call is only reused by later work on the same stream).
+/// @pre Op is trivially copyable with a METAGRAD_HD `void operator()(T& p, T g, T* s) const` and a static
+/// `max_state` >= NS. @throws cuda_error when a launch fails.
+template <int NS, class T, class Op>
+void multi_tensor_apply(const std::vector<::metagrad::detail::MultiTensorEntry<T, 2 + NS>>& list, const Op& op,
+                        int device) {
+  using Table = ::metagrad::detail::MultiTensorTable<T, 2 + NS>;
+  static_assert(std::is_trivially_copyable_v<Table> && std::is_trivially_copyable_v<Op>,
+                "metagrad: multi-tensor kernel arguments must be trivially copyable");
+  static_assert(sizeof(Table) + sizeof(Op) <= 32000, "metagrad: a multi-tensor launch exceeds the parameter budget");
+  if (list.empty()) return;
+  DeviceGuard guard(device);
+  const cudaStream_t st = stream(device);
+  ::metagrad::detail::for_each_multi_tensor_launch(
+      list, ::metagrad::detail::multi_tensor_chunk_size, [&](const Table& t) {
+        kernels::multi_tensor_update<NS, T, 2 + NS, Op><<<t.num_chunks, multi_tensor_block, 0, st>>>(t, op);
+        check(cudaGetLastError(), "metagrad::cuda::multi_tensor_apply kernel launch");
+      });
+}
+
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+
+#endif  // __CUDACC__
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_MULTI_TENSOR_HPP
+// end of <metagrad/backend/cuda/multi_tensor.hpp>
+#endif
 
 METAGRAD_NAMESPACE_BEGIN
 namespace nn {
@@ -17270,6 +21416,17 @@ struct RmspropRule {
 template <class P>
 using param_tensor_t = Tensor<typename P::value_type, P::rank>;
 
+/// The per-element update of a multi-tensor launch (detail::multi_tensor_chunk): Rule::update with the
+/// gradient scaled first, exactly as the CPU loop does. Trivially copyable (a kernel argument).
+template <class Rule, class T>
+struct RuleUpdate {
+  static constexpr int max_state = Rule::max_state;
+  typename Rule::options options;
+  StepScalars scalars;
+  T scale;
+  METAGRAD_HD void operator()(T& p, T g, T* s) const { Rule::update(p, g * scale, s, options, scalars); }
+};
+
 }  // namespace detail
 
 /// The square root of the sum of squares of every gradient in a tuple of tensors (double accumulation).
@@ -17306,24 +21463,57 @@ class Optimizer {
     frozen_.assign(num_params, false);
     const int ns = Rule::state_count(opts_);
     for_each_indexed([&](const auto& p, auto& st, std::size_t) {
-      for (int k = 0; k < ns; ++k) st[k] = zeros<typename std::remove_cvref_t<decltype(p)>::value_type>(p.shape());
+      for (int k = 0; k < ns; ++k)
+        st[k] = zeros<typename std::remove_cvref_t<decltype(p)>::value_type>(p.shape(), p.value().device());
     });
   }
 
   /// One update of every (unfrozen) parameter from `grads`, a tuple of tensors shaped like the params (a
   /// compiled training step's gradient outputs). `grad_scale` multiplies every gradient first (clipping).
-  /// @throws shape_error when a gradient's shape differs from its parameter's.
+  /// CPU parameters are updated by a threaded loop each; the CUDA parameters of one dtype and device all
+  /// together by multi-tensor kernels (queued on the device's stream, float32 and float64). State tensors
+  /// are first moved to their parameter's device if it moved; non-contiguous gradients are copied to
+  /// contiguous ones on their device. Everything is checked before anything changes.
+  /// @throws shape_error when a gradient's shape differs from its parameter's; device_error when a gradient
+  /// is on another device than its parameter, or for CUDA parameters in a file not compiled by nvcc; error
+  /// for a non-contiguous parameter or a CUDA parameter of an integer dtype.
   template <class Grads>
   void step(const Grads& grads, double grad_scale = 1.0) {
     static_assert(std::tuple_size_v<std::remove_cvref_t<Grads>> == num_params,
                   "metagrad: optimizer step needs one gradient per parameter");
+    bool on_device = false;
+    Device first_device = Device::cpu();
+    for_each_indexed([&](const auto& p, auto&, auto i) {
+      if (frozen_[i]) return;
+      check_one(p, std::get<decltype(i)::value>(grads));
+      if (!on_device && !p.value().device().is_cpu()) {
+        on_device = true;
+        first_device = p.value().device();
+      }
+    });
+#if !defined(__CUDACC__)
+    if (on_device) ::metagrad::detail::no_cuda_backend("optimizer step", first_device);
+#else
+    (void)first_device;
+#endif
     ++steps_;
     const auto k = Rule::scalars(opts_, lr_, steps_);
+    DeviceWork work;
     for_each_indexed([&](const auto& p, auto& st, auto i) {
       if (frozen_[i]) return;
+      follow_param(p, st);
       const auto& g = std::get<decltype(i)::value>(grads);
-      apply_one(p, g, st, k, grad_scale);
+      if (p.value().device().is_cpu())
+        apply_one(p, g, st, k, grad_scale);
+      else
+        add_device(work, p, g, st);
     });
+#if defined(__CUDACC__)
+    if (on_device) {
+      run_groups(work.f32, k, grad_scale);
+      run_groups(work.f64, k, grad_scale);
+    }
+#endif
   }
 
   double lr() const { return lr_; }
@@ -17351,9 +21541,11 @@ class Optimizer {
 
   /// The optimiser's state as named tensors: "<param name>.<state name>" (PyTorch's names: exp_avg,
   /// momentum_buffer, ...) plus the step count as a one-element int64 tensor named "step", for checkpoints.
+  /// State tensors are on their parameter's device (moved there first if the parameter moved).
   void collect_state(std::vector<StateEntry>& out, const std::string& prefix = "") {
     const int ns = Rule::state_count(opts_);
     for_each_indexed([&](const auto& p, auto& st, std::size_t) {
+      follow_param(p, st);  // a checkpoint loaded after moving the model lands on the parameters' device
       for (int k = 0; k < ns; ++k)
         out.push_back(state_entry(prefix + p.name() + "." + Rule::state_names[k], st[k], false));
     });
@@ -17376,19 +21568,99 @@ class Optimizer {
     (std::make_index_sequence<num_params>{});
   }
 
-  template <class P, class G, class S>
-  void apply_one(const P& p, const G& g, S& st, const detail::StepScalars& k, double scale) {
+  // Buffers of one step's CUDA parameters, grouped by dtype and device (one multi-tensor pass per group).
+  template <class T>
+  struct DeviceGroup {
+    int device;
+    std::vector<::metagrad::detail::MultiTensorEntry<T, 2 + Rule::max_state>> list;
+  };
+  struct DeviceWork {
+    std::vector<DeviceGroup<float>> f32;
+    std::vector<DeviceGroup<double>> f64;
+    std::vector<std::shared_ptr<Storage>> keep;  // contiguous copies of gradients, alive until launched
+  };
+
+  template <class P, class G>
+  static void check_one(const P& p, const G& g) {
     using T = typename P::value_type;
-    auto& pt = p.value();
+    const auto& pt = p.value();
     if (!(g.shape() == pt.shape()))
       throw shape_error("optimizer step: the gradient of '" + p.name() + "' has shape " + to_string(g.shape()) +
                         ", the parameter " + to_string(pt.shape()));
     if (!is_contiguous(pt.shape(), pt.strides()))
       throw error("optimizer step: parameter '" + p.name() + "' is not contiguous");
-    if (!pt.device().is_cpu() || !g.device().is_cpu())
-      throw device_error("optimizer step: parameter '" + p.name() + "' is on " + pt.device().str() +
-                         "; the optimisers' update loops run on the CPU in this release (fused GPU updates "
-                         "arrive with the cuDNN milestone)");
+    if (!(g.device() == pt.device()))
+      throw device_error("optimizer step: the gradient of '" + p.name() + "' is on " + g.device().str() +
+                         ", the parameter on " + pt.device().str());
+    if (!pt.device().is_cpu() && !std::is_same_v<T, float> && !std::is_same_v<T, double>)
+      throw error("optimizer step: parameter '" + p.name() + "' on " + pt.device().str() + " has dtype " +
+                  std::string(dtype_name(dtype_of<T>)) + "; GPU updates take float32 and float64 parameters");
+  }
+
+  // The state was made (or last moved) where the parameter was; after model.to(device) it follows.
+  template <class P, class S>
+  void follow_param(const P& p, S& st) {
+    const Device d = p.value().device();
+    for (int k = 0; k < Rule::state_count(opts_); ++k)
+      if (st[k].defined() && !(st[k].device() == d)) st[k] = st[k].to(d);
+  }
+
+  template <class P, class G, class S>
+  void add_device(DeviceWork& w, const P& p, const G& g, S& st) {
+    using T = typename P::value_type;
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+      auto& pt = p.value();
+      const auto gc = g.is_contiguous() ? g : g.clone();
+      w.keep.push_back(gc.storage());
+      ::metagrad::detail::MultiTensorEntry<T, 2 + Rule::max_state> e{};
+      e.ptr[0] = pt.data();
+      e.ptr[1] = const_cast<T*>(gc.data());  // read only: the kernels write the parameter and the states
+      for (int j = 0; j < Rule::state_count(opts_); ++j) e.ptr[2 + j] = st[j].data();
+      e.numel = pt.numel();
+      auto& groups = [&]() -> auto& {
+        if constexpr (std::is_same_v<T, float>)
+          return w.f32;
+        else
+          return w.f64;
+      }
+      ();
+      const int dev = pt.device().index();
+      for (auto& grp : groups)
+        if (grp.device == dev) {
+          grp.list.push_back(e);
+          return;
+        }
+      groups.push_back({dev, {e}});
+    }
+  }
+
+#if defined(__CUDACC__)
+  template <class T>
+  void run_groups(const std::vector<DeviceGroup<T>>& groups, const detail::StepScalars& k, double scale) const {
+    const detail::RuleUpdate<Rule, T> op{opts_, k, static_cast<T>(scale)};
+    for (const auto& grp : groups) launch_group<0>(Rule::state_count(opts_), grp, op);
+  }
+  // The kernel is instantiated for the number of state buffers the options use (SGD without momentum
+  // moves two buffers per element, not three).
+  template <int NS, class T>
+  static void launch_group(int ns, const DeviceGroup<T>& grp, const detail::RuleUpdate<Rule, T>& op) {
+    if (ns != NS) {
+      if constexpr (NS < Rule::max_state) launch_group<NS + 1>(ns, grp, op);
+      return;
+    }
+    std::vector<::metagrad::detail::MultiTensorEntry<T, 2 + NS>> list(grp.list.size());
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      for (int j = 0; j < 2 + NS; ++j) list[i].ptr[j] = grp.list[i].ptr[j];
+      list[i].numel = grp.list[i].numel;
+    }
+    cuda::multi_tensor_apply<NS>(list, op, grp.device);
+  }
+#endif
+
+  template <class P, class G, class S>
+  void apply_one(const P& p, const G& g, S& st, const detail::StepScalars& k, double scale) {
+    using T = typename P::value_type;
+    auto& pt = p.value();
     const auto gc = g.is_contiguous() ? g : g.clone();
     T* pd = pt.data();
     const T* gd = gc.data();
@@ -17682,6 +21954,12 @@ class Sequential : public LayerBase {
   }
   void eval() { train(false); }
 
+  /// Moves every child's parameters and buffers to `device`, in place (see nn::to_device): Params keep
+  /// their identity, so optimisers built on params() keep working. @throws device_error as Tensor::to does.
+  void to(Device device) {
+    std::apply([&](auto&... c) { (to_device_of(c, device), ...); }, children_);
+  }
+
   /// Moves every child's random streams (dropout) to the next step.
   void advance() const {
     std::apply([](const auto&... c) { (advance_of(c), ...); }, children_);
@@ -17879,10 +22157,12 @@ template <class T, int R>
 AnyTensor any_tensor_ranked(const StateEntry& e) {
   Shape<R> s;
   for (int d = 0; d < R; ++d) s[d] = e.shape[d];
-  return AnyTensor(Tensor<T, R>::from_blob(static_cast<T*>(e.data), s));
+  const auto t = Tensor<T, R>::from_blob(static_cast<T*>(e.data), s, e.device);
+  return AnyTensor(e.device.is_cpu() ? t : t.to(Device::cpu()));
 }
 
-// The entry's memory as an AnyTensor (no copy) for the safetensors writer.
+// The entry's memory as an AnyTensor for the safetensors writer: no copy on the host, a host copy of a device
+// entry (made before the file is opened, so a failing copy leaves no file behind).
 inline AnyTensor any_tensor(const StateEntry& e) {
   return visit_dtype(e.dtype, [&](auto tag) -> AnyTensor {
     using T = decltype(tag);
@@ -17908,25 +22188,30 @@ inline AnyTensor any_tensor(const StateEntry& e) {
   });
 }
 
-// Copies `src` (little-endian bytes of dtype sd) into the entry's memory, converting the dtype.
+// Copies `src` (little-endian bytes of dtype sd) into the entry's memory, converting the dtype; an entry on a
+// device is filled through a host buffer.
 inline void copy_converted(const StateEntry& dst, const TensorBytes& src) {
   const auto n = static_cast<std::size_t>(dst.numel());
+  const std::size_t bytes = n * dtype_size(dst.dtype);
+  std::vector<unsigned char> staging(dst.device.is_cpu() ? 0 : bytes);
+  void* out = dst.device.is_cpu() ? dst.data : static_cast<void*>(staging.data());
   if (src.dtype == dst.dtype) {
-    std::memcpy(dst.data, src.bytes.data(), n * dtype_size(dst.dtype));  // safetensors is little-endian, as is x86
-    return;
-  }
-  visit_dtype(dst.dtype, [&](auto dtag) {
-    using D = decltype(dtag);
-    visit_dtype(src.dtype, [&](auto stag) {
-      using S = decltype(stag);
-      auto* out = static_cast<D*>(dst.data);
-      for (std::size_t i = 0; i < n; ++i) {
-        S v;
-        std::memcpy(&v, src.bytes.data() + i * sizeof(S), sizeof(S));
-        out[i] = static_cast<D>(v);
-      }
+    std::memcpy(out, src.bytes.data(), bytes);  // safetensors is little-endian, as is x86
+  } else {
+    visit_dtype(dst.dtype, [&](auto dtag) {
+      using D = decltype(dtag);
+      visit_dtype(src.dtype, [&](auto stag) {
+        using S = decltype(stag);
+        auto* o = static_cast<D*>(out);
+        for (std::size_t i = 0; i < n; ++i) {
+          S v;
+          std::memcpy(&v, src.bytes.data() + i * sizeof(S), sizeof(S));
+          o[i] = static_cast<D>(v);
+        }
+      });
     });
-  });
+  }
+  if (!dst.device.is_cpu()) ::metagrad::detail::copy_bytes(dst.data, dst.device, out, Device::cpu(), bytes);
 }
 
 inline LoadReport match_state(const std::vector<StateEntry>& state, const SafeTensors& file,
@@ -17971,7 +22256,8 @@ inline SafeTensorsEntries state_entries(const std::vector<StateEntry>& state, co
 }
 
 /// Writes the model's parameters and buffers to `path` (safetensors, atomically), keyed like PyTorch's
-/// state_dict: torch's safetensors.torch.load_file(path) gives a dict model.load_state_dict accepts.
+/// state_dict: torch's safetensors.torch.load_file(path) gives a dict model.load_state_dict accepts. A model
+/// on a GPU is copied to the host first (the file is the same as the CPU model's).
 template <class Model>
 void save_state_dict(const Model& model, const std::filesystem::path& path,
                      const std::map<std::string, std::string>& metadata = {}) {
@@ -17986,8 +22272,8 @@ struct LoadOptions {
 };
 
 /// Loads the tensors of `file` into the model by name, converting dtypes (float64 weights into a float32
-/// model, as torch does). @throws io_error in strict mode when the keys or shapes differ (naming them all);
-/// io_error when the file is malformed.
+/// model, as torch does), wherever the model's tensors live (a model on a GPU is written through the host). @throws
+/// io_error in strict mode when the keys or shapes differ (naming them all); io_error when the file is malformed.
 /// `label` names the file in messages.
 template <class Model>
 LoadReport load_state_dict(Model& model, const SafeTensors& file, const LoadOptions& o = {},
@@ -18156,6 +22442,7 @@ class TrainStep {
   /// Called after every step (advance dropout streams, count steps, ...).
   std::function<void()> on_step;
   const program_t& program() const { return program_; }
+  program_t& program() { return program_; }
   Opt& optimizer() { return *opt_; }
 
  private:
@@ -18187,6 +22474,8 @@ class EvalStep {
   const auto& operator()(const Bindings&... b) {
     return run(b...);
   }
+  const auto& program() const { return program_; }
+  auto& program() { return program_; }
 
  private:
   decltype(compile(std::declval<const Outs&>()...)) program_;
@@ -18227,6 +22516,10 @@ METAGRAD_NAMESPACE_END
 // #include <metagrad/nn/state_dict.hpp> (inlined above)
 // #include <metagrad/nn/train_step.hpp> (inlined above)
 
+#if defined(__CUDACC__)
+// #include <metagrad/backend/cuda/runtime.hpp> (inlined above)
+#endif
+
 METAGRAD_NAMESPACE_BEGIN
 namespace nn {
 
@@ -18243,7 +22536,25 @@ struct EpochStats {
   double train_loss = 0, train_accuracy = 0;
   double test_loss = std::numeric_limits<double>::quiet_NaN(), test_accuracy = std::numeric_limits<double>::quiet_NaN();
   double lr = 0, seconds = 0, images_per_second = 0, peak_rss_mib = 0;
+  /// Peak device memory held by tensors and workspaces during the epoch, in MiB (0 on the CPU).
+  double peak_device_mib = 0;
 };
+
+/// Peak bytes metagrad's caching allocator held on `device` since the last reset (0 for the CPU, and in a
+/// translation unit without the CUDA backend), and a reset of that peak.
+inline double peak_device_mib(Device device) {
+#if defined(__CUDACC__)
+  if (device.is_cuda()) return static_cast<double>(metagrad::cuda::memory_stats(device.index()).peak_bytes) / (1 << 20);
+#endif
+  (void)device;
+  return 0;
+}
+inline void reset_peak_device_memory(Device device) {
+#if defined(__CUDACC__)
+  if (device.is_cuda()) metagrad::cuda::reset_peak_memory_stats(device.index());
+#endif
+  (void)device;
+}
 
 struct TrainerOptions {
   int epochs = 1;
@@ -18266,6 +22577,9 @@ struct TrainerOptions {
   std::function<void(const EpochStats&)> on_epoch;
   /// Redraw the bar at most this often.
   double progress_interval_s = 0.25;
+  /// On a CUDA device, record the training and evaluation steps as CUDA graphs and replay them
+  /// (Program::set_graph_capture); false runs every kernel and library call from the host each step.
+  bool cuda_graphs = true;
 };
 
 namespace detail {
@@ -18334,6 +22648,9 @@ class ProgressBar {
 /// Trains a classifier `model` (logits [N, classes] from input [N, ...] of rank R) with `opt` and
 /// `loss_fn(logits, labels)` (e.g. cross_entropy) on loaders yielding batches {x: Tensor<float, R>,
 /// y: Tensor<int64_t, 1>}. The training and evaluation steps are compiled once, at construction.
+/// The Trainer runs on the device of the optimiser's (first) parameter: move the model there before
+/// building the optimiser and the Trainer. Host batches are copied into device tensors that are reused from
+/// step to step, so the compiled step keeps reading the same memory and is replayed as a CUDA graph.
 /// @code
 ///   nn::Trainer<decltype(model), decltype(opt), decltype(loss), 4> trainer(model, opt, loss, options);
 ///   trainer.fit(train_loader, &test_loader);
@@ -18370,27 +22687,35 @@ class Trainer {
         opt_(opt),
         loss_fn_(std::move(loss_fn)),
         options_(std::move(o)),
+        device_(std::get<0>(opt.params()).value().device()),
         x_("x"),
         y_("y"),
         train_(build_train(model_, opt_, loss_fn_, x_, y_, options_)),
         eval_(build_eval(model_, loss_fn_, x_, y_)),
         bar_(options_.out, options_.progress_interval_s) {
     train_.on_step = [this] { advance_of(model_); };
+    train_.program().set_graph_capture(options_.cuda_graphs);
+    eval_.program().set_graph_capture(options_.cuda_graphs);
     if (options_.plateau) plateau_.emplace(*options_.plateau);
   }
 
-  /// One training step on a batch. @return the loss and the number of correct predictions.
+  /// One training step on a batch (on the host or on the Trainer's device). @return the loss and the number
+  /// of correct predictions. @throws shape_error when the batch's inputs and labels disagree; error for a
+  /// negative label of a batch on the host that goes to a device (the device step does not check them).
   std::pair<double, std::int64_t> train_step(const Tensor<T, R>& x, const Tensor<std::int64_t, 1>& y) {
     check_batch(x, y, "train_step");
-    auto out = train_.run(x_.bind(x), y_.bind(y));
+    auto out = train_.run(x_.bind(staged(x, train_x_)), y_.bind(staged(y, train_y_)));
     return {out.loss, static_cast<std::int64_t>(std::get<0>(out.extras).item())};
   }
   /// Loss and correct predictions on a batch in eval mode (nothing is updated).
   std::pair<double, std::int64_t> eval_step(const Tensor<T, R>& x, const Tensor<std::int64_t, 1>& y) {
     check_batch(x, y, "eval_step");
-    const auto& r = eval_.run(x_.bind(x), y_.bind(y));
+    const auto& r = eval_.run(x_.bind(staged(x, eval_x_)), y_.bind(staged(y, eval_y_)));
     return {static_cast<double>(std::get<0>(r).item()), static_cast<std::int64_t>(std::get<1>(r).item())};
   }
+
+  /// The device the Trainer runs on (its optimiser's first parameter's).
+  Device device() const { return device_; }
 
   /// Mean loss and accuracy over a loader, in eval mode.
   template <class Loader>
@@ -18426,6 +22751,7 @@ class Trainer {
       st.epoch = epoch_ + 1;
       if constexpr (requires { train.set_epoch(epoch_); }) train.set_epoch(epoch_);
       bar_.start("epoch " + std::to_string(epoch_ + 1) + "/" + std::to_string(options_.epochs), nb);
+      reset_peak_device_memory(device_);
       const auto t0 = std::chrono::steady_clock::now();
       double loss_sum = 0;
       std::int64_t correct = 0, samples = 0, k = 0;
@@ -18451,6 +22777,7 @@ class Trainer {
       st.lr = opt_.lr();
       if (test) std::tie(st.test_loss, st.test_accuracy) = evaluate(*test);
       st.peak_rss_mib = peak_rss_mib();
+      st.peak_device_mib = peak_device_mib(device_);
       ++epoch_;
       if (plateau_ && test) opt_.set_lr(plateau_->step(st.test_loss, opt_.lr()));
       const bool improved = test && st.test_accuracy > best_acc_;
@@ -18489,6 +22816,27 @@ class Trainer {
                         to_string(x.shape()) + " but " + std::to_string(y.shape()[0]) + " labels");
   }
 
+  // The batch tensor on the Trainer's device: `b` itself when it is there already, else a copy in `buf`,
+  // which keeps its memory while the batch shape stays the same.
+  template <class U, int RB>
+  const Tensor<U, RB>& staged(const Tensor<U, RB>& b, Tensor<U, RB>& buf) const {
+    if (b.device() == device_) return b;
+    if constexpr (std::is_same_v<U, std::int64_t>) {
+      if (b.device().is_cpu()) {
+        const auto c = b.is_contiguous() ? b : b.clone();
+        for (index_t i = 0; i < c.numel(); ++i)
+          if (c.data()[i] < 0)
+            throw error("Trainer: label " + std::to_string(c.data()[i]) + " at position " + std::to_string(i) +
+                        " of the batch is negative");
+      }
+    }
+    if (!buf.defined() || !(buf.shape() == b.shape())) buf.allocate(b.shape(), device_);
+    const auto c = b.is_contiguous() ? b : b.clone();
+    metagrad::detail::copy_bytes(buf.data(), device_, c.data(), c.device(),
+                                 static_cast<std::size_t>(c.numel()) * sizeof(U));
+    return buf;
+  }
+
   void report(const EpochStats& st) {
     if (options_.out) {
       char buf[256];
@@ -18497,7 +22845,9 @@ class Trainer {
                     "peak RSS %.0f MiB",
                     st.epoch, st.train_loss, 100 * st.train_accuracy, st.test_loss, 100 * st.test_accuracy, st.lr,
                     st.seconds, st.images_per_second, st.peak_rss_mib);
-      *options_.out << buf << '\n' << std::flush;
+      *options_.out << buf;
+      if (device_.is_cuda()) *options_.out << ", peak " << device_.str() << " " << st.peak_device_mib << " MiB";
+      *options_.out << '\n' << std::flush;
     }
     if (!options_.metrics_csv.empty()) {
       const bool fresh = !std::filesystem::exists(options_.metrics_csv);
@@ -18522,8 +22872,11 @@ class Trainer {
   Opt& opt_;
   LossFn loss_fn_;
   TrainerOptions options_;
+  Device device_;
   XIn x_;
   YIn y_;
+  Tensor<T, R> train_x_, eval_x_;  // batches copied to device_ (see staged)
+  Tensor<std::int64_t, 1> train_y_, eval_y_;
   train_t train_;
   eval_t eval_;
   ProgressBar bar_;

@@ -340,6 +340,14 @@ TEST_CASE("pool2d: errors name the pool and the input shape") {
     CHECK_THROWS_AS((void)avg_pool2d(x, {2, 5}).shape(), shape_error);
     CHECK_THROWS_AS((void)max_pool2d(x, 3, 1, 0, 2).shape(), shape_error);  // dilated kernel spans 5
   }
+  SUBCASE("a dilated window over padding only") {
+    // Width 1, kernel 2, padding 1, dilation 2: the taps sit at -1 and +1, both outside the input.
+    const Tensor<float, 4> thin = randn<float>({1, 1, 4, 1});
+    const auto m = message([&] { (void)Tensor<float, 4>(max_pool2d(thin, {1, 2}, 1, {0, 1}, 2)); });
+    CHECK(m.find("covers only padding") != std::string::npos);
+    CHECK(m.find("[1, 1, 4, 1]") != std::string::npos);
+    CHECK_NOTHROW((void)Tensor<float, 4>(max_pool2d(randn<float>({1, 1, 4, 3}), {1, 2}, 1, {0, 1}, 2)));
+  }
   SUBCASE("bad parameters throw at once") {
     CHECK(message([&] { (void)max_pool2d(x, 0); }).find("max_pool2d") != std::string::npos);
     CHECK(message([&] { (void)avg_pool2d(x, 2, 0); }).find("avg_pool2d") != std::string::npos);

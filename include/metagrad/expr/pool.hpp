@@ -115,6 +115,26 @@ inline Pool2dGeometry pool2d_geometry(const Shape<4>& xs, const Pool2dParams& p)
     throw shape_error(op + ": input " + to_string(xs) + " with kernel " + size2_text(p.kernel) + ", padding " +
                       size2_text(p.padding) + (p.kind == PoolKind::max ? ", dilation " + size2_text(p.dilation) : "") +
                       " and stride " + size2_text(p.stride) + ": the output would be empty");
+  if (p.kind == PoolKind::max) {
+    // With dilation, a window's taps can all fall in the padding (width 1, kernel 2, padding 1, dilation 2):
+    // its maximum would have no position to send a gradient to. Refused rather than defined arbitrarily.
+    auto empty_window = [](index_t out, index_t in, index_t k, index_t s, index_t pad, index_t d) {
+      for (index_t o = 0; o < out; ++o) {
+        bool any = false;
+        for (index_t j = 0; j < k && !any; ++j) {
+          const index_t i = o * s - pad + j * d;
+          any = i >= 0 && i < in;
+        }
+        if (!any) return true;
+      }
+      return false;
+    };
+    if ((dh > 1 && empty_window(g.oh, g.h, p.kernel.h, p.stride.h, p.padding.h, dh)) ||
+        (dw > 1 && empty_window(g.ow, g.w, p.kernel.w, p.stride.w, p.padding.w, dw)))
+      throw shape_error(op + ": input " + to_string(xs) + " with kernel " + size2_text(p.kernel) + ", padding " +
+                        size2_text(p.padding) + ", dilation " + size2_text(p.dilation) + " and stride " +
+                        size2_text(p.stride) + ": a window covers only padding (no input element)");
+  }
   return g;
 }
 

@@ -181,10 +181,17 @@ constexpr auto schedule(TypeList<Outs...>, std::index_sequence<I...>) {
   // List scheduling: of the nodes whose inputs are ready, take the one that ends the most lifetimes (it is
   // the last reader of the most results), so that a backward pass consumes forward results soon after its
   // adjoints exist; ties go to the earliest in post-order (the order the expressions were written in).
+  // The reads as adjacency lists: the scheduling loop below is N steps x N candidates x their reads, and with
+  // a dense row per candidate it cost N^3 constant-evaluation steps, past nvcc's limit for a LeNet step.
+  std::array<std::array<std::size_t, N>, N> adj{};
+  std::array<std::size_t, N> degree{};
   std::array<std::size_t, N> readers_left{};
   for (std::size_t g = 0; g < N; ++g)
     for (std::size_t r = 0; r < N; ++r)
-      if (reads[g][r]) ++readers_left[r];
+      if (reads[g][r]) {
+        adj[g][degree[g]++] = r;
+        ++readers_left[r];
+      }
   std::array<bool, N> done{};
   for (std::size_t step = 0; step < N; ++step) {
     std::size_t best = none;
@@ -193,11 +200,11 @@ constexpr auto schedule(TypeList<Outs...>, std::index_sequence<I...>) {
       if (done[g]) continue;
       bool ready = true;
       int score = 0;
-      for (std::size_t r = 0; r < N; ++r)
-        if (reads[g][r]) {
-          ready = ready && done[r];
-          score += readers_left[r] == 1 && !by_output[r] ? 1 : 0;
-        }
+      for (std::size_t k = 0; k < degree[g] && ready; ++k) {
+        const std::size_t r = adj[g][k];
+        ready = done[r];
+        score += readers_left[r] == 1 && !by_output[r] ? 1 : 0;
+      }
       if (ready && score > best_score) {
         best = g;
         best_score = score;
@@ -206,16 +213,15 @@ constexpr auto schedule(TypeList<Outs...>, std::index_sequence<I...>) {
     done[best] = true;
     sc.order[step] = best;
     sc.step_of[best] = step;
-    for (std::size_t r = 0; r < N; ++r)
-      if (reads[best][r]) --readers_left[r];
+    for (std::size_t k = 0; k < degree[best]; ++k) --readers_left[adj[best][k]];
   }
 
-  for (std::size_t g = 0; g < N; ++g) {
-    sc.last_use[g] = by_output[g] ? N : none;
-    if (!by_output[g])
-      for (std::size_t h = 0; h < N; ++h)
-        if (reads[h][g] && (sc.last_use[g] == none || sc.step_of[h] > sc.last_use[g])) sc.last_use[g] = sc.step_of[h];
-  }
+  for (std::size_t g = 0; g < N; ++g) sc.last_use[g] = by_output[g] ? N : none;
+  for (std::size_t h = 0; h < N; ++h)
+    for (std::size_t k = 0; k < degree[h]; ++k) {
+      const std::size_t g = adj[h][k];
+      if (!by_output[g] && (sc.last_use[g] == none || sc.step_of[h] > sc.last_use[g])) sc.last_use[g] = sc.step_of[h];
+    }
 
   for (auto& o : sc.output_of) o = none;
   std::size_t k = 0;

@@ -55,11 +55,31 @@ struct GroupState {
   std::size_t occurrences = 0;
 };
 
+// The states of all groups, reached by group number. Not a std::tuple: nvcc 13's front end gives up
+// ("excessive recursion") on std::tuple's constructor constraints over the hundred-odd groups of a conv net's
+// training step.
+template <std::size_t I, class T>
+struct Indexed {
+  T value;
+};
+template <class Seq, class... T>
+struct IndexedPack;
+template <std::size_t... I, class... T>
+struct IndexedPack<std::index_sequence<I...>, T...> : Indexed<I, T>... {};
+template <std::size_t I, class T>
+T& get_indexed(Indexed<I, T>& h) {
+  return h.value;
+}
+template <std::size_t I, class T>
+const T& get_indexed(const Indexed<I, T>& h) {
+  return h.value;
+}
+
 template <class Tuple>
 struct group_states;
 template <class... G>
 struct group_states<std::tuple<G...>> {
-  using type = std::tuple<GroupState<G>...>;
+  using type = IndexedPack<std::index_sequence_for<G...>, GroupState<G>...>;
 };
 
 // The Program's state is held as a StateBase, not as std::unique_ptr<State>: nvcc 13's front end
@@ -310,7 +330,7 @@ class Program {
  private:
   template <class F, std::size_t... G>
   void for_groups_impl(F&& f, std::index_sequence<G...>) const {
-    (f(std::integral_constant<std::size_t, G>{}, std::get<G>(state()->groups)), ...);
+    (f(std::integral_constant<std::size_t, G>{}, graph::detail::get_indexed<G>(state()->groups)), ...);
   }
   template <class F>
   void for_groups(F&& f) const {
@@ -319,7 +339,8 @@ class Program {
   // f(group, state) for every group, in the order of the steps.
   template <class F, std::size_t... S>
   void for_steps_impl(F&& f, std::index_sequence<S...>) const {
-    (f(std::integral_constant<std::size_t, P::order[S]>{}, std::get<P::order[S]>(state()->groups)), ...);
+    (f(std::integral_constant<std::size_t, P::order[S]>{}, graph::detail::get_indexed<P::order[S]>(state()->groups)),
+     ...);
   }
   template <class F>
   void for_steps(F&& f) const {
@@ -351,7 +372,7 @@ class Program {
     auto visit = [&](const auto& node) {
       using G = std::remove_cvref_t<decltype(node)>;
       constexpr std::size_t g = graph::detail::index_of<G, typename P::groups>::value;
-      auto& st = std::get<g>(state()->groups);
+      auto& st = graph::detail::get_indexed<g>(state()->groups);
       ++st.occurrences;
       if (!st.rep) {
         st.rep = &node;
@@ -428,7 +449,7 @@ class Program {
   template <std::size_t G>
   void run_step() {
     using Node = std::tuple_element_t<G, Groups>;
-    auto& st = std::get<G>(state()->groups);
+    auto& st = graph::detail::get_indexed<G>(state()->groups);
     if (!st.rep) return;  // only in the branch of a SelectExpr that is not taken
     const Node& n = *st.rep;
     if constexpr (requires { n.materialised(); }) {
@@ -460,7 +481,8 @@ class Program {
       constexpr std::size_t g = graph::detail::index_of<O, typename P::groups>::value;
       if constexpr (P::output_of[g] == K) {
         bool done = true;
-        if constexpr (requires { o.materialised(); }) done = std::get<g>(state()->groups).rep->materialised();
+        if constexpr (requires { o.materialised(); })
+          done = graph::detail::get_indexed<g>(state()->groups).rep->materialised();
         (void)o;
         if (done) return;  // the step wrote it
       }
