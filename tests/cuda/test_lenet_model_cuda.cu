@@ -1,6 +1,7 @@
 // LeNet-5 on the GPU against the CPU: one batch's loss and gradients in double precision (cuDNN convolutions
 // and pooling, cuBLAS, fused kernels, reductions, all in one compiled Program), and whole training steps of
 // the Trainer in float: on the GPU against the CPU, and replayed as a CUDA graph against run from the host.
+// Built only with METAGRAD_BUILD_CUDA_MODELS (a whole model's nvcc build takes many minutes; CI skips it).
 #include <doctest/doctest.h>
 
 #include <cmath>
