@@ -308,7 +308,6 @@ void BM_mlp_metagrad(benchmark::State& state, mg::index_t batch, mg::index_t hid
   state.counters["batch"] = static_cast<double>(batch);
 }
 
-
 // Baselines first: a metagrad implementation reads its baseline's rate for the `ratio` counter.
 void register_all() {
   auto reg = [](const std::string& name, auto fn) {

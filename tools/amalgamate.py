@@ -42,6 +42,17 @@ PRAGMA_ONCE_RE = re.compile(r"^\s*#\s*pragma\s+once\b")
 DIRECTIVE_RE = re.compile(r"^\s*#\s*(if|ifdef|ifndef|elif|elifdef|elifndef|else|endif)\b(.*)$")
 
 
+
+def normalised(conditions: tuple[str, ...]) -> tuple[str, ...]:
+    """The conditions with repeats dropped: `#if X` nested in `#if X` (each CUDA header guards itself and is
+    included under the same guard) adds nothing, and without this a header reached under (X, X) and again
+    under (X) was inlined twice. Branch entries ("if X | else") are kept as they are."""
+    seen: list[str] = []
+    for c in conditions:
+        if c not in seen:
+            seen.append(c)
+    return tuple(seen)
+
 class AmalgamateError(Exception):
     pass
 
@@ -111,7 +122,7 @@ class Amalgamator:
                                   f"under include/)")
         return None
 
-    def already_inlined(self, path: Path, conditions: tuple[str, ...]) -> bool:
+    def already_inlined(self, path: Path, conditions: tuple[str, ...]) -> bool:  # conditions normalised
         if path in self.unconditional:
             return True
         # Inlined earlier under a prefix of the current conditions: that region encloses this one.
@@ -153,7 +164,7 @@ class Amalgamator:
             if target is None:
                 out.append(line)
                 continue
-            conditions = outer + tuple(local)
+            conditions = normalised(outer + tuple(local))
             spelled = f"<{rel(target)}>"
             if self.already_inlined(target, conditions):
                 out.append(f"// #include {spelled} (inlined above)")

@@ -335,17 +335,15 @@ class Trainer {
   template <class U, int RB>
   const Tensor<U, RB>& staged(const Tensor<U, RB>& b, Tensor<U, RB>& buf) const {
     if (b.device() == device_) return b;
+    const auto c = b.is_contiguous() ? b : b.clone();
     if constexpr (std::is_same_v<U, std::int64_t>) {
-      if (b.device().is_cpu()) {
-        const auto c = b.is_contiguous() ? b : b.clone();
+      if (c.device().is_cpu())
         for (index_t i = 0; i < c.numel(); ++i)
           if (c.data()[i] < 0)
             throw error("Trainer: label " + std::to_string(c.data()[i]) + " at position " + std::to_string(i) +
                         " of the batch is negative");
-      }
     }
     if (!buf.defined() || !(buf.shape() == b.shape())) buf.allocate(b.shape(), device_);
-    const auto c = b.is_contiguous() ? b : b.clone();
     metagrad::detail::copy_bytes(buf.data(), device_, c.data(), c.device(),
                                  static_cast<std::size_t>(c.numel()) * sizeof(U));
     return buf;

@@ -34,6 +34,13 @@
 #endif
 #endif
 
+// Project headers outside the cuDNN guard: they do not need cuDNN, and the single header then inlines them
+// once for every CUDA header rather than again under this guard.
+#include "../../core/error.hpp"
+#include "cudnn_params.hpp"
+#include "matmul.hpp"
+#include "runtime.hpp"
+
 #if METAGRAD_WITH_CUDNN
 
 #include <cudnn.h>
@@ -44,11 +51,6 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
-
-#include "../../core/error.hpp"
-#include "cudnn_params.hpp"
-#include "matmul.hpp"
-#include "runtime.hpp"
 
 METAGRAD_NAMESPACE_BEGIN
 namespace cuda {
