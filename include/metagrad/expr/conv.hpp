@@ -6,8 +6,8 @@
 // else (a computed expression, a view) evaluated once into a buffer the node keeps. The backend answers
 // run_conv2d(Conv2dCall), found by argument-dependent lookup (oneDNN or im2col + GEMM on the CPU, cuDNN on
 // CUDA; backend/dispatch.hpp picks by the call's device), so this layer names no backend. Buffers live on
-// the operands' device. There is no bias: a layer adds one by broadcasting (conv2d(x, w) + b.reshape(...)),
-// which fuses into whatever reads the convolution. Include <metagrad/expr.hpp> instead.
+// the operands' device. The node here has no bias; conv2d(x, w, b) and relu of it (expr/conv_bias.hpp) are
+// one node with the bias and activation in the convolution's epilogue. Include <metagrad/expr.hpp> instead.
 #pragma once
 
 #include <string>
@@ -66,13 +66,20 @@ struct Conv2dGeometry {
 /// Which of the three convolution computations a Conv2dCall asks for.
 enum class ConvPass { forward, backward_data, backward_weight };
 
+/// The activation a fused convolution applies after its bias (expr/conv_bias.hpp): y = act(conv + b).
+/// Only these two, because they are what cuDNN's fused cudnnConvolutionBiasActivationForward and oneDNN's
+/// eltwise post-op both run in the convolution's epilogue.
+enum class Activation : unsigned char { identity, relu };
+
 /// One convolution for a backend, answered by run_conv2d(call) (found by argument-dependent lookup). Every
 /// pointer is to a contiguous NCHW (or [c_out, c_in / groups, kh, kw]) buffer; `out` overlaps none of the
 /// inputs and is overwritten (never accumulated into); every buffer is memory of `device` (the CPU, or a
 /// CUDA device, whose answer is cuDNN's in a file compiled by nvcc).
-///   forward:          out = y  [n, c_out, oh, ow]         from x, w
+///   forward:          out = y  [n, c_out, oh, ow]         from x, w (then + bias[c], then activation)
 ///   backward_data:    out = dx [n, c_in, h, w]            from dy, w
 ///   backward_weight:  out = dw [c_out, c_in / g, kh, kw]  from dy, x
+/// `bias` ([c_out], or null for none) and `activation` belong to the forward pass only; a backend rejects
+/// them on the backward passes rather than ignore them.
 template <class T>
 struct Conv2dCall {
   ConvPass pass;
@@ -82,6 +89,8 @@ struct Conv2dCall {
   const T* dy;
   T* out;
   Device device = Device::cpu();
+  const T* bias = nullptr;
+  Activation activation = Activation::identity;
 };
 
 namespace detail {

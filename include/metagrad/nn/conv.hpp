@@ -1,7 +1,7 @@
 // metagrad/nn/conv.hpp — convolution and pooling layers (Conv2d with PyTorch's weight layout, default
-// initialisation and state dict keys; MaxPool2d, AvgPool2d, AdaptiveAvgPool2d) and Flatten. The bias is
-// added by broadcast after the convolution, so it fuses into whatever reads the result (a relu, a pool).
-// Include <metagrad/nn.hpp> instead.
+// initialisation and state dict keys; MaxPool2d, AvgPool2d, AdaptiveAvgPool2d) and Flatten. A Conv2d with a
+// bias is one conv2d(x, w, b) node (expr/conv_bias.hpp) and an nn::relu() after it turns that node into the
+// fused convolution + bias + ReLU. Include <metagrad/nn.hpp> instead.
 #pragma once
 
 #include <cmath>
@@ -12,6 +12,9 @@
 
 #include "../expr/concat.hpp"
 #include "../expr/conv.hpp"
+// Before linear.hpp: nn::relu()'s call ::metagrad::relu(x) is a qualified name, looked up where the lambda
+// is defined, so the fused relu overload must already be declared there.
+#include "../expr/conv_bias.hpp"
 #include "../expr/pool.hpp"
 #include "../expr/view.hpp"
 #include "init.hpp"
@@ -94,8 +97,7 @@ class Conv2d : public LayerBase {
   auto operator()(X&& x) const {
     static_assert(std::remove_cvref_t<X>::rank == 4, "metagrad: nn::Conv2d needs NCHW input (rank 4)");
     if constexpr (Bias)
-      return metagrad::conv2d(std::forward<X>(x), weight_, spec_.options) +
-             reshape(bias_, {index_t{1}, spec_.out_channels, index_t{1}, index_t{1}});
+      return metagrad::conv2d(std::forward<X>(x), weight_, bias_, spec_.options);
     else
       return metagrad::conv2d(std::forward<X>(x), weight_, spec_.options);
   }

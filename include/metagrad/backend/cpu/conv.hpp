@@ -2,7 +2,9 @@
 // forward, backward-data and backward-weight, by oneDNN when the build has it (METAGRAD_WITH_DNNL) and by
 // im2col + GEMM (cpu::gemm: CBLAS or the built-in kernel) always. Both are callable directly
 // (cpu::conv2d_im2col, cpu::conv2d_onednn) and cpu::set_conv_algorithm() pins one, for tests and benchmarks.
-// Include <metagrad/metagrad.hpp> instead.
+// A forward call's bias and activation (expr/conv_bias.hpp) are fused in both: oneDNN's bias argument and
+// eltwise post-op, or a loop over each GEMM's output while it is in cache. Include <metagrad/metagrad.hpp>
+// instead.
 //
 // im2col: for each image and group, the input patches are unrolled into a [C_in/g kH kW, OH OW] matrix
 // (zeros where the window reaches into the padding), and the convolution is one GEMM with the weights
@@ -175,18 +177,41 @@ void for_each_image(const Conv2dGeometry& g, double gemm_work, F&& f) {
   }
 }
 
+/// y = act(y + bias[o]) over `channels` output channels of one image ([channels, ohw] from y), the first
+/// being channel o0: the epilogue of a fused convolution, run while the GEMM's output is still in cache.
+/// ReLU is written x < 0 ? 0 : x, as the elementwise relu, so that NaN passes through the same way.
+template <class T>
+void conv_epilogue(T* y, index_t channels, index_t ohw, const T* bias, index_t o0, Activation act) {
+  for (index_t o = 0; o < channels; ++o) {
+    T* r = y + o * ohw;
+    const T b = bias ? bias[o0 + o] : T(0);
+    if (act == Activation::relu) {
+      METAGRAD_SIMD_LOOP
+      for (index_t i = 0; i < ohw; ++i) {
+        const T v = r[i] + b;
+        r[i] = v < T(0) ? T(0) : v;
+      }
+    } else {
+      METAGRAD_SIMD_LOOP
+      for (index_t i = 0; i < ohw; ++i) r[i] += b;
+    }
+  }
+}
+
 template <class T>
 void im2col_forward(const Conv2dCall<T>& c) {
   const Conv2dGeometry& g = c.geom;
   const index_t cg = g.c_in_per_group(), og = g.c_out_per_group(), kk = cg * g.kh * g.kw, ohw = g.oh * g.ow;
   const bool pointwise = g.kh == 1 && g.kw == 1 && g.stride == Size2(1) && g.padding == Size2(0);
+  const bool epilogue = c.bias != nullptr || c.activation != Activation::identity;
   for_each_image(g, double(og) * double(ohw) * double(kk), [&](index_t n, bool threaded) {
     T* col = pointwise ? nullptr : conv_scratch<T>(static_cast<std::size_t>(kk * ohw), 0);
     for (index_t gr = 0; gr < g.groups; ++gr) {
       const T* x = c.x + (n * g.c_in + gr * cg) * g.h * g.w;
+      T* y = c.out + (n * g.c_out + gr * og) * ohw;
       if (!pointwise) im2col(x, g, cg, col);
-      conv_gemm<T>(threaded, false, false, og, ohw, kk, c.w + gr * og * kk, kk, pointwise ? x : col, ohw, T(0),
-                   c.out + (n * g.c_out + gr * og) * ohw, ohw);
+      conv_gemm<T>(threaded, false, false, og, ohw, kk, c.w + gr * og * kk, kk, pointwise ? x : col, ohw, T(0), y, ohw);
+      if (epilogue) conv_epilogue(y, og, ohw, c.bias, gr * og, c.activation);
     }
   });
 }
@@ -247,12 +272,24 @@ void im2col_backward_weight(const Conv2dCall<T>& c) {
   }
 }
 
+/// @throws metagrad::error when a backward pass carries a bias or an activation (they belong to the forward
+///         pass; a backend never drops them silently).
+template <class T>
+void check_forward_only_epilogue(const Conv2dCall<T>& c) {
+  if (c.pass != ConvPass::forward && (c.bias != nullptr || c.activation != Activation::identity))
+    throw error(std::string("conv2d: a bias or activation was given to a ") +
+                (c.pass == ConvPass::backward_data ? "backward-data" : "backward-weight") +
+                " pass; they belong to the forward pass only");
+}
 }  // namespace detail
 
-/// Runs a convolution pass with im2col + GEMM (CBLAS or the built-in kernel), whatever the build has.
+/// Runs a convolution pass with im2col + GEMM (CBLAS or the built-in kernel), whatever the build has; a
+/// forward pass adds call.bias and applies call.activation in the loop after each GEMM.
 /// @pre the call's pointers and geometry are valid (expr/conv.hpp checks the shapes), every extent is >= 1.
+/// @throws metagrad::error for a bias or activation on a backward pass.
 template <class T>
 void conv2d_im2col(const Conv2dCall<T>& c) {
+  detail::check_forward_only_epilogue(c);
   switch (c.pass) {
     case ConvPass::forward:
       return detail::im2col_forward(c);
@@ -272,10 +309,13 @@ inline dnnl::engine& dnnl_cpu_engine() {
 }
 
 /// One oneDNN convolution pass for one geometry and thread count, with its memories, reorders and
-/// scratchpad, ready to run on new data pointers without creating anything.
+/// scratchpad, ready to run on new data pointers without creating anything. A forward pass may carry a bias
+/// (the primitive's bias argument) and a ReLU (an eltwise post-op): one primitive, no second pass over y.
 class DnnlConv {
  public:
-  DnnlConv(ConvPass pass, const Conv2dGeometry& g, int threads) : pass_(pass), geom_(g), threads_(threads) {
+  DnnlConv(ConvPass pass, const Conv2dGeometry& g, int threads, bool bias = false,
+           Activation act = Activation::identity)
+      : pass_(pass), geom_(g), threads_(threads), bias_(bias), act_(act) {
     try {
       build();
       ok_ = impl_.find("ref") == std::string::npos;  // the reference kernels are slower than im2col
@@ -283,21 +323,22 @@ class DnnlConv {
       ok_ = false;  // a geometry this oneDNN does not take: im2col runs it
     }
   }
-  bool matches(ConvPass pass, const Conv2dGeometry& g, int threads) const {
-    return pass == pass_ && g == geom_ && threads == threads_;
+  bool matches(ConvPass pass, const Conv2dGeometry& g, int threads, bool bias, Activation act) const {
+    return pass == pass_ && g == geom_ && threads == threads_ && bias == bias_ && act == act_;
   }
   bool ok() const { return ok_; }
   const std::string& impl() const { return impl_; }
 
   /// in0, in1 and out as in Arg order: forward (x, w -> y), backward data (dy, w -> dx), backward weight
-  /// (dy, x -> dw).
-  void run(const float* in0, const float* in1, float* out) {
+  /// (dy, x -> dw); `bias` ([c_out]) for a forward pass built with one.
+  void run(const float* in0, const float* in1, float* out, const float* bias = nullptr) {
     args_[0].user.set_data_handle(const_cast<float*>(in0));
     args_[1].user.set_data_handle(const_cast<float*>(in1));
     args_[2].user.set_data_handle(out);
+    if (bias_) bias_mem_.set_data_handle(const_cast<float*>(bias));
     for (int i = 0; i < 2; ++i)
       if (args_[i].reordered) execute(args_[i].reorder, args_[i].user, args_[i].prim);
-    check(dnnl_primitive_execute(prim_.get(), stream_.get(), 4, exec_));
+    check(dnnl_primitive_execute(prim_.get(), stream_.get(), n_exec_, exec_));
     if (args_[2].reordered) execute(args_[2].reorder, args_[2].prim, args_[2].user);
     check(dnnl_stream_wait(stream_.get()));
   }
@@ -338,10 +379,19 @@ class DnnlConv {
                           (g.ow - 1) * g.stride.w + (g.kw - 1) * g.dilation.w + 1 - g.w - g.padding.w};
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    if (act_ == Activation::relu) {
+      dnnl::post_ops po;
+      po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+      attr.set_post_ops(po);
+    }
     const auto alg = dnnl::algorithm::convolution_direct;
+    // The bias stays in metagrad's plain [c_out] layout: oneDNN reads it as it is, no reorder.
+    const md b_user(memory::dims{g.c_out}, f32, tag::x);
     const dnnl::convolution_forward::primitive_desc fwd(
-        dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, x_any, w_any, y_any, strides, dil, pl,
-                                        pr),
+        bias_ ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, x_any, w_any, b_user, y_any,
+                                                strides, dil, pl, pr)
+              : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, x_any, w_any, y_any, strides,
+                                                dil, pl, pr),
         attr, eng);
     int arg_ids[3] = {};
     md user[3], want[3], scratch;
@@ -387,27 +437,37 @@ class DnnlConv {
     }
     scratchpad_ = memory(scratch, eng);
     exec_[3] = {DNNL_ARG_SCRATCHPAD, scratchpad_.get()};
+    n_exec_ = 4;
+    if (bias_) {
+      bias_mem_ = memory(b_user, eng, nullptr);
+      exec_[n_exec_++] = {DNNL_ARG_BIAS, bias_mem_.get()};
+    }
   }
 
   ConvPass pass_;
   Conv2dGeometry geom_;
   int threads_;
+  bool bias_;
+  Activation act_;
   bool ok_ = false;
   std::string impl_;
   dnnl::primitive prim_;
   dnnl::stream stream_;
   Arg args_[3];
-  dnnl::memory scratchpad_;
-  dnnl_exec_arg_t exec_[4] = {};
+  dnnl::memory scratchpad_, bias_mem_;
+  dnnl_exec_arg_t exec_[5] = {};
+  int n_exec_ = 4;
 };
 
-/// The oneDNN pass for (pass, geometry, thread count), created on first use. The cache is per thread (a
-/// primitive's memories hold the data pointers of one run at a time) and keeps the 64 most recent.
-inline DnnlConv& dnnl_conv(ConvPass pass, const Conv2dGeometry& g) {
+/// The oneDNN pass for (pass, geometry, thread count, bias, activation), created on first use. The cache is
+/// per thread (a primitive's memories hold the data pointers of one run at a time) and keeps the 64 most
+/// recent.
+inline DnnlConv& dnnl_conv(ConvPass pass, const Conv2dGeometry& g, bool bias = false,
+                           Activation act = Activation::identity) {
   thread_local std::vector<std::unique_ptr<DnnlConv>> cache;
   const int threads = num_threads();
   for (std::size_t i = 0; i < cache.size(); ++i)
-    if (cache[i]->matches(pass, g, threads)) {
+    if (cache[i]->matches(pass, g, threads, bias, act)) {
       // Move to the front, so lookups in a steady loop stop at the first few entries.
       if (i > 0)
         std::rotate(cache.begin(), cache.begin() + static_cast<std::ptrdiff_t>(i),
@@ -415,21 +475,24 @@ inline DnnlConv& dnnl_conv(ConvPass pass, const Conv2dGeometry& g) {
       return *cache.front();
     }
   if (cache.size() >= 64) cache.pop_back();
-  cache.insert(cache.begin(), std::make_unique<DnnlConv>(pass, g, threads));
+  cache.insert(cache.begin(), std::make_unique<DnnlConv>(pass, g, threads, bias, act));
   return *cache.front();
 }
 
 }  // namespace detail
 
-/// Runs a float convolution pass with oneDNN. Returns false (and computes nothing) when oneDNN has no
-/// implementation for it but its reference one, or rejects the geometry.
+/// Runs a float convolution pass with oneDNN, a forward pass with call.bias and call.activation in the same
+/// primitive. Returns false (and computes nothing) when oneDNN has no implementation for it but its
+/// reference one, or rejects the geometry.
 /// @pre as conv2d_im2col.
+/// @throws metagrad::error for a bias or activation on a backward pass.
 inline bool conv2d_onednn(const Conv2dCall<float>& c) {
-  auto& p = detail::dnnl_conv(c.pass, c.geom);
+  detail::check_forward_only_epilogue(c);
+  auto& p = detail::dnnl_conv(c.pass, c.geom, c.bias != nullptr, c.activation);
   if (!p.ok()) return false;
   switch (c.pass) {
     case ConvPass::forward:
-      p.run(c.x, c.w, c.out);
+      p.run(c.x, c.w, c.out, c.bias);
       break;
     case ConvPass::backward_data:
       p.run(c.dy, c.w, c.out);
@@ -442,8 +505,9 @@ inline bool conv2d_onednn(const Conv2dCall<float>& c) {
 }
 
 /// The name of the oneDNN implementation that runs a pass ("jit:avx512_core", ...), or "" when none does.
-inline std::string conv2d_onednn_impl(ConvPass pass, const Conv2dGeometry& g) {
-  auto& p = detail::dnnl_conv(pass, g);
+inline std::string conv2d_onednn_impl(ConvPass pass, const Conv2dGeometry& g, bool bias = false,
+                                      Activation act = Activation::identity) {
+  auto& p = detail::dnnl_conv(pass, g, bias, act);
   return p.ok() ? p.impl() : std::string();
 }
 #endif
@@ -459,9 +523,11 @@ inline bool prefer_onednn(const Conv2dCall<float>& c) { return c.geom.c_in_per_g
 
 /// The CPU answer to the convolution hook of expr/conv.hpp (backend/dispatch.hpp calls it for calls on the
 /// CPU): oneDNN for float when the build has it and the algorithm setting allows (see set_conv_algorithm),
-/// im2col + GEMM otherwise.
+/// im2col + GEMM otherwise; both honour a forward pass's bias and activation.
+/// @throws metagrad::error for a bias or activation on a backward pass.
 template <class T>
 void run_conv2d(const Conv2dCall<T>& c) {
+  detail::check_forward_only_epilogue(c);
 #if METAGRAD_CONV_HAVE_DNNL_
   if constexpr (std::is_same_v<T, float>) {
     const auto a = conv_algorithm();
