@@ -338,7 +338,6 @@ void register_all() {
   }
   reg("mlp_step/metagrad", [](benchmark::State& st) { BM_mlp_metagrad(st, 128, 256, 20); });
   reg("mlp_step_large/metagrad", [](benchmark::State& st) { BM_mlp_metagrad(st, 1024, 2048, 5); });
-#endif
 }
 
 }  // namespace

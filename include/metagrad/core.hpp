@@ -9,6 +9,7 @@
 #include "core/error.hpp"
 #include "core/expr_base.hpp"
 #include "core/math.hpp"
+#include "core/pack.hpp"
 #include "core/philox.hpp"
 #include "core/print.hpp"
 #include "core/shape.hpp"

@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "../core/error.hpp"
+#include "../core/pack.hpp"
 #include "../expr/elementwise.hpp"
 #include "../expr/functions.hpp"
 #include "../expr/leaf.hpp"
@@ -31,24 +32,46 @@ namespace detail {
 
 // --- the structure of a node type -----------------------------------------------------------------
 
+// A node's children() is a Pack of const references (detail::refs); a std::tuple (std::tie), as a node
+// written outside the library may return, is read as the same Pack.
+template <class C>
+struct as_pack {
+  using type = C;
+};
+template <class... C>
+struct as_pack<std::tuple<C...>> {
+  using type = Pack<C...>;
+};
+
 template <class E>
 struct children_of {
-  using type = std::tuple<>;
+  using type = Pack<>;
 };
 template <class E>
 requires requires(const E& e) { e.children(); }
 struct children_of<E> {
-  using type = decltype(std::declval<const E&>().children());
+  using type = typename as_pack<decltype(std::declval<const E&>().children())>::type;
 };
+/// The Pack of E's operand types (const references), Pack<> for a leaf.
 template <class E>
 using children_t = typename children_of<E>::type;
+
+/// Operand I of node e.
+template <std::size_t I, class E>
+decltype(auto) child(const E& e) {
+  if constexpr (requires { get_indexed<I>(e.children()); })
+    return get_indexed<I>(e.children());
+  else
+    return std::get<I>(e.children());
+}
 
 template <class E, class L>
 struct depends_on;
 template <class Tuple, class L>
 struct any_depends;
-template <class... C, class L>
-struct any_depends<std::tuple<C...>, L> : std::bool_constant<(depends_on<std::remove_cvref_t<C>, L>::value || ...)> {};
+template <class Seq, class... C, class L>
+struct any_depends<IndexedPack<Seq, C...>, L>
+    : std::bool_constant<(depends_on<std::remove_cvref_t<C>, L>::value || ...)> {};
 
 /// Whether the value of expression type E changes with leaf L (through anything but stop_gradient).
 template <class E, class L>
@@ -70,7 +93,7 @@ auto into(const W& w, const AE& c, Adj&& adj) {
   if constexpr (depends_on<AE, typename W::target>::value)
     return backprop(w, c, std::forward<Adj>(adj));
   else
-    return std::tuple<>();
+    return Pack<>{};
 }
 
 // The adjoint of a broadcast operand: summed back to the operand's shape.
@@ -93,9 +116,9 @@ auto backprop_node(const W& w, const UnaryExpr<Op, A>& e, const G& g) {
     if constexpr (is_floating_v<typename Op::target_type> && is_floating_v<typename AE::value_type>)
       return into<W, A>(w, e.operand(), cast<typename AE::value_type>(g));
     else
-      return std::tuple<>();
+      return Pack<>{};
   } else {
-    return std::tuple<>();  // piecewise constant (floor, sign, comparisons): the gradient is zero
+    return Pack<>{};  // piecewise constant (floor, sign, comparisons): the gradient is zero
   }
 }
 
@@ -110,17 +133,17 @@ auto backprop_node(const W& w, const BinaryExpr<Op, A, B>& e, const G& g) {
       if constexpr (depends_on<AE, typename W::target>::value)
         return into<W, A>(w, e.lhs(), sum_to(e.op().grad_lhs(g, a, b, e), a));
       else
-        return std::tuple<>();
+        return Pack<>{};
     };
     auto right = [&] {
       if constexpr (depends_on<BE, typename W::target>::value)
         return into<W, B>(w, e.rhs(), sum_to(e.op().grad_rhs(g, a, b, e), b));
       else
-        return std::tuple<>();
+        return Pack<>{};
     };
-    return std::tuple_cat(left(), right());
+    return pack_cat(left(), right());
   } else {
-    return std::tuple<>();
+    return Pack<>{};
   }
 }
 
@@ -135,15 +158,15 @@ auto backprop_node(const W& w, const TernaryExpr<Op, C, A, B>& e, const G& g) {
     if constexpr (depends_on<AE, typename W::target>::value)
       return into<W, A>(w, e.second(), sum_to(e.op().grad_second(g, c, a, b, e), a));
     else
-      return std::tuple<>();
+      return Pack<>{};
   };
   auto third = [&] {
     if constexpr (depends_on<BE, typename W::target>::value)
       return into<W, B>(w, e.third(), sum_to(e.op().grad_third(g, c, a, b, e), b));
     else
-      return std::tuple<>();
+      return Pack<>{};
   };
-  return std::tuple_cat(second(), third());
+  return pack_cat(second(), third());
 }
 
 template <class W, class A, int RO, class G>
@@ -229,7 +252,7 @@ auto backprop_node(const W& w, const ReduceExpr<Red, A, K, Keep>& e, const G& g)
   const auto axes = axes_of<K>(mask);
   using F = ops::float_of_t<T>;
   if constexpr (!is_floating_v<T>) {
-    return std::tuple<>();
+    return Pack<>{};
   } else if constexpr (std::is_same_v<Red, ops::SumReducer>) {
     return into<W, A>(w, e.operand(), expand(g));
   } else if constexpr (std::is_same_v<Red, ops::MeanReducer>) {
@@ -263,7 +286,7 @@ auto backprop_node(const W& w, const ReduceExpr<Red, A, K, Keep>& e, const G& g)
     return into<W, A>(w, e.operand(),
                       expand(g) * sign(x) * pow(abs(x) / expand(e), p == 0 ? 0.0 : p - 1) * (p == 0 ? 0.0 : 1.0));
   } else {
-    return std::tuple<>();  // argmax, argmin, all, any: piecewise constant
+    return Pack<>{};  // argmax, argmin, all, any: piecewise constant
   }
 }
 
@@ -285,7 +308,7 @@ auto backprop_node(const W& w, const MatmulExpr<A, B>& e, const G& g) {
       else
         return into<W, A>(w, e.lhs(), d);
     } else {
-      return std::tuple<>();
+      return Pack<>{};
     }
   };
   auto right = [&] {
@@ -296,10 +319,10 @@ auto backprop_node(const W& w, const MatmulExpr<A, B>& e, const G& g) {
       else
         return into<W, B>(w, e.rhs(), d);
     } else {
-      return std::tuple<>();
+      return Pack<>{};
     }
   };
-  return std::tuple_cat(left(), right());
+  return pack_cat(left(), right());
 }
 
 template <class W, class A, class B, class G>
@@ -309,15 +332,15 @@ auto backprop_node(const W& w, const SelectExpr<A, B>& e, const G& g) {
     if constexpr (depends_on<A, typename W::target>::value)
       return into<W, A>(w, e.first_branch(), g * (e.takes_first() ? 1.0 : 0.0));
     else
-      return std::tuple<>();
+      return Pack<>{};
   };
   auto second = [&] {
     if constexpr (depends_on<B, typename W::target>::value)
       return into<W, B>(w, e.second_branch(), g * (e.takes_first() ? 0.0 : 1.0));
     else
-      return std::tuple<>();
+      return Pack<>{};
   };
-  return std::tuple_cat(first(), second());
+  return pack_cat(first(), second());
 }
 
 // A node that carries its own rule (conv, pooling, gather, ... beside their definitions in expr/) answers
@@ -325,22 +348,22 @@ auto backprop_node(const W& w, const SelectExpr<A, B>& e, const G& g) {
 // a node need not define a rule for operands nobody differentiates (labels, indices).
 template <std::size_t I, class W, class E, class G>
 auto child_adjoint(const W& w, const E& e, const G& g) {
-  using C = std::remove_cvref_t<std::tuple_element_t<I, decltype(e.children())>>;
+  using C = std::remove_cvref_t<pack_element_t<I, children_t<E>>>;
   if constexpr (depends_on<C, typename W::target>::value) {
     static_assert(
         requires { e.backward(std::integral_constant<int, int(I)>{}, g); },
         "metagrad: grad: this node has no derivative with respect to one of its operands");
-    return backprop(w, std::get<I>(e.children()), e.backward(std::integral_constant<int, int(I)>{}, g));
+    return backprop(w, child<I>(e), e.backward(std::integral_constant<int, int(I)>{}, g));
   } else {
-    return std::tuple<>();
+    return Pack<>{};
   }
 }
 
 template <class W, class E, class G>
 requires self_differentiating<E>
 auto backprop_node(const W& w, const E& e, const G& g) {
-  return [&]<std::size_t... I>(std::index_sequence<I...>) { return std::tuple_cat(child_adjoint<I>(w, e, g)...); }
-  (std::make_index_sequence<std::tuple_size_v<decltype(e.children())>>{});
+  return [&]<std::size_t... I>(std::index_sequence<I...>) { return pack_cat(child_adjoint<I>(w, e, g)...); }
+  (std::make_index_sequence<pack_size_v<children_t<E>>>{});
 }
 
 // --- the walk ---------------------------------------------------------------------------------------
@@ -378,8 +401,8 @@ struct nodes_in;
 /// Every node type of E's tree (E included), children first, with repeats.
 template <class E>
 using nodes_t = typename cat<typename nodes_in<children_t<E>>::type, types<E>>::type;
-template <class... C>
-struct nodes_in<std::tuple<C...>> {
+template <class Seq, class... C>
+struct nodes_in<IndexedPack<Seq, C...>> {
   using type = typename cat<types<>, nodes_t<std::remove_cvref_t<C>>...>::type;
 };
 
@@ -392,7 +415,7 @@ struct shared_impl<Done, types<>, All, Leaves...> {
 template <class... D, class T, class... R, class All, class... Leaves>
 struct shared_impl<types<D...>, types<T, R...>, All, Leaves...> {
   static constexpr bool take = !has_type<T, types<D...>>::value && count_of<T, All>::value > 1 &&
-                               !std::is_same_v<children_t<T>, std::tuple<>> && (depends_on<T, Leaves>::value || ...);
+                               pack_size_v<children_t<T>> != 0 && (depends_on<T, Leaves>::value || ...);
   using type =
       typename shared_impl<std::conditional_t<take, types<D..., T>, types<D...>>, types<R...>, All, Leaves...>::type;
 };
@@ -417,9 +440,9 @@ auto backprop(const W& w, const E& e, const G& g) {
         throw error("grad: two different objects named '" + e.name() + "' and '" + w.node->name() +
                     "' share one tag type; each Input and Param needs its own tag");
     }
-    return std::tuple<G>(g);
+    return Pack<G>{{g}};
   } else if constexpr (has_type<E, typename W::shared>::value) {
-    return std::tuple<>();  // reached again from the shared node, with the sum of its adjoints
+    return Pack<>{};  // reached again from the shared node, with the sum of its adjoints
   } else {
     return backprop_node(w, e, g);
   }
@@ -433,9 +456,9 @@ auto cast_to(const C& c) {
     return cast<T>(c);
 }
 
-template <class T, class... C>
-auto sum_contributions(const std::tuple<C...>& t) {
-  return std::apply([](const auto&... c) { return (cast_to<T>(c) + ...); }, t);
+template <class T, class P>
+auto sum_contributions(const P& t) {
+  return unpack([](const auto&... c) { return (cast_to<T>(c) + ...); }, t);
 }
 
 // The first occurrence of node type T in e's tree.
@@ -445,7 +468,7 @@ const T* find_first(const E& e) {
     return &e;
   } else if constexpr (has_type<T, nodes_t<E>>::value) {
     const T* found = nullptr;
-    std::apply([&](const auto&... c) { ((found = found ? found : find_first<T>(c)), ...); }, e.children());
+    unpack([&](const auto&... c) { ((found = found ? found : find_first<T>(c)), ...); }, e.children());
     return found;
   } else {
     return nullptr;
@@ -458,11 +481,24 @@ bool all_equal(const E& e, const T& first) {
   if constexpr (std::is_same_v<T, E>) {
     return same_node(e, first);
   } else if constexpr (has_type<T, nodes_t<E>>::value) {
-    return std::apply([&](const auto&... c) { return (all_equal<T>(c, first) && ...); }, e.children());
+    return unpack([&](const auto&... c) { return (all_equal<T>(c, first) && ...); }, e.children());
   } else {
     return true;
   }
 }
+
+// A cached adjoint, held through a non-template base rather than shared_ptr<const void>: one class per
+// shared node type instead of the control block and allocator instantiations make_shared brings. The base
+// is at namespace scope on purpose: nvcc's front end does not finish std::unique_ptr over a class nested in
+// a template whose arguments are expression types (see graph/program.hpp, StateBase).
+struct HeldAdjointBase {
+  virtual ~HeldAdjointBase() = default;
+};
+template <class A>
+struct HeldAdjoint final : HeldAdjointBase {
+  explicit HeldAdjoint(A a) : value(std::move(a)) {}
+  A value;
+};
 
 /// Reverse accumulation over the expression *graph*: the adjoint of a shared node type S is the sum of
 /// what reaches it from the root and from the shared nodes above it; a leaf's gradient is what reaches it
@@ -473,19 +509,19 @@ struct Accumulator {
   // The summed adjoint of each shared node type, built once: a shared node's adjoint feeds every node
   // below it, and rebuilding it for each of them would take time exponential in the depth of the sharing
   // (every layer of a network whose logits feed two terms of the loss is shared).
-  mutable std::unordered_map<std::type_index, std::shared_ptr<const void>> cache;
+  mutable std::unordered_map<std::type_index, std::unique_ptr<HeldAdjointBase>> cache;
 
   // Contributions (a tuple of expressions) reaching node type / leaf Target, given its object `node`.
   template <class Target>
   auto contributions(const Target* node) const {
     const Walk<Target, Shared> w{node};
     const ScalarExpr<typename Y::value_type> one(1);
-    return std::tuple_cat(backprop(w, y, one), from_shared(node, Shared{}));
+    return pack_cat(backprop(w, y, one), from_shared(node, Shared{}));
   }
 
   template <class Target, class... S>
   auto from_shared([[maybe_unused]] const Target* node, types<S...>) const {
-    return std::tuple_cat(from_one<Target, S>(node)...);
+    return pack_cat(from_one<Target, S>(node)...);
   }
 
   template <class S>
@@ -495,19 +531,20 @@ struct Accumulator {
   template <class S>
   const adjoint_t<S>& adjoint(const S* s) const {
     const std::type_index key(typeid(S));
-    if (auto it = cache.find(key); it != cache.end()) return *static_cast<const adjoint_t<S>*>(it->second.get());
-    auto made = std::make_shared<const adjoint_t<S>>(sum_contributions<typename S::value_type>(contributions<S>(s)));
-    const auto& ref = *made;
-    cache.emplace(key, std::move(made));
-    return ref;
+    using H = HeldAdjoint<adjoint_t<S>>;
+    if (auto it = cache.find(key); it != cache.end()) return static_cast<const H*>(it->second.get())->value;
+    auto* made = new H(sum_contributions<typename S::value_type>(contributions<S>(s)));
+    std::unique_ptr<HeldAdjointBase> owner(made);
+    cache.emplace(key, std::move(owner));
+    return made->value;
   }
 
   template <class Target, class S>
   auto from_one(const Target* node) const {
     if constexpr (std::is_same_v<Target, S> || !depends_on<S, Target>::value) {
-      return std::tuple<>();
-    } else if constexpr (std::tuple_size_v<decltype(contributions<S>(static_cast<const S*>(nullptr)))> == 0) {
-      return std::tuple<>();
+      return Pack<>{};
+    } else if constexpr (pack_size_v<decltype(contributions<S>(static_cast<const S*>(nullptr)))> == 0) {
+      return Pack<>{};
     } else {
       const S* s = find_first<S>(y);
       const Walk<Target, Shared> w{node};
@@ -526,7 +563,7 @@ template <class Shared, class Y, class L>
 auto gradient_of(const Accumulator<Y, Shared>& acc, const L& leaf) {
   using T = typename L::value_type;
   auto parts = acc.template contributions<L>(&leaf);
-  if constexpr (std::tuple_size_v<decltype(parts)> == 0)
+  if constexpr (pack_size_v<decltype(parts)> == 0)
     // Every path to the leaf is piecewise constant: the gradient is zero everywhere.
     return BroadcastLikeExpr<ScalarExpr<T>, L>(ScalarExpr<T>(0), leaf);
   else

@@ -29,7 +29,7 @@ class StopGradientExpr : public ExprBase<StopGradientExpr<A>> {
   explicit StopGradientExpr(A a) : a_(std::forward<A>(a)) {}
   Shape<rank> shape() const { return a_.shape(); }
   const AE& operand() const { return a_; }
-  auto children() const { return std::tie(a_); }
+  auto children() const { return detail::refs(a_); }
   bool same_params(const StopGradientExpr&) const { return true; }
   template <int RT>
   auto lower(const Shape<RT>& target) const {
@@ -56,7 +56,7 @@ class BroadcastLikeExpr : public ExprBase<BroadcastLikeExpr<A, X>> {
   Shape<rank> shape() const { return x_.shape(); }
   const A& operand() const { return a_; }
   const X& like() const { return x_; }
-  auto children() const { return std::tie(a_); }
+  auto children() const { return detail::refs(a_); }
   bool same_params(const BroadcastLikeExpr&) const { return true; }
   template <int RT>
   auto lower(const Shape<RT>& target) const {
@@ -99,7 +99,7 @@ class SumToExpr : public ExprBase<SumToExpr<G, X>>, public BoundaryBase<typename
   Shape<rank> shape() const { return x_.shape(); }
   const G& operand() const { return g_; }
   const X& like() const { return x_; }
-  auto children() const { return std::tie(g_); }
+  auto children() const { return detail::refs(g_); }
   bool same_params(const SumToExpr&) const { return true; }
 
   /// Whether this evaluation needs the reduction (false: the node is g itself).
@@ -161,7 +161,7 @@ class UnsliceExpr : public ExprBase<UnsliceExpr<G, X>> {
   const Array<index_t, rank>& starts() const { return start_; }
   const Array<index_t, rank>& steps() const { return step_; }
   const Shape<rank>& counts() const { return count_; }
-  auto children() const { return std::tie(g_); }
+  auto children() const { return detail::refs(g_); }
   bool same_params(const UnsliceExpr& o) const {
     return detail::bits_equal(start_, o.start_) && detail::bits_equal(step_, o.step_) &&
            detail::bits_equal(count_, o.count_);
@@ -193,7 +193,7 @@ class ReshapeLikeExpr : public ExprBase<ReshapeLikeExpr<G, X>> {
   Shape<rank> shape() const { return x_.shape(); }
   const G& operand() const { return g_; }
   const X& like() const { return x_; }
-  auto children() const { return std::tie(g_); }
+  auto children() const { return detail::refs(g_); }
   bool same_params(const ReshapeLikeExpr&) const { return true; }
   template <int RT>
   auto lower(const Shape<RT>& target) const {
@@ -229,7 +229,7 @@ class ReduceCountExpr : public ExprBase<ReduceCountExpr<T, X>> {
   ReduceCountExpr(X x, Array<bool, X::rank> mask, index_t offset = 0)
       : x_(std::move(x)), mask_(mask), offset_(offset) {}
   Shape<0> shape() const { return {}; }
-  auto children() const { return std::tuple<>(); }
+  auto children() const { return detail::Pack<>{}; }
   bool same_params(const ReduceCountExpr& o) const {
     return detail::bits_equal(mask_, o.mask_) && offset_ == o.offset_;
   }
@@ -268,7 +268,7 @@ class SelectExpr : public ExprBase<SelectExpr<A, B>>, public BoundaryBase<typena
   bool takes_first() const { return first_; }
   const A& first_branch() const { return a_; }
   const B& second_branch() const { return b_; }
-  auto children() const { return std::tie(a_, b_); }
+  auto children() const { return detail::refs(a_, b_); }
   bool same_params(const SelectExpr& o) const { return first_ == o.first_; }
 
   template <int RD>

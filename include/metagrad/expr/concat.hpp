@@ -122,7 +122,7 @@ class CropLikeExpr : public ExprBase<CropLikeExpr<G, X>> {
   Shape<rank> shape() const { return x_.shape(); }
   const G& operand() const { return g_; }
   const X& like() const { return x_; }
-  auto children() const { return std::tie(g_); }
+  auto children() const { return detail::refs(g_); }
   bool same_params(const CropLikeExpr& o) const {
     return detail::bits_equal(start_, o.start_) && detail::bits_equal(from_end_, o.from_end_);
   }
@@ -170,7 +170,7 @@ class ReshapeAsExpr : public ExprBase<ReshapeAsExpr<A, X>> {
   Shape<rank> shape() const { return x_.shape(); }
   const A& operand() const { return a_; }
   const X& like() const { return x_; }
-  auto children() const { return std::tie(a_); }
+  auto children() const { return detail::refs(a_); }
   bool same_params(const ReshapeAsExpr&) const { return true; }
 
   template <int RT>
@@ -230,7 +230,7 @@ class ConcatExpr : public ExprBase<ConcatExpr<A, B>> {
   const AE& lhs() const { return a_; }
   const BE& rhs() const { return b_; }
   int axis() const { return axis_; }
-  auto children() const { return std::tie(a_, b_); }
+  auto children() const { return detail::refs(a_, b_); }
   bool same_params(const ConcatExpr& o) const { return axis_ == o.axis_; }
 
   template <int RT>
@@ -289,7 +289,7 @@ class PadExpr : public ExprBase<PadExpr<A>> {
     return s;
   }
   const AE& operand() const { return a_; }
-  auto children() const { return std::tie(a_); }
+  auto children() const { return detail::refs(a_); }
   bool same_params(const PadExpr& o) const {
     return detail::bits_equal(before_, o.before_) && detail::bits_equal(after_, o.after_) &&
            detail::bits_equal(value_, o.value_);
@@ -336,7 +336,7 @@ class FlattenExpr : public ExprBase<FlattenExpr<A, Start>> {
     return s;
   }
   const AE& operand() const { return a_; }
-  auto children() const { return std::tie(a_); }
+  auto children() const { return detail::refs(a_); }
   bool same_params(const FlattenExpr&) const { return true; }
 
   template <int RT>

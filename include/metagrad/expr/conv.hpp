@@ -247,7 +247,7 @@ class BufferExpr : public ExprBase<BufferExpr<G>>,
 
   explicit BufferExpr(G g) : g_(std::forward<G>(g)) {}
   const GE& operand() const { return g_; }
-  auto children() const { return std::tie(g_); }
+  auto children() const { return detail::refs(g_); }
   Shape<rank> shape() const { return g_.shape(); }
 
   template <int RT>
@@ -317,7 +317,7 @@ class Conv2dBackwardDataExpr : public ExprBase<Conv2dBackwardDataExpr<G, W, X>>,
   using self_differentiating_tag = void;
 
   Conv2dBackwardDataExpr(G g, W w, X like, const Conv2dOptions& o) : g_(g), w_(w), like_(like), opts_(o) {}
-  auto children() const { return std::tie(g_, w_); }
+  auto children() const { return detail::refs(g_, w_); }
   const X& like() const { return like_; }
   bool same_params(const Conv2dBackwardDataExpr& o) const { return detail::bits_equal(opts_, o.opts_); }
   Shape<4> shape() const { return like_.shape(); }
@@ -372,7 +372,7 @@ class Conv2dBackwardWeightExpr : public ExprBase<Conv2dBackwardWeightExpr<G, X, 
   using self_differentiating_tag = void;
 
   Conv2dBackwardWeightExpr(G g, X x, W like, const Conv2dOptions& o) : g_(g), x_(x), like_(like), opts_(o) {}
-  auto children() const { return std::tie(g_, x_); }
+  auto children() const { return detail::refs(g_, x_); }
   const W& like() const { return like_; }
   bool same_params(const Conv2dBackwardWeightExpr& o) const { return detail::bits_equal(opts_, o.opts_); }
   Shape<4> shape() const { return like_.shape(); }
@@ -444,7 +444,7 @@ class Conv2dExpr : public ExprBase<Conv2dExpr<X, W>>,
   const XE& input() const { return x_; }
   const WE& weight() const { return w_; }
   const Conv2dOptions& options() const { return opts_; }
-  auto children() const { return std::tie(x_, w_); }
+  auto children() const { return detail::refs(x_, w_); }
   bool same_params(const Conv2dExpr& o) const { return detail::bits_equal(opts_, o.opts_); }
 
   /// @throws shape_error naming conv2d and both shapes (see conv2d()).

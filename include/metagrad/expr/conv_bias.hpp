@@ -82,7 +82,7 @@ class Conv2dBiasExpr : public ExprBase<Conv2dBiasExpr<X, W, B, Act>>,
   const WE& weight() const { return w_; }
   const BE& bias() const { return b_; }
   const Conv2dOptions& options() const { return opts_; }
-  auto children() const { return std::tie(x_, w_, b_); }
+  auto children() const { return detail::refs(x_, w_, b_); }
   bool same_params(const Conv2dBiasExpr& o) const { return detail::bits_equal(opts_, o.opts_); }
 
   /// The same convolution and bias followed by activation A (the operands copied, or moved from an rvalue).

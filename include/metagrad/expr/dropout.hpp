@@ -114,7 +114,7 @@ class DropoutExpr : public ExprBase<DropoutExpr<A>> {
   double p() const { return p_; }
   const DropoutKey& key() const { return key_; }
   bool training() const { return training_; }
-  auto children() const { return std::tie(a_); }
+  auto children() const { return detail::refs(a_); }
   bool same_params(const DropoutExpr& o) const {
     return p_ == o.p_ && training_ == o.training_ && key_.same_site(o.key_);
   }

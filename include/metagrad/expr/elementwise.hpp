@@ -32,7 +32,7 @@ class UnaryExpr : public ExprBase<UnaryExpr<Op, A>> {
   Shape<rank> shape() const { return a_.shape(); }
   const AE& operand() const { return a_; }
   const Op& op() const { return op_; }
-  auto children() const { return std::tie(a_); }
+  auto children() const { return detail::refs(a_); }
   bool same_params(const UnaryExpr& o) const { return detail::bits_equal(op_, o.op_); }
 
   template <int RT>
@@ -64,7 +64,7 @@ class BinaryExpr : public ExprBase<BinaryExpr<Op, A, B>> {
   const AE& lhs() const { return a_; }
   const BE& rhs() const { return b_; }
   const Op& op() const { return op_; }
-  auto children() const { return std::tie(a_, b_); }
+  auto children() const { return detail::refs(a_, b_); }
   bool same_params(const BinaryExpr& o) const { return detail::bits_equal(op_, o.op_); }
 
   template <int RT>
@@ -102,7 +102,7 @@ class TernaryExpr : public ExprBase<TernaryExpr<Op, A, B, C>> {
   const BE& second() const { return b_; }
   const CE& third() const { return c_; }
   const Op& op() const { return op_; }
-  auto children() const { return std::tie(a_, b_, c_); }
+  auto children() const { return detail::refs(a_, b_, c_); }
   bool same_params(const TernaryExpr& o) const { return detail::bits_equal(op_, o.op_); }
 
   template <int RT>

@@ -80,7 +80,7 @@ class EmbeddingBackwardExpr : public ExprBase<EmbeddingBackwardExpr<G, I, W>>,
       : g_(std::move(g)), idx_(std::move(indices)), w_(std::move(weight)), padding_(padding_idx) {}
   Shape<2> shape() const { return w_.shape(); }
   const W& like() const { return w_; }
-  auto children() const { return std::tie(g_, idx_); }
+  auto children() const { return detail::refs(g_, idx_); }
   bool same_params(const EmbeddingBackwardExpr& o) const { return padding_ == o.padding_; }
 
   template <int RT>
@@ -155,7 +155,7 @@ class EmbeddingExpr : public ExprBase<EmbeddingExpr<W, I>>, public BoundaryBase<
 
   const W& weight() const { return w_; }
   const I& indices() const { return idx_; }
-  auto children() const { return std::tie(w_, idx_); }
+  auto children() const { return detail::refs(w_, idx_); }
   bool same_params(const EmbeddingExpr& o) const { return padding_ == o.padding_; }
 
   Shape<rank> shape() const {

@@ -69,7 +69,7 @@ class AxisIndexExpr : public ExprBase<AxisIndexExpr<X>> {
   Shape<rank> shape() const { return x_.shape(); }
   int axis() const { return axis_; }
   const X& like() const { return x_; }
-  auto children() const { return std::tuple<>(); }
+  auto children() const { return detail::Pack<>{}; }
   bool same_params(const AxisIndexExpr& o) const { return axis_ == o.axis_; }
 
   template <int RT>
@@ -96,7 +96,7 @@ class AxisCountExpr : public ExprBase<AxisCountExpr<T, X>> {
   AxisCountExpr(X x, Array<bool, X::rank> mask) : x_(std::move(x)), mask_(mask) {}
   Shape<0> shape() const { return {}; }
   const X& like() const { return x_; }
-  auto children() const { return std::tuple<>(); }
+  auto children() const { return detail::Pack<>{}; }
   bool same_params(const AxisCountExpr& o) const { return detail::bits_equal(mask_, o.mask_); }
 
   /// The count, computed from x's current shape.

@@ -55,7 +55,7 @@ class CheckedLabelsExpr : public ExprBase<CheckedLabelsExpr<L, X>> {
   Shape<1> shape() const { return labels_.shape(); }
   const L& operand() const { return labels_; }
   const X& like() const { return logits_; }
-  auto children() const { return std::tie(labels_); }
+  auto children() const { return detail::refs(labels_); }
   bool same_params(const CheckedLabelsExpr& o) const {
     return op_ == o.op_ && ignore_ == o.ignore_ && has_ignore_ == o.has_ignore_;
   }

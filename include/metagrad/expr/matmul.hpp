@@ -80,7 +80,7 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
   const AE& lhs() const { return a_; }
   const BE& rhs() const { return b_; }
   value_type alpha() const { return alpha_; }
-  auto children() const { return std::tie(a_, b_); }
+  auto children() const { return detail::refs(a_, b_); }
   bool same_params(const MatmulExpr& o) const { return detail::bits_equal(alpha_, o.alpha_); }
   /// The same product scaled by s (folds into the GEMM's alpha).
   MatmulExpr scaled(value_type s) const& { return MatmulExpr(a_, b_, alpha_ * s); }

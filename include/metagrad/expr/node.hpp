@@ -15,6 +15,7 @@
 #include "../core/dtype.hpp"
 #include "../core/error.hpp"
 #include "../core/expr_base.hpp"
+#include "../core/pack.hpp"
 #include "../core/shape.hpp"
 #include "../core/tensor.hpp"
 #include "plan.hpp"
@@ -211,9 +212,9 @@ bool same_node(const E& a, const E& b) {
       if (!same_node(a.like(), b.like())) return false;
     }
     if constexpr (requires { a.children(); }) {
-      return std::apply(
+      return detail::unpack(
           [&](const auto&... ca) {
-            return std::apply([&](const auto&... cb) { return (same_node(ca, cb) && ...); }, b.children());
+            return detail::unpack([&](const auto&... cb) { return (same_node(ca, cb) && ...); }, b.children());
           },
           a.children());
     } else if constexpr (requires { a.same_params(b); }) {
@@ -266,7 +267,7 @@ std::optional<Device> expr_device(const E& e, const char* what = "evaluate") {
                   }) {  // a run-time choice reads only the branch it takes
       return e.takes_first() ? expr_device(e.first_branch(), what) : expr_device(e.second_branch(), what);
     } else if constexpr (requires { e.children(); })
-      std::apply([&](const auto&... c) { (merge_device(acc, expr_device(c, what), what), ...); }, e.children());
+      detail::unpack([&](const auto&... c) { (merge_device(acc, expr_device(c, what), what), ...); }, e.children());
     return acc;
   }
 }
@@ -276,7 +277,7 @@ template <class E>
 std::optional<Device> operands_device(const E& e, const char* what) {
   std::optional<Device> acc;
   if constexpr (requires { e.children(); })
-    std::apply([&](const auto&... c) { (merge_device(acc, expr_device(c, what), what), ...); }, e.children());
+    detail::unpack([&](const auto&... c) { (merge_device(acc, expr_device(c, what), what), ...); }, e.children());
   return acc;
 }
 
@@ -289,7 +290,7 @@ std::optional<Device> first_device(const E& e) {
   } else if constexpr (requires { e.value().device(); }) {
     return e.value().device();
   } else if constexpr (requires { e.children(); }) {
-    return std::apply(
+    return detail::unpack(
         [](const auto&... c) {
           std::optional<Device> d;
           ((d = d ? d : first_device(c)), ...);

@@ -180,7 +180,7 @@ class MaxPool2dBackwardExpr : public ExprBase<MaxPool2dBackwardExpr<G, X>>,
   using self_differentiating_tag = void;
 
   MaxPool2dBackwardExpr(G g, X x, const Pool2dParams& p) : g_(g), x_(x), p_(p) {}
-  auto children() const { return std::tie(g_, x_); }
+  auto children() const { return detail::refs(g_, x_); }
   bool same_params(const MaxPool2dBackwardExpr& o) const { return p_ == o.p_; }
   Shape<4> shape() const { return x_.shape(); }
 
@@ -241,7 +241,7 @@ class AvgPool2dBackwardExpr : public ExprBase<AvgPool2dBackwardExpr<K, G, X>>,
   using self_differentiating_tag = void;
 
   AvgPool2dBackwardExpr(G g, X like, const Pool2dParams& p) : g_(g), like_(like), p_(p) {}
-  auto children() const { return std::tie(g_); }
+  auto children() const { return detail::refs(g_); }
   const X& like() const { return like_; }
   bool same_params(const AvgPool2dBackwardExpr& o) const { return p_ == o.p_; }
   Shape<4> shape() const { return like_.shape(); }
@@ -304,7 +304,7 @@ class Pool2dExpr : public ExprBase<Pool2dExpr<K, X>>,
 
   const XE& operand() const { return x_; }
   const Pool2dParams& params() const { return p_; }
-  auto children() const { return std::tie(x_); }
+  auto children() const { return detail::refs(x_); }
   bool same_params(const Pool2dExpr& o) const { return p_ == o.p_; }
 
   /// @throws shape_error naming the pool and the input shape when the output would be empty.

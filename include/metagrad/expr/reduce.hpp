@@ -55,7 +55,7 @@ class ReduceExpr
   const Red& reducer() const { return red_; }
   const Array<bool, RI>& reduced_axes() const { return mask_; }
   static constexpr bool keeps_dims = Keep;
-  auto children() const { return std::tie(a_); }
+  auto children() const { return detail::refs(a_); }
   bool same_params(const ReduceExpr& o) const {
     return detail::bits_equal(red_, o.red_) && detail::bits_equal(mask_, o.mask_);
   }

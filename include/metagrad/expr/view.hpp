@@ -60,7 +60,7 @@ class AxisMapExpr : public ExprBase<AxisMapExpr<A, RO>> {
   }
   const AE& operand() const { return a_; }
   const Array<int, RO>& axes() const { return from_; }
-  auto children() const { return std::tie(a_); }
+  auto children() const { return detail::refs(a_); }
   bool same_params(const AxisMapExpr& o) const { return detail::bits_equal(from_, o.from_); }
 
   template <int RT>
@@ -109,7 +109,7 @@ class SliceExpr : public ExprBase<SliceExpr<A>> {
   const AE& operand() const { return a_; }
   const Array<index_t, rank>& starts() const { return start_; }
   const Array<index_t, rank>& steps() const { return step_; }
-  auto children() const { return std::tie(a_); }
+  auto children() const { return detail::refs(a_); }
   bool same_params(const SliceExpr& o) const {
     return detail::bits_equal(start_, o.start_) && detail::bits_equal(step_, o.step_) &&
            detail::bits_equal(count_, o.count_);
@@ -175,7 +175,7 @@ class ReshapeExpr : public ExprBase<ReshapeExpr<A, RO>> {
 
   Shape<RO> shape() const { return resolve(a_.shape(), spec_); }
   const AE& operand() const { return a_; }
-  auto children() const { return std::tie(a_); }
+  auto children() const { return detail::refs(a_); }
   bool same_params(const ReshapeExpr& o) const { return detail::bits_equal(spec_, o.spec_); }
 
   template <int RT>
@@ -243,7 +243,7 @@ class BroadcastExpr : public ExprBase<BroadcastExpr<A, RO>> {
   }
   Shape<RO> shape() const { return shape_; }
   const AE& operand() const { return a_; }
-  auto children() const { return std::tie(a_); }
+  auto children() const { return detail::refs(a_); }
   bool same_params(const BroadcastExpr& o) const { return detail::bits_equal(shape_, o.shape_); }
 
   // Broadcasting commutes with everything below it, so the target goes straight to the operand.

@@ -62,7 +62,7 @@ void append_capture_key(const E& e, std::vector<std::uint64_t>& key) {
       else
         append_capture_key(e.second_branch(), key);
     } else if constexpr (requires { e.children(); }) {
-      std::apply([&](const auto&... c) { (append_capture_key(c, key), ...); }, e.children());
+      metagrad::detail::unpack([&](const auto&... c) { (append_capture_key(c, key), ...); }, e.children());
     }
   }
 }
@@ -71,7 +71,7 @@ void append_capture_key(const E& e, std::vector<std::uint64_t>& key) {
 template <class Tuple>
 std::vector<std::uint64_t> capture_key(const Tuple& outs) {
   std::vector<std::uint64_t> key;
-  std::apply([&](const auto&... o) { (append_capture_key(o, key), ...); }, outs);
+  metagrad::detail::unpack([&](const auto&... o) { (append_capture_key(o, key), ...); }, outs);
   return key;
 }
 

@@ -81,8 +81,8 @@ struct boundaries_in;
 template <class E>
 using boundaries_t = unique_t<concat_t<typename boundaries_in<children_t<E>>::type,
                                        std::conditional_t<is_boundary_v<E>, TypeList<E>, TypeList<>>>>;
-template <class... C>
-struct boundaries_in<std::tuple<C...>> {
+template <class Seq, class... C>
+struct boundaries_in<metagrad::detail::IndexedPack<Seq, C...>> {
   using type = concat_t<TypeList<>, boundaries_t<std::remove_cvref_t<C>>...>;
 };
 
@@ -95,8 +95,8 @@ struct direct_of {
 };
 template <class C>
 using direct_child_t = std::conditional_t<is_boundary_v<C>, TypeList<C>, typename direct_of<C>::type>;
-template <class... C>
-struct direct_in<std::tuple<C...>> {
+template <class Seq, class... C>
+struct direct_in<metagrad::detail::IndexedPack<Seq, C...>> {
   using type = unique_t<concat_t<TypeList<>, direct_child_t<std::remove_cvref_t<C>>...>>;
 };
 }  // namespace detail

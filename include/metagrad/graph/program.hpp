@@ -37,7 +37,7 @@ void for_each_boundary(const E& e, F& f) {
     else
       for_each_boundary(e.second_branch(), f);
   } else if constexpr (requires { e.children(); }) {
-    std::apply([&](const auto&... c) { (for_each_boundary(c, f), ...); }, e.children());
+    metagrad::detail::unpack([&](const auto&... c) { (for_each_boundary(c, f), ...); }, e.children());
   }
   if constexpr (boundary_expression<E>) f(e);
 }
@@ -48,32 +48,21 @@ using group_tensor_t = Tensor<typename G::value_type, G::rank>;
 // The run-time state of one group (one boundary node type).
 template <class G>
 struct GroupState {
-  const G* rep = nullptr;        // the node that is evaluated
-  group_tensor_t<G> view;        // where its result is this run (a slot view or an output)
-  std::vector<const G*> others;  // same type, different value: evaluated at the same step
+  const G* rep = nullptr;  // the node that is evaluated
+  group_tensor_t<G> view;  // where its result is this run (a slot view or an output)
+  // Same type, different value: evaluated at the same step. Held as const void* (each a const G*): one
+  // std::vector instantiation for every group instead of one per group type.
+  std::vector<const void*> others;
   std::vector<std::unique_ptr<group_tensor_t<G>>> other_values;
+  const G& other(std::size_t i) const { return *static_cast<const G*>(others[i]); }
   std::size_t occurrences = 0;
 };
 
 // The states of all groups, reached by group number. Not a std::tuple: nvcc 13's front end gives up
 // ("excessive recursion") on std::tuple's constructor constraints over the hundred-odd groups of a conv net's
 // training step.
-template <std::size_t I, class T>
-struct Indexed {
-  T value;
-};
-template <class Seq, class... T>
-struct IndexedPack;
-template <std::size_t... I, class... T>
-struct IndexedPack<std::index_sequence<I...>, T...> : Indexed<I, T>... {};
-template <std::size_t I, class T>
-T& get_indexed(Indexed<I, T>& h) {
-  return h.value;
-}
-template <std::size_t I, class T>
-const T& get_indexed(const Indexed<I, T>& h) {
-  return h.value;
-}
+using metagrad::detail::get_indexed;
+using metagrad::detail::IndexedPack;
 
 template <class Tuple>
 struct group_states;
@@ -184,7 +173,7 @@ class Program {
   template <class... Bindings>
   const result_type& run(const Bindings&...) {
     State& st = *state();
-    st.device = std::apply(
+    st.device = metagrad::detail::unpack(
         [](const auto&... o) {
           std::optional<Device> d;
           ((d = d ? d : detail::first_device(o)), ...);
@@ -221,7 +210,7 @@ class Program {
   template <class... Dst>
   void run_into(Dst&... dsts) {
     static_assert(sizeof...(Dst) == NO, "metagrad: run_into needs one destination tensor per output");
-    std::apply([&](const auto&... v) { ((dsts = v.clone()), ...); }, run());
+    metagrad::detail::unpack([&](const auto&... v) { ((dsts = v.clone()), ...); }, run());
   }
 
   /// The memory the plan needs for the current bindings (no run needed).
@@ -243,7 +232,7 @@ class Program {
       m.output_bytes += b;
       if (index_of_output_group(k++) == P::none) m.intermediate_bytes += b;  // not already counted as a step
     };
-    std::apply([&](const auto&... o) { (add_output(o), ...); }, state()->outs);
+    metagrad::detail::unpack([&](const auto&... o) { (add_output(o), ...); }, state()->outs);
     m.peak_bytes = m.slot_bytes + m.output_bytes;
     return m;
   }
@@ -284,7 +273,7 @@ class Program {
       os << "\n";
     });
     std::size_t k = 0;
-    std::apply(
+    metagrad::detail::unpack(
         [&](const auto&... o) {
           (
               [&] {
@@ -381,7 +370,7 @@ class Program {
         node.bind_slot(&st.view);
       } else {
         for (std::size_t i = 0; i < st.others.size(); ++i)
-          if (graph::detail::same_node(*st.others[i], node)) {
+          if (graph::detail::same_node(st.other(i), node)) {
             node.bind_slot(st.other_values[i].get());
             return;
           }
@@ -390,7 +379,8 @@ class Program {
         node.bind_slot(st.other_values.back().get());
       }
     };
-    std::apply([&](const auto&... o) { (graph::detail::for_each_boundary(o, visit), ...); }, state()->outs);
+    metagrad::detail::unpack([&](const auto&... o) { (graph::detail::for_each_boundary(o, visit), ...); },
+                             state()->outs);
   }
 
   void run_now() {
@@ -465,7 +455,7 @@ class Program {
                                                                   contiguous_strides(shape));
     }
     n.eval_into(st.view);
-    for (std::size_t i = 0; i < st.others.size(); ++i) st.others[i]->eval_into(*st.other_values[i]);
+    for (std::size_t i = 0; i < st.others.size(); ++i) st.other(i).eval_into(*st.other_values[i]);
   }
   template <std::size_t... S>
   void run_steps(std::index_sequence<S...>) {

@@ -1,0 +1,107 @@
+// metagrad/core/pack.hpp — a lean heterogeneous pack (an aggregate of indexed members) and unpack(f, t),
+// the two tuple tools the graph walks use in place of std::tuple, std::tuple_cat and std::apply. Why: a
+// compiled training step instantiates them over thousands of expression types, and the standard ones bring
+// their constraint machinery with every instantiation (std::apply's noexcept test, std::tuple's
+// converting-constructor checks, std::invoke), each an instantiation of libstdc++'s __conditional_t. nvcc's
+// device pass handles those in time quadratic in their number: the LeNet training step's device compile went
+// past 10 minutes and 10 GB (bench/README.md, "nvcc's front end and compiled gradients"). A Pack is built by
+// aggregate initialisation and read by get_indexed<I>, with nothing else to instantiate.
+// Include <metagrad/core.hpp> instead.
+#pragma once
+
+#include <cstddef>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "config.hpp"
+
+METAGRAD_NAMESPACE_BEGIN
+namespace detail {
+
+/// Member I of a pack.
+template <std::size_t I, class T>
+struct Indexed {
+  T value;
+};
+
+/// An aggregate holding one T of each type, reached by index: `get_indexed<I>(p)`.
+template <class Seq, class... T>
+struct IndexedPack;
+template <std::size_t... I, class... T>
+struct IndexedPack<std::index_sequence<I...>, T...> : Indexed<I, T>... {
+  static constexpr std::size_t size = sizeof...(T);
+};
+
+/// The pack of T... (values, never references).
+template <class... T>
+using Pack = IndexedPack<std::index_sequence_for<T...>, T...>;
+
+template <std::size_t I, class T>
+METAGRAD_HD constexpr T& get_indexed(Indexed<I, T>& h) {
+  return h.value;
+}
+template <std::size_t I, class T>
+METAGRAD_HD constexpr const T& get_indexed(const Indexed<I, T>& h) {
+  return h.value;
+}
+
+template <class P>
+inline constexpr std::size_t pack_size_v = std::remove_cvref_t<P>::size;
+
+/// The operands of a node, by reference: what children() returns (a Pack of const references).
+template <class... A>
+auto refs(const A&... a) {
+  using R = Pack<const A&...>;
+  return R{{a}...};
+}
+
+template <std::size_t I, class T>
+T pack_element_of(const Indexed<I, T>&);  // declared only: pack_element_t's deduction
+/// The type of member I of pack P (a reference type for refs()).
+template <std::size_t I, class P>
+using pack_element_t = decltype(pack_element_of<I>(std::declval<const P&>()));
+
+/// A pack of copies of `v...`.
+template <class... T>
+auto make_pack(T&&... v) {
+  using R = Pack<std::remove_cvref_t<T>...>;
+  return R{{std::forward<T>(v)}...};
+}
+
+/// The members of `a` followed by those of `b`. (The result type is spelled inside: nvcc's front end
+/// rejects Pack<A..., B...> as a declared return type, "unexpected function type".)
+template <std::size_t... I, class... A, std::size_t... J, class... B>
+auto pack_cat(const IndexedPack<std::index_sequence<I...>, A...>& a,
+              const IndexedPack<std::index_sequence<J...>, B...>& b) {
+  using R = Pack<A..., B...>;
+  return R{{get_indexed<I>(a)}..., {get_indexed<J>(b)}...};
+}
+inline Pack<> pack_cat() { return {}; }
+template <class P>
+P pack_cat(const P& p) {
+  return p;
+}
+template <class P, class Q, class R, class... S>
+auto pack_cat(const P& p, const Q& q, const R& r, const S&... s) {
+  return pack_cat(pack_cat(p, q), r, s...);
+}
+
+template <class F, class Tuple, std::size_t... I>
+decltype(auto) unpack_tuple(F& f, const Tuple& t, std::index_sequence<I...>) {
+  return f(std::get<I>(t)...);
+}
+
+/// f(members of t...), for a Pack or a std::tuple (what children() returns). Unlike std::apply it calls f
+/// directly and asks nothing of it (no noexcept test, no std::invoke), so each use is one instantiation.
+template <class F, std::size_t... I, class... T>
+decltype(auto) unpack(F&& f, const IndexedPack<std::index_sequence<I...>, T...>& p) {
+  return f(get_indexed<I>(p)...);
+}
+template <class F, class... T>
+decltype(auto) unpack(F&& f, const std::tuple<T...>& t) {
+  return unpack_tuple(f, t, std::index_sequence_for<T...>{});
+}
+
+}  // namespace detail
+METAGRAD_NAMESPACE_END
