@@ -8,10 +8,9 @@
 #   bench/run_gpu.sh [build-dir]          (default build-gpu; JOBS=16, CUDA_ARCH=90 override)
 #   DATA=dir bench/run_gpu.sh             (MNIST-format IDX files; default /usr/share/datasets/fashion-mnist,
 #                                          else data/fashion-mnist in the tree, else a synthetic set is made)
-#   CUDA_MODELS=ON bench/run_gpu.sh       (also builds the LeNet example's CUDA build and the LeNet GPU tests;
-#                                          their nvcc device pass alone ran > 8 minutes on a 2-core machine,
-#                                          so by default they are left out, or a prebuilt 03_lenet_mnist_cuda
-#                                          is used: LENET_BIN=path)
+#   CUDA_MODELS=OFF bench/run_gpu.sh      (leaves out the LeNet example's CUDA build and the LeNet GPU tests,
+#                                          the longest nvcc builds: about 5 1/2 minutes each on a 2-core
+#                                          machine; with LENET_BIN=path a prebuilt 03_lenet_mnist_cuda is used)
 #   CMAKE_ARGS="..." bench/run_gpu.sh      (extra configure options)
 #
 # Everything lands in bench/results/gpu-<date>/ (and is copied to $OUT when set): environment.txt (what was
@@ -111,7 +110,7 @@ command -v ninja >/dev/null && gen=(-G Ninja)
 if [ -f "$BUILD/CMakeCache.txt" ]; then gen=(); fi # keep the generator of an existing build tree
 step configure 180 cmake -S . -B "$BUILD" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCH" -DMETAGRAD_WITH_CUDA=ON -DMETAGRAD_BUILD_TESTS=ON \
-  -DMETAGRAD_BUILD_BENCH=ON -DMETAGRAD_BUILD_EXAMPLES=ON -DMETAGRAD_BUILD_CUDA_MODELS="${CUDA_MODELS:-OFF}" \
+  -DMETAGRAD_BUILD_BENCH=ON -DMETAGRAD_BUILD_EXAMPLES=ON -DMETAGRAD_BUILD_CUDA_MODELS="${CUDA_MODELS:-ON}" \
   ${CMAKE_ARGS:-} || { fail 2 "configure ($missing_line)"; exit; }
 
 # Both targets in one build, going on past a failure so one broken target does not hide the other.
@@ -187,5 +186,5 @@ if [ -n "$lenet_bin" ]; then
   done
   python3 bench/report_lenet_gpu.py "$RES" >"$RES/lenet_summary.md" 2>&1 || say "LeNet report failed"
 else
-  say "no 03_lenet_mnist_cuda (build with CUDA_MODELS=ON or pass LENET_BIN): no LeNet figures"
+  say "no 03_lenet_mnist_cuda (CUDA_MODELS=OFF and no LENET_BIN): no LeNet figures"
 fi
