@@ -159,6 +159,114 @@ class cuda_error : public error {
 
 METAGRAD_NAMESPACE_END
 // end of <metagrad/core/error.hpp>
+// #include <metagrad/core/pack.hpp>
+// metagrad/core/pack.hpp — a lean heterogeneous pack (an aggregate of indexed members) and unpack(f, t),
+// the two tuple tools the graph walks use in place of std::tuple, std::tuple_cat and std::apply. Why: a
+// compiled training step instantiates them over thousands of expression types, and the standard ones bring
+// their constraint machinery with every instantiation (std::apply's noexcept test, std::tuple's
+// converting-constructor checks, std::invoke), each an instantiation of libstdc++'s __conditional_t. nvcc's
+// device pass handles those in time quadratic in their number: the LeNet training step's device compile went
+// past 10 minutes and 10 GB (bench/README.md, "nvcc's front end and compiled gradients"). A Pack is built by
+// aggregate initialisation and read by get_indexed<I>, with nothing else to instantiate.
+// Include <metagrad/core.hpp> instead.
+
+#include <cstddef>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace detail {
+
+/// Member I of a pack.
+template <std::size_t I, class T>
+struct Indexed {
+  T value;
+};
+
+/// An aggregate holding one T of each type, reached by index: `get_indexed<I>(p)`.
+template <class Seq, class... T>
+struct IndexedPack;
+template <std::size_t... I, class... T>
+struct IndexedPack<std::index_sequence<I...>, T...> : Indexed<I, T>... {
+  static constexpr std::size_t size = sizeof...(T);
+};
+
+/// The pack of T... (values, never references).
+template <class... T>
+using Pack = IndexedPack<std::index_sequence_for<T...>, T...>;
+
+template <std::size_t I, class T>
+METAGRAD_HD constexpr T& get_indexed(Indexed<I, T>& h) {
+  return h.value;
+}
+template <std::size_t I, class T>
+METAGRAD_HD constexpr const T& get_indexed(const Indexed<I, T>& h) {
+  return h.value;
+}
+
+template <class P>
+inline constexpr std::size_t pack_size_v = std::remove_cvref_t<P>::size;
+
+/// The operands of a node, by reference: what children() returns (a Pack of const references).
+template <class... A>
+auto refs(const A&... a) {
+  using R = Pack<const A&...>;
+  return R{{a}...};
+}
+
+template <std::size_t I, class T>
+T pack_element_of(const Indexed<I, T>&);  // declared only: pack_element_t's deduction
+/// The type of member I of pack P (a reference type for refs()).
+template <std::size_t I, class P>
+using pack_element_t = decltype(pack_element_of<I>(std::declval<const P&>()));
+
+/// A pack of copies of `v...`.
+template <class... T>
+auto make_pack(T&&... v) {
+  using R = Pack<std::remove_cvref_t<T>...>;
+  return R{{std::forward<T>(v)}...};
+}
+
+/// The members of `a` followed by those of `b`. (The result type is spelled inside: nvcc's front end
+/// rejects Pack<A..., B...> as a declared return type, "unexpected function type".)
+template <std::size_t... I, class... A, std::size_t... J, class... B>
+auto pack_cat(const IndexedPack<std::index_sequence<I...>, A...>& a,
+              const IndexedPack<std::index_sequence<J...>, B...>& b) {
+  using R = Pack<A..., B...>;
+  return R{{get_indexed<I>(a)}..., {get_indexed<J>(b)}...};
+}
+inline Pack<> pack_cat() { return {}; }
+template <class P>
+P pack_cat(const P& p) {
+  return p;
+}
+template <class P, class Q, class R, class... S>
+auto pack_cat(const P& p, const Q& q, const R& r, const S&... s) {
+  return pack_cat(pack_cat(p, q), r, s...);
+}
+
+template <class F, class Tuple, std::size_t... I>
+decltype(auto) unpack_tuple(F& f, const Tuple& t, std::index_sequence<I...>) {
+  return f(std::get<I>(t)...);
+}
+
+/// f(members of t...), for a Pack or a std::tuple (what children() returns). Unlike std::apply it calls f
+/// directly and asks nothing of it (no noexcept test, no std::invoke), so each use is one instantiation.
+template <class F, std::size_t... I, class... T>
+decltype(auto) unpack(F&& f, const IndexedPack<std::index_sequence<I...>, T...>& p) {
+  return f(get_indexed<I>(p)...);
+}
+template <class F, class... T>
+decltype(auto) unpack(F&& f, const std::tuple<T...>& t) {
+  return unpack_tuple(f, t, std::index_sequence_for<T...>{});
+}
+
+}  // namespace detail
+METAGRAD_NAMESPACE_END
+// end of <metagrad/core/pack.hpp>
 // #include <metagrad/expr/elementwise.hpp>
 // metagrad/expr/elementwise.hpp — the elementwise expression nodes UnaryExpr, BinaryExpr and
 // TernaryExpr. They hold their operands (closure semantics, see node.hpp) and a functor from ops/, and
@@ -595,6 +703,7 @@ inline constexpr int expr_rank_v = std::remove_cvref_t<E>::rank;
 
 METAGRAD_NAMESPACE_END
 // end of <metagrad/core/expr_base.hpp>
+// #include <metagrad/core/pack.hpp> (inlined above)
 // #include <metagrad/core/shape.hpp> (inlined above)
 // #include <metagrad/core/tensor.hpp>
 // metagrad/core/tensor.hpp — Tensor<T, Rank>: an n-dimensional array of static rank and run-time extents
@@ -1754,9 +1863,9 @@ bool same_node(const E& a, const E& b) {
       if (!same_node(a.like(), b.like())) return false;
     }
     if constexpr (requires { a.children(); }) {
-      return std::apply(
+      return detail::unpack(
           [&](const auto&... ca) {
-            return std::apply([&](const auto&... cb) { return (same_node(ca, cb) && ...); }, b.children());
+            return detail::unpack([&](const auto&... cb) { return (same_node(ca, cb) && ...); }, b.children());
           },
           a.children());
     } else if constexpr (requires { a.same_params(b); }) {
@@ -1809,7 +1918,7 @@ std::optional<Device> expr_device(const E& e, const char* what = "evaluate") {
                   }) {  // a run-time choice reads only the branch it takes
       return e.takes_first() ? expr_device(e.first_branch(), what) : expr_device(e.second_branch(), what);
     } else if constexpr (requires { e.children(); })
-      std::apply([&](const auto&... c) { (merge_device(acc, expr_device(c, what), what), ...); }, e.children());
+      detail::unpack([&](const auto&... c) { (merge_device(acc, expr_device(c, what), what), ...); }, e.children());
     return acc;
   }
 }
@@ -1819,7 +1928,7 @@ template <class E>
 std::optional<Device> operands_device(const E& e, const char* what) {
   std::optional<Device> acc;
   if constexpr (requires { e.children(); })
-    std::apply([&](const auto&... c) { (merge_device(acc, expr_device(c, what), what), ...); }, e.children());
+    detail::unpack([&](const auto&... c) { (merge_device(acc, expr_device(c, what), what), ...); }, e.children());
   return acc;
 }
 
@@ -1832,7 +1941,7 @@ std::optional<Device> first_device(const E& e) {
   } else if constexpr (requires { e.value().device(); }) {
     return e.value().device();
   } else if constexpr (requires { e.children(); }) {
-    return std::apply(
+    return detail::unpack(
         [](const auto&... c) {
           std::optional<Device> d;
           ((d = d ? d : first_device(c)), ...);
@@ -1881,7 +1990,7 @@ class UnaryExpr : public ExprBase<UnaryExpr<Op, A>> {
   Shape<rank> shape() const { return a_.shape(); }
   const AE& operand() const { return a_; }
   const Op& op() const { return op_; }
-  auto children() const { return std::tie(a_); }
+  auto children() const { return detail::refs(a_); }
   bool same_params(const UnaryExpr& o) const { return detail::bits_equal(op_, o.op_); }
 
   template <int RT>
@@ -1913,7 +2022,7 @@ class BinaryExpr : public ExprBase<BinaryExpr<Op, A, B>> {
   const AE& lhs() const { return a_; }
   const BE& rhs() const { return b_; }
   const Op& op() const { return op_; }
-  auto children() const { return std::tie(a_, b_); }
+  auto children() const { return detail::refs(a_, b_); }
   bool same_params(const BinaryExpr& o) const { return detail::bits_equal(op_, o.op_); }
 
   template <int RT>
@@ -1951,7 +2060,7 @@ class TernaryExpr : public ExprBase<TernaryExpr<Op, A, B, C>> {
   const BE& second() const { return b_; }
   const CE& third() const { return c_; }
   const Op& op() const { return op_; }
-  auto children() const { return std::tie(a_, b_, c_); }
+  auto children() const { return detail::refs(a_, b_, c_); }
   bool same_params(const TernaryExpr& o) const { return detail::bits_equal(op_, o.op_); }
 
   template <int RT>
@@ -3908,7 +4017,7 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
   const AE& lhs() const { return a_; }
   const BE& rhs() const { return b_; }
   value_type alpha() const { return alpha_; }
-  auto children() const { return std::tie(a_, b_); }
+  auto children() const { return detail::refs(a_, b_); }
   bool same_params(const MatmulExpr& o) const { return detail::bits_equal(alpha_, o.alpha_); }
   /// The same product scaled by s (folds into the GEMM's alpha).
   MatmulExpr scaled(value_type s) const& { return MatmulExpr(a_, b_, alpha_ * s); }
@@ -4519,7 +4628,7 @@ class ReduceExpr
   const Red& reducer() const { return red_; }
   const Array<bool, RI>& reduced_axes() const { return mask_; }
   static constexpr bool keeps_dims = Keep;
-  auto children() const { return std::tie(a_); }
+  auto children() const { return detail::refs(a_); }
   bool same_params(const ReduceExpr& o) const {
     return detail::bits_equal(red_, o.red_) && detail::bits_equal(mask_, o.mask_);
   }
@@ -4800,7 +4909,7 @@ class AxisMapExpr : public ExprBase<AxisMapExpr<A, RO>> {
   }
   const AE& operand() const { return a_; }
   const Array<int, RO>& axes() const { return from_; }
-  auto children() const { return std::tie(a_); }
+  auto children() const { return detail::refs(a_); }
   bool same_params(const AxisMapExpr& o) const { return detail::bits_equal(from_, o.from_); }
 
   template <int RT>
@@ -4849,7 +4958,7 @@ class SliceExpr : public ExprBase<SliceExpr<A>> {
   const AE& operand() const { return a_; }
   const Array<index_t, rank>& starts() const { return start_; }
   const Array<index_t, rank>& steps() const { return step_; }
-  auto children() const { return std::tie(a_); }
+  auto children() const { return detail::refs(a_); }
   bool same_params(const SliceExpr& o) const {
     return detail::bits_equal(start_, o.start_) && detail::bits_equal(step_, o.step_) &&
            detail::bits_equal(count_, o.count_);
@@ -4915,7 +5024,7 @@ class ReshapeExpr : public ExprBase<ReshapeExpr<A, RO>> {
 
   Shape<RO> shape() const { return resolve(a_.shape(), spec_); }
   const AE& operand() const { return a_; }
-  auto children() const { return std::tie(a_); }
+  auto children() const { return detail::refs(a_); }
   bool same_params(const ReshapeExpr& o) const { return detail::bits_equal(spec_, o.spec_); }
 
   template <int RT>
@@ -4983,7 +5092,7 @@ class BroadcastExpr : public ExprBase<BroadcastExpr<A, RO>> {
   }
   Shape<RO> shape() const { return shape_; }
   const AE& operand() const { return a_; }
-  auto children() const { return std::tie(a_); }
+  auto children() const { return detail::refs(a_); }
   bool same_params(const BroadcastExpr& o) const { return detail::bits_equal(shape_, o.shape_); }
 
   // Broadcasting commutes with everything below it, so the target goes straight to the operand.
@@ -5207,7 +5316,7 @@ class StopGradientExpr : public ExprBase<StopGradientExpr<A>> {
   explicit StopGradientExpr(A a) : a_(std::forward<A>(a)) {}
   Shape<rank> shape() const { return a_.shape(); }
   const AE& operand() const { return a_; }
-  auto children() const { return std::tie(a_); }
+  auto children() const { return detail::refs(a_); }
   bool same_params(const StopGradientExpr&) const { return true; }
   template <int RT>
   auto lower(const Shape<RT>& target) const {
@@ -5234,7 +5343,7 @@ class BroadcastLikeExpr : public ExprBase<BroadcastLikeExpr<A, X>> {
   Shape<rank> shape() const { return x_.shape(); }
   const A& operand() const { return a_; }
   const X& like() const { return x_; }
-  auto children() const { return std::tie(a_); }
+  auto children() const { return detail::refs(a_); }
   bool same_params(const BroadcastLikeExpr&) const { return true; }
   template <int RT>
   auto lower(const Shape<RT>& target) const {
@@ -5277,7 +5386,7 @@ class SumToExpr : public ExprBase<SumToExpr<G, X>>, public BoundaryBase<typename
   Shape<rank> shape() const { return x_.shape(); }
   const G& operand() const { return g_; }
   const X& like() const { return x_; }
-  auto children() const { return std::tie(g_); }
+  auto children() const { return detail::refs(g_); }
   bool same_params(const SumToExpr&) const { return true; }
 
   /// Whether this evaluation needs the reduction (false: the node is g itself).
@@ -5339,7 +5448,7 @@ class UnsliceExpr : public ExprBase<UnsliceExpr<G, X>> {
   const Array<index_t, rank>& starts() const { return start_; }
   const Array<index_t, rank>& steps() const { return step_; }
   const Shape<rank>& counts() const { return count_; }
-  auto children() const { return std::tie(g_); }
+  auto children() const { return detail::refs(g_); }
   bool same_params(const UnsliceExpr& o) const {
     return detail::bits_equal(start_, o.start_) && detail::bits_equal(step_, o.step_) &&
            detail::bits_equal(count_, o.count_);
@@ -5371,7 +5480,7 @@ class ReshapeLikeExpr : public ExprBase<ReshapeLikeExpr<G, X>> {
   Shape<rank> shape() const { return x_.shape(); }
   const G& operand() const { return g_; }
   const X& like() const { return x_; }
-  auto children() const { return std::tie(g_); }
+  auto children() const { return detail::refs(g_); }
   bool same_params(const ReshapeLikeExpr&) const { return true; }
   template <int RT>
   auto lower(const Shape<RT>& target) const {
@@ -5407,7 +5516,7 @@ class ReduceCountExpr : public ExprBase<ReduceCountExpr<T, X>> {
   ReduceCountExpr(X x, Array<bool, X::rank> mask, index_t offset = 0)
       : x_(std::move(x)), mask_(mask), offset_(offset) {}
   Shape<0> shape() const { return {}; }
-  auto children() const { return std::tuple<>(); }
+  auto children() const { return detail::Pack<>{}; }
   bool same_params(const ReduceCountExpr& o) const {
     return detail::bits_equal(mask_, o.mask_) && offset_ == o.offset_;
   }
@@ -5446,7 +5555,7 @@ class SelectExpr : public ExprBase<SelectExpr<A, B>>, public BoundaryBase<typena
   bool takes_first() const { return first_; }
   const A& first_branch() const { return a_; }
   const B& second_branch() const { return b_; }
-  auto children() const { return std::tie(a_, b_); }
+  auto children() const { return detail::refs(a_, b_); }
   bool same_params(const SelectExpr& o) const { return first_ == o.first_; }
 
   template <int RD>
@@ -5478,24 +5587,46 @@ namespace detail {
 
 // --- the structure of a node type -----------------------------------------------------------------
 
+// A node's children() is a Pack of const references (detail::refs); a std::tuple (std::tie), as a node
+// written outside the library may return, is read as the same Pack.
+template <class C>
+struct as_pack {
+  using type = C;
+};
+template <class... C>
+struct as_pack<std::tuple<C...>> {
+  using type = Pack<C...>;
+};
+
 template <class E>
 struct children_of {
-  using type = std::tuple<>;
+  using type = Pack<>;
 };
 template <class E>
 requires requires(const E& e) { e.children(); }
 struct children_of<E> {
-  using type = decltype(std::declval<const E&>().children());
+  using type = typename as_pack<decltype(std::declval<const E&>().children())>::type;
 };
+/// The Pack of E's operand types (const references), Pack<> for a leaf.
 template <class E>
 using children_t = typename children_of<E>::type;
+
+/// Operand I of node e.
+template <std::size_t I, class E>
+decltype(auto) child(const E& e) {
+  if constexpr (requires { get_indexed<I>(e.children()); })
+    return get_indexed<I>(e.children());
+  else
+    return std::get<I>(e.children());
+}
 
 template <class E, class L>
 struct depends_on;
 template <class Tuple, class L>
 struct any_depends;
-template <class... C, class L>
-struct any_depends<std::tuple<C...>, L> : std::bool_constant<(depends_on<std::remove_cvref_t<C>, L>::value || ...)> {};
+template <class Seq, class... C, class L>
+struct any_depends<IndexedPack<Seq, C...>, L>
+    : std::bool_constant<(depends_on<std::remove_cvref_t<C>, L>::value || ...)> {};
 
 /// Whether the value of expression type E changes with leaf L (through anything but stop_gradient).
 template <class E, class L>
@@ -5517,7 +5648,7 @@ auto into(const W& w, const AE& c, Adj&& adj) {
   if constexpr (depends_on<AE, typename W::target>::value)
     return backprop(w, c, std::forward<Adj>(adj));
   else
-    return std::tuple<>();
+    return Pack<>{};
 }
 
 // The adjoint of a broadcast operand: summed back to the operand's shape.
@@ -5540,9 +5671,9 @@ auto backprop_node(const W& w, const UnaryExpr<Op, A>& e, const G& g) {
     if constexpr (is_floating_v<typename Op::target_type> && is_floating_v<typename AE::value_type>)
       return into<W, A>(w, e.operand(), cast<typename AE::value_type>(g));
     else
-      return std::tuple<>();
+      return Pack<>{};
   } else {
-    return std::tuple<>();  // piecewise constant (floor, sign, comparisons): the gradient is zero
+    return Pack<>{};  // piecewise constant (floor, sign, comparisons): the gradient is zero
   }
 }
 
@@ -5557,17 +5688,17 @@ auto backprop_node(const W& w, const BinaryExpr<Op, A, B>& e, const G& g) {
       if constexpr (depends_on<AE, typename W::target>::value)
         return into<W, A>(w, e.lhs(), sum_to(e.op().grad_lhs(g, a, b, e), a));
       else
-        return std::tuple<>();
+        return Pack<>{};
     };
     auto right = [&] {
       if constexpr (depends_on<BE, typename W::target>::value)
         return into<W, B>(w, e.rhs(), sum_to(e.op().grad_rhs(g, a, b, e), b));
       else
-        return std::tuple<>();
+        return Pack<>{};
     };
-    return std::tuple_cat(left(), right());
+    return pack_cat(left(), right());
   } else {
-    return std::tuple<>();
+    return Pack<>{};
   }
 }
 
@@ -5582,15 +5713,15 @@ auto backprop_node(const W& w, const TernaryExpr<Op, C, A, B>& e, const G& g) {
     if constexpr (depends_on<AE, typename W::target>::value)
       return into<W, A>(w, e.second(), sum_to(e.op().grad_second(g, c, a, b, e), a));
     else
-      return std::tuple<>();
+      return Pack<>{};
   };
   auto third = [&] {
     if constexpr (depends_on<BE, typename W::target>::value)
       return into<W, B>(w, e.third(), sum_to(e.op().grad_third(g, c, a, b, e), b));
     else
-      return std::tuple<>();
+      return Pack<>{};
   };
-  return std::tuple_cat(second(), third());
+  return pack_cat(second(), third());
 }
 
 template <class W, class A, int RO, class G>
@@ -5676,7 +5807,7 @@ auto backprop_node(const W& w, const ReduceExpr<Red, A, K, Keep>& e, const G& g)
   const auto axes = axes_of<K>(mask);
   using F = ops::float_of_t<T>;
   if constexpr (!is_floating_v<T>) {
-    return std::tuple<>();
+    return Pack<>{};
   } else if constexpr (std::is_same_v<Red, ops::SumReducer>) {
     return into<W, A>(w, e.operand(), expand(g));
   } else if constexpr (std::is_same_v<Red, ops::MeanReducer>) {
@@ -5710,7 +5841,7 @@ auto backprop_node(const W& w, const ReduceExpr<Red, A, K, Keep>& e, const G& g)
     return into<W, A>(w, e.operand(),
                       expand(g) * sign(x) * pow(abs(x) / expand(e), p == 0 ? 0.0 : p - 1) * (p == 0 ? 0.0 : 1.0));
   } else {
-    return std::tuple<>();  // argmax, argmin, all, any: piecewise constant
+    return Pack<>{};  // argmax, argmin, all, any: piecewise constant
   }
 }
 
@@ -5732,7 +5863,7 @@ auto backprop_node(const W& w, const MatmulExpr<A, B>& e, const G& g) {
       else
         return into<W, A>(w, e.lhs(), d);
     } else {
-      return std::tuple<>();
+      return Pack<>{};
     }
   };
   auto right = [&] {
@@ -5743,10 +5874,10 @@ auto backprop_node(const W& w, const MatmulExpr<A, B>& e, const G& g) {
       else
         return into<W, B>(w, e.rhs(), d);
     } else {
-      return std::tuple<>();
+      return Pack<>{};
     }
   };
-  return std::tuple_cat(left(), right());
+  return pack_cat(left(), right());
 }
 
 template <class W, class A, class B, class G>
@@ -5756,15 +5887,15 @@ auto backprop_node(const W& w, const SelectExpr<A, B>& e, const G& g) {
     if constexpr (depends_on<A, typename W::target>::value)
       return into<W, A>(w, e.first_branch(), g * (e.takes_first() ? 1.0 : 0.0));
     else
-      return std::tuple<>();
+      return Pack<>{};
   };
   auto second = [&] {
     if constexpr (depends_on<B, typename W::target>::value)
       return into<W, B>(w, e.second_branch(), g * (e.takes_first() ? 0.0 : 1.0));
     else
-      return std::tuple<>();
+      return Pack<>{};
   };
-  return std::tuple_cat(first(), second());
+  return pack_cat(first(), second());
 }
 
 // A node that carries its own rule (conv, pooling, gather, ... beside their definitions in expr/) answers
@@ -5772,22 +5903,22 @@ auto backprop_node(const W& w, const SelectExpr<A, B>& e, const G& g) {
 // a node need not define a rule for operands nobody differentiates (labels, indices).
 template <std::size_t I, class W, class E, class G>
 auto child_adjoint(const W& w, const E& e, const G& g) {
-  using C = std::remove_cvref_t<std::tuple_element_t<I, decltype(e.children())>>;
+  using C = std::remove_cvref_t<pack_element_t<I, children_t<E>>>;
   if constexpr (depends_on<C, typename W::target>::value) {
     static_assert(
         requires { e.backward(std::integral_constant<int, int(I)>{}, g); },
         "metagrad: grad: this node has no derivative with respect to one of its operands");
-    return backprop(w, std::get<I>(e.children()), e.backward(std::integral_constant<int, int(I)>{}, g));
+    return backprop(w, child<I>(e), e.backward(std::integral_constant<int, int(I)>{}, g));
   } else {
-    return std::tuple<>();
+    return Pack<>{};
   }
 }
 
 template <class W, class E, class G>
 requires self_differentiating<E>
 auto backprop_node(const W& w, const E& e, const G& g) {
-  return [&]<std::size_t... I>(std::index_sequence<I...>) { return std::tuple_cat(child_adjoint<I>(w, e, g)...); }
-  (std::make_index_sequence<std::tuple_size_v<decltype(e.children())>>{});
+  return [&]<std::size_t... I>(std::index_sequence<I...>) { return pack_cat(child_adjoint<I>(w, e, g)...); }
+  (std::make_index_sequence<pack_size_v<children_t<E>>>{});
 }
 
 // --- the walk ---------------------------------------------------------------------------------------
@@ -5825,8 +5956,8 @@ struct nodes_in;
 /// Every node type of E's tree (E included), children first, with repeats.
 template <class E>
 using nodes_t = typename cat<typename nodes_in<children_t<E>>::type, types<E>>::type;
-template <class... C>
-struct nodes_in<std::tuple<C...>> {
+template <class Seq, class... C>
+struct nodes_in<IndexedPack<Seq, C...>> {
   using type = typename cat<types<>, nodes_t<std::remove_cvref_t<C>>...>::type;
 };
 
@@ -5839,7 +5970,7 @@ struct shared_impl<Done, types<>, All, Leaves...> {
 template <class... D, class T, class... R, class All, class... Leaves>
 struct shared_impl<types<D...>, types<T, R...>, All, Leaves...> {
   static constexpr bool take = !has_type<T, types<D...>>::value && count_of<T, All>::value > 1 &&
-                               !std::is_same_v<children_t<T>, std::tuple<>> && (depends_on<T, Leaves>::value || ...);
+                               pack_size_v<children_t<T>> != 0 && (depends_on<T, Leaves>::value || ...);
   using type =
       typename shared_impl<std::conditional_t<take, types<D..., T>, types<D...>>, types<R...>, All, Leaves...>::type;
 };
@@ -5864,9 +5995,9 @@ auto backprop(const W& w, const E& e, const G& g) {
         throw error("grad: two different objects named '" + e.name() + "' and '" + w.node->name() +
                     "' share one tag type; each Input and Param needs its own tag");
     }
-    return std::tuple<G>(g);
+    return Pack<G>{{g}};
   } else if constexpr (has_type<E, typename W::shared>::value) {
-    return std::tuple<>();  // reached again from the shared node, with the sum of its adjoints
+    return Pack<>{};  // reached again from the shared node, with the sum of its adjoints
   } else {
     return backprop_node(w, e, g);
   }
@@ -5880,9 +6011,9 @@ auto cast_to(const C& c) {
     return cast<T>(c);
 }
 
-template <class T, class... C>
-auto sum_contributions(const std::tuple<C...>& t) {
-  return std::apply([](const auto&... c) { return (cast_to<T>(c) + ...); }, t);
+template <class T, class P>
+auto sum_contributions(const P& t) {
+  return unpack([](const auto&... c) { return (cast_to<T>(c) + ...); }, t);
 }
 
 // The first occurrence of node type T in e's tree.
@@ -5892,7 +6023,7 @@ const T* find_first(const E& e) {
     return &e;
   } else if constexpr (has_type<T, nodes_t<E>>::value) {
     const T* found = nullptr;
-    std::apply([&](const auto&... c) { ((found = found ? found : find_first<T>(c)), ...); }, e.children());
+    unpack([&](const auto&... c) { ((found = found ? found : find_first<T>(c)), ...); }, e.children());
     return found;
   } else {
     return nullptr;
@@ -5905,11 +6036,24 @@ bool all_equal(const E& e, const T& first) {
   if constexpr (std::is_same_v<T, E>) {
     return same_node(e, first);
   } else if constexpr (has_type<T, nodes_t<E>>::value) {
-    return std::apply([&](const auto&... c) { return (all_equal<T>(c, first) && ...); }, e.children());
+    return unpack([&](const auto&... c) { return (all_equal<T>(c, first) && ...); }, e.children());
   } else {
     return true;
   }
 }
+
+// A cached adjoint, held through a non-template base rather than shared_ptr<const void>: one class per
+// shared node type instead of the control block and allocator instantiations make_shared brings. The base
+// is at namespace scope on purpose: nvcc's front end does not finish std::unique_ptr over a class nested in
+// a template whose arguments are expression types (see graph/program.hpp, StateBase).
+struct HeldAdjointBase {
+  virtual ~HeldAdjointBase() = default;
+};
+template <class A>
+struct HeldAdjoint final : HeldAdjointBase {
+  explicit HeldAdjoint(A a) : value(std::move(a)) {}
+  A value;
+};
 
 /// Reverse accumulation over the expression *graph*: the adjoint of a shared node type S is the sum of
 /// what reaches it from the root and from the shared nodes above it; a leaf's gradient is what reaches it
@@ -5920,19 +6064,19 @@ struct Accumulator {
   // The summed adjoint of each shared node type, built once: a shared node's adjoint feeds every node
   // below it, and rebuilding it for each of them would take time exponential in the depth of the sharing
   // (every layer of a network whose logits feed two terms of the loss is shared).
-  mutable std::unordered_map<std::type_index, std::shared_ptr<const void>> cache;
+  mutable std::unordered_map<std::type_index, std::unique_ptr<HeldAdjointBase>> cache;
 
   // Contributions (a tuple of expressions) reaching node type / leaf Target, given its object `node`.
   template <class Target>
   auto contributions(const Target* node) const {
     const Walk<Target, Shared> w{node};
     const ScalarExpr<typename Y::value_type> one(1);
-    return std::tuple_cat(backprop(w, y, one), from_shared(node, Shared{}));
+    return pack_cat(backprop(w, y, one), from_shared(node, Shared{}));
   }
 
   template <class Target, class... S>
   auto from_shared([[maybe_unused]] const Target* node, types<S...>) const {
-    return std::tuple_cat(from_one<Target, S>(node)...);
+    return pack_cat(from_one<Target, S>(node)...);
   }
 
   template <class S>
@@ -5942,19 +6086,20 @@ struct Accumulator {
   template <class S>
   const adjoint_t<S>& adjoint(const S* s) const {
     const std::type_index key(typeid(S));
-    if (auto it = cache.find(key); it != cache.end()) return *static_cast<const adjoint_t<S>*>(it->second.get());
-    auto made = std::make_shared<const adjoint_t<S>>(sum_contributions<typename S::value_type>(contributions<S>(s)));
-    const auto& ref = *made;
-    cache.emplace(key, std::move(made));
-    return ref;
+    using H = HeldAdjoint<adjoint_t<S>>;
+    if (auto it = cache.find(key); it != cache.end()) return static_cast<const H*>(it->second.get())->value;
+    auto* made = new H(sum_contributions<typename S::value_type>(contributions<S>(s)));
+    std::unique_ptr<HeldAdjointBase> owner(made);
+    cache.emplace(key, std::move(owner));
+    return made->value;
   }
 
   template <class Target, class S>
   auto from_one(const Target* node) const {
     if constexpr (std::is_same_v<Target, S> || !depends_on<S, Target>::value) {
-      return std::tuple<>();
-    } else if constexpr (std::tuple_size_v<decltype(contributions<S>(static_cast<const S*>(nullptr)))> == 0) {
-      return std::tuple<>();
+      return Pack<>{};
+    } else if constexpr (pack_size_v<decltype(contributions<S>(static_cast<const S*>(nullptr)))> == 0) {
+      return Pack<>{};
     } else {
       const S* s = find_first<S>(y);
       const Walk<Target, Shared> w{node};
@@ -5973,7 +6118,7 @@ template <class Shared, class Y, class L>
 auto gradient_of(const Accumulator<Y, Shared>& acc, const L& leaf) {
   using T = typename L::value_type;
   auto parts = acc.template contributions<L>(&leaf);
-  if constexpr (std::tuple_size_v<decltype(parts)> == 0)
+  if constexpr (pack_size_v<decltype(parts)> == 0)
     // Every path to the leaf is piecewise constant: the gradient is zero everywhere.
     return BroadcastLikeExpr<ScalarExpr<T>, L>(ScalarExpr<T>(0), leaf);
   else
@@ -6206,6 +6351,7 @@ METAGRAD_NAMESPACE_END
 // #include <metagrad/core/error.hpp> (inlined above)
 // #include <metagrad/core/expr_base.hpp> (inlined above)
 // #include <metagrad/core/math.hpp> (inlined above)
+// #include <metagrad/core/pack.hpp> (inlined above)
 // #include <metagrad/core/philox.hpp>
 // metagrad/core/philox.hpp — the Philox-4x32-10 counter-based generator (Salmon, Moraes, Dror and Shaw,
 // "Parallel Random Numbers: As Easy as 1, 2, 3", SC'11; the algorithm of Random123 and cuRAND), the
@@ -6801,7 +6947,7 @@ class CropLikeExpr : public ExprBase<CropLikeExpr<G, X>> {
   Shape<rank> shape() const { return x_.shape(); }
   const G& operand() const { return g_; }
   const X& like() const { return x_; }
-  auto children() const { return std::tie(g_); }
+  auto children() const { return detail::refs(g_); }
   bool same_params(const CropLikeExpr& o) const {
     return detail::bits_equal(start_, o.start_) && detail::bits_equal(from_end_, o.from_end_);
   }
@@ -6849,7 +6995,7 @@ class ReshapeAsExpr : public ExprBase<ReshapeAsExpr<A, X>> {
   Shape<rank> shape() const { return x_.shape(); }
   const A& operand() const { return a_; }
   const X& like() const { return x_; }
-  auto children() const { return std::tie(a_); }
+  auto children() const { return detail::refs(a_); }
   bool same_params(const ReshapeAsExpr&) const { return true; }
 
   template <int RT>
@@ -6909,7 +7055,7 @@ class ConcatExpr : public ExprBase<ConcatExpr<A, B>> {
   const AE& lhs() const { return a_; }
   const BE& rhs() const { return b_; }
   int axis() const { return axis_; }
-  auto children() const { return std::tie(a_, b_); }
+  auto children() const { return detail::refs(a_, b_); }
   bool same_params(const ConcatExpr& o) const { return axis_ == o.axis_; }
 
   template <int RT>
@@ -6968,7 +7114,7 @@ class PadExpr : public ExprBase<PadExpr<A>> {
     return s;
   }
   const AE& operand() const { return a_; }
-  auto children() const { return std::tie(a_); }
+  auto children() const { return detail::refs(a_); }
   bool same_params(const PadExpr& o) const {
     return detail::bits_equal(before_, o.before_) && detail::bits_equal(after_, o.after_) &&
            detail::bits_equal(value_, o.value_);
@@ -7015,7 +7161,7 @@ class FlattenExpr : public ExprBase<FlattenExpr<A, Start>> {
     return s;
   }
   const AE& operand() const { return a_; }
-  auto children() const { return std::tie(a_); }
+  auto children() const { return detail::refs(a_); }
   bool same_params(const FlattenExpr&) const { return true; }
 
   template <int RT>
@@ -7119,8 +7265,8 @@ METAGRAD_NAMESPACE_END
 // else (a computed expression, a view) evaluated once into a buffer the node keeps. The backend answers
 // run_conv2d(Conv2dCall), found by argument-dependent lookup (oneDNN or im2col + GEMM on the CPU, cuDNN on
 // CUDA; backend/dispatch.hpp picks by the call's device), so this layer names no backend. Buffers live on
-// the operands' device. There is no bias: a layer adds one by broadcasting (conv2d(x, w) + b.reshape(...)),
-// which fuses into whatever reads the convolution. Include <metagrad/expr.hpp> instead.
+// the operands' device. The node here has no bias; conv2d(x, w, b) and relu of it (expr/conv_bias.hpp) are
+// one node with the bias and activation in the convolution's epilogue. Include <metagrad/expr.hpp> instead.
 
 #include <string>
 #include <tuple>
@@ -7178,13 +7324,20 @@ struct Conv2dGeometry {
 /// Which of the three convolution computations a Conv2dCall asks for.
 enum class ConvPass { forward, backward_data, backward_weight };
 
+/// The activation a fused convolution applies after its bias (expr/conv_bias.hpp): y = act(conv + b).
+/// Only these two, because they are what cuDNN's fused cudnnConvolutionBiasActivationForward and oneDNN's
+/// eltwise post-op both run in the convolution's epilogue.
+enum class Activation : unsigned char { identity, relu };
+
 /// One convolution for a backend, answered by run_conv2d(call) (found by argument-dependent lookup). Every
 /// pointer is to a contiguous NCHW (or [c_out, c_in / groups, kh, kw]) buffer; `out` overlaps none of the
 /// inputs and is overwritten (never accumulated into); every buffer is memory of `device` (the CPU, or a
 /// CUDA device, whose answer is cuDNN's in a file compiled by nvcc).
-///   forward:          out = y  [n, c_out, oh, ow]         from x, w
+///   forward:          out = y  [n, c_out, oh, ow]         from x, w (then + bias[c], then activation)
 ///   backward_data:    out = dx [n, c_in, h, w]            from dy, w
 ///   backward_weight:  out = dw [c_out, c_in / g, kh, kw]  from dy, x
+/// `bias` ([c_out], or null for none) and `activation` belong to the forward pass only; a backend rejects
+/// them on the backward passes rather than ignore them.
 template <class T>
 struct Conv2dCall {
   ConvPass pass;
@@ -7194,6 +7347,8 @@ struct Conv2dCall {
   const T* dy;
   T* out;
   Device device = Device::cpu();
+  const T* bias = nullptr;
+  Activation activation = Activation::identity;
 };
 
 namespace detail {
@@ -7350,7 +7505,7 @@ class BufferExpr : public ExprBase<BufferExpr<G>>,
 
   explicit BufferExpr(G g) : g_(std::forward<G>(g)) {}
   const GE& operand() const { return g_; }
-  auto children() const { return std::tie(g_); }
+  auto children() const { return detail::refs(g_); }
   Shape<rank> shape() const { return g_.shape(); }
 
   template <int RT>
@@ -7420,7 +7575,7 @@ class Conv2dBackwardDataExpr : public ExprBase<Conv2dBackwardDataExpr<G, W, X>>,
   using self_differentiating_tag = void;
 
   Conv2dBackwardDataExpr(G g, W w, X like, const Conv2dOptions& o) : g_(g), w_(w), like_(like), opts_(o) {}
-  auto children() const { return std::tie(g_, w_); }
+  auto children() const { return detail::refs(g_, w_); }
   const X& like() const { return like_; }
   bool same_params(const Conv2dBackwardDataExpr& o) const { return detail::bits_equal(opts_, o.opts_); }
   Shape<4> shape() const { return like_.shape(); }
@@ -7475,7 +7630,7 @@ class Conv2dBackwardWeightExpr : public ExprBase<Conv2dBackwardWeightExpr<G, X, 
   using self_differentiating_tag = void;
 
   Conv2dBackwardWeightExpr(G g, X x, W like, const Conv2dOptions& o) : g_(g), x_(x), like_(like), opts_(o) {}
-  auto children() const { return std::tie(g_, x_); }
+  auto children() const { return detail::refs(g_, x_); }
   const W& like() const { return like_; }
   bool same_params(const Conv2dBackwardWeightExpr& o) const { return detail::bits_equal(opts_, o.opts_); }
   Shape<4> shape() const { return like_.shape(); }
@@ -7547,7 +7702,7 @@ class Conv2dExpr : public ExprBase<Conv2dExpr<X, W>>,
   const XE& input() const { return x_; }
   const WE& weight() const { return w_; }
   const Conv2dOptions& options() const { return opts_; }
-  auto children() const { return std::tie(x_, w_); }
+  auto children() const { return detail::refs(x_, w_); }
   bool same_params(const Conv2dExpr& o) const { return detail::bits_equal(opts_, o.opts_); }
 
   /// @throws shape_error naming conv2d and both shapes (see conv2d()).
@@ -7736,7 +7891,7 @@ class DropoutExpr : public ExprBase<DropoutExpr<A>> {
   double p() const { return p_; }
   const DropoutKey& key() const { return key_; }
   bool training() const { return training_; }
-  auto children() const { return std::tie(a_); }
+  auto children() const { return detail::refs(a_); }
   bool same_params(const DropoutExpr& o) const {
     return p_ == o.p_ && training_ == o.training_ && key_.same_site(o.key_);
   }
@@ -7864,7 +8019,7 @@ class EmbeddingBackwardExpr : public ExprBase<EmbeddingBackwardExpr<G, I, W>>,
       : g_(std::move(g)), idx_(std::move(indices)), w_(std::move(weight)), padding_(padding_idx) {}
   Shape<2> shape() const { return w_.shape(); }
   const W& like() const { return w_; }
-  auto children() const { return std::tie(g_, idx_); }
+  auto children() const { return detail::refs(g_, idx_); }
   bool same_params(const EmbeddingBackwardExpr& o) const { return padding_ == o.padding_; }
 
   template <int RT>
@@ -7939,7 +8094,7 @@ class EmbeddingExpr : public ExprBase<EmbeddingExpr<W, I>>, public BoundaryBase<
 
   const W& weight() const { return w_; }
   const I& indices() const { return idx_; }
-  auto children() const { return std::tie(w_, idx_); }
+  auto children() const { return detail::refs(w_, idx_); }
   bool same_params(const EmbeddingExpr& o) const { return padding_ == o.padding_; }
 
   Shape<rank> shape() const {
@@ -8096,7 +8251,7 @@ class AxisIndexExpr : public ExprBase<AxisIndexExpr<X>> {
   Shape<rank> shape() const { return x_.shape(); }
   int axis() const { return axis_; }
   const X& like() const { return x_; }
-  auto children() const { return std::tuple<>(); }
+  auto children() const { return detail::Pack<>{}; }
   bool same_params(const AxisIndexExpr& o) const { return axis_ == o.axis_; }
 
   template <int RT>
@@ -8123,7 +8278,7 @@ class AxisCountExpr : public ExprBase<AxisCountExpr<T, X>> {
   AxisCountExpr(X x, Array<bool, X::rank> mask) : x_(std::move(x)), mask_(mask) {}
   Shape<0> shape() const { return {}; }
   const X& like() const { return x_; }
-  auto children() const { return std::tuple<>(); }
+  auto children() const { return detail::Pack<>{}; }
   bool same_params(const AxisCountExpr& o) const { return detail::bits_equal(mask_, o.mask_); }
 
   /// The count, computed from x's current shape.
@@ -8225,7 +8380,7 @@ class CheckedLabelsExpr : public ExprBase<CheckedLabelsExpr<L, X>> {
   Shape<1> shape() const { return labels_.shape(); }
   const L& operand() const { return labels_; }
   const X& like() const { return logits_; }
-  auto children() const { return std::tie(labels_); }
+  auto children() const { return detail::refs(labels_); }
   bool same_params(const CheckedLabelsExpr& o) const {
     return op_ == o.op_ && ignore_ == o.ignore_ && has_ignore_ == o.has_ignore_;
   }
@@ -8745,7 +8900,7 @@ class MaxPool2dBackwardExpr : public ExprBase<MaxPool2dBackwardExpr<G, X>>,
   using self_differentiating_tag = void;
 
   MaxPool2dBackwardExpr(G g, X x, const Pool2dParams& p) : g_(g), x_(x), p_(p) {}
-  auto children() const { return std::tie(g_, x_); }
+  auto children() const { return detail::refs(g_, x_); }
   bool same_params(const MaxPool2dBackwardExpr& o) const { return p_ == o.p_; }
   Shape<4> shape() const { return x_.shape(); }
 
@@ -8806,7 +8961,7 @@ class AvgPool2dBackwardExpr : public ExprBase<AvgPool2dBackwardExpr<K, G, X>>,
   using self_differentiating_tag = void;
 
   AvgPool2dBackwardExpr(G g, X like, const Pool2dParams& p) : g_(g), like_(like), p_(p) {}
-  auto children() const { return std::tie(g_); }
+  auto children() const { return detail::refs(g_); }
   const X& like() const { return like_; }
   bool same_params(const AvgPool2dBackwardExpr& o) const { return p_ == o.p_; }
   Shape<4> shape() const { return like_.shape(); }
@@ -8869,7 +9024,7 @@ class Pool2dExpr : public ExprBase<Pool2dExpr<K, X>>,
 
   const XE& operand() const { return x_; }
   const Pool2dParams& params() const { return p_; }
-  auto children() const { return std::tie(x_); }
+  auto children() const { return detail::refs(x_); }
   bool same_params(const Pool2dExpr& o) const { return p_ == o.p_; }
 
   /// @throws shape_error naming the pool and the input shape when the output would be empty.
@@ -9222,7 +9377,9 @@ METAGRAD_NAMESPACE_END
 // forward, backward-data and backward-weight, by oneDNN when the build has it (METAGRAD_WITH_DNNL) and by
 // im2col + GEMM (cpu::gemm: CBLAS or the built-in kernel) always. Both are callable directly
 // (cpu::conv2d_im2col, cpu::conv2d_onednn) and cpu::set_conv_algorithm() pins one, for tests and benchmarks.
-// Include <metagrad/metagrad.hpp> instead.
+// A forward call's bias and activation (expr/conv_bias.hpp) are fused in both: oneDNN's bias argument and
+// eltwise post-op, or a loop over each GEMM's output while it is in cache. Include <metagrad/metagrad.hpp>
+// instead.
 //
 // im2col: for each image and group, the input patches are unrolled into a [C_in/g kH kW, OH OW] matrix
 // (zeros where the window reaches into the padding), and the convolution is one GEMM with the weights
@@ -10022,18 +10179,41 @@ void for_each_image(const Conv2dGeometry& g, double gemm_work, F&& f) {
   }
 }
 
+/// y = act(y + bias[o]) over `channels` output channels of one image ([channels, ohw] from y), the first
+/// being channel o0: the epilogue of a fused convolution, run while the GEMM's output is still in cache.
+/// ReLU is written x < 0 ? 0 : x, as the elementwise relu, so that NaN passes through the same way.
+template <class T>
+void conv_epilogue(T* y, index_t channels, index_t ohw, const T* bias, index_t o0, Activation act) {
+  for (index_t o = 0; o < channels; ++o) {
+    T* r = y + o * ohw;
+    const T b = bias ? bias[o0 + o] : T(0);
+    if (act == Activation::relu) {
+      METAGRAD_SIMD_LOOP
+      for (index_t i = 0; i < ohw; ++i) {
+        const T v = r[i] + b;
+        r[i] = v < T(0) ? T(0) : v;
+      }
+    } else {
+      METAGRAD_SIMD_LOOP
+      for (index_t i = 0; i < ohw; ++i) r[i] += b;
+    }
+  }
+}
+
 template <class T>
 void im2col_forward(const Conv2dCall<T>& c) {
   const Conv2dGeometry& g = c.geom;
   const index_t cg = g.c_in_per_group(), og = g.c_out_per_group(), kk = cg * g.kh * g.kw, ohw = g.oh * g.ow;
   const bool pointwise = g.kh == 1 && g.kw == 1 && g.stride == Size2(1) && g.padding == Size2(0);
+  const bool epilogue = c.bias != nullptr || c.activation != Activation::identity;
   for_each_image(g, double(og) * double(ohw) * double(kk), [&](index_t n, bool threaded) {
     T* col = pointwise ? nullptr : conv_scratch<T>(static_cast<std::size_t>(kk * ohw), 0);
     for (index_t gr = 0; gr < g.groups; ++gr) {
       const T* x = c.x + (n * g.c_in + gr * cg) * g.h * g.w;
+      T* y = c.out + (n * g.c_out + gr * og) * ohw;
       if (!pointwise) im2col(x, g, cg, col);
-      conv_gemm<T>(threaded, false, false, og, ohw, kk, c.w + gr * og * kk, kk, pointwise ? x : col, ohw, T(0),
-                   c.out + (n * g.c_out + gr * og) * ohw, ohw);
+      conv_gemm<T>(threaded, false, false, og, ohw, kk, c.w + gr * og * kk, kk, pointwise ? x : col, ohw, T(0), y, ohw);
+      if (epilogue) conv_epilogue(y, og, ohw, c.bias, gr * og, c.activation);
     }
   });
 }
@@ -10094,12 +10274,24 @@ void im2col_backward_weight(const Conv2dCall<T>& c) {
   }
 }
 
+/// @throws metagrad::error when a backward pass carries a bias or an activation (they belong to the forward
+///         pass; a backend never drops them silently).
+template <class T>
+void check_forward_only_epilogue(const Conv2dCall<T>& c) {
+  if (c.pass != ConvPass::forward && (c.bias != nullptr || c.activation != Activation::identity))
+    throw error(std::string("conv2d: a bias or activation was given to a ") +
+                (c.pass == ConvPass::backward_data ? "backward-data" : "backward-weight") +
+                " pass; they belong to the forward pass only");
+}
 }  // namespace detail
 
-/// Runs a convolution pass with im2col + GEMM (CBLAS or the built-in kernel), whatever the build has.
+/// Runs a convolution pass with im2col + GEMM (CBLAS or the built-in kernel), whatever the build has; a
+/// forward pass adds call.bias and applies call.activation in the loop after each GEMM.
 /// @pre the call's pointers and geometry are valid (expr/conv.hpp checks the shapes), every extent is >= 1.
+/// @throws metagrad::error for a bias or activation on a backward pass.
 template <class T>
 void conv2d_im2col(const Conv2dCall<T>& c) {
+  detail::check_forward_only_epilogue(c);
   switch (c.pass) {
     case ConvPass::forward:
       return detail::im2col_forward(c);
@@ -10119,10 +10311,13 @@ inline dnnl::engine& dnnl_cpu_engine() {
 }
 
 /// One oneDNN convolution pass for one geometry and thread count, with its memories, reorders and
-/// scratchpad, ready to run on new data pointers without creating anything.
+/// scratchpad, ready to run on new data pointers without creating anything. A forward pass may carry a bias
+/// (the primitive's bias argument) and a ReLU (an eltwise post-op): one primitive, no second pass over y.
 class DnnlConv {
  public:
-  DnnlConv(ConvPass pass, const Conv2dGeometry& g, int threads) : pass_(pass), geom_(g), threads_(threads) {
+  DnnlConv(ConvPass pass, const Conv2dGeometry& g, int threads, bool bias = false,
+           Activation act = Activation::identity)
+      : pass_(pass), geom_(g), threads_(threads), bias_(bias), act_(act) {
     try {
       build();
       ok_ = impl_.find("ref") == std::string::npos;  // the reference kernels are slower than im2col
@@ -10130,21 +10325,22 @@ class DnnlConv {
       ok_ = false;  // a geometry this oneDNN does not take: im2col runs it
     }
   }
-  bool matches(ConvPass pass, const Conv2dGeometry& g, int threads) const {
-    return pass == pass_ && g == geom_ && threads == threads_;
+  bool matches(ConvPass pass, const Conv2dGeometry& g, int threads, bool bias, Activation act) const {
+    return pass == pass_ && g == geom_ && threads == threads_ && bias == bias_ && act == act_;
   }
   bool ok() const { return ok_; }
   const std::string& impl() const { return impl_; }
 
   /// in0, in1 and out as in Arg order: forward (x, w -> y), backward data (dy, w -> dx), backward weight
-  /// (dy, x -> dw).
-  void run(const float* in0, const float* in1, float* out) {
+  /// (dy, x -> dw); `bias` ([c_out]) for a forward pass built with one.
+  void run(const float* in0, const float* in1, float* out, const float* bias = nullptr) {
     args_[0].user.set_data_handle(const_cast<float*>(in0));
     args_[1].user.set_data_handle(const_cast<float*>(in1));
     args_[2].user.set_data_handle(out);
+    if (bias_) bias_mem_.set_data_handle(const_cast<float*>(bias));
     for (int i = 0; i < 2; ++i)
       if (args_[i].reordered) execute(args_[i].reorder, args_[i].user, args_[i].prim);
-    check(dnnl_primitive_execute(prim_.get(), stream_.get(), 4, exec_));
+    check(dnnl_primitive_execute(prim_.get(), stream_.get(), n_exec_, exec_));
     if (args_[2].reordered) execute(args_[2].reorder, args_[2].prim, args_[2].user);
     check(dnnl_stream_wait(stream_.get()));
   }
@@ -10185,10 +10381,19 @@ class DnnlConv {
                           (g.ow - 1) * g.stride.w + (g.kw - 1) * g.dilation.w + 1 - g.w - g.padding.w};
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    if (act_ == Activation::relu) {
+      dnnl::post_ops po;
+      po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+      attr.set_post_ops(po);
+    }
     const auto alg = dnnl::algorithm::convolution_direct;
+    // The bias stays in metagrad's plain [c_out] layout: oneDNN reads it as it is, no reorder.
+    const md b_user(memory::dims{g.c_out}, f32, tag::x);
     const dnnl::convolution_forward::primitive_desc fwd(
-        dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, x_any, w_any, y_any, strides, dil, pl,
-                                        pr),
+        bias_ ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, x_any, w_any, b_user, y_any,
+                                                strides, dil, pl, pr)
+              : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, x_any, w_any, y_any, strides,
+                                                dil, pl, pr),
         attr, eng);
     int arg_ids[3] = {};
     md user[3], want[3], scratch;
@@ -10234,27 +10439,37 @@ class DnnlConv {
     }
     scratchpad_ = memory(scratch, eng);
     exec_[3] = {DNNL_ARG_SCRATCHPAD, scratchpad_.get()};
+    n_exec_ = 4;
+    if (bias_) {
+      bias_mem_ = memory(b_user, eng, nullptr);
+      exec_[n_exec_++] = {DNNL_ARG_BIAS, bias_mem_.get()};
+    }
   }
 
   ConvPass pass_;
   Conv2dGeometry geom_;
   int threads_;
+  bool bias_;
+  Activation act_;
   bool ok_ = false;
   std::string impl_;
   dnnl::primitive prim_;
   dnnl::stream stream_;
   Arg args_[3];
-  dnnl::memory scratchpad_;
-  dnnl_exec_arg_t exec_[4] = {};
+  dnnl::memory scratchpad_, bias_mem_;
+  dnnl_exec_arg_t exec_[5] = {};
+  int n_exec_ = 4;
 };
 
-/// The oneDNN pass for (pass, geometry, thread count), created on first use. The cache is per thread (a
-/// primitive's memories hold the data pointers of one run at a time) and keeps the 64 most recent.
-inline DnnlConv& dnnl_conv(ConvPass pass, const Conv2dGeometry& g) {
+/// The oneDNN pass for (pass, geometry, thread count, bias, activation), created on first use. The cache is
+/// per thread (a primitive's memories hold the data pointers of one run at a time) and keeps the 64 most
+/// recent.
+inline DnnlConv& dnnl_conv(ConvPass pass, const Conv2dGeometry& g, bool bias = false,
+                           Activation act = Activation::identity) {
   thread_local std::vector<std::unique_ptr<DnnlConv>> cache;
   const int threads = num_threads();
   for (std::size_t i = 0; i < cache.size(); ++i)
-    if (cache[i]->matches(pass, g, threads)) {
+    if (cache[i]->matches(pass, g, threads, bias, act)) {
       // Move to the front, so lookups in a steady loop stop at the first few entries.
       if (i > 0)
         std::rotate(cache.begin(), cache.begin() + static_cast<std::ptrdiff_t>(i),
@@ -10262,21 +10477,24 @@ inline DnnlConv& dnnl_conv(ConvPass pass, const Conv2dGeometry& g) {
       return *cache.front();
     }
   if (cache.size() >= 64) cache.pop_back();
-  cache.insert(cache.begin(), std::make_unique<DnnlConv>(pass, g, threads));
+  cache.insert(cache.begin(), std::make_unique<DnnlConv>(pass, g, threads, bias, act));
   return *cache.front();
 }
 
 }  // namespace detail
 
-/// Runs a float convolution pass with oneDNN. Returns false (and computes nothing) when oneDNN has no
-/// implementation for it but its reference one, or rejects the geometry.
+/// Runs a float convolution pass with oneDNN, a forward pass with call.bias and call.activation in the same
+/// primitive. Returns false (and computes nothing) when oneDNN has no implementation for it but its
+/// reference one, or rejects the geometry.
 /// @pre as conv2d_im2col.
+/// @throws metagrad::error for a bias or activation on a backward pass.
 inline bool conv2d_onednn(const Conv2dCall<float>& c) {
-  auto& p = detail::dnnl_conv(c.pass, c.geom);
+  detail::check_forward_only_epilogue(c);
+  auto& p = detail::dnnl_conv(c.pass, c.geom, c.bias != nullptr, c.activation);
   if (!p.ok()) return false;
   switch (c.pass) {
     case ConvPass::forward:
-      p.run(c.x, c.w, c.out);
+      p.run(c.x, c.w, c.out, c.bias);
       break;
     case ConvPass::backward_data:
       p.run(c.dy, c.w, c.out);
@@ -10289,8 +10507,9 @@ inline bool conv2d_onednn(const Conv2dCall<float>& c) {
 }
 
 /// The name of the oneDNN implementation that runs a pass ("jit:avx512_core", ...), or "" when none does.
-inline std::string conv2d_onednn_impl(ConvPass pass, const Conv2dGeometry& g) {
-  auto& p = detail::dnnl_conv(pass, g);
+inline std::string conv2d_onednn_impl(ConvPass pass, const Conv2dGeometry& g, bool bias = false,
+                                      Activation act = Activation::identity) {
+  auto& p = detail::dnnl_conv(pass, g, bias, act);
   return p.ok() ? p.impl() : std::string();
 }
 #endif
@@ -10306,9 +10525,11 @@ inline bool prefer_onednn(const Conv2dCall<float>& c) { return c.geom.c_in_per_g
 
 /// The CPU answer to the convolution hook of expr/conv.hpp (backend/dispatch.hpp calls it for calls on the
 /// CPU): oneDNN for float when the build has it and the algorithm setting allows (see set_conv_algorithm),
-/// im2col + GEMM otherwise.
+/// im2col + GEMM otherwise; both honour a forward pass's bias and activation.
+/// @throws metagrad::error for a bias or activation on a backward pass.
 template <class T>
 void run_conv2d(const Conv2dCall<T>& c) {
+  detail::check_forward_only_epilogue(c);
 #if METAGRAD_CONV_HAVE_DNNL_
   if constexpr (std::is_same_v<T, float>) {
     const auto a = conv_algorithm();
@@ -10993,12 +11214,26 @@ METAGRAD_NAMESPACE_END
 // descriptors, the algorithm found by cudnnFind*AlgorithmEx, its math type and workspace size) taken from the
 // cache of cudnn.hpp, and the workspace from the caching allocator. backend/dispatch.hpp calls it for calls
 // on a CUDA device. Needs nvcc; include <metagrad/metagrad.hpp> instead.
+//
+// A forward call with a bias and an activation (expr/conv_bias.hpp) runs as cuDNN's fused
+// cudnnConvolutionBiasActivationForward, y = act(conv(x, w) + bias), with
+// CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM: cuDNN's documentation allows CUDNN_ACTIVATION_RELU and
+// CUDNN_ACTIVATION_IDENTITY there, the identity with that algorithm only, in float and double. Where cuDNN
+// answers CUDNN_STATUS_NOT_SUPPORTED (remembered per geometry), or that algorithm has no workspace size for
+// the geometry, or set_conv_bias_fusion(false), the unfused fallback runs: cudnnConvolutionForward with the
+// searched algorithm, cudnnAddTensor of the [1, C, 1, 1] bias, cudnnActivationForward in place. The z input
+// of the fused call is y itself with alpha2 = 0 (cuDNN wants a valid pointer; TensorFlow passes its output
+// the same way when there is no side input).
 
 #if defined(__CUDACC__)
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <type_traits>
+#include <unordered_map>
 
 // #include <metagrad/core/error.hpp> (inlined above)
 // #include <metagrad/expr/conv.hpp> (inlined above)
@@ -12254,6 +12489,31 @@ METAGRAD_NAMESPACE_END
 METAGRAD_NAMESPACE_BEGIN
 namespace cuda {
 
+/// How many forward convolutions with a bias or activation ran as cuDNN's fused call, and how many through
+/// the unfused fallback, since the process started (tests and benchmarks read it).
+struct ConvBiasCounts {
+  std::uint64_t fused = 0, unfused = 0;
+};
+
+namespace detail {
+struct ConvBiasState {
+  std::atomic<bool> fusion{true};
+  std::atomic<std::uint64_t> fused{0}, unfused{0};
+};
+inline ConvBiasState& conv_bias_state() {
+  static ConvBiasState s;
+  return s;
+}
+}  // namespace detail
+
+/// Lets convolutions with a bias and activation use cuDNN's fused call (the default), or forces the unfused
+/// fallback (tests, benchmarks; the results agree within the convolution's rounding).
+inline void set_conv_bias_fusion(bool on) { detail::conv_bias_state().fusion = on; }
+inline bool conv_bias_fusion() { return detail::conv_bias_state().fusion; }
+inline ConvBiasCounts conv_bias_counts() {
+  return {detail::conv_bias_state().fused.load(), detail::conv_bias_state().unfused.load()};
+}
+
 #if METAGRAD_WITH_CUDNN
 
 namespace detail {
@@ -12384,16 +12644,140 @@ cudnn::ConvPlan& conv_plan(const Conv2dCall<T>& c, cudnnHandle_t h) {
   return *cache.insert(key, std::move(plan));
 }
 
+namespace detail {
+
+/// A cudnnActivationDescriptor_t of `mode`, NaN propagating (as the CPU's relu, x < 0 ? 0 : x).
+class ActivationDescriptor {
+ public:
+  explicit ActivationDescriptor(cudnnActivationMode_t mode) {
+    cudnn::check(cudnnCreateActivationDescriptor(&desc_), "cudnnCreateActivationDescriptor");
+    const cudnnStatus_t s = cudnnSetActivationDescriptor(desc_, mode, CUDNN_PROPAGATE_NAN, 0.0);
+    if (s != CUDNN_STATUS_SUCCESS) {
+      cudnnDestroyActivationDescriptor(desc_);
+      cudnn::check(s, "cudnnSetActivationDescriptor");
+    }
+  }
+  ActivationDescriptor(const ActivationDescriptor&) = delete;
+  ActivationDescriptor& operator=(const ActivationDescriptor&) = delete;
+  ~ActivationDescriptor() { cudnnDestroyActivationDescriptor(desc_); }
+  cudnnActivationDescriptor_t get() const { return desc_; }
+
+ private:
+  cudnnActivationDescriptor_t desc_ = nullptr;
+};
+
+/// What the bias and activation of one forward key need beside its ConvPlan: the [1, C, 1, 1] bias
+/// descriptor, both activation descriptors, the workspace of the fused call's algorithm, and per activation
+/// whether cuDNN took the fused call (-1 not tried yet, 0 refused: the fallback from then on, 1 ran).
+struct FusedConvPlan {
+  FusedConvPlan(cudnnDataType_t dt, const int (&bias_dims)[4])
+      : bias(dt, bias_dims), relu(CUDNN_ACTIVATION_RELU), identity(CUDNN_ACTIVATION_IDENTITY) {}
+  cudnn::TensorDescriptor bias;
+  ActivationDescriptor relu, identity;
+  std::size_t workspace = 0;
+  bool algo_ok = false;  ///< IMPLICIT_PRECOMP_GEMM reported a workspace size for this geometry
+  signed char fused[2] = {-1, -1};
+};
+
+/// The fused plans of this process, keyed as the convolution plans (the forward pass's key).
+class FusedConvPlanCache {
+ public:
+  FusedConvPlan* find(const ConvAlgoKey& k) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = plans_.find(k);
+    return it == plans_.end() ? nullptr : it->second.get();
+  }
+  FusedConvPlan* insert(const ConvAlgoKey& k, std::unique_ptr<FusedConvPlan> p) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return plans_.emplace(k, std::move(p)).first->second.get();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<ConvAlgoKey, std::unique_ptr<FusedConvPlan>, ConvAlgoKeyHash> plans_;
+};
+
+inline FusedConvPlanCache& fused_conv_plan_cache() {
+  static auto* c = new FusedConvPlanCache();  // never destroyed, as the other cuDNN state
+  return *c;
+}
+
+/// The fused plan of forward call c (whose ConvPlan is p), made on first use.
+/// @pre the caller holds cudnn::device_state(device).mutex and h is bound to stream(device).
+template <class T>
+FusedConvPlan& fused_conv_plan(const Conv2dCall<T>& c, cudnnHandle_t h, const cudnn::ConvPlan& p) {
+  const bool tf32 = std::is_same_v<T, float> && allow_tf32();
+  const ConvAlgoKey key{ConvPass::forward, cudnn_dtype_of<T>(), tf32, c.geom, c.device.index()};
+  auto& cache = fused_conv_plan_cache();
+  if (FusedConvPlan* f = cache.find(key)) return *f;
+  const int dims[4] = {1, static_cast<int>(c.geom.c_out), 1, 1};
+  auto f = std::make_unique<FusedConvPlan>(cudnn::data_type<T>(), dims);
+  std::size_t ws = 0;
+  f->algo_ok = cudnnGetConvolutionForwardWorkspaceSize(h, p.x.get(), p.w.get(), p.conv.get(), p.y.get(),
+                                                       CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+                                                       &ws) == CUDNN_STATUS_SUCCESS;
+  f->workspace = ws;
+  return *cache.insert(key, std::move(f));
+}
+
+/// y = act(conv(x, w) + bias): cuDNN's fused call where it applies, else the convolution, cudnnAddTensor and
+/// cudnnActivationForward (see the file comment).
+/// @pre as run_conv2d; c.pass is forward.
+template <class T>
+void conv_bias_forward(const Conv2dCall<T>& c, cudnnHandle_t h, cudnn::ConvPlan& p, const std::string& ctx) {
+  const int device = c.device.index();
+  FusedConvPlan& f = fused_conv_plan(c, h, p);
+  const T one = 1, zero = 0;
+  const bool relu = c.activation == Activation::relu;
+  signed char& fused = f.fused[relu ? 1 : 0];
+  // The fused call needs a bias (its bias pointer is not optional); a bare activation takes the fallback.
+  if (c.bias != nullptr && f.algo_ok && fused != 0 && conv_bias_fusion()) {
+    DeviceBuffer ws(f.workspace, device);
+    const cudnnStatus_t s = cudnnConvolutionBiasActivationForward(
+        h, &one, p.x.get(), c.x, p.w.get(), c.w, p.conv.get(), CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+        ws.get(), f.workspace, &zero, p.y.get(), c.out, f.bias.get(), c.bias, relu ? f.relu.get() : f.identity.get(),
+        p.y.get(), c.out);
+    if (s == CUDNN_STATUS_SUCCESS) {
+      fused = 1;
+      ++conv_bias_state().fused;
+      return;
+    }
+    // A refusal is a property of the geometry: remembered, and answered by the fallback. Any other failure,
+    // or a refusal of a call that ran before, is an error.
+    if (s != CUDNN_STATUS_NOT_SUPPORTED || fused == 1) cudnn::check(s, "cudnnConvolutionBiasActivationForward" + ctx);
+    fused = 0;
+  }
+  DeviceBuffer ws(p.workspace, device);
+  cudnn::check(cudnnConvolutionForward(h, &one, p.x.get(), c.x, p.w.get(), c.w, p.conv.get(),
+                                       static_cast<cudnnConvolutionFwdAlgo_t>(p.algo), ws.get(), p.workspace, &zero,
+                                       p.y.get(), c.out),
+               "cudnnConvolutionForward" + ctx);
+  if (c.bias != nullptr)
+    cudnn::check(cudnnAddTensor(h, &one, f.bias.get(), c.bias, &one, p.y.get(), c.out), "cudnnAddTensor" + ctx);
+  if (relu)
+    cudnn::check(cudnnActivationForward(h, f.relu.get(), &one, p.y.get(), c.out, &zero, p.y.get(), c.out),
+                 "cudnnActivationForward" + ctx);
+  ++conv_bias_state().unfused;
+}
+
+}  // namespace detail
+
 /// Runs one convolution pass with cuDNN on call.device, queued on stream(device) (the call returns before
-/// the result is computed). The first call of a (pass, dtype, TF32 switch, geometry, device) searches the
+/// the result is computed); a forward call's bias and activation in the same cuDNN call where cuDNN fuses
+/// them (see the file comment). The first call of a (pass, dtype, TF32 switch, geometry, device) searches the
 /// algorithms and synchronises the device; later calls reuse the choice.
 /// @pre every pointer is device memory of call.device, contiguous (see Conv2dCall); no extent is 0.
 /// @throws shape_error naming conv2d and the shapes when a tensor exceeds cuDNN's 32-bit sizes; cuda_error
-///         naming the cuDNN call, its status and the geometry when cuDNN refuses or fails.
+///         naming the cuDNN call, its status and the geometry when cuDNN refuses or fails; metagrad::error for
+///         a bias or activation on a backward pass.
 template <class T>
 void run_conv2d(const Conv2dCall<T>& c) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                 "metagrad: cuDNN convolution is float or double");
+  const bool epilogue = c.bias != nullptr || c.activation != Activation::identity;
+  if (epilogue && c.pass != ConvPass::forward)
+    throw error("conv2d on " + c.device.str() + ": a bias or activation was given to a " +
+                detail::conv_pass_name(c.pass) + " pass; they belong to the forward pass only");
   (void)cudnn_conv_params(c.geom);  // the 32-bit limits, before any cuDNN state is made
   const int device = c.device.index();
   DeviceGuard guard(device);
@@ -12401,9 +12785,10 @@ void run_conv2d(const Conv2dCall<T>& c) {
   std::lock_guard<std::mutex> lock(state.mutex);
   const cudnnHandle_t h = cudnn::bound_handle(state, device);
   cudnn::ConvPlan& p = conv_plan(c, h);
+  const std::string ctx = detail::conv_context(c.pass, c.geom);
+  if (epilogue) return detail::conv_bias_forward(c, h, p, ctx);  // with its own workspace
   DeviceBuffer ws(p.workspace, device);
   const T one = 1, zero = 0;
-  const std::string ctx = detail::conv_context(c.pass, c.geom);
   if (c.pass == ConvPass::forward) {
     cudnn::check(cudnnConvolutionForward(h, &one, p.x.get(), c.x, p.w.get(), c.w, p.conv.get(),
                                          static_cast<cudnnConvolutionFwdAlgo_t>(p.algo), ws.get(), p.workspace, &zero,
@@ -14180,8 +14565,8 @@ struct boundaries_in;
 template <class E>
 using boundaries_t = unique_t<concat_t<typename boundaries_in<children_t<E>>::type,
                                        std::conditional_t<is_boundary_v<E>, TypeList<E>, TypeList<>>>>;
-template <class... C>
-struct boundaries_in<std::tuple<C...>> {
+template <class Seq, class... C>
+struct boundaries_in<metagrad::detail::IndexedPack<Seq, C...>> {
   using type = concat_t<TypeList<>, boundaries_t<std::remove_cvref_t<C>>...>;
 };
 
@@ -14194,8 +14579,8 @@ struct direct_of {
 };
 template <class C>
 using direct_child_t = std::conditional_t<is_boundary_v<C>, TypeList<C>, typename direct_of<C>::type>;
-template <class... C>
-struct direct_in<std::tuple<C...>> {
+template <class Seq, class... C>
+struct direct_in<metagrad::detail::IndexedPack<Seq, C...>> {
   using type = unique_t<concat_t<TypeList<>, direct_child_t<std::remove_cvref_t<C>>...>>;
 };
 }  // namespace detail
@@ -14469,7 +14854,7 @@ void append_capture_key(const E& e, std::vector<std::uint64_t>& key) {
       else
         append_capture_key(e.second_branch(), key);
     } else if constexpr (requires { e.children(); }) {
-      std::apply([&](const auto&... c) { (append_capture_key(c, key), ...); }, e.children());
+      metagrad::detail::unpack([&](const auto&... c) { (append_capture_key(c, key), ...); }, e.children());
     }
   }
 }
@@ -14478,7 +14863,7 @@ void append_capture_key(const E& e, std::vector<std::uint64_t>& key) {
 template <class Tuple>
 std::vector<std::uint64_t> capture_key(const Tuple& outs) {
   std::vector<std::uint64_t> key;
-  std::apply([&](const auto&... o) { (append_capture_key(o, key), ...); }, outs);
+  metagrad::detail::unpack([&](const auto&... o) { (append_capture_key(o, key), ...); }, outs);
   return key;
 }
 
@@ -14552,7 +14937,7 @@ void for_each_boundary(const E& e, F& f) {
     else
       for_each_boundary(e.second_branch(), f);
   } else if constexpr (requires { e.children(); }) {
-    std::apply([&](const auto&... c) { (for_each_boundary(c, f), ...); }, e.children());
+    metagrad::detail::unpack([&](const auto&... c) { (for_each_boundary(c, f), ...); }, e.children());
   }
   if constexpr (boundary_expression<E>) f(e);
 }
@@ -14563,32 +14948,21 @@ using group_tensor_t = Tensor<typename G::value_type, G::rank>;
 // The run-time state of one group (one boundary node type).
 template <class G>
 struct GroupState {
-  const G* rep = nullptr;        // the node that is evaluated
-  group_tensor_t<G> view;        // where its result is this run (a slot view or an output)
-  std::vector<const G*> others;  // same type, different value: evaluated at the same step
+  const G* rep = nullptr;  // the node that is evaluated
+  group_tensor_t<G> view;  // where its result is this run (a slot view or an output)
+  // Same type, different value: evaluated at the same step. Held as const void* (each a const G*): one
+  // std::vector instantiation for every group instead of one per group type.
+  std::vector<const void*> others;
   std::vector<std::unique_ptr<group_tensor_t<G>>> other_values;
+  const G& other(std::size_t i) const { return *static_cast<const G*>(others[i]); }
   std::size_t occurrences = 0;
 };
 
 // The states of all groups, reached by group number. Not a std::tuple: nvcc 13's front end gives up
 // ("excessive recursion") on std::tuple's constructor constraints over the hundred-odd groups of a conv net's
 // training step.
-template <std::size_t I, class T>
-struct Indexed {
-  T value;
-};
-template <class Seq, class... T>
-struct IndexedPack;
-template <std::size_t... I, class... T>
-struct IndexedPack<std::index_sequence<I...>, T...> : Indexed<I, T>... {};
-template <std::size_t I, class T>
-T& get_indexed(Indexed<I, T>& h) {
-  return h.value;
-}
-template <std::size_t I, class T>
-const T& get_indexed(const Indexed<I, T>& h) {
-  return h.value;
-}
+using metagrad::detail::get_indexed;
+using metagrad::detail::IndexedPack;
 
 template <class Tuple>
 struct group_states;
@@ -14699,7 +15073,7 @@ class Program {
   template <class... Bindings>
   const result_type& run(const Bindings&...) {
     State& st = *state();
-    st.device = std::apply(
+    st.device = metagrad::detail::unpack(
         [](const auto&... o) {
           std::optional<Device> d;
           ((d = d ? d : detail::first_device(o)), ...);
@@ -14736,7 +15110,7 @@ class Program {
   template <class... Dst>
   void run_into(Dst&... dsts) {
     static_assert(sizeof...(Dst) == NO, "metagrad: run_into needs one destination tensor per output");
-    std::apply([&](const auto&... v) { ((dsts = v.clone()), ...); }, run());
+    metagrad::detail::unpack([&](const auto&... v) { ((dsts = v.clone()), ...); }, run());
   }
 
   /// The memory the plan needs for the current bindings (no run needed).
@@ -14758,7 +15132,7 @@ class Program {
       m.output_bytes += b;
       if (index_of_output_group(k++) == P::none) m.intermediate_bytes += b;  // not already counted as a step
     };
-    std::apply([&](const auto&... o) { (add_output(o), ...); }, state()->outs);
+    metagrad::detail::unpack([&](const auto&... o) { (add_output(o), ...); }, state()->outs);
     m.peak_bytes = m.slot_bytes + m.output_bytes;
     return m;
   }
@@ -14799,7 +15173,7 @@ class Program {
       os << "\n";
     });
     std::size_t k = 0;
-    std::apply(
+    metagrad::detail::unpack(
         [&](const auto&... o) {
           (
               [&] {
@@ -14896,7 +15270,7 @@ class Program {
         node.bind_slot(&st.view);
       } else {
         for (std::size_t i = 0; i < st.others.size(); ++i)
-          if (graph::detail::same_node(*st.others[i], node)) {
+          if (graph::detail::same_node(st.other(i), node)) {
             node.bind_slot(st.other_values[i].get());
             return;
           }
@@ -14905,7 +15279,8 @@ class Program {
         node.bind_slot(st.other_values.back().get());
       }
     };
-    std::apply([&](const auto&... o) { (graph::detail::for_each_boundary(o, visit), ...); }, state()->outs);
+    metagrad::detail::unpack([&](const auto&... o) { (graph::detail::for_each_boundary(o, visit), ...); },
+                             state()->outs);
   }
 
   void run_now() {
@@ -14980,7 +15355,7 @@ class Program {
                                                                   contiguous_strides(shape));
     }
     n.eval_into(st.view);
-    for (std::size_t i = 0; i < st.others.size(); ++i) st.others[i]->eval_into(*st.other_values[i]);
+    for (std::size_t i = 0; i < st.others.size(); ++i) st.other(i).eval_into(*st.other_values[i]);
   }
   template <std::size_t... S>
   void run_steps(std::index_sequence<S...>) {
@@ -17106,9 +17481,9 @@ METAGRAD_NAMESPACE_END
 // #include <metagrad/io.hpp> (inlined above)
 // #include <metagrad/nn/conv.hpp>
 // metagrad/nn/conv.hpp — convolution and pooling layers (Conv2d with PyTorch's weight layout, default
-// initialisation and state dict keys; MaxPool2d, AvgPool2d, AdaptiveAvgPool2d) and Flatten. The bias is
-// added by broadcast after the convolution, so it fuses into whatever reads the result (a relu, a pool).
-// Include <metagrad/nn.hpp> instead.
+// initialisation and state dict keys; MaxPool2d, AvgPool2d, AdaptiveAvgPool2d) and Flatten. A Conv2d with a
+// bias is one conv2d(x, w, b) node (expr/conv_bias.hpp) and an nn::relu() after it turns that node into the
+// fused convolution + bias + ReLU. Include <metagrad/nn.hpp> instead.
 
 #include <cmath>
 #include <string>
@@ -17118,6 +17493,239 @@ METAGRAD_NAMESPACE_END
 
 // #include <metagrad/expr/concat.hpp> (inlined above)
 // #include <metagrad/expr/conv.hpp> (inlined above)
+// Before linear.hpp: nn::relu()'s call ::metagrad::relu(x) is a qualified name, looked up where the lambda
+// is defined, so the fused relu overload must already be declared there.
+// #include <metagrad/expr/conv_bias.hpp>
+// metagrad/expr/conv_bias.hpp — 2-D convolution, bias and activation as ONE boundary node:
+// y = act(conv2d(x, w) + b[c]), written by a single backend call (cuDNN's fused
+// cudnnConvolutionBiasActivationForward on CUDA where it applies, oneDNN's convolution with its bias argument
+// and a ReLU post-op, or im2col + GEMM with the bias and activation in the loop that writes y), with the
+// cuDNN convolution followed by a bias/activation pass as the unfused fallback. conv2d(x, w, b, o) builds it
+// with the identity activation and relu() of that node (nn::Conv2d followed by nn::relu() included) gives
+// the same node with ReLU, so a layer stack gets the fusion without asking for it. Its derivative lives here
+// too: the output adjoint masked by the activation is evaluated once (reading y, not recomputing it) and
+// feeds the bias gradient (a sum over N, H, W) and conv.hpp's backward-data and backward-weight nodes.
+// Include <metagrad/expr.hpp> instead.
+
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+// #include <metagrad/core/device.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/core/tensor.hpp> (inlined above)
+// #include <metagrad/ops/activation.hpp> (inlined above)
+// #include <metagrad/expr/conv.hpp> (inlined above)
+// #include <metagrad/expr/functions.hpp> (inlined above)
+// #include <metagrad/expr/leaf.hpp> (inlined above)
+// #include <metagrad/expr/node.hpp> (inlined above)
+// #include <metagrad/expr/plan.hpp> (inlined above)
+// #include <metagrad/expr/reduce.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+namespace detail {
+
+inline const char* activation_name(Activation a) { return a == Activation::relu ? "relu" : "identity"; }
+
+/// The geometry of conv2d(x, w, b, o), with b checked against the output channels.
+/// @throws shape_error naming `op` and the three shapes when b does not hold one value per output channel,
+///         and conv2d_geometry's errors.
+inline Conv2dGeometry conv2d_bias_geometry(const Shape<4>& xs, const Shape<4>& ws, const Shape<1>& bs,
+                                           const Conv2dOptions& o, const char* op) {
+  if (bs[0] != ws[0])
+    throw shape_error(std::string(op) + ": input " + to_string(xs) + ", weight " + to_string(ws) + " and bias " +
+                      to_string(bs) + ": the bias has " + std::to_string(bs[0]) +
+                      " elements, expected one per output channel (" + std::to_string(ws[0]) + ")");
+  return conv2d_geometry(xs, ws, o, op);
+}
+
+}  // namespace detail
+
+/// y = act(conv2d(x, w, options) + b[c]) in one boundary node: see conv2d(x, w, b, options).
+/// `Act` is part of the type (so relu() can pick the fused node at compile time and a Program merges only
+/// equal activations); the operands are stored with closure semantics like every node.
+template <class X, class W, class B, Activation Act = Activation::identity>
+class Conv2dBiasExpr : public ExprBase<Conv2dBiasExpr<X, W, B, Act>>,
+                       public BoundaryBase<typename std::remove_cvref_t<X>::value_type, 4> {
+  using XE = std::remove_cvref_t<X>;
+  using WE = std::remove_cvref_t<W>;
+  using BE = std::remove_cvref_t<B>;
+
+ public:
+  using value_type = typename XE::value_type;
+  static constexpr int rank = 4;
+  static constexpr Activation activation = Act;
+  using self_differentiating_tag = void;
+  static_assert(XE::rank == 4,
+                "metagrad: conv2d needs an input of rank 4 (N, C, H, W); add a batch axis with unsqueeze");
+  static_assert(WE::rank == 4, "metagrad: conv2d needs a weight of rank 4 (C_out, C_in / groups, kH, kW)");
+  static_assert(BE::rank == 1, "metagrad: conv2d needs a bias of rank 1 (C_out); reshape it to [C_out]");
+  static_assert(std::is_same_v<value_type, typename WE::value_type> &&
+                    std::is_same_v<value_type, typename BE::value_type>,
+                "metagrad: conv2d needs input, weight and bias of the same dtype; convert with cast<T>()");
+  static_assert(std::is_same_v<value_type, float> || std::is_same_v<value_type, double>,
+                "metagrad: conv2d is defined for float and double");
+
+  /// @throws metagrad::error for a stride or dilation below 1, a negative padding or groups below 1.
+  Conv2dBiasExpr(X x, W w, B b, Conv2dOptions o)
+      : x_(std::forward<X>(x)), w_(std::forward<W>(w)), b_(std::forward<B>(b)), opts_(o) {
+    detail::check_conv_options(o, "conv2d");
+  }
+
+  const XE& input() const { return x_; }
+  const WE& weight() const { return w_; }
+  const BE& bias() const { return b_; }
+  const Conv2dOptions& options() const { return opts_; }
+  auto children() const { return detail::refs(x_, w_, b_); }
+  bool same_params(const Conv2dBiasExpr& o) const { return detail::bits_equal(opts_, o.opts_); }
+
+  /// The same convolution and bias followed by activation A (the operands copied, or moved from an rvalue).
+  template <Activation A>
+  Conv2dBiasExpr<X, W, B, A> with_activation() const& {
+    return Conv2dBiasExpr<X, W, B, A>(x_, w_, b_, opts_);
+  }
+  template <Activation A>
+  Conv2dBiasExpr<X, W, B, A> with_activation() && {
+    return Conv2dBiasExpr<X, W, B, A>(std::forward<X>(x_), std::forward<W>(w_), std::forward<B>(b_), opts_);
+  }
+
+  /// @throws shape_error naming conv2d and the shapes (see conv2d(x, w, b, options)).
+  Conv2dGeometry geometry() const {
+    return detail::conv2d_bias_geometry(x_.shape(), w_.shape(), b_.shape(), opts_, "conv2d with bias");
+  }
+  Shape<4> shape() const { return geometry().output_shape(); }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto& v = this->materialise(*this);
+    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
+  }
+
+  /// dst = act(conv2d(x, w) + b); dst is (re)allocated when its shape differs.
+  template <int RD>
+  void eval_into(Tensor<value_type, RD>& dst) const {
+    static_assert(RD == 4);
+    const Device dev = detail::boundary_device(*this, dst, "conv2d with bias");
+    const auto geom = geometry();
+    const Shape<4> os = geom.output_shape();
+    const Shape<1> bs{{geom.c_out}};
+    const value_type* bp = detail::contiguous_values<value_type>(b_, bs, bbuf_, dev);
+    if (geom.c_in == 0 && os.numel() > 0) return fill_bias_only(dst, os, bp, dev);
+    const value_type* xp = detail::contiguous_values<value_type>(x_, geom.input_shape(), xbuf_, dev);
+    const value_type* wp = detail::contiguous_values<value_type>(w_, geom.weight_shape(), wbuf_, dev);
+    const detail::Spans<value_type, 3> in{
+        {{xp, geom.input_shape().numel()}, {wp, geom.weight_shape().numel()}, {bp, geom.c_out}}};
+    Conv2dCall<value_type> call{ConvPass::forward, geom, xp, wp, nullptr, nullptr, dev};
+    call.bias = bp;
+    call.activation = Act;
+    detail::run_conv_into(dst, os, call, in, out_);
+  }
+
+  /// dx = conv2d_backward_data(gz, w), shaped like x (gz: the adjoint of conv2d(x, w) + b, see grad_of_sum).
+  template <class G>
+  auto backward(std::integral_constant<int, 0>, const G& g) const {
+    auto gz = grad_of_sum(g);
+    auto wv = detail::operand_value<W>(w_);
+    auto xv = detail::operand_value<X>(x_);
+    return Conv2dBackwardDataExpr<decltype(gz), decltype(wv), decltype(xv)>(gz, wv, xv, opts_);
+  }
+  /// dw = conv2d_backward_weight(gz, x), shaped like w.
+  template <class G>
+  auto backward(std::integral_constant<int, 1>, const G& g) const {
+    auto gz = grad_of_sum(g);
+    auto xv = detail::operand_value<X>(x_);
+    auto wv = detail::operand_value<W>(w_);
+    return Conv2dBackwardWeightExpr<decltype(gz), decltype(xv), decltype(wv)>(gz, xv, wv, opts_);
+  }
+  /// db = gz summed over the batch and both spatial axes, shaped like b.
+  template <class G>
+  auto backward(std::integral_constant<int, 2>, const G& g) const {
+    return sum(grad_of_sum(g), {0, 2, 3});
+  }
+
+ private:
+  /// The adjoint of z = conv2d(x, w) + b given the adjoint g of y = act(z), as one boundary node: all three
+  /// gradients read it, and each builds the same type, so a Program evaluates it once into one buffer.
+  /// ReLU's mask reads y itself (y > 0 exactly where z > 0), a copy of this node that a Program merges with
+  /// the forward one, so the backward pass reads the forward result instead of recomputing the convolution.
+  /// The mask is where(y > 0, g, 0), the rule of the unfused relu, so both give the same numbers.
+  template <class G>
+  auto grad_of_sum(const G& g) const {
+    if constexpr (Act == Activation::relu) {
+      auto masked = where(*this > 0, g, 0);
+      return BufferExpr<decltype(masked)>(std::move(masked));
+    } else {
+      return detail::buffered(g);
+    }
+  }
+
+  /// act(b[c]) everywhere: the convolution sums over no input channel (a weight of shape [C_out, 0, kH, kW]).
+  /// One fused pass over a broadcast read of b, never a backend call with an empty extent.
+  template <int RD>
+  void fill_bias_only(Tensor<value_type, RD>& dst, const Shape<4>& os, const value_type* bp, Device dev) const {
+    detail::prepare_destination(dst, os, dev);
+    const Shape<4> b4{{1, os[1], 1, 1}};
+    const auto leaf = detail::lower_leaf(bp, b4, contiguous_strides(b4), os);
+    const bool direct = dst.is_contiguous() && !detail::ranges_overlap<value_type>(dst.data(), os.numel(), bp, os[1]);
+    Tensor<value_type, 4>& t = direct ? dst : out_.sized(os, dev);
+    if constexpr (Act == Activation::relu)
+      run_fill(dev, t.data(), t.strides(), os, UnaryPlan<ops::Relu, decltype(leaf)>{ops::Relu{}, leaf});
+    else
+      run_fill(dev, t.data(), t.strides(), os, leaf);
+    if (!direct) dst.assign(t);
+  }
+
+  X x_;
+  W w_;
+  B b_;
+  Conv2dOptions opts_;
+  detail::Scratch<value_type, 4> xbuf_, wbuf_, out_;
+  detail::Scratch<value_type, 1> bbuf_;
+};
+
+namespace detail {
+template <class E>
+inline constexpr bool is_conv_bias_identity_v = false;
+template <class X, class W, class B>
+inline constexpr bool is_conv_bias_identity_v<Conv2dBiasExpr<X, W, B, Activation::identity>> = true;
+}  // namespace detail
+
+/// 2-D convolution with a bias per output channel and an activation, as one boundary node:
+/// y[n, o, i, j] = act(conv2d(x, w, options)[n, o, i, j] + b[o]) (PyTorch's conv2d with bias, then the
+/// activation). `Act` is a template argument: `conv2d<Activation::relu>(x, w, b, {.padding = 2})`, or
+/// `relu(conv2d(x, w, b, o))`, which builds the same node. Differentiable in x, w and b.
+/// On CUDA it is cuDNN's fused convolution-bias-activation call where cuDNN supports it and the cuDNN
+/// convolution plus a bias/activation pass otherwise; on the CPU, oneDNN with a bias and a post-op or
+/// im2col + GEMM with the bias and activation in the loop that writes y.
+/// @pre x and w have rank 4, b rank 1, all of one dtype, float or double (compile-time checks).
+/// @throws metagrad::error for a stride or dilation below 1, a negative padding or groups below 1 (at once);
+///         shape_error naming conv2d and the shapes, when evaluated, for conv2d(x, w)'s shape errors and when b
+///         does not have C_out elements.
+template <Activation Act = Activation::identity, expression X, expression W, expression B>
+auto conv2d(X&& x, W&& w, B&& b, const Conv2dOptions& options) {
+  return Conv2dBiasExpr<closure_t<X&&>, closure_t<W&&>, closure_t<B&&>, Act>(std::forward<X>(x), std::forward<W>(w),
+                                                                             std::forward<B>(b), options);
+}
+/// conv2d with a bias and stride 1, no padding, dilation 1, one group (a static default, as conv2d(x, w)).
+template <Activation Act = Activation::identity, expression X, expression W, expression B>
+auto conv2d(X&& x, W&& w, B&& b) {
+  static constexpr Conv2dOptions defaults{};
+  return conv2d<Act>(std::forward<X>(x), std::forward<W>(w), std::forward<B>(b), defaults);
+}
+
+/// relu of a convolution with bias and no activation yet: the same node with ReLU in its epilogue. It is more
+/// constrained than the elementwise relu (expr/functions.hpp), so overload resolution picks it for every
+/// value category, also through nn::relu(); relu of a node that already has an activation is the ordinary
+/// elementwise relu.
+template <expression E>
+requires detail::is_conv_bias_identity_v<std::remove_cvref_t<E>>
+auto relu(E&& e) { return std::forward<E>(e).template with_activation<Activation::relu>(); }
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/expr/conv_bias.hpp>
 // #include <metagrad/expr/pool.hpp> (inlined above)
 // #include <metagrad/expr/view.hpp> (inlined above)
 // #include <metagrad/nn/init.hpp>
@@ -17779,8 +18387,7 @@ class Conv2d : public LayerBase {
   auto operator()(X&& x) const {
     static_assert(std::remove_cvref_t<X>::rank == 4, "metagrad: nn::Conv2d needs NCHW input (rank 4)");
     if constexpr (Bias)
-      return metagrad::conv2d(std::forward<X>(x), weight_, spec_.options) +
-             reshape(bias_, {index_t{1}, spec_.out_channels, index_t{1}, index_t{1}});
+      return metagrad::conv2d(std::forward<X>(x), weight_, bias_, spec_.options);
     else
       return metagrad::conv2d(std::forward<X>(x), weight_, spec_.options);
   }
