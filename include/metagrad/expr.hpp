@@ -5,6 +5,7 @@
 #include "core.hpp"
 #include "expr/concat.hpp"
 #include "expr/conv.hpp"
+#include "expr/conv_bias.hpp"
 #include "expr/dropout.hpp"
 #include "expr/elementwise.hpp"
 #include "expr/functions.hpp"

@@ -1,4 +1,4 @@
-// The device-independent half of the CUDA reduction driver (backend/cuda/reduce.hpp), run on the CPU: the
+// The device-independent half of the CUDA reduction driver (backend/cuda/reduce_layout.hpp), run on the CPU: the
 // enumeration of segments and positions (every input element exactly once, the CPU's position within the
 // reduced axes, the output offset, flat offsets) against naive loops over many shapes, masks, output strides
 // and memory orders; the cutting of segments into parts; and a CPU replay of the kernels (the full
@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <metagrad/backend/cuda/reduce.hpp>
+#include <metagrad/backend/cuda/reduce_layout.hpp>
 #include <metagrad/metagrad.hpp>
 #include <random>
 #include <type_traits>

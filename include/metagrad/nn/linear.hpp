@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "../expr/conv_bias.hpp"  // relu(conv2d(x, w, b)): nn::relu() must see the fused overload
 #include "../expr/functions.hpp"
 #include "../expr/matmul.hpp"
 #include "../expr/view.hpp"
