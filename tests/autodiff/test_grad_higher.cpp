@@ -2,8 +2,8 @@
 // grad(sum(grad(sum(f(x)), x)), x) is f''(x); it is checked against the closed form written out here and, with
 // random weights, against central differences of the first gradient as metagrad evaluates it
 // (tests/autodiff/grad_check.hpp). For mul, div and pow every block of the Hessian that depends on a leaf is
-// checked the same way. A few composites (reductions, views, a matmul layer) check second derivatives through
-// the non-elementwise rules against finite differences.
+// checked the same way. A few composites (reductions, softmax, views, a matmul layer) check second derivatives
+// through the non-elementwise rules against finite differences.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -196,6 +196,13 @@ TEST_CASE("autodiff: second derivatives through reductions, views and matmul") {
     SUBCASE("logsumexp (the softmax Jacobian)") {
       hvp("logsumexp over axis 1", mg::sum(mg::logsumexp(x, 1)));
       hvp("logsumexp over all", mg::logsumexp(x * 2.0));
+    }
+    SUBCASE("softmax and log_softmax (the backward node's own rules, in both operands)") {
+      // square() makes the adjoint reaching the backward node depend on x, so its rules in g and in y both run.
+      hvp("softmax over axis 1", mg::sum(mg::square(mg::softmax(x, 1)) * mg::exp(x)));
+      hvp("softmax over axis 0", mg::sum(mg::square(mg::softmax(x * 3.0, 0))));
+      hvp("log_softmax over axis 1", mg::sum(mg::square(mg::log_softmax(x, 1))));
+      hvp("log_softmax over axis 0", mg::sum(mg::square(mg::log_softmax(x, 0)) * mg::sin(x)));
     }
     SUBCASE("mean, var, stddev, norm") {
       hvp("var ddof 1 over axis 0", mg::sum(mg::var(x, {0}, 1)));

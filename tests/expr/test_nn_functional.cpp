@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <metagrad/metagrad.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 using namespace metagrad;
@@ -118,6 +119,98 @@ TEST_CASE("softmax: logits of +-1000 give finite, exact results") {
   const Tensor<float, 1> xf({1000.0f, 999.0f});
   const auto pf = values(eval(softmax(xf)));
   CHECK(pf[0] == doctest::Approx(1 / (1 + std::exp(-1.0))).epsilon(1e-6));
+}
+
+TEST_CASE("softmax: one node over long rows, wide inner axes, views and aliasing") {
+  SUBCASE("rows longer and inner axes wider than a tile, in double and float") {
+    // [2, 700, 3] over axis 1: 700-element columns of stride 3; [2, 5, 600] over axis 1: 600 columns, three
+    // tiles of at most 256; [3, 2, 1000] over axis 2: rows of 1000.
+    for (const auto& [s, axis] : {std::pair{Shape<3>{2, 700, 3}, 1}, std::pair{Shape<3>{2, 5, 600}, 1},
+                                  std::pair{Shape<3>{3, 2, 1000}, 2}, std::pair{Shape<3>{300, 2, 2}, 0}}) {
+      CAPTURE(to_string(s));
+      CAPTURE(axis);
+      const auto x = sample3(s[0], s[1], s[2], 6.0);
+      check_close(values(eval(softmax(x, axis))), naive_softmax(x, axis, false));
+      check_close(values(eval(log_softmax(x, axis))), naive_softmax(x, axis, true));
+      const Tensor<float, 3> xf = x.to<float>();
+      check_close(values(eval(softmax(xf, axis))), naive_softmax(x, axis, false), 2e-5);
+      check_close(values(eval(log_softmax(xf, axis))), naive_softmax(x, axis, true), 2e-5);
+    }
+  }
+  SUBCASE("the same bits on one thread and on two") {
+    const Tensor<float, 3> x = sample3(64, 3, 2000, 4.0).to<float>();
+    const int before = num_threads();
+    set_num_threads(1);
+    const auto one = values(eval(softmax(x, 2))), one_in = values(eval(log_softmax(x, 1)));
+    set_num_threads(2);
+    const auto two = values(eval(softmax(x, 2))), two_in = values(eval(log_softmax(x, 1)));
+    set_num_threads(before);
+    CHECK(one == two);
+    CHECK(one_in == two_in);
+  }
+  SUBCASE("a transposed view and an expression as input") {
+    const auto x = sample3(4, 3, 5, 2.0);
+    const Tensor<double, 3> xt = contiguous(permute(x, {2, 0, 1}));
+    check_close(values(eval(softmax(permute(x, {2, 0, 1}), 0))), naive_softmax(xt, 0, false));
+    const Tensor<double, 3> x2 = x * 2.0 + 1.0;
+    check_close(values(eval(log_softmax(x * 2.0 + 1.0, 1))), naive_softmax(x2, 1, true));
+  }
+  SUBCASE("assigned to its own input") {
+    const auto x0 = sample3(3, 4, 5, 3.0);
+    Tensor<double, 3> x = x0.clone();
+    x = softmax(x, 1);
+    check_close(values(x), naive_softmax(x0, 1, false));
+    Tensor<double, 3> y = x0.clone();
+    y = log_softmax(y, 2);
+    check_close(values(y), naive_softmax(x0, 2, true));
+  }
+  SUBCASE("NaN and +inf make their row NaN, a row of -inf is NaN, as PyTorch; other rows are untouched") {
+    const double nan = std::nan(""), inf = INFINITY;
+    const Tensor<double, 2> x({{1.0, nan, 2.0}, {0.0, inf, 1.0}, {-inf, -inf, -inf}, {0.0, 0.0, std::log(2.0)}});
+    for (const bool log_form : {false, true}) {
+      CAPTURE(log_form);
+      const auto v = values(log_form ? eval(log_softmax(x, 1)) : eval(softmax(x, 1)));
+      for (int i = 0; i < 9; ++i) CHECK(std::isnan(v[static_cast<std::size_t>(i)]));
+      const std::vector<double> last(v.begin() + 9, v.end());
+      if (log_form)
+        check_close(last, {-std::log(4.0), -std::log(4.0), -std::log(2.0)});
+      else
+        check_close(last, {0.25, 0.25, 0.5});
+    }
+  }
+  SUBCASE("an empty axis is an error naming the op; empty other axes give an empty result") {
+    const Tensor<double, 2> x = zeros<double>({3, 0});
+    CHECK_THROWS_WITH_AS((void)eval(softmax(x, 1)), doctest::Contains("softmax: axis 1 of shape [3, 0] is empty"),
+                         shape_error);
+    CHECK_THROWS_AS((void)eval(log_softmax(x, -1)), shape_error);
+    CHECK(eval(softmax(x, 0)).shape() == Shape<2>{3, 0});
+  }
+  SUBCASE("in a compiled gradient the backward pass reads the stored forward result") {
+    Input<struct sm_prog_x, double, 2> xi("x");
+    const auto xv = sample3(1, 6, 7, 2.0).reshape({6, 7});
+    xi.bind(xv);
+    const Tensor<double, 2> w = sample3(1, 6, 7, 1.0).reshape({6, 7}) * 0.5;
+    auto loss = sum(softmax(xi, 1) * w);
+    auto [dx] = grad(loss, xi);
+    auto program = compile(loss, dx);
+    const std::string d = program.describe();
+    CAPTURE(d);
+    CHECK(d.find("softmax -> [6, 7]") != std::string::npos);
+    CHECK(d.find("(2 uses merged)") != std::string::npos);  // the forward node and the copy the backward reads
+    CHECK(d.find("softmax (backward)") != std::string::npos);
+    // dx = y (w - sum(w y)), with y from the naive loop.
+    const Tensor<double, 3> x3 = xv.reshape({1, 6, 7});
+    const auto y = naive_softmax(x3, 2, false);
+    std::vector<double> want(42);
+    for (int i = 0; i < 6; ++i) {
+      double s = 0;
+      for (int j = 0; j < 7; ++j) s += w(i, j) * y[static_cast<std::size_t>(i * 7 + j)];
+      for (int j = 0; j < 7; ++j)
+        want[static_cast<std::size_t>(i * 7 + j)] = y[static_cast<std::size_t>(i * 7 + j)] * (w(i, j) - s);
+    }
+    const auto& [l, g] = program.run();
+    check_close(values(g), want, 1e-10);
+  }
 }
 
 // ============================================================================================= losses

@@ -1,7 +1,7 @@
 // metagrad/backend/dispatch.hpp — the backend hooks that expr/ nodes call by argument-dependent lookup
-// (run_fill, run_reduction, run_gemm, run_conv2d and the pooling hooks), answered on the device the data lives on: the
-// CPU drivers, or the CUDA ones in a file compiled by nvcc. A plain C++ file asked for CUDA work throws device_error
-// saying to compile it with nvcc. Include <metagrad/metagrad.hpp> instead.
+// (run_fill, run_reduction, run_gemm, run_conv2d, the pooling and the softmax hooks), answered on the device the
+// data lives on: the CPU drivers, or the CUDA ones in a file compiled by nvcc. A plain C++ file asked for CUDA work
+// throws device_error saying to compile it with nvcc. Include <metagrad/metagrad.hpp> instead.
 #pragma once
 
 #include <string>
@@ -13,11 +13,13 @@
 #include "../expr/matmul.hpp"
 #include "../expr/plan.hpp"
 #include "../expr/pool.hpp"
+#include "../expr/softmax.hpp"
 #include "cpu/conv.hpp"
 #include "cpu/elementwise.hpp"
 #include "cpu/matmul.hpp"
 #include "cpu/pool.hpp"
 #include "cpu/reduce.hpp"
+#include "cpu/softmax.hpp"
 
 #if defined(__CUDACC__)
 #include "cuda/conv.hpp"
@@ -27,6 +29,7 @@
 #include "cuda/pool.hpp"
 #include "cuda/reduce.hpp"
 #include "cuda/runtime.hpp"
+#include "cuda/softmax.hpp"
 #endif
 
 METAGRAD_NAMESPACE_BEGIN
@@ -139,6 +142,34 @@ void run_avg_pool2d_backward(const Pool2dCall<T>& call, const GPlan& g) {
   cuda::run_avg_pool2d_backward(call, g);
 #else
   detail::no_cuda_backend("average pooling (backward)", call.device);
+#endif
+}
+
+/// softmax or log_softmax of call.x into call.out on `call.device` (cuDNN on CUDA).
+template <class T>
+void run_softmax(const SoftmaxCall<T>& call) {
+  if (call.device.is_cpu()) {
+    cpu::run_softmax(call);
+    return;
+  }
+#if defined(__CUDACC__)
+  cuda::run_softmax(call);
+#else
+  detail::no_cuda_backend(detail::softmax_name(call.log), call.device);
+#endif
+}
+
+/// dx of softmax or log_softmax (result call.x, adjoint call.g) into call.out on `call.device`.
+template <class T>
+void run_softmax_backward(const SoftmaxCall<T>& call) {
+  if (call.device.is_cpu()) {
+    cpu::run_softmax_backward(call);
+    return;
+  }
+#if defined(__CUDACC__)
+  cuda::run_softmax_backward(call);
+#else
+  detail::no_cuda_backend(call.log ? "log_softmax (backward)" : "softmax (backward)", call.device);
 #endif
 }
 

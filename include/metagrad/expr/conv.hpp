@@ -243,6 +243,7 @@ class BufferExpr : public ExprBase<BufferExpr<G>>,
  public:
   using value_type = typename GE::value_type;
   static constexpr int rank = GE::rank;
+  static constexpr const char* step_name = "buffer";
   using self_differentiating_tag = void;
 
   explicit BufferExpr(G g) : g_(std::forward<G>(g)) {}
@@ -314,6 +315,7 @@ class Conv2dBackwardDataExpr : public ExprBase<Conv2dBackwardDataExpr<G, W, X>>,
  public:
   using value_type = typename W::value_type;
   static constexpr int rank = 4;
+  static constexpr const char* step_name = "conv2d (backward data)";
   using self_differentiating_tag = void;
 
   Conv2dBackwardDataExpr(G g, W w, X like, const Conv2dOptions& o) : g_(g), w_(w), like_(like), opts_(o) {}
@@ -369,6 +371,7 @@ class Conv2dBackwardWeightExpr : public ExprBase<Conv2dBackwardWeightExpr<G, X, 
  public:
   using value_type = typename X::value_type;
   static constexpr int rank = 4;
+  static constexpr const char* step_name = "conv2d (backward weight)";
   using self_differentiating_tag = void;
 
   Conv2dBackwardWeightExpr(G g, X x, W like, const Conv2dOptions& o) : g_(g), x_(x), like_(like), opts_(o) {}
@@ -427,6 +430,7 @@ class Conv2dExpr : public ExprBase<Conv2dExpr<X, W>>,
  public:
   using value_type = typename XE::value_type;
   static constexpr int rank = 4;
+  static constexpr const char* step_name = "conv2d";
   using self_differentiating_tag = void;
   static_assert(XE::rank == 4,
                 "metagrad: conv2d needs an input of rank 4 (N, C, H, W); add a batch axis with unsqueeze");

@@ -60,6 +60,7 @@ class Conv2dBiasExpr : public ExprBase<Conv2dBiasExpr<X, W, B, Act>>,
  public:
   using value_type = typename XE::value_type;
   static constexpr int rank = 4;
+  static constexpr const char* step_name = Act == Activation::relu ? "conv2d + bias + relu" : "conv2d + bias";
   static constexpr Activation activation = Act;
   using self_differentiating_tag = void;
   static_assert(XE::rank == 4,

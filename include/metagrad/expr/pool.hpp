@@ -177,6 +177,7 @@ class MaxPool2dBackwardExpr : public ExprBase<MaxPool2dBackwardExpr<G, X>>,
  public:
   using value_type = typename X::value_type;
   static constexpr int rank = 4;
+  static constexpr const char* step_name = "max_pool2d (backward)";
   using self_differentiating_tag = void;
 
   MaxPool2dBackwardExpr(G g, X x, const Pool2dParams& p) : g_(g), x_(x), p_(p) {}
@@ -238,6 +239,8 @@ class AvgPool2dBackwardExpr : public ExprBase<AvgPool2dBackwardExpr<K, G, X>>,
  public:
   using value_type = typename std::remove_cvref_t<G>::value_type;
   static constexpr int rank = 4;
+  static constexpr const char* step_name =
+      K == PoolKind::avg ? "avg_pool2d (backward)" : "adaptive_avg_pool2d (backward)";
   using self_differentiating_tag = void;
 
   AvgPool2dBackwardExpr(G g, X like, const Pool2dParams& p) : g_(g), like_(like), p_(p) {}
@@ -292,6 +295,9 @@ class Pool2dExpr : public ExprBase<Pool2dExpr<K, X>>,
  public:
   using value_type = typename XE::value_type;
   static constexpr int rank = 4;
+  static constexpr const char* step_name = K == PoolKind::max   ? "max_pool2d"
+                                           : K == PoolKind::avg ? "avg_pool2d"
+                                                                : "adaptive_avg_pool2d";
   static constexpr PoolKind kind = K;
   using self_differentiating_tag = void;
   static_assert(XE::rank == 4,

@@ -95,7 +95,9 @@ inline std::string bytes_text(std::size_t b) {
 
 template <class G>
 std::string node_name(const G& g) {
-  if constexpr (requires { g.reducer(); })
+  if constexpr (requires { G::step_name; })
+    return G::step_name;
+  else if constexpr (requires { g.reducer(); })
     return std::string("reduce ") + std::remove_cvref_t<decltype(g.reducer())>::name;
   else if constexpr (requires { g.alpha(); })
     return "matmul (GEMM)";
