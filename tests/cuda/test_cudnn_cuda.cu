@@ -1,9 +1,10 @@
-// CUDA tests of conv2d and 2-D pooling on the GPU (cuDNN, and metagrad's own pooling kernels) against the
+// CUDA tests of conv2d, 2-D pooling and softmax on the GPU (cuDNN, and metagrad's own kernels) against the
 // CPU implementation on the same data: the three convolution passes over strides, padding, dilation, groups,
 // depthwise and 1x1 kernels, batch 1 and 64 and LeNet's two layers; max / average / adaptive pooling forward
 // and backward through cuDNN and through metagrad's kernels (switch set_pool_use_cudnn), ceil_mode and
-// dilation included; the gradients of a small conv net through grad(); and the device errors. They compile
-// and link wherever nvcc and cuDNN are and report "skipped: no CUDA device" without a GPU.
+// dilation included; softmax and log_softmax forward and backward through cuDNN and metagrad's kernel
+// (set_softmax_use_cudnn); the gradients of a small conv net through grad(); and the device errors. They
+// compile and link wherever nvcc and cuDNN are and report "skipped: no CUDA device" without a GPU.
 //
 // Tolerances, normwise: max |gpu - cpu| <= tol * max |cpu|. A convolution output sums K = C_in/g kH kW
 // products (backward data: C_out/g kH kW; backward weight: N OH OW); cuDNN and the CPU sum in different
@@ -224,6 +225,70 @@ TEST_CASE_TEMPLATE("cuda pooling: forward and backward equal the CPU's, through 
     for (const PoolCase& c : pool_cases) pool_case<T>(c, seed += 2);
   }
   mg::cuda::set_pool_use_cudnn(true);
+}
+
+// softmax / log_softmax forward and backward on the GPU against the CPU, over LeNet's logits [64, 10], an
+// inner axis ([3, 5, 7] over axis 1), a long axis with a stride ([2, 1000, 3] over axis 1) and long rows
+// ([8, 4096]). Normwise tolerances: each output sums n exponentials in another order and takes one exp and one
+// log of its own: 1e-5 (float), 1e-12 (double).
+template <class T, int R>
+void softmax_case(const Shape<R>& s, int axis, unsigned seed) {
+  const double tol = std::is_same_v<T, float> ? 1e-5 : 1e-12;
+  Tensor<T, R> x(s), g(s);
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> d(-4, 4);
+  for (index_t i = 0; i < s.numel(); ++i) x.data()[i] = static_cast<T>(d(rng)), g.data()[i] = static_cast<T>(d(rng));
+  const Tensor<T, R> xg = x.to(gpu), gg = g.to(gpu);
+  auto close = [&](const Tensor<T, R>& got, const Tensor<T, R>& want, const std::string& what) {
+    REQUIRE(got.device() == gpu);
+    const auto a = got.to_vector(), b = want.to_vector();
+    double err = 0, scale = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      err = std::fmax(err, std::fabs(double(a[i]) - double(b[i])));
+      scale = std::fmax(scale, std::fabs(double(b[i])));
+    }
+    INFO(what << " " << mg::to_string(s) << " over axis " << axis << ": max |gpu - cpu| = " << err
+              << ", max |cpu| = " << scale);
+    CHECK(err <= tol * scale);
+  };
+  const std::integral_constant<int, 0> dx{};
+  close(mg::eval(mg::softmax(xg, axis)), mg::eval(mg::softmax(x, axis)), "softmax");
+  close(mg::eval(mg::log_softmax(xg, axis)), mg::eval(mg::log_softmax(x, axis)), "log_softmax");
+  close(mg::eval(mg::softmax(xg, axis).backward(dx, gg)), mg::eval(mg::softmax(x, axis).backward(dx, g)),
+        "softmax backward");
+  close(mg::eval(mg::log_softmax(xg, axis).backward(dx, gg)), mg::eval(mg::log_softmax(x, axis).backward(dx, g)),
+        "log_softmax backward");
+  close(mg::eval(mg::softmax(xg * T(2) - T(1), axis)), mg::eval(mg::softmax(x * T(2) - T(1), axis)),
+        "softmax of a computed operand");
+}
+
+TEST_CASE_TEMPLATE("cuda softmax: forward and backward equal the CPU's, through cuDNN and the own kernel", T, float,
+                   double) {
+  if (!have_device()) return;
+  for (bool use_cudnn : {true, false}) {
+    CAPTURE(use_cudnn);
+    mg::cuda::set_softmax_use_cudnn(use_cudnn);
+    softmax_case<T>(Shape<2>{64, 10}, 1, 81);
+    softmax_case<T>(Shape<3>{3, 5, 7}, 1, 82);
+    softmax_case<T>(Shape<3>{2, 1000, 3}, 1, 83);
+    softmax_case<T>(Shape<2>{8, 4096}, -1, 84);
+  }
+  mg::cuda::set_softmax_use_cudnn(true);
+}
+
+TEST_CASE("cuda softmax: NaN and +inf rows are NaN on the GPU too, with and without cuDNN") {
+  if (!have_device()) return;
+  const double nan = std::nan(""), inf = INFINITY;
+  const Tensor<double, 2> x({{1.0, nan, 2.0}, {0.0, inf, 1.0}, {0.0, 0.0, std::log(2.0)}});
+  for (bool use_cudnn : {true, false}) {
+    CAPTURE(use_cudnn);
+    mg::cuda::set_softmax_use_cudnn(use_cudnn);
+    const auto v = mg::eval(mg::softmax(x.to(gpu), 1)).to_vector();
+    for (int i = 0; i < 6; ++i) CHECK(std::isnan(v[std::size_t(i)]));
+    CHECK(v[6] == doctest::Approx(0.25).epsilon(1e-12));
+    CHECK(v[8] == doctest::Approx(0.5).epsilon(1e-12));
+  }
+  mg::cuda::set_softmax_use_cudnn(true);
 }
 
 // A small conv net's loss: conv (padding 1) + bias, ReLU, 2x2 max pool, conv with stride 2, average pool.

@@ -2,10 +2,11 @@
 // run_softmax_backward; backend/dispatch.hpp calls them for calls on a CUDA device). Both passes are cuDNN's
 // (cudnnSoftmaxForward / cudnnSoftmaxBackward, CUDNN_SOFTMAX_ACCURATE for softmax, CUDNN_SOFTMAX_LOG for
 // log_softmax, channel mode over the tensor seen as [outer, n, inner, 1]), and metagrad's own kernel where cuDNN
-// cannot take the call: a build without cuDNN, or a tensor of 2^31 elements or more (cuDNN's descriptors hold
-// int extents). The kernel gives each row (one (outer, inner) position) a warp: the lanes stride along the axis,
-// and the row's maximum and sum are combined with warp shuffles. set_softmax_use_cudnn(false) forces the kernel
-// (tests compare both with the CPU). Needs nvcc; include <metagrad/metagrad.hpp> instead.
+// cannot take the call: a build without cuDNN, a tensor of 2^31 elements or more (cuDNN's descriptors hold int
+// extents), or a case cuDNN answers CUDNN_STATUS_NOT_SUPPORTED. The kernel gives each row (one (outer, inner) position)
+// a warp: the lanes stride along the axis, and the row's maximum and sum are combined with warp shuffles.
+// set_softmax_use_cudnn(false) forces the kernel (tests compare both with the CPU). Needs nvcc; include
+// <metagrad/metagrad.hpp> instead.
 #pragma once
 
 #if defined(__CUDACC__)
@@ -137,16 +138,14 @@ bool cudnn_softmax(const SoftmaxCall<T>& call, bool backward) {
   cudnn::TensorDescriptor desc(cudnn::data_type<T>(), d);
   const cudnnSoftmaxAlgorithm_t algo = call.log ? CUDNN_SOFTMAX_LOG : CUDNN_SOFTMAX_ACCURATE;
   const T one = 1, zero = 0;
-  const std::string what = std::string(backward ? "cudnnSoftmaxBackward (" : "cudnnSoftmaxForward (") +
-                           metagrad::detail::softmax_name(call.log) + ", " + cudnn::TensorDescriptor::dims(d) + ")";
-  if (backward)
-    cudnn::check(cudnnSoftmaxBackward(h, algo, CUDNN_SOFTMAX_MODE_CHANNEL, &one, desc.get(), call.x, desc.get(), call.g,
-                                      &zero, desc.get(), call.out),
-                 what);
-  else
-    cudnn::check(
-        cudnnSoftmaxForward(h, algo, CUDNN_SOFTMAX_MODE_CHANNEL, &one, desc.get(), call.x, &zero, desc.get(), call.out),
-        what);
+  const cudnnStatus_t status = backward ? cudnnSoftmaxBackward(h, algo, CUDNN_SOFTMAX_MODE_CHANNEL, &one, desc.get(),
+                                                               call.x, desc.get(), call.g, &zero, desc.get(), call.out)
+                                        : cudnnSoftmaxForward(h, algo, CUDNN_SOFTMAX_MODE_CHANNEL, &one, desc.get(),
+                                                              call.x, &zero, desc.get(), call.out);
+  if (status == CUDNN_STATUS_NOT_SUPPORTED) return false;  // this cuDNN lacks the case: metagrad's kernel
+  if (status != CUDNN_STATUS_SUCCESS)                      // the message is built only on failure
+    cudnn::check(status, std::string(backward ? "cudnnSoftmaxBackward (" : "cudnnSoftmaxForward (") +
+                             metagrad::detail::softmax_name(call.log) + ", " + cudnn::TensorDescriptor::dims(d) + ")");
   return true;
 }
 #endif
