@@ -12,6 +12,10 @@
 #                                          the longest nvcc builds: about 5 1/2 minutes each on a 2-core
 #                                          machine; with LENET_BIN=path a prebuilt 03_lenet_mnist_cuda is used)
 #   CMAKE_ARGS="..." bench/run_gpu.sh      (extra configure options)
+#   BUNDLE=gpu-bundle bench/run_gpu.sh    (no build: run the programs bench/gpu_bundle.sh built on a machine
+#                                          without a GPU; its lib/ and this machine's CUDA libraries go on
+#                                          LD_LIBRARY_PATH, its data/ is the LeNet data. The way to fit the
+#                                          whole check into one short device call.)
 #
 # Everything lands in bench/results/gpu-<date>/ (and is copied to $OUT when set): environment.txt (what was
 # found and what is missing), nvidia-smi.txt, configure.txt, build.txt, tests.txt, bench_cuda.{txt,json},
@@ -104,7 +108,35 @@ step nvidia-smi 30 nvidia-smi || fail 2 "nvidia-smi (no driver or no GPU?)"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem,power.limit \
   --format=csv >>"$RES/nvidia-smi.txt" 2>&1
 
+# ---- a prebuilt bundle: libraries and programs, no build ---------------------------------------------------
+if [ -n "${BUNDLE:-}" ]; then
+  [ -x "$BUNDLE/bin/metagrad_cuda_tests" ] || { fail 2 "BUNDLE=$BUNDLE has no bin/metagrad_cuda_tests (run bench/gpu_bundle.sh)"; exit; }
+  # CUDA's libraries come from this machine: the toolkit's lib64, or the pip wheels next to PyTorch.
+  libdirs=("$(cd "$BUNDLE/lib" && pwd)")
+  roots=(/usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu /usr/local/nvidia/lib64)
+  while IFS= read -r d; do roots+=("$d"); done < <(python3 -c 'import site; print("\n".join(site.getsitepackages()))' 2>/dev/null)
+  for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcudnn.so.9; do
+    hit=$(find "${roots[@]}" -maxdepth 5 -name "$lib" 2>/dev/null | head -1)
+    if [ -n "$hit" ]; then
+      libdirs+=("$(dirname "$hit")")
+      echo "$lib: $hit" >>"$RES/environment.txt"
+    else
+      echo "$lib: NOT FOUND under ${roots[*]}" >>"$RES/environment.txt"
+    fi
+  done
+  LD_LIBRARY_PATH=$(printf '%s:' "${libdirs[@]}")${LD_LIBRARY_PATH:-}
+  export LD_LIBRARY_PATH
+  cp "$BUNDLE/MANIFEST.txt" "$RES/bundle-manifest.txt" 2>/dev/null
+  for p in "$BUNDLE"/bin/*; do
+    echo "== ldd $p" && ldd "$p" | grep -E 'not found|cud|cublas|benchmark|blas|dnnl'
+  done >>"$RES/environment.txt" 2>&1
+  grep -q 'not found' "$RES/environment.txt" && say "some shared libraries were not found: see environment.txt"
+  [ -z "${DATA:-}" ] && [ -d "$BUNDLE/data/fashion-mnist" ] && DATA=$BUNDLE/data/fashion-mnist
+  BUILD=$BUNDLE/bin
+fi
+
 # ---- configure and build -----------------------------------------------------------------------------------
+if [ -z "${BUNDLE:-}" ]; then
 gen=()
 command -v ninja >/dev/null && gen=(-G Ninja)
 if [ -f "$BUILD/CMakeCache.txt" ]; then gen=(); fi # keep the generator of an existing build tree
@@ -124,10 +156,13 @@ done
 [ ${#targets[@]} -eq 0 ] && { fail 2 "neither metagrad_cuda_tests nor bench_cuda is configured ($missing_line)"; exit; }
 step build 480 cmake --build "$BUILD" --target "${targets[@]}" -j "$JOBS" -- "${keep_going[@]}" ||
   fail 2 "build of ${targets[*]}"
+fi
 
 # ---- tests ---------------------------------------------------------------------------------------------------
 tests_bin=$(find "$BUILD" -name metagrad_cuda_tests -type f -perm -u+x | head -1)
-if [ -n "$tests_bin" ]; then
+if [ -n "${BUNDLE:-}" ]; then
+  step tests 300 "$tests_bin" --duration=true || fail 1 "CUDA tests"
+elif [ -n "$tests_bin" ]; then
   step tests 300 ctest --test-dir "$BUILD" -L cuda --output-on-failure -V --timeout 280 || fail 1 "CUDA tests"
 else
   fail 2 "metagrad_cuda_tests was not built"

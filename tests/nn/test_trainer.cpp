@@ -1,4 +1,5 @@
-// The training loop and state dicts: a small classifier must learn a synthetic problem; checkpoints
+// The training loop and state dicts: a small classifier must learn a synthetic problem; reading the running loss
+// every step or once gives the same figures, and a loss that stops being finite stops training; checkpoints
 // resume where they stopped; state dicts round-trip, report mismatches and refuse them in strict mode.
 #include <doctest/doctest.h>
 
@@ -136,6 +137,68 @@ TEST_CASE("trainer: early stopping when the test accuracy stops improving") {
   const auto stats = trainer.fit(train, &test);
   CHECK(stats.size() == 3);
   CHECK(log.str().find("early stopping") != std::string::npos);
+}
+
+TEST_CASE("trainer: the running loss read every step or only at the end of the epoch gives the same figures") {
+  // The CPU reads every step by default; a CUDA device keeps the sums on the device and reads them when the bar
+  // is due. Both paths run here: the sums are the same double additions in the same order, so the same bits.
+  BlobLoader train(12, 32, 31), test(3, 32, 32);
+  auto run = [&](bool every_step, std::vector<float>& state) {
+    manual_seed(5);
+    auto model = make_model();
+    nn::SGD opt(model.params(), {.lr = 0.05, .momentum = 0.9});
+    nn::Trainer<decltype(model), decltype(opt), decltype(ce), 2> trainer(
+        model, opt, ce, options(2, [&](nn::TrainerOptions& o) {
+          o.read_loss_every_step = every_step;
+          o.progress_interval_s = 1e9;  // deferred: one read, at the end of each epoch
+        }));
+    auto stats = trainer.fit(train, &test);
+    state = flat_state(model);
+    return stats;
+  };
+  std::vector<float> state_every, state_once;
+  const auto every = run(true, state_every);
+  const auto once = run(false, state_once);
+  REQUIRE(every.size() == 2);
+  REQUIRE(once.size() == 2);
+  for (std::size_t e = 0; e < 2; ++e) {
+    CAPTURE(e);
+    CHECK(every[e].train_loss == once[e].train_loss);
+    CHECK(every[e].train_accuracy == once[e].train_accuracy);
+    CHECK(every[e].test_loss == once[e].test_loss);
+    CHECK(every[e].test_accuracy == once[e].test_accuracy);
+  }
+  CHECK(every[1].train_loss < every[0].train_loss);
+  CHECK(state_every == state_once);
+}
+
+TEST_CASE("trainer: a loss that is no longer finite stops training, naming the epoch and the batch") {
+  BlobLoader train(8, 32, 41);
+  for (const bool every_step : {true, false}) {
+    CAPTURE(every_step);
+    manual_seed(9);
+    auto model = make_model();
+    nn::SGD opt(model.params(), {.lr = 1e30});  // diverges within a few steps
+    nn::Trainer<decltype(model), decltype(opt), decltype(ce), 2> trainer(model, opt, ce,
+                                                                         options(1, [&](nn::TrainerOptions& o) {
+                                                                           o.read_loss_every_step = every_step;
+                                                                           o.progress_interval_s = 1e9;
+                                                                         }));
+    std::string what;
+    try {
+      trainer.fit(train);
+    } catch (const error& e) {
+      what = e.what();
+    }
+    CAPTURE(what);
+    CHECK(what.find("the loss became") != std::string::npos);
+    CHECK(what.find("at epoch 1") != std::string::npos);
+    // Read every step: the first batch whose loss is not finite (an early one); read once: the last batch.
+    if (every_step)
+      CHECK((what.find(", batch ") != std::string::npos && what.find("batch 8") == std::string::npos));
+    else
+      CHECK(what.find("by batch 8") != std::string::npos);
+  }
 }
 
 TEST_CASE("trainer: a checkpoint resumes training where it stopped") {

@@ -73,10 +73,22 @@ class TrainStep {
         options_(o) {}
 
   /// Runs forward and backward on the bound inputs (bind them before, or pass x.bind(t) here), updates the
-  /// parameters and buffers. @throws whatever the Program throws (unbound inputs, shape errors); in that
-  /// case nothing has been updated.
+  /// parameters and buffers, and reads the loss back. @throws whatever the Program throws (unbound inputs,
+  /// shape errors); in that case nothing has been updated.
   template <class... Bindings>
-  auto run(const Bindings&...) {
+  auto run(const Bindings&... b) {
+    const auto& r = launch(b...);
+    const double loss = static_cast<double>(loss_of(r).item());
+    auto extras = detail::sub_tuple<std::remove_cvref_t<decltype(r)>, 1 + NP + NU>(r, std::make_index_sequence<NE>{});
+    return StepOutput<decltype(extras)>{loss, extras, last_norm_};
+  }
+
+  /// run() without reading anything back: returns the Program's outputs (the loss, then the gradients, the
+  /// buffers' new values and the extras; see loss_of and extra_of), overwritten by the next step. On a CUDA
+  /// device nothing here waits for the GPU (unless clip_grad_norm must read the gradient norm), so the host can
+  /// prepare and queue the next step while this one runs.
+  template <class... Bindings>
+  const auto& launch(const Bindings&...) {
     const auto& r = program_.run();
     const auto grads = detail::sub_tuple<std::remove_cvref_t<decltype(r)>, 1>(r, std::make_index_sequence<NP>{});
     double norm = 0, scale = 1;
@@ -92,10 +104,19 @@ class TrainStep {
     }
     (std::make_index_sequence<NU>{});
     if (on_step) on_step();
-    const double loss = static_cast<double>(std::get<0>(r).item());
-    auto extras = detail::sub_tuple<std::remove_cvref_t<decltype(r)>, 1 + NP + NU>(r, std::make_index_sequence<NE>{});
-    return StepOutput<decltype(extras)>{loss, extras, norm};
+    last_norm_ = norm;
+    return r;
   }
+  /// The loss (a rank-0 tensor on the step's device) and extra output I of launch()'s result.
+  template <class Result>
+  static const auto& loss_of(const Result& r) {
+    return std::get<0>(r);
+  }
+  template <std::size_t I, class Result>
+  static const auto& extra_of(const Result& r) {
+    return std::get<1 + NP + NU + I>(r);
+  }
+
   template <class... Bindings>
   auto operator()(const Bindings&... b) {
     return run(b...);
@@ -112,6 +133,7 @@ class TrainStep {
   Updates targets_;
   program_t program_;
   TrainStepOptions options_;
+  double last_norm_ = 0;
 };
 
 template <class Opt, class Loss>

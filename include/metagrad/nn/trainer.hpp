@@ -94,6 +94,12 @@ struct TrainerOptions {
   /// On a CUDA device, record the training and evaluation steps as CUDA graphs and replay them
   /// (Program::set_graph_capture); false runs every kernel and library call from the host each step.
   bool cuda_graphs = true;
+  /// Read the loss and the count of correct answers back after every step. Unset (the default): yes on the
+  /// CPU, where it costs nothing; no on a CUDA device, where each read waits for the GPU to finish the step.
+  /// Without it the running sums stay on the device, are read when the progress bar is due (at most every
+  /// progress_interval_s) and at the end of the epoch, and the host queues the next step while the GPU runs
+  /// this one; a loss that is not finite is then reported at the next read, by the batch it was read at.
+  std::optional<bool> read_loss_every_step;
 };
 
 namespace detail {
@@ -234,17 +240,18 @@ class Trainer {
   /// Mean loss and accuracy over a loader, in eval mode.
   template <class Loader>
   std::pair<double, double> evaluate(Loader& loader) {
-    double loss = 0;
-    std::int64_t correct = 0, n = 0;
+    std::int64_t n = 0;
+    reset_sums();
     for (auto&& b : loader) {
-      const auto [l, c] = eval_step(b.x, b.y);
+      check_batch(b.x, b.y, "eval_step");
+      const auto& r = eval_.run(x_.bind(staged(b.x, eval_x_)), y_.bind(staged(b.y, eval_y_)));
       const index_t bs = b.y.shape()[0];
-      loss += l * static_cast<double>(bs);
-      correct += c;
+      accumulate(std::get<0>(r), std::get<1>(r), bs);
       n += bs;
     }
     if (n == 0) throw error("Trainer::evaluate: the loader yielded no samples");
-    return {loss / static_cast<double>(n), static_cast<double>(correct) / static_cast<double>(n)};
+    const Sums sums = read_sums();  // the only wait for the GPU in an evaluation
+    return {sums.loss / static_cast<double>(n), static_cast<double>(sums.correct) / static_cast<double>(n)};
   }
 
   /// Trains for options.epochs epochs (from the checkpoint's epoch when resuming), evaluating on `test`
@@ -267,23 +274,35 @@ class Trainer {
       bar_.start("epoch " + std::to_string(epoch_ + 1) + "/" + std::to_string(options_.epochs), nb);
       reset_peak_device_memory(device_);
       const auto t0 = std::chrono::steady_clock::now();
-      double loss_sum = 0;
-      std::int64_t correct = 0, samples = 0, k = 0;
+      std::int64_t samples = 0, k = 0;
+      const bool every_step = options_.read_loss_every_step.value_or(device_.is_cpu());
+      auto last_read = std::chrono::steady_clock::now();
+      Sums sums = reset_sums();
       for (auto&& b : train) {
         if (options_.schedule)
           opt_.set_lr(options_.schedule(epoch_ + static_cast<double>(k) / static_cast<double>(nb), opt_.base_lr()));
-        const auto [l, c] = train_step(b.x, b.y);
-        if (!std::isfinite(l))
-          throw error("Trainer: the loss became " + std::to_string(l) + " at epoch " + std::to_string(epoch_ + 1) +
-                      ", batch " + std::to_string(k + 1) + "; lower the learning rate or clip gradients");
+        check_batch(b.x, b.y, "train_step");
+        const auto& r = train_.launch(x_.bind(staged(b.x, train_x_)), y_.bind(staged(b.y, train_y_)));
         const index_t bs = b.y.shape()[0];
-        loss_sum += l * static_cast<double>(bs);
-        correct += c;
+        accumulate(train_t::loss_of(r), train_t::template extra_of<0>(r), bs);
         samples += bs;
         ++k;
-        bar_.update(k, samples, loss_sum / static_cast<double>(samples),
-                    static_cast<double>(correct) / static_cast<double>(samples), k == nb);
+        const auto now = std::chrono::steady_clock::now();
+        if (every_step || k == nb ||
+            std::chrono::duration<double>(now - last_read).count() >= options_.progress_interval_s) {
+          last_read = now;
+          sums = read_sums();  // waits for the steps queued so far
+          if (!std::isfinite(sums.loss))
+            throw error("Trainer: the loss became " + std::to_string(sums.loss) + " at epoch " +
+                        std::to_string(epoch_ + 1) + (every_step ? ", batch " : ", by batch ") + std::to_string(k) +
+                        "; lower the learning rate or clip gradients");
+          bar_.update(k, samples, sums.loss / static_cast<double>(samples),
+                      static_cast<double>(sums.correct) / static_cast<double>(samples), k == nb);
+        }
       }
+      if (k != nb) sums = read_sums();  // a loader that yielded another count than it announced
+      const double loss_sum = sums.loss;
+      const std::int64_t correct = sums.correct;
       st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       st.train_loss = samples ? loss_sum / static_cast<double>(samples) : 0;
       st.train_accuracy = samples ? static_cast<double>(correct) / static_cast<double>(samples) : 0;
@@ -344,10 +363,36 @@ class Trainer {
                         " of the batch is negative");
     }
     if (!buf.defined() || !(buf.shape() == b.shape())) buf.allocate(b.shape(), device_);
-    metagrad::detail::copy_bytes(buf.data(), device_, c.data(), c.device(),
-                                 static_cast<std::size_t>(c.numel()) * sizeof(U));
+    const std::size_t bytes = static_cast<std::size_t>(c.numel()) * sizeof(U);
+#if defined(__CUDACC__)
+    if (device_.is_cuda() && c.device().is_cpu()) {
+      // Queued behind the step that last read buf (stream order), without waiting for it.
+      metagrad::cuda::copy_host_to_device_async(buf.data(), c.data(), bytes, device_.index());
+      return buf;
+    }
+#endif
+    metagrad::detail::copy_bytes(buf.data(), device_, c.data(), c.device(), bytes);
     return buf;
   }
+
+  // The running sums of a pass (an epoch, an evaluation) live on the Trainer's device: adding a step's loss
+  // and count there is a kernel queued behind the step, not a wait for it. Double for the loss, as the host's
+  // sum was, so reading every step or once gives the same bits.
+  struct Sums {
+    double loss = 0;
+    std::int64_t correct = 0;
+  };
+  Sums reset_sums() {
+    loss_sum_ = zeros<double>(Shape<0>{}, device_);
+    correct_sum_ = zeros<std::int64_t>(Shape<0>{}, device_);
+    return {};
+  }
+  template <class L, class C>
+  void accumulate(const L& loss, const C& correct, index_t batch) {
+    loss_sum_ = loss_sum_ + cast<double>(loss) * static_cast<double>(batch);
+    correct_sum_ = correct_sum_ + cast<std::int64_t>(correct);
+  }
+  Sums read_sums() const { return {loss_sum_.item(), correct_sum_.item()}; }
 
   void report(const EpochStats& st) {
     if (options_.out) {
@@ -389,6 +434,8 @@ class Trainer {
   YIn y_;
   Tensor<T, R> train_x_, eval_x_;  // batches copied to device_ (see staged)
   Tensor<std::int64_t, 1> train_y_, eval_y_;
+  Tensor<double, 0> loss_sum_;  // see Sums
+  Tensor<std::int64_t, 0> correct_sum_;
   train_t train_;
   eval_t eval_;
   ProgressBar bar_;

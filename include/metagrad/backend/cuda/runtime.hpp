@@ -382,6 +382,52 @@ inline void copy_host_to_device(void* dst, const void* src, std::size_t bytes, i
   check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
 }
 
+namespace detail {
+// Pinned slots for uploads that return before the copy is done (copy_host_to_device_async). Four slots, used in
+// turn: a training step uploads its inputs and its labels, so the host may queue two steps ahead of the GPU
+// before it waits for a slot's last copy to finish.
+struct UploadRing {
+  static constexpr int slots = 4;
+  void* buf[slots] = {};
+  std::size_t bytes[slots] = {};
+  cudaEvent_t done[slots] = {};
+  int next = 0;
+  std::mutex mutex;
+};
+inline UploadRing& upload_ring() {
+  static auto* r = new UploadRing();  // never destroyed: the CUDA context may be gone before static destructors
+  return *r;
+}
+}  // namespace detail
+
+/// Copies `bytes` of host memory at src to device memory at dst, queued on stream(device), and returns
+/// without waiting for the copy: src is first copied into a pinned buffer of metagrad's, so the caller may
+/// reuse it at once. Later work on stream(device) sees dst filled (stream order); work on other streams or
+/// the host must synchronise first. What the Trainer uses to upload batches, so the host prepares the next
+/// step while the GPU runs this one (copy_host_to_device waits for the copy, as Tensor::to promises).
+/// @throws cuda_error when an allocation, the copy or an event fails.
+inline void copy_host_to_device_async(void* dst, const void* src, std::size_t bytes, int device) {
+  if (bytes == 0) return;
+  DeviceGuard g(device);
+  auto& r = detail::upload_ring();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  const int k = r.next;
+  r.next = (r.next + 1) % detail::UploadRing::slots;
+  if (r.done[k]) check(cudaEventSynchronize(r.done[k]), "cudaEventSynchronize (upload slot)");
+  if (r.bytes[k] < bytes) {
+    if (r.buf[k]) check(cudaFreeHost(r.buf[k]), "cudaFreeHost (upload slot)");
+    r.buf[k] = nullptr;
+    r.bytes[k] = 0;
+    check(cudaHostAlloc(&r.buf[k], bytes, cudaHostAllocDefault), "cudaHostAlloc (upload slot)");
+    r.bytes[k] = bytes;
+  }
+  if (!r.done[k]) check(cudaEventCreateWithFlags(&r.done[k], cudaEventDisableTiming), "cudaEventCreate");
+  std::memcpy(r.buf[k], src, bytes);
+  const cudaStream_t st = stream(device);
+  check(cudaMemcpyAsync(dst, r.buf[k], bytes, cudaMemcpyHostToDevice, st), "cudaMemcpyAsync (upload)");
+  check(cudaEventRecord(r.done[k], st), "cudaEventRecord (upload slot)");
+}
+
 inline void copy_device_to_host(void* dst, const void* src, std::size_t bytes, int device) {
   DeviceGuard g(device);
   const cudaStream_t st = stream(device);
