@@ -217,6 +217,9 @@ if [ -n "$lenet_bin" ]; then
         say "PyTorch LeNet step failed"
       step "torch_epochs_b$B" 300 python3 bench/lenet_pytorch.py --device cuda --epochs 2 --batch-size "$B" \
         --data "$DATA" || say "PyTorch LeNet epochs failed"
+      # The same loop reading the loss once per epoch, as metagrad's Trainer does on a GPU: the stronger baseline.
+      step "torch_epochs_defer_b$B" 300 python3 bench/lenet_pytorch.py --device cuda --epochs 2 --batch-size "$B" \
+        --data "$DATA" --defer-loss-read || say "PyTorch LeNet epochs (deferred loss read) failed"
     fi
   done
   python3 bench/report_lenet_gpu.py "$RES" >"$RES/lenet_summary.md" 2>&1 || say "LeNet report failed"
