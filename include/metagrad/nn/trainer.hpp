@@ -367,7 +367,7 @@ class Trainer {
 #if defined(__CUDACC__)
     if (device_.is_cuda() && c.device().is_cpu()) {
       // Queued behind the step that last read buf (stream order), without waiting for it.
-      metagrad::cuda::copy_host_to_device_async(buf.data(), c.data(), bytes, device_.index());
+      metagrad::cuda::detail::copy_host_to_device_async(buf.data(), c.data(), bytes, device_.index());
       return buf;
     }
 #endif

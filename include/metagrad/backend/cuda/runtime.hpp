@@ -382,7 +382,6 @@ inline void copy_host_to_device(void* dst, const void* src, std::size_t bytes, i
   check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
 }
 
-namespace detail {
 // Pinned slots for uploads that return before the copy is done (copy_host_to_device_async). Four slots, used in
 // turn: a training step uploads its inputs and its labels, so the host may queue two steps ahead of the GPU
 // before it waits for a slot's last copy to finish.
@@ -398,7 +397,6 @@ inline UploadRing& upload_ring() {
   static auto* r = new UploadRing();  // never destroyed: the CUDA context may be gone before static destructors
   return *r;
 }
-}  // namespace detail
 
 /// Copies `bytes` of host memory at src to device memory at dst, queued on stream(device), and returns
 /// without waiting for the copy: src is first copied into a pinned buffer of metagrad's, so the caller may
@@ -409,10 +407,10 @@ inline UploadRing& upload_ring() {
 inline void copy_host_to_device_async(void* dst, const void* src, std::size_t bytes, int device) {
   if (bytes == 0) return;
   DeviceGuard g(device);
-  auto& r = detail::upload_ring();
+  auto& r = upload_ring();
   std::lock_guard<std::mutex> lock(r.mutex);
   const int k = r.next;
-  r.next = (r.next + 1) % detail::UploadRing::slots;
+  r.next = (r.next + 1) % UploadRing::slots;
   if (r.done[k]) check(cudaEventSynchronize(r.done[k]), "cudaEventSynchronize (upload slot)");
   if (r.bytes[k] < bytes) {
     if (r.buf[k]) check(cudaFreeHost(r.buf[k]), "cudaFreeHost (upload slot)");
