@@ -9,6 +9,10 @@
 //   affine          y = (x - m) * s + b                  4 inputs + 1 output = 20 bytes / element
 //   sum_of_squares  r = sum(square(x - y))               2 inputs            =  8 bytes / element
 //   triad           a = b + s * c                        2 inputs + 1 output = 12 bytes / element
+//   softmax_rows    Y = softmax(X, 1), X [16384, 1024]   1 input + 1 output  =  8 bytes / element
+//                   metagrad (the softmax node), composed (exp(X - max) / sum(exp(X - max)) from reductions
+//                   and a fused pass: how softmax was built before it became a node), hand (one row at a
+//                   time: max, exp and sum, scale, with the same math::exp and OpenMP split)
 #include <benchmark/benchmark.h>
 
 #include <cmath>
@@ -166,6 +170,74 @@ void sum_of_squares_hand(benchmark::State& state) {
   finish(state, 8);
 }
 
+// ---- softmax_rows -----------------------------------------------------------------------------------
+
+constexpr mg::index_t kRows = 16384, kCols = 1024;  // kRows * kCols == kN
+
+struct Matrix {
+  mg::Tensor<float, 2> x, y;
+  Matrix() {
+    mg::Generator g(7);
+    x = mg::eval(mg::randn<float>({kRows, kCols}, g) * 3.0f);
+    y = mg::zeros<float>({kRows, kCols});
+  }
+};
+Matrix& matrix() {
+  static Matrix m;
+  return m;
+}
+
+void softmax_rows_metagrad(benchmark::State& state) {
+  set_threads(state);
+  auto& M = matrix();
+  for (auto _ : state) {
+    M.y = mg::softmax(M.x, 1);
+    benchmark::ClobberMemory();
+  }
+  finish(state, 8);
+}
+
+void softmax_rows_composed(benchmark::State& state) {
+  set_threads(state);
+  auto& M = matrix();
+  for (auto _ : state) {
+    auto z = M.x - mg::max(M.x, {1}, mg::keepdims);
+    M.y = mg::exp(z) / mg::sum(mg::exp(z), {1}, mg::keepdims);
+    benchmark::ClobberMemory();
+  }
+  finish(state, 8);
+}
+
+void softmax_rows_hand(benchmark::State& state) {
+  auto& M = matrix();
+  const float* __restrict x = M.x.data();
+  float* __restrict y = M.y.data();
+  for (auto _ : state) {
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(static_cast <int>(state.range(0))) schedule(static)
+#endif
+    for (std::int64_t r = 0; r < kRows; ++r) {
+      const float* xr = x + r * kCols;
+      float* yr = y + r * kCols;
+      float m = -INFINITY, s = 0;
+#if defined(_OPENMP)
+#pragma omp simd reduction(max : m)
+#endif
+      for (std::int64_t i = 0; i < kCols; ++i) m = xr[i] > m ? xr[i] : m;
+#if defined(_OPENMP)
+#pragma omp simd reduction(+ : s)
+#endif
+      for (std::int64_t i = 0; i < kCols; ++i) s += (yr[i] = mg::math::exp(xr[i] - m));
+#if defined(_OPENMP)
+#pragma omp simd
+#endif
+      for (std::int64_t i = 0; i < kCols; ++i) yr[i] = yr[i] / s;
+    }
+    benchmark::ClobberMemory();
+  }
+  finish(state, 8);
+}
+
 #if defined(METAGRAD_BENCH_HAVE_EIGEN)
 // ---- Eigen Tensor -----------------------------------------------------------------------------------
 
@@ -243,6 +315,9 @@ BENCHMARK(affine_metagrad)->Name("affine/metagrad")->Apply(threads_1_2);
 BENCHMARK(affine_hand)->Name("affine/hand")->Apply(threads_1_2);
 BENCHMARK(sum_of_squares_metagrad)->Name("sum_of_squares/metagrad")->Apply(threads_1_2);
 BENCHMARK(sum_of_squares_hand)->Name("sum_of_squares/hand")->Apply(threads_1_2);
+BENCHMARK(softmax_rows_metagrad)->Name("softmax_rows/metagrad")->Apply(threads_1_2);
+BENCHMARK(softmax_rows_composed)->Name("softmax_rows/composed")->Apply(threads_1_2);
+BENCHMARK(softmax_rows_hand)->Name("softmax_rows/hand")->Apply(threads_1_2);
 #if defined(METAGRAD_BENCH_HAVE_EIGEN)
 BENCHMARK(tanh_chain_eigen)->Name("tanh_chain/eigen")->Apply(threads_1_2);
 BENCHMARK(affine_eigen)->Name("affine/eigen")->Apply(threads_1_2);

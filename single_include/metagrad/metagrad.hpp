@@ -7501,6 +7501,7 @@ class BufferExpr : public ExprBase<BufferExpr<G>>,
  public:
   using value_type = typename GE::value_type;
   static constexpr int rank = GE::rank;
+  static constexpr const char* step_name = "buffer";
   using self_differentiating_tag = void;
 
   explicit BufferExpr(G g) : g_(std::forward<G>(g)) {}
@@ -7572,6 +7573,7 @@ class Conv2dBackwardDataExpr : public ExprBase<Conv2dBackwardDataExpr<G, W, X>>,
  public:
   using value_type = typename W::value_type;
   static constexpr int rank = 4;
+  static constexpr const char* step_name = "conv2d (backward data)";
   using self_differentiating_tag = void;
 
   Conv2dBackwardDataExpr(G g, W w, X like, const Conv2dOptions& o) : g_(g), w_(w), like_(like), opts_(o) {}
@@ -7627,6 +7629,7 @@ class Conv2dBackwardWeightExpr : public ExprBase<Conv2dBackwardWeightExpr<G, X, 
  public:
   using value_type = typename X::value_type;
   static constexpr int rank = 4;
+  static constexpr const char* step_name = "conv2d (backward weight)";
   using self_differentiating_tag = void;
 
   Conv2dBackwardWeightExpr(G g, X x, W like, const Conv2dOptions& o) : g_(g), x_(x), like_(like), opts_(o) {}
@@ -7685,6 +7688,7 @@ class Conv2dExpr : public ExprBase<Conv2dExpr<X, W>>,
  public:
   using value_type = typename XE::value_type;
   static constexpr int rank = 4;
+  static constexpr const char* step_name = "conv2d";
   using self_differentiating_tag = void;
   static_assert(XE::rank == 4,
                 "metagrad: conv2d needs an input of rank 4 (N, C, H, W); add a batch axis with unsqueeze");
@@ -7837,6 +7841,7 @@ class Conv2dBiasExpr : public ExprBase<Conv2dBiasExpr<X, W, B, Act>>,
  public:
   using value_type = typename XE::value_type;
   static constexpr int rank = 4;
+  static constexpr const char* step_name = Act == Activation::relu ? "conv2d + bias + relu" : "conv2d + bias";
   static constexpr Activation activation = Act;
   using self_differentiating_tag = void;
   static_assert(XE::rank == 4,
@@ -9128,6 +9133,7 @@ class MaxPool2dBackwardExpr : public ExprBase<MaxPool2dBackwardExpr<G, X>>,
  public:
   using value_type = typename X::value_type;
   static constexpr int rank = 4;
+  static constexpr const char* step_name = "max_pool2d (backward)";
   using self_differentiating_tag = void;
 
   MaxPool2dBackwardExpr(G g, X x, const Pool2dParams& p) : g_(g), x_(x), p_(p) {}
@@ -9189,6 +9195,8 @@ class AvgPool2dBackwardExpr : public ExprBase<AvgPool2dBackwardExpr<K, G, X>>,
  public:
   using value_type = typename std::remove_cvref_t<G>::value_type;
   static constexpr int rank = 4;
+  static constexpr const char* step_name =
+      K == PoolKind::avg ? "avg_pool2d (backward)" : "adaptive_avg_pool2d (backward)";
   using self_differentiating_tag = void;
 
   AvgPool2dBackwardExpr(G g, X like, const Pool2dParams& p) : g_(g), like_(like), p_(p) {}
@@ -9243,6 +9251,9 @@ class Pool2dExpr : public ExprBase<Pool2dExpr<K, X>>,
  public:
   using value_type = typename XE::value_type;
   static constexpr int rank = 4;
+  static constexpr const char* step_name = K == PoolKind::max   ? "max_pool2d"
+                                           : K == PoolKind::avg ? "avg_pool2d"
+                                                                : "adaptive_avg_pool2d";
   static constexpr PoolKind kind = K;
   using self_differentiating_tag = void;
   static_assert(XE::rank == 4,
@@ -9494,73 +9505,267 @@ METAGRAD_NAMESPACE_END
 // end of <metagrad/expr/random.hpp>
 // #include <metagrad/expr/reduce.hpp> (inlined above)
 // #include <metagrad/expr/softmax.hpp>
-// metagrad/expr/softmax.hpp — softmax(x, axis) and log_softmax(x, axis) as compositions of existing nodes:
-// z = x - max(x, axis) with the maximum held constant for differentiation, s = sum(exp(z), axis), then
-// exp(z) / s and z - log(s). Both reductions are boundaries, materialised once per evaluation and read by the
-// fused elementwise pass that makes the output; the gradient comes from autodiff and is exact (softmax is
-// invariant to the shift). Include <metagrad/expr.hpp> instead.
+// metagrad/expr/softmax.hpp — softmax(x, axis) and log_softmax(x, axis) as boundary nodes, with their
+// backward pass as a boundary node too. A softmax is a short row of work that reads its input twice and writes
+// it once: as one node the backend does it in a single sweep over each row while the row is in cache (the CPU's
+// loops in backend/cpu/softmax.hpp), or in one library call (cuDNN's cudnnSoftmaxForward / Backward on CUDA,
+// backend/cuda/softmax.hpp). As a composition of a max reduction, a sum reduction and a fused pass it read x from
+// memory three times and computed every exponential twice.
+//
+// Numerics, on every backend: z = x - max(x) along the axis, y = exp(z) / sum(exp(z)), log y = z - log(sum(exp(z))).
+// Every exponent is <= 0, so logits of any size stay finite; x - max is exact when the logits are close, and
+// log(sum) is small, so log_softmax keeps full relative precision where x - logsumexp(x) (rounded to the logits'
+// magnitude) loses it in float at logits of 1000. An axis holding +inf, NaN or only -inf gives NaN, as PyTorch.
+//
+// Gradients (the backward node, one backend pass): softmax dx = y (g - sum(g y)); log_softmax dx = g - exp(y)
+// sum(g). The backward node is differentiable again, by rules made of ordinary expressions (second derivatives).
+// Include <metagrad/expr.hpp> instead.
 
+#include <string>
 #include <type_traits>
 #include <utility>
 
 // #include <metagrad/core/config.hpp> (inlined above)
 // #include <metagrad/core/dtype.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/core/tensor.hpp> (inlined above)
+// #include <metagrad/expr/conv.hpp> (inlined above)
 // #include <metagrad/expr/elementwise.hpp> (inlined above)
 // #include <metagrad/expr/functions.hpp> (inlined above)
-// #include <metagrad/expr/index.hpp> (inlined above)
+// #include <metagrad/expr/node.hpp> (inlined above)
 // #include <metagrad/expr/reduce.hpp> (inlined above)
 
 METAGRAD_NAMESPACE_BEGIN
 
-namespace detail {
-/// The identity, with no derivative rule: autodiff treats it as piecewise constant and sends nothing through
-/// it, which is stop_gradient (autodiff/nodes.hpp, a layer above) for the one use here, the shift of a
-/// softmax, whose output does not depend on it.
-struct ShiftConstant {
-  static constexpr const char* name = "softmax_shift";
-  template <class T>
-  METAGRAD_HD METAGRAD_INLINE T operator()(T a) const {
-    return a;
-  }
+/// A softmax over one axis of a contiguous row-major tensor, seen as [outer, n, inner]: the axis has extent
+/// n and stride inner (cuDNN's NCHW "channel" mode with N = outer, C = n, H = inner, W = 1).
+struct SoftmaxGeometry {
+  index_t outer = 0, n = 0, inner = 0;
+  index_t numel() const { return outer * n * inner; }
+  bool operator==(const SoftmaxGeometry&) const = default;
 };
 
-// x - max(x, axis), the maximum kept with the reduced axis (extent 1) and held constant.
-template <class A>
-auto softmax_shifted(A&& x, int axis) {
-  const int axes[1] = {axis};
-  return detail::reuse<A>(x) - make_unary(ShiftConstant{}, max(detail::reuse<A>(x), axes, keepdims));
+/// One softmax pass for a backend. Forward: out = softmax(x) (or log_softmax when `log`). Backward: out = dx
+/// given y (the forward result: softmax, or log_softmax when `log`) and g (its adjoint). Every pointer is
+/// contiguous memory of `device` in the geometry's layout; out overlaps nothing the pass reads.
+/// backend/dispatch.hpp sends run_softmax / run_softmax_backward to the CPU loops or, on a CUDA device, to
+/// cuDNN (or metagrad's kernel where cuDNN cannot take the call).
+template <class T>
+struct SoftmaxCall {
+  SoftmaxGeometry geom;
+  bool log = false;
+  const T* x = nullptr;  ///< forward: the input; backward: y
+  const T* g = nullptr;  ///< backward only: the adjoint of y
+  T* out = nullptr;
+  Device device = Device::cpu();
+};
+
+namespace detail {
+
+inline const char* softmax_name(bool log) { return log ? "log_softmax" : "softmax"; }
+
+/// @throws shape_error naming the op, the axis and the shape when the axis is empty (the maximum of nothing).
+template <int R>
+SoftmaxGeometry softmax_geometry(const Shape<R>& s, int axis, bool log, const char* pass = "") {
+  SoftmaxGeometry g{1, s[axis], 1};
+  for (int d = 0; d < axis; ++d) g.outer *= s[d];
+  for (int d = axis + 1; d < R; ++d) g.inner *= s[d];
+  if (g.n == 0)
+    throw shape_error(std::string(softmax_name(log)) + pass + ": axis " + std::to_string(axis) + " of shape " +
+                      to_string(s) + " is empty (a softmax needs at least one element to normalise over)");
+  return g;
 }
+
+/// Runs f(out) with out = dst's memory (dst allocated on `device` to `shape` unless it has both) when dst is
+/// contiguous and overlaps none of `inputs`, else a temporary on `device` that is then copied into dst.
+template <class T, int R, std::size_t N, class F>
+void run_rowwise_into(Tensor<T, R>& dst, const Shape<R>& shape, Device device, const Spans<T, N>& inputs,
+                      const Scratch<T, R>& tmp, F&& f) {
+  prepare_destination(dst, shape, device);
+  if (shape.numel() == 0) return;
+  bool direct = dst.is_contiguous();
+  for (const auto& [p, n] : inputs) direct = direct && !ranges_overlap<T>(dst.data(), shape.numel(), p, n);
+  f(direct ? dst.data() : tmp.sized(shape, device).data());
+  if (!direct) dst.assign(tmp.t_.get());
+}
+
+template <class Node>
+struct SoftmaxNotDifferentiable : std::false_type {};
+
 }  // namespace detail
 
-// Why a maximum and a sum rather than one log-sum-exp reduction: x - m is exact when the logits are close,
-// and log(s) is small, so z - log(s) keeps full relative precision where x - lse (lse rounded to the
-// magnitude of the logits) loses it in float at logits of 1000. An axis of +inf or of only -inf gives NaN,
-// as in PyTorch; an empty axis throws (the maximum of nothing).
+template <bool Log, class X>
+class SoftmaxExpr;
 
-/// log(softmax(x)) along `axis`, as z - log(sum(exp(z))) with z = x - max(x) (stable for logits of any
-/// size). @pre x has a floating dtype (compile-time check).
-/// @throws index_error when axis is out of range; shape_error (when evaluated) when the axis is empty.
+/// dx of softmax (Log = false) or log_softmax (Log = true) along `axis`, from the output adjoint g and the
+/// forward node y (a copy of it, which a Program merges with the forward node, so the pass reads the stored
+/// result). Differentiable in g and y.
+template <bool Log, class G, class Y>
+class SoftmaxBackwardExpr : public ExprBase<SoftmaxBackwardExpr<Log, G, Y>>,
+                            public BoundaryBase<typename Y::value_type, Y::rank> {
+ public:
+  using value_type = typename Y::value_type;
+  static constexpr int rank = Y::rank;
+  static constexpr const char* step_name = Log ? "log_softmax (backward)" : "softmax (backward)";
+  using self_differentiating_tag = void;
+  static_assert(std::is_same_v<value_type, expr_value_t<G>>, "metagrad: softmax backward: adjoint of another dtype");
+
+  SoftmaxBackwardExpr(G g, Y y, int axis) : g_(std::move(g)), y_(std::move(y)), axis_(axis) {}
+  auto children() const { return detail::refs(g_, y_); }
+  bool same_params(const SoftmaxBackwardExpr& o) const { return axis_ == o.axis_; }
+  int axis() const { return axis_; }
+  Shape<rank> shape() const { return y_.shape(); }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto& v = this->materialise(*this);
+    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
+  }
+
+  /// dst = dx; dst is (re)allocated when its shape differs.
+  /// @throws shape_error naming the op when g does not have y's shape.
+  template <int RD>
+  void eval_into(Tensor<value_type, RD>& dst) const {
+    static_assert(RD == rank);
+    const char* op = step_name;
+    const Device dev = detail::boundary_device(*this, dst, op);
+    const auto ys = y_.shape();
+    const auto gs = g_.shape();
+    if (!(gs == ys))
+      throw shape_error(std::string(op) + ": the output adjoint has shape " + to_string(gs) + ", expected " +
+                        to_string(ys));
+    const auto geom = detail::softmax_geometry(ys, axis_, Log, " (backward)");
+    const value_type* yp = detail::contiguous_values<value_type>(y_, ys, ybuf_, dev);
+    const value_type* gp = detail::contiguous_values<value_type>(g_, gs, gbuf_, dev);
+    const detail::Spans<value_type, 2> in{{{yp, ys.numel()}, {gp, gs.numel()}}};
+    detail::run_rowwise_into(dst, ys, dev, in, out_, [&](value_type* out) {
+      run_softmax_backward(SoftmaxCall<value_type>{geom, Log, yp, gp, out, dev});
+    });
+  }
+
+  /// Adjoint of g. softmax: d(dx_i)/d(g_k) = y_i (delta_ik - y_k), symmetric, so it is the backward pass again:
+  /// y (h - sum(h y)). log_softmax: h - sum(h exp(y)) (the sum broadcast along the axis).
+  template <class H>
+  auto backward(std::integral_constant<int, 0>, const H& h) const {
+    if constexpr (Log)
+      return value_of<H>(h) - sum_axis(value_of<H>(h) * exp(value_of<Y>(y_)));
+    else
+      return SoftmaxBackwardExpr<false, H, Y>(h, y_, axis_);
+  }
+  /// Adjoint of y. softmax: h (g - sum(g y)) - g sum(h y); log_softmax: -h exp(y) sum(g).
+  template <class H>
+  auto backward(std::integral_constant<int, 1>, const H& h) const {
+    if constexpr (Log) {
+      return -(value_of<H>(h) * exp(value_of<Y>(y_)) * sum_axis(value_of<G>(g_)));
+    } else {
+      auto gy = sum_axis(value_of<G>(g_) * value_of<Y>(y_));
+      auto hy = sum_axis(value_of<H>(h) * value_of<Y>(y_));
+      return value_of<H>(h) * (value_of<G>(g_) - std::move(gy)) - value_of<G>(g_) * std::move(hy);
+    }
+  }
+
+ private:
+  // A fresh copy of an operand for a derived expression (a tensor as a Const leaf), so the derived expression
+  // holds values, never a reference into this node.
+  template <class E, class V>
+  static auto value_of(const V& v) {
+    using C = std::remove_cvref_t<decltype(detail::operand_value<E>(v))>;
+    return C(detail::operand_value<E>(v));
+  }
+  template <class E>
+  auto sum_axis(E&& e) const {
+    const int axes[1] = {axis_};
+    return sum(std::forward<E>(e), axes, keepdims);
+  }
+
+  G g_;
+  Y y_;
+  int axis_;
+  detail::Scratch<value_type, rank> ybuf_, gbuf_, out_;
+};
+
+/// softmax (Log = false) or log_softmax (Log = true) of x along one axis: see softmax(), log_softmax().
+template <bool Log, class X>
+class SoftmaxExpr : public ExprBase<SoftmaxExpr<Log, X>>,
+                    public BoundaryBase<typename std::remove_cvref_t<X>::value_type, std::remove_cvref_t<X>::rank> {
+  using XE = std::remove_cvref_t<X>;
+
+ public:
+  using value_type = typename XE::value_type;
+  static constexpr int rank = XE::rank;
+  static constexpr bool is_log = Log;
+  static constexpr const char* step_name = Log ? "log_softmax" : "softmax";
+  using self_differentiating_tag = void;
+  static_assert(std::is_same_v<value_type, float> || std::is_same_v<value_type, double>,
+                "metagrad: softmax and log_softmax need a float or double expression");
+  static_assert(rank >= 1, "metagrad: softmax and log_softmax need an expression of rank 1 or more");
+
+  /// @throws index_error naming the op when axis is out of range for the rank.
+  SoftmaxExpr(X x, int axis) : x_(std::forward<X>(x)), axis_(normalize_axis(axis, rank, detail::softmax_name(Log))) {}
+
+  const XE& operand() const { return x_; }
+  int axis() const { return axis_; }
+  auto children() const { return detail::refs(x_); }
+  bool same_params(const SoftmaxExpr& o) const { return axis_ == o.axis_; }
+  Shape<rank> shape() const { return x_.shape(); }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto& v = this->materialise(*this);
+    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
+  }
+
+  /// dst = softmax(x) (or log_softmax); dst is (re)allocated when its shape differs.
+  /// @throws shape_error naming the op when the axis is empty.
+  template <int RD>
+  void eval_into(Tensor<value_type, RD>& dst) const {
+    static_assert(RD == rank);
+    const Device dev = detail::boundary_device(*this, dst, detail::softmax_name(Log));
+    const auto xs = x_.shape();
+    const auto geom = detail::softmax_geometry(xs, axis_, Log);
+    const value_type* xp = detail::contiguous_values<value_type>(x_, xs, xbuf_, dev);
+    const detail::Spans<value_type, 1> in{{{xp, xs.numel()}}};
+    detail::run_rowwise_into(dst, xs, dev, in, out_, [&](value_type* out) {
+      run_softmax(SoftmaxCall<value_type>{geom, Log, xp, nullptr, out, dev});
+    });
+  }
+
+  /// dx = the backward node over (g, this node's value).
+  template <class G>
+  auto backward(std::integral_constant<int, 0>, const G& g) const {
+    return SoftmaxBackwardExpr<Log, G, SoftmaxExpr>(g, *this, axis_);
+  }
+
+ private:
+  X x_;
+  int axis_;
+  detail::Scratch<value_type, rank> xbuf_, out_;
+};
+
+/// log(softmax(x)) along `axis`: z - log(sum(exp(z))) with z = x - max(x), in one boundary node (one pass per
+/// row on the CPU, cuDNN on CUDA). Differentiable in x (twice).
+/// @pre x has a float or double dtype and rank >= 1 (compile-time checks).
+/// @throws index_error naming log_softmax when axis is out of range (at once); shape_error (when evaluated)
+///         when the axis is empty.
 template <expression A>
 auto log_softmax(A&& x, int axis = -1) {
   static_assert(floating_dtype<expr_value_t<A>>, "metagrad: log_softmax needs a float or double expression");
   static_assert(expr_rank_v<A> >= 1, "metagrad: log_softmax needs an expression of rank 1 or more");
-  auto z = detail::softmax_shifted(std::forward<A>(x), axis);
-  const int axes[1] = {axis};
-  auto s = sum(exp(z), axes, keepdims);
-  return std::move(z) - log(std::move(s));
+  return SoftmaxExpr<true, closure_t<A&&>>(std::forward<A>(x), axis);
 }
 
-/// exp(x) / sum(exp(x)) along `axis`, as exp(z) / sum(exp(z)) with z = x - max(x): every exponent is <= 0,
-/// so large logits never overflow. @pre x has a floating dtype (compile-time check).
-/// @throws index_error when axis is out of range; shape_error (when evaluated) when the axis is empty.
+/// exp(x) / sum(exp(x)) along `axis`, as exp(z) / sum(exp(z)) with z = x - max(x): every exponent is <= 0, so
+/// large logits never overflow. One boundary node (one pass per row on the CPU, cuDNN on CUDA).
+/// Differentiable in x (twice).
+/// @pre x has a float or double dtype and rank >= 1 (compile-time checks).
+/// @throws index_error naming softmax when axis is out of range (at once); shape_error (when evaluated) when
+///         the axis is empty.
 template <expression A>
 auto softmax(A&& x, int axis = -1) {
   static_assert(floating_dtype<expr_value_t<A>>, "metagrad: softmax needs a float or double expression");
   static_assert(expr_rank_v<A> >= 1, "metagrad: softmax needs an expression of rank 1 or more");
-  auto e = exp(detail::softmax_shifted(std::forward<A>(x), axis));
-  const int axes[1] = {axis};
-  auto s = sum(e, axes, keepdims);
-  return std::move(e) / std::move(s);
+  return SoftmaxExpr<false, closure_t<A&&>>(std::forward<A>(x), axis);
 }
 
 METAGRAD_NAMESPACE_END
@@ -9590,9 +9795,9 @@ METAGRAD_NAMESPACE_END
 // #include <metagrad/ops/arithmetic.hpp> (inlined above)
 // #include <metagrad/backend/dispatch.hpp>
 // metagrad/backend/dispatch.hpp — the backend hooks that expr/ nodes call by argument-dependent lookup
-// (run_fill, run_reduction, run_gemm, run_conv2d and the pooling hooks), answered on the device the data lives on: the
-// CPU drivers, or the CUDA ones in a file compiled by nvcc. A plain C++ file asked for CUDA work throws device_error
-// saying to compile it with nvcc. Include <metagrad/metagrad.hpp> instead.
+// (run_fill, run_reduction, run_gemm, run_conv2d, the pooling and the softmax hooks), answered on the device the
+// data lives on: the CPU drivers, or the CUDA ones in a file compiled by nvcc. A plain C++ file asked for CUDA work
+// throws device_error saying to compile it with nvcc. Include <metagrad/metagrad.hpp> instead.
 
 #include <string>
 
@@ -9603,6 +9808,7 @@ METAGRAD_NAMESPACE_END
 // #include <metagrad/expr/matmul.hpp> (inlined above)
 // #include <metagrad/expr/plan.hpp> (inlined above)
 // #include <metagrad/expr/pool.hpp> (inlined above)
+// #include <metagrad/expr/softmax.hpp> (inlined above)
 // #include <metagrad/backend/cpu/conv.hpp>
 // metagrad/backend/cpu/conv.hpp — the CPU answer to run_conv2d(Conv2dCall) (expr/conv.hpp): 2-D convolution
 // forward, backward-data and backward-weight, by oneDNN when the build has it (METAGRAD_WITH_DNNL) and by
@@ -11434,6 +11640,218 @@ void reduce(const Red& red, const Plan& plan, const Shape<R>& in, const Array<bo
 
 METAGRAD_NAMESPACE_END
 // end of <metagrad/backend/cpu/reduce.hpp>
+// #include <metagrad/backend/cpu/softmax.hpp>
+// metagrad/backend/cpu/softmax.hpp — the CPU answers to the softmax hooks of expr/softmax.hpp: run_softmax
+// (softmax or log_softmax of contiguous x) and run_softmax_backward (dx from y and its adjoint g). A softmax over
+// the last axis (inner == 1) takes one row at a time: its maximum, then exp(x - max) written out while it is
+// summed, then one scaling pass, all while the row is in cache. Over an inner axis the same three sweeps run
+// across a tile of up to 256 neighbouring columns, vectorised along the columns. Work units (rows, or tiles of
+// columns) are spread over the CPU threads (cpu::parallel_for), so results never depend on the thread count.
+// Include <metagrad/metagrad.hpp> instead.
+
+#include <algorithm>
+#include <limits>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/math.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/softmax.hpp> (inlined above)
+// #include <metagrad/backend/cpu/parallel.hpp> (inlined above)
+
+// Vector reductions: a sum or maximum across the iterations of a loop is a dependence the plain SIMD pragma
+// must not be promised away; OpenMP's reduction clause lets it vectorise with per-lane partial results.
+#if defined(_OPENMP)
+#define METAGRAD_SIMD_SUM_(v) METAGRAD_PRAGMA_(omp simd reduction(+ : v))
+#define METAGRAD_SIMD_MAX_(v) METAGRAD_PRAGMA_(omp simd reduction(max : v))
+#else
+#define METAGRAD_SIMD_SUM_(v)
+#define METAGRAD_SIMD_MAX_(v)
+#endif
+
+METAGRAD_NAMESPACE_BEGIN
+
+namespace cpu::detail {
+
+/// Columns per tile of a softmax over an inner axis: enough for full vectors, few enough that the tile's
+/// running maxima and sums stay in L1.
+inline constexpr index_t softmax_tile = 256;
+
+// A row of n contiguous elements. A NaN is skipped by the maximum but turns its exponential, hence the sum and
+// every output, into NaN, so NaN propagates as in PyTorch; +inf makes x - max NaN (inf - inf), and a row of only
+// -inf likewise.
+template <class T>
+void softmax_row(const T* x, T* y, index_t n, bool log) {
+  T m = -std::numeric_limits<T>::infinity();
+  METAGRAD_SIMD_MAX_(m)
+  for (index_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
+  T s = 0;
+  if (log) {
+    METAGRAD_SIMD_SUM_(s)
+    for (index_t i = 0; i < n; ++i) s += math::exp(x[i] - m);
+    const T ls = math::log(s);
+    METAGRAD_SIMD_LOOP
+    for (index_t i = 0; i < n; ++i) y[i] = (x[i] - m) - ls;
+  } else {
+    METAGRAD_SIMD_SUM_(s)
+    for (index_t i = 0; i < n; ++i) {
+      const T e = math::exp(x[i] - m);
+      y[i] = e;
+      s += e;
+    }
+    METAGRAD_SIMD_LOOP
+    for (index_t i = 0; i < n; ++i) y[i] = y[i] / s;
+  }
+}
+
+// Columns [c0, c0 + w) of one [n, inner] block (element (i, j) at i * inner + j); m and s hold w values.
+template <class T>
+void softmax_tile_cols(const T* x, T* y, index_t n, index_t inner, index_t w, bool log, T* m, T* s) {
+  for (index_t j = 0; j < w; ++j) {
+    m[j] = -std::numeric_limits<T>::infinity();
+    s[j] = 0;
+  }
+  for (index_t i = 0; i < n; ++i) {
+    const T* xr = x + i * inner;
+    METAGRAD_SIMD_LOOP
+    for (index_t j = 0; j < w; ++j) m[j] = xr[j] > m[j] ? xr[j] : m[j];
+  }
+  for (index_t i = 0; i < n; ++i) {
+    const T* xr = x + i * inner;
+    T* yr = y + i * inner;
+    if (log) {
+      METAGRAD_SIMD_LOOP
+      for (index_t j = 0; j < w; ++j) s[j] += math::exp(xr[j] - m[j]);
+    } else {
+      METAGRAD_SIMD_LOOP
+      for (index_t j = 0; j < w; ++j) {
+        const T e = math::exp(xr[j] - m[j]);
+        yr[j] = e;
+        s[j] += e;
+      }
+    }
+  }
+  if (log)
+    for (index_t j = 0; j < w; ++j) s[j] = math::log(s[j]);
+  for (index_t i = 0; i < n; ++i) {
+    const T* xr = x + i * inner;
+    T* yr = y + i * inner;
+    if (log) {
+      METAGRAD_SIMD_LOOP
+      for (index_t j = 0; j < w; ++j) yr[j] = (xr[j] - m[j]) - s[j];
+    } else {
+      METAGRAD_SIMD_LOOP
+      for (index_t j = 0; j < w; ++j) yr[j] = yr[j] / s[j];
+    }
+  }
+}
+
+// dx of a row: softmax dx = y (g - sum(g y)); log_softmax dx = g - exp(y) sum(g).
+template <class T>
+void softmax_backward_row(const T* y, const T* g, T* dx, index_t n, bool log) {
+  T s = 0;
+  if (log) {
+    METAGRAD_SIMD_SUM_(s)
+    for (index_t i = 0; i < n; ++i) s += g[i];
+    METAGRAD_SIMD_LOOP
+    for (index_t i = 0; i < n; ++i) dx[i] = g[i] - math::exp(y[i]) * s;
+  } else {
+    METAGRAD_SIMD_SUM_(s)
+    for (index_t i = 0; i < n; ++i) s += g[i] * y[i];
+    METAGRAD_SIMD_LOOP
+    for (index_t i = 0; i < n; ++i) dx[i] = y[i] * (g[i] - s);
+  }
+}
+
+template <class T>
+void softmax_backward_tile_cols(const T* y, const T* g, T* dx, index_t n, index_t inner, index_t w, bool log, T* s) {
+  for (index_t j = 0; j < w; ++j) s[j] = 0;
+  for (index_t i = 0; i < n; ++i) {
+    const T* yr = y + i * inner;
+    const T* gr = g + i * inner;
+    if (log) {
+      METAGRAD_SIMD_LOOP
+      for (index_t j = 0; j < w; ++j) s[j] += gr[j];
+    } else {
+      METAGRAD_SIMD_LOOP
+      for (index_t j = 0; j < w; ++j) s[j] += gr[j] * yr[j];
+    }
+  }
+  for (index_t i = 0; i < n; ++i) {
+    const T* yr = y + i * inner;
+    const T* gr = g + i * inner;
+    T* dr = dx + i * inner;
+    if (log) {
+      METAGRAD_SIMD_LOOP
+      for (index_t j = 0; j < w; ++j) dr[j] = gr[j] - math::exp(yr[j]) * s[j];
+    } else {
+      METAGRAD_SIMD_LOOP
+      for (index_t j = 0; j < w; ++j) dr[j] = yr[j] * (gr[j] - s[j]);
+    }
+  }
+}
+
+// Calls row(offset) for every row (inner == 1), or tile(offset, width) for every tile of columns, over the
+// threads; offset is the element offset of the row or of the tile's first column.
+template <class Row, class Tile>
+void for_each_softmax_unit(const SoftmaxGeometry& g, Row&& row, Tile&& tile) {
+  if (g.inner == 1) {
+    parallel_for(
+        g.outer,
+        [&](index_t b, index_t e) {
+          for (index_t r = b; r < e; ++r) row(r * g.n);
+        },
+        std::max<index_t>(1, 4 * g.n), 1);
+    return;
+  }
+  const index_t tiles = (g.inner + softmax_tile - 1) / softmax_tile;
+  parallel_for(
+      g.outer * tiles,
+      [&](index_t b, index_t e) {
+        for (index_t u = b; u < e; ++u) {
+          const index_t o = u / tiles, c0 = (u % tiles) * softmax_tile;
+          tile(o * g.n * g.inner + c0, std::min(softmax_tile, g.inner - c0));
+        }
+      },
+      std::max<index_t>(1, 4 * g.n * std::min(softmax_tile, g.inner)), 1);
+}
+
+}  // namespace cpu::detail
+
+namespace cpu {
+
+/// call.out = softmax (or log_softmax) of call.x, both contiguous in call.geom's layout.
+template <class T>
+void run_softmax(const SoftmaxCall<T>& call) {
+  const SoftmaxGeometry& g = call.geom;
+  if (g.numel() == 0) return;
+  detail::for_each_softmax_unit(
+      g, [&](index_t off) { detail::softmax_row(call.x + off, call.out + off, g.n, call.log); },
+      [&](index_t off, index_t w) {
+        T m[detail::softmax_tile], s[detail::softmax_tile];
+        detail::softmax_tile_cols(call.x + off, call.out + off, g.n, g.inner, w, call.log, m, s);
+      });
+}
+
+/// call.out = dx of softmax (or log_softmax) given its result call.x and the adjoint call.g.
+template <class T>
+void run_softmax_backward(const SoftmaxCall<T>& call) {
+  const SoftmaxGeometry& g = call.geom;
+  if (g.numel() == 0) return;
+  detail::for_each_softmax_unit(
+      g, [&](index_t off) { detail::softmax_backward_row(call.x + off, call.g + off, call.out + off, g.n, call.log); },
+      [&](index_t off, index_t w) {
+        T s[detail::softmax_tile];
+        detail::softmax_backward_tile_cols(call.x + off, call.g + off, call.out + off, g.n, g.inner, w, call.log, s);
+      });
+}
+
+}  // namespace cpu
+
+METAGRAD_NAMESPACE_END
+
+#undef METAGRAD_SIMD_SUM_
+#undef METAGRAD_SIMD_MAX_
+// end of <metagrad/backend/cpu/softmax.hpp>
 
 #if defined(__CUDACC__)
 // #include <metagrad/backend/cuda/conv.hpp> (guarded: also inlined under a condition)
@@ -12121,6 +12539,50 @@ inline void copy_host_to_device(void* dst, const void* src, std::size_t bytes, i
     off += n;
   }
   check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+}
+
+// Pinned slots for uploads that return before the copy is done (copy_host_to_device_async). Four slots, used in
+// turn: a training step uploads its inputs and its labels, so the host may queue two steps ahead of the GPU
+// before it waits for a slot's last copy to finish.
+struct UploadRing {
+  static constexpr int slots = 4;
+  void* buf[slots] = {};
+  std::size_t bytes[slots] = {};
+  cudaEvent_t done[slots] = {};
+  int next = 0;
+  std::mutex mutex;
+};
+inline UploadRing& upload_ring() {
+  static auto* r = new UploadRing();  // never destroyed: the CUDA context may be gone before static destructors
+  return *r;
+}
+
+/// Copies `bytes` of host memory at src to device memory at dst, queued on stream(device), and returns
+/// without waiting for the copy: src is first copied into a pinned buffer of metagrad's, so the caller may
+/// reuse it at once. Later work on stream(device) sees dst filled (stream order); work on other streams or
+/// the host must synchronise first. What the Trainer uses to upload batches, so the host prepares the next
+/// step while the GPU runs this one (copy_host_to_device waits for the copy, as Tensor::to promises).
+/// @throws cuda_error when an allocation, the copy or an event fails.
+inline void copy_host_to_device_async(void* dst, const void* src, std::size_t bytes, int device) {
+  if (bytes == 0) return;
+  DeviceGuard g(device);
+  auto& r = upload_ring();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  const int k = r.next;
+  r.next = (r.next + 1) % UploadRing::slots;
+  if (r.done[k]) check(cudaEventSynchronize(r.done[k]), "cudaEventSynchronize (upload slot)");
+  if (r.bytes[k] < bytes) {
+    if (r.buf[k]) check(cudaFreeHost(r.buf[k]), "cudaFreeHost (upload slot)");
+    r.buf[k] = nullptr;
+    r.bytes[k] = 0;
+    check(cudaHostAlloc(&r.buf[k], bytes, cudaHostAllocDefault), "cudaHostAlloc (upload slot)");
+    r.bytes[k] = bytes;
+  }
+  if (!r.done[k]) check(cudaEventCreateWithFlags(&r.done[k], cudaEventDisableTiming), "cudaEventCreate");
+  std::memcpy(r.buf[k], src, bytes);
+  const cudaStream_t st = stream(device);
+  check(cudaMemcpyAsync(dst, r.buf[k], bytes, cudaMemcpyHostToDevice, st), "cudaMemcpyAsync (upload)");
+  check(cudaEventRecord(r.done[k], st), "cudaEventRecord (upload slot)");
 }
 
 inline void copy_device_to_host(void* dst, const void* src, std::size_t bytes, int device) {
@@ -14433,6 +14895,200 @@ METAGRAD_NAMESPACE_END
 #endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_REDUCE_HPP
 // end of <metagrad/backend/cuda/reduce.hpp>
 // #include <metagrad/backend/cuda/runtime.hpp> (inlined above)
+// #include <metagrad/backend/cuda/softmax.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_SOFTMAX_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_SOFTMAX_HPP
+// metagrad/backend/cuda/softmax.hpp — the CUDA answers to the softmax hooks of expr/softmax.hpp (run_softmax,
+// run_softmax_backward; backend/dispatch.hpp calls them for calls on a CUDA device). Both passes are cuDNN's
+// (cudnnSoftmaxForward / cudnnSoftmaxBackward, CUDNN_SOFTMAX_ACCURATE for softmax, CUDNN_SOFTMAX_LOG for
+// log_softmax, channel mode over the tensor seen as [outer, n, inner, 1]), and metagrad's own kernel where cuDNN
+// cannot take the call: a build without cuDNN, a tensor of 2^31 elements or more (cuDNN's descriptors hold int
+// extents), or a case cuDNN answers CUDNN_STATUS_NOT_SUPPORTED. The kernel gives each row (one (outer, inner) position)
+// a warp: the lanes stride along the axis, and the row's maximum and sum are combined with warp shuffles.
+// set_softmax_use_cudnn(false) forces the kernel (tests compare both with the CPU). Needs nvcc; include
+// <metagrad/metagrad.hpp> instead.
+
+#if defined(__CUDACC__)
+
+#include <atomic>
+#include <climits>
+#include <limits>
+#include <mutex>
+#include <string>
+
+// #include <metagrad/core/math.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/softmax.hpp> (inlined above)
+// #include <metagrad/backend/cuda/cudnn.hpp> (inlined above)
+// #include <metagrad/backend/cuda/elementwise.hpp> (inlined above)
+// #include <metagrad/backend/cuda/runtime.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+
+namespace detail {
+inline std::atomic<bool>& softmax_cudnn_flag() {
+  static std::atomic<bool> flag{true};
+  return flag;
+}
+}  // namespace detail
+
+/// Whether softmax and log_softmax on CUDA may use cuDNN (true, the default); false runs metagrad's own kernel
+/// always (for tests and benchmarks: both must equal the CPU's result within rounding).
+inline void set_softmax_use_cudnn(bool use) { detail::softmax_cudnn_flag().store(use, std::memory_order_relaxed); }
+inline bool softmax_use_cudnn() { return detail::softmax_cudnn_flag().load(std::memory_order_relaxed); }
+
+namespace kernels {
+
+template <class T>
+__device__ __forceinline__ T warp_max(T v) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const T u = __shfl_xor_sync(0xffffffffu, v, o);
+    v = u > v ? u : v;
+  }
+  return v;
+}
+template <class T>
+__device__ __forceinline__ T warp_sum(T v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// One warp per row; the rule for NaN, +inf and -inf rows is the CPU's (backend/cpu/softmax.hpp).
+template <class T>
+__global__ void softmax_forward(const T* __restrict__ x, T* __restrict__ y, SoftmaxGeometry g, bool log) {
+  const int lane = threadIdx.x & 31;
+  const index_t warps = index_t(gridDim.x) * (blockDim.x >> 5);
+  const index_t rows = g.outer * g.inner;
+  for (index_t r = index_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
+    const index_t o = r / g.inner, j = r - o * g.inner;
+    const T* xr = x + o * g.n * g.inner + j;
+    T* yr = y + o * g.n * g.inner + j;
+    T m = -std::numeric_limits<T>::infinity();
+    for (index_t i = lane; i < g.n; i += 32) m = xr[i * g.inner] > m ? xr[i * g.inner] : m;
+    m = warp_max(m);
+    T s = 0;
+    for (index_t i = lane; i < g.n; i += 32) s += metagrad::math::exp(xr[i * g.inner] - m);
+    s = warp_sum(s);
+    if (log) {
+      const T ls = metagrad::math::log(s);
+      for (index_t i = lane; i < g.n; i += 32) yr[i * g.inner] = (xr[i * g.inner] - m) - ls;
+    } else {
+      for (index_t i = lane; i < g.n; i += 32) yr[i * g.inner] = metagrad::math::exp(xr[i * g.inner] - m) / s;
+    }
+  }
+}
+
+template <class T>
+__global__ void softmax_backward(const T* __restrict__ y, const T* __restrict__ gr, T* __restrict__ dx,
+                                 SoftmaxGeometry g, bool log) {
+  const int lane = threadIdx.x & 31;
+  const index_t warps = index_t(gridDim.x) * (blockDim.x >> 5);
+  const index_t rows = g.outer * g.inner;
+  for (index_t r = index_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
+    const index_t o = r / g.inner, j = r - o * g.inner;
+    const index_t base = o * g.n * g.inner + j;
+    T s = 0;
+    for (index_t i = lane; i < g.n; i += 32) {
+      const index_t k = base + i * g.inner;
+      s += log ? gr[k] : gr[k] * y[k];
+    }
+    s = warp_sum(s);
+    for (index_t i = lane; i < g.n; i += 32) {
+      const index_t k = base + i * g.inner;
+      dx[k] = log ? gr[k] - metagrad::math::exp(y[k]) * s : y[k] * (gr[k] - s);
+    }
+  }
+}
+
+}  // namespace kernels
+
+namespace detail {
+
+// Blocks of 8 warps for `rows` rows, a few per multiprocessor at most.
+inline unsigned softmax_blocks(index_t rows, int device) {
+  const index_t cap = index_t(sm_count(device)) * 16;
+  const index_t b = (rows + 7) / 8;
+  return static_cast<unsigned>(b < cap ? (b < 1 ? 1 : b) : cap);
+}
+
+#if METAGRAD_WITH_CUDNN
+// The [outer, n, inner, 1] extents of g for a cuDNN descriptor; false when they (or the element count) do not
+// fit cuDNN's int.
+inline bool softmax_dims(const SoftmaxGeometry& g, int (&d)[4]) {
+  if (g.numel() > INT_MAX) return false;
+  d[0] = static_cast<int>(g.outer);
+  d[1] = static_cast<int>(g.n);
+  d[2] = static_cast<int>(g.inner);
+  d[3] = 1;
+  return true;
+}
+
+// cudnnSoftmaxForward (call.x -> call.out) or, with `backward`, cudnnSoftmaxBackward (y = call.x, dy = call.g
+// -> call.out); false when cuDNN cannot take the call.
+template <class T>
+bool cudnn_softmax(const SoftmaxCall<T>& call, bool backward) {
+  int d[4];
+  if (!softmax_use_cudnn() || !softmax_dims(call.geom, d)) return false;
+  const int device = call.device.index();
+  auto& state = cudnn::device_state(device);
+  std::lock_guard<std::mutex> lock(state.mutex);
+  const cudnnHandle_t h = cudnn::bound_handle(state, device);
+  cudnn::TensorDescriptor desc(cudnn::data_type<T>(), d);
+  const cudnnSoftmaxAlgorithm_t algo = call.log ? CUDNN_SOFTMAX_LOG : CUDNN_SOFTMAX_ACCURATE;
+  const T one = 1, zero = 0;
+  const cudnnStatus_t status = backward ? cudnnSoftmaxBackward(h, algo, CUDNN_SOFTMAX_MODE_CHANNEL, &one, desc.get(),
+                                                               call.x, desc.get(), call.g, &zero, desc.get(), call.out)
+                                        : cudnnSoftmaxForward(h, algo, CUDNN_SOFTMAX_MODE_CHANNEL, &one, desc.get(),
+                                                              call.x, &zero, desc.get(), call.out);
+  if (status == CUDNN_STATUS_NOT_SUPPORTED) return false;  // this cuDNN lacks the case: metagrad's kernel
+  if (status != CUDNN_STATUS_SUCCESS)                      // the message is built only on failure
+    cudnn::check(status, std::string(backward ? "cudnnSoftmaxBackward (" : "cudnnSoftmaxForward (") +
+                             metagrad::detail::softmax_name(call.log) + ", " + cudnn::TensorDescriptor::dims(d) + ")");
+  return true;
+}
+#endif
+
+}  // namespace detail
+
+/// call.out = softmax (or log_softmax) of call.x on call.device (cuDNN, else metagrad's kernel), queued on
+/// stream(device). @throws cuda_error naming the cuDNN call or the kernel launch when either fails.
+template <class T>
+void run_softmax(const SoftmaxCall<T>& call) {
+  const SoftmaxGeometry& g = call.geom;
+  if (g.numel() == 0) return;
+  const int device = call.device.index();
+  DeviceGuard guard(device);
+#if METAGRAD_WITH_CUDNN
+  if (detail::cudnn_softmax(call, false)) return;
+#endif
+  kernels::softmax_forward<T>
+      <<<detail::softmax_blocks(g.outer * g.inner, device), 256, 0, stream(device)>>>(call.x, call.out, g, call.log);
+  check(cudaGetLastError(), "metagrad::cuda::run_softmax kernel launch");
+}
+
+/// call.out = dx of softmax (or log_softmax) from its result call.x and adjoint call.g, on call.device.
+/// @throws cuda_error naming the cuDNN call or the kernel launch when either fails.
+template <class T>
+void run_softmax_backward(const SoftmaxCall<T>& call) {
+  const SoftmaxGeometry& g = call.geom;
+  if (g.numel() == 0) return;
+  const int device = call.device.index();
+  DeviceGuard guard(device);
+#if METAGRAD_WITH_CUDNN
+  if (detail::cudnn_softmax(call, true)) return;
+#endif
+  kernels::softmax_backward<T><<<detail::softmax_blocks(g.outer * g.inner, device), 256, 0, stream(device)>>>(
+      call.x, call.g, call.out, g, call.log);
+  check(cudaGetLastError(), "metagrad::cuda::run_softmax_backward kernel launch");
+}
+
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+
+#endif  // __CUDACC__
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_SOFTMAX_HPP
+// end of <metagrad/backend/cuda/softmax.hpp>
 #endif
 
 METAGRAD_NAMESPACE_BEGIN
@@ -14545,6 +15201,34 @@ void run_avg_pool2d_backward(const Pool2dCall<T>& call, const GPlan& g) {
   cuda::run_avg_pool2d_backward(call, g);
 #else
   detail::no_cuda_backend("average pooling (backward)", call.device);
+#endif
+}
+
+/// softmax or log_softmax of call.x into call.out on `call.device` (cuDNN on CUDA).
+template <class T>
+void run_softmax(const SoftmaxCall<T>& call) {
+  if (call.device.is_cpu()) {
+    cpu::run_softmax(call);
+    return;
+  }
+#if defined(__CUDACC__)
+  cuda::run_softmax(call);
+#else
+  detail::no_cuda_backend(detail::softmax_name(call.log), call.device);
+#endif
+}
+
+/// dx of softmax or log_softmax (result call.x, adjoint call.g) into call.out on `call.device`.
+template <class T>
+void run_softmax_backward(const SoftmaxCall<T>& call) {
+  if (call.device.is_cpu()) {
+    cpu::run_softmax_backward(call);
+    return;
+  }
+#if defined(__CUDACC__)
+  cuda::run_softmax_backward(call);
+#else
+  detail::no_cuda_backend(call.log ? "log_softmax (backward)" : "softmax (backward)", call.device);
 #endif
 }
 
@@ -15238,7 +15922,9 @@ inline std::string bytes_text(std::size_t b) {
 
 template <class G>
 std::string node_name(const G& g) {
-  if constexpr (requires { g.reducer(); })
+  if constexpr (requires { G::step_name; })
+    return G::step_name;
+  else if constexpr (requires { g.reducer(); })
     return std::string("reduce ") + std::remove_cvref_t<decltype(g.reducer())>::name;
   else if constexpr (requires { g.alpha(); })
     return "matmul (GEMM)";
@@ -20315,10 +21001,22 @@ class TrainStep {
         options_(o) {}
 
   /// Runs forward and backward on the bound inputs (bind them before, or pass x.bind(t) here), updates the
-  /// parameters and buffers. @throws whatever the Program throws (unbound inputs, shape errors); in that
-  /// case nothing has been updated.
+  /// parameters and buffers, and reads the loss back. @throws whatever the Program throws (unbound inputs,
+  /// shape errors); in that case nothing has been updated.
   template <class... Bindings>
-  auto run(const Bindings&...) {
+  auto run(const Bindings&... b) {
+    const auto& r = launch(b...);
+    const double loss = static_cast<double>(loss_of(r).item());
+    auto extras = detail::sub_tuple<std::remove_cvref_t<decltype(r)>, 1 + NP + NU>(r, std::make_index_sequence<NE>{});
+    return StepOutput<decltype(extras)>{loss, extras, last_norm_};
+  }
+
+  /// run() without reading anything back: returns the Program's outputs (the loss, then the gradients, the
+  /// buffers' new values and the extras; see loss_of and extra_of), overwritten by the next step. On a CUDA
+  /// device nothing here waits for the GPU (unless clip_grad_norm must read the gradient norm), so the host can
+  /// prepare and queue the next step while this one runs.
+  template <class... Bindings>
+  const auto& launch(const Bindings&...) {
     const auto& r = program_.run();
     const auto grads = detail::sub_tuple<std::remove_cvref_t<decltype(r)>, 1>(r, std::make_index_sequence<NP>{});
     double norm = 0, scale = 1;
@@ -20334,10 +21032,19 @@ class TrainStep {
     }
     (std::make_index_sequence<NU>{});
     if (on_step) on_step();
-    const double loss = static_cast<double>(std::get<0>(r).item());
-    auto extras = detail::sub_tuple<std::remove_cvref_t<decltype(r)>, 1 + NP + NU>(r, std::make_index_sequence<NE>{});
-    return StepOutput<decltype(extras)>{loss, extras, norm};
+    last_norm_ = norm;
+    return r;
   }
+  /// The loss (a rank-0 tensor on the step's device) and extra output I of launch()'s result.
+  template <class Result>
+  static const auto& loss_of(const Result& r) {
+    return std::get<0>(r);
+  }
+  template <std::size_t I, class Result>
+  static const auto& extra_of(const Result& r) {
+    return std::get<1 + NP + NU + I>(r);
+  }
+
   template <class... Bindings>
   auto operator()(const Bindings&... b) {
     return run(b...);
@@ -20354,6 +21061,7 @@ class TrainStep {
   Updates targets_;
   program_t program_;
   TrainStepOptions options_;
+  double last_norm_ = 0;
 };
 
 template <class Opt, class Loss>
@@ -20484,6 +21192,12 @@ struct TrainerOptions {
   /// On a CUDA device, record the training and evaluation steps as CUDA graphs and replay them
   /// (Program::set_graph_capture); false runs every kernel and library call from the host each step.
   bool cuda_graphs = true;
+  /// Read the loss and the count of correct answers back after every step. Unset (the default): yes on the
+  /// CPU, where it costs nothing; no on a CUDA device, where each read waits for the GPU to finish the step.
+  /// Without it the running sums stay on the device, are read when the progress bar is due (at most every
+  /// progress_interval_s) and at the end of the epoch, and the host queues the next step while the GPU runs
+  /// this one; a loss that is not finite is then reported at the next read, by the batch it was read at.
+  std::optional<bool> read_loss_every_step;
 };
 
 namespace detail {
@@ -20624,17 +21338,18 @@ class Trainer {
   /// Mean loss and accuracy over a loader, in eval mode.
   template <class Loader>
   std::pair<double, double> evaluate(Loader& loader) {
-    double loss = 0;
-    std::int64_t correct = 0, n = 0;
+    std::int64_t n = 0;
+    reset_sums();
     for (auto&& b : loader) {
-      const auto [l, c] = eval_step(b.x, b.y);
+      check_batch(b.x, b.y, "eval_step");
+      const auto& r = eval_.run(x_.bind(staged(b.x, eval_x_)), y_.bind(staged(b.y, eval_y_)));
       const index_t bs = b.y.shape()[0];
-      loss += l * static_cast<double>(bs);
-      correct += c;
+      accumulate(std::get<0>(r), std::get<1>(r), bs);
       n += bs;
     }
     if (n == 0) throw error("Trainer::evaluate: the loader yielded no samples");
-    return {loss / static_cast<double>(n), static_cast<double>(correct) / static_cast<double>(n)};
+    const Sums sums = read_sums();  // the only wait for the GPU in an evaluation
+    return {sums.loss / static_cast<double>(n), static_cast<double>(sums.correct) / static_cast<double>(n)};
   }
 
   /// Trains for options.epochs epochs (from the checkpoint's epoch when resuming), evaluating on `test`
@@ -20657,23 +21372,35 @@ class Trainer {
       bar_.start("epoch " + std::to_string(epoch_ + 1) + "/" + std::to_string(options_.epochs), nb);
       reset_peak_device_memory(device_);
       const auto t0 = std::chrono::steady_clock::now();
-      double loss_sum = 0;
-      std::int64_t correct = 0, samples = 0, k = 0;
+      std::int64_t samples = 0, k = 0;
+      const bool every_step = options_.read_loss_every_step.value_or(device_.is_cpu());
+      auto last_read = std::chrono::steady_clock::now();
+      Sums sums = reset_sums();
       for (auto&& b : train) {
         if (options_.schedule)
           opt_.set_lr(options_.schedule(epoch_ + static_cast<double>(k) / static_cast<double>(nb), opt_.base_lr()));
-        const auto [l, c] = train_step(b.x, b.y);
-        if (!std::isfinite(l))
-          throw error("Trainer: the loss became " + std::to_string(l) + " at epoch " + std::to_string(epoch_ + 1) +
-                      ", batch " + std::to_string(k + 1) + "; lower the learning rate or clip gradients");
+        check_batch(b.x, b.y, "train_step");
+        const auto& r = train_.launch(x_.bind(staged(b.x, train_x_)), y_.bind(staged(b.y, train_y_)));
         const index_t bs = b.y.shape()[0];
-        loss_sum += l * static_cast<double>(bs);
-        correct += c;
+        accumulate(train_t::loss_of(r), train_t::template extra_of<0>(r), bs);
         samples += bs;
         ++k;
-        bar_.update(k, samples, loss_sum / static_cast<double>(samples),
-                    static_cast<double>(correct) / static_cast<double>(samples), k == nb);
+        const auto now = std::chrono::steady_clock::now();
+        if (every_step || k == nb ||
+            std::chrono::duration<double>(now - last_read).count() >= options_.progress_interval_s) {
+          last_read = now;
+          sums = read_sums();  // waits for the steps queued so far
+          if (!std::isfinite(sums.loss))
+            throw error("Trainer: the loss became " + std::to_string(sums.loss) + " at epoch " +
+                        std::to_string(epoch_ + 1) + (every_step ? ", batch " : ", by batch ") + std::to_string(k) +
+                        "; lower the learning rate or clip gradients");
+          bar_.update(k, samples, sums.loss / static_cast<double>(samples),
+                      static_cast<double>(sums.correct) / static_cast<double>(samples), k == nb);
+        }
       }
+      if (k != nb) sums = read_sums();  // a loader that yielded another count than it announced
+      const double loss_sum = sums.loss;
+      const std::int64_t correct = sums.correct;
       st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       st.train_loss = samples ? loss_sum / static_cast<double>(samples) : 0;
       st.train_accuracy = samples ? static_cast<double>(correct) / static_cast<double>(samples) : 0;
@@ -20734,10 +21461,36 @@ class Trainer {
                         " of the batch is negative");
     }
     if (!buf.defined() || !(buf.shape() == b.shape())) buf.allocate(b.shape(), device_);
-    metagrad::detail::copy_bytes(buf.data(), device_, c.data(), c.device(),
-                                 static_cast<std::size_t>(c.numel()) * sizeof(U));
+    const std::size_t bytes = static_cast<std::size_t>(c.numel()) * sizeof(U);
+#if defined(__CUDACC__)
+    if (device_.is_cuda() && c.device().is_cpu()) {
+      // Queued behind the step that last read buf (stream order), without waiting for it.
+      metagrad::cuda::detail::copy_host_to_device_async(buf.data(), c.data(), bytes, device_.index());
+      return buf;
+    }
+#endif
+    metagrad::detail::copy_bytes(buf.data(), device_, c.data(), c.device(), bytes);
     return buf;
   }
+
+  // The running sums of a pass (an epoch, an evaluation) live on the Trainer's device: adding a step's loss
+  // and count there is a kernel queued behind the step, not a wait for it. Double for the loss, as the host's
+  // sum was, so reading every step or once gives the same bits.
+  struct Sums {
+    double loss = 0;
+    std::int64_t correct = 0;
+  };
+  Sums reset_sums() {
+    loss_sum_ = zeros<double>(Shape<0>{}, device_);
+    correct_sum_ = zeros<std::int64_t>(Shape<0>{}, device_);
+    return {};
+  }
+  template <class L, class C>
+  void accumulate(const L& loss, const C& correct, index_t batch) {
+    loss_sum_ = loss_sum_ + cast<double>(loss) * static_cast<double>(batch);
+    correct_sum_ = correct_sum_ + cast<std::int64_t>(correct);
+  }
+  Sums read_sums() const { return {loss_sum_.item(), correct_sum_.item()}; }
 
   void report(const EpochStats& st) {
     if (options_.out) {
@@ -20779,6 +21532,8 @@ class Trainer {
   YIn y_;
   Tensor<T, R> train_x_, eval_x_;  // batches copied to device_ (see staged)
   Tensor<std::int64_t, 1> train_y_, eval_y_;
+  Tensor<double, 0> loss_sum_;  // see Sums
+  Tensor<std::int64_t, 0> correct_sum_;
   train_t train_;
   eval_t eval_;
   ProgressBar bar_;
