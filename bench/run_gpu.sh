@@ -167,6 +167,11 @@ elif [ -n "$tests_bin" ]; then
 else
   fail 2 "metagrad_cuda_tests was not built"
 fi
+# The tests pass by skipping when they see no device (CI has none); here that is a failure: CUDA 13 needs a
+# driver of the 580 series or newer, and an older one shows no device to the runtime.
+if grep -q 'skipped: no CUDA device' "$RES/tests.txt" 2>/dev/null; then
+  fail 1 "the CUDA tests saw no device (nvidia-smi.txt has the driver; CUDA 13 needs 580 or newer)"
+fi
 
 # ---- benchmarks ---------------------------------------------------------------------------------------------
 bench_bin=$(find "$BUILD" -name bench_cuda -type f -perm -u+x | head -1)

@@ -11876,6 +11876,7 @@ METAGRAD_NAMESPACE_END
 
 #if defined(__CUDACC__)
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -12326,7 +12327,10 @@ class CachingAllocator {
     {
       DeviceGuard g(device);
       cudaError_t e = cudaMalloc(&p, size);
-      if (e == cudaErrorMemoryAllocation) {
+      // Out of memory: hand the cached blocks back to the driver and try again; not while a step is being
+      // recorded, where the device synchronisation that must come first is illegal (the recording then fails
+      // with the error below and the step runs without a graph).
+      if (e == cudaErrorMemoryAllocation && !recording_.count(device)) {
         (void)cudaGetLastError();
         release_cached(device, pool);
         e = cudaMalloc(&p, size);
@@ -12359,9 +12363,11 @@ class CachingAllocator {
     pool.stats.current_bytes -= static_cast<std::int64_t>(l.size);
     // A block freed while a step is recorded, or made by a recording that is still replayed, is read and
     // written by every replay: it stays the recording's until the graph is destroyed.
+    // A block made by a recording whose graph lives stays that recording's even when freed while another
+    // one records (a train and an eval step recording in turn): its replays still write it.
     const auto rec = recording_.find(l.device);
-    std::uint64_t owner = rec != recording_.end() ? rec->second : 0;
-    if (!owner && l.owner && private_.count(l.owner)) owner = l.owner;
+    std::uint64_t owner = l.owner && private_.count(l.owner) ? l.owner : 0;
+    if (!owner && rec != recording_.end()) owner = rec->second;
     (owner ? private_[owner] : pool.free).emplace(Key{l.stream, l.size}, p);
   }
 
@@ -12509,9 +12515,24 @@ struct PinnedStaging {
       }
   }
 };
-inline PinnedStaging& staging() {
-  static auto* s = new PinnedStaging();
-  return *s;
+// One per device: an event may only be recorded on a stream of the device it was made on.
+inline PinnedStaging& staging(int device) {
+  static auto* all = new std::map<int, PinnedStaging>();
+  static std::mutex m;
+  std::lock_guard<std::mutex> lock(m);
+  return (*all)[device];  // std::map never moves its elements
+}
+
+/// @throws cuda_error naming `what` when stream(device) is recording a CUDA graph: a host copy there would be
+///         recorded once and replayed with whatever the host buffer then holds (or, synchronising, break the
+///         recording).
+inline void refuse_during_capture(int device, const char* what) {
+  cudaStreamCaptureStatus c = cudaStreamCaptureStatusNone;
+  check(cudaStreamIsCapturing(stream(device), &c), "cudaStreamIsCapturing");
+  if (c != cudaStreamCaptureStatusNone)
+    throw cuda_error(std::string(what) + " on cuda:" + std::to_string(device) +
+                     " while a CUDA graph is being recorded: copies between host and device belong outside a "
+                     "recorded step");
 }
 
 // Below this size a plain cudaMemcpy (the driver stages it) is as fast as the pipeline.
@@ -12519,13 +12540,14 @@ inline constexpr std::size_t staging_threshold = std::size_t(1) << 20;
 
 inline void copy_host_to_device(void* dst, const void* src, std::size_t bytes, int device) {
   DeviceGuard g(device);
+  refuse_during_capture(device, "copy from host");
   const cudaStream_t st = stream(device);
   if (bytes < staging_threshold) {
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st), "cudaMemcpyAsync (host to device)");
     check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
     return;
   }
-  auto& s = staging();
+  auto& s = staging(device);
   std::lock_guard<std::mutex> lock(s.mutex);
   s.make_buffers();
   std::size_t off = 0;
@@ -12552,9 +12574,13 @@ struct UploadRing {
   int next = 0;
   std::mutex mutex;
 };
-inline UploadRing& upload_ring() {
-  static auto* r = new UploadRing();  // never destroyed: the CUDA context may be gone before static destructors
-  return *r;
+// One per device (events belong to a device); never destroyed: the CUDA context may be gone before static
+// destructors run.
+inline UploadRing& upload_ring(int device) {
+  static auto* all = new std::map<int, UploadRing>();
+  static std::mutex m;
+  std::lock_guard<std::mutex> lock(m);
+  return (*all)[device];
 }
 
 /// Copies `bytes` of host memory at src to device memory at dst, queued on stream(device), and returns
@@ -12566,7 +12592,8 @@ inline UploadRing& upload_ring() {
 inline void copy_host_to_device_async(void* dst, const void* src, std::size_t bytes, int device) {
   if (bytes == 0) return;
   DeviceGuard g(device);
-  auto& r = upload_ring();
+  refuse_during_capture(device, "upload from host");
+  auto& r = upload_ring(device);
   std::lock_guard<std::mutex> lock(r.mutex);
   const int k = r.next;
   r.next = (r.next + 1) % UploadRing::slots;
@@ -12587,13 +12614,14 @@ inline void copy_host_to_device_async(void* dst, const void* src, std::size_t by
 
 inline void copy_device_to_host(void* dst, const void* src, std::size_t bytes, int device) {
   DeviceGuard g(device);
+  refuse_during_capture(device, "copy to host");
   const cudaStream_t st = stream(device);
   if (bytes < staging_threshold) {
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync (device to host)");
     check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
     return;
   }
-  auto& s = staging();
+  auto& s = staging(device);
   std::lock_guard<std::mutex> lock(s.mutex);
   s.make_buffers();
   // Chunk k is copied out of its pinned buffer while chunk k + 1 is in flight into the other one.
@@ -13108,7 +13136,8 @@ struct ConvPlan {
   int algo = 0;
   cudnnMathType_t math = CUDNN_DEFAULT_MATH;
   std::size_t workspace = 0;
-  bool searched = false;  ///< chosen by timing (cudnnFind...Ex) rather than the heuristics
+  bool searched = false;           ///< chosen by timing (cudnnFind...Ex) rather than the heuristics
+  bool chosen_in_capture = false;  ///< chosen while a graph was recorded (heuristics only): search again later
 };
 
 /// The convolution plans of this process, keyed by ConvAlgoKey. Plans are never removed (a program has few
@@ -13241,26 +13270,30 @@ std::size_t search_workspace(const Perf* perf, int n, SizeOf&& size_of) {
 template <class T>
 void choose_algorithm(cudnn::ConvPlan& p, cudnnHandle_t h, const Conv2dCall<T>& c, cudnnMathType_t wanted, int device) {
   const std::string ctx = conv_context(c.pass, c.geom);
-  auto finish = [&](int algo, cudnnMathType_t reported, std::size_t ws, bool searched) {
-    p.algo = algo;
-    // With FMA math asked for, the descriptor keeps it whatever the report says: a "default" report would
-    // let cuDNN choose TF32 kernels at run time.
-    p.math = wanted == CUDNN_FMA_MATH ? CUDNN_FMA_MATH : reported;
-    p.workspace = ws;
-    p.searched = searched;
-    p.conv.set_math(p.math);
-  };
   auto run_search = [&](auto get_v7, auto find_ex, auto size_of, auto* perf, int count) {
+    // Sets the plan to `algo`. With FMA math asked for, the descriptor keeps it whatever the report says (a
+    // "default" report would let cuDNN choose TF32 kernels at run time). The workspace is asked for again under
+    // the math type the descriptor now has, and the larger of the two answers kept.
+    auto finish = [&](auto algo, cudnnMathType_t reported, std::size_t ws, bool searched, bool in_capture) {
+      p.algo = static_cast<int>(algo);
+      p.math = wanted == CUDNN_FMA_MATH ? CUDNN_FMA_MATH : reported;
+      p.conv.set_math(p.math);
+      std::size_t again = 0;
+      cudnn::check(size_of(algo, again), "cudnnGetConvolution*WorkspaceSize" + ctx);
+      p.workspace = std::max(ws, again);
+      p.searched = searched;
+      p.chosen_in_capture = in_capture;
+    };
     int n = 0;
     cudnn::check(get_v7(count, &n, perf), "cudnnGetConvolution*Algorithm_v7" + ctx);
     const int heuristic = cudnn::detail::pick(perf, n, wanted, cudnn::max_search_workspace);
     if (heuristic < 0) throw cuda_error("conv2d on " + c.device.str() + ": cuDNN offers no algorithm" + ctx);
     std::size_t ws_heuristic = 0;
     cudnn::check(size_of(perf[heuristic].algo, ws_heuristic), "cudnnGetConvolution*WorkspaceSize" + ctx);
-    const auto h_algo = static_cast<int>(perf[heuristic].algo);
+    const auto h_algo = perf[heuristic].algo;
     const auto h_math = perf[heuristic].mathType;
     if (cudnn::detail::stream_capturing(device)) {
-      finish(h_algo, h_math, ws_heuristic, false);
+      finish(h_algo, h_math, ws_heuristic, false, true);
       return;
     }
     const std::size_t ws = search_workspace(perf, n, size_of);
@@ -13269,10 +13302,10 @@ void choose_algorithm(cudnn::ConvPlan& p, cudnnHandle_t h, const Conv2dCall<T>& 
     cudnn::check(find_ex(count, &found, perf, buf.get(), ws), "cudnnFindConvolution*AlgorithmEx" + ctx);
     const int best = cudnn::detail::pick(perf, found, wanted, ws);
     if (best < 0) {
-      finish(h_algo, h_math, ws_heuristic, false);
+      finish(h_algo, h_math, ws_heuristic, false, false);
       return;
     }
-    finish(static_cast<int>(perf[best].algo), perf[best].mathType, perf[best].memory, true);
+    finish(perf[best].algo, perf[best].mathType, perf[best].memory, true, false);
   };
   const auto xd = p.x.get(), yd = p.y.get();
   const auto wd = p.w.get();
@@ -13330,7 +13363,13 @@ cudnn::ConvPlan& conv_plan(const Conv2dCall<T>& c, cudnnHandle_t h) {
   const bool tf32 = std::is_same_v<T, float> && allow_tf32();
   const ConvAlgoKey key{c.pass, cudnn_dtype_of<T>(), tf32, c.geom, device};
   auto& cache = cudnn::conv_plan_cache();
-  if (cudnn::ConvPlan* p = cache.find(key)) return *p;
+  if (cudnn::ConvPlan* p = cache.find(key)) {
+    // A geometry first met while a graph was being recorded took the heuristics' choice (no search may run
+    // then): searched on the first eager call instead. Graphs recorded with the old choice keep it.
+    if (p->chosen_in_capture && !cudnn::detail::stream_capturing(device))
+      detail::choose_algorithm(*p, h, c, cudnn::conv_math(key.dtype, tf32), device);
+    return *p;
+  }
   const CudnnConvParams params = cudnn_conv_params(c.geom);
   auto plan = std::make_unique<cudnn::ConvPlan>(params, cudnn::data_type<T>());
   detail::choose_algorithm(*plan, h, c, cudnn::conv_math(key.dtype, tf32), device);
@@ -13435,9 +13474,13 @@ void conv_bias_forward(const Conv2dCall<T>& c, cudnnHandle_t h, cudnn::ConvPlan&
       ++conv_bias_state().fused;
       return;
     }
-    // A refusal is a property of the geometry: remembered, and answered by the fallback. Any other failure,
-    // or a refusal of a call that ran before, is an error.
-    if (s != CUDNN_STATUS_NOT_SUPPORTED || fused == 1) cudnn::check(s, "cudnnConvolutionBiasActivationForward" + ctx);
+    // A refusal is a property of the geometry: remembered, and answered by the fallback. cuDNN 9 refuses with
+    // sub-codes of NOT_SUPPORTED (3001 _SHAPE, 3002 _DATA_TYPE, ...), and the fused call's documented limits
+    // (algorithm, data type, activation) may also come back as BAD_PARAM, so on the first try of a geometry
+    // either category is a refusal. A failure of a call that ran before, or of another kind, is an error.
+    const int category = CUDNN_STATUS_CATEGORY(static_cast<int>(s));
+    if (fused == 1 || (category != CUDNN_STATUS_NOT_SUPPORTED && category != CUDNN_STATUS_BAD_PARAM))
+      cudnn::check(s, "cudnnConvolutionBiasActivationForward" + ctx);
     fused = 0;
   }
   DeviceBuffer ws(p.workspace, device);
@@ -13534,6 +13577,7 @@ METAGRAD_NAMESPACE_END
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 
 // #include <metagrad/core/config.hpp> (inlined above)
@@ -13814,7 +13858,10 @@ void run_elementwise(T* out, const Strides<R>& ostr, const Shape<R>& shape, cons
                   "metagrad: this fused expression's plan exceeds the kernel-parameter budget; "
                   "evaluate part of it into a tensor first (eval(...))");
     const bool flat = plan.is_flat() && is_contiguous(shape, ostr);
-    if (cpu::fits_int32<P, T, R>(plan, shape, ostr))
+    // 32-bit indices only with room for the grid-stride step: i + gridDim.x * blockDim.x (at most a few
+    // million) must not wrap past INT32_MAX while i < n.
+    constexpr index_t step_room = index_t(1) << 24;
+    if (n < std::numeric_limits<std::int32_t>::max() - step_room && cpu::fits_int32<P, T, R>(plan, shape, ostr))
       detail::launch_elementwise<T, R, P, std::int32_t>(out, ostr, shape, plan, static_cast<std::int32_t>(n), flat,
                                                         device, st);
     else
@@ -15041,7 +15088,8 @@ bool cudnn_softmax(const SoftmaxCall<T>& call, bool backward) {
                                                                call.x, desc.get(), call.g, &zero, desc.get(), call.out)
                                         : cudnnSoftmaxForward(h, algo, CUDNN_SOFTMAX_MODE_CHANNEL, &one, desc.get(),
                                                               call.x, &zero, desc.get(), call.out);
-  if (status == CUDNN_STATUS_NOT_SUPPORTED) return false;  // this cuDNN lacks the case: metagrad's kernel
+  // This cuDNN lacks the case (cuDNN 9 answers with sub-codes of NOT_SUPPORTED): metagrad's kernel.
+  if (CUDNN_STATUS_CATEGORY(status) == CUDNN_STATUS_NOT_SUPPORTED) return false;
   if (status != CUDNN_STATUS_SUCCESS)                      // the message is built only on failure
     cudnn::check(status, std::string(backward ? "cudnnSoftmaxBackward (" : "cudnnSoftmaxForward (") +
                              metagrad::detail::softmax_name(call.log) + ", " + cudnn::TensorDescriptor::dims(d) + ")");

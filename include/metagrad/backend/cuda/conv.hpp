@@ -18,6 +18,7 @@
 
 #if defined(__CUDACC__)
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -94,26 +95,30 @@ std::size_t search_workspace(const Perf* perf, int n, SizeOf&& size_of) {
 template <class T>
 void choose_algorithm(cudnn::ConvPlan& p, cudnnHandle_t h, const Conv2dCall<T>& c, cudnnMathType_t wanted, int device) {
   const std::string ctx = conv_context(c.pass, c.geom);
-  auto finish = [&](int algo, cudnnMathType_t reported, std::size_t ws, bool searched) {
-    p.algo = algo;
-    // With FMA math asked for, the descriptor keeps it whatever the report says: a "default" report would
-    // let cuDNN choose TF32 kernels at run time.
-    p.math = wanted == CUDNN_FMA_MATH ? CUDNN_FMA_MATH : reported;
-    p.workspace = ws;
-    p.searched = searched;
-    p.conv.set_math(p.math);
-  };
   auto run_search = [&](auto get_v7, auto find_ex, auto size_of, auto* perf, int count) {
+    // Sets the plan to `algo`. With FMA math asked for, the descriptor keeps it whatever the report says (a
+    // "default" report would let cuDNN choose TF32 kernels at run time). The workspace is asked for again under
+    // the math type the descriptor now has, and the larger of the two answers kept.
+    auto finish = [&](auto algo, cudnnMathType_t reported, std::size_t ws, bool searched, bool in_capture) {
+      p.algo = static_cast<int>(algo);
+      p.math = wanted == CUDNN_FMA_MATH ? CUDNN_FMA_MATH : reported;
+      p.conv.set_math(p.math);
+      std::size_t again = 0;
+      cudnn::check(size_of(algo, again), "cudnnGetConvolution*WorkspaceSize" + ctx);
+      p.workspace = std::max(ws, again);
+      p.searched = searched;
+      p.chosen_in_capture = in_capture;
+    };
     int n = 0;
     cudnn::check(get_v7(count, &n, perf), "cudnnGetConvolution*Algorithm_v7" + ctx);
     const int heuristic = cudnn::detail::pick(perf, n, wanted, cudnn::max_search_workspace);
     if (heuristic < 0) throw cuda_error("conv2d on " + c.device.str() + ": cuDNN offers no algorithm" + ctx);
     std::size_t ws_heuristic = 0;
     cudnn::check(size_of(perf[heuristic].algo, ws_heuristic), "cudnnGetConvolution*WorkspaceSize" + ctx);
-    const auto h_algo = static_cast<int>(perf[heuristic].algo);
+    const auto h_algo = perf[heuristic].algo;
     const auto h_math = perf[heuristic].mathType;
     if (cudnn::detail::stream_capturing(device)) {
-      finish(h_algo, h_math, ws_heuristic, false);
+      finish(h_algo, h_math, ws_heuristic, false, true);
       return;
     }
     const std::size_t ws = search_workspace(perf, n, size_of);
@@ -122,10 +127,10 @@ void choose_algorithm(cudnn::ConvPlan& p, cudnnHandle_t h, const Conv2dCall<T>& 
     cudnn::check(find_ex(count, &found, perf, buf.get(), ws), "cudnnFindConvolution*AlgorithmEx" + ctx);
     const int best = cudnn::detail::pick(perf, found, wanted, ws);
     if (best < 0) {
-      finish(h_algo, h_math, ws_heuristic, false);
+      finish(h_algo, h_math, ws_heuristic, false, false);
       return;
     }
-    finish(static_cast<int>(perf[best].algo), perf[best].mathType, perf[best].memory, true);
+    finish(perf[best].algo, perf[best].mathType, perf[best].memory, true, false);
   };
   const auto xd = p.x.get(), yd = p.y.get();
   const auto wd = p.w.get();
@@ -183,7 +188,13 @@ cudnn::ConvPlan& conv_plan(const Conv2dCall<T>& c, cudnnHandle_t h) {
   const bool tf32 = std::is_same_v<T, float> && allow_tf32();
   const ConvAlgoKey key{c.pass, cudnn_dtype_of<T>(), tf32, c.geom, device};
   auto& cache = cudnn::conv_plan_cache();
-  if (cudnn::ConvPlan* p = cache.find(key)) return *p;
+  if (cudnn::ConvPlan* p = cache.find(key)) {
+    // A geometry first met while a graph was being recorded took the heuristics' choice (no search may run
+    // then): searched on the first eager call instead. Graphs recorded with the old choice keep it.
+    if (p->chosen_in_capture && !cudnn::detail::stream_capturing(device))
+      detail::choose_algorithm(*p, h, c, cudnn::conv_math(key.dtype, tf32), device);
+    return *p;
+  }
   const CudnnConvParams params = cudnn_conv_params(c.geom);
   auto plan = std::make_unique<cudnn::ConvPlan>(params, cudnn::data_type<T>());
   detail::choose_algorithm(*plan, h, c, cudnn::conv_math(key.dtype, tf32), device);
@@ -288,9 +299,13 @@ void conv_bias_forward(const Conv2dCall<T>& c, cudnnHandle_t h, cudnn::ConvPlan&
       ++conv_bias_state().fused;
       return;
     }
-    // A refusal is a property of the geometry: remembered, and answered by the fallback. Any other failure,
-    // or a refusal of a call that ran before, is an error.
-    if (s != CUDNN_STATUS_NOT_SUPPORTED || fused == 1) cudnn::check(s, "cudnnConvolutionBiasActivationForward" + ctx);
+    // A refusal is a property of the geometry: remembered, and answered by the fallback. cuDNN 9 refuses with
+    // sub-codes of NOT_SUPPORTED (3001 _SHAPE, 3002 _DATA_TYPE, ...), and the fused call's documented limits
+    // (algorithm, data type, activation) may also come back as BAD_PARAM, so on the first try of a geometry
+    // either category is a refusal. A failure of a call that ran before, or of another kind, is an error.
+    const int category = CUDNN_STATUS_CATEGORY(static_cast<int>(s));
+    if (fused == 1 || (category != CUDNN_STATUS_NOT_SUPPORTED && category != CUDNN_STATUS_BAD_PARAM))
+      cudnn::check(s, "cudnnConvolutionBiasActivationForward" + ctx);
     fused = 0;
   }
   DeviceBuffer ws(p.workspace, device);

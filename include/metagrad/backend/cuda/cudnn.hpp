@@ -224,7 +224,8 @@ struct ConvPlan {
   int algo = 0;
   cudnnMathType_t math = CUDNN_DEFAULT_MATH;
   std::size_t workspace = 0;
-  bool searched = false;  ///< chosen by timing (cudnnFind...Ex) rather than the heuristics
+  bool searched = false;           ///< chosen by timing (cudnnFind...Ex) rather than the heuristics
+  bool chosen_in_capture = false;  ///< chosen while a graph was recorded (heuristics only): search again later
 };
 
 /// The convolution plans of this process, keyed by ConvAlgoKey. Plans are never removed (a program has few

@@ -11,6 +11,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 
 #include "../../core/config.hpp"
@@ -120,7 +121,10 @@ void run_elementwise(T* out, const Strides<R>& ostr, const Shape<R>& shape, cons
                   "metagrad: this fused expression's plan exceeds the kernel-parameter budget; "
                   "evaluate part of it into a tensor first (eval(...))");
     const bool flat = plan.is_flat() && is_contiguous(shape, ostr);
-    if (cpu::fits_int32<P, T, R>(plan, shape, ostr))
+    // 32-bit indices only with room for the grid-stride step: i + gridDim.x * blockDim.x (at most a few
+    // million) must not wrap past INT32_MAX while i < n.
+    constexpr index_t step_room = index_t(1) << 24;
+    if (n < std::numeric_limits<std::int32_t>::max() - step_room && cpu::fits_int32<P, T, R>(plan, shape, ostr))
       detail::launch_elementwise<T, R, P, std::int32_t>(out, ostr, shape, plan, static_cast<std::int32_t>(n), flat,
                                                         device, st);
     else

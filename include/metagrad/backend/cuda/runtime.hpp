@@ -167,7 +167,10 @@ class CachingAllocator {
     {
       DeviceGuard g(device);
       cudaError_t e = cudaMalloc(&p, size);
-      if (e == cudaErrorMemoryAllocation) {
+      // Out of memory: hand the cached blocks back to the driver and try again; not while a step is being
+      // recorded, where the device synchronisation that must come first is illegal (the recording then fails
+      // with the error below and the step runs without a graph).
+      if (e == cudaErrorMemoryAllocation && !recording_.count(device)) {
         (void)cudaGetLastError();
         release_cached(device, pool);
         e = cudaMalloc(&p, size);
@@ -200,9 +203,11 @@ class CachingAllocator {
     pool.stats.current_bytes -= static_cast<std::int64_t>(l.size);
     // A block freed while a step is recorded, or made by a recording that is still replayed, is read and
     // written by every replay: it stays the recording's until the graph is destroyed.
+    // A block made by a recording whose graph lives stays that recording's even when freed while another
+    // one records (a train and an eval step recording in turn): its replays still write it.
     const auto rec = recording_.find(l.device);
-    std::uint64_t owner = rec != recording_.end() ? rec->second : 0;
-    if (!owner && l.owner && private_.count(l.owner)) owner = l.owner;
+    std::uint64_t owner = l.owner && private_.count(l.owner) ? l.owner : 0;
+    if (!owner && rec != recording_.end()) owner = rec->second;
     (owner ? private_[owner] : pool.free).emplace(Key{l.stream, l.size}, p);
   }
 
@@ -350,9 +355,24 @@ struct PinnedStaging {
       }
   }
 };
-inline PinnedStaging& staging() {
-  static auto* s = new PinnedStaging();
-  return *s;
+// One per device: an event may only be recorded on a stream of the device it was made on.
+inline PinnedStaging& staging(int device) {
+  static auto* all = new std::map<int, PinnedStaging>();
+  static std::mutex m;
+  std::lock_guard<std::mutex> lock(m);
+  return (*all)[device];  // std::map never moves its elements
+}
+
+/// @throws cuda_error naming `what` when stream(device) is recording a CUDA graph: a host copy there would be
+///         recorded once and replayed with whatever the host buffer then holds (or, synchronising, break the
+///         recording).
+inline void refuse_during_capture(int device, const char* what) {
+  cudaStreamCaptureStatus c = cudaStreamCaptureStatusNone;
+  check(cudaStreamIsCapturing(stream(device), &c), "cudaStreamIsCapturing");
+  if (c != cudaStreamCaptureStatusNone)
+    throw cuda_error(std::string(what) + " on cuda:" + std::to_string(device) +
+                     " while a CUDA graph is being recorded: copies between host and device belong outside a "
+                     "recorded step");
 }
 
 // Below this size a plain cudaMemcpy (the driver stages it) is as fast as the pipeline.
@@ -360,13 +380,14 @@ inline constexpr std::size_t staging_threshold = std::size_t(1) << 20;
 
 inline void copy_host_to_device(void* dst, const void* src, std::size_t bytes, int device) {
   DeviceGuard g(device);
+  refuse_during_capture(device, "copy from host");
   const cudaStream_t st = stream(device);
   if (bytes < staging_threshold) {
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st), "cudaMemcpyAsync (host to device)");
     check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
     return;
   }
-  auto& s = staging();
+  auto& s = staging(device);
   std::lock_guard<std::mutex> lock(s.mutex);
   s.make_buffers();
   std::size_t off = 0;
@@ -393,9 +414,13 @@ struct UploadRing {
   int next = 0;
   std::mutex mutex;
 };
-inline UploadRing& upload_ring() {
-  static auto* r = new UploadRing();  // never destroyed: the CUDA context may be gone before static destructors
-  return *r;
+// One per device (events belong to a device); never destroyed: the CUDA context may be gone before static
+// destructors run.
+inline UploadRing& upload_ring(int device) {
+  static auto* all = new std::map<int, UploadRing>();
+  static std::mutex m;
+  std::lock_guard<std::mutex> lock(m);
+  return (*all)[device];
 }
 
 /// Copies `bytes` of host memory at src to device memory at dst, queued on stream(device), and returns
@@ -407,7 +432,8 @@ inline UploadRing& upload_ring() {
 inline void copy_host_to_device_async(void* dst, const void* src, std::size_t bytes, int device) {
   if (bytes == 0) return;
   DeviceGuard g(device);
-  auto& r = upload_ring();
+  refuse_during_capture(device, "upload from host");
+  auto& r = upload_ring(device);
   std::lock_guard<std::mutex> lock(r.mutex);
   const int k = r.next;
   r.next = (r.next + 1) % UploadRing::slots;
@@ -428,13 +454,14 @@ inline void copy_host_to_device_async(void* dst, const void* src, std::size_t by
 
 inline void copy_device_to_host(void* dst, const void* src, std::size_t bytes, int device) {
   DeviceGuard g(device);
+  refuse_during_capture(device, "copy to host");
   const cudaStream_t st = stream(device);
   if (bytes < staging_threshold) {
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync (device to host)");
     check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
     return;
   }
-  auto& s = staging();
+  auto& s = staging(device);
   std::lock_guard<std::mutex> lock(s.mutex);
   s.make_buffers();
   // Chunk k is copied out of its pinned buffer while chunk k + 1 is in flight into the other one.

@@ -142,7 +142,8 @@ bool cudnn_softmax(const SoftmaxCall<T>& call, bool backward) {
                                                                call.x, desc.get(), call.g, &zero, desc.get(), call.out)
                                         : cudnnSoftmaxForward(h, algo, CUDNN_SOFTMAX_MODE_CHANNEL, &one, desc.get(),
                                                               call.x, &zero, desc.get(), call.out);
-  if (status == CUDNN_STATUS_NOT_SUPPORTED) return false;  // this cuDNN lacks the case: metagrad's kernel
+  // This cuDNN lacks the case (cuDNN 9 answers with sub-codes of NOT_SUPPORTED): metagrad's kernel.
+  if (CUDNN_STATUS_CATEGORY(status) == CUDNN_STATUS_NOT_SUPPORTED) return false;
   if (status != CUDNN_STATUS_SUCCESS)                      // the message is built only on failure
     cudnn::check(status, std::string(backward ? "cudnnSoftmaxBackward (" : "cudnnSoftmaxForward (") +
                              metagrad::detail::softmax_name(call.log) + ", " + cudnn::TensorDescriptor::dims(d) + ")");
