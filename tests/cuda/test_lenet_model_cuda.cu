@@ -1,6 +1,7 @@
 // LeNet-5 on the GPU against the CPU: one batch's loss and gradients in double precision (cuDNN convolutions
 // and pooling, cuBLAS, fused kernels, reductions, all in one compiled Program), and whole training steps of
-// the Trainer in float: on the GPU against the CPU, and replayed as a CUDA graph against run from the host.
+// the Trainer in float: on the GPU against the CPU, and replayed as a CUDA graph against run from the host;
+// fit() with its GPU default (asynchronous uploads, running sums read when due) against reading every step.
 // Built only with METAGRAD_BUILD_CUDA_MODELS (a whole model's nvcc build takes many minutes; CI skips it).
 #include <doctest/doctest.h>
 
@@ -167,6 +168,40 @@ void compare_training_steps() {
   const auto [le_plain, ce_plain] = t_plain.eval_step(xe, ye);
   CHECK(std::fabs(le_graph - le_plain) <= 1e-5 * std::fabs(le_plain));
   CHECK(std::abs(ce_graph - ce_plain) <= 1);  // a near-tie of two logits may flip
+
+  // fit() over host batches: the GPU default (uploads that do not wait, running sums read when due) against
+  // reading the loss after every step. The same steps in the same order: the same figures and parameters, up
+  // to cuDNN algorithms that may add in another order from run to run.
+  struct Batch {
+    mg::Tensor<T, 4> x;
+    mg::Tensor<std::int64_t, 1> y;
+  };
+  struct Loader {
+    const std::vector<Batch>* batches;
+    std::size_t num_batches() const { return batches->size(); }
+    auto begin() const { return batches->begin(); }
+    auto end() const { return batches->end(); }
+  };
+  std::vector<Batch> batches;
+  for (int b = 0; b < 12; ++b)
+    batches.push_back({mg::eval(mg::normal<T>({64, 1, 28, 28})), mg::randint<std::int64_t>(0, 10, {64})});
+  Loader loader{&batches};
+  auto m_every = make(gpu), m_due = make(gpu);
+  nn::SGD o_every(m_every->params(), {.lr = 0.05, .momentum = 0.9});
+  nn::SGD o_due(m_due->params(), {.lr = 0.05, .momentum = 0.9});
+  nn::TrainerOptions every = quiet;
+  every.read_loss_every_step = true;
+  nn::Trainer<Model, Opt, decltype(loss_fn), 4> t_every(*m_every, o_every, loss_fn, every);
+  nn::Trainer<Model, Opt, decltype(loss_fn), 4> t_due(*m_due, o_due, loss_fn, quiet);
+  const auto s_every = t_every.fit(loader, &loader);
+  const auto s_due = t_due.fit(loader, &loader);
+  REQUIRE(s_every.size() == 1);
+  REQUIRE(s_due.size() == 1);
+  CHECK(std::fabs(s_due[0].train_loss - s_every[0].train_loss) <= 1e-5 * std::fabs(s_every[0].train_loss));
+  CHECK(std::fabs(s_due[0].train_accuracy - s_every[0].train_accuracy) <= 2.0 / 768);
+  CHECK(std::fabs(s_due[0].test_loss - s_every[0].test_loss) <= 1e-5 * std::fabs(s_every[0].test_loss));
+  CHECK(max_scaled_difference(param_values(*m_due), param_values(*m_every)) < 1e-5);
+  CHECK(t_due.train_program().graph_replays() >= 9);
 }
 }  // namespace
 
