@@ -110,6 +110,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max
 
 # ---- a prebuilt bundle: libraries and programs, no build ---------------------------------------------------
 if [ -n "${BUNDLE:-}" ]; then
+  [ ! -d "$BUNDLE/bin" ] && [ -f "$BUNDLE/bin.tar.xz" ] && tar -C "$BUNDLE" -xJf "$BUNDLE/bin.tar.xz"
   [ -x "$BUNDLE/bin/metagrad_cuda_tests" ] || { fail 2 "BUNDLE=$BUNDLE has no bin/metagrad_cuda_tests (run bench/gpu_bundle.sh)"; exit; }
   # CUDA's libraries come from this machine: the toolkit's lib64, or the pip wheels next to PyTorch.
   libdirs=("$(cd "$BUNDLE/lib" && pwd)")
