@@ -110,11 +110,16 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max
 
 # ---- a prebuilt bundle: libraries and programs, no build ---------------------------------------------------
 if [ -n "${BUNDLE:-}" ]; then
-  [ ! -d "$BUNDLE/bin" ] && [ -f "$BUNDLE/bin.tar.xz" ] && tar -C "$BUNDLE" -xJf "$BUNDLE/bin.tar.xz"
+  if [ ! -d "$BUNDLE/bin" ] && [ -f "$BUNDLE/programs.tar.xz" ]; then
+    say "unpacking $BUNDLE/programs.tar.xz"
+    tar -C "$BUNDLE" -xJf "$BUNDLE/programs.tar.xz" || { fail 2 "unpacking $BUNDLE/programs.tar.xz"; exit; }
+  fi
   [ -x "$BUNDLE/bin/metagrad_cuda_tests" ] || { fail 2 "BUNDLE=$BUNDLE has no bin/metagrad_cuda_tests (run bench/gpu_bundle.sh)"; exit; }
   # CUDA's libraries come from this machine: the toolkit's lib64, or the pip wheels next to PyTorch.
   libdirs=("$(cd "$BUNDLE/lib" && pwd)")
-  roots=(/usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu /usr/local/nvidia/lib64)
+  roots=(/usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu
+    /usr/local/nvidia/lib64)
+  for d in /usr/local/cuda-*/lib64 /usr/local/cuda-*/lib; do [ -d "$d" ] && roots+=("$d"); done
   while IFS= read -r d; do roots+=("$d"); done < <(python3 -c 'import site; print("\n".join(site.getsitepackages()))' 2>/dev/null)
   for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcudnn.so.9; do
     hit=$(find "${roots[@]}" -maxdepth 5 -name "$lib" 2>/dev/null | head -1)
