@@ -15090,7 +15090,7 @@ bool cudnn_softmax(const SoftmaxCall<T>& call, bool backward) {
                                                               call.x, &zero, desc.get(), call.out);
   // This cuDNN lacks the case (cuDNN 9 answers with sub-codes of NOT_SUPPORTED): metagrad's kernel.
   if (CUDNN_STATUS_CATEGORY(status) == CUDNN_STATUS_NOT_SUPPORTED) return false;
-  if (status != CUDNN_STATUS_SUCCESS)                      // the message is built only on failure
+  if (status != CUDNN_STATUS_SUCCESS)  // the message is built only on failure
     cudnn::check(status, std::string(backward ? "cudnnSoftmaxBackward (" : "cudnnSoftmaxForward (") +
                              metagrad::detail::softmax_name(call.log) + ", " + cudnn::TensorDescriptor::dims(d) + ")");
   return true;
@@ -21369,14 +21369,13 @@ class Trainer {
   /// of correct predictions. @throws shape_error when the batch's inputs and labels disagree; error for a
   /// negative label of a batch on the host that goes to a device (the device step does not check them).
   std::pair<double, std::int64_t> train_step(const Tensor<T, R>& x, const Tensor<std::int64_t, 1>& y) {
-    check_batch(x, y, "train_step");
-    auto out = train_.run(x_.bind(staged(x, train_x_)), y_.bind(staged(y, train_y_)));
-    return {out.loss, static_cast<std::int64_t>(std::get<0>(out.extras).item())};
+    const auto& r = launch_train(x, y);
+    return {static_cast<double>(train_t::loss_of(r).item()),
+            static_cast<std::int64_t>(train_t::template extra_of<0>(r).item())};
   }
   /// Loss and correct predictions on a batch in eval mode (nothing is updated).
   std::pair<double, std::int64_t> eval_step(const Tensor<T, R>& x, const Tensor<std::int64_t, 1>& y) {
-    check_batch(x, y, "eval_step");
-    const auto& r = eval_.run(x_.bind(staged(x, eval_x_)), y_.bind(staged(y, eval_y_)));
+    const auto& r = run_eval(x, y);
     return {static_cast<double>(std::get<0>(r).item()), static_cast<std::int64_t>(std::get<1>(r).item())};
   }
 
@@ -21389,8 +21388,7 @@ class Trainer {
     std::int64_t n = 0;
     reset_sums();
     for (auto&& b : loader) {
-      check_batch(b.x, b.y, "eval_step");
-      const auto& r = eval_.run(x_.bind(staged(b.x, eval_x_)), y_.bind(staged(b.y, eval_y_)));
+      const auto& r = run_eval(b.x, b.y);
       const index_t bs = b.y.shape()[0];
       accumulate(std::get<0>(r), std::get<1>(r), bs);
       n += bs;
@@ -21427,8 +21425,7 @@ class Trainer {
       for (auto&& b : train) {
         if (options_.schedule)
           opt_.set_lr(options_.schedule(epoch_ + static_cast<double>(k) / static_cast<double>(nb), opt_.base_lr()));
-        check_batch(b.x, b.y, "train_step");
-        const auto& r = train_.launch(x_.bind(staged(b.x, train_x_)), y_.bind(staged(b.y, train_y_)));
+        const auto& r = launch_train(b.x, b.y);
         const index_t bs = b.y.shape()[0];
         accumulate(train_t::loss_of(r), train_t::template extra_of<0>(r), bs);
         samples += bs;
@@ -21493,6 +21490,17 @@ class Trainer {
     if (x.shape()[0] != y.shape()[0])
       throw shape_error(std::string("Trainer::") + op + ": the batch has " + std::to_string(x.shape()[0]) + " inputs " +
                         to_string(x.shape()) + " but " + std::to_string(y.shape()[0]) + " labels");
+  }
+
+  // One training step on a batch, nothing read back (train_step and fit read what they need), and one
+  // evaluation step; the Program's outputs, valid until the next step.
+  const auto& launch_train(const Tensor<T, R>& x, const Tensor<std::int64_t, 1>& y) {
+    check_batch(x, y, "train_step");
+    return train_.launch(x_.bind(staged(x, train_x_)), y_.bind(staged(y, train_y_)));
+  }
+  const auto& run_eval(const Tensor<T, R>& x, const Tensor<std::int64_t, 1>& y) {
+    check_batch(x, y, "eval_step");
+    return eval_.run(x_.bind(staged(x, eval_x_)), y_.bind(staged(y, eval_y_)));
   }
 
   // The batch tensor on the Trainer's device: `b` itself when it is there already, else a copy in `buf`,

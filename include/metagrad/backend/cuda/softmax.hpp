@@ -144,7 +144,7 @@ bool cudnn_softmax(const SoftmaxCall<T>& call, bool backward) {
                                                               call.x, &zero, desc.get(), call.out);
   // This cuDNN lacks the case (cuDNN 9 answers with sub-codes of NOT_SUPPORTED): metagrad's kernel.
   if (CUDNN_STATUS_CATEGORY(status) == CUDNN_STATUS_NOT_SUPPORTED) return false;
-  if (status != CUDNN_STATUS_SUCCESS)                      // the message is built only on failure
+  if (status != CUDNN_STATUS_SUCCESS)  // the message is built only on failure
     cudnn::check(status, std::string(backward ? "cudnnSoftmaxBackward (" : "cudnnSoftmaxForward (") +
                              metagrad::detail::softmax_name(call.log) + ", " + cudnn::TensorDescriptor::dims(d) + ")");
   return true;
