@@ -13,6 +13,11 @@
 //                   metagrad (the softmax node), composed (exp(X - max) / sum(exp(X - max)) from reductions
 //                   and a fused pass: how softmax was built before it became a node), hand (one row at a
 //                   time: max, exp and sum, scale, with the same math::exp and OpenMP split)
+//   batch_norm      a compiled training step's batch norm, X [64, 64, 32, 32]: y = batch_norm(X, gamma, beta)
+//                   and dX, dgamma, dbeta of sum(y * W)   3 inputs (X, W, adjoint reuse) + 2 outputs; reported
+//                   per element of X as 16 bytes (X read twice, y and dX written). metagrad (the batch-norm
+//                   node and its backward node), composed ((X - mean) * rsqrt(var + eps) * gamma + beta from
+//                   reductions, differentiated by autodiff: how batch_norm was built before it became a node)
 #include <benchmark/benchmark.h>
 
 #include <cmath>
@@ -208,6 +213,62 @@ void softmax_rows_composed(benchmark::State& state) {
   finish(state, 8);
 }
 
+// ---- batch_norm -------------------------------------------------------------------------------------
+
+constexpr mg::index_t kBn = 64, kBc = 64, kBh = 32;  // kBn * kBc * kBh * kBh == kN / 4
+
+struct BatchNormData {
+  mg::Tensor<float, 4> x, w;
+  mg::Tensor<float, 1> g, b;
+  BatchNormData() {
+    mg::Generator gen(11);
+    x = mg::eval(mg::randn<float>({kBn, kBc, kBh, kBh}, gen) * 2.0f + 1.0f);
+    w = mg::randn<float>({kBn, kBc, kBh, kBh}, gen);
+    g = mg::rand<float>({kBc}, gen);
+    b = mg::rand<float>({kBc}, gen);
+  }
+};
+BatchNormData& bn_data() {
+  static BatchNormData d;
+  return d;
+}
+
+// Runs the compiled step of sum(f(x, gamma, beta) * w) and its three gradients.
+template <class F>
+void batch_norm_step(benchmark::State& state, F&& f) {
+  set_threads(state);
+  auto& D = bn_data();
+  mg::Input<struct bench_bn_x, float, 4> x("x");
+  mg::Param<struct bench_bn_g, float, 1> gamma("gamma", D.g);
+  mg::Param<struct bench_bn_b, float, 1> beta("beta", D.b);
+  x.bind(D.x);
+  auto y = f(x, gamma, beta);
+  auto loss = mg::sum(y * D.w);
+  auto [dx, dg, db] = mg::grad(loss, x, gamma, beta);
+  auto program = mg::compile(y, dx, dg, db);
+  for (auto _ : state) {
+    program.run();
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * (kN / 4) * 16);
+  state.counters["threads"] = static_cast<double>(state.range(0));
+}
+
+void batch_norm_metagrad(benchmark::State& state) {
+  batch_norm_step(state, [](const auto& x, const auto& g, const auto& b) { return mg::batch_norm(x, g, b); });
+}
+
+void batch_norm_composed(benchmark::State& state) {
+  batch_norm_step(state, [](const auto& x, const auto& g, const auto& b) {
+    const int axes[3] = {0, 2, 3};
+    auto per_channel = [](const auto& v) {
+      return mg::reshape(v, {mg::index_t{1}, kBc, mg::index_t{1}, mg::index_t{1}});
+    };
+    return (x - mg::mean(x, axes, mg::keepdims)) * mg::rsqrt(mg::var(x, axes, mg::keepdims) + 1e-5f) * per_channel(g) +
+           per_channel(b);
+  });
+}
+
 void softmax_rows_hand(benchmark::State& state) {
   auto& M = matrix();
   const float* __restrict x = M.x.data();
@@ -318,6 +379,8 @@ BENCHMARK(sum_of_squares_hand)->Name("sum_of_squares/hand")->Apply(threads_1_2);
 BENCHMARK(softmax_rows_metagrad)->Name("softmax_rows/metagrad")->Apply(threads_1_2);
 BENCHMARK(softmax_rows_composed)->Name("softmax_rows/composed")->Apply(threads_1_2);
 BENCHMARK(softmax_rows_hand)->Name("softmax_rows/hand")->Apply(threads_1_2);
+BENCHMARK(batch_norm_metagrad)->Name("batch_norm/metagrad")->Apply(threads_1_2);
+BENCHMARK(batch_norm_composed)->Name("batch_norm/composed")->Apply(threads_1_2);
 #if defined(METAGRAD_BENCH_HAVE_EIGEN)
 BENCHMARK(tanh_chain_eigen)->Name("tanh_chain/eigen")->Apply(threads_1_2);
 BENCHMARK(affine_eigen)->Name("affine/eigen")->Apply(threads_1_2);

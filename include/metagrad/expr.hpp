@@ -3,6 +3,7 @@
 #pragma once
 
 #include "core.hpp"
+#include "expr/batch_norm.hpp"
 #include "expr/concat.hpp"
 #include "expr/conv.hpp"
 #include "expr/conv_bias.hpp"

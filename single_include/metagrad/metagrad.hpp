@@ -104,6 +104,17 @@
 #define METAGRAD_SIMD_LOOP
 #endif
 
+// METAGRAD_SIMD_SUM(v) / METAGRAD_SIMD_SUM2(v, w): the next loop sums into v (and w) across iterations, a
+// dependence the plain SIMD promise must not make; OpenMP's reduction clause vectorises it with per-lane
+// partial sums (without OpenMP the loop stays scalar and exact in its order).
+#if defined(_OPENMP)
+#define METAGRAD_SIMD_SUM(v) METAGRAD_PRAGMA_(omp simd reduction(+ : v))
+#define METAGRAD_SIMD_SUM2(v, w) METAGRAD_PRAGMA_(omp simd reduction(+ : v) reduction(+ : w))
+#else
+#define METAGRAD_SIMD_SUM(v)
+#define METAGRAD_SIMD_SUM2(v, w)
+#endif
+
 #if defined(_OPENMP) && !defined(METAGRAD_WITH_OPENMP)
 #define METAGRAD_WITH_OPENMP 1
 #endif
@@ -1760,14 +1771,22 @@ LeafPlan<T, RT> lower_leaf(const T* ptr, const Shape<RC>& shape, const Strides<R
 
 }  // namespace detail
 
-/// Lowers any expression to a plan of rank RT that yields its elements broadcast to `target`.
+/// Lowers any expression to a plan of rank RT that yields its elements broadcast to `target`. A tensor is a
+/// leaf. A node with a `lower(target)` member lowers itself (elementwise nodes into fused plans, views into
+/// index maps). A boundary node without one (matmul, conv, reductions, ...) is materialised: its value is
+/// computed once per evaluation into its own cache, or read from the slot a Program bound, then read as a
+/// leaf; that is BoundaryBase::materialise, so such a node only says how to evaluate itself (eval_into).
 /// @pre the expression's shape broadcasts to `target` (callers check and throw shape_error).
 template <class E, int RT>
 auto lower_expr(const E& e, const Shape<RT>& target) {
-  if constexpr (is_tensor_v<E>)
+  if constexpr (is_tensor_v<E>) {
     return detail::lower_leaf(e.data(), e.shape(), e.strides(), target);
-  else
+  } else if constexpr (requires { e.lower(target); }) {
     return e.lower(target);
+  } else {
+    const auto& v = e.materialise(e);
+    return detail::lower_leaf(v.data(), v.shape(), v.strides(), target);
+  }
 }
 
 /// The plan type of E lowered at rank RT.
@@ -1830,8 +1849,8 @@ class BoundaryBase {
   void bind_slot(const Tensor<T, R>* t) const { slot_ = t; }
   const Tensor<T, R>* bound_slot() const { return slot_; }
 
- protected:
-  /// The node's value: the bound slot, or a fresh evaluation into the node's own cache.
+  /// The node's value: the bound slot, or a fresh evaluation (self.eval_into) into the node's own cache.
+  /// lower_expr() reads a boundary node through it.
   template <class Self>
   const Tensor<T, R>& materialise(const Self& self) const {
     if (slot_) return *slot_;
@@ -4026,12 +4045,6 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
   /// @throws shape_error naming matmul and both shapes when the inner extents or batch axes disagree.
   Shape<rank> shape() const { return out_shape(a_.shape(), b_.shape()); }
 
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
-
   /// dst = alpha a @ b (beta = 0), or dst = alpha a @ b + beta dst. dst is (re)allocated when its shape
   /// differs and beta == 0.
   template <int RD>
@@ -4631,13 +4644,6 @@ class ReduceExpr
   auto children() const { return detail::refs(a_); }
   bool same_params(const ReduceExpr& o) const {
     return detail::bits_equal(red_, o.red_) && detail::bits_equal(mask_, o.mask_);
-  }
-
-  /// Materialises the result (once per evaluation, or reads the slot a Program bound) and reads it as a leaf.
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
   }
 
   /// Writes the reduction into `dst` (re-allocated when its shape differs).
@@ -5566,11 +5572,6 @@ class SelectExpr : public ExprBase<SelectExpr<A, B>>, public BoundaryBase<typena
     else
       detail::assigner<Tensor<value_type, RD>>::assign(dst, b_);
   }
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
 
  private:
   A a_;
@@ -5635,6 +5636,11 @@ template <class L>
 struct depends_on<L, L> : std::true_type {};
 template <class A, class L>
 struct depends_on<StopGradientExpr<A>, L> : std::false_type {};
+/// A node type that says `static constexpr bool stops_gradient = true` (the statistics outputs of batch_norm)
+/// is a constant to grad(), like stop_gradient.
+template <class E, class L>
+requires(!std::is_same_v<E, L> && requires { requires E::stops_gradient; }) struct depends_on<E, L> : std::false_type {
+};
 
 template <class T>
 inline constexpr bool is_floating_v = std::is_floating_point_v<T>;
@@ -5912,6 +5918,15 @@ auto child_adjoint(const W& w, const E& e, const G& g) {
   } else {
     return Pack<>{};
   }
+}
+
+// A node that states its value as a composition of other nodes (e.composition(), built from copies of its
+// operands) is differentiated through that composition: the fast node computes the value, the composition
+// only the derivatives (batch_norm's backward outputs, whose second derivatives come from it).
+template <class W, class E, class G>
+requires(!self_differentiating<E> &&
+         requires(const E& e) { e.composition(); }) auto backprop_node(const W& w, const E& e, const G& g) {
+  return backprop(w, e.composition(), g);
 }
 
 template <class W, class E, class G>
@@ -6823,6 +6838,895 @@ METAGRAD_NAMESPACE_END
 // #include <metagrad/core/storage.hpp> (inlined above)
 // #include <metagrad/core/tensor.hpp> (inlined above)
 // end of <metagrad/core.hpp>
+// #include <metagrad/expr/batch_norm.hpp>
+// metagrad/expr/batch_norm.hpp — batch normalisation in training form as one boundary node with several
+// outputs, and its backward pass as another. BatchNormExpr writes y, the batch mean, 1 / sqrt(var + eps) and
+// the unbiased batch variance into one packed buffer with one backend call (cuDNN's
+// cudnnBatchNormalizationForwardTraining on CUDA, a per-channel sweep on the CPU); BatchNormPartExpr reads one
+// of them as a view, so batch_norm() and the running-statistic updates of nn::BatchNorm are parts of the same
+// node and a Program computes it once. The backward node writes dx, dgamma and dbeta the same way
+// (cudnnBatchNormalizationBackward, reading the saved statistics), and its parts are differentiable again
+// through the formula they compute (composition()). Include <metagrad/expr.hpp> instead.
+
+#include <string>
+#include <type_traits>
+#include <utility>
+
+// #include <metagrad/core/device.hpp> (inlined above)
+// #include <metagrad/core/dtype.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/core/tensor.hpp> (inlined above)
+// #include <metagrad/ops/reduction.hpp> (inlined above)
+// #include <metagrad/expr/conv.hpp>
+// metagrad/expr/conv.hpp — 2-D convolution (PyTorch's conv2d: cross-correlation of NCHW input with
+// [C_out, C_in / groups, kH, kW] weights, with stride, zero padding, dilation and groups) as a boundary node,
+// and the two boundary nodes its gradient is made of: backward-data (the adjoint of the input, a transposed
+// convolution) and backward-weight (the adjoint of the weights, a correlation of input and output adjoint).
+// Operands are handed to the backend as contiguous NCHW buffers: a contiguous tensor in place, anything
+// else (a computed expression, a view) evaluated once into a buffer the node keeps. The backend answers
+// run_conv2d(Conv2dCall), found by argument-dependent lookup (oneDNN or im2col + GEMM on the CPU, cuDNN on
+// CUDA; backend/dispatch.hpp picks by the call's device), so this layer names no backend. Buffers live on
+// the operands' device. The node here has no bias; conv2d(x, w, b) and relu of it (expr/conv_bias.hpp) are
+// one node with the bias and activation in the convolution's epilogue. Include <metagrad/expr.hpp> instead.
+
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+// #include <metagrad/core/device.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/core/storage.hpp> (inlined above)
+// #include <metagrad/core/tensor.hpp> (inlined above)
+// #include <metagrad/expr/leaf.hpp> (inlined above)
+// #include <metagrad/expr/node.hpp> (inlined above)
+// #include <metagrad/expr/plan.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+/// One extent per spatial axis (height, width); a single number sets both: `Size2 s = 2;`, `Size2 s{2, 1};`.
+struct Size2 {
+  index_t h = 0, w = 0;
+  constexpr Size2() = default;
+  constexpr Size2(index_t both) : h(both), w(both) {}  // NOLINT(google-explicit-constructor): `.stride = 2`
+  constexpr Size2(index_t height, index_t width) : h(height), w(width) {}
+  constexpr bool operator==(const Size2&) const = default;
+};
+
+/// Options of conv2d, as PyTorch's: `conv2d(x, w, {.stride = 2, .padding = {2, 1}})`. `padding` is implicit
+/// zero padding on both sides of each axis; `dilation` spaces the kernel taps; `groups` splits the channels
+/// into independent convolutions (groups == C_in == C_out is a depthwise convolution).
+struct Conv2dOptions {
+  // Two-argument initialisers: with `= 1` (the converting constructor) GCC 12's SLP vectoriser at
+  // -O2 -march=native (AVX-512) built Conv2dOptions{} with padding.h = 1.
+  Size2 stride{1, 1};
+  Size2 padding{0, 0};
+  Size2 dilation{1, 1};
+  index_t groups = 1;
+};
+
+/// Everything a backend needs to know about one convolution, in elements (all run-time values).
+struct Conv2dGeometry {
+  index_t n = 0, c_in = 0, h = 0, w = 0;  ///< input [n, c_in, h, w]
+  index_t c_out = 0, kh = 0, kw = 0;      ///< weight [c_out, c_in / groups, kh, kw]
+  index_t oh = 0, ow = 0;                 ///< output [n, c_out, oh, ow]
+  Size2 stride = 1, padding = 0, dilation = 1;
+  index_t groups = 1;
+
+  index_t c_in_per_group() const { return c_in / groups; }
+  index_t c_out_per_group() const { return c_out / groups; }
+  Shape<4> input_shape() const { return Shape<4>{n, c_in, h, w}; }
+  Shape<4> weight_shape() const { return Shape<4>{c_out, c_in / groups, kh, kw}; }
+  Shape<4> output_shape() const { return Shape<4>{n, c_out, oh, ow}; }
+  bool operator==(const Conv2dGeometry&) const = default;
+};
+
+/// Which of the three convolution computations a Conv2dCall asks for.
+enum class ConvPass { forward, backward_data, backward_weight };
+
+/// The activation a fused convolution applies after its bias (expr/conv_bias.hpp): y = act(conv + b).
+/// Only these two, because they are what cuDNN's fused cudnnConvolutionBiasActivationForward and oneDNN's
+/// eltwise post-op both run in the convolution's epilogue.
+enum class Activation : unsigned char { identity, relu };
+
+/// One convolution for a backend, answered by run_conv2d(call) (found by argument-dependent lookup). Every
+/// pointer is to a contiguous NCHW (or [c_out, c_in / groups, kh, kw]) buffer; `out` overlaps none of the
+/// inputs and is overwritten (never accumulated into); every buffer is memory of `device` (the CPU, or a
+/// CUDA device, whose answer is cuDNN's in a file compiled by nvcc).
+///   forward:          out = y  [n, c_out, oh, ow]         from x, w (then + bias[c], then activation)
+///   backward_data:    out = dx [n, c_in, h, w]            from dy, w
+///   backward_weight:  out = dw [c_out, c_in / g, kh, kw]  from dy, x
+/// `bias` ([c_out], or null for none) and `activation` belong to the forward pass only; a backend rejects
+/// them on the backward passes rather than ignore them.
+template <class T>
+struct Conv2dCall {
+  ConvPass pass;
+  Conv2dGeometry geom;
+  const T* x;
+  const T* w;
+  const T* dy;
+  T* out;
+  Device device = Device::cpu();
+  const T* bias = nullptr;
+  Activation activation = Activation::identity;
+};
+
+namespace detail {
+
+/// Output extent of one axis, as PyTorch: floor((in + 2 pad - dil (k - 1) - 1) / stride) + 1, or 0 when the
+/// padded input is smaller than the dilated kernel.
+inline index_t conv_out_extent(index_t in, index_t k, index_t stride, index_t pad, index_t dil) {
+  const index_t span = in + 2 * pad - dil * (k - 1) - 1;
+  return span < 0 ? 0 : span / stride + 1;
+}
+
+inline std::string size2_text(const Size2& s) { return "(" + std::to_string(s.h) + ", " + std::to_string(s.w) + ")"; }
+
+/// @throws metagrad::error naming `op` for a stride or dilation below 1, a negative padding or groups below 1.
+inline void check_conv_options(const Conv2dOptions& o, const char* op) {
+  if (o.stride.h < 1 || o.stride.w < 1)
+    throw error(std::string(op) + ": stride " + size2_text(o.stride) + " must be >= 1");
+  if (o.dilation.h < 1 || o.dilation.w < 1)
+    throw error(std::string(op) + ": dilation " + size2_text(o.dilation) + " must be >= 1");
+  if (o.padding.h < 0 || o.padding.w < 0)
+    throw error(std::string(op) + ": padding " + size2_text(o.padding) + " must be >= 0");
+  if (o.groups < 1) throw error(std::string(op) + ": groups = " + std::to_string(o.groups) + " must be >= 1");
+}
+
+/// The geometry of conv2d(x, w, o) from the operands' shapes.
+/// @throws shape_error naming `op` and both shapes when the channels do not match the weight and groups, the
+///         kernel is empty, or the output would be empty.
+inline Conv2dGeometry conv2d_geometry(const Shape<4>& xs, const Shape<4>& ws, const Conv2dOptions& o, const char* op) {
+  auto shapes = [&] { return "input " + to_string(xs) + " and weight " + to_string(ws); };
+  if (ws[0] % o.groups != 0)
+    throw shape_error(std::string(op) + ": " + shapes() + ": the " + std::to_string(ws[0]) +
+                      " output channels are not divisible by groups = " + std::to_string(o.groups));
+  if (xs[1] != ws[1] * o.groups)
+    throw shape_error(std::string(op) + ": " + shapes() + ": the input has " + std::to_string(xs[1]) +
+                      " channels, the weight expects " + std::to_string(ws[1]) + " x groups (" +
+                      std::to_string(o.groups) + ") = " + std::to_string(ws[1] * o.groups));
+  if (ws[2] < 1 || ws[3] < 1) throw shape_error(std::string(op) + ": " + shapes() + ": the kernel is empty");
+  Conv2dGeometry g;
+  g.n = xs[0];
+  g.c_in = xs[1];
+  g.h = xs[2];
+  g.w = xs[3];
+  g.c_out = ws[0];
+  g.kh = ws[2];
+  g.kw = ws[3];
+  g.stride = o.stride;
+  g.padding = o.padding;
+  g.dilation = o.dilation;
+  g.groups = o.groups;
+  g.oh = conv_out_extent(g.h, g.kh, o.stride.h, o.padding.h, o.dilation.h);
+  g.ow = conv_out_extent(g.w, g.kw, o.stride.w, o.padding.w, o.dilation.w);
+  if (g.oh < 1 || g.ow < 1)
+    throw shape_error(std::string(op) + ": " + shapes() + " with padding " + size2_text(o.padding) + ", dilation " +
+                      size2_text(o.dilation) + " and stride " + size2_text(o.stride) +
+                      ": the padded input is smaller than the dilated kernel, the output would be empty");
+  return g;
+}
+
+/// A buffer a node keeps between evaluations, on the device of the node's operands. A copy of the node
+/// starts without one, so copies never write into each other's memory.
+template <class T, int R>
+struct Scratch {
+  Scratch() = default;
+  Scratch(const Scratch&) {}
+  Scratch& operator=(const Scratch&) { return *this; }
+  Tensor<T, R>& sized(const Shape<R>& s, Device device = Device::cpu()) const {
+    auto& t = t_.get();
+    if (!t.defined() || !(t.shape() == s) || t.device() != device) t.allocate(s, device);
+    return t;
+  }
+  Lazy<Tensor<T, R>> t_;
+};
+
+/// The values of expression e (of shape s, read on `device`) as a contiguous row-major buffer there: a
+/// contiguous leaf's own memory, else `buf` filled by one fused pass (run_fill, the backend's hook).
+template <class T, class E, int R>
+const T* contiguous_values(const E& e, const Shape<R>& s, const Scratch<T, R>& buf, Device device) {
+  const auto p = lower_expr(e, s);
+  if constexpr (is_leaf_plan_v<std::remove_cvref_t<decltype(p)>>) {
+    if (p.is_flat()) return p.ptr;
+  }
+  auto& t = buf.sized(s, device);
+  if (s.numel() > 0) run_fill(device, t.data(), t.strides(), s, p);
+  return t.data();
+}
+
+/// The device a boundary node computes on: its operands' (the CPU when it reads no tensor).
+/// @throws device_error naming `op` when the operands are on different devices, or when dst already holds
+///         memory of another device (a result is never moved between devices behind the caller's back).
+template <class Node, class T, int R>
+Device boundary_device(const Node& node, const Tensor<T, R>& dst, const char* op) {
+  const Device dev = operands_device(node, op).value_or(Device::cpu());
+  if (dst.defined() && dst.device() != dev)
+    throw device_error(std::string(op) + ": the operands are on " + dev.str() + " but the destination is on " +
+                       dst.device().str());
+  return dev;
+}
+
+/// Whether [a, a + na) and [b, b + nb) share memory.
+template <class T>
+bool ranges_overlap(const T* a, index_t na, const T* b, index_t nb) {
+  return na > 0 && nb > 0 && a < b + nb && b < a + na;
+}
+
+/// Runs `call` (on call.device) with call.out pointing into dst (allocated there to `os` when its shape
+/// differs) when dst is contiguous and overlaps none of the inputs, else into `tmp` and copies.
+template <class T, class Inputs>
+void run_conv_into(Tensor<T, 4>& dst, const Shape<4>& os, Conv2dCall<T> call, const Inputs& inputs,
+                   const Scratch<T, 4>& tmp) {
+  if (!dst.defined() || !(dst.shape() == os)) dst.allocate(os, call.device);
+  if (os.numel() == 0) return;
+  bool direct = dst.is_contiguous();
+  for (const auto& [p, n] : inputs) direct = direct && !ranges_overlap<T>(dst.data(), os.numel(), p, n);
+  call.out = direct ? dst.data() : tmp.sized(os, call.device).data();
+  const Conv2dGeometry& g = call.geom;
+  if (g.n == 0 || g.c_in == 0 || g.c_out == 0) {
+    // Nothing to sum over, or nothing to sum: the result is zero (no backend call with empty extents).
+    if (call.device.is_cpu()) {
+      for (index_t i = 0; i < os.numel(); ++i) call.out[i] = T(0);
+    } else {
+      device_hooks_for(call.device, "conv2d")
+          .fill_zero(call.out, static_cast<std::size_t>(os.numel()) * sizeof(T), call.device);
+    }
+  } else {
+    run_conv2d(call);
+  }
+  if (!direct) dst.assign(tmp.t_.get());
+}
+
+template <class T, std::size_t N>
+struct Spans {
+  struct Span {
+    const T* p;
+    index_t n;
+  };
+  Span s[N];
+  const Span* begin() const { return s; }
+  const Span* end() const { return s + N; }
+};
+
+/// Runs f(out) with out = dst's memory (dst allocated on `device` to `shape` unless it has both) when dst is
+/// contiguous and overlaps none of `inputs`, else a temporary on `device` that is then copied into dst.
+template <class T, int R, std::size_t N, class F>
+void run_into_destination(Tensor<T, R>& dst, const Shape<R>& shape, Device device, const Spans<T, N>& inputs,
+                          const Scratch<T, R>& tmp, F&& f) {
+  prepare_destination(dst, shape, device);
+  if (shape.numel() == 0) return;
+  bool direct = dst.is_contiguous();
+  for (const auto& [p, n] : inputs) direct = direct && !ranges_overlap<T>(dst.data(), shape.numel(), p, n);
+  f(direct ? dst.data() : tmp.sized(shape, device).data());
+  if (!direct) dst.assign(tmp.t_.get());
+}
+
+}  // namespace detail
+
+/// The value of expression g in a buffer of its own: the output adjoint of a convolution, read by both its
+/// backward-data and its backward-weight node, is evaluated once (a Program merges the two equal nodes).
+template <class G>
+class BufferExpr : public ExprBase<BufferExpr<G>>,
+                   public BoundaryBase<typename std::remove_cvref_t<G>::value_type, std::remove_cvref_t<G>::rank> {
+  using GE = std::remove_cvref_t<G>;
+
+ public:
+  using value_type = typename GE::value_type;
+  static constexpr int rank = GE::rank;
+  static constexpr const char* step_name = "buffer";
+  using self_differentiating_tag = void;
+
+  explicit BufferExpr(G g) : g_(std::forward<G>(g)) {}
+  const GE& operand() const { return g_; }
+  auto children() const { return detail::refs(g_); }
+  Shape<rank> shape() const { return g_.shape(); }
+
+  template <int RD>
+  void eval_into(Tensor<value_type, RD>& dst) const {
+    static_assert(RD == rank);
+    const auto s = g_.shape();
+    const Device dev = detail::operands_device(*this, "buffer").value_or(Device::cpu());
+    detail::prepare_destination(dst, s, dev);
+    if (s.numel() == 0) return;
+    const auto p = lower_expr(g_, s);
+    bool alias = false;
+    const auto r = offset_range(s, dst.strides());
+    const char* lo = reinterpret_cast<const char*>(dst.data() + r.lo);
+    const char* hi = reinterpret_cast<const char*>(dst.data() + r.hi + 1);
+    p.visit_leaves([&](const void*, const void* l, const void* h, const auto&,
+                       bool) { alias |= !(static_cast<const char*>(h) <= lo || static_cast<const char*>(l) >= hi); },
+                   false, s);
+    if (alias) {
+      Tensor<value_type, rank> t;
+      t.allocate(s, dev);
+      run_fill(dev, t.data(), t.strides(), s, p);
+      dst.assign(t);
+    } else {
+      run_fill(dev, dst.data(), dst.strides(), s, p);
+    }
+  }
+
+  template <class H>
+  auto backward(std::integral_constant<int, 0>, const H& h) const {
+    return h;
+  }
+
+ private:
+  G g_;
+};
+
+namespace detail {
+/// g as an operand that is already in memory: leaves and boundary nodes as they are, anything else in a
+/// BufferExpr (so is a sum_to, which is fused into each of its readers when it is not a real reduction).
+template <class G>
+auto buffered(const G& g) {
+  if constexpr (is_tensor_v<G> || (boundary_expression<G> && !requires { g.materialised(); }) ||
+                requires { g.identity(); })
+    return g;
+  else
+    return BufferExpr<G>(g);
+}
+
+template <class Node>
+struct NotDifferentiable : std::false_type {};
+}  // namespace detail
+
+/// dx of y = conv2d(x, w): the transposed convolution of the output adjoint g with w, shaped like x.
+/// Not differentiable itself (grad through it is a compile error).
+template <class G, class W, class X>
+class Conv2dBackwardDataExpr : public ExprBase<Conv2dBackwardDataExpr<G, W, X>>,
+                               public BoundaryBase<typename W::value_type, 4> {
+ public:
+  using value_type = typename W::value_type;
+  static constexpr int rank = 4;
+  static constexpr const char* step_name = "conv2d (backward data)";
+  using self_differentiating_tag = void;
+
+  Conv2dBackwardDataExpr(G g, W w, X like, const Conv2dOptions& o) : g_(g), w_(w), like_(like), opts_(o) {}
+  auto children() const { return detail::refs(g_, w_); }
+  const X& like() const { return like_; }
+  bool same_params(const Conv2dBackwardDataExpr& o) const { return detail::bits_equal(opts_, o.opts_); }
+  Shape<4> shape() const { return like_.shape(); }
+
+  /// @throws shape_error naming conv2d when g does not have the forward output's shape.
+  template <int RD>
+  void eval_into(Tensor<value_type, RD>& dst) const {
+    static_assert(RD == 4);
+    const Device dev = detail::boundary_device(*this, dst, "conv2d (backward data)");
+    const auto geom = detail::conv2d_geometry(like_.shape(), w_.shape(), opts_, "conv2d (backward data)");
+    const auto gs = g_.shape();
+    if (!(gs == geom.output_shape()))
+      throw shape_error("conv2d (backward data): the output adjoint has shape " + to_string(gs) + ", expected " +
+                        to_string(geom.output_shape()));
+    const value_type* gp = detail::contiguous_values<value_type>(g_, gs, gbuf_, dev);
+    const value_type* wp = detail::contiguous_values<value_type>(w_, geom.weight_shape(), wbuf_, dev);
+    const detail::Spans<value_type, 2> in{{{gp, gs.numel()}, {wp, geom.weight_shape().numel()}}};
+    detail::run_conv_into(dst, geom.input_shape(),
+                          Conv2dCall<value_type>{ConvPass::backward_data, geom, nullptr, wp, gp, nullptr, dev}, in,
+                          out_);
+  }
+
+  template <int I, class H>
+  auto backward(std::integral_constant<int, I>, const H&) const {
+    static_assert(detail::NotDifferentiable<H>::value,
+                  "metagrad: conv2d has no second derivative: its backward-data node is not differentiable");
+    return 0;
+  }
+
+ private:
+  G g_;
+  W w_;
+  X like_;
+  Conv2dOptions opts_;
+  detail::Scratch<value_type, 4> gbuf_, wbuf_, out_;
+};
+
+/// dw of y = conv2d(x, w): the correlation of x with the output adjoint g, summed over the batch, shaped
+/// like w. Not differentiable itself (grad through it is a compile error).
+template <class G, class X, class W>
+class Conv2dBackwardWeightExpr : public ExprBase<Conv2dBackwardWeightExpr<G, X, W>>,
+                                 public BoundaryBase<typename X::value_type, 4> {
+ public:
+  using value_type = typename X::value_type;
+  static constexpr int rank = 4;
+  static constexpr const char* step_name = "conv2d (backward weight)";
+  using self_differentiating_tag = void;
+
+  Conv2dBackwardWeightExpr(G g, X x, W like, const Conv2dOptions& o) : g_(g), x_(x), like_(like), opts_(o) {}
+  auto children() const { return detail::refs(g_, x_); }
+  const W& like() const { return like_; }
+  bool same_params(const Conv2dBackwardWeightExpr& o) const { return detail::bits_equal(opts_, o.opts_); }
+  Shape<4> shape() const { return like_.shape(); }
+
+  /// @throws shape_error naming conv2d when g does not have the forward output's shape.
+  template <int RD>
+  void eval_into(Tensor<value_type, RD>& dst) const {
+    static_assert(RD == 4);
+    const Device dev = detail::boundary_device(*this, dst, "conv2d (backward weight)");
+    const auto xs = x_.shape();
+    const auto geom = detail::conv2d_geometry(xs, like_.shape(), opts_, "conv2d (backward weight)");
+    const auto gs = g_.shape();
+    if (!(gs == geom.output_shape()))
+      throw shape_error("conv2d (backward weight): the output adjoint has shape " + to_string(gs) + ", expected " +
+                        to_string(geom.output_shape()));
+    const value_type* gp = detail::contiguous_values<value_type>(g_, gs, gbuf_, dev);
+    const value_type* xp = detail::contiguous_values<value_type>(x_, xs, xbuf_, dev);
+    const detail::Spans<value_type, 2> in{{{gp, gs.numel()}, {xp, xs.numel()}}};
+    detail::run_conv_into(dst, geom.weight_shape(),
+                          Conv2dCall<value_type>{ConvPass::backward_weight, geom, xp, nullptr, gp, nullptr, dev}, in,
+                          out_);
+  }
+
+  template <int I, class H>
+  auto backward(std::integral_constant<int, I>, const H&) const {
+    static_assert(detail::NotDifferentiable<H>::value,
+                  "metagrad: conv2d has no second derivative: its backward-weight node is not differentiable");
+    return 0;
+  }
+
+ private:
+  G g_;
+  X x_;
+  W like_;
+  Conv2dOptions opts_;
+  detail::Scratch<value_type, 4> gbuf_, xbuf_, out_;
+};
+
+/// y = conv2d(x, w, options): see conv2d().
+template <class X, class W>
+class Conv2dExpr : public ExprBase<Conv2dExpr<X, W>>,
+                   public BoundaryBase<typename std::remove_cvref_t<X>::value_type, 4> {
+  using XE = std::remove_cvref_t<X>;
+  using WE = std::remove_cvref_t<W>;
+
+ public:
+  using value_type = typename XE::value_type;
+  static constexpr int rank = 4;
+  static constexpr const char* step_name = "conv2d";
+  using self_differentiating_tag = void;
+  static_assert(XE::rank == 4,
+                "metagrad: conv2d needs an input of rank 4 (N, C, H, W); add a batch axis with unsqueeze");
+  static_assert(WE::rank == 4, "metagrad: conv2d needs a weight of rank 4 (C_out, C_in / groups, kH, kW)");
+  static_assert(std::is_same_v<value_type, typename WE::value_type>,
+                "metagrad: conv2d needs input and weight of the same dtype; convert one with cast<T>()");
+  static_assert(std::is_same_v<value_type, float> || std::is_same_v<value_type, double>,
+                "metagrad: conv2d is defined for float and double");
+
+  /// @throws metagrad::error for a stride or dilation below 1, a negative padding or groups below 1.
+  Conv2dExpr(X x, W w, Conv2dOptions o) : x_(std::forward<X>(x)), w_(std::forward<W>(w)), opts_(o) {
+    detail::check_conv_options(o, "conv2d");
+  }
+
+  const XE& input() const { return x_; }
+  const WE& weight() const { return w_; }
+  const Conv2dOptions& options() const { return opts_; }
+  auto children() const { return detail::refs(x_, w_); }
+  bool same_params(const Conv2dExpr& o) const { return detail::bits_equal(opts_, o.opts_); }
+
+  /// @throws shape_error naming conv2d and both shapes (see conv2d()).
+  Conv2dGeometry geometry() const { return detail::conv2d_geometry(x_.shape(), w_.shape(), opts_, "conv2d"); }
+  Shape<4> shape() const { return geometry().output_shape(); }
+
+  /// dst = conv2d(x, w); dst is (re)allocated when its shape differs.
+  template <int RD>
+  void eval_into(Tensor<value_type, RD>& dst) const {
+    static_assert(RD == 4);
+    const Device dev = detail::boundary_device(*this, dst, "conv2d");
+    const auto geom = geometry();
+    const value_type* xp = detail::contiguous_values<value_type>(x_, geom.input_shape(), xbuf_, dev);
+    const value_type* wp = detail::contiguous_values<value_type>(w_, geom.weight_shape(), wbuf_, dev);
+    const detail::Spans<value_type, 2> in{{{xp, geom.input_shape().numel()}, {wp, geom.weight_shape().numel()}}};
+    detail::run_conv_into(dst, geom.output_shape(),
+                          Conv2dCall<value_type>{ConvPass::forward, geom, xp, wp, nullptr, nullptr, dev}, in, out_);
+  }
+
+  /// dx = conv2d_backward_data(g, w), shaped like x.
+  template <class G>
+  auto backward(std::integral_constant<int, 0>, const G& g) const {
+    auto gb = detail::buffered(g);
+    auto wv = detail::operand_value<W>(w_);
+    auto xv = detail::operand_value<X>(x_);
+    return Conv2dBackwardDataExpr<decltype(gb), decltype(wv), decltype(xv)>(gb, wv, xv, opts_);
+  }
+  /// dw = conv2d_backward_weight(g, x), shaped like w.
+  template <class G>
+  auto backward(std::integral_constant<int, 1>, const G& g) const {
+    auto gb = detail::buffered(g);
+    auto xv = detail::operand_value<X>(x_);
+    auto wv = detail::operand_value<W>(w_);
+    return Conv2dBackwardWeightExpr<decltype(gb), decltype(xv), decltype(wv)>(gb, xv, wv, opts_);
+  }
+
+ private:
+  X x_;
+  W w_;
+  Conv2dOptions opts_;
+  detail::Scratch<value_type, 4> xbuf_, wbuf_, out_;
+};
+
+/// 2-D convolution of x [N, C_in, H, W] with w [C_out, C_in / groups, kH, kW], as PyTorch's conv2d without
+/// bias: y[n, o, i, j] = sum over c, p, q of x[n, g C_in/groups + c, i sh - ph + p dh, j sw - pw + q dw]
+/// w[o, c, p, q] (zero outside x), where g = o / (C_out / groups); y has shape [N, C_out, OH, OW] with
+/// OH = floor((H + 2 ph - dh (kH - 1) - 1) / sh) + 1 (OW likewise). Differentiable in x and w.
+/// @pre x and w have rank 4 and the same dtype, float or double (compile-time checks).
+/// @throws metagrad::error for a stride or dilation below 1, a negative padding or groups below 1 (at once);
+///         shape_error naming conv2d and both shapes, when evaluated, if C_in != w's second extent x groups,
+///         C_out is not divisible by groups, the kernel is empty or the output would be empty.
+template <expression X, expression W>
+auto conv2d(X&& x, W&& w, const Conv2dOptions& options) {
+  return Conv2dExpr<closure_t<X&&>, closure_t<W&&>>(std::forward<X>(x), std::forward<W>(w), options);
+}
+/// conv2d with stride 1, no padding, dilation 1, one group. The defaults are a static object rather than a
+/// `= {}` temporary: GCC 12 at -O2 -march=native (AVX-512) miscompiled the copy of that temporary into the
+/// node (padding.h came out as 1), found by the conv tests.
+template <expression X, expression W>
+auto conv2d(X&& x, W&& w) {
+  static constexpr Conv2dOptions defaults{};
+  return conv2d(std::forward<X>(x), std::forward<W>(w), defaults);
+}
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/expr/conv.hpp>
+// #include <metagrad/expr/functions.hpp> (inlined above)
+// #include <metagrad/expr/leaf.hpp> (inlined above)
+// #include <metagrad/expr/node.hpp> (inlined above)
+// #include <metagrad/expr/reduce.hpp> (inlined above)
+// #include <metagrad/expr/view.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+
+/// Batch-norm input [N, C, d1, ...] read as contiguous [n, c, inner]: each channel normalises n * inner values.
+struct BatchNormGeometry {
+  index_t n = 0, c = 0, inner = 1;
+  METAGRAD_HD index_t count() const { return n * inner; }  ///< values per channel
+  METAGRAD_HD index_t numel() const { return n * c * inner; }
+  bool operator==(const BatchNormGeometry&) const = default;
+};
+
+/// One batch-norm pass for a backend; every pointer is contiguous memory of `device`.
+/// Forward: out = [y (numel), mean (c), invstd (c), unbiased var (c), mean (c) again] from x, gamma and beta,
+/// where invstd = 1 / sqrt(biased var + eps) (the second mean is where cuDNN's running-mean output goes). Backward: out
+/// = [dx (numel), dgamma (c), dbeta (c)] from x, gamma, the output adjoint dy and the forward's saved mean and invstd.
+/// out overlaps nothing the pass reads. backend/dispatch.hpp sends run_batch_norm / run_batch_norm_backward to the CPU
+/// loops or, on a CUDA device, to cuDNN (or metagrad's kernels where cuDNN cannot take the call).
+template <class T>
+struct BatchNormCall {
+  BatchNormGeometry geom;
+  double eps = 1e-5;
+  const T* x = nullptr;
+  const T* gamma = nullptr;
+  const T* beta = nullptr;    ///< forward only
+  const T* dy = nullptr;      ///< backward only
+  const T* mean = nullptr;    ///< backward only
+  const T* invstd = nullptr;  ///< backward only
+  T* out = nullptr;
+  Device device = Device::cpu();
+};
+
+namespace detail {
+
+/// @throws shape_error naming `op` and the three shapes when gamma or beta does not hold one value per channel;
+///         metagrad::error when eps is negative or NaN.
+template <int R>
+BatchNormGeometry batch_norm_geometry(const Shape<R>& xs, const Shape<1>& gs, const Shape<1>& bs, double eps,
+                                      const char* op) {
+  BatchNormGeometry g{xs[0], xs[1], 1};
+  for (int d = 2; d < R; ++d) g.inner *= xs[d];
+  if (gs[0] != g.c || bs[0] != g.c)
+    throw shape_error(std::string(op) + ": input " + to_string(xs) + ", gamma " + to_string(gs) + " and beta " +
+                      to_string(bs) + ": gamma and beta need one value per channel (axis 1: " + std::to_string(g.c) +
+                      ")");
+  if (!(eps >= 0)) throw error(std::string(op) + ": eps = " + std::to_string(eps) + " must be >= 0");
+  return g;
+}
+
+// Where each output starts in a packed buffer.
+inline index_t batch_norm_part_offset(const BatchNormGeometry& g, int part) {
+  return part == 0 ? 0 : g.numel() + (part - 1) * g.c;
+}
+
+// The value of an operand as a fresh expression (a tensor as a Const leaf), for derived expressions.
+template <class E, class V>
+auto copy_operand(const V& v) {
+  using C = std::remove_cvref_t<decltype(operand_value<E>(v))>;
+  return C(operand_value<E>(v));
+}
+
+/// The axes batch statistics reduce over: every axis of [N, C, d1, ...] but the channel axis 1.
+template <int R>
+Array<int, R - 1> batch_axes() {
+  Array<int, R - 1> a{};
+  a[0] = 0;
+  for (int d = 2; d < R; ++d) a[d - 1] = d;
+  return a;
+}
+
+// A sum or mean over every axis of [N, C, ...] but 1, kept as [C].
+template <class Red, class E>
+auto reduce_batch(E&& e) {
+  constexpr int R = std::remove_cvref_t<E>::rank;
+  return ReduceExpr<Red, closure_t<E&&>, R - 1, false>(Red{}, std::forward<E>(e), batch_axes<R>());
+}
+
+// A [C] expression read along axis 1 of a rank-R expression.
+template <int R, class E>
+auto along_channels(E&& e) {
+  if constexpr (R == 2) {
+    return std::forward<E>(e);
+  } else {
+    using M = AxisMapExpr<closure_t<E&&>, R - 1>;
+    Array<int, R - 1> from{};
+    for (int d = 0; d < R - 1; ++d) from[d] = d == 0 ? 0 : -1;
+    return M(std::forward<E>(e), from, typename M::unchecked_t{});
+  }
+}
+
+/// The adjoint of a batch-norm node's y output, on its way from the y part to the node (never evaluated).
+template <class G>
+struct BatchNormOutAdjoint {
+  using value_type = typename G::value_type;
+  static constexpr int rank = G::rank;
+  G g;
+};
+/// Adjoints reaching the node along several paths (y read more than once) add up.
+template <class G1, class G2>
+auto operator+(const BatchNormOutAdjoint<G1>& a, const BatchNormOutAdjoint<G2>& b) {
+  auto s = a.g + b.g;
+  return BatchNormOutAdjoint<decltype(s)>{std::move(s)};
+}
+
+}  // namespace detail
+
+template <int K, class BNB>
+class BatchNormGradPartExpr;
+template <class GY, class BN>
+class BatchNormBackwardExpr;
+
+/// Batch normalisation of x [N, C, ...] with the batch's statistics, scaled by gamma [C] and shifted by beta [C],
+/// as one packed boundary node (see the file comment); read it through BatchNormPartExpr, never directly.
+template <class X, class G, class B>
+class BatchNormExpr : public ExprBase<BatchNormExpr<X, G, B>>,
+                      public BoundaryBase<typename std::remove_cvref_t<X>::value_type, 1> {
+  using XE = std::remove_cvref_t<X>;
+  using GE = std::remove_cvref_t<G>;
+  using BE = std::remove_cvref_t<B>;
+
+ public:
+  using value_type = typename XE::value_type;
+  static constexpr int rank = 1;
+  static constexpr int x_rank = XE::rank;
+  using x_closure = X;
+  using gamma_closure = G;
+  static constexpr const char* step_name = "batch_norm";
+  using self_differentiating_tag = void;
+  static_assert(std::is_same_v<value_type, float> || std::is_same_v<value_type, double>,
+                "metagrad: batch_norm needs a float or double input");
+  static_assert(x_rank >= 2, "metagrad: batch_norm takes input of shape [N, C] or [N, C, d1, ...]");
+  static_assert(GE::rank == 1 && BE::rank == 1, "metagrad: batch_norm's gamma and beta have shape [C]");
+  static_assert(std::is_same_v<value_type, typename GE::value_type> &&
+                    std::is_same_v<value_type, typename BE::value_type>,
+                "metagrad: batch_norm's gamma and beta need the input's dtype");
+
+  BatchNormExpr(X x, G g, B b, double eps)
+      : x_(std::forward<X>(x)), g_(std::forward<G>(g)), b_(std::forward<B>(b)), eps_(eps) {}
+
+  const XE& x() const { return x_; }
+  const GE& gamma() const { return g_; }
+  double eps() const { return eps_; }
+  auto children() const { return detail::refs(x_, g_, b_); }
+  bool same_params(const BatchNormExpr& o) const { return detail::bits_equal(eps_, o.eps_); }
+
+  /// @throws shape_error / metagrad::error as batch_norm_geometry.
+  BatchNormGeometry geometry() const {
+    return detail::batch_norm_geometry(x_.shape(), g_.shape(), b_.shape(), eps_, step_name);
+  }
+  Shape<1> shape() const {
+    const auto g = geometry();
+    return Shape<1>{{g.numel() + 4 * g.c}};
+  }
+
+  /// dst = the packed outputs; dst is (re)allocated when its shape differs.
+  template <int RD>
+  void eval_into(Tensor<value_type, RD>& dst) const {
+    static_assert(RD == 1);
+    const Device dev = detail::boundary_device(*this, dst, step_name);
+    const auto geom = geometry();
+    const auto xs = x_.shape();
+    const value_type* xp = detail::contiguous_values<value_type>(x_, xs, xbuf_, dev);
+    const value_type* gp = detail::contiguous_values<value_type>(g_, g_.shape(), gbuf_, dev);
+    const value_type* bp = detail::contiguous_values<value_type>(b_, b_.shape(), bbuf_, dev);
+    const detail::Spans<value_type, 3> in{{{xp, geom.numel()}, {gp, geom.c}, {bp, geom.c}}};
+    detail::run_into_destination(dst, shape(), dev, in, out_, [&](value_type* out) {
+      BatchNormCall<value_type> call{geom, eps_, xp, gp, bp};
+      call.out = out;
+      call.device = dev;
+      run_batch_norm(call);
+    });
+  }
+
+  /// Adjoints of x (0), gamma (1) and beta (2): the parts of one backward node, from the y part's adjoint.
+  template <int I, class GY>
+  auto backward(std::integral_constant<int, I>, const detail::BatchNormOutAdjoint<GY>& h) const {
+    using BNB = BatchNormBackwardExpr<GY, BatchNormExpr>;
+    return BatchNormGradPartExpr<I, BNB>(BNB(h.g, *this));
+  }
+
+ private:
+  X x_;
+  G g_;
+  B b_;
+  double eps_;
+  detail::Scratch<value_type, x_rank> xbuf_;
+  detail::Scratch<value_type, 1> gbuf_, bbuf_, out_;
+};
+
+/// Output `Part` of a packed batch-norm node BN (BatchNormExpr, or BatchNormBackwardExpr with the Grad parts):
+/// 0 = y [N, C, ...], 1 = the batch mean [C], 2 = 1 / sqrt(var + eps) [C], 3 = the unbiased variance [C].
+/// A view: it reads the node's buffer in place. Only y is differentiable; the statistics parts feed running
+/// averages and stop the gradient.
+template <int Part, class BN>
+class BatchNormPartExpr : public ExprBase<BatchNormPartExpr<Part, BN>> {
+ public:
+  using value_type = typename BN::value_type;
+  static constexpr int rank = Part == 0 ? BN::x_rank : 1;
+  static constexpr bool stops_gradient = Part != 0;
+  using self_differentiating_tag = void;
+  static_assert(Part >= 0 && Part <= 3, "metagrad: batch_norm has four outputs");
+
+  explicit BatchNormPartExpr(BN bn) : bn_(std::move(bn)) {}
+  const BN& node() const { return bn_; }
+  auto children() const { return detail::refs(bn_); }
+  Shape<rank> shape() const {
+    if constexpr (Part == 0)
+      return bn_.x().shape();
+    else
+      return Shape<1>{{bn_.x().shape()[1]}};
+  }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto& v = bn_.materialise(bn_);
+    const auto s = shape();
+    return detail::lower_leaf(v.data() + detail::batch_norm_part_offset(bn_.geometry(), Part), s, contiguous_strides(s),
+                              target);
+  }
+
+  /// The y part passes its adjoint on to the node, which answers for x, gamma and beta.
+  template <class GY>
+  auto backward(std::integral_constant<int, 0>, const GY& g) const {
+    static_assert(Part == 0, "metagrad: batch_norm's statistics are not differentiable");
+    return detail::BatchNormOutAdjoint<GY>{g};
+  }
+
+ private:
+  BN bn_;
+};
+
+/// dx, dgamma and dbeta of batch normalisation, packed [dx (numel), dgamma (c), dbeta (c)], from the adjoint of
+/// y and a copy of the forward node (which a Program merges with the forward node, so the saved statistics are
+/// read, not recomputed). Read it through BatchNormGradPartExpr.
+template <class GY, class BN>
+class BatchNormBackwardExpr : public ExprBase<BatchNormBackwardExpr<GY, BN>>,
+                              public BoundaryBase<typename BN::value_type, 1> {
+ public:
+  using value_type = typename BN::value_type;
+  static constexpr int rank = 1;
+  static constexpr int x_rank = BN::x_rank;
+  using forward_type = BN;
+  using adjoint_closure = GY;
+  static constexpr const char* step_name = "batch_norm (backward)";
+  static_assert(std::is_same_v<value_type, typename GY::value_type> && GY::rank == x_rank,
+                "metagrad: batch_norm backward: the adjoint needs the input's dtype and rank");
+
+  BatchNormBackwardExpr(GY g, BN bn) : g_(std::move(g)), bn_(std::move(bn)) {}
+  const GY& adjoint() const { return g_; }
+  const BN& forward() const { return bn_; }
+  auto children() const { return detail::refs(g_, bn_); }
+  BatchNormGeometry geometry() const { return bn_.geometry(); }
+  Shape<1> shape() const {
+    const auto g = geometry();
+    return Shape<1>{{g.numel() + 2 * g.c}};
+  }
+
+  /// dst = [dx, dgamma, dbeta]; dst is (re)allocated when its shape differs.
+  /// @throws shape_error naming the op when the adjoint does not have the input's shape.
+  template <int RD>
+  void eval_into(Tensor<value_type, RD>& dst) const {
+    static_assert(RD == 1);
+    const Device dev = detail::boundary_device(*this, dst, step_name);
+    const auto geom = geometry();
+    const auto xs = bn_.x().shape();
+    const auto gs = g_.shape();
+    if (!(gs == xs))
+      throw shape_error(std::string(step_name) + ": the output adjoint has shape " + to_string(gs) + ", expected " +
+                        to_string(xs));
+    const auto& fwd = bn_.materialise(bn_);
+    const value_type* xp = detail::contiguous_values<value_type>(bn_.x(), xs, xbuf_, dev);
+    const value_type* gp = detail::contiguous_values<value_type>(bn_.gamma(), bn_.gamma().shape(), gbuf_, dev);
+    const value_type* dyp = detail::contiguous_values<value_type>(g_, gs, dybuf_, dev);
+    const value_type* stats = fwd.data() + geom.numel();
+    const detail::Spans<value_type, 4> in{{{xp, geom.numel()}, {gp, geom.c}, {dyp, geom.numel()}, {stats, 2 * geom.c}}};
+    detail::run_into_destination(dst, shape(), dev, in, out_, [&](value_type* out) {
+      BatchNormCall<value_type> call{geom, bn_.eps(), xp, gp};
+      call.dy = dyp;
+      call.mean = stats;
+      call.invstd = stats + geom.c;
+      call.out = out;
+      call.device = dev;
+      run_batch_norm_backward(call);
+    });
+  }
+
+ private:
+  GY g_;
+  BN bn_;
+  detail::Scratch<value_type, x_rank> xbuf_, dybuf_;
+  detail::Scratch<value_type, 1> gbuf_, out_;
+};
+
+/// Output K of a batch-norm backward node: 0 = dx [N, C, ...], 1 = dgamma [C], 2 = dbeta [C]. A view of the
+/// node's buffer; differentiable again through the formula it evaluates (composition()).
+template <int K, class BNB>
+class BatchNormGradPartExpr : public ExprBase<BatchNormGradPartExpr<K, BNB>> {
+ public:
+  using value_type = typename BNB::value_type;
+  static constexpr int rank = K == 0 ? BNB::x_rank : 1;
+  static_assert(K >= 0 && K <= 2, "metagrad: batch_norm's backward pass has three outputs");
+
+  explicit BatchNormGradPartExpr(BNB bnb) : bnb_(std::move(bnb)) {}
+  auto children() const { return detail::refs(bnb_); }
+  Shape<rank> shape() const {
+    if constexpr (K == 0)
+      return bnb_.forward().x().shape();
+    else
+      return Shape<1>{{bnb_.forward().x().shape()[1]}};
+  }
+
+  template <int RT>
+  auto lower(const Shape<RT>& target) const {
+    const auto& v = bnb_.materialise(bnb_);
+    const auto s = shape();
+    return detail::lower_leaf(v.data() + detail::batch_norm_part_offset(bnb_.geometry(), K), s, contiguous_strides(s),
+                              target);
+  }
+
+  /// The value as a composition of metagrad's reductions and elementwise nodes, which grad() differentiates
+  /// (second derivatives): with xhat = (x - mean) * invstd,
+  ///   dbeta = sum(g), dgamma = sum(g * xhat), dx = gamma * invstd * (g - mean(g) - xhat * mean(g * xhat)),
+  /// the sums and means over every axis but 1.
+  auto composition() const {
+    constexpr int R = BNB::x_rank;
+    using T = value_type;
+    using BN = typename BNB::forward_type;
+    const BN& bn = bnb_.forward();
+    auto x = [&] { return detail::copy_operand<typename BN::x_closure>(bn.x()); };
+    auto g = [&] { return detail::copy_operand<typename BNB::adjoint_closure>(bnb_.adjoint()); };
+    auto invstd = [&] { return rsqrt(detail::reduce_batch<ops::VarReducer>(x()) + static_cast<T>(bn.eps())); };
+    auto xhat = [&] {
+      return (x() - detail::along_channels<R>(detail::reduce_batch<ops::MeanReducer>(x()))) *
+             detail::along_channels<R>(invstd());
+    };
+    if constexpr (K == 2) {
+      return detail::reduce_batch<ops::SumReducer>(g());
+    } else if constexpr (K == 1) {
+      return detail::reduce_batch<ops::SumReducer>(g() * xhat());
+    } else {
+      auto gamma = detail::copy_operand<typename BN::gamma_closure>(bn.gamma());
+      return detail::along_channels<R>(std::move(gamma) * invstd()) *
+             (g() - detail::along_channels<R>(detail::reduce_batch<ops::MeanReducer>(g())) -
+              xhat() * detail::along_channels<R>(detail::reduce_batch<ops::MeanReducer>(g() * xhat())));
+    }
+  }
+
+ private:
+  BNB bnb_;
+};
+
+METAGRAD_NAMESPACE_END
+// end of <metagrad/expr/batch_norm.hpp>
 // #include <metagrad/expr/concat.hpp>
 // metagrad/expr/concat.hpp — joining and reshaping tensors by index arithmetic, as elementwise nodes that
 // fuse with their neighbours: concat(axis, a, b, ...), stack(axis, a, b, ...), pad(x, widths, value) (constant
@@ -7256,529 +8160,7 @@ auto flatten(A&& x) {
 
 METAGRAD_NAMESPACE_END
 // end of <metagrad/expr/concat.hpp>
-// #include <metagrad/expr/conv.hpp>
-// metagrad/expr/conv.hpp — 2-D convolution (PyTorch's conv2d: cross-correlation of NCHW input with
-// [C_out, C_in / groups, kH, kW] weights, with stride, zero padding, dilation and groups) as a boundary node,
-// and the two boundary nodes its gradient is made of: backward-data (the adjoint of the input, a transposed
-// convolution) and backward-weight (the adjoint of the weights, a correlation of input and output adjoint).
-// Operands are handed to the backend as contiguous NCHW buffers: a contiguous tensor in place, anything
-// else (a computed expression, a view) evaluated once into a buffer the node keeps. The backend answers
-// run_conv2d(Conv2dCall), found by argument-dependent lookup (oneDNN or im2col + GEMM on the CPU, cuDNN on
-// CUDA; backend/dispatch.hpp picks by the call's device), so this layer names no backend. Buffers live on
-// the operands' device. The node here has no bias; conv2d(x, w, b) and relu of it (expr/conv_bias.hpp) are
-// one node with the bias and activation in the convolution's epilogue. Include <metagrad/expr.hpp> instead.
-
-#include <string>
-#include <tuple>
-#include <type_traits>
-#include <utility>
-
-// #include <metagrad/core/device.hpp> (inlined above)
-// #include <metagrad/core/error.hpp> (inlined above)
-// #include <metagrad/core/shape.hpp> (inlined above)
-// #include <metagrad/core/storage.hpp> (inlined above)
-// #include <metagrad/core/tensor.hpp> (inlined above)
-// #include <metagrad/expr/leaf.hpp> (inlined above)
-// #include <metagrad/expr/node.hpp> (inlined above)
-// #include <metagrad/expr/plan.hpp> (inlined above)
-
-METAGRAD_NAMESPACE_BEGIN
-
-/// One extent per spatial axis (height, width); a single number sets both: `Size2 s = 2;`, `Size2 s{2, 1};`.
-struct Size2 {
-  index_t h = 0, w = 0;
-  constexpr Size2() = default;
-  constexpr Size2(index_t both) : h(both), w(both) {}  // NOLINT(google-explicit-constructor): `.stride = 2`
-  constexpr Size2(index_t height, index_t width) : h(height), w(width) {}
-  constexpr bool operator==(const Size2&) const = default;
-};
-
-/// Options of conv2d, as PyTorch's: `conv2d(x, w, {.stride = 2, .padding = {2, 1}})`. `padding` is implicit
-/// zero padding on both sides of each axis; `dilation` spaces the kernel taps; `groups` splits the channels
-/// into independent convolutions (groups == C_in == C_out is a depthwise convolution).
-struct Conv2dOptions {
-  // Two-argument initialisers: with `= 1` (the converting constructor) GCC 12's SLP vectoriser at
-  // -O2 -march=native (AVX-512) built Conv2dOptions{} with padding.h = 1.
-  Size2 stride{1, 1};
-  Size2 padding{0, 0};
-  Size2 dilation{1, 1};
-  index_t groups = 1;
-};
-
-/// Everything a backend needs to know about one convolution, in elements (all run-time values).
-struct Conv2dGeometry {
-  index_t n = 0, c_in = 0, h = 0, w = 0;  ///< input [n, c_in, h, w]
-  index_t c_out = 0, kh = 0, kw = 0;      ///< weight [c_out, c_in / groups, kh, kw]
-  index_t oh = 0, ow = 0;                 ///< output [n, c_out, oh, ow]
-  Size2 stride = 1, padding = 0, dilation = 1;
-  index_t groups = 1;
-
-  index_t c_in_per_group() const { return c_in / groups; }
-  index_t c_out_per_group() const { return c_out / groups; }
-  Shape<4> input_shape() const { return Shape<4>{n, c_in, h, w}; }
-  Shape<4> weight_shape() const { return Shape<4>{c_out, c_in / groups, kh, kw}; }
-  Shape<4> output_shape() const { return Shape<4>{n, c_out, oh, ow}; }
-  bool operator==(const Conv2dGeometry&) const = default;
-};
-
-/// Which of the three convolution computations a Conv2dCall asks for.
-enum class ConvPass { forward, backward_data, backward_weight };
-
-/// The activation a fused convolution applies after its bias (expr/conv_bias.hpp): y = act(conv + b).
-/// Only these two, because they are what cuDNN's fused cudnnConvolutionBiasActivationForward and oneDNN's
-/// eltwise post-op both run in the convolution's epilogue.
-enum class Activation : unsigned char { identity, relu };
-
-/// One convolution for a backend, answered by run_conv2d(call) (found by argument-dependent lookup). Every
-/// pointer is to a contiguous NCHW (or [c_out, c_in / groups, kh, kw]) buffer; `out` overlaps none of the
-/// inputs and is overwritten (never accumulated into); every buffer is memory of `device` (the CPU, or a
-/// CUDA device, whose answer is cuDNN's in a file compiled by nvcc).
-///   forward:          out = y  [n, c_out, oh, ow]         from x, w (then + bias[c], then activation)
-///   backward_data:    out = dx [n, c_in, h, w]            from dy, w
-///   backward_weight:  out = dw [c_out, c_in / g, kh, kw]  from dy, x
-/// `bias` ([c_out], or null for none) and `activation` belong to the forward pass only; a backend rejects
-/// them on the backward passes rather than ignore them.
-template <class T>
-struct Conv2dCall {
-  ConvPass pass;
-  Conv2dGeometry geom;
-  const T* x;
-  const T* w;
-  const T* dy;
-  T* out;
-  Device device = Device::cpu();
-  const T* bias = nullptr;
-  Activation activation = Activation::identity;
-};
-
-namespace detail {
-
-/// Output extent of one axis, as PyTorch: floor((in + 2 pad - dil (k - 1) - 1) / stride) + 1, or 0 when the
-/// padded input is smaller than the dilated kernel.
-inline index_t conv_out_extent(index_t in, index_t k, index_t stride, index_t pad, index_t dil) {
-  const index_t span = in + 2 * pad - dil * (k - 1) - 1;
-  return span < 0 ? 0 : span / stride + 1;
-}
-
-inline std::string size2_text(const Size2& s) { return "(" + std::to_string(s.h) + ", " + std::to_string(s.w) + ")"; }
-
-/// @throws metagrad::error naming `op` for a stride or dilation below 1, a negative padding or groups below 1.
-inline void check_conv_options(const Conv2dOptions& o, const char* op) {
-  if (o.stride.h < 1 || o.stride.w < 1)
-    throw error(std::string(op) + ": stride " + size2_text(o.stride) + " must be >= 1");
-  if (o.dilation.h < 1 || o.dilation.w < 1)
-    throw error(std::string(op) + ": dilation " + size2_text(o.dilation) + " must be >= 1");
-  if (o.padding.h < 0 || o.padding.w < 0)
-    throw error(std::string(op) + ": padding " + size2_text(o.padding) + " must be >= 0");
-  if (o.groups < 1) throw error(std::string(op) + ": groups = " + std::to_string(o.groups) + " must be >= 1");
-}
-
-/// The geometry of conv2d(x, w, o) from the operands' shapes.
-/// @throws shape_error naming `op` and both shapes when the channels do not match the weight and groups, the
-///         kernel is empty, or the output would be empty.
-inline Conv2dGeometry conv2d_geometry(const Shape<4>& xs, const Shape<4>& ws, const Conv2dOptions& o, const char* op) {
-  auto shapes = [&] { return "input " + to_string(xs) + " and weight " + to_string(ws); };
-  if (ws[0] % o.groups != 0)
-    throw shape_error(std::string(op) + ": " + shapes() + ": the " + std::to_string(ws[0]) +
-                      " output channels are not divisible by groups = " + std::to_string(o.groups));
-  if (xs[1] != ws[1] * o.groups)
-    throw shape_error(std::string(op) + ": " + shapes() + ": the input has " + std::to_string(xs[1]) +
-                      " channels, the weight expects " + std::to_string(ws[1]) + " x groups (" +
-                      std::to_string(o.groups) + ") = " + std::to_string(ws[1] * o.groups));
-  if (ws[2] < 1 || ws[3] < 1) throw shape_error(std::string(op) + ": " + shapes() + ": the kernel is empty");
-  Conv2dGeometry g;
-  g.n = xs[0];
-  g.c_in = xs[1];
-  g.h = xs[2];
-  g.w = xs[3];
-  g.c_out = ws[0];
-  g.kh = ws[2];
-  g.kw = ws[3];
-  g.stride = o.stride;
-  g.padding = o.padding;
-  g.dilation = o.dilation;
-  g.groups = o.groups;
-  g.oh = conv_out_extent(g.h, g.kh, o.stride.h, o.padding.h, o.dilation.h);
-  g.ow = conv_out_extent(g.w, g.kw, o.stride.w, o.padding.w, o.dilation.w);
-  if (g.oh < 1 || g.ow < 1)
-    throw shape_error(std::string(op) + ": " + shapes() + " with padding " + size2_text(o.padding) + ", dilation " +
-                      size2_text(o.dilation) + " and stride " + size2_text(o.stride) +
-                      ": the padded input is smaller than the dilated kernel, the output would be empty");
-  return g;
-}
-
-/// A buffer a node keeps between evaluations, on the device of the node's operands. A copy of the node
-/// starts without one, so copies never write into each other's memory.
-template <class T, int R>
-struct Scratch {
-  Scratch() = default;
-  Scratch(const Scratch&) {}
-  Scratch& operator=(const Scratch&) { return *this; }
-  Tensor<T, R>& sized(const Shape<R>& s, Device device = Device::cpu()) const {
-    auto& t = t_.get();
-    if (!t.defined() || !(t.shape() == s) || t.device() != device) t.allocate(s, device);
-    return t;
-  }
-  Lazy<Tensor<T, R>> t_;
-};
-
-/// The values of expression e (of shape s, read on `device`) as a contiguous row-major buffer there: a
-/// contiguous leaf's own memory, else `buf` filled by one fused pass (run_fill, the backend's hook).
-template <class T, class E, int R>
-const T* contiguous_values(const E& e, const Shape<R>& s, const Scratch<T, R>& buf, Device device) {
-  const auto p = lower_expr(e, s);
-  if constexpr (is_leaf_plan_v<std::remove_cvref_t<decltype(p)>>) {
-    if (p.is_flat()) return p.ptr;
-  }
-  auto& t = buf.sized(s, device);
-  if (s.numel() > 0) run_fill(device, t.data(), t.strides(), s, p);
-  return t.data();
-}
-
-/// The device a boundary node computes on: its operands' (the CPU when it reads no tensor).
-/// @throws device_error naming `op` when the operands are on different devices, or when dst already holds
-///         memory of another device (a result is never moved between devices behind the caller's back).
-template <class Node, class T, int R>
-Device boundary_device(const Node& node, const Tensor<T, R>& dst, const char* op) {
-  const Device dev = operands_device(node, op).value_or(Device::cpu());
-  if (dst.defined() && dst.device() != dev)
-    throw device_error(std::string(op) + ": the operands are on " + dev.str() + " but the destination is on " +
-                       dst.device().str());
-  return dev;
-}
-
-/// Whether [a, a + na) and [b, b + nb) share memory.
-template <class T>
-bool ranges_overlap(const T* a, index_t na, const T* b, index_t nb) {
-  return na > 0 && nb > 0 && a < b + nb && b < a + na;
-}
-
-/// Runs `call` (on call.device) with call.out pointing into dst (allocated there to `os` when its shape
-/// differs) when dst is contiguous and overlaps none of the inputs, else into `tmp` and copies.
-template <class T, class Inputs>
-void run_conv_into(Tensor<T, 4>& dst, const Shape<4>& os, Conv2dCall<T> call, const Inputs& inputs,
-                   const Scratch<T, 4>& tmp) {
-  if (!dst.defined() || !(dst.shape() == os)) dst.allocate(os, call.device);
-  if (os.numel() == 0) return;
-  bool direct = dst.is_contiguous();
-  for (const auto& [p, n] : inputs) direct = direct && !ranges_overlap<T>(dst.data(), os.numel(), p, n);
-  call.out = direct ? dst.data() : tmp.sized(os, call.device).data();
-  const Conv2dGeometry& g = call.geom;
-  if (g.n == 0 || g.c_in == 0 || g.c_out == 0) {
-    // Nothing to sum over, or nothing to sum: the result is zero (no backend call with empty extents).
-    if (call.device.is_cpu()) {
-      for (index_t i = 0; i < os.numel(); ++i) call.out[i] = T(0);
-    } else {
-      device_hooks_for(call.device, "conv2d")
-          .fill_zero(call.out, static_cast<std::size_t>(os.numel()) * sizeof(T), call.device);
-    }
-  } else {
-    run_conv2d(call);
-  }
-  if (!direct) dst.assign(tmp.t_.get());
-}
-
-template <class T, std::size_t N>
-struct Spans {
-  struct Span {
-    const T* p;
-    index_t n;
-  };
-  Span s[N];
-  const Span* begin() const { return s; }
-  const Span* end() const { return s + N; }
-};
-
-}  // namespace detail
-
-/// The value of expression g in a buffer of its own: the output adjoint of a convolution, read by both its
-/// backward-data and its backward-weight node, is evaluated once (a Program merges the two equal nodes).
-template <class G>
-class BufferExpr : public ExprBase<BufferExpr<G>>,
-                   public BoundaryBase<typename std::remove_cvref_t<G>::value_type, std::remove_cvref_t<G>::rank> {
-  using GE = std::remove_cvref_t<G>;
-
- public:
-  using value_type = typename GE::value_type;
-  static constexpr int rank = GE::rank;
-  static constexpr const char* step_name = "buffer";
-  using self_differentiating_tag = void;
-
-  explicit BufferExpr(G g) : g_(std::forward<G>(g)) {}
-  const GE& operand() const { return g_; }
-  auto children() const { return detail::refs(g_); }
-  Shape<rank> shape() const { return g_.shape(); }
-
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
-
-  template <int RD>
-  void eval_into(Tensor<value_type, RD>& dst) const {
-    static_assert(RD == rank);
-    const auto s = g_.shape();
-    const Device dev = detail::operands_device(*this, "buffer").value_or(Device::cpu());
-    detail::prepare_destination(dst, s, dev);
-    if (s.numel() == 0) return;
-    const auto p = lower_expr(g_, s);
-    bool alias = false;
-    const auto r = offset_range(s, dst.strides());
-    const char* lo = reinterpret_cast<const char*>(dst.data() + r.lo);
-    const char* hi = reinterpret_cast<const char*>(dst.data() + r.hi + 1);
-    p.visit_leaves([&](const void*, const void* l, const void* h, const auto&,
-                       bool) { alias |= !(static_cast<const char*>(h) <= lo || static_cast<const char*>(l) >= hi); },
-                   false, s);
-    if (alias) {
-      Tensor<value_type, rank> t;
-      t.allocate(s, dev);
-      run_fill(dev, t.data(), t.strides(), s, p);
-      dst.assign(t);
-    } else {
-      run_fill(dev, dst.data(), dst.strides(), s, p);
-    }
-  }
-
-  template <class H>
-  auto backward(std::integral_constant<int, 0>, const H& h) const {
-    return h;
-  }
-
- private:
-  G g_;
-};
-
-namespace detail {
-/// g as an operand that is already in memory: leaves and boundary nodes as they are, anything else in a
-/// BufferExpr (so is a sum_to, which is fused into each of its readers when it is not a real reduction).
-template <class G>
-auto buffered(const G& g) {
-  if constexpr (is_tensor_v<G> || (boundary_expression<G> && !requires { g.materialised(); }) ||
-                requires { g.identity(); })
-    return g;
-  else
-    return BufferExpr<G>(g);
-}
-
-template <class Node>
-struct NotDifferentiable : std::false_type {};
-}  // namespace detail
-
-/// dx of y = conv2d(x, w): the transposed convolution of the output adjoint g with w, shaped like x.
-/// Not differentiable itself (grad through it is a compile error).
-template <class G, class W, class X>
-class Conv2dBackwardDataExpr : public ExprBase<Conv2dBackwardDataExpr<G, W, X>>,
-                               public BoundaryBase<typename W::value_type, 4> {
- public:
-  using value_type = typename W::value_type;
-  static constexpr int rank = 4;
-  static constexpr const char* step_name = "conv2d (backward data)";
-  using self_differentiating_tag = void;
-
-  Conv2dBackwardDataExpr(G g, W w, X like, const Conv2dOptions& o) : g_(g), w_(w), like_(like), opts_(o) {}
-  auto children() const { return detail::refs(g_, w_); }
-  const X& like() const { return like_; }
-  bool same_params(const Conv2dBackwardDataExpr& o) const { return detail::bits_equal(opts_, o.opts_); }
-  Shape<4> shape() const { return like_.shape(); }
-
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
-
-  /// @throws shape_error naming conv2d when g does not have the forward output's shape.
-  template <int RD>
-  void eval_into(Tensor<value_type, RD>& dst) const {
-    static_assert(RD == 4);
-    const Device dev = detail::boundary_device(*this, dst, "conv2d (backward data)");
-    const auto geom = detail::conv2d_geometry(like_.shape(), w_.shape(), opts_, "conv2d (backward data)");
-    const auto gs = g_.shape();
-    if (!(gs == geom.output_shape()))
-      throw shape_error("conv2d (backward data): the output adjoint has shape " + to_string(gs) + ", expected " +
-                        to_string(geom.output_shape()));
-    const value_type* gp = detail::contiguous_values<value_type>(g_, gs, gbuf_, dev);
-    const value_type* wp = detail::contiguous_values<value_type>(w_, geom.weight_shape(), wbuf_, dev);
-    const detail::Spans<value_type, 2> in{{{gp, gs.numel()}, {wp, geom.weight_shape().numel()}}};
-    detail::run_conv_into(dst, geom.input_shape(),
-                          Conv2dCall<value_type>{ConvPass::backward_data, geom, nullptr, wp, gp, nullptr, dev}, in,
-                          out_);
-  }
-
-  template <int I, class H>
-  auto backward(std::integral_constant<int, I>, const H&) const {
-    static_assert(detail::NotDifferentiable<H>::value,
-                  "metagrad: conv2d has no second derivative: its backward-data node is not differentiable");
-    return 0;
-  }
-
- private:
-  G g_;
-  W w_;
-  X like_;
-  Conv2dOptions opts_;
-  detail::Scratch<value_type, 4> gbuf_, wbuf_, out_;
-};
-
-/// dw of y = conv2d(x, w): the correlation of x with the output adjoint g, summed over the batch, shaped
-/// like w. Not differentiable itself (grad through it is a compile error).
-template <class G, class X, class W>
-class Conv2dBackwardWeightExpr : public ExprBase<Conv2dBackwardWeightExpr<G, X, W>>,
-                                 public BoundaryBase<typename X::value_type, 4> {
- public:
-  using value_type = typename X::value_type;
-  static constexpr int rank = 4;
-  static constexpr const char* step_name = "conv2d (backward weight)";
-  using self_differentiating_tag = void;
-
-  Conv2dBackwardWeightExpr(G g, X x, W like, const Conv2dOptions& o) : g_(g), x_(x), like_(like), opts_(o) {}
-  auto children() const { return detail::refs(g_, x_); }
-  const W& like() const { return like_; }
-  bool same_params(const Conv2dBackwardWeightExpr& o) const { return detail::bits_equal(opts_, o.opts_); }
-  Shape<4> shape() const { return like_.shape(); }
-
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
-
-  /// @throws shape_error naming conv2d when g does not have the forward output's shape.
-  template <int RD>
-  void eval_into(Tensor<value_type, RD>& dst) const {
-    static_assert(RD == 4);
-    const Device dev = detail::boundary_device(*this, dst, "conv2d (backward weight)");
-    const auto xs = x_.shape();
-    const auto geom = detail::conv2d_geometry(xs, like_.shape(), opts_, "conv2d (backward weight)");
-    const auto gs = g_.shape();
-    if (!(gs == geom.output_shape()))
-      throw shape_error("conv2d (backward weight): the output adjoint has shape " + to_string(gs) + ", expected " +
-                        to_string(geom.output_shape()));
-    const value_type* gp = detail::contiguous_values<value_type>(g_, gs, gbuf_, dev);
-    const value_type* xp = detail::contiguous_values<value_type>(x_, xs, xbuf_, dev);
-    const detail::Spans<value_type, 2> in{{{gp, gs.numel()}, {xp, xs.numel()}}};
-    detail::run_conv_into(dst, geom.weight_shape(),
-                          Conv2dCall<value_type>{ConvPass::backward_weight, geom, xp, nullptr, gp, nullptr, dev}, in,
-                          out_);
-  }
-
-  template <int I, class H>
-  auto backward(std::integral_constant<int, I>, const H&) const {
-    static_assert(detail::NotDifferentiable<H>::value,
-                  "metagrad: conv2d has no second derivative: its backward-weight node is not differentiable");
-    return 0;
-  }
-
- private:
-  G g_;
-  X x_;
-  W like_;
-  Conv2dOptions opts_;
-  detail::Scratch<value_type, 4> gbuf_, xbuf_, out_;
-};
-
-/// y = conv2d(x, w, options): see conv2d().
-template <class X, class W>
-class Conv2dExpr : public ExprBase<Conv2dExpr<X, W>>,
-                   public BoundaryBase<typename std::remove_cvref_t<X>::value_type, 4> {
-  using XE = std::remove_cvref_t<X>;
-  using WE = std::remove_cvref_t<W>;
-
- public:
-  using value_type = typename XE::value_type;
-  static constexpr int rank = 4;
-  static constexpr const char* step_name = "conv2d";
-  using self_differentiating_tag = void;
-  static_assert(XE::rank == 4,
-                "metagrad: conv2d needs an input of rank 4 (N, C, H, W); add a batch axis with unsqueeze");
-  static_assert(WE::rank == 4, "metagrad: conv2d needs a weight of rank 4 (C_out, C_in / groups, kH, kW)");
-  static_assert(std::is_same_v<value_type, typename WE::value_type>,
-                "metagrad: conv2d needs input and weight of the same dtype; convert one with cast<T>()");
-  static_assert(std::is_same_v<value_type, float> || std::is_same_v<value_type, double>,
-                "metagrad: conv2d is defined for float and double");
-
-  /// @throws metagrad::error for a stride or dilation below 1, a negative padding or groups below 1.
-  Conv2dExpr(X x, W w, Conv2dOptions o) : x_(std::forward<X>(x)), w_(std::forward<W>(w)), opts_(o) {
-    detail::check_conv_options(o, "conv2d");
-  }
-
-  const XE& input() const { return x_; }
-  const WE& weight() const { return w_; }
-  const Conv2dOptions& options() const { return opts_; }
-  auto children() const { return detail::refs(x_, w_); }
-  bool same_params(const Conv2dExpr& o) const { return detail::bits_equal(opts_, o.opts_); }
-
-  /// @throws shape_error naming conv2d and both shapes (see conv2d()).
-  Conv2dGeometry geometry() const { return detail::conv2d_geometry(x_.shape(), w_.shape(), opts_, "conv2d"); }
-  Shape<4> shape() const { return geometry().output_shape(); }
-
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
-
-  /// dst = conv2d(x, w); dst is (re)allocated when its shape differs.
-  template <int RD>
-  void eval_into(Tensor<value_type, RD>& dst) const {
-    static_assert(RD == 4);
-    const Device dev = detail::boundary_device(*this, dst, "conv2d");
-    const auto geom = geometry();
-    const value_type* xp = detail::contiguous_values<value_type>(x_, geom.input_shape(), xbuf_, dev);
-    const value_type* wp = detail::contiguous_values<value_type>(w_, geom.weight_shape(), wbuf_, dev);
-    const detail::Spans<value_type, 2> in{{{xp, geom.input_shape().numel()}, {wp, geom.weight_shape().numel()}}};
-    detail::run_conv_into(dst, geom.output_shape(),
-                          Conv2dCall<value_type>{ConvPass::forward, geom, xp, wp, nullptr, nullptr, dev}, in, out_);
-  }
-
-  /// dx = conv2d_backward_data(g, w), shaped like x.
-  template <class G>
-  auto backward(std::integral_constant<int, 0>, const G& g) const {
-    auto gb = detail::buffered(g);
-    auto wv = detail::operand_value<W>(w_);
-    auto xv = detail::operand_value<X>(x_);
-    return Conv2dBackwardDataExpr<decltype(gb), decltype(wv), decltype(xv)>(gb, wv, xv, opts_);
-  }
-  /// dw = conv2d_backward_weight(g, x), shaped like w.
-  template <class G>
-  auto backward(std::integral_constant<int, 1>, const G& g) const {
-    auto gb = detail::buffered(g);
-    auto xv = detail::operand_value<X>(x_);
-    auto wv = detail::operand_value<W>(w_);
-    return Conv2dBackwardWeightExpr<decltype(gb), decltype(xv), decltype(wv)>(gb, xv, wv, opts_);
-  }
-
- private:
-  X x_;
-  W w_;
-  Conv2dOptions opts_;
-  detail::Scratch<value_type, 4> xbuf_, wbuf_, out_;
-};
-
-/// 2-D convolution of x [N, C_in, H, W] with w [C_out, C_in / groups, kH, kW], as PyTorch's conv2d without
-/// bias: y[n, o, i, j] = sum over c, p, q of x[n, g C_in/groups + c, i sh - ph + p dh, j sw - pw + q dw]
-/// w[o, c, p, q] (zero outside x), where g = o / (C_out / groups); y has shape [N, C_out, OH, OW] with
-/// OH = floor((H + 2 ph - dh (kH - 1) - 1) / sh) + 1 (OW likewise). Differentiable in x and w.
-/// @pre x and w have rank 4 and the same dtype, float or double (compile-time checks).
-/// @throws metagrad::error for a stride or dilation below 1, a negative padding or groups below 1 (at once);
-///         shape_error naming conv2d and both shapes, when evaluated, if C_in != w's second extent x groups,
-///         C_out is not divisible by groups, the kernel is empty or the output would be empty.
-template <expression X, expression W>
-auto conv2d(X&& x, W&& w, const Conv2dOptions& options) {
-  return Conv2dExpr<closure_t<X&&>, closure_t<W&&>>(std::forward<X>(x), std::forward<W>(w), options);
-}
-/// conv2d with stride 1, no padding, dilation 1, one group. The defaults are a static object rather than a
-/// `= {}` temporary: GCC 12 at -O2 -march=native (AVX-512) miscompiled the copy of that temporary into the
-/// node (padding.h came out as 1), found by the conv tests.
-template <expression X, expression W>
-auto conv2d(X&& x, W&& w) {
-  static constexpr Conv2dOptions defaults{};
-  return conv2d(std::forward<X>(x), std::forward<W>(w), defaults);
-}
-
-METAGRAD_NAMESPACE_END
-// end of <metagrad/expr/conv.hpp>
+// #include <metagrad/expr/conv.hpp> (inlined above)
 // #include <metagrad/expr/conv_bias.hpp>
 // metagrad/expr/conv_bias.hpp — 2-D convolution, bias and activation as ONE boundary node:
 // y = act(conv2d(x, w) + b[c]), written by a single backend call (cuDNN's fused
@@ -7882,12 +8264,6 @@ class Conv2dBiasExpr : public ExprBase<Conv2dBiasExpr<X, W, B, Act>>,
     return detail::conv2d_bias_geometry(x_.shape(), w_.shape(), b_.shape(), opts_, "conv2d with bias");
   }
   Shape<4> shape() const { return geometry().output_shape(); }
-
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
 
   /// dst = act(conv2d(x, w) + b); dst is (re)allocated when its shape differs.
   template <int RD>
@@ -8258,12 +8634,6 @@ class EmbeddingBackwardExpr : public ExprBase<EmbeddingBackwardExpr<G, I, W>>,
   auto children() const { return detail::refs(g_, idx_); }
   bool same_params(const EmbeddingBackwardExpr& o) const { return padding_ == o.padding_; }
 
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
-
   /// Writes the scattered sum into dst (re-allocated when its shape differs). A serial pass over the
   /// indices: rows that repeat are added in index order, so the result does not depend on threads.
   template <int RD>
@@ -8339,12 +8709,6 @@ class EmbeddingExpr : public ExprBase<EmbeddingExpr<W, I>>, public BoundaryBase<
     for (int d = 0; d < I::rank; ++d) s[d] = is[d];
     s[rank - 1] = w_.shape()[1];
     return s;
-  }
-
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
   }
 
   /// Copies the selected rows into dst (re-allocated when its shape differs).
@@ -8776,11 +9140,12 @@ METAGRAD_NAMESPACE_END
 // #include <metagrad/expr/matmul.hpp> (inlined above)
 // #include <metagrad/expr/node.hpp> (inlined above)
 // #include <metagrad/expr/norm.hpp>
-// metagrad/expr/norm.hpp — normalisation as compositions of reductions and elementwise nodes: batch_norm
-// over the batch and spatial axes of [N, C, ...] input (training form with batch statistics, evaluation form
-// with running statistics), the batch statistics a layer needs for its running averages (batch_mean,
-// batch_var), and layer_norm over the trailing axes. Gradients come from autodiff through the mean and
-// variance reductions. Include <metagrad/expr.hpp> instead.
+// metagrad/expr/norm.hpp — normalisation: batch_norm over the batch and spatial axes of [N, C, ...] input
+// (training form with gamma and beta: the boundary node of expr/batch_norm.hpp and its statistics; training form
+// without them, and evaluation form with running statistics: compositions of reductions and elementwise nodes),
+// batch statistics as reductions (batch_mean, batch_var), and layer_norm over the trailing axes. The
+// compositions' gradients come from autodiff through the mean and variance reductions. Include
+// <metagrad/expr.hpp> instead.
 
 #include <type_traits>
 #include <utility>
@@ -8788,6 +9153,7 @@ METAGRAD_NAMESPACE_END
 // #include <metagrad/core/dtype.hpp> (inlined above)
 // #include <metagrad/core/shape.hpp> (inlined above)
 // #include <metagrad/ops/reduction.hpp> (inlined above)
+// #include <metagrad/expr/batch_norm.hpp> (inlined above)
 // #include <metagrad/expr/functions.hpp> (inlined above)
 // #include <metagrad/expr/index.hpp> (inlined above)
 // #include <metagrad/expr/reduce.hpp> (inlined above)
@@ -8796,15 +9162,6 @@ METAGRAD_NAMESPACE_END
 METAGRAD_NAMESPACE_BEGIN
 
 namespace detail {
-
-// The axes batch statistics reduce over: every axis of [N, C, d1, ...] but the channel axis 1.
-template <int R>
-Array<int, R - 1> batch_axes() {
-  Array<int, R - 1> a{};
-  a[0] = 0;
-  for (int d = 2; d < R; ++d) a[d - 1] = d;
-  return a;
-}
 
 // The last K axes of a rank-R expression.
 template <int R, int K>
@@ -8819,14 +9176,7 @@ Array<int, K> trailing_axes() {
 template <int R, class E>
 auto per_channel(E&& e) {
   static_assert(expr_rank_v<E> == 1, "metagrad: batch_norm statistics and affine parameters have shape [C]");
-  if constexpr (R == 2) {
-    return std::forward<E>(e);
-  } else {
-    using M = AxisMapExpr<closure_t<E&&>, R - 1>;
-    Array<int, R - 1> from{};
-    for (int d = 0; d < R - 1; ++d) from[d] = d == 0 ? 0 : -1;
-    return M(std::forward<E>(e), from, typename M::unchecked_t{});
-  }
+  return along_channels<R>(std::forward<E>(e));
 }
 
 template <class A>
@@ -8876,19 +9226,27 @@ auto batch_var(A&& x, bool unbiased = true) {
 
 /// Batch normalisation in training form: each channel of x [N, C, ...] normalised with the batch's own mean
 /// and biased variance, (x - mean) / sqrt(var + eps), then scaled by gamma [C] and shifted by beta [C].
-/// A layer keeps its running statistics with batch_mean(x) and batch_var(x) (same reductions).
-/// @pre floating x of rank >= 2 (compile-time check). @throws shape_error (when evaluated) if gamma or beta
-/// do not broadcast along the channel axis.
+/// One boundary node (expr/batch_norm.hpp): a single backend call (cuDNN's batch norm on CUDA) computes y and
+/// the batch statistics, and the gradient is one backward call for x, gamma and beta. batch_norm_stats() gives
+/// the statistics of the same node, for running averages.
+/// @pre floating x of rank >= 2, gamma and beta of rank 1 (compile-time checks). @throws shape_error (when
+/// evaluated) if gamma or beta does not hold one value per channel; metagrad::error if eps < 0.
 template <expression A, expression G, expression B>
 auto batch_norm(A&& x, G&& gamma, B&& beta, double eps = 1e-5) {
   detail::check_batch_norm_input<A>();
-  constexpr int R = expr_rank_v<A>;
-  using T = expr_value_t<A>;
-  auto mu = detail::per_channel<R>(batch_mean(detail::reuse<A>(x)));
-  auto var = detail::per_channel<R>(detail::batch_var_biased(detail::reuse<A>(x)));
-  return (detail::reuse<A>(x) - std::move(mu)) * rsqrt(std::move(var) + static_cast<T>(eps)) *
-             detail::per_channel<R>(std::forward<G>(gamma)) +
-         detail::per_channel<R>(std::forward<B>(beta));
+  using BN = BatchNormExpr<closure_t<A&&>, closure_t<G&&>, closure_t<B&&>>;
+  return BatchNormPartExpr<0, BN>(BN(std::forward<A>(x), std::forward<G>(gamma), std::forward<B>(beta), eps));
+}
+
+/// The batch statistics of batch_norm(x, gamma, beta, eps), read from the same node (a Program computes them
+/// together): {mean [C], unbiased variance [C]}. They stop the gradient (running averages are not
+/// differentiated).
+template <expression A, expression G, expression B>
+auto batch_norm_stats(A&& x, G&& gamma, B&& beta, double eps = 1e-5) {
+  detail::check_batch_norm_input<A>();
+  using BN = BatchNormExpr<closure_t<A&&>, closure_t<G&&>, closure_t<B&&>>;
+  BN bn(std::forward<A>(x), std::forward<G>(gamma), std::forward<B>(beta), eps);
+  return std::make_pair(BatchNormPartExpr<1, BN>(bn), BatchNormPartExpr<3, BN>(bn));
 }
 
 /// Batch normalisation in training form without the affine parameters (affine = false).
@@ -9141,12 +9499,6 @@ class MaxPool2dBackwardExpr : public ExprBase<MaxPool2dBackwardExpr<G, X>>,
   bool same_params(const MaxPool2dBackwardExpr& o) const { return p_ == o.p_; }
   Shape<4> shape() const { return x_.shape(); }
 
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
-
   /// @throws shape_error naming max_pool2d when g does not have the pooled shape.
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
@@ -9204,12 +9556,6 @@ class AvgPool2dBackwardExpr : public ExprBase<AvgPool2dBackwardExpr<K, G, X>>,
   const X& like() const { return like_; }
   bool same_params(const AvgPool2dBackwardExpr& o) const { return p_ == o.p_; }
   Shape<4> shape() const { return like_.shape(); }
-
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
 
   /// @throws shape_error naming the pool when g does not have the pooled shape.
   template <int RD>
@@ -9272,12 +9618,6 @@ class Pool2dExpr : public ExprBase<Pool2dExpr<K, X>>,
   /// @throws shape_error naming the pool and the input shape when the output would be empty.
   Pool2dGeometry geometry() const { return detail::pool2d_geometry(x_.shape(), p_); }
   Shape<4> shape() const { return geometry().output_shape(); }
-
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
 
   /// dst = the pooled x; dst is (re)allocated when its shape differs.
   template <int RD>
@@ -9577,19 +9917,6 @@ SoftmaxGeometry softmax_geometry(const Shape<R>& s, int axis, bool log, const ch
   return g;
 }
 
-/// Runs f(out) with out = dst's memory (dst allocated on `device` to `shape` unless it has both) when dst is
-/// contiguous and overlaps none of `inputs`, else a temporary on `device` that is then copied into dst.
-template <class T, int R, std::size_t N, class F>
-void run_rowwise_into(Tensor<T, R>& dst, const Shape<R>& shape, Device device, const Spans<T, N>& inputs,
-                      const Scratch<T, R>& tmp, F&& f) {
-  prepare_destination(dst, shape, device);
-  if (shape.numel() == 0) return;
-  bool direct = dst.is_contiguous();
-  for (const auto& [p, n] : inputs) direct = direct && !ranges_overlap<T>(dst.data(), shape.numel(), p, n);
-  f(direct ? dst.data() : tmp.sized(shape, device).data());
-  if (!direct) dst.assign(tmp.t_.get());
-}
-
 template <class Node>
 struct SoftmaxNotDifferentiable : std::false_type {};
 
@@ -9617,12 +9944,6 @@ class SoftmaxBackwardExpr : public ExprBase<SoftmaxBackwardExpr<Log, G, Y>>,
   int axis() const { return axis_; }
   Shape<rank> shape() const { return y_.shape(); }
 
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
-
   /// dst = dx; dst is (re)allocated when its shape differs.
   /// @throws shape_error naming the op when g does not have y's shape.
   template <int RD>
@@ -9639,7 +9960,7 @@ class SoftmaxBackwardExpr : public ExprBase<SoftmaxBackwardExpr<Log, G, Y>>,
     const value_type* yp = detail::contiguous_values<value_type>(y_, ys, ybuf_, dev);
     const value_type* gp = detail::contiguous_values<value_type>(g_, gs, gbuf_, dev);
     const detail::Spans<value_type, 2> in{{{yp, ys.numel()}, {gp, gs.numel()}}};
-    detail::run_rowwise_into(dst, ys, dev, in, out_, [&](value_type* out) {
+    detail::run_into_destination(dst, ys, dev, in, out_, [&](value_type* out) {
       run_softmax_backward(SoftmaxCall<value_type>{geom, Log, yp, gp, out, dev});
     });
   }
@@ -9710,12 +10031,6 @@ class SoftmaxExpr : public ExprBase<SoftmaxExpr<Log, X>>,
   bool same_params(const SoftmaxExpr& o) const { return axis_ == o.axis_; }
   Shape<rank> shape() const { return x_.shape(); }
 
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
-
   /// dst = softmax(x) (or log_softmax); dst is (re)allocated when its shape differs.
   /// @throws shape_error naming the op when the axis is empty.
   template <int RD>
@@ -9726,7 +10041,7 @@ class SoftmaxExpr : public ExprBase<SoftmaxExpr<Log, X>>,
     const auto geom = detail::softmax_geometry(xs, axis_, Log);
     const value_type* xp = detail::contiguous_values<value_type>(x_, xs, xbuf_, dev);
     const detail::Spans<value_type, 1> in{{{xp, xs.numel()}}};
-    detail::run_rowwise_into(dst, xs, dev, in, out_, [&](value_type* out) {
+    detail::run_into_destination(dst, xs, dev, in, out_, [&](value_type* out) {
       run_softmax(SoftmaxCall<value_type>{geom, Log, xp, nullptr, out, dev});
     });
   }
@@ -9795,8 +10110,8 @@ METAGRAD_NAMESPACE_END
 // #include <metagrad/ops/arithmetic.hpp> (inlined above)
 // #include <metagrad/backend/dispatch.hpp>
 // metagrad/backend/dispatch.hpp — the backend hooks that expr/ nodes call by argument-dependent lookup
-// (run_fill, run_reduction, run_gemm, run_conv2d, the pooling and the softmax hooks), answered on the device the
-// data lives on: the CPU drivers, or the CUDA ones in a file compiled by nvcc. A plain C++ file asked for CUDA work
+// (run_fill, run_reduction, run_gemm, run_conv2d, the pooling, softmax and batch-norm hooks), answered on the device
+// the data lives on: the CPU drivers, or the CUDA ones in a file compiled by nvcc. A plain C++ file asked for CUDA work
 // throws device_error saying to compile it with nvcc. Include <metagrad/metagrad.hpp> instead.
 
 #include <string>
@@ -9804,70 +10119,27 @@ METAGRAD_NAMESPACE_END
 // #include <metagrad/core/device.hpp> (inlined above)
 // #include <metagrad/core/error.hpp> (inlined above)
 // #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/batch_norm.hpp> (inlined above)
 // #include <metagrad/expr/conv.hpp> (inlined above)
 // #include <metagrad/expr/matmul.hpp> (inlined above)
 // #include <metagrad/expr/plan.hpp> (inlined above)
 // #include <metagrad/expr/pool.hpp> (inlined above)
 // #include <metagrad/expr/softmax.hpp> (inlined above)
-// #include <metagrad/backend/cpu/conv.hpp>
-// metagrad/backend/cpu/conv.hpp — the CPU answer to run_conv2d(Conv2dCall) (expr/conv.hpp): 2-D convolution
-// forward, backward-data and backward-weight, by oneDNN when the build has it (METAGRAD_WITH_DNNL) and by
-// im2col + GEMM (cpu::gemm: CBLAS or the built-in kernel) always. Both are callable directly
-// (cpu::conv2d_im2col, cpu::conv2d_onednn) and cpu::set_conv_algorithm() pins one, for tests and benchmarks.
-// A forward call's bias and activation (expr/conv_bias.hpp) are fused in both: oneDNN's bias argument and
-// eltwise post-op, or a loop over each GEMM's output while it is in cache. Include <metagrad/metagrad.hpp>
+// #include <metagrad/backend/cpu/batch_norm.hpp>
+// metagrad/backend/cpu/batch_norm.hpp — the CPU answers to the batch-norm hooks of expr/batch_norm.hpp:
+// run_batch_norm (y and the batch statistics of contiguous [n, c, inner] input) and run_batch_norm_backward
+// (dx, dgamma, dbeta). Each channel is one work unit: its mean, then the sum of squared deviations (two sweeps,
+// no cancellation), then y in a third sweep; the backward pass sums dy and dy * xhat in one sweep and writes dx
+// in a second. Sums are kept in double. Channels are spread over the CPU threads (cpu::parallel_for) and each
+// is summed in one fixed order, so results never depend on the thread count. Include <metagrad/metagrad.hpp>
 // instead.
-//
-// im2col: for each image and group, the input patches are unrolled into a [C_in/g kH kW, OH OW] matrix
-// (zeros where the window reaches into the padding), and the convolution is one GEMM with the weights
-// viewed as [C_out/g, C_in/g kH kW]. Backward-data is the transposed GEMM followed by col2im (patches
-// added back into the input's shape); backward-weight is a GEMM of the output adjoint with the unrolled
-// input, summed over the batch. A 1x1 convolution with stride 1 and no padding needs no unrolling. Small
-// images run side by side on the CPU threads (one GEMM per image on each thread); images too large for
-// that run one after another, each GEMM threaded.
-//
-// oneDNN: a primitive per (pass, geometry, thread count), created on first use and cached per thread, so
-// a training loop creates none after its first step. The operands stay in metagrad's plain NCHW / OIHW
-// layouts; the primitive works on the blocked layouts oneDNN picks for speed (format_tag::any), with
-// reorders in and out: with plain layouts this oneDNN (2.6) falls back to its slower GEMM convolution.
-// oneDNN here runs on OpenMP and reads the thread count (set_num_threads) when a primitive is created,
-// hence the thread count in the cache key.
 
-#include <algorithm>
-#include <cstring>
-#include <memory>
-#include <string>
-#include <vector>
-
-// #include <metagrad/core/config.hpp> (inlined above)
-// #include <metagrad/core/error.hpp> (inlined above)
-// #include <metagrad/expr/conv.hpp> (inlined above)
-// #include <metagrad/backend/cpu/gemm.hpp>
-// metagrad/backend/cpu/gemm.hpp — dense matrix products on the CPU, C = alpha * op(A) * op(B) + beta * C on
-// row-major matrices, one at a time or strided-batched. A CBLAS (OpenBLAS) does the work when the build found
-// one (METAGRAD_WITH_BLAS); otherwise a built-in cache-blocked kernel does, and it stays callable as
-// builtin_gemm for benchmarks and tests. Include <metagrad/metagrad.hpp> instead.
-//
-// The built-in kernel is the Goto/BLIS scheme: op(B) is packed in slabs of KC x NC that stay in L2, op(A) in
-// blocks of MC x KC, both cut into micro-panels (MR rows of A, NR columns of B, stored k-major) so the
-// register-blocked micro-kernel reads two unit-stride streams whatever the transposes and leading dimensions.
-// The micro-kernel keeps an MR x NR tile of C in vector registers (GCC/Clang vector extensions, so one source
-// gives SSE2, AVX2 or AVX-512 code from whatever -m flags the program uses) and walks k, broadcasting one A
-// value per row against NR/width vectors of B. Threads take whole tiles of C.
-
-#include <algorithm>
-#include <array>
-#include <cstddef>
-#include <cstring>
+#include <cmath>
 #include <limits>
-#include <new>
-#include <string>
-#include <type_traits>
-#include <utility>
 
 // #include <metagrad/core/config.hpp> (inlined above)
-// #include <metagrad/core/error.hpp> (inlined above)
 // #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/batch_norm.hpp> (inlined above)
 // #include <metagrad/backend/cpu/parallel.hpp>
 // metagrad/backend/cpu/parallel.hpp — the CPU thread pool interface: OpenMP when the build has it, one
 // thread otherwise. Work is split into contiguous static chunks so results do not depend on timing.
@@ -9956,6 +10228,179 @@ void parallel_for(index_t n, F&& f, index_t weight = 1, index_t align = 16) {
 }  // namespace cpu
 METAGRAD_NAMESPACE_END
 // end of <metagrad/backend/cpu/parallel.hpp>
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cpu {
+
+/// call.out = [y, mean, invstd, unbiased var, mean] (see BatchNormCall). A channel with no values has NaN
+/// statistics; one value gives an unbiased variance of NaN (0 / 0), as in NumPy and the composition it replaces.
+template <class T>
+void run_batch_norm(const BatchNormCall<T>& call) {
+  const BatchNormGeometry g = call.geom;
+  const index_t cnt = g.count();
+  T* y = call.out;
+  T* mean_out = call.out + g.numel();
+  T* invstd_out = mean_out + g.c;
+  T* var_out = invstd_out + g.c;
+  parallel_for(
+      g.c,
+      [&](index_t c0, index_t c1) {
+        for (index_t c = c0; c < c1; ++c) {
+          double s = 0;
+          for (index_t i = 0; i < g.n; ++i) {
+            const T* xr = call.x + (i * g.c + c) * g.inner;
+            double r = 0;
+            METAGRAD_SIMD_SUM(r)
+            for (index_t j = 0; j < g.inner; ++j) r += static_cast<double>(xr[j]);
+            s += r;
+          }
+          const double mean = s / static_cast<double>(cnt);
+          double ss = 0;
+          for (index_t i = 0; i < g.n; ++i) {
+            const T* xr = call.x + (i * g.c + c) * g.inner;
+            double r = 0;
+            METAGRAD_SIMD_SUM(r)
+            for (index_t j = 0; j < g.inner; ++j) {
+              const double d = static_cast<double>(xr[j]) - mean;
+              r += d * d;
+            }
+            ss += r;
+          }
+          const double var = ss / static_cast<double>(cnt);
+          const double invstd = 1.0 / std::sqrt(var + call.eps);
+          mean_out[c] = static_cast<T>(mean);
+          mean_out[3 * g.c + c] = static_cast<T>(mean);
+          invstd_out[c] = static_cast<T>(invstd);
+          var_out[c] =
+              static_cast<T>(cnt > 1 ? ss / static_cast<double>(cnt - 1) : std::numeric_limits<double>::quiet_NaN());
+          // y = (x - mean) * a + beta with a = gamma * invstd.
+          const T a = static_cast<T>(static_cast<double>(call.gamma[c]) * invstd);
+          const T m = static_cast<T>(mean), b = call.beta[c];
+          for (index_t i = 0; i < g.n; ++i) {
+            const T* xr = call.x + (i * g.c + c) * g.inner;
+            T* yr = y + (i * g.c + c) * g.inner;
+            METAGRAD_SIMD_LOOP
+            for (index_t j = 0; j < g.inner; ++j) yr[j] = (xr[j] - m) * a + b;
+          }
+        }
+      },
+      3 * cnt, 1);
+}
+
+/// call.out = [dx, dgamma, dbeta] (see BatchNormCall), from the saved call.mean and call.invstd.
+template <class T>
+void run_batch_norm_backward(const BatchNormCall<T>& call) {
+  const BatchNormGeometry g = call.geom;
+  const index_t cnt = g.count();
+  T* dx = call.out;
+  T* dgamma = call.out + g.numel();
+  T* dbeta = dgamma + g.c;
+  parallel_for(
+      g.c,
+      [&](index_t c0, index_t c1) {
+        for (index_t c = c0; c < c1; ++c) {
+          const double mean = static_cast<double>(call.mean[c]);
+          const double invstd = static_cast<double>(call.invstd[c]);
+          double sdy = 0, sdyx = 0;
+          for (index_t i = 0; i < g.n; ++i) {
+            const index_t base = (i * g.c + c) * g.inner;
+            const T* xr = call.x + base;
+            const T* dr = call.dy + base;
+            double r = 0, rx = 0;
+            METAGRAD_SIMD_SUM2(r, rx)
+            for (index_t j = 0; j < g.inner; ++j) {
+              const double d = static_cast<double>(dr[j]);
+              r += d;
+              rx += d * (static_cast<double>(xr[j]) - mean);
+            }
+            sdy += r;
+            sdyx += rx;
+          }
+          const double dgam = sdyx * invstd;  // sum(dy * xhat)
+          dgamma[c] = static_cast<T>(dgam);
+          dbeta[c] = static_cast<T>(sdy);
+          // dx = gamma * invstd * (dy - sdy / cnt - xhat * dgam / cnt) = dy * k + (x - mean) * kx + k0.
+          const double n = static_cast<double>(cnt);
+          const double k = static_cast<double>(call.gamma[c]) * invstd;
+          const T tk = static_cast<T>(k), tkx = static_cast<T>(-k * invstd * dgam / n),
+                  tk0 = static_cast<T>(-k * sdy / n);
+          const T m = call.mean[c];
+          for (index_t i = 0; i < g.n; ++i) {
+            const index_t base = (i * g.c + c) * g.inner;
+            const T* xr = call.x + base;
+            const T* dr = call.dy + base;
+            T* o = dx + base;
+            METAGRAD_SIMD_LOOP
+            for (index_t j = 0; j < g.inner; ++j) o[j] = dr[j] * tk + (xr[j] - m) * tkx + tk0;
+          }
+        }
+      },
+      2 * cnt, 1);
+}
+
+}  // namespace cpu
+METAGRAD_NAMESPACE_END
+// end of <metagrad/backend/cpu/batch_norm.hpp>
+// #include <metagrad/backend/cpu/conv.hpp>
+// metagrad/backend/cpu/conv.hpp — the CPU answer to run_conv2d(Conv2dCall) (expr/conv.hpp): 2-D convolution
+// forward, backward-data and backward-weight, by oneDNN when the build has it (METAGRAD_WITH_DNNL) and by
+// im2col + GEMM (cpu::gemm: CBLAS or the built-in kernel) always. Both are callable directly
+// (cpu::conv2d_im2col, cpu::conv2d_onednn) and cpu::set_conv_algorithm() pins one, for tests and benchmarks.
+// A forward call's bias and activation (expr/conv_bias.hpp) are fused in both: oneDNN's bias argument and
+// eltwise post-op, or a loop over each GEMM's output while it is in cache. Include <metagrad/metagrad.hpp>
+// instead.
+//
+// im2col: for each image and group, the input patches are unrolled into a [C_in/g kH kW, OH OW] matrix
+// (zeros where the window reaches into the padding), and the convolution is one GEMM with the weights
+// viewed as [C_out/g, C_in/g kH kW]. Backward-data is the transposed GEMM followed by col2im (patches
+// added back into the input's shape); backward-weight is a GEMM of the output adjoint with the unrolled
+// input, summed over the batch. A 1x1 convolution with stride 1 and no padding needs no unrolling. Small
+// images run side by side on the CPU threads (one GEMM per image on each thread); images too large for
+// that run one after another, each GEMM threaded.
+//
+// oneDNN: a primitive per (pass, geometry, thread count), created on first use and cached per thread, so
+// a training loop creates none after its first step. The operands stay in metagrad's plain NCHW / OIHW
+// layouts; the primitive works on the blocked layouts oneDNN picks for speed (format_tag::any), with
+// reorders in and out: with plain layouts this oneDNN (2.6) falls back to its slower GEMM convolution.
+// oneDNN here runs on OpenMP and reads the thread count (set_num_threads) when a primitive is created,
+// hence the thread count in the cache key.
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/expr/conv.hpp> (inlined above)
+// #include <metagrad/backend/cpu/gemm.hpp>
+// metagrad/backend/cpu/gemm.hpp — dense matrix products on the CPU, C = alpha * op(A) * op(B) + beta * C on
+// row-major matrices, one at a time or strided-batched. A CBLAS (OpenBLAS) does the work when the build found
+// one (METAGRAD_WITH_BLAS); otherwise a built-in cache-blocked kernel does, and it stays callable as
+// builtin_gemm for benchmarks and tests. Include <metagrad/metagrad.hpp> instead.
+//
+// The built-in kernel is the Goto/BLIS scheme: op(B) is packed in slabs of KC x NC that stay in L2, op(A) in
+// blocks of MC x KC, both cut into micro-panels (MR rows of A, NR columns of B, stored k-major) so the
+// register-blocked micro-kernel reads two unit-stride streams whatever the transposes and leading dimensions.
+// The micro-kernel keeps an MR x NR tile of C in vector registers (GCC/Clang vector extensions, so one source
+// gives SSE2, AVX2 or AVX-512 code from whatever -m flags the program uses) and walks k, broadcasting one A
+// value per row against NR/width vectors of B. Threads take whole tiles of C.
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/backend/cpu/parallel.hpp> (inlined above)
 
 #if defined(METAGRAD_WITH_BLAS)
 #include <cblas.h>
@@ -11854,39 +12299,30 @@ METAGRAD_NAMESPACE_END
 // end of <metagrad/backend/cpu/softmax.hpp>
 
 #if defined(__CUDACC__)
-// #include <metagrad/backend/cuda/conv.hpp> (guarded: also inlined under a condition)
-#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_CONV_HPP
-#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_CONV_HPP
-// metagrad/backend/cuda/conv.hpp — the CUDA answer to run_conv2d(Conv2dCall) (expr/conv.hpp): each pass is
-// one cuDNN call on metagrad's stream of the device (cudnnConvolutionForward, cudnnConvolutionBackwardData,
-// cudnnConvolutionBackwardFilter) over the contiguous NCHW buffers the node hands over, with the plan (the
-// descriptors, the algorithm found by cudnnFind*AlgorithmEx, its math type and workspace size) taken from the
-// cache of cudnn.hpp, and the workspace from the caching allocator. backend/dispatch.hpp calls it for calls
-// on a CUDA device. Needs nvcc; include <metagrad/metagrad.hpp> instead.
-//
-// A forward call with a bias and an activation (expr/conv_bias.hpp) runs as cuDNN's fused
-// cudnnConvolutionBiasActivationForward, y = act(conv(x, w) + bias), with
-// CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM: cuDNN's documentation allows CUDNN_ACTIVATION_RELU and
-// CUDNN_ACTIVATION_IDENTITY there, the identity with that algorithm only, in float and double. Where cuDNN
-// answers CUDNN_STATUS_NOT_SUPPORTED (remembered per geometry), or that algorithm has no workspace size for
-// the geometry, or set_conv_bias_fusion(false), the unfused fallback runs: cudnnConvolutionForward with the
-// searched algorithm, cudnnAddTensor of the [1, C, 1, 1] bias, cudnnActivationForward in place. The z input
-// of the fused call is y itself with alpha2 = 0 (cuDNN wants a valid pointer; TensorFlow passes its output
-// the same way when there is no side input).
+// #include <metagrad/backend/cuda/batch_norm.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_BATCH_NORM_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_BATCH_NORM_HPP
+// metagrad/backend/cuda/batch_norm.hpp — the CUDA answers to the batch-norm hooks of expr/batch_norm.hpp
+// (run_batch_norm, run_batch_norm_backward; backend/dispatch.hpp calls them for calls on a CUDA device). Both
+// passes are cuDNN's (cudnnBatchNormalizationForwardTraining and cudnnBatchNormalizationBackward, spatial mode
+// over x seen as [n, c, inner, 1]); the forward call also writes the unbiased batch variance, through its running
+// variance output with an averaging factor of 1. metagrad's own kernels take over where cuDNN cannot take the
+// call: a build without cuDNN, extents beyond cuDNN's int, channels of fewer than two values (the unbiased
+// variance is then NaN, as on the CPU), or a case cuDNN answers CUDNN_STATUS_NOT_SUPPORTED. The kernels give each
+// channel a block: sums in double, the mean before the squared deviations, as on the CPU.
+// set_batch_norm_use_cudnn(false) forces the kernels (tests compare both with the CPU). Needs nvcc; include
+// <metagrad/metagrad.hpp> instead.
 
 #if defined(__CUDACC__)
 
-#include <algorithm>
 #include <atomic>
-#include <cstdint>
-#include <memory>
+#include <climits>
+#include <limits>
 #include <mutex>
 #include <string>
-#include <type_traits>
-#include <unordered_map>
 
-// #include <metagrad/core/error.hpp> (inlined above)
-// #include <metagrad/expr/conv.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/batch_norm.hpp> (inlined above)
 // #include <metagrad/backend/cuda/cudnn.hpp> (guarded: also inlined under a condition)
 #ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_CUDNN_HPP
 #define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_CUDNN_HPP
@@ -13205,6 +13641,764 @@ METAGRAD_NAMESPACE_END
 #endif  // __CUDACC__
 #endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_CUDNN_HPP
 // end of <metagrad/backend/cuda/cudnn.hpp>
+// #include <metagrad/backend/cuda/runtime.hpp> (inlined above)
+// #include <metagrad/backend/cuda/softmax.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_SOFTMAX_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_SOFTMAX_HPP
+// metagrad/backend/cuda/softmax.hpp — the CUDA answers to the softmax hooks of expr/softmax.hpp (run_softmax,
+// run_softmax_backward; backend/dispatch.hpp calls them for calls on a CUDA device). Both passes are cuDNN's
+// (cudnnSoftmaxForward / cudnnSoftmaxBackward, CUDNN_SOFTMAX_ACCURATE for softmax, CUDNN_SOFTMAX_LOG for
+// log_softmax, channel mode over the tensor seen as [outer, n, inner, 1]), and metagrad's own kernel where cuDNN
+// cannot take the call: a build without cuDNN, a tensor of 2^31 elements or more (cuDNN's descriptors hold int
+// extents), or a case cuDNN answers CUDNN_STATUS_NOT_SUPPORTED. The kernel gives each row (one (outer, inner) position)
+// a warp: the lanes stride along the axis, and the row's maximum and sum are combined with warp shuffles.
+// set_softmax_use_cudnn(false) forces the kernel (tests compare both with the CPU). Needs nvcc; include
+// <metagrad/metagrad.hpp> instead.
+
+#if defined(__CUDACC__)
+
+#include <atomic>
+#include <climits>
+#include <limits>
+#include <mutex>
+#include <string>
+
+// #include <metagrad/core/math.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/softmax.hpp> (inlined above)
+// #include <metagrad/backend/cuda/cudnn.hpp> (inlined above)
+// #include <metagrad/backend/cuda/elementwise.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_ELEMENTWISE_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_ELEMENTWISE_HPP
+// metagrad/backend/cuda/elementwise.hpp — the CUDA driver of a fused elementwise plan: one kernel per
+// lowered plan type (so graphs of the same structure share a kernel), a grid-stride loop, 16-byte vector
+// loads and stores on the flat path (every operand contiguous, of the output's shape and 16-byte aligned),
+// a strided path for broadcasts and views, and 32-bit index math when the sizes allow. The launch geometry
+// and the vector lanes are plain METAGRAD_HD code (backend/cuda/launch.hpp) that CPU tests drive too.
+// Needs nvcc; include <metagrad/metagrad.hpp> (or <metagrad/cuda.hpp>) instead.
+
+#if defined(__CUDACC__)
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/plan.hpp> (inlined above)
+// #include <metagrad/backend/cpu/elementwise.hpp> (inlined above)
+// #include <metagrad/backend/cuda/launch.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_LAUNCH_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_LAUNCH_HPP
+// metagrad/backend/cuda/launch.hpp — the device-independent part of the CUDA elementwise driver: launch
+// geometry, the unravelling of a flat index into a multi-index and an output offset, and N-lane vector reads
+// of a plan (one aligned vector load per leaf, the op applied lane by lane). Everything here is METAGRAD_HD
+// plain C++, so CPU tests drive the same code the kernels run. Include <metagrad/metagrad.hpp> instead.
+
+#include <cstring>
+#include <type_traits>
+
+// #include <metagrad/core/config.hpp> (inlined above)
+// #include <metagrad/core/shape.hpp> (inlined above)
+// #include <metagrad/expr/plan.hpp> (inlined above)
+
+// Unrolls the lane loops (nvcc, GCC, clang); a plain loop elsewhere.
+#if defined(__CUDA_ARCH__) || (defined(__clang__) && !defined(__CUDACC__))
+#define METAGRAD_UNROLL_ METAGRAD_PRAGMA_(unroll)
+#elif defined(__GNUC__) && !defined(__CUDACC__)
+#define METAGRAD_UNROLL_ METAGRAD_PRAGMA_(GCC unroll 16)
+#else
+#define METAGRAD_UNROLL_
+#endif
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+
+/// N consecutive elements, aligned so that a 16-byte (or smaller, when N sizeof(T) is) vector load or store
+/// moves them at once.
+template <class T, int N>
+struct alignas(sizeof(T) * N < 16 ? sizeof(T) * N : 16) Lanes {
+  T v[N];
+};
+
+/// Lanes per thread on the flat path: as many output elements as fill 16 bytes.
+template <class T, class Plan>
+constexpr int vector_lanes() {
+  return sizeof(T) >= 16 ? 1 : static_cast<int>(16 / sizeof(T));
+}
+
+/// Blocks and threads per block of a grid-stride launch over n work items.
+struct LaunchShape {
+  int grid;
+  int block;
+};
+
+/// 256 threads a block; enough blocks to fill every multiprocessor several times over (16 blocks of 256
+/// threads per SM keeps the memory pipeline busy on Hopper), never more than the work needs.
+METAGRAD_HD inline LaunchShape launch_shape(index_t n, int sm_count) {
+  constexpr int block = 256;
+  const index_t needed = (n + block - 1) / block;
+  const index_t cap = static_cast<index_t>(sm_count > 0 ? sm_count : 1) * 16;
+  const index_t grid = needed < cap ? needed : cap;
+  return {static_cast<int>(grid > 0 ? grid : 1), block};
+}
+
+/// The multi-index of row-major element i of `shape`, and its offset under `strides` (in `off`).
+template <class I, int R>
+METAGRAD_HD METAGRAD_INLINE Array<I, R> unravel_index(I i, const Shape<R>& shape, const Strides<R>& strides, I& off) {
+  Array<I, R> idx{};
+  I rem = i;
+  off = 0;
+  for (int d = R - 1; d >= 0; --d) {
+    const I ext = static_cast<I>(shape[d]);
+    idx[d] = rem % ext;
+    rem /= ext;
+    off += idx[d] * static_cast<I>(strides[d]);
+  }
+  return idx;
+}
+
+// --- N-lane reads -------------------------------------------------------------------------------------
+// load_lanes<N>(plan, i) is elements i .. i + N - 1 of a flat plan. Leaves load one aligned vector; the op
+// plans apply their op lane by lane to their children's lanes; any other plan reads element by element.
+// @pre i is a multiple of N and every leaf pointer is 16-byte aligned.
+
+template <int N, class P, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename P::value_type, N> load_lanes(const P& p, I i);
+template <int N, class T, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const LeafPlan<T, R>& p, I i);
+template <int N, class T, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const ScalarPlan<T, R>& p, I i);
+template <int N, class Op, class C, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename UnaryPlan<Op, C>::value_type, N> load_lanes(const UnaryPlan<Op, C>& p, I i);
+template <int N, class Op, class U, class A, class B, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename BinaryPlan<Op, U, A, B>::value_type, N> load_lanes(
+    const BinaryPlan<Op, U, A, B>& p, I i);
+template <int N, class Op, class U, class A, class B, class C, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename TernaryPlan<Op, U, A, B, C>::value_type, N> load_lanes(
+    const TernaryPlan<Op, U, A, B, C>& p, I i);
+template <int N, class T, class C, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const ConvertPlan<T, C>& p, I i);
+template <int N, class C, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename C::value_type, N> load_lanes(const ReshapePlan<C, R>& p, I i);
+template <int N, class C, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename C::value_type, N> load_lanes(const AxisMapPlan<C, R>& p, I i);
+
+template <int N, class P, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename P::value_type, N> load_lanes(const P& p, I i) {
+  Lanes<typename P::value_type, N> r;
+  METAGRAD_UNROLL_
+  for (int k = 0; k < N; ++k) r.v[k] = p.flat(i + static_cast<I>(k));
+  return r;
+}
+template <int N, class T, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const LeafPlan<T, R>& p, I i) {
+#if defined(__CUDA_ARCH__)
+  return *reinterpret_cast<const Lanes<T, N>*>(p.ptr + i);
+#else
+  Lanes<T, N> r;
+  std::memcpy(r.v, p.ptr + i, sizeof(T) * N);
+  return r;
+#endif
+}
+template <int N, class T, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const ScalarPlan<T, R>& p, I) {
+  Lanes<T, N> r;
+  METAGRAD_UNROLL_
+  for (int k = 0; k < N; ++k) r.v[k] = p.value;
+  return r;
+}
+template <int N, class Op, class C, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename UnaryPlan<Op, C>::value_type, N> load_lanes(const UnaryPlan<Op, C>& p, I i) {
+  const auto x = load_lanes<N>(p.c, i);
+  Lanes<typename UnaryPlan<Op, C>::value_type, N> r;
+  METAGRAD_UNROLL_
+  for (int k = 0; k < N; ++k) r.v[k] = p.op(x.v[k]);
+  return r;
+}
+template <int N, class Op, class U, class A, class B, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename BinaryPlan<Op, U, A, B>::value_type, N> load_lanes(
+    const BinaryPlan<Op, U, A, B>& p, I i) {
+  const auto a = load_lanes<N>(p.a, i);
+  const auto b = load_lanes<N>(p.b, i);
+  Lanes<typename BinaryPlan<Op, U, A, B>::value_type, N> r;
+  METAGRAD_UNROLL_
+  for (int k = 0; k < N; ++k) r.v[k] = p.op(static_cast<U>(a.v[k]), static_cast<U>(b.v[k]));
+  return r;
+}
+template <int N, class Op, class U, class A, class B, class C, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename TernaryPlan<Op, U, A, B, C>::value_type, N> load_lanes(
+    const TernaryPlan<Op, U, A, B, C>& p, I i) {
+  const auto a = load_lanes<N>(p.a, i);
+  const auto b = load_lanes<N>(p.b, i);
+  const auto c = load_lanes<N>(p.c, i);
+  Lanes<typename TernaryPlan<Op, U, A, B, C>::value_type, N> r;
+  METAGRAD_UNROLL_
+  for (int k = 0; k < N; ++k) r.v[k] = p.op(a.v[k], static_cast<U>(b.v[k]), static_cast<U>(c.v[k]));
+  return r;
+}
+template <int N, class T, class C, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const ConvertPlan<T, C>& p, I i) {
+  const auto x = load_lanes<N>(p.c, i);
+  Lanes<T, N> r;
+  METAGRAD_UNROLL_
+  for (int k = 0; k < N; ++k) r.v[k] = static_cast<T>(x.v[k]);
+  return r;
+}
+// Flat reads of these pass straight to the child (they are flat only when row-major order is unchanged).
+template <int N, class C, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename C::value_type, N> load_lanes(const ReshapePlan<C, R>& p, I i) {
+  return load_lanes<N>(p.c, i);
+}
+template <int N, class C, int R, class I>
+METAGRAD_HD METAGRAD_INLINE Lanes<typename C::value_type, N> load_lanes(const AxisMapPlan<C, R>& p, I i) {
+  return load_lanes<N>(p.c, i);
+}
+
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_LAUNCH_HPP
+// end of <metagrad/backend/cuda/launch.hpp>
+// #include <metagrad/backend/cuda/runtime.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+
+namespace kernels {
+/// Flat path with N-lane vectors: thread v handles elements [v N, v N + N) with one vector load per leaf and
+/// one vector store; the n % N tail is done element by element by the first threads.
+template <int N, class T, class Plan, class I>
+__global__ void elementwise_vector(T* __restrict__ out, const Plan plan, I n) {
+  const I nvec = n / N;
+  const I stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
+  const I first = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x);
+  for (I v = first; v < nvec; v += stride) {
+    const auto x = load_lanes<N>(plan, v * N);
+    Lanes<T, N> r;
+    METAGRAD_UNROLL_
+    for (int k = 0; k < N; ++k) r.v[k] = static_cast<T>(x.v[k]);
+    *reinterpret_cast<Lanes<T, N>*>(out + v * N) = r;
+  }
+  for (I i = nvec * N + first; i < n; i += stride) out[i] = static_cast<T>(plan.flat(i));
+}
+
+/// Flat path, one element per iteration (plans or pointers that cannot be read as aligned vectors).
+template <class T, class Plan, class I>
+__global__ void elementwise_flat(T* __restrict__ out, const Plan plan, I n) {
+  const I stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
+  for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < n; i += stride)
+    out[i] = static_cast<T>(plan.flat(i));
+}
+
+/// Strided path: element i's multi-index is unravelled from the output's extents.
+template <class T, class Plan, class I, int R>
+__global__ void elementwise_strided(T* __restrict__ out, const Strides<R> ostr, const Shape<R> shape, const Plan plan,
+                                    I n) {
+  const I stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
+  for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < n;
+       i += stride) {
+    I off = 0;
+    const auto idx = unravel_index<I, R>(i, shape, ostr, off);
+    out[off] = static_cast<T>(plan.at(idx));
+  }
+}
+}  // namespace kernels
+
+namespace detail {
+// Streaming multiprocessors of a device (cached: the attribute query costs a driver call).
+inline int sm_count(int device) {
+  static int cached[64] = {};
+  if (device >= 0 && device < 64 && cached[device]) return cached[device];
+  int n = 0;
+  check(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
+  if (device >= 0 && device < 64) cached[device] = n;
+  return n;
+}
+
+// True when every leaf the plan reads starts on a 16-byte boundary (vector loads need it).
+template <class Plan>
+bool leaves_aligned(const Plan& plan, const Array<index_t, Plan::rank>& shape) {
+  bool ok = true;
+  plan.visit_leaves([&](const void* p, const void*, const void*, const auto&,
+                        bool) { ok &= reinterpret_cast<std::uintptr_t>(p) % 16 == 0; },
+                    false, shape);
+  return ok;
+}
+
+template <class T, int R, class P, class I>
+void launch_elementwise(T* out, const Strides<R>& ostr, const Shape<R>& shape, const P& plan, I n, bool flat,
+                        int device, cudaStream_t st) {
+  constexpr int N = vector_lanes<T, P>();
+  const int sms = sm_count(device);
+  if (flat && N > 1 && reinterpret_cast<std::uintptr_t>(out) % 16 == 0 && leaves_aligned(plan, shape)) {
+    const LaunchShape g = launch_shape(static_cast<index_t>(n) / N > 0 ? static_cast<index_t>(n) / N : 1, sms);
+    kernels::elementwise_vector<N, T, P, I><<<g.grid, g.block, 0, st>>>(out, plan, n);
+  } else if (flat) {
+    const LaunchShape g = launch_shape(static_cast<index_t>(n), sms);
+    kernels::elementwise_flat<T, P, I><<<g.grid, g.block, 0, st>>>(out, plan, n);
+  } else {
+    const LaunchShape g = launch_shape(static_cast<index_t>(n), sms);
+    kernels::elementwise_strided<T, P, I, R><<<g.grid, g.block, 0, st>>>(out, ostr, shape, plan, n);
+  }
+}
+}  // namespace detail
+
+/// Runs `plan` (lowered at `shape`, reading memory of CUDA device `device`) into that device's memory `out`
+/// (strides `ostr`, in elements) on stream(device). Asynchronous: errors of the kernel itself surface at the
+/// next synchronising call. @throws cuda_error when the launch fails.
+template <class T, int R, class Plan>
+void run_elementwise(T* out, const Strides<R>& ostr, const Shape<R>& shape, const Plan& plan_in, int device) {
+  const index_t n = shape.numel();
+  if (n == 0) return;
+  DeviceGuard guard(device);
+  const cudaStream_t st = stream(device);
+  with_static_plan(plan_in, [&](const auto& plan) {
+    using P = std::remove_cvref_t<decltype(plan)>;
+    static_assert(std::is_trivially_copyable_v<P>, "metagrad: a kernel plan must be trivially copyable");
+    // CUDA 12.1+ passes up to 32764 bytes of kernel parameters (Volta and newer).
+    static_assert(sizeof(P) <= 32000,
+                  "metagrad: this fused expression's plan exceeds the kernel-parameter budget; "
+                  "evaluate part of it into a tensor first (eval(...))");
+    const bool flat = plan.is_flat() && is_contiguous(shape, ostr);
+    // 32-bit indices only with room for the grid-stride step: i + gridDim.x * blockDim.x (at most a few
+    // million) must not wrap past INT32_MAX while i < n.
+    constexpr index_t step_room = index_t(1) << 24;
+    if (n < std::numeric_limits<std::int32_t>::max() - step_room && cpu::fits_int32<P, T, R>(plan, shape, ostr))
+      detail::launch_elementwise<T, R, P, std::int32_t>(out, ostr, shape, plan, static_cast<std::int32_t>(n), flat,
+                                                        device, st);
+    else
+      detail::launch_elementwise<T, R, P, std::int64_t>(out, ostr, shape, plan, n, flat, device, st);
+  });
+  check(cudaGetLastError(), "metagrad::cuda::run_elementwise kernel launch");
+}
+
+/// The same on stream 0 of the current device (kept for code written against the first CUDA driver).
+template <class T, int R, class Plan>
+void run_elementwise(T* out, const Strides<R>& ostr, const Shape<R>& shape, const Plan& plan) {
+  int device = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  run_elementwise(out, ostr, shape, plan, device);
+}
+
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+
+#endif  // __CUDACC__
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_ELEMENTWISE_HPP
+// end of <metagrad/backend/cuda/elementwise.hpp>
+// #include <metagrad/backend/cuda/runtime.hpp> (inlined above)
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+
+namespace detail {
+inline std::atomic<bool>& softmax_cudnn_flag() {
+  static std::atomic<bool> flag{true};
+  return flag;
+}
+}  // namespace detail
+
+/// Whether softmax and log_softmax on CUDA may use cuDNN (true, the default); false runs metagrad's own kernel
+/// always (for tests and benchmarks: both must equal the CPU's result within rounding).
+inline void set_softmax_use_cudnn(bool use) { detail::softmax_cudnn_flag().store(use, std::memory_order_relaxed); }
+inline bool softmax_use_cudnn() { return detail::softmax_cudnn_flag().load(std::memory_order_relaxed); }
+
+namespace kernels {
+
+template <class T>
+__device__ __forceinline__ T warp_max(T v) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const T u = __shfl_xor_sync(0xffffffffu, v, o);
+    v = u > v ? u : v;
+  }
+  return v;
+}
+template <class T>
+__device__ __forceinline__ T warp_sum(T v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// One warp per row; the rule for NaN, +inf and -inf rows is the CPU's (backend/cpu/softmax.hpp).
+template <class T>
+__global__ void softmax_forward(const T* __restrict__ x, T* __restrict__ y, SoftmaxGeometry g, bool log) {
+  const int lane = threadIdx.x & 31;
+  const index_t warps = index_t(gridDim.x) * (blockDim.x >> 5);
+  const index_t rows = g.outer * g.inner;
+  for (index_t r = index_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
+    const index_t o = r / g.inner, j = r - o * g.inner;
+    const T* xr = x + o * g.n * g.inner + j;
+    T* yr = y + o * g.n * g.inner + j;
+    T m = -std::numeric_limits<T>::infinity();
+    for (index_t i = lane; i < g.n; i += 32) m = xr[i * g.inner] > m ? xr[i * g.inner] : m;
+    m = warp_max(m);
+    T s = 0;
+    for (index_t i = lane; i < g.n; i += 32) s += metagrad::math::exp(xr[i * g.inner] - m);
+    s = warp_sum(s);
+    if (log) {
+      const T ls = metagrad::math::log(s);
+      for (index_t i = lane; i < g.n; i += 32) yr[i * g.inner] = (xr[i * g.inner] - m) - ls;
+    } else {
+      for (index_t i = lane; i < g.n; i += 32) yr[i * g.inner] = metagrad::math::exp(xr[i * g.inner] - m) / s;
+    }
+  }
+}
+
+template <class T>
+__global__ void softmax_backward(const T* __restrict__ y, const T* __restrict__ gr, T* __restrict__ dx,
+                                 SoftmaxGeometry g, bool log) {
+  const int lane = threadIdx.x & 31;
+  const index_t warps = index_t(gridDim.x) * (blockDim.x >> 5);
+  const index_t rows = g.outer * g.inner;
+  for (index_t r = index_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
+    const index_t o = r / g.inner, j = r - o * g.inner;
+    const index_t base = o * g.n * g.inner + j;
+    T s = 0;
+    for (index_t i = lane; i < g.n; i += 32) {
+      const index_t k = base + i * g.inner;
+      s += log ? gr[k] : gr[k] * y[k];
+    }
+    s = warp_sum(s);
+    for (index_t i = lane; i < g.n; i += 32) {
+      const index_t k = base + i * g.inner;
+      dx[k] = log ? gr[k] - metagrad::math::exp(y[k]) * s : y[k] * (gr[k] - s);
+    }
+  }
+}
+
+}  // namespace kernels
+
+namespace detail {
+
+// Blocks of 8 warps for `rows` rows, a few per multiprocessor at most.
+inline unsigned softmax_blocks(index_t rows, int device) {
+  const index_t cap = index_t(sm_count(device)) * 16;
+  const index_t b = (rows + 7) / 8;
+  return static_cast<unsigned>(b < cap ? (b < 1 ? 1 : b) : cap);
+}
+
+#if METAGRAD_WITH_CUDNN
+// The [outer, n, inner, 1] extents of g for a cuDNN descriptor; false when they (or the element count) do not
+// fit cuDNN's int.
+inline bool softmax_dims(const SoftmaxGeometry& g, int (&d)[4]) {
+  if (g.numel() > INT_MAX) return false;
+  d[0] = static_cast<int>(g.outer);
+  d[1] = static_cast<int>(g.n);
+  d[2] = static_cast<int>(g.inner);
+  d[3] = 1;
+  return true;
+}
+
+// cudnnSoftmaxForward (call.x -> call.out) or, with `backward`, cudnnSoftmaxBackward (y = call.x, dy = call.g
+// -> call.out); false when cuDNN cannot take the call.
+template <class T>
+bool cudnn_softmax(const SoftmaxCall<T>& call, bool backward) {
+  int d[4];
+  if (!softmax_use_cudnn() || !softmax_dims(call.geom, d)) return false;
+  const int device = call.device.index();
+  auto& state = cudnn::device_state(device);
+  std::lock_guard<std::mutex> lock(state.mutex);
+  const cudnnHandle_t h = cudnn::bound_handle(state, device);
+  cudnn::TensorDescriptor desc(cudnn::data_type<T>(), d);
+  const cudnnSoftmaxAlgorithm_t algo = call.log ? CUDNN_SOFTMAX_LOG : CUDNN_SOFTMAX_ACCURATE;
+  const T one = 1, zero = 0;
+  const cudnnStatus_t status = backward ? cudnnSoftmaxBackward(h, algo, CUDNN_SOFTMAX_MODE_CHANNEL, &one, desc.get(),
+                                                               call.x, desc.get(), call.g, &zero, desc.get(), call.out)
+                                        : cudnnSoftmaxForward(h, algo, CUDNN_SOFTMAX_MODE_CHANNEL, &one, desc.get(),
+                                                              call.x, &zero, desc.get(), call.out);
+  // This cuDNN lacks the case (cuDNN 9 answers with sub-codes of NOT_SUPPORTED): metagrad's kernel.
+  if (CUDNN_STATUS_CATEGORY(status) == CUDNN_STATUS_NOT_SUPPORTED) return false;
+  if (status != CUDNN_STATUS_SUCCESS)  // the message is built only on failure
+    cudnn::check(status, std::string(backward ? "cudnnSoftmaxBackward (" : "cudnnSoftmaxForward (") +
+                             metagrad::detail::softmax_name(call.log) + ", " + cudnn::TensorDescriptor::dims(d) + ")");
+  return true;
+}
+#endif
+
+}  // namespace detail
+
+/// call.out = softmax (or log_softmax) of call.x on call.device (cuDNN, else metagrad's kernel), queued on
+/// stream(device). @throws cuda_error naming the cuDNN call or the kernel launch when either fails.
+template <class T>
+void run_softmax(const SoftmaxCall<T>& call) {
+  const SoftmaxGeometry& g = call.geom;
+  if (g.numel() == 0) return;
+  const int device = call.device.index();
+  DeviceGuard guard(device);
+#if METAGRAD_WITH_CUDNN
+  if (detail::cudnn_softmax(call, false)) return;
+#endif
+  kernels::softmax_forward<T>
+      <<<detail::softmax_blocks(g.outer * g.inner, device), 256, 0, stream(device)>>>(call.x, call.out, g, call.log);
+  check(cudaGetLastError(), "metagrad::cuda::run_softmax kernel launch");
+}
+
+/// call.out = dx of softmax (or log_softmax) from its result call.x and adjoint call.g, on call.device.
+/// @throws cuda_error naming the cuDNN call or the kernel launch when either fails.
+template <class T>
+void run_softmax_backward(const SoftmaxCall<T>& call) {
+  const SoftmaxGeometry& g = call.geom;
+  if (g.numel() == 0) return;
+  const int device = call.device.index();
+  DeviceGuard guard(device);
+#if METAGRAD_WITH_CUDNN
+  if (detail::cudnn_softmax(call, true)) return;
+#endif
+  kernels::softmax_backward<T><<<detail::softmax_blocks(g.outer * g.inner, device), 256, 0, stream(device)>>>(
+      call.x, call.g, call.out, g, call.log);
+  check(cudaGetLastError(), "metagrad::cuda::run_softmax_backward kernel launch");
+}
+
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+
+#endif  // __CUDACC__
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_SOFTMAX_HPP
+// end of <metagrad/backend/cuda/softmax.hpp>
+
+METAGRAD_NAMESPACE_BEGIN
+namespace cuda {
+
+namespace detail {
+inline std::atomic<bool>& batch_norm_cudnn_flag() {
+  static std::atomic<bool> flag{true};
+  return flag;
+}
+}  // namespace detail
+
+/// Whether batch_norm on CUDA may use cuDNN (true, the default); false runs metagrad's own kernels always (for
+/// tests and benchmarks: both must equal the CPU's result within rounding).
+inline void set_batch_norm_use_cudnn(bool use) {
+  detail::batch_norm_cudnn_flag().store(use, std::memory_order_relaxed);
+}
+inline bool batch_norm_use_cudnn() { return detail::batch_norm_cudnn_flag().load(std::memory_order_relaxed); }
+
+namespace kernels {
+
+// The sum of v over the block (blockDim.x a multiple of 32, at most 1024), returned to every thread.
+__device__ inline double block_sum(double v, double* shared) {
+  v = warp_sum(v);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  v = threadIdx.x < (blockDim.x >> 5) ? shared[threadIdx.x] : 0.0;
+  if (warp == 0) v = warp_sum(v);
+  if (threadIdx.x == 0) shared[0] = v;
+  __syncthreads();
+  const double r = shared[0];
+  __syncthreads();  // shared is written again by the next call
+  return r;
+}
+
+// Element k of channel c's n * inner values.
+__device__ __forceinline__ index_t bn_at(const BatchNormGeometry& g, index_t c, index_t k) {
+  const index_t i = k / g.inner;
+  return (i * g.c + c) * g.inner + (k - i * g.inner);
+}
+
+// One block per channel: out = [y, mean, invstd, unbiased var, mean], the CPU's formulas.
+template <class T>
+__global__ void batch_norm_forward(BatchNormCall<T> call) {
+  __shared__ double shared[32];
+  const BatchNormGeometry g = call.geom;
+  const index_t cnt = g.count();
+  for (index_t c = blockIdx.x; c < g.c; c += gridDim.x) {
+    double s = 0;
+    for (index_t k = threadIdx.x; k < cnt; k += blockDim.x) s += static_cast<double>(call.x[bn_at(g, c, k)]);
+    const double mean = block_sum(s, shared) / static_cast<double>(cnt);
+    double ss = 0;
+    for (index_t k = threadIdx.x; k < cnt; k += blockDim.x) {
+      const double d = static_cast<double>(call.x[bn_at(g, c, k)]) - mean;
+      ss += d * d;
+    }
+    ss = block_sum(ss, shared);
+    const double invstd = 1.0 / ::sqrt(ss / static_cast<double>(cnt) + call.eps);
+    T* stats = call.out + g.numel();
+    if (threadIdx.x == 0) {
+      stats[c] = static_cast<T>(mean);
+      stats[g.c + c] = static_cast<T>(invstd);
+      stats[2 * g.c + c] = static_cast<T>(cnt > 1 ? ss / static_cast<double>(cnt - 1) : ::nan(""));
+      stats[3 * g.c + c] = static_cast<T>(mean);
+    }
+    const T a = static_cast<T>(static_cast<double>(call.gamma[c]) * invstd);
+    const T m = static_cast<T>(mean), b = call.beta[c];
+    for (index_t k = threadIdx.x; k < cnt; k += blockDim.x) {
+      const index_t at = bn_at(g, c, k);
+      call.out[at] = (call.x[at] - m) * a + b;
+    }
+  }
+}
+
+// One block per channel: out = [dx, dgamma, dbeta] from the saved mean and invstd.
+template <class T>
+__global__ void batch_norm_backward(BatchNormCall<T> call) {
+  __shared__ double shared[32];
+  const BatchNormGeometry g = call.geom;
+  const index_t cnt = g.count();
+  for (index_t c = blockIdx.x; c < g.c; c += gridDim.x) {
+    const double mean = static_cast<double>(call.mean[c]);
+    const double invstd = static_cast<double>(call.invstd[c]);
+    double s = 0, sx = 0;
+    for (index_t k = threadIdx.x; k < cnt; k += blockDim.x) {
+      const index_t at = bn_at(g, c, k);
+      const double d = static_cast<double>(call.dy[at]);
+      s += d;
+      sx += d * (static_cast<double>(call.x[at]) - mean);
+    }
+    s = block_sum(s, shared);
+    sx = block_sum(sx, shared);
+    const double dgam = sx * invstd;
+    if (threadIdx.x == 0) {
+      call.out[g.numel() + c] = static_cast<T>(dgam);
+      call.out[g.numel() + g.c + c] = static_cast<T>(s);
+    }
+    const double n = static_cast<double>(cnt);
+    const double kk = static_cast<double>(call.gamma[c]) * invstd;
+    const T tk = static_cast<T>(kk), tkx = static_cast<T>(-kk * invstd * dgam / n), tk0 = static_cast<T>(-kk * s / n);
+    const T m = call.mean[c];
+    for (index_t k = threadIdx.x; k < cnt; k += blockDim.x) {
+      const index_t at = bn_at(g, c, k);
+      call.out[at] = call.dy[at] * tk + (call.x[at] - m) * tkx + tk0;
+    }
+  }
+}
+
+}  // namespace kernels
+
+namespace detail {
+
+inline unsigned batch_norm_blocks(index_t channels) {
+  const index_t cap = index_t(1) << 16;
+  return static_cast<unsigned>(channels < 1 ? 1 : (channels < cap ? channels : cap));
+}
+
+#if METAGRAD_WITH_CUDNN
+// The [n, c, inner, 1] extents of g for a cuDNN descriptor; false when cuDNN cannot take the call (extents or the
+// element count beyond int, fewer than two values per channel).
+inline bool batch_norm_dims(const BatchNormGeometry& g, int (&d)[4]) {
+  if (g.numel() > INT_MAX || g.count() < 2 || g.c < 1) return false;
+  d[0] = static_cast<int>(g.n);
+  d[1] = static_cast<int>(g.c);
+  d[2] = static_cast<int>(g.inner);
+  d[3] = 1;
+  return true;
+}
+
+// cudnnBatchNormalizationForwardTraining or, with `backward`, cudnnBatchNormalizationBackward; false when cuDNN
+// cannot take the call.
+template <class T>
+bool cudnn_batch_norm(const BatchNormCall<T>& call, bool backward) {
+  int d[4];
+  if (!batch_norm_use_cudnn() || !batch_norm_dims(call.geom, d)) return false;
+  const BatchNormGeometry& g = call.geom;
+  const int device = call.device.index();
+  auto& state = cudnn::device_state(device);
+  std::lock_guard<std::mutex> lock(state.mutex);
+  const cudnnHandle_t h = cudnn::bound_handle(state, device);
+  cudnn::TensorDescriptor desc(cudnn::data_type<T>(), d);
+  // The statistics and affine parameters: [1, c, 1, 1] of x's type (what cudnnDeriveBNTensorDescriptor gives for
+  // float and double in spatial mode).
+  const int pd[4] = {1, d[1], 1, 1};
+  cudnn::TensorDescriptor pdesc(cudnn::data_type<T>(), pd);
+  const T one = 1, zero = 0;
+  T* stats = call.out + g.numel();
+  cudnnStatus_t status;
+  if (backward) {
+    status = cudnnBatchNormalizationBackward(h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero, desc.get(), call.x,
+                                             desc.get(), call.dy, desc.get(), call.out, pdesc.get(), call.gamma, stats,
+                                             stats + g.c, call.eps, call.mean, call.invstd);
+  } else {
+    // The running outputs, with factor 1, receive the batch mean (into the packed buffer's last block) and the
+    // unbiased variance. cuDNN blends them with their old contents (times 0), which must not be NaN: zeroed.
+    T* var = stats + 2 * g.c;
+    check(cudaMemsetAsync(var, 0, 2 * static_cast<std::size_t>(g.c) * sizeof(T), stream(device)),
+          "batch_norm: cudaMemsetAsync");
+    status = cudnnBatchNormalizationForwardTraining(h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, desc.get(), call.x,
+                                                    desc.get(), call.out, pdesc.get(), call.gamma, call.beta, 1.0,
+                                                    var + g.c, var, call.eps, stats, stats + g.c);
+  }
+  if (CUDNN_STATUS_CATEGORY(status) == CUDNN_STATUS_NOT_SUPPORTED) return false;
+  if (status != CUDNN_STATUS_SUCCESS)
+    cudnn::check(status, std::string(backward ? "cudnnBatchNormalizationBackward ("
+                                              : "cudnnBatchNormalizationForwardTraining (") +
+                             cudnn::TensorDescriptor::dims(d) + ")");
+  return true;
+}
+#endif
+
+}  // namespace detail
+
+/// call.out = [y, mean, invstd, unbiased var, mean] of call.x on call.device (cuDNN, else metagrad's kernel), queued
+/// on stream(device). @throws cuda_error naming the cuDNN call or the kernel launch when either fails.
+template <class T>
+void run_batch_norm(const BatchNormCall<T>& call) {
+  if (call.geom.c == 0) return;
+  const int device = call.device.index();
+  DeviceGuard guard(device);
+#if METAGRAD_WITH_CUDNN
+  if (detail::cudnn_batch_norm(call, false)) return;
+#endif
+  kernels::batch_norm_forward<T><<<detail::batch_norm_blocks(call.geom.c), 256, 0, stream(device)>>>(call);
+  check(cudaGetLastError(), "metagrad::cuda::run_batch_norm kernel launch");
+}
+
+/// call.out = [dx, dgamma, dbeta] on call.device (cuDNN, else metagrad's kernel).
+/// @throws cuda_error naming the cuDNN call or the kernel launch when either fails.
+template <class T>
+void run_batch_norm_backward(const BatchNormCall<T>& call) {
+  if (call.geom.c == 0) return;
+  const int device = call.device.index();
+  DeviceGuard guard(device);
+#if METAGRAD_WITH_CUDNN
+  if (detail::cudnn_batch_norm(call, true)) return;
+#endif
+  kernels::batch_norm_backward<T><<<detail::batch_norm_blocks(call.geom.c), 256, 0, stream(device)>>>(call);
+  check(cudaGetLastError(), "metagrad::cuda::run_batch_norm_backward kernel launch");
+}
+
+}  // namespace cuda
+METAGRAD_NAMESPACE_END
+
+#endif  // __CUDACC__
+#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_BATCH_NORM_HPP
+// end of <metagrad/backend/cuda/batch_norm.hpp>
+// #include <metagrad/backend/cuda/conv.hpp> (guarded: also inlined under a condition)
+#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_CONV_HPP
+#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_CONV_HPP
+// metagrad/backend/cuda/conv.hpp — the CUDA answer to run_conv2d(Conv2dCall) (expr/conv.hpp): each pass is
+// one cuDNN call on metagrad's stream of the device (cudnnConvolutionForward, cudnnConvolutionBackwardData,
+// cudnnConvolutionBackwardFilter) over the contiguous NCHW buffers the node hands over, with the plan (the
+// descriptors, the algorithm found by cudnnFind*AlgorithmEx, its math type and workspace size) taken from the
+// cache of cudnn.hpp, and the workspace from the caching allocator. backend/dispatch.hpp calls it for calls
+// on a CUDA device. Needs nvcc; include <metagrad/metagrad.hpp> instead.
+//
+// A forward call with a bias and an activation (expr/conv_bias.hpp) runs as cuDNN's fused
+// cudnnConvolutionBiasActivationForward, y = act(conv(x, w) + bias), with
+// CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM: cuDNN's documentation allows CUDNN_ACTIVATION_RELU and
+// CUDNN_ACTIVATION_IDENTITY there, the identity with that algorithm only, in float and double. Where cuDNN
+// answers CUDNN_STATUS_NOT_SUPPORTED (remembered per geometry), or that algorithm has no workspace size for
+// the geometry, or set_conv_bias_fusion(false), the unfused fallback runs: cudnnConvolutionForward with the
+// searched algorithm, cudnnAddTensor of the [1, C, 1, 1] bias, cudnnActivationForward in place. The z input
+// of the fused call is y itself with alpha2 = 0 (cuDNN wants a valid pointer; TensorFlow passes its output
+// the same way when there is no side input).
+
+#if defined(__CUDACC__)
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <type_traits>
+#include <unordered_map>
+
+// #include <metagrad/core/error.hpp> (inlined above)
+// #include <metagrad/expr/conv.hpp> (inlined above)
+// #include <metagrad/backend/cuda/cudnn.hpp> (inlined above)
 // #include <metagrad/backend/cuda/cudnn_params.hpp> (inlined above)
 // #include <metagrad/backend/cuda/runtime.hpp> (inlined above)
 
@@ -13562,328 +14756,7 @@ METAGRAD_NAMESPACE_END
 #endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_CONV_HPP
 // end of <metagrad/backend/cuda/conv.hpp>
 // #include <metagrad/backend/cuda/cudnn.hpp> (inlined above)
-// #include <metagrad/backend/cuda/elementwise.hpp> (guarded: also inlined under a condition)
-#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_ELEMENTWISE_HPP
-#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_ELEMENTWISE_HPP
-// metagrad/backend/cuda/elementwise.hpp — the CUDA driver of a fused elementwise plan: one kernel per
-// lowered plan type (so graphs of the same structure share a kernel), a grid-stride loop, 16-byte vector
-// loads and stores on the flat path (every operand contiguous, of the output's shape and 16-byte aligned),
-// a strided path for broadcasts and views, and 32-bit index math when the sizes allow. The launch geometry
-// and the vector lanes are plain METAGRAD_HD code (backend/cuda/launch.hpp) that CPU tests drive too.
-// Needs nvcc; include <metagrad/metagrad.hpp> (or <metagrad/cuda.hpp>) instead.
-
-#if defined(__CUDACC__)
-
-#include <cuda_runtime.h>
-
-#include <cstdint>
-#include <limits>
-#include <type_traits>
-
-// #include <metagrad/core/config.hpp> (inlined above)
-// #include <metagrad/core/error.hpp> (inlined above)
-// #include <metagrad/core/shape.hpp> (inlined above)
-// #include <metagrad/expr/plan.hpp> (inlined above)
-// #include <metagrad/backend/cpu/elementwise.hpp> (inlined above)
-// #include <metagrad/backend/cuda/launch.hpp> (guarded: also inlined under a condition)
-#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_LAUNCH_HPP
-#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_LAUNCH_HPP
-// metagrad/backend/cuda/launch.hpp — the device-independent part of the CUDA elementwise driver: launch
-// geometry, the unravelling of a flat index into a multi-index and an output offset, and N-lane vector reads
-// of a plan (one aligned vector load per leaf, the op applied lane by lane). Everything here is METAGRAD_HD
-// plain C++, so CPU tests drive the same code the kernels run. Include <metagrad/metagrad.hpp> instead.
-
-#include <cstring>
-#include <type_traits>
-
-// #include <metagrad/core/config.hpp> (inlined above)
-// #include <metagrad/core/shape.hpp> (inlined above)
-// #include <metagrad/expr/plan.hpp> (inlined above)
-
-// Unrolls the lane loops (nvcc, GCC, clang); a plain loop elsewhere.
-#if defined(__CUDA_ARCH__) || (defined(__clang__) && !defined(__CUDACC__))
-#define METAGRAD_UNROLL_ METAGRAD_PRAGMA_(unroll)
-#elif defined(__GNUC__) && !defined(__CUDACC__)
-#define METAGRAD_UNROLL_ METAGRAD_PRAGMA_(GCC unroll 16)
-#else
-#define METAGRAD_UNROLL_
-#endif
-
-METAGRAD_NAMESPACE_BEGIN
-namespace cuda {
-
-/// N consecutive elements, aligned so that a 16-byte (or smaller, when N sizeof(T) is) vector load or store
-/// moves them at once.
-template <class T, int N>
-struct alignas(sizeof(T) * N < 16 ? sizeof(T) * N : 16) Lanes {
-  T v[N];
-};
-
-/// Lanes per thread on the flat path: as many output elements as fill 16 bytes.
-template <class T, class Plan>
-constexpr int vector_lanes() {
-  return sizeof(T) >= 16 ? 1 : static_cast<int>(16 / sizeof(T));
-}
-
-/// Blocks and threads per block of a grid-stride launch over n work items.
-struct LaunchShape {
-  int grid;
-  int block;
-};
-
-/// 256 threads a block; enough blocks to fill every multiprocessor several times over (16 blocks of 256
-/// threads per SM keeps the memory pipeline busy on Hopper), never more than the work needs.
-METAGRAD_HD inline LaunchShape launch_shape(index_t n, int sm_count) {
-  constexpr int block = 256;
-  const index_t needed = (n + block - 1) / block;
-  const index_t cap = static_cast<index_t>(sm_count > 0 ? sm_count : 1) * 16;
-  const index_t grid = needed < cap ? needed : cap;
-  return {static_cast<int>(grid > 0 ? grid : 1), block};
-}
-
-/// The multi-index of row-major element i of `shape`, and its offset under `strides` (in `off`).
-template <class I, int R>
-METAGRAD_HD METAGRAD_INLINE Array<I, R> unravel_index(I i, const Shape<R>& shape, const Strides<R>& strides, I& off) {
-  Array<I, R> idx{};
-  I rem = i;
-  off = 0;
-  for (int d = R - 1; d >= 0; --d) {
-    const I ext = static_cast<I>(shape[d]);
-    idx[d] = rem % ext;
-    rem /= ext;
-    off += idx[d] * static_cast<I>(strides[d]);
-  }
-  return idx;
-}
-
-// --- N-lane reads -------------------------------------------------------------------------------------
-// load_lanes<N>(plan, i) is elements i .. i + N - 1 of a flat plan. Leaves load one aligned vector; the op
-// plans apply their op lane by lane to their children's lanes; any other plan reads element by element.
-// @pre i is a multiple of N and every leaf pointer is 16-byte aligned.
-
-template <int N, class P, class I>
-METAGRAD_HD METAGRAD_INLINE Lanes<typename P::value_type, N> load_lanes(const P& p, I i);
-template <int N, class T, int R, class I>
-METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const LeafPlan<T, R>& p, I i);
-template <int N, class T, int R, class I>
-METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const ScalarPlan<T, R>& p, I i);
-template <int N, class Op, class C, class I>
-METAGRAD_HD METAGRAD_INLINE Lanes<typename UnaryPlan<Op, C>::value_type, N> load_lanes(const UnaryPlan<Op, C>& p, I i);
-template <int N, class Op, class U, class A, class B, class I>
-METAGRAD_HD METAGRAD_INLINE Lanes<typename BinaryPlan<Op, U, A, B>::value_type, N> load_lanes(
-    const BinaryPlan<Op, U, A, B>& p, I i);
-template <int N, class Op, class U, class A, class B, class C, class I>
-METAGRAD_HD METAGRAD_INLINE Lanes<typename TernaryPlan<Op, U, A, B, C>::value_type, N> load_lanes(
-    const TernaryPlan<Op, U, A, B, C>& p, I i);
-template <int N, class T, class C, class I>
-METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const ConvertPlan<T, C>& p, I i);
-template <int N, class C, int R, class I>
-METAGRAD_HD METAGRAD_INLINE Lanes<typename C::value_type, N> load_lanes(const ReshapePlan<C, R>& p, I i);
-template <int N, class C, int R, class I>
-METAGRAD_HD METAGRAD_INLINE Lanes<typename C::value_type, N> load_lanes(const AxisMapPlan<C, R>& p, I i);
-
-template <int N, class P, class I>
-METAGRAD_HD METAGRAD_INLINE Lanes<typename P::value_type, N> load_lanes(const P& p, I i) {
-  Lanes<typename P::value_type, N> r;
-  METAGRAD_UNROLL_
-  for (int k = 0; k < N; ++k) r.v[k] = p.flat(i + static_cast<I>(k));
-  return r;
-}
-template <int N, class T, int R, class I>
-METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const LeafPlan<T, R>& p, I i) {
-#if defined(__CUDA_ARCH__)
-  return *reinterpret_cast<const Lanes<T, N>*>(p.ptr + i);
-#else
-  Lanes<T, N> r;
-  std::memcpy(r.v, p.ptr + i, sizeof(T) * N);
-  return r;
-#endif
-}
-template <int N, class T, int R, class I>
-METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const ScalarPlan<T, R>& p, I) {
-  Lanes<T, N> r;
-  METAGRAD_UNROLL_
-  for (int k = 0; k < N; ++k) r.v[k] = p.value;
-  return r;
-}
-template <int N, class Op, class C, class I>
-METAGRAD_HD METAGRAD_INLINE Lanes<typename UnaryPlan<Op, C>::value_type, N> load_lanes(const UnaryPlan<Op, C>& p, I i) {
-  const auto x = load_lanes<N>(p.c, i);
-  Lanes<typename UnaryPlan<Op, C>::value_type, N> r;
-  METAGRAD_UNROLL_
-  for (int k = 0; k < N; ++k) r.v[k] = p.op(x.v[k]);
-  return r;
-}
-template <int N, class Op, class U, class A, class B, class I>
-METAGRAD_HD METAGRAD_INLINE Lanes<typename BinaryPlan<Op, U, A, B>::value_type, N> load_lanes(
-    const BinaryPlan<Op, U, A, B>& p, I i) {
-  const auto a = load_lanes<N>(p.a, i);
-  const auto b = load_lanes<N>(p.b, i);
-  Lanes<typename BinaryPlan<Op, U, A, B>::value_type, N> r;
-  METAGRAD_UNROLL_
-  for (int k = 0; k < N; ++k) r.v[k] = p.op(static_cast<U>(a.v[k]), static_cast<U>(b.v[k]));
-  return r;
-}
-template <int N, class Op, class U, class A, class B, class C, class I>
-METAGRAD_HD METAGRAD_INLINE Lanes<typename TernaryPlan<Op, U, A, B, C>::value_type, N> load_lanes(
-    const TernaryPlan<Op, U, A, B, C>& p, I i) {
-  const auto a = load_lanes<N>(p.a, i);
-  const auto b = load_lanes<N>(p.b, i);
-  const auto c = load_lanes<N>(p.c, i);
-  Lanes<typename TernaryPlan<Op, U, A, B, C>::value_type, N> r;
-  METAGRAD_UNROLL_
-  for (int k = 0; k < N; ++k) r.v[k] = p.op(a.v[k], static_cast<U>(b.v[k]), static_cast<U>(c.v[k]));
-  return r;
-}
-template <int N, class T, class C, class I>
-METAGRAD_HD METAGRAD_INLINE Lanes<T, N> load_lanes(const ConvertPlan<T, C>& p, I i) {
-  const auto x = load_lanes<N>(p.c, i);
-  Lanes<T, N> r;
-  METAGRAD_UNROLL_
-  for (int k = 0; k < N; ++k) r.v[k] = static_cast<T>(x.v[k]);
-  return r;
-}
-// Flat reads of these pass straight to the child (they are flat only when row-major order is unchanged).
-template <int N, class C, int R, class I>
-METAGRAD_HD METAGRAD_INLINE Lanes<typename C::value_type, N> load_lanes(const ReshapePlan<C, R>& p, I i) {
-  return load_lanes<N>(p.c, i);
-}
-template <int N, class C, int R, class I>
-METAGRAD_HD METAGRAD_INLINE Lanes<typename C::value_type, N> load_lanes(const AxisMapPlan<C, R>& p, I i) {
-  return load_lanes<N>(p.c, i);
-}
-
-}  // namespace cuda
-METAGRAD_NAMESPACE_END
-#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_LAUNCH_HPP
-// end of <metagrad/backend/cuda/launch.hpp>
-// #include <metagrad/backend/cuda/runtime.hpp> (inlined above)
-
-METAGRAD_NAMESPACE_BEGIN
-namespace cuda {
-
-namespace kernels {
-/// Flat path with N-lane vectors: thread v handles elements [v N, v N + N) with one vector load per leaf and
-/// one vector store; the n % N tail is done element by element by the first threads.
-template <int N, class T, class Plan, class I>
-__global__ void elementwise_vector(T* __restrict__ out, const Plan plan, I n) {
-  const I nvec = n / N;
-  const I stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
-  const I first = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x);
-  for (I v = first; v < nvec; v += stride) {
-    const auto x = load_lanes<N>(plan, v * N);
-    Lanes<T, N> r;
-    METAGRAD_UNROLL_
-    for (int k = 0; k < N; ++k) r.v[k] = static_cast<T>(x.v[k]);
-    *reinterpret_cast<Lanes<T, N>*>(out + v * N) = r;
-  }
-  for (I i = nvec * N + first; i < n; i += stride) out[i] = static_cast<T>(plan.flat(i));
-}
-
-/// Flat path, one element per iteration (plans or pointers that cannot be read as aligned vectors).
-template <class T, class Plan, class I>
-__global__ void elementwise_flat(T* __restrict__ out, const Plan plan, I n) {
-  const I stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
-  for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < n; i += stride)
-    out[i] = static_cast<T>(plan.flat(i));
-}
-
-/// Strided path: element i's multi-index is unravelled from the output's extents.
-template <class T, class Plan, class I, int R>
-__global__ void elementwise_strided(T* __restrict__ out, const Strides<R> ostr, const Shape<R> shape, const Plan plan,
-                                    I n) {
-  const I stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
-  for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < n;
-       i += stride) {
-    I off = 0;
-    const auto idx = unravel_index<I, R>(i, shape, ostr, off);
-    out[off] = static_cast<T>(plan.at(idx));
-  }
-}
-}  // namespace kernels
-
-namespace detail {
-// Streaming multiprocessors of a device (cached: the attribute query costs a driver call).
-inline int sm_count(int device) {
-  static int cached[64] = {};
-  if (device >= 0 && device < 64 && cached[device]) return cached[device];
-  int n = 0;
-  check(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
-  if (device >= 0 && device < 64) cached[device] = n;
-  return n;
-}
-
-// True when every leaf the plan reads starts on a 16-byte boundary (vector loads need it).
-template <class Plan>
-bool leaves_aligned(const Plan& plan, const Array<index_t, Plan::rank>& shape) {
-  bool ok = true;
-  plan.visit_leaves([&](const void* p, const void*, const void*, const auto&,
-                        bool) { ok &= reinterpret_cast<std::uintptr_t>(p) % 16 == 0; },
-                    false, shape);
-  return ok;
-}
-
-template <class T, int R, class P, class I>
-void launch_elementwise(T* out, const Strides<R>& ostr, const Shape<R>& shape, const P& plan, I n, bool flat,
-                        int device, cudaStream_t st) {
-  constexpr int N = vector_lanes<T, P>();
-  const int sms = sm_count(device);
-  if (flat && N > 1 && reinterpret_cast<std::uintptr_t>(out) % 16 == 0 && leaves_aligned(plan, shape)) {
-    const LaunchShape g = launch_shape(static_cast<index_t>(n) / N > 0 ? static_cast<index_t>(n) / N : 1, sms);
-    kernels::elementwise_vector<N, T, P, I><<<g.grid, g.block, 0, st>>>(out, plan, n);
-  } else if (flat) {
-    const LaunchShape g = launch_shape(static_cast<index_t>(n), sms);
-    kernels::elementwise_flat<T, P, I><<<g.grid, g.block, 0, st>>>(out, plan, n);
-  } else {
-    const LaunchShape g = launch_shape(static_cast<index_t>(n), sms);
-    kernels::elementwise_strided<T, P, I, R><<<g.grid, g.block, 0, st>>>(out, ostr, shape, plan, n);
-  }
-}
-}  // namespace detail
-
-/// Runs `plan` (lowered at `shape`, reading memory of CUDA device `device`) into that device's memory `out`
-/// (strides `ostr`, in elements) on stream(device). Asynchronous: errors of the kernel itself surface at the
-/// next synchronising call. @throws cuda_error when the launch fails.
-template <class T, int R, class Plan>
-void run_elementwise(T* out, const Strides<R>& ostr, const Shape<R>& shape, const Plan& plan_in, int device) {
-  const index_t n = shape.numel();
-  if (n == 0) return;
-  DeviceGuard guard(device);
-  const cudaStream_t st = stream(device);
-  with_static_plan(plan_in, [&](const auto& plan) {
-    using P = std::remove_cvref_t<decltype(plan)>;
-    static_assert(std::is_trivially_copyable_v<P>, "metagrad: a kernel plan must be trivially copyable");
-    // CUDA 12.1+ passes up to 32764 bytes of kernel parameters (Volta and newer).
-    static_assert(sizeof(P) <= 32000,
-                  "metagrad: this fused expression's plan exceeds the kernel-parameter budget; "
-                  "evaluate part of it into a tensor first (eval(...))");
-    const bool flat = plan.is_flat() && is_contiguous(shape, ostr);
-    // 32-bit indices only with room for the grid-stride step: i + gridDim.x * blockDim.x (at most a few
-    // million) must not wrap past INT32_MAX while i < n.
-    constexpr index_t step_room = index_t(1) << 24;
-    if (n < std::numeric_limits<std::int32_t>::max() - step_room && cpu::fits_int32<P, T, R>(plan, shape, ostr))
-      detail::launch_elementwise<T, R, P, std::int32_t>(out, ostr, shape, plan, static_cast<std::int32_t>(n), flat,
-                                                        device, st);
-    else
-      detail::launch_elementwise<T, R, P, std::int64_t>(out, ostr, shape, plan, n, flat, device, st);
-  });
-  check(cudaGetLastError(), "metagrad::cuda::run_elementwise kernel launch");
-}
-
-/// The same on stream 0 of the current device (kept for code written against the first CUDA driver).
-template <class T, int R, class Plan>
-void run_elementwise(T* out, const Strides<R>& ostr, const Shape<R>& shape, const Plan& plan) {
-  int device = 0;
-  check(cudaGetDevice(&device), "cudaGetDevice");
-  run_elementwise(out, ostr, shape, plan, device);
-}
-
-}  // namespace cuda
-METAGRAD_NAMESPACE_END
-
-#endif  // __CUDACC__
-#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_ELEMENTWISE_HPP
-// end of <metagrad/backend/cuda/elementwise.hpp>
+// #include <metagrad/backend/cuda/elementwise.hpp> (inlined above)
 // #include <metagrad/backend/cuda/matmul.hpp> (inlined above)
 // #include <metagrad/backend/cuda/pool.hpp> (guarded: also inlined under a condition)
 #ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_POOL_HPP
@@ -14942,201 +15815,7 @@ METAGRAD_NAMESPACE_END
 #endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_REDUCE_HPP
 // end of <metagrad/backend/cuda/reduce.hpp>
 // #include <metagrad/backend/cuda/runtime.hpp> (inlined above)
-// #include <metagrad/backend/cuda/softmax.hpp> (guarded: also inlined under a condition)
-#ifndef METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_SOFTMAX_HPP
-#define METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_SOFTMAX_HPP
-// metagrad/backend/cuda/softmax.hpp — the CUDA answers to the softmax hooks of expr/softmax.hpp (run_softmax,
-// run_softmax_backward; backend/dispatch.hpp calls them for calls on a CUDA device). Both passes are cuDNN's
-// (cudnnSoftmaxForward / cudnnSoftmaxBackward, CUDNN_SOFTMAX_ACCURATE for softmax, CUDNN_SOFTMAX_LOG for
-// log_softmax, channel mode over the tensor seen as [outer, n, inner, 1]), and metagrad's own kernel where cuDNN
-// cannot take the call: a build without cuDNN, a tensor of 2^31 elements or more (cuDNN's descriptors hold int
-// extents), or a case cuDNN answers CUDNN_STATUS_NOT_SUPPORTED. The kernel gives each row (one (outer, inner) position)
-// a warp: the lanes stride along the axis, and the row's maximum and sum are combined with warp shuffles.
-// set_softmax_use_cudnn(false) forces the kernel (tests compare both with the CPU). Needs nvcc; include
-// <metagrad/metagrad.hpp> instead.
-
-#if defined(__CUDACC__)
-
-#include <atomic>
-#include <climits>
-#include <limits>
-#include <mutex>
-#include <string>
-
-// #include <metagrad/core/math.hpp> (inlined above)
-// #include <metagrad/core/shape.hpp> (inlined above)
-// #include <metagrad/expr/softmax.hpp> (inlined above)
-// #include <metagrad/backend/cuda/cudnn.hpp> (inlined above)
-// #include <metagrad/backend/cuda/elementwise.hpp> (inlined above)
-// #include <metagrad/backend/cuda/runtime.hpp> (inlined above)
-
-METAGRAD_NAMESPACE_BEGIN
-namespace cuda {
-
-namespace detail {
-inline std::atomic<bool>& softmax_cudnn_flag() {
-  static std::atomic<bool> flag{true};
-  return flag;
-}
-}  // namespace detail
-
-/// Whether softmax and log_softmax on CUDA may use cuDNN (true, the default); false runs metagrad's own kernel
-/// always (for tests and benchmarks: both must equal the CPU's result within rounding).
-inline void set_softmax_use_cudnn(bool use) { detail::softmax_cudnn_flag().store(use, std::memory_order_relaxed); }
-inline bool softmax_use_cudnn() { return detail::softmax_cudnn_flag().load(std::memory_order_relaxed); }
-
-namespace kernels {
-
-template <class T>
-__device__ __forceinline__ T warp_max(T v) {
-  for (int o = 16; o > 0; o >>= 1) {
-    const T u = __shfl_xor_sync(0xffffffffu, v, o);
-    v = u > v ? u : v;
-  }
-  return v;
-}
-template <class T>
-__device__ __forceinline__ T warp_sum(T v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-// One warp per row; the rule for NaN, +inf and -inf rows is the CPU's (backend/cpu/softmax.hpp).
-template <class T>
-__global__ void softmax_forward(const T* __restrict__ x, T* __restrict__ y, SoftmaxGeometry g, bool log) {
-  const int lane = threadIdx.x & 31;
-  const index_t warps = index_t(gridDim.x) * (blockDim.x >> 5);
-  const index_t rows = g.outer * g.inner;
-  for (index_t r = index_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
-    const index_t o = r / g.inner, j = r - o * g.inner;
-    const T* xr = x + o * g.n * g.inner + j;
-    T* yr = y + o * g.n * g.inner + j;
-    T m = -std::numeric_limits<T>::infinity();
-    for (index_t i = lane; i < g.n; i += 32) m = xr[i * g.inner] > m ? xr[i * g.inner] : m;
-    m = warp_max(m);
-    T s = 0;
-    for (index_t i = lane; i < g.n; i += 32) s += metagrad::math::exp(xr[i * g.inner] - m);
-    s = warp_sum(s);
-    if (log) {
-      const T ls = metagrad::math::log(s);
-      for (index_t i = lane; i < g.n; i += 32) yr[i * g.inner] = (xr[i * g.inner] - m) - ls;
-    } else {
-      for (index_t i = lane; i < g.n; i += 32) yr[i * g.inner] = metagrad::math::exp(xr[i * g.inner] - m) / s;
-    }
-  }
-}
-
-template <class T>
-__global__ void softmax_backward(const T* __restrict__ y, const T* __restrict__ gr, T* __restrict__ dx,
-                                 SoftmaxGeometry g, bool log) {
-  const int lane = threadIdx.x & 31;
-  const index_t warps = index_t(gridDim.x) * (blockDim.x >> 5);
-  const index_t rows = g.outer * g.inner;
-  for (index_t r = index_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
-    const index_t o = r / g.inner, j = r - o * g.inner;
-    const index_t base = o * g.n * g.inner + j;
-    T s = 0;
-    for (index_t i = lane; i < g.n; i += 32) {
-      const index_t k = base + i * g.inner;
-      s += log ? gr[k] : gr[k] * y[k];
-    }
-    s = warp_sum(s);
-    for (index_t i = lane; i < g.n; i += 32) {
-      const index_t k = base + i * g.inner;
-      dx[k] = log ? gr[k] - metagrad::math::exp(y[k]) * s : y[k] * (gr[k] - s);
-    }
-  }
-}
-
-}  // namespace kernels
-
-namespace detail {
-
-// Blocks of 8 warps for `rows` rows, a few per multiprocessor at most.
-inline unsigned softmax_blocks(index_t rows, int device) {
-  const index_t cap = index_t(sm_count(device)) * 16;
-  const index_t b = (rows + 7) / 8;
-  return static_cast<unsigned>(b < cap ? (b < 1 ? 1 : b) : cap);
-}
-
-#if METAGRAD_WITH_CUDNN
-// The [outer, n, inner, 1] extents of g for a cuDNN descriptor; false when they (or the element count) do not
-// fit cuDNN's int.
-inline bool softmax_dims(const SoftmaxGeometry& g, int (&d)[4]) {
-  if (g.numel() > INT_MAX) return false;
-  d[0] = static_cast<int>(g.outer);
-  d[1] = static_cast<int>(g.n);
-  d[2] = static_cast<int>(g.inner);
-  d[3] = 1;
-  return true;
-}
-
-// cudnnSoftmaxForward (call.x -> call.out) or, with `backward`, cudnnSoftmaxBackward (y = call.x, dy = call.g
-// -> call.out); false when cuDNN cannot take the call.
-template <class T>
-bool cudnn_softmax(const SoftmaxCall<T>& call, bool backward) {
-  int d[4];
-  if (!softmax_use_cudnn() || !softmax_dims(call.geom, d)) return false;
-  const int device = call.device.index();
-  auto& state = cudnn::device_state(device);
-  std::lock_guard<std::mutex> lock(state.mutex);
-  const cudnnHandle_t h = cudnn::bound_handle(state, device);
-  cudnn::TensorDescriptor desc(cudnn::data_type<T>(), d);
-  const cudnnSoftmaxAlgorithm_t algo = call.log ? CUDNN_SOFTMAX_LOG : CUDNN_SOFTMAX_ACCURATE;
-  const T one = 1, zero = 0;
-  const cudnnStatus_t status = backward ? cudnnSoftmaxBackward(h, algo, CUDNN_SOFTMAX_MODE_CHANNEL, &one, desc.get(),
-                                                               call.x, desc.get(), call.g, &zero, desc.get(), call.out)
-                                        : cudnnSoftmaxForward(h, algo, CUDNN_SOFTMAX_MODE_CHANNEL, &one, desc.get(),
-                                                              call.x, &zero, desc.get(), call.out);
-  // This cuDNN lacks the case (cuDNN 9 answers with sub-codes of NOT_SUPPORTED): metagrad's kernel.
-  if (CUDNN_STATUS_CATEGORY(status) == CUDNN_STATUS_NOT_SUPPORTED) return false;
-  if (status != CUDNN_STATUS_SUCCESS)  // the message is built only on failure
-    cudnn::check(status, std::string(backward ? "cudnnSoftmaxBackward (" : "cudnnSoftmaxForward (") +
-                             metagrad::detail::softmax_name(call.log) + ", " + cudnn::TensorDescriptor::dims(d) + ")");
-  return true;
-}
-#endif
-
-}  // namespace detail
-
-/// call.out = softmax (or log_softmax) of call.x on call.device (cuDNN, else metagrad's kernel), queued on
-/// stream(device). @throws cuda_error naming the cuDNN call or the kernel launch when either fails.
-template <class T>
-void run_softmax(const SoftmaxCall<T>& call) {
-  const SoftmaxGeometry& g = call.geom;
-  if (g.numel() == 0) return;
-  const int device = call.device.index();
-  DeviceGuard guard(device);
-#if METAGRAD_WITH_CUDNN
-  if (detail::cudnn_softmax(call, false)) return;
-#endif
-  kernels::softmax_forward<T>
-      <<<detail::softmax_blocks(g.outer * g.inner, device), 256, 0, stream(device)>>>(call.x, call.out, g, call.log);
-  check(cudaGetLastError(), "metagrad::cuda::run_softmax kernel launch");
-}
-
-/// call.out = dx of softmax (or log_softmax) from its result call.x and adjoint call.g, on call.device.
-/// @throws cuda_error naming the cuDNN call or the kernel launch when either fails.
-template <class T>
-void run_softmax_backward(const SoftmaxCall<T>& call) {
-  const SoftmaxGeometry& g = call.geom;
-  if (g.numel() == 0) return;
-  const int device = call.device.index();
-  DeviceGuard guard(device);
-#if METAGRAD_WITH_CUDNN
-  if (detail::cudnn_softmax(call, true)) return;
-#endif
-  kernels::softmax_backward<T><<<detail::softmax_blocks(g.outer * g.inner, device), 256, 0, stream(device)>>>(
-      call.x, call.g, call.out, g, call.log);
-  check(cudaGetLastError(), "metagrad::cuda::run_softmax_backward kernel launch");
-}
-
-}  // namespace cuda
-METAGRAD_NAMESPACE_END
-
-#endif  // __CUDACC__
-#endif  // METAGRAD_SINGLE_INCLUDED_METAGRAD_BACKEND_CUDA_SOFTMAX_HPP
-// end of <metagrad/backend/cuda/softmax.hpp>
+// #include <metagrad/backend/cuda/softmax.hpp> (inlined above)
 #endif
 
 METAGRAD_NAMESPACE_BEGIN
@@ -15277,6 +15956,34 @@ void run_softmax_backward(const SoftmaxCall<T>& call) {
   cuda::run_softmax_backward(call);
 #else
   detail::no_cuda_backend(call.log ? "log_softmax (backward)" : "softmax (backward)", call.device);
+#endif
+}
+
+/// y and the batch statistics of batch normalisation into call.out on `call.device` (cuDNN on CUDA).
+template <class T>
+void run_batch_norm(const BatchNormCall<T>& call) {
+  if (call.device.is_cpu()) {
+    cpu::run_batch_norm(call);
+    return;
+  }
+#if defined(__CUDACC__)
+  cuda::run_batch_norm(call);
+#else
+  detail::no_cuda_backend("batch_norm", call.device);
+#endif
+}
+
+/// dx, dgamma and dbeta of batch normalisation into call.out on `call.device` (cuDNN on CUDA).
+template <class T>
+void run_batch_norm_backward(const BatchNormCall<T>& call) {
+  if (call.device.is_cpu()) {
+    cpu::run_batch_norm_backward(call);
+    return;
+  }
+#if defined(__CUDACC__)
+  cuda::run_batch_norm_backward(call);
+#else
+  detail::no_cuda_backend("batch_norm (backward)", call.device);
 #endif
 }
 
@@ -15442,6 +16149,7 @@ requires(!is_tensor_v<std::remove_cvref_t<E>>) std::ostream& operator<<(std::ost
 
 METAGRAD_NAMESPACE_END
 // end of <metagrad/backend/cpu/assign.hpp>
+// #include <metagrad/backend/cpu/batch_norm.hpp> (inlined above)
 // #include <metagrad/backend/cpu/conv.hpp> (inlined above)
 // #include <metagrad/backend/cpu/elementwise.hpp> (inlined above)
 // #include <metagrad/backend/cpu/gemm.hpp> (inlined above)
@@ -19298,8 +20006,10 @@ class BatchNorm : public LayerBase {
   auto updates(const X& x) const {
     const T m = static_cast<T>(spec_.options.momentum);
     if (!training_) throw error("batch_norm layer: updates() is for train mode");
-    return std::make_tuple(state_update(mean_, Const<T, 1>(mean_) * (T(1) - m) + batch_mean(x) * m),
-                           state_update(var_, Const<T, 1>(var_) * (T(1) - m) + batch_var(x, true) * m),
+    // The statistics of the very node operator() normalises with: a compiled step computes them once.
+    auto [mean, var] = batch_norm_stats(x, weight_, bias_, spec_.options.eps);
+    return std::make_tuple(state_update(mean_, Const<T, 1>(mean_) * (T(1) - m) + std::move(mean) * m),
+                           state_update(var_, Const<T, 1>(var_) * (T(1) - m) + std::move(var) * m),
                            state_update(count_, Const<std::int64_t, 0>(count_) + std::int64_t{1}));
   }
 

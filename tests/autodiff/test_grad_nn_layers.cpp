@@ -27,6 +27,21 @@ TEST_CASE("autodiff: batch_norm in training and evaluation form, and layer_norm"
     check_grad("batch_norm without affine", mg::sum(mg::batch_norm(x, 1e-3) * w), x);
     check_grad("batch_var (unbiased)", mg::sum(mg::batch_var(x) * gamma), x);
   }
+  SUBCASE("batch_norm second order (through the backward outputs' composition)") {
+    mg::Input<struct bn2o_x, double, 3> x("x");
+    mg::Input<struct bn2o_g, double, 1> gamma("gamma");
+    mg::Input<struct bn2o_b, double, 1> beta("beta");
+    x.bind(uniform(mg::Shape<3>{4, 2, 3}, -2, 2));
+    gamma.bind(uniform(mg::Shape<1>{2}, 0.5, 2));
+    beta.bind(uniform(mg::Shape<1>{2}, -1, 1));
+    const auto w = uniform(mg::Shape<3>{4, 2, 3}, -1, 1);
+    const auto u = uniform(mg::Shape<3>{4, 2, 3}, -1, 1);
+    const auto v = uniform(mg::Shape<1>{2}, -1, 1);
+    // square() makes the adjoint reaching the backward node depend on x, gamma and beta.
+    const auto [dx, dg, db] = mg::grad(mg::sum(mg::square(mg::batch_norm(x, gamma, beta)) * w), x, gamma, beta);
+    check_grad("batch_norm d(dx)", mg::sum(dx * u), x, gamma, beta);
+    check_grad("batch_norm d(dgamma), d(dbeta)", mg::sum(dg * v) + mg::sum(db * v * v), x, gamma, beta);
+  }
   SUBCASE("batch_norm of [N, C]") {
     mg::Input<struct bn2_x, double, 2> x("x");
     mg::Input<struct bn2_g, double, 1> gamma("gamma");

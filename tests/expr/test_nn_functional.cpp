@@ -405,6 +405,85 @@ TEST_CASE("batch_norm: training form, batch statistics and evaluation form again
   }
   SUBCASE("gamma of the wrong length") {
     CHECK_THROWS_AS((void)eval(batch_norm(x, ones<double>({4}), beta)), shape_error);
+    try {
+      (void)eval(batch_norm(x, gamma, ones<double>({2})));
+      FAIL("no error");
+    } catch (const shape_error& e) {
+      const std::string m = e.what();
+      CHECK(m.find("batch_norm") != std::string::npos);
+      CHECK(m.find("[2, 3, 4, 5]") != std::string::npos);
+      CHECK(m.find("beta [2]") != std::string::npos);
+    }
+    CHECK_THROWS_AS((void)eval(batch_norm(x, gamma, beta, -1.0)), error);
+  }
+  SUBCASE("the statistics of the same node: mean and unbiased variance") {
+    auto [m, v] = batch_norm_stats(x, gamma, beta);
+    check_close(values(eval(m)), mean);
+    check_close(values(eval(v)), {var[0] * n / (n - 1), var[1] * n / (n - 1), var[2] * n / (n - 1)});
+  }
+  SUBCASE("a Program computes y and the statistics in one batch_norm step") {
+    Input<struct bn_prog_x, double, 4> xi("x");
+    xi.bind(x);
+    auto [m, v] = batch_norm_stats(xi, gamma, beta);
+    auto program = compile(batch_norm(xi, gamma, beta), m, v);
+    const std::string d = program.describe();
+    CAPTURE(d);
+    const auto first = d.find("batch_norm");
+    REQUIRE(first != std::string::npos);
+    CHECK(d.find("batch_norm", first + 1) == std::string::npos);
+    const auto& [y, mo, vo] = program.run();
+    check_close(values(y), expect(mean, var, true, 1e-5));
+    check_close(values(mo), mean);
+  }
+  SUBCASE("a computed, strided input") {
+    const Tensor<double, 4> xt = x.permute({0, 1, 3, 2}).eval();  // [2, 3, 5, 4], read back transposed
+    check_close(values(eval(batch_norm(xt.permute({0, 1, 3, 2}) * 1.0, gamma, beta))), expect(mean, var, true, 1e-5));
+  }
+}
+
+TEST_CASE("batch_norm: float input far from zero, one value per channel, and thread counts") {
+  SUBCASE("float with a large offset keeps its precision (the mean is taken before the deviations)") {
+    const Tensor<double, 3> xd = (sample3(16, 2, 50) + 1000.0).eval();
+    const Tensor<float, 3> xf = xd.to<float>();
+    const Tensor<float, 1> g({1.0f, 2.0f}), b({0.0f, 0.5f});
+    std::vector<double> want;
+    const Tensor<double, 3> xr = xf.to<double>();  // the float values, exactly
+    double m[2] = {0, 0}, v[2] = {0, 0};
+    for (index_t c = 0; c < 2; ++c) {
+      for (index_t i = 0; i < 16; ++i)
+        for (index_t j = 0; j < 50; ++j) m[c] += xr(i, c, j) / 800;
+      for (index_t i = 0; i < 16; ++i)
+        for (index_t j = 0; j < 50; ++j) v[c] += (xr(i, c, j) - m[c]) * (xr(i, c, j) - m[c]) / 800;
+    }
+    for (index_t i = 0; i < 16; ++i)
+      for (index_t c = 0; c < 2; ++c)
+        for (index_t j = 0; j < 50; ++j)
+          want.push_back((xr(i, c, j) - m[c]) / std::sqrt(v[c] + 1e-5) * (c == 0 ? 1.0 : 2.0) + (c == 0 ? 0.0 : 0.5));
+    // Each x - mean loses the bits of 1000 beyond float's 24 (about 6e-5 absolute) over a deviation of about
+    // 0.7: a few 1e-4 relative at worst.
+    const auto got = values(eval(batch_norm(xf, g, b)));
+    REQUIRE(got.size() == want.size());
+    double err = 0;
+    for (std::size_t i = 0; i < got.size(); ++i) err = std::max(err, std::fabs(got[i] - want[i]));
+    CHECK(err < 1e-3);
+  }
+  SUBCASE("one value per channel: y is beta, the unbiased variance NaN") {
+    const Tensor<double, 2> x1({{1.0, -2.0, 3.0}});
+    const Tensor<double, 1> g({1.0, 2.0, 3.0}), b({0.5, 0.0, -1.0});
+    check_close(values(eval(batch_norm(x1, g, b))), {0.5, 0.0, -1.0});
+    for (double v : values(eval(batch_norm_stats(x1, g, b).second))) CHECK(std::isnan(v));
+  }
+  SUBCASE("the same bits on one thread and on two") {
+    const Tensor<float, 3> x = sample3(64, 40, 300, 4.0).to<float>();
+    const Tensor<float, 1> g = sample3(1, 1, 40).reshape({40}).eval().to<float>();
+    const Tensor<float, 1> b = (g * 0.5f).eval();
+    const int before = num_threads();
+    set_num_threads(1);
+    const auto one = values(eval(batch_norm(x, g, b)));
+    set_num_threads(2);
+    const auto two = values(eval(batch_norm(x, g, b)));
+    set_num_threads(before);
+    CHECK(one == two);
   }
 }
 

@@ -80,6 +80,11 @@ template <class L>
 struct depends_on<L, L> : std::true_type {};
 template <class A, class L>
 struct depends_on<StopGradientExpr<A>, L> : std::false_type {};
+/// A node type that says `static constexpr bool stops_gradient = true` (the statistics outputs of batch_norm)
+/// is a constant to grad(), like stop_gradient.
+template <class E, class L>
+requires(!std::is_same_v<E, L> && requires { requires E::stops_gradient; }) struct depends_on<E, L> : std::false_type {
+};
 
 template <class T>
 inline constexpr bool is_floating_v = std::is_floating_point_v<T>;
@@ -357,6 +362,15 @@ auto child_adjoint(const W& w, const E& e, const G& g) {
   } else {
     return Pack<>{};
   }
+}
+
+// A node that states its value as a composition of other nodes (e.composition(), built from copies of its
+// operands) is differentiated through that composition: the fast node computes the value, the composition
+// only the derivatives (batch_norm's backward outputs, whose second derivatives come from it).
+template <class W, class E, class G>
+requires(!self_differentiating<E> &&
+         requires(const E& e) { e.composition(); }) auto backprop_node(const W& w, const E& e, const G& g) {
+  return backprop(w, e.composition(), g);
 }
 
 template <class W, class E, class G>

@@ -279,11 +279,6 @@ class SelectExpr : public ExprBase<SelectExpr<A, B>>, public BoundaryBase<typena
     else
       detail::assigner<Tensor<value_type, RD>>::assign(dst, b_);
   }
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
 
  private:
   A a_;

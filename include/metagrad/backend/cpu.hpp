@@ -4,6 +4,7 @@
 
 #include "../expr.hpp"
 #include "cpu/assign.hpp"
+#include "cpu/batch_norm.hpp"
 #include "cpu/conv.hpp"
 #include "cpu/elementwise.hpp"
 #include "cpu/gemm.hpp"

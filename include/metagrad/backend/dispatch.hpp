@@ -1,6 +1,6 @@
 // metagrad/backend/dispatch.hpp — the backend hooks that expr/ nodes call by argument-dependent lookup
-// (run_fill, run_reduction, run_gemm, run_conv2d, the pooling and the softmax hooks), answered on the device the
-// data lives on: the CPU drivers, or the CUDA ones in a file compiled by nvcc. A plain C++ file asked for CUDA work
+// (run_fill, run_reduction, run_gemm, run_conv2d, the pooling, softmax and batch-norm hooks), answered on the device
+// the data lives on: the CPU drivers, or the CUDA ones in a file compiled by nvcc. A plain C++ file asked for CUDA work
 // throws device_error saying to compile it with nvcc. Include <metagrad/metagrad.hpp> instead.
 #pragma once
 
@@ -9,11 +9,13 @@
 #include "../core/device.hpp"
 #include "../core/error.hpp"
 #include "../core/shape.hpp"
+#include "../expr/batch_norm.hpp"
 #include "../expr/conv.hpp"
 #include "../expr/matmul.hpp"
 #include "../expr/plan.hpp"
 #include "../expr/pool.hpp"
 #include "../expr/softmax.hpp"
+#include "cpu/batch_norm.hpp"
 #include "cpu/conv.hpp"
 #include "cpu/elementwise.hpp"
 #include "cpu/matmul.hpp"
@@ -22,6 +24,7 @@
 #include "cpu/softmax.hpp"
 
 #if defined(__CUDACC__)
+#include "cuda/batch_norm.hpp"
 #include "cuda/conv.hpp"
 #include "cuda/cudnn.hpp"
 #include "cuda/elementwise.hpp"
@@ -170,6 +173,34 @@ void run_softmax_backward(const SoftmaxCall<T>& call) {
   cuda::run_softmax_backward(call);
 #else
   detail::no_cuda_backend(call.log ? "log_softmax (backward)" : "softmax (backward)", call.device);
+#endif
+}
+
+/// y and the batch statistics of batch normalisation into call.out on `call.device` (cuDNN on CUDA).
+template <class T>
+void run_batch_norm(const BatchNormCall<T>& call) {
+  if (call.device.is_cpu()) {
+    cpu::run_batch_norm(call);
+    return;
+  }
+#if defined(__CUDACC__)
+  cuda::run_batch_norm(call);
+#else
+  detail::no_cuda_backend("batch_norm", call.device);
+#endif
+}
+
+/// dx, dgamma and dbeta of batch normalisation into call.out on `call.device` (cuDNN on CUDA).
+template <class T>
+void run_batch_norm_backward(const BatchNormCall<T>& call) {
+  if (call.device.is_cpu()) {
+    cpu::run_batch_norm_backward(call);
+    return;
+  }
+#if defined(__CUDACC__)
+  cuda::run_batch_norm_backward(call);
+#else
+  detail::no_cuda_backend("batch_norm (backward)", call.device);
 #endif
 }
 

@@ -64,6 +64,17 @@
 #define METAGRAD_SIMD_LOOP
 #endif
 
+// METAGRAD_SIMD_SUM(v) / METAGRAD_SIMD_SUM2(v, w): the next loop sums into v (and w) across iterations, a
+// dependence the plain SIMD promise must not make; OpenMP's reduction clause vectorises it with per-lane
+// partial sums (without OpenMP the loop stays scalar and exact in its order).
+#if defined(_OPENMP)
+#define METAGRAD_SIMD_SUM(v) METAGRAD_PRAGMA_(omp simd reduction(+ : v))
+#define METAGRAD_SIMD_SUM2(v, w) METAGRAD_PRAGMA_(omp simd reduction(+ : v) reduction(+ : w))
+#else
+#define METAGRAD_SIMD_SUM(v)
+#define METAGRAD_SIMD_SUM2(v, w)
+#endif
+
 #if defined(_OPENMP) && !defined(METAGRAD_WITH_OPENMP)
 #define METAGRAD_WITH_OPENMP 1
 #endif

@@ -231,6 +231,19 @@ struct Spans {
   const Span* end() const { return s + N; }
 };
 
+/// Runs f(out) with out = dst's memory (dst allocated on `device` to `shape` unless it has both) when dst is
+/// contiguous and overlaps none of `inputs`, else a temporary on `device` that is then copied into dst.
+template <class T, int R, std::size_t N, class F>
+void run_into_destination(Tensor<T, R>& dst, const Shape<R>& shape, Device device, const Spans<T, N>& inputs,
+                          const Scratch<T, R>& tmp, F&& f) {
+  prepare_destination(dst, shape, device);
+  if (shape.numel() == 0) return;
+  bool direct = dst.is_contiguous();
+  for (const auto& [p, n] : inputs) direct = direct && !ranges_overlap<T>(dst.data(), shape.numel(), p, n);
+  f(direct ? dst.data() : tmp.sized(shape, device).data());
+  if (!direct) dst.assign(tmp.t_.get());
+}
+
 }  // namespace detail
 
 /// The value of expression g in a buffer of its own: the output adjoint of a convolution, read by both its
@@ -250,12 +263,6 @@ class BufferExpr : public ExprBase<BufferExpr<G>>,
   const GE& operand() const { return g_; }
   auto children() const { return detail::refs(g_); }
   Shape<rank> shape() const { return g_.shape(); }
-
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
 
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
@@ -324,12 +331,6 @@ class Conv2dBackwardDataExpr : public ExprBase<Conv2dBackwardDataExpr<G, W, X>>,
   bool same_params(const Conv2dBackwardDataExpr& o) const { return detail::bits_equal(opts_, o.opts_); }
   Shape<4> shape() const { return like_.shape(); }
 
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
-
   /// @throws shape_error naming conv2d when g does not have the forward output's shape.
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
@@ -379,12 +380,6 @@ class Conv2dBackwardWeightExpr : public ExprBase<Conv2dBackwardWeightExpr<G, X, 
   const W& like() const { return like_; }
   bool same_params(const Conv2dBackwardWeightExpr& o) const { return detail::bits_equal(opts_, o.opts_); }
   Shape<4> shape() const { return like_.shape(); }
-
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
 
   /// @throws shape_error naming conv2d when g does not have the forward output's shape.
   template <int RD>
@@ -454,12 +449,6 @@ class Conv2dExpr : public ExprBase<Conv2dExpr<X, W>>,
   /// @throws shape_error naming conv2d and both shapes (see conv2d()).
   Conv2dGeometry geometry() const { return detail::conv2d_geometry(x_.shape(), w_.shape(), opts_, "conv2d"); }
   Shape<4> shape() const { return geometry().output_shape(); }
-
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
 
   /// dst = conv2d(x, w); dst is (re)allocated when its shape differs.
   template <int RD>

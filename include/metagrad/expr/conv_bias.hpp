@@ -102,12 +102,6 @@ class Conv2dBiasExpr : public ExprBase<Conv2dBiasExpr<X, W, B, Act>>,
   }
   Shape<4> shape() const { return geometry().output_shape(); }
 
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
-
   /// dst = act(conv2d(x, w) + b); dst is (re)allocated when its shape differs.
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {

@@ -83,12 +83,6 @@ class EmbeddingBackwardExpr : public ExprBase<EmbeddingBackwardExpr<G, I, W>>,
   auto children() const { return detail::refs(g_, idx_); }
   bool same_params(const EmbeddingBackwardExpr& o) const { return padding_ == o.padding_; }
 
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
-
   /// Writes the scattered sum into dst (re-allocated when its shape differs). A serial pass over the
   /// indices: rows that repeat are added in index order, so the result does not depend on threads.
   template <int RD>
@@ -164,12 +158,6 @@ class EmbeddingExpr : public ExprBase<EmbeddingExpr<W, I>>, public BoundaryBase<
     for (int d = 0; d < I::rank; ++d) s[d] = is[d];
     s[rank - 1] = w_.shape()[1];
     return s;
-  }
-
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
   }
 
   /// Copies the selected rows into dst (re-allocated when its shape differs).

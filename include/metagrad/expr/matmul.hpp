@@ -89,12 +89,6 @@ class MatmulExpr : public ExprBase<MatmulExpr<A, B>>,
   /// @throws shape_error naming matmul and both shapes when the inner extents or batch axes disagree.
   Shape<rank> shape() const { return out_shape(a_.shape(), b_.shape()); }
 
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
-
   /// dst = alpha a @ b (beta = 0), or dst = alpha a @ b + beta dst. dst is (re)allocated when its shape
   /// differs and beta == 0.
   template <int RD>

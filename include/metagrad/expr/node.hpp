@@ -109,14 +109,22 @@ LeafPlan<T, RT> lower_leaf(const T* ptr, const Shape<RC>& shape, const Strides<R
 
 }  // namespace detail
 
-/// Lowers any expression to a plan of rank RT that yields its elements broadcast to `target`.
+/// Lowers any expression to a plan of rank RT that yields its elements broadcast to `target`. A tensor is a
+/// leaf. A node with a `lower(target)` member lowers itself (elementwise nodes into fused plans, views into
+/// index maps). A boundary node without one (matmul, conv, reductions, ...) is materialised: its value is
+/// computed once per evaluation into its own cache, or read from the slot a Program bound, then read as a
+/// leaf; that is BoundaryBase::materialise, so such a node only says how to evaluate itself (eval_into).
 /// @pre the expression's shape broadcasts to `target` (callers check and throw shape_error).
 template <class E, int RT>
 auto lower_expr(const E& e, const Shape<RT>& target) {
-  if constexpr (is_tensor_v<E>)
+  if constexpr (is_tensor_v<E>) {
     return detail::lower_leaf(e.data(), e.shape(), e.strides(), target);
-  else
+  } else if constexpr (requires { e.lower(target); }) {
     return e.lower(target);
+  } else {
+    const auto& v = e.materialise(e);
+    return detail::lower_leaf(v.data(), v.shape(), v.strides(), target);
+  }
 }
 
 /// The plan type of E lowered at rank RT.
@@ -179,8 +187,8 @@ class BoundaryBase {
   void bind_slot(const Tensor<T, R>* t) const { slot_ = t; }
   const Tensor<T, R>* bound_slot() const { return slot_; }
 
- protected:
-  /// The node's value: the bound slot, or a fresh evaluation into the node's own cache.
+  /// The node's value: the bound slot, or a fresh evaluation (self.eval_into) into the node's own cache.
+  /// lower_expr() reads a boundary node through it.
   template <class Self>
   const Tensor<T, R>& materialise(const Self& self) const {
     if (slot_) return *slot_;

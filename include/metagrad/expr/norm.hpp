@@ -1,8 +1,9 @@
-// metagrad/expr/norm.hpp — normalisation as compositions of reductions and elementwise nodes: batch_norm
-// over the batch and spatial axes of [N, C, ...] input (training form with batch statistics, evaluation form
-// with running statistics), the batch statistics a layer needs for its running averages (batch_mean,
-// batch_var), and layer_norm over the trailing axes. Gradients come from autodiff through the mean and
-// variance reductions. Include <metagrad/expr.hpp> instead.
+// metagrad/expr/norm.hpp — normalisation: batch_norm over the batch and spatial axes of [N, C, ...] input
+// (training form with gamma and beta: the boundary node of expr/batch_norm.hpp and its statistics; training form
+// without them, and evaluation form with running statistics: compositions of reductions and elementwise nodes),
+// batch statistics as reductions (batch_mean, batch_var), and layer_norm over the trailing axes. The
+// compositions' gradients come from autodiff through the mean and variance reductions. Include
+// <metagrad/expr.hpp> instead.
 #pragma once
 
 #include <type_traits>
@@ -11,6 +12,7 @@
 #include "../core/dtype.hpp"
 #include "../core/shape.hpp"
 #include "../ops/reduction.hpp"
+#include "batch_norm.hpp"
 #include "functions.hpp"
 #include "index.hpp"
 #include "reduce.hpp"
@@ -19,15 +21,6 @@
 METAGRAD_NAMESPACE_BEGIN
 
 namespace detail {
-
-// The axes batch statistics reduce over: every axis of [N, C, d1, ...] but the channel axis 1.
-template <int R>
-Array<int, R - 1> batch_axes() {
-  Array<int, R - 1> a{};
-  a[0] = 0;
-  for (int d = 2; d < R; ++d) a[d - 1] = d;
-  return a;
-}
 
 // The last K axes of a rank-R expression.
 template <int R, int K>
@@ -42,14 +35,7 @@ Array<int, K> trailing_axes() {
 template <int R, class E>
 auto per_channel(E&& e) {
   static_assert(expr_rank_v<E> == 1, "metagrad: batch_norm statistics and affine parameters have shape [C]");
-  if constexpr (R == 2) {
-    return std::forward<E>(e);
-  } else {
-    using M = AxisMapExpr<closure_t<E&&>, R - 1>;
-    Array<int, R - 1> from{};
-    for (int d = 0; d < R - 1; ++d) from[d] = d == 0 ? 0 : -1;
-    return M(std::forward<E>(e), from, typename M::unchecked_t{});
-  }
+  return along_channels<R>(std::forward<E>(e));
 }
 
 template <class A>
@@ -99,19 +85,27 @@ auto batch_var(A&& x, bool unbiased = true) {
 
 /// Batch normalisation in training form: each channel of x [N, C, ...] normalised with the batch's own mean
 /// and biased variance, (x - mean) / sqrt(var + eps), then scaled by gamma [C] and shifted by beta [C].
-/// A layer keeps its running statistics with batch_mean(x) and batch_var(x) (same reductions).
-/// @pre floating x of rank >= 2 (compile-time check). @throws shape_error (when evaluated) if gamma or beta
-/// do not broadcast along the channel axis.
+/// One boundary node (expr/batch_norm.hpp): a single backend call (cuDNN's batch norm on CUDA) computes y and
+/// the batch statistics, and the gradient is one backward call for x, gamma and beta. batch_norm_stats() gives
+/// the statistics of the same node, for running averages.
+/// @pre floating x of rank >= 2, gamma and beta of rank 1 (compile-time checks). @throws shape_error (when
+/// evaluated) if gamma or beta does not hold one value per channel; metagrad::error if eps < 0.
 template <expression A, expression G, expression B>
 auto batch_norm(A&& x, G&& gamma, B&& beta, double eps = 1e-5) {
   detail::check_batch_norm_input<A>();
-  constexpr int R = expr_rank_v<A>;
-  using T = expr_value_t<A>;
-  auto mu = detail::per_channel<R>(batch_mean(detail::reuse<A>(x)));
-  auto var = detail::per_channel<R>(detail::batch_var_biased(detail::reuse<A>(x)));
-  return (detail::reuse<A>(x) - std::move(mu)) * rsqrt(std::move(var) + static_cast<T>(eps)) *
-             detail::per_channel<R>(std::forward<G>(gamma)) +
-         detail::per_channel<R>(std::forward<B>(beta));
+  using BN = BatchNormExpr<closure_t<A&&>, closure_t<G&&>, closure_t<B&&>>;
+  return BatchNormPartExpr<0, BN>(BN(std::forward<A>(x), std::forward<G>(gamma), std::forward<B>(beta), eps));
+}
+
+/// The batch statistics of batch_norm(x, gamma, beta, eps), read from the same node (a Program computes them
+/// together): {mean [C], unbiased variance [C]}. They stop the gradient (running averages are not
+/// differentiated).
+template <expression A, expression G, expression B>
+auto batch_norm_stats(A&& x, G&& gamma, B&& beta, double eps = 1e-5) {
+  detail::check_batch_norm_input<A>();
+  using BN = BatchNormExpr<closure_t<A&&>, closure_t<G&&>, closure_t<B&&>>;
+  BN bn(std::forward<A>(x), std::forward<G>(gamma), std::forward<B>(beta), eps);
+  return std::make_pair(BatchNormPartExpr<1, BN>(bn), BatchNormPartExpr<3, BN>(bn));
 }
 
 /// Batch normalisation in training form without the affine parameters (affine = false).

@@ -185,12 +185,6 @@ class MaxPool2dBackwardExpr : public ExprBase<MaxPool2dBackwardExpr<G, X>>,
   bool same_params(const MaxPool2dBackwardExpr& o) const { return p_ == o.p_; }
   Shape<4> shape() const { return x_.shape(); }
 
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
-
   /// @throws shape_error naming max_pool2d when g does not have the pooled shape.
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {
@@ -248,12 +242,6 @@ class AvgPool2dBackwardExpr : public ExprBase<AvgPool2dBackwardExpr<K, G, X>>,
   const X& like() const { return like_; }
   bool same_params(const AvgPool2dBackwardExpr& o) const { return p_ == o.p_; }
   Shape<4> shape() const { return like_.shape(); }
-
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
 
   /// @throws shape_error naming the pool when g does not have the pooled shape.
   template <int RD>
@@ -316,12 +304,6 @@ class Pool2dExpr : public ExprBase<Pool2dExpr<K, X>>,
   /// @throws shape_error naming the pool and the input shape when the output would be empty.
   Pool2dGeometry geometry() const { return detail::pool2d_geometry(x_.shape(), p_); }
   Shape<4> shape() const { return geometry().output_shape(); }
-
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
 
   /// dst = the pooled x; dst is (re)allocated when its shape differs.
   template <int RD>

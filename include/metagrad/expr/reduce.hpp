@@ -60,13 +60,6 @@ class ReduceExpr
     return detail::bits_equal(red_, o.red_) && detail::bits_equal(mask_, o.mask_);
   }
 
-  /// Materialises the result (once per evaluation, or reads the slot a Program bound) and reads it as a leaf.
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
-
   /// Writes the reduction into `dst` (re-allocated when its shape differs).
   template <int RD>
   void eval_into(Tensor<value_type, RD>& dst) const {

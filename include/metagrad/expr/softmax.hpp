@@ -71,19 +71,6 @@ SoftmaxGeometry softmax_geometry(const Shape<R>& s, int axis, bool log, const ch
   return g;
 }
 
-/// Runs f(out) with out = dst's memory (dst allocated on `device` to `shape` unless it has both) when dst is
-/// contiguous and overlaps none of `inputs`, else a temporary on `device` that is then copied into dst.
-template <class T, int R, std::size_t N, class F>
-void run_rowwise_into(Tensor<T, R>& dst, const Shape<R>& shape, Device device, const Spans<T, N>& inputs,
-                      const Scratch<T, R>& tmp, F&& f) {
-  prepare_destination(dst, shape, device);
-  if (shape.numel() == 0) return;
-  bool direct = dst.is_contiguous();
-  for (const auto& [p, n] : inputs) direct = direct && !ranges_overlap<T>(dst.data(), shape.numel(), p, n);
-  f(direct ? dst.data() : tmp.sized(shape, device).data());
-  if (!direct) dst.assign(tmp.t_.get());
-}
-
 template <class Node>
 struct SoftmaxNotDifferentiable : std::false_type {};
 
@@ -111,12 +98,6 @@ class SoftmaxBackwardExpr : public ExprBase<SoftmaxBackwardExpr<Log, G, Y>>,
   int axis() const { return axis_; }
   Shape<rank> shape() const { return y_.shape(); }
 
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
-
   /// dst = dx; dst is (re)allocated when its shape differs.
   /// @throws shape_error naming the op when g does not have y's shape.
   template <int RD>
@@ -133,7 +114,7 @@ class SoftmaxBackwardExpr : public ExprBase<SoftmaxBackwardExpr<Log, G, Y>>,
     const value_type* yp = detail::contiguous_values<value_type>(y_, ys, ybuf_, dev);
     const value_type* gp = detail::contiguous_values<value_type>(g_, gs, gbuf_, dev);
     const detail::Spans<value_type, 2> in{{{yp, ys.numel()}, {gp, gs.numel()}}};
-    detail::run_rowwise_into(dst, ys, dev, in, out_, [&](value_type* out) {
+    detail::run_into_destination(dst, ys, dev, in, out_, [&](value_type* out) {
       run_softmax_backward(SoftmaxCall<value_type>{geom, Log, yp, gp, out, dev});
     });
   }
@@ -204,12 +185,6 @@ class SoftmaxExpr : public ExprBase<SoftmaxExpr<Log, X>>,
   bool same_params(const SoftmaxExpr& o) const { return axis_ == o.axis_; }
   Shape<rank> shape() const { return x_.shape(); }
 
-  template <int RT>
-  auto lower(const Shape<RT>& target) const {
-    const auto& v = this->materialise(*this);
-    return broadcast_plan(lower_expr(v, v.shape()), v.shape(), target);
-  }
-
   /// dst = softmax(x) (or log_softmax); dst is (re)allocated when its shape differs.
   /// @throws shape_error naming the op when the axis is empty.
   template <int RD>
@@ -220,7 +195,7 @@ class SoftmaxExpr : public ExprBase<SoftmaxExpr<Log, X>>,
     const auto geom = detail::softmax_geometry(xs, axis_, Log);
     const value_type* xp = detail::contiguous_values<value_type>(x_, xs, xbuf_, dev);
     const detail::Spans<value_type, 1> in{{{xp, xs.numel()}}};
-    detail::run_rowwise_into(dst, xs, dev, in, out_, [&](value_type* out) {
+    detail::run_into_destination(dst, xs, dev, in, out_, [&](value_type* out) {
       run_softmax(SoftmaxCall<value_type>{geom, Log, xp, nullptr, out, dev});
     });
   }

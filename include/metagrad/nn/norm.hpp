@@ -86,8 +86,10 @@ class BatchNorm : public LayerBase {
   auto updates(const X& x) const {
     const T m = static_cast<T>(spec_.options.momentum);
     if (!training_) throw error("batch_norm layer: updates() is for train mode");
-    return std::make_tuple(state_update(mean_, Const<T, 1>(mean_) * (T(1) - m) + batch_mean(x) * m),
-                           state_update(var_, Const<T, 1>(var_) * (T(1) - m) + batch_var(x, true) * m),
+    // The statistics of the very node operator() normalises with: a compiled step computes them once.
+    auto [mean, var] = batch_norm_stats(x, weight_, bias_, spec_.options.eps);
+    return std::make_tuple(state_update(mean_, Const<T, 1>(mean_) * (T(1) - m) + std::move(mean) * m),
+                           state_update(var_, Const<T, 1>(var_) * (T(1) - m) + std::move(var) * m),
                            state_update(count_, Const<std::int64_t, 0>(count_) + std::int64_t{1}));
   }
 
