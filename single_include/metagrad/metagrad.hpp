@@ -3935,6 +3935,14 @@ decltype(auto) operand_value(const AE& c) {
     return (c);
   }
 }
+
+/// A fresh copy of operand v (held as closure type A) for a derived expression, such as a backward rule: a
+/// tensor becomes a Const leaf, so the new expression holds values, never a reference into the node.
+template <class A, class V>
+auto copy_operand(const V& v) {
+  using C = std::remove_cvref_t<decltype(operand_value<A>(v))>;
+  return C(operand_value<A>(v));
+}
 }  // namespace detail
 
 /// Nodes that define their own derivative rules: `e.backward(std::integral_constant<int, I>{}, g)` is the
@@ -7428,13 +7436,6 @@ inline index_t batch_norm_part_offset(const BatchNormGeometry& g, int part) {
   return part == 0 ? 0 : g.numel() + (part - 1) * g.c;
 }
 
-// The value of an operand as a fresh expression (a tensor as a Const leaf), for derived expressions.
-template <class E, class V>
-auto copy_operand(const V& v) {
-  using C = std::remove_cvref_t<decltype(operand_value<E>(v))>;
-  return C(operand_value<E>(v));
-}
-
 /// The axes batch statistics reduce over: every axis of [N, C, d1, ...] but the channel axis 1.
 template <int R>
 Array<int, R - 1> batch_axes() {
@@ -9970,7 +9971,7 @@ class SoftmaxBackwardExpr : public ExprBase<SoftmaxBackwardExpr<Log, G, Y>>,
   template <class H>
   auto backward(std::integral_constant<int, 0>, const H& h) const {
     if constexpr (Log)
-      return value_of<H>(h) - sum_axis(value_of<H>(h) * exp(value_of<Y>(y_)));
+      return detail::copy_operand<H>(h) - sum_axis(detail::copy_operand<H>(h) * exp(detail::copy_operand<Y>(y_)));
     else
       return SoftmaxBackwardExpr<false, H, Y>(h, y_, axis_);
   }
@@ -9978,22 +9979,16 @@ class SoftmaxBackwardExpr : public ExprBase<SoftmaxBackwardExpr<Log, G, Y>>,
   template <class H>
   auto backward(std::integral_constant<int, 1>, const H& h) const {
     if constexpr (Log) {
-      return -(value_of<H>(h) * exp(value_of<Y>(y_)) * sum_axis(value_of<G>(g_)));
+      return -(detail::copy_operand<H>(h) * exp(detail::copy_operand<Y>(y_)) * sum_axis(detail::copy_operand<G>(g_)));
     } else {
-      auto gy = sum_axis(value_of<G>(g_) * value_of<Y>(y_));
-      auto hy = sum_axis(value_of<H>(h) * value_of<Y>(y_));
-      return value_of<H>(h) * (value_of<G>(g_) - std::move(gy)) - value_of<G>(g_) * std::move(hy);
+      auto gy = sum_axis(detail::copy_operand<G>(g_) * detail::copy_operand<Y>(y_));
+      auto hy = sum_axis(detail::copy_operand<H>(h) * detail::copy_operand<Y>(y_));
+      return detail::copy_operand<H>(h) * (detail::copy_operand<G>(g_) - std::move(gy)) -
+             detail::copy_operand<G>(g_) * std::move(hy);
     }
   }
 
  private:
-  // A fresh copy of an operand for a derived expression (a tensor as a Const leaf), so the derived expression
-  // holds values, never a reference into this node.
-  template <class E, class V>
-  static auto value_of(const V& v) {
-    using C = std::remove_cvref_t<decltype(detail::operand_value<E>(v))>;
-    return C(detail::operand_value<E>(v));
-  }
   template <class E>
   auto sum_axis(E&& e) const {
     const int axes[1] = {axis_};

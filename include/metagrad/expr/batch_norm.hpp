@@ -77,13 +77,6 @@ inline index_t batch_norm_part_offset(const BatchNormGeometry& g, int part) {
   return part == 0 ? 0 : g.numel() + (part - 1) * g.c;
 }
 
-// The value of an operand as a fresh expression (a tensor as a Const leaf), for derived expressions.
-template <class E, class V>
-auto copy_operand(const V& v) {
-  using C = std::remove_cvref_t<decltype(operand_value<E>(v))>;
-  return C(operand_value<E>(v));
-}
-
 /// The axes batch statistics reduce over: every axis of [N, C, d1, ...] but the channel axis 1.
 template <int R>
 Array<int, R - 1> batch_axes() {

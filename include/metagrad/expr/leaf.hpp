@@ -220,6 +220,14 @@ decltype(auto) operand_value(const AE& c) {
     return (c);
   }
 }
+
+/// A fresh copy of operand v (held as closure type A) for a derived expression, such as a backward rule: a
+/// tensor becomes a Const leaf, so the new expression holds values, never a reference into the node.
+template <class A, class V>
+auto copy_operand(const V& v) {
+  using C = std::remove_cvref_t<decltype(operand_value<A>(v))>;
+  return C(operand_value<A>(v));
+}
 }  // namespace detail
 
 /// Nodes that define their own derivative rules: `e.backward(std::integral_constant<int, I>{}, g)` is the

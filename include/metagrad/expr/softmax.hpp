@@ -124,7 +124,7 @@ class SoftmaxBackwardExpr : public ExprBase<SoftmaxBackwardExpr<Log, G, Y>>,
   template <class H>
   auto backward(std::integral_constant<int, 0>, const H& h) const {
     if constexpr (Log)
-      return value_of<H>(h) - sum_axis(value_of<H>(h) * exp(value_of<Y>(y_)));
+      return detail::copy_operand<H>(h) - sum_axis(detail::copy_operand<H>(h) * exp(detail::copy_operand<Y>(y_)));
     else
       return SoftmaxBackwardExpr<false, H, Y>(h, y_, axis_);
   }
@@ -132,22 +132,16 @@ class SoftmaxBackwardExpr : public ExprBase<SoftmaxBackwardExpr<Log, G, Y>>,
   template <class H>
   auto backward(std::integral_constant<int, 1>, const H& h) const {
     if constexpr (Log) {
-      return -(value_of<H>(h) * exp(value_of<Y>(y_)) * sum_axis(value_of<G>(g_)));
+      return -(detail::copy_operand<H>(h) * exp(detail::copy_operand<Y>(y_)) * sum_axis(detail::copy_operand<G>(g_)));
     } else {
-      auto gy = sum_axis(value_of<G>(g_) * value_of<Y>(y_));
-      auto hy = sum_axis(value_of<H>(h) * value_of<Y>(y_));
-      return value_of<H>(h) * (value_of<G>(g_) - std::move(gy)) - value_of<G>(g_) * std::move(hy);
+      auto gy = sum_axis(detail::copy_operand<G>(g_) * detail::copy_operand<Y>(y_));
+      auto hy = sum_axis(detail::copy_operand<H>(h) * detail::copy_operand<Y>(y_));
+      return detail::copy_operand<H>(h) * (detail::copy_operand<G>(g_) - std::move(gy)) -
+             detail::copy_operand<G>(g_) * std::move(hy);
     }
   }
 
  private:
-  // A fresh copy of an operand for a derived expression (a tensor as a Const leaf), so the derived expression
-  // holds values, never a reference into this node.
-  template <class E, class V>
-  static auto value_of(const V& v) {
-    using C = std::remove_cvref_t<decltype(detail::operand_value<E>(v))>;
-    return C(detail::operand_value<E>(v));
-  }
   template <class E>
   auto sum_axis(E&& e) const {
     const int axes[1] = {axis_};
