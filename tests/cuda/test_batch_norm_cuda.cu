@@ -69,8 +69,8 @@ void batch_norm_case(const Shape<R>& s, unsigned seed) {
   mg::Param<struct bn_cuda_b, T, 1> beta("beta", b);
   auto run = [&](mg::Device d) {
     xi.bind(x.to(d));
-    gamma.value() = g.to(d);
-    beta.value() = b.to(d);
+    gamma.set(g.to(d));
+    beta.set(b.to(d));
     const Tensor<T, R> wd = w.to(d);
     auto y = mg::batch_norm(xi, gamma, beta);
     auto [mean, var] = mg::batch_norm_stats(xi, gamma, beta);
