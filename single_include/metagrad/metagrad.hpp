@@ -7436,6 +7436,13 @@ inline index_t batch_norm_part_offset(const BatchNormGeometry& g, int part) {
   return part == 0 ? 0 : g.numel() + (part - 1) * g.c;
 }
 
+// Output `part` (of shape s) of packed node `node`, read in place at `target`.
+template <class Node, int R, int RT>
+auto lower_part(const Node& node, int part, const Shape<R>& s, const Shape<RT>& target) {
+  const auto& v = node.materialise(node);
+  return lower_leaf(v.data() + batch_norm_part_offset(node.geometry(), part), s, contiguous_strides(s), target);
+}
+
 /// The axes batch statistics reduce over: every axis of [N, C, d1, ...] but the channel axis 1.
 template <int R>
 Array<int, R - 1> batch_axes() {
@@ -7589,10 +7596,7 @@ class BatchNormPartExpr : public ExprBase<BatchNormPartExpr<Part, BN>> {
 
   template <int RT>
   auto lower(const Shape<RT>& target) const {
-    const auto& v = bn_.materialise(bn_);
-    const auto s = shape();
-    return detail::lower_leaf(v.data() + detail::batch_norm_part_offset(bn_.geometry(), Part), s, contiguous_strides(s),
-                              target);
+    return detail::lower_part(bn_, Part, shape(), target);
   }
 
   /// The y part passes its adjoint on to the node, which answers for x, gamma and beta.
@@ -7688,10 +7692,7 @@ class BatchNormGradPartExpr : public ExprBase<BatchNormGradPartExpr<K, BNB>> {
 
   template <int RT>
   auto lower(const Shape<RT>& target) const {
-    const auto& v = bnb_.materialise(bnb_);
-    const auto s = shape();
-    return detail::lower_leaf(v.data() + detail::batch_norm_part_offset(bnb_.geometry(), K), s, contiguous_strides(s),
-                              target);
+    return detail::lower_part(bnb_, K, shape(), target);
   }
 
   /// The value as a composition of metagrad's reductions and elementwise nodes, which grad() differentiates
@@ -12312,7 +12313,6 @@ METAGRAD_NAMESPACE_END
 
 #include <atomic>
 #include <climits>
-#include <limits>
 #include <mutex>
 #include <string>
 

@@ -14,7 +14,6 @@
 
 #include <atomic>
 #include <climits>
-#include <limits>
 #include <mutex>
 #include <string>
 
