@@ -181,6 +181,7 @@ METAGRAD_NAMESPACE_END
 // aggregate initialisation and read by get_indexed<I>, with nothing else to instantiate.
 // Include <metagrad/core.hpp> instead.
 
+#include <array>
 #include <cstddef>
 #include <tuple>
 #include <type_traits>
@@ -254,9 +255,57 @@ template <class P>
 P pack_cat(const P& p) {
   return p;
 }
+
+// Where member K of a concatenation of packs of sizes N... comes from: pack which[K], member at[K].
+template <std::size_t... N>
+struct CatIndex {
+  static constexpr std::size_t total = (N + ... + 0);
+  static constexpr auto table() {
+    std::array<std::size_t, total + 1> which{}, at{};
+    const std::size_t sizes[] = {N..., 0};
+    std::size_t k = 0;
+    for (std::size_t j = 0; j < sizeof...(N); ++j)
+      for (std::size_t i = 0; i < sizes[j]; ++i, ++k) {
+        which[k] = j;
+        at[k] = i;
+      }
+    return std::pair{which, at};
+  }
+  static constexpr auto which = table().first;
+  static constexpr auto at = table().second;
+};
+
+// The member types of a concatenation, by a fold over operator| (declared only; a flat fold, no recursion).
+template <class... T>
+struct PackTypes {};
+template <class... A, class... B>
+auto operator|(PackTypes<A...>, PackTypes<B...>) -> PackTypes<A..., B...>;
+template <class P>
+struct pack_types;
+template <class Seq, class... T>
+struct pack_types<IndexedPack<Seq, T...>> {
+  using type = PackTypes<T...>;
+};
+template <class L>
+struct pack_of_types;
+template <class... T>
+struct pack_of_types<PackTypes<T...>> {
+  using type = Pack<T...>;
+};
+
+/// The members of every pack, in order, copied once: a pairwise fold would copy the growing result at
+/// every step (a dozen copies of a gradient's contributions when one pack in a dozen is not empty, all on
+/// the stack).
 template <class P, class Q, class R, class... S>
 auto pack_cat(const P& p, const Q& q, const R& r, const S&... s) {
-  return pack_cat(pack_cat(p, q), r, s...);
+  using First = decltype(typename pack_types<P>::type{} | typename pack_types<Q>::type{} |
+                         typename pack_types<R>::type{});
+  using Out = typename pack_of_types<decltype((First{} | ... | typename pack_types<S>::type{}))>::type;
+  using C = CatIndex<P::size, Q::size, R::size, S::size...>;
+  const auto all = refs(p, q, r, s...);
+  return [&]<std::size_t... K>(std::index_sequence<K...>) {
+    return Out{{get_indexed<C::at[K]>(get_indexed<C::which[K]>(all))}...};
+  }(std::make_index_sequence<C::total>{});
 }
 
 template <class F, class Tuple, std::size_t... I>
@@ -5949,19 +5998,17 @@ auto backprop_node(const W& w, const E& e, const G& g) {
 template <class... T>
 struct types {};
 
+// The type-level walks below fold over operator| instead of recursing over a list: the depth of nested
+// instantiations stays constant however many nodes a graph has. nvcc's front end stops at 200 nested
+// instantiations (g++ at 900), and a list of every node of a batch-normalised convolutional net, with
+// repeats, is longer than that.
+template <class... A, class... B>
+auto operator|(types<A...>, types<B...>) -> types<A..., B...>;
+
+/// The concatenation of type lists L... (types<...> each).
 template <class... L>
-struct cat;
-template <>
-struct cat<> {
-  using type = types<>;
-};
-template <class... A>
-struct cat<types<A...>> {
-  using type = types<A...>;
-};
-template <class... A, class... B, class... R>
-struct cat<types<A...>, types<B...>, R...> {
-  using type = typename cat<types<A..., B...>, R...>::type;
+struct cat {
+  using type = decltype((types<>{} | ... | L{}));
 };
 
 template <class T, class List>
@@ -5984,22 +6031,31 @@ struct nodes_in<IndexedPack<Seq, C...>> {
   using type = typename cat<types<>, nodes_t<std::remove_cvref_t<C>>...>::type;
 };
 
-template <class Done, class Todo, class All, class... Leaves>
+// One node type T of the list, and whether it belongs in the result: `| Pick<T, true>` appends T unless
+// it is already there.
+template <class T, bool Take>
+struct Pick {};
+template <class... D, class T>
+auto operator|(types<D...>, Pick<T, true>)
+    -> std::conditional_t<(std::is_same_v<T, D> || ...), types<D...>, types<D..., T>>;
+template <class... D, class T>
+auto operator|(types<D...>, Pick<T, false>) -> types<D...>;
+
+// Whether node type T of the list All is shared: it occurs more than once, is not a leaf, and leads to one
+// of the leaves.
+template <class T, class All, class... Leaves>
+inline constexpr bool is_shared_v =
+    count_of<T, All>::value > 1 && pack_size_v<children_t<T>> != 0 && (depends_on<T, Leaves>::value || ...);
+
+template <class All, class... Leaves>
 struct shared_impl;
-template <class Done, class All, class... Leaves>
-struct shared_impl<Done, types<>, All, Leaves...> {
-  using type = Done;
-};
-template <class... D, class T, class... R, class All, class... Leaves>
-struct shared_impl<types<D...>, types<T, R...>, All, Leaves...> {
-  static constexpr bool take = !has_type<T, types<D...>>::value && count_of<T, All>::value > 1 &&
-                               pack_size_v<children_t<T>> != 0 && (depends_on<T, Leaves>::value || ...);
-  using type =
-      typename shared_impl<std::conditional_t<take, types<D..., T>, types<D...>>, types<R...>, All, Leaves...>::type;
+template <class... N, class... Leaves>
+struct shared_impl<types<N...>, Leaves...> {
+  using type = decltype((types<>{} | ... | Pick<N, is_shared_v<N, types<N...>, Leaves...>>{}));
 };
 /// The node types that occur more than once in Y and lead to one of the leaves: where adjoints meet.
 template <class Y, class... Leaves>
-using shared_t = typename shared_impl<types<>, nodes_t<Y>, nodes_t<Y>, Leaves...>::type;
+using shared_t = typename shared_impl<nodes_t<Y>, Leaves...>::type;
 
 /// A walk towards `Target` (a leaf, or a shared node type) that stops at the nodes in `Shared`: their
 /// adjoints are summed first and propagated from them once.
@@ -6075,6 +6131,9 @@ struct HeldAdjointBase {
 template <class A>
 struct HeldAdjoint final : HeldAdjointBase {
   explicit HeldAdjoint(A a) : value(std::move(a)) {}
+  /// value = make(), built in place (no copy of a large expression on the stack).
+  template <class Make>
+  HeldAdjoint(std::in_place_t, Make&& make) : value(make()) {}
   A value;
 };
 
@@ -16186,19 +16245,15 @@ struct TypeList {
 namespace detail {
 using metagrad::detail::children_t;
 
+// concat, unique_t and index_of fold over an operator or scan an array instead of recursing, so their
+// template depth stays constant however many boundary nodes a graph has (a training step of a
+// batch-normalised convolutional net has hundreds before deduplication; nvcc's front end stops at 200
+// nested instantiations).
+template <class... A, class... B>
+auto operator|(TypeList<A...>, TypeList<B...>) -> TypeList<A..., B...>;
 template <class... L>
-struct concat;
-template <>
-struct concat<> {
-  using type = TypeList<>;
-};
-template <class... A>
-struct concat<TypeList<A...>> {
-  using type = TypeList<A...>;
-};
-template <class... A, class... B, class... Rest>
-struct concat<TypeList<A...>, TypeList<B...>, Rest...> {
-  using type = typename concat<TypeList<A..., B...>, Rest...>::type;
+struct concat {
+  using type = decltype((TypeList<>{} | ... | L{}));
 };
 template <class... L>
 using concat_t = typename concat<L...>::type;
@@ -16208,9 +16263,6 @@ struct contains;
 template <class T, class... U>
 struct contains<T, TypeList<U...>> : std::bool_constant<(std::is_same_v<T, U> || ...)> {};
 
-// unique_t folds over the list with an overloaded operator instead of recursing, so its template depth
-// stays constant however many boundary nodes a graph has (a LeNet training step has hundreds before
-// deduplication).
 template <class T>
 struct TypeBox {};
 template <class... D, class T>
@@ -16226,12 +16278,20 @@ struct unique_impl<TypeList<T...>> {
 template <class List>
 using unique_t = typename unique_impl<List>::type;
 
+template <std::size_t N>
+constexpr std::size_t first_true(const std::array<bool, N>& same) {
+  std::size_t i = 0;
+  while (i < N && !same[i]) ++i;
+  return i;
+}
+/// The position of T's first occurrence in List. @pre T is in List.
 template <class T, class List>
 struct index_of;
 template <class T, class... U>
-struct index_of<T, TypeList<T, U...>> : std::integral_constant<std::size_t, 0> {};
-template <class T, class V, class... U>
-struct index_of<T, TypeList<V, U...>> : std::integral_constant<std::size_t, 1 + index_of<T, TypeList<U...>>::value> {};
+struct index_of<T, TypeList<U...>>
+    : std::integral_constant<std::size_t, first_true(std::array<bool, sizeof...(U)>{std::is_same_v<T, U>...})> {
+  static_assert(index_of::value < sizeof...(U), "metagrad: index_of: the type is not in the list");
+};
 
 template <class E>
 inline constexpr bool is_boundary_v = boundary_expression<E>;
@@ -19374,6 +19434,9 @@ METAGRAD_NAMESPACE_END
 //                                                     training step (batch norm's running statistics)
 //   void to(Device)                                   moves its parameters and buffers to a device (layers
 //                                                     without it have their params() moved by to_device)
+//   template <class X> auto forward(X&& x, TrainMode / EvalMode) const
+//                                                     the output in that mode alone (layers whose two modes
+//                                                     differ in form: batch norm, dropout, containers)
 // A layer's parameters are tagged by the layer's Tag, so two layers never share a parameter by accident;
 // a *spec* (nn::linear(400, 120)) is the untagged description, made into a layer by sequential() or make<Tag>.
 
@@ -19470,6 +19533,28 @@ struct StateUpdate {
 template <class T, int R, class E>
 StateUpdate<T, R, std::remove_cvref_t<E>> state_update(const Tensor<T, R>& target, E&& value) {
   return {target, std::forward<E>(value)};
+}
+
+/// Build modes. A layer's operator() reads its run-time mode (train(bool)) when the expression is built, and
+/// must return one type in both: batch norm's output therefore holds both forms and picks one when evaluated.
+/// A gradient through that choice holds the adjoint of both forms, so its size doubles with every batch-norm
+/// layer below the loss (a few hundred megabytes of expression for three layers, past any thread's stack).
+/// forward_in(model, x, train_mode) builds the training form alone (eval_mode: the evaluation form); the
+/// Trainer builds its steps this way. Layers without a forward(x, mode) are applied as l(x).
+struct TrainMode {};
+struct EvalMode {};
+/// Each layer in the mode train(bool) set: what operator() builds.
+struct RuntimeMode {};
+inline constexpr TrainMode train_mode{};
+inline constexpr EvalMode eval_mode{};
+
+/// Layer l applied to x in mode m: l.forward(x, m) where the layer has one, else l(x).
+template <class L, class X, class Mode>
+auto forward_in(const L& l, X&& x, Mode m) {
+  if constexpr (!std::is_same_v<Mode, RuntimeMode> && requires { l.forward(std::forward<X>(x), m); })
+    return l.forward(std::forward<X>(x), m);
+  else
+    return l(std::forward<X>(x));
 }
 
 /// The state updates of layer `l` fed with x: l.updates(x) when it has any, else an empty tuple.
@@ -19988,12 +20073,24 @@ class BatchNorm : public LayerBase {
   }
 
   /// Train mode: batch statistics; eval mode: running statistics. The mode is read when the expression is
-  /// built and becomes a run-time choice between the two forms (only the chosen one is evaluated).
+  /// built and becomes a run-time choice between the two forms (only the chosen one is evaluated). A
+  /// gradient through it carries both forms' adjoints: build training graphs with forward(x, train_mode)
+  /// (nn::forward_in), as the Trainer does.
   template <class X>
   auto operator()(const X& x) const {
-    auto train = batch_norm(x, weight_, bias_, spec_.options.eps);
-    auto eval = batch_norm_eval(x, Const<T, 1>(mean_), Const<T, 1>(var_), weight_, bias_, spec_.options.eps);
+    auto train = forward(x, train_mode);
+    auto eval = forward(x, eval_mode);
     return SelectExpr<decltype(train), decltype(eval)>(std::move(train), std::move(eval), training_);
+  }
+  /// The training form alone: normalised with the batch statistics (one batch-norm node).
+  template <class X>
+  auto forward(const X& x, TrainMode) const {
+    return batch_norm(x, weight_, bias_, spec_.options.eps);
+  }
+  /// The evaluation form alone: normalised with the running statistics (one fused elementwise pass).
+  template <class X>
+  auto forward(const X& x, EvalMode) const {
+    return batch_norm_eval(x, Const<T, 1>(mean_), Const<T, 1>(var_), weight_, bias_, spec_.options.eps);
   }
 
   /// In train mode: the running statistics' new values, compiled into the training step.
@@ -20118,6 +20215,15 @@ class Dropout : public LayerBase {
   template <class X>
   auto operator()(X&& x) const {
     return metagrad::dropout(std::forward<X>(x), p_, key_, training_);
+  }
+  /// In train_mode: dropout whatever train(bool) says; in eval_mode: the identity.
+  template <class X>
+  auto forward(X&& x, TrainMode) const {
+    return metagrad::dropout(std::forward<X>(x), p_, key_, true);
+  }
+  template <class X>
+  auto forward(X&& x, EvalMode) const {
+    return metagrad::dropout(std::forward<X>(x), p_, key_, false);
   }
   /// Moves to the next step's mask (the training step calls it).
   void advance() const { key_.advance(); }
@@ -21266,7 +21372,12 @@ class Sequential : public LayerBase {
   /// The layers applied in order to x.
   template <class X>
   auto operator()(X&& x) const {
-    return forward_from<0>(std::forward<X>(x));
+    return forward_from<0>(std::forward<X>(x), RuntimeMode{});
+  }
+  /// The layers applied in order to x, each in mode m (train_mode or eval_mode; see forward_in).
+  template <class X, class Mode>
+  auto forward(X&& x, Mode m) const {
+    return forward_from<0>(std::forward<X>(x), m);
   }
 
   /// Child I (a layer). @code auto& fc = model.get<5>(); @endcode
@@ -21376,12 +21487,12 @@ class Sequential : public LayerBase {
     (f(std::get<I>(children_), I), ...);
   }
 
-  template <std::size_t I, class X>
-  auto forward_from(X&& x) const {
+  template <std::size_t I, class X, class Mode>
+  auto forward_from(X&& x, Mode m) const {
     if constexpr (I == N)
       return std::remove_cvref_t<X>(std::forward<X>(x));
     else
-      return forward_from<I + 1>(std::get<I>(children_)(std::forward<X>(x)));
+      return forward_from<I + 1>(forward_in(std::get<I>(children_), std::forward<X>(x), m), m);
   }
   template <std::size_t I, class X>
   auto updates_from(const X& x) const {
@@ -21389,7 +21500,7 @@ class Sequential : public LayerBase {
       return std::tuple<>();
     } else {
       const auto& c = std::get<I>(children_);
-      return std::tuple_cat(updates_of(c, x), updates_from<I + 1>(c(x)));
+      return std::tuple_cat(updates_of(c, x), updates_from<I + 1>(forward_in(c, x, train_mode)));
     }
   }
   template <std::size_t I, class X>
@@ -21690,6 +21801,7 @@ METAGRAD_NAMESPACE_END
 
 #include <cmath>
 #include <functional>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -21713,12 +21825,20 @@ template <class Tuple, std::size_t Off, std::size_t... I>
 auto sub_tuple(const Tuple& t, std::index_sequence<I...>) {
   return std::tie(std::get<Off + I>(t)...);
 }
+// The gradients are held on the heap and handed to compile() by reference: a deep model's gradients are
+// large objects (each holds its adjoint chain, over a megabyte in all for a three-layer batch-normalised
+// conv net), and copies of them through tuples on the stack took a thread's whole stack.
 template <class Loss, class Params, class Updates, class Extras>
 auto build_train_program(const Loss& loss, const Params& params, const Updates& ups, const Extras& extras) {
-  auto grads = std::apply([&](const auto&... p) { return grad_merged(loss, p...); }, params);
-  auto values = std::apply([](const auto&... u) { return std::make_tuple(u.value...); }, ups);
-  return std::apply([](const auto&... o) { return compile(o...); },
-                    std::tuple_cat(std::make_tuple(loss), grads, values, extras));
+  using grads_t = decltype(std::apply([&](const auto&... p) { return grad_merged(loss, p...); }, params));
+  const std::unique_ptr<metagrad::detail::HeldAdjointBase> held(new metagrad::detail::HeldAdjoint<grads_t>(
+      std::in_place, [&] { return std::apply([&](const auto&... p) { return grad_merged(loss, p...); }, params); }));
+  const grads_t& grads = static_cast<const metagrad::detail::HeldAdjoint<grads_t>&>(*held).value;
+  return [&]<std::size_t... G, std::size_t... U, std::size_t... E>(std::index_sequence<G...>, std::index_sequence<U...>,
+                                                                   std::index_sequence<E...>) {
+    return compile(loss, std::get<G>(grads)..., std::get<U>(ups).value..., std::get<E>(extras)...);
+  }(std::make_index_sequence<std::tuple_size_v<grads_t>>{}, std::make_index_sequence<std::tuple_size_v<Updates>>{},
+    std::make_index_sequence<std::tuple_size_v<Extras>>{});
 }
 }  // namespace detail
 
@@ -22035,14 +22155,14 @@ class Trainer {
 
   static auto build_train(Model& m, Opt& opt, LossFn& loss_fn, const XIn& x, const YIn& y, const TrainerOptions& o) {
     m.train(true);
-    auto logits = m(x);
+    auto logits = forward_in(m, x, train_mode);  // no run-time mode choice in the graph (see forward_in)
     auto correct = sum(argmax(logits, 1) == y);
     auto loss = loss_fn(logits, y);
     return TrainStep(opt, loss, updates_of(m, x), std::make_tuple(correct), TrainStepOptions{o.clip_grad_norm});
   }
   static auto build_eval(Model& m, LossFn& loss_fn, const XIn& x, const YIn& y) {
     m.train(false);
-    auto logits = m(x);
+    auto logits = forward_in(m, x, eval_mode);
     auto correct = sum(argmax(logits, 1) == y);
     auto loss = loss_fn(logits, y);
     auto step = EvalStep<decltype(loss), decltype(correct)>(loss, correct);

@@ -385,19 +385,17 @@ auto backprop_node(const W& w, const E& e, const G& g) {
 template <class... T>
 struct types {};
 
+// The type-level walks below fold over operator| instead of recursing over a list: the depth of nested
+// instantiations stays constant however many nodes a graph has. nvcc's front end stops at 200 nested
+// instantiations (g++ at 900), and a list of every node of a batch-normalised convolutional net, with
+// repeats, is longer than that.
+template <class... A, class... B>
+auto operator|(types<A...>, types<B...>) -> types<A..., B...>;
+
+/// The concatenation of type lists L... (types<...> each).
 template <class... L>
-struct cat;
-template <>
-struct cat<> {
-  using type = types<>;
-};
-template <class... A>
-struct cat<types<A...>> {
-  using type = types<A...>;
-};
-template <class... A, class... B, class... R>
-struct cat<types<A...>, types<B...>, R...> {
-  using type = typename cat<types<A..., B...>, R...>::type;
+struct cat {
+  using type = decltype((types<>{} | ... | L{}));
 };
 
 template <class T, class List>
@@ -420,22 +418,31 @@ struct nodes_in<IndexedPack<Seq, C...>> {
   using type = typename cat<types<>, nodes_t<std::remove_cvref_t<C>>...>::type;
 };
 
-template <class Done, class Todo, class All, class... Leaves>
+// One node type T of the list, and whether it belongs in the result: `| Pick<T, true>` appends T unless
+// it is already there.
+template <class T, bool Take>
+struct Pick {};
+template <class... D, class T>
+auto operator|(types<D...>, Pick<T, true>)
+    -> std::conditional_t<(std::is_same_v<T, D> || ...), types<D...>, types<D..., T>>;
+template <class... D, class T>
+auto operator|(types<D...>, Pick<T, false>) -> types<D...>;
+
+// Whether node type T of the list All is shared: it occurs more than once, is not a leaf, and leads to one
+// of the leaves.
+template <class T, class All, class... Leaves>
+inline constexpr bool is_shared_v =
+    count_of<T, All>::value > 1 && pack_size_v<children_t<T>> != 0 && (depends_on<T, Leaves>::value || ...);
+
+template <class All, class... Leaves>
 struct shared_impl;
-template <class Done, class All, class... Leaves>
-struct shared_impl<Done, types<>, All, Leaves...> {
-  using type = Done;
-};
-template <class... D, class T, class... R, class All, class... Leaves>
-struct shared_impl<types<D...>, types<T, R...>, All, Leaves...> {
-  static constexpr bool take = !has_type<T, types<D...>>::value && count_of<T, All>::value > 1 &&
-                               pack_size_v<children_t<T>> != 0 && (depends_on<T, Leaves>::value || ...);
-  using type =
-      typename shared_impl<std::conditional_t<take, types<D..., T>, types<D...>>, types<R...>, All, Leaves...>::type;
+template <class... N, class... Leaves>
+struct shared_impl<types<N...>, Leaves...> {
+  using type = decltype((types<>{} | ... | Pick<N, is_shared_v<N, types<N...>, Leaves...>>{}));
 };
 /// The node types that occur more than once in Y and lead to one of the leaves: where adjoints meet.
 template <class Y, class... Leaves>
-using shared_t = typename shared_impl<types<>, nodes_t<Y>, nodes_t<Y>, Leaves...>::type;
+using shared_t = typename shared_impl<nodes_t<Y>, Leaves...>::type;
 
 /// A walk towards `Target` (a leaf, or a shared node type) that stops at the nodes in `Shared`: their
 /// adjoints are summed first and propagated from them once.
@@ -511,6 +518,9 @@ struct HeldAdjointBase {
 template <class A>
 struct HeldAdjoint final : HeldAdjointBase {
   explicit HeldAdjoint(A a) : value(std::move(a)) {}
+  /// value = make(), built in place (no copy of a large expression on the stack).
+  template <class Make>
+  HeldAdjoint(std::in_place_t, Make&& make) : value(make()) {}
   A value;
 };
 

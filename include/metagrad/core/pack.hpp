@@ -9,6 +9,7 @@
 // Include <metagrad/core.hpp> instead.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <tuple>
 #include <type_traits>
@@ -82,9 +83,57 @@ template <class P>
 P pack_cat(const P& p) {
   return p;
 }
+
+// Where member K of a concatenation of packs of sizes N... comes from: pack which[K], member at[K].
+template <std::size_t... N>
+struct CatIndex {
+  static constexpr std::size_t total = (N + ... + 0);
+  static constexpr auto table() {
+    std::array<std::size_t, total + 1> which{}, at{};
+    const std::size_t sizes[] = {N..., 0};
+    std::size_t k = 0;
+    for (std::size_t j = 0; j < sizeof...(N); ++j)
+      for (std::size_t i = 0; i < sizes[j]; ++i, ++k) {
+        which[k] = j;
+        at[k] = i;
+      }
+    return std::pair{which, at};
+  }
+  static constexpr auto which = table().first;
+  static constexpr auto at = table().second;
+};
+
+// The member types of a concatenation, by a fold over operator| (declared only; a flat fold, no recursion).
+template <class... T>
+struct PackTypes {};
+template <class... A, class... B>
+auto operator|(PackTypes<A...>, PackTypes<B...>) -> PackTypes<A..., B...>;
+template <class P>
+struct pack_types;
+template <class Seq, class... T>
+struct pack_types<IndexedPack<Seq, T...>> {
+  using type = PackTypes<T...>;
+};
+template <class L>
+struct pack_of_types;
+template <class... T>
+struct pack_of_types<PackTypes<T...>> {
+  using type = Pack<T...>;
+};
+
+/// The members of every pack, in order, copied once: a pairwise fold would copy the growing result at
+/// every step (a dozen copies of a gradient's contributions when one pack in a dozen is not empty, all on
+/// the stack).
 template <class P, class Q, class R, class... S>
 auto pack_cat(const P& p, const Q& q, const R& r, const S&... s) {
-  return pack_cat(pack_cat(p, q), r, s...);
+  using First = decltype(typename pack_types<P>::type{} | typename pack_types<Q>::type{} |
+                         typename pack_types<R>::type{});
+  using Out = typename pack_of_types<decltype((First{} | ... | typename pack_types<S>::type{}))>::type;
+  using C = CatIndex<P::size, Q::size, R::size, S::size...>;
+  const auto all = refs(p, q, r, s...);
+  return [&]<std::size_t... K>(std::index_sequence<K...>) {
+    return Out{{get_indexed<C::at[K]>(get_indexed<C::which[K]>(all))}...};
+  }(std::make_index_sequence<C::total>{});
 }
 
 template <class F, class Tuple, std::size_t... I>

@@ -24,19 +24,15 @@ struct TypeList {
 namespace detail {
 using metagrad::detail::children_t;
 
+// concat, unique_t and index_of fold over an operator or scan an array instead of recursing, so their
+// template depth stays constant however many boundary nodes a graph has (a training step of a
+// batch-normalised convolutional net has hundreds before deduplication; nvcc's front end stops at 200
+// nested instantiations).
+template <class... A, class... B>
+auto operator|(TypeList<A...>, TypeList<B...>) -> TypeList<A..., B...>;
 template <class... L>
-struct concat;
-template <>
-struct concat<> {
-  using type = TypeList<>;
-};
-template <class... A>
-struct concat<TypeList<A...>> {
-  using type = TypeList<A...>;
-};
-template <class... A, class... B, class... Rest>
-struct concat<TypeList<A...>, TypeList<B...>, Rest...> {
-  using type = typename concat<TypeList<A..., B...>, Rest...>::type;
+struct concat {
+  using type = decltype((TypeList<>{} | ... | L{}));
 };
 template <class... L>
 using concat_t = typename concat<L...>::type;
@@ -46,9 +42,6 @@ struct contains;
 template <class T, class... U>
 struct contains<T, TypeList<U...>> : std::bool_constant<(std::is_same_v<T, U> || ...)> {};
 
-// unique_t folds over the list with an overloaded operator instead of recursing, so its template depth
-// stays constant however many boundary nodes a graph has (a LeNet training step has hundreds before
-// deduplication).
 template <class T>
 struct TypeBox {};
 template <class... D, class T>
@@ -64,12 +57,20 @@ struct unique_impl<TypeList<T...>> {
 template <class List>
 using unique_t = typename unique_impl<List>::type;
 
+template <std::size_t N>
+constexpr std::size_t first_true(const std::array<bool, N>& same) {
+  std::size_t i = 0;
+  while (i < N && !same[i]) ++i;
+  return i;
+}
+/// The position of T's first occurrence in List. @pre T is in List.
 template <class T, class List>
 struct index_of;
 template <class T, class... U>
-struct index_of<T, TypeList<T, U...>> : std::integral_constant<std::size_t, 0> {};
-template <class T, class V, class... U>
-struct index_of<T, TypeList<V, U...>> : std::integral_constant<std::size_t, 1 + index_of<T, TypeList<U...>>::value> {};
+struct index_of<T, TypeList<U...>>
+    : std::integral_constant<std::size_t, first_true(std::array<bool, sizeof...(U)>{std::is_same_v<T, U>...})> {
+  static_assert(index_of::value < sizeof...(U), "metagrad: index_of: the type is not in the list");
+};
 
 template <class E>
 inline constexpr bool is_boundary_v = boundary_expression<E>;

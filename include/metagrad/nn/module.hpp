@@ -15,6 +15,9 @@
 //                                                     training step (batch norm's running statistics)
 //   void to(Device)                                   moves its parameters and buffers to a device (layers
 //                                                     without it have their params() moved by to_device)
+//   template <class X> auto forward(X&& x, TrainMode / EvalMode) const
+//                                                     the output in that mode alone (layers whose two modes
+//                                                     differ in form: batch norm, dropout, containers)
 // A layer's parameters are tagged by the layer's Tag, so two layers never share a parameter by accident;
 // a *spec* (nn::linear(400, 120)) is the untagged description, made into a layer by sequential() or make<Tag>.
 #pragma once
@@ -112,6 +115,28 @@ struct StateUpdate {
 template <class T, int R, class E>
 StateUpdate<T, R, std::remove_cvref_t<E>> state_update(const Tensor<T, R>& target, E&& value) {
   return {target, std::forward<E>(value)};
+}
+
+/// Build modes. A layer's operator() reads its run-time mode (train(bool)) when the expression is built, and
+/// must return one type in both: batch norm's output therefore holds both forms and picks one when evaluated.
+/// A gradient through that choice holds the adjoint of both forms, so its size doubles with every batch-norm
+/// layer below the loss (a few hundred megabytes of expression for three layers, past any thread's stack).
+/// forward_in(model, x, train_mode) builds the training form alone (eval_mode: the evaluation form); the
+/// Trainer builds its steps this way. Layers without a forward(x, mode) are applied as l(x).
+struct TrainMode {};
+struct EvalMode {};
+/// Each layer in the mode train(bool) set: what operator() builds.
+struct RuntimeMode {};
+inline constexpr TrainMode train_mode{};
+inline constexpr EvalMode eval_mode{};
+
+/// Layer l applied to x in mode m: l.forward(x, m) where the layer has one, else l(x).
+template <class L, class X, class Mode>
+auto forward_in(const L& l, X&& x, Mode m) {
+  if constexpr (!std::is_same_v<Mode, RuntimeMode> && requires { l.forward(std::forward<X>(x), m); })
+    return l.forward(std::forward<X>(x), m);
+  else
+    return l(std::forward<X>(x));
 }
 
 /// The state updates of layer `l` fed with x: l.updates(x) when it has any, else an empty tuple.

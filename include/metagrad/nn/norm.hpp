@@ -73,12 +73,24 @@ class BatchNorm : public LayerBase {
   }
 
   /// Train mode: batch statistics; eval mode: running statistics. The mode is read when the expression is
-  /// built and becomes a run-time choice between the two forms (only the chosen one is evaluated).
+  /// built and becomes a run-time choice between the two forms (only the chosen one is evaluated). A
+  /// gradient through it carries both forms' adjoints: build training graphs with forward(x, train_mode)
+  /// (nn::forward_in), as the Trainer does.
   template <class X>
   auto operator()(const X& x) const {
-    auto train = batch_norm(x, weight_, bias_, spec_.options.eps);
-    auto eval = batch_norm_eval(x, Const<T, 1>(mean_), Const<T, 1>(var_), weight_, bias_, spec_.options.eps);
+    auto train = forward(x, train_mode);
+    auto eval = forward(x, eval_mode);
     return SelectExpr<decltype(train), decltype(eval)>(std::move(train), std::move(eval), training_);
+  }
+  /// The training form alone: normalised with the batch statistics (one batch-norm node).
+  template <class X>
+  auto forward(const X& x, TrainMode) const {
+    return batch_norm(x, weight_, bias_, spec_.options.eps);
+  }
+  /// The evaluation form alone: normalised with the running statistics (one fused elementwise pass).
+  template <class X>
+  auto forward(const X& x, EvalMode) const {
+    return batch_norm_eval(x, Const<T, 1>(mean_), Const<T, 1>(var_), weight_, bias_, spec_.options.eps);
   }
 
   /// In train mode: the running statistics' new values, compiled into the training step.
@@ -203,6 +215,15 @@ class Dropout : public LayerBase {
   template <class X>
   auto operator()(X&& x) const {
     return metagrad::dropout(std::forward<X>(x), p_, key_, training_);
+  }
+  /// In train_mode: dropout whatever train(bool) says; in eval_mode: the identity.
+  template <class X>
+  auto forward(X&& x, TrainMode) const {
+    return metagrad::dropout(std::forward<X>(x), p_, key_, true);
+  }
+  template <class X>
+  auto forward(X&& x, EvalMode) const {
+    return metagrad::dropout(std::forward<X>(x), p_, key_, false);
   }
   /// Moves to the next step's mask (the training step calls it).
   void advance() const { key_.advance(); }

@@ -79,7 +79,12 @@ class Sequential : public LayerBase {
   /// The layers applied in order to x.
   template <class X>
   auto operator()(X&& x) const {
-    return forward_from<0>(std::forward<X>(x));
+    return forward_from<0>(std::forward<X>(x), RuntimeMode{});
+  }
+  /// The layers applied in order to x, each in mode m (train_mode or eval_mode; see forward_in).
+  template <class X, class Mode>
+  auto forward(X&& x, Mode m) const {
+    return forward_from<0>(std::forward<X>(x), m);
   }
 
   /// Child I (a layer). @code auto& fc = model.get<5>(); @endcode
@@ -189,12 +194,12 @@ class Sequential : public LayerBase {
     (f(std::get<I>(children_), I), ...);
   }
 
-  template <std::size_t I, class X>
-  auto forward_from(X&& x) const {
+  template <std::size_t I, class X, class Mode>
+  auto forward_from(X&& x, Mode m) const {
     if constexpr (I == N)
       return std::remove_cvref_t<X>(std::forward<X>(x));
     else
-      return forward_from<I + 1>(std::get<I>(children_)(std::forward<X>(x)));
+      return forward_from<I + 1>(forward_in(std::get<I>(children_), std::forward<X>(x), m), m);
   }
   template <std::size_t I, class X>
   auto updates_from(const X& x) const {
@@ -202,7 +207,7 @@ class Sequential : public LayerBase {
       return std::tuple<>();
     } else {
       const auto& c = std::get<I>(children_);
-      return std::tuple_cat(updates_of(c, x), updates_from<I + 1>(c(x)));
+      return std::tuple_cat(updates_of(c, x), updates_from<I + 1>(forward_in(c, x, train_mode)));
     }
   }
   template <std::size_t I, class X>

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <functional>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -32,12 +33,20 @@ template <class Tuple, std::size_t Off, std::size_t... I>
 auto sub_tuple(const Tuple& t, std::index_sequence<I...>) {
   return std::tie(std::get<Off + I>(t)...);
 }
+// The gradients are held on the heap and handed to compile() by reference: a deep model's gradients are
+// large objects (each holds its adjoint chain, over a megabyte in all for a three-layer batch-normalised
+// conv net), and copies of them through tuples on the stack took a thread's whole stack.
 template <class Loss, class Params, class Updates, class Extras>
 auto build_train_program(const Loss& loss, const Params& params, const Updates& ups, const Extras& extras) {
-  auto grads = std::apply([&](const auto&... p) { return grad_merged(loss, p...); }, params);
-  auto values = std::apply([](const auto&... u) { return std::make_tuple(u.value...); }, ups);
-  return std::apply([](const auto&... o) { return compile(o...); },
-                    std::tuple_cat(std::make_tuple(loss), grads, values, extras));
+  using grads_t = decltype(std::apply([&](const auto&... p) { return grad_merged(loss, p...); }, params));
+  const std::unique_ptr<metagrad::detail::HeldAdjointBase> held(new metagrad::detail::HeldAdjoint<grads_t>(
+      std::in_place, [&] { return std::apply([&](const auto&... p) { return grad_merged(loss, p...); }, params); }));
+  const grads_t& grads = static_cast<const metagrad::detail::HeldAdjoint<grads_t>&>(*held).value;
+  return [&]<std::size_t... G, std::size_t... U, std::size_t... E>(std::index_sequence<G...>, std::index_sequence<U...>,
+                                                                   std::index_sequence<E...>) {
+    return compile(loss, std::get<G>(grads)..., std::get<U>(ups).value..., std::get<E>(extras)...);
+  }(std::make_index_sequence<std::tuple_size_v<grads_t>>{}, std::make_index_sequence<std::tuple_size_v<Updates>>{},
+    std::make_index_sequence<std::tuple_size_v<Extras>>{});
 }
 }  // namespace detail
 

@@ -184,14 +184,14 @@ class Trainer {
 
   static auto build_train(Model& m, Opt& opt, LossFn& loss_fn, const XIn& x, const YIn& y, const TrainerOptions& o) {
     m.train(true);
-    auto logits = m(x);
+    auto logits = forward_in(m, x, train_mode);  // no run-time mode choice in the graph (see forward_in)
     auto correct = sum(argmax(logits, 1) == y);
     auto loss = loss_fn(logits, y);
     return TrainStep(opt, loss, updates_of(m, x), std::make_tuple(correct), TrainStepOptions{o.clip_grad_norm});
   }
   static auto build_eval(Model& m, LossFn& loss_fn, const XIn& x, const YIn& y) {
     m.train(false);
-    auto logits = m(x);
+    auto logits = forward_in(m, x, eval_mode);
     auto correct = sum(argmax(logits, 1) == y);
     auto loss = loss_fn(logits, y);
     auto step = EvalStep<decltype(loss), decltype(correct)>(loss, correct);
