@@ -275,21 +275,28 @@ struct CatIndex {
   static constexpr auto at = table().second;
 };
 
-// The member types of a concatenation, by a fold over operator| (declared only; a flat fold, no recursion).
+/// A list of types (an empty tag), and the concatenation of such lists by a fold over operator|: flat, no
+/// recursion, so its template depth stays constant however long the lists (autodiff's walks use it too).
 template <class... T>
-struct PackTypes {};
+struct types {};
 template <class... A, class... B>
-auto operator|(PackTypes<A...>, PackTypes<B...>) -> PackTypes<A..., B...>;
+auto operator|(types<A...>, types<B...>) -> types<A..., B...>;
+/// The concatenation of type lists L... (types<...> each).
+template <class... L>
+struct cat {
+  using type = decltype((types<>{} | ... | L{}));
+};
+
 template <class P>
 struct pack_types;
 template <class Seq, class... T>
 struct pack_types<IndexedPack<Seq, T...>> {
-  using type = PackTypes<T...>;
+  using type = types<T...>;
 };
 template <class L>
 struct pack_of_types;
 template <class... T>
-struct pack_of_types<PackTypes<T...>> {
+struct pack_of_types<types<T...>> {
   using type = Pack<T...>;
 };
 
@@ -298,14 +305,15 @@ struct pack_of_types<PackTypes<T...>> {
 /// the stack).
 template <class P, class Q, class R, class... S>
 auto pack_cat(const P& p, const Q& q, const R& r, const S&... s) {
-  using First = decltype(typename pack_types<P>::type{} | typename pack_types<Q>::type{} |
-                         typename pack_types<R>::type{});
-  using Out = typename pack_of_types<decltype((First{} | ... | typename pack_types<S>::type{}))>::type;
+  using Out =
+      typename pack_of_types<typename cat<typename pack_types<P>::type, typename pack_types<Q>::type,
+                                          typename pack_types<R>::type, typename pack_types<S>::type...>::type>::type;
   using C = CatIndex<P::size, Q::size, R::size, S::size...>;
   const auto all = refs(p, q, r, s...);
   return [&]<std::size_t... K>(std::index_sequence<K...>) {
     return Out{{get_indexed<C::at[K]>(get_indexed<C::which[K]>(all))}...};
-  }(std::make_index_sequence<C::total>{});
+  }
+  (std::make_index_sequence<C::total>{});
 }
 
 template <class F, class Tuple, std::size_t... I>
@@ -5995,21 +6003,10 @@ auto backprop_node(const W& w, const E& e, const G& g) {
 
 // --- the walk ---------------------------------------------------------------------------------------
 
-template <class... T>
-struct types {};
-
-// The type-level walks below fold over operator| instead of recursing over a list: the depth of nested
-// instantiations stays constant however many nodes a graph has. nvcc's front end stops at 200 nested
-// instantiations (g++ at 900), and a list of every node of a batch-normalised convolutional net, with
-// repeats, is longer than that.
-template <class... A, class... B>
-auto operator|(types<A...>, types<B...>) -> types<A..., B...>;
-
-/// The concatenation of type lists L... (types<...> each).
-template <class... L>
-struct cat {
-  using type = decltype((types<>{} | ... | L{}));
-};
+// The type-level walks below fold over operator| (types<...> and cat from core/pack.hpp, and Pick below)
+// instead of recursing over a list: the depth of nested instantiations stays constant however many nodes a
+// graph has. nvcc's front end stops at 200 nested instantiations (g++ at 900), and a list of every node of
+// a batch-normalised convolutional net, with repeats, is longer than that.
 
 template <class T, class List>
 struct has_type;
@@ -6044,8 +6041,8 @@ auto operator|(types<D...>, Pick<T, false>) -> types<D...>;
 // Whether node type T of the list All is shared: it occurs more than once, is not a leaf, and leads to one
 // of the leaves.
 template <class T, class All, class... Leaves>
-inline constexpr bool is_shared_v =
-    count_of<T, All>::value > 1 && pack_size_v<children_t<T>> != 0 && (depends_on<T, Leaves>::value || ...);
+inline constexpr bool is_shared_v = count_of<T, All>::value > 1 && pack_size_v<children_t<T>> != 0 &&
+                                    (depends_on<T, Leaves>::value || ...);
 
 template <class All, class... Leaves>
 struct shared_impl;
@@ -21830,15 +21827,17 @@ auto sub_tuple(const Tuple& t, std::index_sequence<I...>) {
 // conv net), and copies of them through tuples on the stack took a thread's whole stack.
 template <class Loss, class Params, class Updates, class Extras>
 auto build_train_program(const Loss& loss, const Params& params, const Updates& ups, const Extras& extras) {
-  using grads_t = decltype(std::apply([&](const auto&... p) { return grad_merged(loss, p...); }, params));
-  const std::unique_ptr<metagrad::detail::HeldAdjointBase> held(new metagrad::detail::HeldAdjoint<grads_t>(
-      std::in_place, [&] { return std::apply([&](const auto&... p) { return grad_merged(loss, p...); }, params); }));
+  auto make_grads = [&] { return std::apply([&](const auto&... p) { return grad_merged(loss, p...); }, params); };
+  using grads_t = decltype(make_grads());
+  const std::unique_ptr<metagrad::detail::HeldAdjointBase> held(
+      new metagrad::detail::HeldAdjoint<grads_t>(std::in_place, make_grads));
   const grads_t& grads = static_cast<const metagrad::detail::HeldAdjoint<grads_t>&>(*held).value;
   return [&]<std::size_t... G, std::size_t... U, std::size_t... E>(std::index_sequence<G...>, std::index_sequence<U...>,
                                                                    std::index_sequence<E...>) {
     return compile(loss, std::get<G>(grads)..., std::get<U>(ups).value..., std::get<E>(extras)...);
-  }(std::make_index_sequence<std::tuple_size_v<grads_t>>{}, std::make_index_sequence<std::tuple_size_v<Updates>>{},
-    std::make_index_sequence<std::tuple_size_v<Extras>>{});
+  }
+  (std::make_index_sequence<std::tuple_size_v<grads_t>>{}, std::make_index_sequence<std::tuple_size_v<Updates>>{},
+   std::make_index_sequence<std::tuple_size_v<Extras>>{});
 }
 }  // namespace detail
 

@@ -12,8 +12,7 @@ auto bn_net_of() {
   namespace nn = metagrad::nn;
   return nn::sequential<struct bn_net_test>(
       nn::conv2d<T>(1, 8, 3, {.padding = 1}), nn::batch_norm2d<T>(8), nn::relu(), nn::max_pool2d(2),
-      nn::conv2d<T>(8, 16, 3), nn::batch_norm2d<T>(16, {.eps = 1e-3, .momentum = 0.3}), nn::relu(),
-      nn::max_pool2d(2), nn::flatten(), nn::linear<T>(16 * 3 * 3, 32), nn::batch_norm1d<T>(32), nn::relu(),
-      nn::linear<T>(32, 10));
+      nn::conv2d<T>(8, 16, 3), nn::batch_norm2d<T>(16, {.eps = 1e-3, .momentum = 0.3}), nn::relu(), nn::max_pool2d(2),
+      nn::flatten(), nn::linear<T>(16 * 3 * 3, 32), nn::batch_norm1d<T>(32), nn::relu(), nn::linear<T>(32, 10));
 }
 }  // namespace test_models

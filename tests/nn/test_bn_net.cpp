@@ -32,12 +32,11 @@ std::vector<Batch> make_batches(int n, mg::index_t batch, std::uint64_t seed) {
     Batch bt{mg::eval(mg::normal<double>({batch, 1, 16, 16}) * 0.3), mg::randint<std::int64_t>(0, 10, {batch})};
     const auto gain = mg::eval(mg::uniform<double>({batch}, 1.0, 3.0));
     for (mg::index_t i = 0; i < batch; ++i) {
-      static constexpr mg::index_t at[10][2] = {{0, 0}, {0, 6}, {0, 12}, {6, 0},  {6, 6},
-                                                 {6, 12}, {12, 0}, {12, 6}, {12, 12}, {3, 3}};
+      static constexpr mg::index_t at[10][2] = {{0, 0},  {0, 6},  {0, 12}, {6, 0},   {6, 6},
+                                                {6, 12}, {12, 0}, {12, 6}, {12, 12}, {3, 3}};
       const auto k = bt.y.data()[i];
       for (mg::index_t r = 0; r < 4; ++r)
-        for (mg::index_t c = 0; c < 4; ++c)
-          bt.x.data()[i * 256 + (at[k][0] + r) * 16 + at[k][1] + c] += gain.data()[i];
+        for (mg::index_t c = 0; c < 4; ++c) bt.x.data()[i * 256 + (at[k][0] + r) * 16 + at[k][1] + c] += gain.data()[i];
     }
     out.push_back(std::move(bt));
   }
@@ -63,7 +62,8 @@ void channel_stats(const mg::Tensor<double, 4>& y, std::vector<double>& mean, st
     const double m = s / static_cast<double>(n * hw);
     double q = 0;
     for (mg::index_t i = 0; i < n; ++i)
-      for (mg::index_t j = 0; j < hw; ++j) q += (y.data()[(i * c + ch) * hw + j] - m) * (y.data()[(i * c + ch) * hw + j] - m);
+      for (mg::index_t j = 0; j < hw; ++j)
+        q += (y.data()[(i * c + ch) * hw + j] - m) * (y.data()[(i * c + ch) * hw + j] - m);
     mean[static_cast<std::size_t>(ch)] = m;
     var[static_cast<std::size_t>(ch)] = q / static_cast<double>(n * hw - 1);
   }

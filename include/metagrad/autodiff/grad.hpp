@@ -382,21 +382,10 @@ auto backprop_node(const W& w, const E& e, const G& g) {
 
 // --- the walk ---------------------------------------------------------------------------------------
 
-template <class... T>
-struct types {};
-
-// The type-level walks below fold over operator| instead of recursing over a list: the depth of nested
-// instantiations stays constant however many nodes a graph has. nvcc's front end stops at 200 nested
-// instantiations (g++ at 900), and a list of every node of a batch-normalised convolutional net, with
-// repeats, is longer than that.
-template <class... A, class... B>
-auto operator|(types<A...>, types<B...>) -> types<A..., B...>;
-
-/// The concatenation of type lists L... (types<...> each).
-template <class... L>
-struct cat {
-  using type = decltype((types<>{} | ... | L{}));
-};
+// The type-level walks below fold over operator| (types<...> and cat from core/pack.hpp, and Pick below)
+// instead of recursing over a list: the depth of nested instantiations stays constant however many nodes a
+// graph has. nvcc's front end stops at 200 nested instantiations (g++ at 900), and a list of every node of
+// a batch-normalised convolutional net, with repeats, is longer than that.
 
 template <class T, class List>
 struct has_type;
@@ -431,8 +420,8 @@ auto operator|(types<D...>, Pick<T, false>) -> types<D...>;
 // Whether node type T of the list All is shared: it occurs more than once, is not a leaf, and leads to one
 // of the leaves.
 template <class T, class All, class... Leaves>
-inline constexpr bool is_shared_v =
-    count_of<T, All>::value > 1 && pack_size_v<children_t<T>> != 0 && (depends_on<T, Leaves>::value || ...);
+inline constexpr bool is_shared_v = count_of<T, All>::value > 1 && pack_size_v<children_t<T>> != 0 &&
+                                    (depends_on<T, Leaves>::value || ...);
 
 template <class All, class... Leaves>
 struct shared_impl;

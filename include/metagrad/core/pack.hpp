@@ -103,21 +103,28 @@ struct CatIndex {
   static constexpr auto at = table().second;
 };
 
-// The member types of a concatenation, by a fold over operator| (declared only; a flat fold, no recursion).
+/// A list of types (an empty tag), and the concatenation of such lists by a fold over operator|: flat, no
+/// recursion, so its template depth stays constant however long the lists (autodiff's walks use it too).
 template <class... T>
-struct PackTypes {};
+struct types {};
 template <class... A, class... B>
-auto operator|(PackTypes<A...>, PackTypes<B...>) -> PackTypes<A..., B...>;
+auto operator|(types<A...>, types<B...>) -> types<A..., B...>;
+/// The concatenation of type lists L... (types<...> each).
+template <class... L>
+struct cat {
+  using type = decltype((types<>{} | ... | L{}));
+};
+
 template <class P>
 struct pack_types;
 template <class Seq, class... T>
 struct pack_types<IndexedPack<Seq, T...>> {
-  using type = PackTypes<T...>;
+  using type = types<T...>;
 };
 template <class L>
 struct pack_of_types;
 template <class... T>
-struct pack_of_types<PackTypes<T...>> {
+struct pack_of_types<types<T...>> {
   using type = Pack<T...>;
 };
 
@@ -126,14 +133,15 @@ struct pack_of_types<PackTypes<T...>> {
 /// the stack).
 template <class P, class Q, class R, class... S>
 auto pack_cat(const P& p, const Q& q, const R& r, const S&... s) {
-  using First = decltype(typename pack_types<P>::type{} | typename pack_types<Q>::type{} |
-                         typename pack_types<R>::type{});
-  using Out = typename pack_of_types<decltype((First{} | ... | typename pack_types<S>::type{}))>::type;
+  using Out =
+      typename pack_of_types<typename cat<typename pack_types<P>::type, typename pack_types<Q>::type,
+                                          typename pack_types<R>::type, typename pack_types<S>::type...>::type>::type;
   using C = CatIndex<P::size, Q::size, R::size, S::size...>;
   const auto all = refs(p, q, r, s...);
   return [&]<std::size_t... K>(std::index_sequence<K...>) {
     return Out{{get_indexed<C::at[K]>(get_indexed<C::which[K]>(all))}...};
-  }(std::make_index_sequence<C::total>{});
+  }
+  (std::make_index_sequence<C::total>{});
 }
 
 template <class F, class Tuple, std::size_t... I>

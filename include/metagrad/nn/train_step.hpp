@@ -38,15 +38,17 @@ auto sub_tuple(const Tuple& t, std::index_sequence<I...>) {
 // conv net), and copies of them through tuples on the stack took a thread's whole stack.
 template <class Loss, class Params, class Updates, class Extras>
 auto build_train_program(const Loss& loss, const Params& params, const Updates& ups, const Extras& extras) {
-  using grads_t = decltype(std::apply([&](const auto&... p) { return grad_merged(loss, p...); }, params));
-  const std::unique_ptr<metagrad::detail::HeldAdjointBase> held(new metagrad::detail::HeldAdjoint<grads_t>(
-      std::in_place, [&] { return std::apply([&](const auto&... p) { return grad_merged(loss, p...); }, params); }));
+  auto make_grads = [&] { return std::apply([&](const auto&... p) { return grad_merged(loss, p...); }, params); };
+  using grads_t = decltype(make_grads());
+  const std::unique_ptr<metagrad::detail::HeldAdjointBase> held(
+      new metagrad::detail::HeldAdjoint<grads_t>(std::in_place, make_grads));
   const grads_t& grads = static_cast<const metagrad::detail::HeldAdjoint<grads_t>&>(*held).value;
   return [&]<std::size_t... G, std::size_t... U, std::size_t... E>(std::index_sequence<G...>, std::index_sequence<U...>,
                                                                    std::index_sequence<E...>) {
     return compile(loss, std::get<G>(grads)..., std::get<U>(ups).value..., std::get<E>(extras)...);
-  }(std::make_index_sequence<std::tuple_size_v<grads_t>>{}, std::make_index_sequence<std::tuple_size_v<Updates>>{},
-    std::make_index_sequence<std::tuple_size_v<Extras>>{});
+  }
+  (std::make_index_sequence<std::tuple_size_v<grads_t>>{}, std::make_index_sequence<std::tuple_size_v<Updates>>{},
+   std::make_index_sequence<std::tuple_size_v<Extras>>{});
 }
 }  // namespace detail
 
